@@ -1,0 +1,67 @@
+# pgmaint — common jobs. `make demo` and `make test` each run `setup` first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check
+# one sandbox per checkout, outside the checkout (the server may run as `postgres`,
+# which cannot enter a private home directory)
+SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | cut -c1-8)
+export PGMAINT_SANDBOX_DIR := $(SANDBOX_DIR)
+PGMAINT := $(BIN)/pgmaint
+
+.PHONY: setup system-packages demo test deploy check lint bench clean sandbox-start sandbox-stop
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages; run as root:  apt-get update && apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+sandbox-start: setup
+	@$(PGMAINT) sandbox start
+
+sandbox-stop:
+	@test -x $(PGMAINT) && $(PGMAINT) sandbox stop || true
+
+demo: setup
+	@$(PGMAINT) sandbox start >/dev/null
+	@$(PGMAINT) --dsn "$$($(PGMAINT) --json sandbox status | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dsn"])')" demo
+
+test: setup
+	$(BIN)/pytest -q
+
+# deploy / check use PGMAINT_DSN or libpq's PG* variables (eval "$(.venv/bin/pgmaint sandbox env)")
+deploy: setup
+	$(PGMAINT) deploy
+
+check: setup
+	$(PGMAINT) status
+
+lint: setup
+	$(BIN)/ruff check orchestrator tests bench
+	$(BIN)/ruff format --check orchestrator tests bench
+	$(BIN)/pytest -q tests/test_plpgsql_check.py
+
+bench: setup
+	@ls bench/*.py >/dev/null 2>&1 && for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+
+clean:
+	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

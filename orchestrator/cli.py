@@ -1,0 +1,287 @@
+"""The ``pgmaint`` command line (click)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from rich.console import Console
+
+from orchestrator import __version__, db, deploy, journal, sandbox
+from orchestrator.errors import PgmaintError
+from orchestrator.output import Settings, emit, settings, table
+
+
+class PgmaintGroup(click.Group):
+    """Turns every failure into one line on stderr; --verbose adds the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except psycopg.Error as exc:
+            self._verbose_trace(ctx)
+            raise PgmaintError(db.error_line(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            self._verbose_trace(ctx)
+            raise PgmaintError(f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _verbose_trace(ctx: click.Context) -> None:
+        obj = ctx.find_object(Settings)
+        if obj is not None and obj.verbose:
+            traceback.print_exc()
+
+
+@click.group(cls=PgmaintGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--dsn",
+    envvar="PGMAINT_DSN",
+    default="",
+    show_envvar=True,
+    help="libpq connection string or URI. Default: libpq's PG* variables and ~/.pgpass.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(__version__, prog_name="pgmaint")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str, as_json: bool, verbose: bool) -> None:
+    """pgmaint: PostgreSQL maintenance that lives in the database (schema maint)."""
+    ctx.obj = Settings(dsn=dsn, json=as_json, verbose=verbose)
+
+
+def main() -> None:
+    cli(prog_name="pgmaint")
+
+
+# --- deploy / uninstall / status ------------------------------------------------------
+
+
+@cli.command("deploy")
+@click.option("--dry-run", is_flag=True, help="List what would be applied; change nothing.")
+@click.option("--force", is_flag=True, help="Re-apply every function file even if unchanged.")
+@click.option(
+    "--lock-timeout",
+    default="60s",
+    show_default=True,
+    help="How long to wait for another deploy or for table locks.",
+)
+@click.pass_context
+def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str) -> None:
+    """Install or upgrade the kit: pending migrations, then every function file."""
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        where = db.describe(conn)
+        if dry_run:
+            p = deploy.plan(conn)
+            data = {"dry_run": True, "database": p.database, "kit_version": p.kit_version,
+                    "installed_version": p.installed_version,
+                    "pending_migrations": p.pending_migrations,
+                    "files": [asdict(f) for f in p.files], "up_to_date": p.up_to_date}
+
+            def render_plan(out: Console) -> None:
+                out.print(f"[bold]pgmaint {p.kit_version}[/] dry run against {where}")
+                out.print(f"installed version: {p.installed_version or 'not installed'}")
+                if p.up_to_date:
+                    out.print("up to date: nothing would be applied")
+                    return
+                out.print("migrations to apply: " + (", ".join(p.pending_migrations) or "none"))
+                changed = [f for f in p.files if f.state != "unchanged"]
+                out.print(
+                    f"function files: {len(p.files)} would be re-applied, "
+                    f"{len(changed)} of them new or changed"
+                )
+                for f in changed:
+                    out.print(f"  {f.state:8} {f.name}")
+
+            emit(ctx, data, render_plan)
+            return
+        r = deploy.deploy(conn, force=force, lock_timeout=lock_timeout)
+        data = {"dry_run": False, "database": r.plan.database, "version": r.plan.kit_version,
+                "previous_version": r.plan.installed_version, "changed": r.changed,
+                "applied_migrations": r.applied_migrations, "applied_files": r.applied_files,
+                "stale_routines": r.stale_routines}
+
+        def render(out: Console) -> None:
+            if not r.changed:
+                out.print(
+                    f"[green]up to date[/]: pgmaint {r.plan.kit_version} in {where}; "
+                    "no pending migrations, function files unchanged"
+                )
+                return
+            out.print(f"[bold]pgmaint {r.plan.kit_version}[/] deployed to {where}")
+            if r.plan.installed_version and r.plan.installed_version != r.plan.kit_version:
+                out.print(f"upgraded from {r.plan.installed_version}")
+            out.print("migrations applied: " + (", ".join(r.applied_migrations) or "none"))
+            changed = [f.name for f in r.plan.files if f.state != "unchanged"]
+            out.print(
+                f"function files applied: {len(r.applied_files)} "
+                f"({len(changed)} new or changed)"
+            )
+            for name in r.stale_routines:
+                out.print(
+                    f"[yellow]warning[/]: {name} is no longer defined by any function file; "
+                    "drop it in a migration"
+                )
+
+        emit(ctx, data, render)
+
+
+@cli.command("uninstall")
+@click.option("--yes", is_flag=True, help="Really remove schema maint and the kit's cron jobs.")
+@click.pass_context
+def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
+    """Remove schema maint and this database's maint: cron jobs (roles and your tables stay)."""
+    if not yes:
+        raise click.UsageError(
+            "uninstall drops schema maint with the run journal and archive; pass --yes to confirm"
+        )
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        r = deploy.uninstall(conn, s.dsn)
+    emit(
+        ctx,
+        asdict(r),
+        lambda out: out.print(
+            f"removed schema maint from database {r.database!r}"
+            + (f" and {len(r.removed_jobs)} cron job(s): {', '.join(r.removed_jobs)}"
+               if r.removed_jobs else "")
+            + (f" ({r.cron_note})" if r.cron_note else "")
+            + "; roles maint_admin and maint_monitor are left for other databases"
+        ),
+    )
+
+
+@cli.command("status")
+@click.pass_context
+def status_cmd(ctx: click.Context) -> None:
+    """Installed version, pending migrations and the state of the journal."""
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        p = deploy.plan(conn)
+        runs = journal.summary(conn) if p.installed_version else None
+        data = {"database": p.database, "kit_version": p.kit_version,
+                "installed_version": p.installed_version,
+                "pending_migrations": p.pending_migrations,
+                "changed_files": [f.name for f in p.files if f.state != "unchanged"],
+                "server_version": conn.info.server_version, "runs": runs}
+        where = db.describe(conn)
+
+    def render(out: Console) -> None:
+        out.print(f"{where}")
+        if not p.installed_version:
+            out.print("[yellow]pgmaint is not installed[/]: run 'pgmaint deploy'")
+            return
+        state = "[green]up to date[/]" if p.up_to_date else "[yellow]deploy pending[/]"
+        out.print(f"pgmaint {p.installed_version} installed ({state}; this package is {p.kit_version})")
+        if runs:
+            out.print(
+                f"journal: {runs['total']} runs, {runs['running']} running, "
+                f"{runs['failed_24h']} failed in the last 24 h"
+            )
+
+    emit(ctx, data, render)
+
+
+@cli.command("history")
+@click.option("--task", help="Only runs of this task.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.pass_context
+def history_cmd(ctx: click.Context, task: str | None, limit: int) -> None:
+    """Recent runs from the journal (maint.runs), newest first."""
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        rows = journal.history(conn, task=task, limit=limit)
+    cols = ["id", "task", "status", "dry_run", "source", "started_at", "duration",
+            "rows_examined", "rows_affected", "error"]
+    emit(ctx, rows, lambda out: out.print(
+        table(None, cols, ([r[c] for c in cols] for r in rows)) if rows else "no runs"))
+
+
+# --- sandbox -----------------------------------------------------------------------------
+
+dir_option = click.option(
+    "--dir", "directory", type=click.Path(path_type=Path), default=None,
+    help="Sandbox directory (default: $PGMAINT_SANDBOX_DIR or <tmp>/pgmaint-sandbox-<user>).",
+)
+
+
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """A throwaway local PostgreSQL 15 with pg_cron, for the demo and the tests."""
+
+
+@sandbox_group.command("start")
+@dir_option
+@click.option("--port", type=int, default=None, help="Port (default: a free one).")
+@click.option("--fast", is_flag=True, help="fsync off: for tests, never for data you keep.")
+@click.pass_context
+def sandbox_start(ctx: click.Context, directory: Path | None, port: int | None, fast: bool) -> None:
+    """Create (first time) and start the sandbox server; prints the DSN."""
+    info = sandbox.Sandbox(directory).start(port=port, fast=fast)
+    emit(ctx, {**asdict(info), "dsn": info.conninfo()},
+         lambda out: click.echo(f"sandbox running (pid {info.pid}); DSN: {info.conninfo()}"))
+
+
+@sandbox_group.command("stop")
+@dir_option
+@click.option("--destroy", is_flag=True, help="Also delete the data directory.")
+@click.pass_context
+def sandbox_stop(ctx: click.Context, directory: Path | None, destroy: bool) -> None:
+    """Stop the sandbox server (and with --destroy remove its files)."""
+    box = sandbox.Sandbox(directory)
+    if destroy:
+        box.destroy()
+        click.echo(f"sandbox in {box.dir} stopped and removed")
+    else:
+        click.echo("sandbox stopped" if box.stop() else "sandbox was not running")
+
+
+@sandbox_group.command("status")
+@dir_option
+@click.pass_context
+def sandbox_status(ctx: click.Context, directory: Path | None) -> None:
+    """Whether the sandbox runs, where, and its DSN. Exit code 3 when it is not running."""
+    info = sandbox.Sandbox(directory).info()
+    emit(ctx, {**asdict(info), "dsn": info.conninfo()}, lambda out: click.echo(
+        f"sandbox {'running (pid %s)' % info.pid if info.running else 'stopped'} in "
+        f"{info.directory}; DSN: {info.conninfo()}"))
+    if not info.running:
+        ctx.exit(3)
+
+
+@sandbox_group.command("env")
+@dir_option
+@click.option("--dbname", default="postgres", show_default=True)
+def sandbox_env(directory: Path | None, dbname: str) -> None:
+    """Print shell exports for the sandbox: eval "$(pgmaint sandbox env)"."""
+    info = sandbox.Sandbox(directory).info()
+    for key, value in info.env(dbname).items():
+        click.echo(f"export {key}='{value}'")
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.option("--dbname", default="pgmaint_demo", show_default=True,
+              help="Demo database to (re)create on the server --dsn points at.")
+@click.pass_context
+def demo_cmd(ctx: click.Context, dbname: str) -> None:
+    """(Re)create a demo database with a small application, deploy the kit, show what it sees."""
+    from orchestrator import demo
+
+    demo.run(ctx, settings(ctx).dsn, dbname)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Connections: one place that turns --dsn / PGMAINT_DSN / libpq's PG* into psycopg connections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import conninfo
+
+from orchestrator.errors import ConnectionFailed
+
+APPLICATION_NAME = "pgmaint"
+
+
+def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> psycopg.Connection:
+    """Open a connection; an empty ``dsn`` lets libpq use PG* variables and ~/.pgpass.
+
+    ``overrides`` replace keywords of the DSN (for example ``dbname=`` to reach the
+    pg_cron database). ``application_name`` defaults to ``pgmaint`` so the journal
+    records CLI runs with source ``cli``.
+    """
+    params: dict[str, object] = {"application_name": APPLICATION_NAME}
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, **params)
+    except psycopg.OperationalError as exc:
+        raise ConnectionFailed(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
+
+
+@contextmanager
+def connection(dsn: str = "", **kwargs: object) -> Iterator[psycopg.Connection]:
+    conn = connect(dsn, **kwargs)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def describe(conn: psycopg.Connection) -> str:
+    """``dbname on host:port`` for messages, never including a password."""
+    info = conn.info
+    host = info.host or "local socket"
+    return f"database {info.dbname!r} on {host}:{info.port} as {info.user}"
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """The same DSN pointed at another database (keeps host, port, user, password)."""
+    params = conninfo.conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo(**params)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def error_line(exc: BaseException) -> str:
+    """A database error as a single line: message plus detail/hint when PostgreSQL gave one."""
+    if isinstance(exc, psycopg.Error) and exc.diag and exc.diag.message_primary:
+        parts = [exc.diag.message_primary]
+        if exc.diag.message_detail:
+            parts.append(f"({exc.diag.message_detail})")
+        if exc.diag.message_hint:
+            parts.append(f"Hint: {exc.diag.message_hint}")
+        return " ".join(parts)
+    return _one_line(exc)

@@ -1,0 +1,425 @@
+"""Deploy the kit: yoyo migrations, then every function file, in one transaction.
+
+yoyo-migrations tracks which migrations ran (its bookkeeping tables live in the
+``maint`` schema, so uninstall removes them too). We drive yoyo's backend on our own
+connection instead of calling ``apply_migrations``: yoyo would run each migration on
+a separate connection, mark it applied in yet another transaction, and run post-apply
+hooks only when a migration was pending. Here the advisory lock, the migrations, the
+function files and the deployment record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import re
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import parse_uri
+from yoyo.internalmigrations import needs_upgrading, upgrade
+
+from orchestrator import __version__, cron
+from orchestrator.db import error_line
+from orchestrator.errors import NotInstalled, PgmaintError
+from orchestrator.paths import sql_dir
+
+SCHEMA = "maint"
+MIGRATION_TABLE = "_yoyo_migration"
+# pg_advisory_lock(int, int) key of deploy/uninstall: class 'main', object 'depl'
+DEPLOY_LOCK = (1835100526, 1684369516)
+MIN_SERVER_VERSION = 130000
+ROUTINE_RE = re.compile(
+    r"CREATE\s+OR\s+REPLACE\s+(?:FUNCTION|PROCEDURE)\s+maint\.([a-z_][a-z0-9_]*)\s*\(",
+    re.IGNORECASE,
+)
+
+
+class DeployError(PgmaintError):
+    """Deploy refused or failed; nothing was changed."""
+
+
+@dataclass
+class FileState:
+    name: str
+    sha256: str
+    state: str  # new | changed | unchanged
+
+
+@dataclass
+class DeployPlan:
+    database: str
+    kit_version: str
+    installed_version: str | None
+    pending_migrations: list[str]
+    files: list[FileState]
+
+    @property
+    def functions_changed(self) -> bool:
+        return any(f.state != "unchanged" for f in self.files)
+
+    @property
+    def up_to_date(self) -> bool:
+        return (
+            self.installed_version == self.kit_version
+            and not self.pending_migrations
+            and not self.functions_changed
+        )
+
+
+@dataclass
+class DeployResult:
+    plan: DeployPlan
+    applied_migrations: list[str] = field(default_factory=list)
+    applied_files: list[str] = field(default_factory=list)
+    stale_routines: list[str] = field(default_factory=list)
+    changed: bool = False
+
+
+class _ConnectionBackend(PostgresqlPsycopgBackend):
+    """yoyo's psycopg 3 backend, bound to a connection we already hold."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._given = conn
+        super().__init__(parse_uri("postgresql+psycopg:///"), MIGRATION_TABLE)
+
+    def connect(self, dburi: object) -> psycopg.Connection:
+        return self._given
+
+    def get_log_data(self, migration=None, operation="apply"):  # type: ignore[no-untyped-def]
+        # yoyo records socket.getfqdn(), which can stall for seconds on a host without
+        # DNS; the plain host name is what we want in the log anyway
+        return {
+            "id": str(uuid.uuid1()),
+            "migration_id": migration.id if migration else None,
+            "migration_hash": migration.hash if migration else None,
+            "username": getpass.getuser(),
+            "hostname": socket.gethostname(),
+            "created_at_utc": datetime.now(timezone.utc).replace(tzinfo=None),
+            "operation": operation,
+        }
+
+
+def _function_files(root: Path) -> list[Path]:
+    return sorted((root / "functions").glob("*.sql"), key=lambda p: p.name)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _schema_state(conn: psycopg.Connection) -> str:
+    """'absent', 'kit' (a pgmaint installation) or 'foreign' (someone else's schema)."""
+    row = conn.execute(
+        "SELECT n.oid IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL"
+        " FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_namespace AS n"
+        " ON n.nspname = %s",
+        (SCHEMA,),
+    ).fetchone()
+    assert row is not None
+    exists, has_bookkeeping = row
+    if not exists:
+        return "absent"
+    return "kit" if has_bookkeeping else "foreign"
+
+
+def _foreign_schema_error(conn: psycopg.Connection) -> DeployError:
+    objects = [
+        r[0]
+        for r in conn.execute(
+            """
+            SELECT format('%s %s', kind, name) FROM (
+                SELECT 'relation' AS kind, c.oid::regclass::text AS name
+                  FROM pg_catalog.pg_class c WHERE c.relnamespace = 'maint'::regnamespace
+                UNION ALL
+                SELECT 'function', p.oid::regprocedure::text
+                  FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'maint'::regnamespace
+            ) AS o ORDER BY 1 LIMIT 5
+            """
+        )
+    ]
+    what = ", ".join(objects) if objects else "no objects"
+    return DeployError(
+        f'schema "maint" already exists in this database and is not a pgmaint installation '
+        f"({what}); pgmaint needs that name: rename it (ALTER SCHEMA maint RENAME TO ...) "
+        "and deploy again. Nothing was changed."
+    )
+
+
+def _installed(conn: psycopg.Connection) -> tuple[str | None, dict[str, str]]:
+    if conn.execute("SELECT to_regclass('maint.deployments')").fetchone() == (None,):
+        return None, {}
+    row = conn.execute(
+        "SELECT version, files FROM maint.deployments ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None, {}
+    return row[0], dict(row[1])
+
+
+def _applied_ids(conn: psycopg.Connection) -> set[str]:
+    if conn.execute("SELECT to_regclass('maint._yoyo_migration')").fetchone() == (None,):
+        return set()
+    return {r[0] for r in conn.execute("SELECT migration_id FROM maint._yoyo_migration")}
+
+
+def plan(conn: psycopg.Connection, root: Path | None = None) -> DeployPlan:
+    """What a deploy would do, without changing anything."""
+    root = root or sql_dir()
+    _check_server(conn)
+    state = _schema_state(conn)
+    if state == "foreign":
+        raise _foreign_schema_error(conn)
+    migrations = read_migrations(str(root / "migrations"))
+    applied = _applied_ids(conn) if state == "kit" else set()
+    installed_version, recorded = _installed(conn) if state == "kit" else (None, {})
+    files = []
+    for path in _function_files(root):
+        digest = _digest(path)
+        old = recorded.get(path.name)
+        files.append(
+            FileState(
+                path.name,
+                digest,
+                "new" if old is None else ("unchanged" if old == digest else "changed"),
+            )
+        )
+    return DeployPlan(
+        database=conn.info.dbname,
+        kit_version=__version__,
+        installed_version=installed_version,
+        pending_migrations=[m.id for m in migrations if m.id not in applied],
+        files=files,
+    )
+
+
+def _check_server(conn: psycopg.Connection) -> None:
+    if conn.info.server_version < MIN_SERVER_VERSION:
+        raise DeployError(
+            f"PostgreSQL {conn.info.server_version // 10000} is too old; pgmaint needs 13 or newer"
+        )
+    if conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone() == (True,):
+        raise DeployError("this server is a standby in recovery; deploy to the primary")
+
+
+def deploy(
+    conn: psycopg.Connection,
+    root: Path | None = None,
+    *,
+    force: bool = False,
+    lock_timeout: str = "60s",
+) -> DeployResult:
+    """Apply pending migrations and the function files under one advisory lock.
+
+    ``conn`` must be in autocommit mode. Everything happens in one transaction, except
+    a migration marked ``-- transactional: false``, which commits what came before it.
+    """
+    root = root or sql_dir()
+    if not conn.autocommit:
+        raise ValueError("deploy needs an autocommit connection")
+    backend = _ConnectionBackend(conn)
+    migrations = read_migrations(str(root / "migrations"))
+    backend.begin()
+    try:
+        conn.execute(
+            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
+        )
+        _lock(conn, lock_timeout)
+        result = _deploy_locked(conn, backend, migrations, root, force)
+        backend.commit()
+    except BaseException:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            backend.rollback()
+        raise
+    finally:
+        _unlock(conn)
+    return result
+
+
+def _lock(conn: psycopg.Connection, lock_timeout: str) -> None:
+    try:
+        conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", DEPLOY_LOCK)
+    except psycopg.errors.LockNotAvailable as exc:
+        raise DeployError(
+            f"another pgmaint deploy or uninstall holds the deploy lock on database "
+            f"{conn.info.dbname!r} for more than {lock_timeout}; try again later"
+        ) from exc
+
+
+def _unlock(conn: psycopg.Connection) -> None:
+    if conn.closed:
+        return
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+        conn.execute("ROLLBACK")
+    conn.execute(
+        "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
+        " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
+        " AND classid = %s AND objid = %s AND objsubid = 2",
+        (*DEPLOY_LOCK, *DEPLOY_LOCK),
+    )
+
+
+def _deploy_locked(
+    conn: psycopg.Connection,
+    backend: _ConnectionBackend,
+    migrations: object,
+    root: Path,
+    force: bool,
+) -> DeployResult:
+    # decided under the lock: a concurrent deploy may have just finished
+    the_plan = plan(conn, root)
+    result = DeployResult(plan=the_plan)
+    if the_plan.up_to_date and not force:
+        return result
+
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+    # yoyo's bookkeeping queries are unqualified: point them at maint
+    conn.execute("SET LOCAL search_path = maint, pg_catalog")
+    if needs_upgrading(backend):
+        upgrade(backend)
+    backend._internal_schema_updated = True
+
+    for migration in backend.to_apply(migrations):
+        try:
+            if migration.use_transactions:
+                migration.process_steps(backend, "apply")
+            else:
+                # e.g. CREATE INDEX CONCURRENTLY: commit what came before, run it alone
+                backend.commit()
+                migration.process_steps(backend, "apply")
+                backend.begin()
+                conn.execute("SET LOCAL search_path = maint, pg_catalog")
+        except psycopg.Error as exc:
+            raise DeployError(f"migration {migration.id} failed: {error_line(exc)}") from exc
+        backend.log_migration(migration, "apply")
+        backend.mark_one(migration, log=False)
+        result.applied_migrations.append(migration.id)
+
+    # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),
+    # so files apply in name order without a dependency graph
+    conn.execute("SET LOCAL check_function_bodies = off")
+    conn.execute("SET LOCAL client_min_messages = warning")
+    for fs in the_plan.files:
+        path = root / "functions" / fs.name
+        try:
+            conn.execute(path.read_text(encoding="utf-8"))  # no params: '%' stays literal
+        except psycopg.Error as exc:
+            raise DeployError(f"{fs.name} failed: {error_line(exc)}") from exc
+        result.applied_files.append(fs.name)
+    conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
+
+    declared = set()
+    for fs in the_plan.files:
+        declared |= {m.lower() for m in ROUTINE_RE.findall((root / "functions" / fs.name).read_text())}
+    result.stale_routines = [
+        r[0]
+        for r in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p"
+            " WHERE p.pronamespace = 'maint'::regnamespace AND NOT (p.proname = ANY(%s))"
+            " ORDER BY 1",
+            (sorted(declared),),
+        )
+    ]
+    conn.execute(
+        "INSERT INTO maint.deployments (version, migrations, files) VALUES (%s, %s, %s)",
+        (
+            the_plan.kit_version,
+            result.applied_migrations,
+            psycopg.types.json.Jsonb({f.name: f.sha256 for f in the_plan.files}),
+        ),
+    )
+    result.changed = True
+    return result
+
+
+# --- uninstall ------------------------------------------------------------------------
+
+FOREIGN_DEPENDENTS_SQL = """
+WITH members AS (
+    SELECT 'pg_class'::regclass AS classid, c.oid AS objid FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'maint'::regnamespace
+    UNION ALL
+    SELECT 'pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'maint'::regnamespace
+    UNION ALL
+    SELECT 'pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
+     WHERE t.typnamespace = 'maint'::regnamespace
+), dependents AS (
+    SELECT DISTINCT d.classid, d.objid, d.objsubid,
+           CASE d.classid
+               WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = d.objid)
+               WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = d.objid)
+               WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = d.objid)
+               WHEN 'pg_constraint'::regclass THEN (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = d.objid)
+               WHEN 'pg_rewrite'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_rewrite r
+                                                   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+               WHEN 'pg_trigger'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
+                                                   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
+               WHEN 'pg_attrdef'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
+                                                   JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE a.oid = d.objid)
+               WHEN 'pg_policy'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy p
+                                                  JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = d.objid)
+           END AS nsp
+      FROM pg_catalog.pg_depend d
+      JOIN members m ON m.classid = d.refclassid AND m.objid = d.refobjid
+     WHERE d.deptype IN ('n', 'a')
+)
+SELECT pg_catalog.pg_describe_object(classid, objid, objsubid)
+  FROM dependents
+ WHERE nsp IS DISTINCT FROM 'maint'::regnamespace
+ ORDER BY 1
+"""
+
+
+@dataclass
+class UninstallResult:
+    database: str
+    removed_jobs: list[str]
+    cron_note: str | None
+
+
+def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") -> UninstallResult:
+    """Drop schema maint (with yoyo's bookkeeping in it) and this database's maint: jobs.
+
+    Refuses, changing nothing, when objects outside the schema depend on it. Roles stay:
+    they are cluster-wide and other databases may use them.
+    """
+    if not conn.autocommit:
+        raise ValueError("uninstall needs an autocommit connection")
+    conn.execute("BEGIN")
+    try:
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+        _lock(conn, lock_timeout)
+        state = _schema_state(conn)
+        if state == "absent":
+            raise NotInstalled(f"pgmaint is not installed in database {conn.info.dbname!r}")
+        if state == "foreign":
+            raise PgmaintError(
+                f'schema "maint" in database {conn.info.dbname!r} is not a pgmaint installation; '
+                "not touching it"
+            )
+        dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL)]
+        if dependents:
+            shown = "; ".join(dependents[:10])
+            more = f" and {len(dependents) - 10} more" if len(dependents) > 10 else ""
+            raise PgmaintError(
+                f"objects outside schema maint depend on it and would be dropped too: "
+                f"{shown}{more}. Remove or change them first; nothing was changed."
+            )
+        conn.execute("DROP SCHEMA maint CASCADE")
+        removed, note = cron.unschedule_kit_jobs(conn, dsn, conn.info.dbname)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        _unlock(conn)
+    return UninstallResult(conn.info.dbname, removed, note)

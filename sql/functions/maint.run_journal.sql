@@ -1,0 +1,217 @@
+-- The run journal helpers: every task opens a run with maint.run_start(), reports
+-- progress with maint.run_progress() and closes it with maint.run_finish(), so all
+-- tasks journal the same way. They are SECURITY DEFINER (owned by the deploying role)
+-- so maint_admin can journal without write access to maint.runs.
+
+-- maint.mark_abandoned_runs(p_task text DEFAULT NULL) -> integer
+--   Marks 'running' runs whose session is gone as 'abandoned' and returns how many.
+--   A run is alive while its session (backend_pid) holds the task's advisory lock;
+--   a crashed or terminated session releases the lock, which is how we notice.
+CREATE OR REPLACE FUNCTION maint.mark_abandoned_runs(p_task text DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    UPDATE maint.runs AS r
+       SET status = 'abandoned',
+           finished_at = pg_catalog.clock_timestamp(),
+           error = pg_catalog.format(
+               'abandoned: session %s ended while the run was in progress (last heartbeat %s)',
+               r.backend_pid, coalesce(r.heartbeat_at, r.started_at))
+     WHERE r.status = 'running'
+       AND (p_task IS NULL OR r.task = p_task)
+       AND maint.task_lock_holder(r.task) IS DISTINCT FROM r.backend_pid;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+-- maint.run_start(p_task, p_parameters, p_dry_run, p_source) -> bigint (the run id)
+--   Takes the task's advisory lock (raising lock_not_available, naming the running
+--   run, when another session holds it), and journals a 'running' row.
+--   p_source: 'sql' | 'cli' | 'cron'; NULL detects it (pg_cron worker -> cron,
+--   application_name pgmaint -> cli, anything else -> sql).
+CREATE OR REPLACE FUNCTION maint.run_start(
+    p_task text,
+    p_parameters jsonb DEFAULT '{}'::jsonb,
+    p_dry_run boolean DEFAULT true,
+    p_source text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_source text;
+    v_id bigint;
+    v_other record;
+BEGIN
+    IF p_task IS NULL OR p_task !~ '^[a-z][a-z0-9_.:-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid task name %: use lower-case letters, digits, _ . : -',
+            pg_catalog.quote_nullable(p_task)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must be true or false, not NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'task % cannot run: this server is a standby in recovery', p_task
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'run pgmaint tasks on the primary';
+    END IF;
+    v_source := coalesce(p_source,
+        CASE
+            WHEN (SELECT a.backend_type FROM pg_catalog.pg_stat_activity AS a
+                   WHERE a.pid = pg_catalog.pg_backend_pid()) = 'pg_cron' THEN 'cron'
+            WHEN pg_catalog.current_setting('application_name') LIKE 'pgmaint%' THEN 'cli'
+            ELSE 'sql'
+        END);
+    IF v_source NOT IN ('sql', 'cli', 'cron') THEN
+        RAISE EXCEPTION 'invalid source %: expected sql, cli or cron', pg_catalog.quote_literal(v_source)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM maint.mark_abandoned_runs(p_task);
+    IF maint.task_lock_holder(p_task) = pg_catalog.pg_backend_pid() THEN
+        -- this session already holds the lock: a run it started earlier never closed
+        -- (an error escaped the task); close it before starting the new one
+        UPDATE maint.runs
+           SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
+               error = 'abandoned: a new run of the task started in the same session before this one was closed'
+         WHERE task = p_task AND status = 'running' AND backend_pid = pg_catalog.pg_backend_pid();
+    ELSIF NOT maint.try_task_lock(p_task) THEN
+        SELECT r.id, r.backend_pid, r.started_at, r.source INTO v_other
+          FROM maint.runs AS r
+         WHERE r.task = p_task AND r.status = 'running'
+         ORDER BY r.id DESC LIMIT 1;
+        IF v_other.id IS NULL THEN
+            RAISE EXCEPTION 'task % is already running in session %', p_task,
+                maint.task_lock_holder(p_task)
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'wait for it to finish; pgmaint never runs the same task twice at once';
+        END IF;
+        RAISE EXCEPTION 'task % is already running (run %, session %, from %, started %)',
+            p_task, v_other.id, v_other.backend_pid, v_other.source, v_other.started_at
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'wait for it to finish; pgmaint never runs the same task twice at once';
+    END IF;
+
+    INSERT INTO maint.runs (task, parameters, dry_run, source)
+    VALUES (p_task, coalesce(p_parameters, '{}'::jsonb), p_dry_run, v_source)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+-- maint._own_run(p_run_id bigint) -> maint.runs: the running run, checked to belong to
+-- this session (another session's run cannot be updated or closed from here).
+CREATE OR REPLACE FUNCTION maint._own_run(p_run_id bigint)
+    RETURNS maint.runs
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs;
+BEGIN
+    SELECT * INTO v_run FROM maint.runs WHERE id = p_run_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no run with id %', p_run_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_run.status <> 'running' THEN
+        RAISE EXCEPTION 'run % of task % is already closed (status %)', p_run_id, v_run.task, v_run.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF v_run.backend_pid <> pg_catalog.pg_backend_pid() THEN
+        RAISE EXCEPTION 'run % of task % belongs to session %, not this one', p_run_id, v_run.task, v_run.backend_pid
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN v_run;
+END
+$$;
+
+-- maint.run_progress(p_run_id, p_rows_examined, p_rows_affected, p_detail) -> void
+--   Records progress of a running run (absolute counts; NULL keeps the current value;
+--   p_detail is merged into detail) and refreshes its heartbeat.
+CREATE OR REPLACE FUNCTION maint.run_progress(
+    p_run_id bigint,
+    p_rows_examined bigint DEFAULT NULL,
+    p_rows_affected bigint DEFAULT NULL,
+    p_detail jsonb DEFAULT NULL
+)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM maint._own_run(p_run_id);
+    UPDATE maint.runs
+       SET rows_examined = coalesce(p_rows_examined, rows_examined),
+           rows_affected = coalesce(p_rows_affected, rows_affected),
+           detail = detail || coalesce(p_detail, '{}'::jsonb),
+           heartbeat_at = pg_catalog.clock_timestamp()
+     WHERE id = p_run_id;
+END
+$$;
+
+-- maint.run_finish(p_run_id, p_status, p_rows_examined, p_rows_affected, p_detail, p_error)
+--   -> maint.runs. Closes the run with a final status (succeeded | failed | partial |
+--   cancelled) and releases the task lock held by this session.
+CREATE OR REPLACE FUNCTION maint.run_finish(
+    p_run_id bigint,
+    p_status text,
+    p_rows_examined bigint DEFAULT NULL,
+    p_rows_affected bigint DEFAULT NULL,
+    p_detail jsonb DEFAULT NULL,
+    p_error text DEFAULT NULL
+)
+    RETURNS maint.runs
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs;
+BEGIN
+    IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'partial', 'cancelled') THEN
+        RAISE EXCEPTION 'invalid final status %: expected succeeded, failed, partial or cancelled',
+            pg_catalog.quote_nullable(p_status)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_run := maint._own_run(p_run_id);
+    UPDATE maint.runs
+       SET status = p_status,
+           finished_at = pg_catalog.clock_timestamp(),
+           rows_examined = coalesce(p_rows_examined, rows_examined),
+           rows_affected = coalesce(p_rows_affected, rows_affected),
+           detail = detail || coalesce(p_detail, '{}'::jsonb),
+           error = p_error
+     WHERE id = p_run_id
+    RETURNING * INTO v_run;
+    PERFORM maint.task_unlock(v_run.task);
+    RETURN v_run;
+END
+$$;
+
+COMMENT ON FUNCTION maint.run_start(text, jsonb, boolean, text) IS 'Open a journaled run of a task (takes the task lock)';
+COMMENT ON FUNCTION maint.run_progress(bigint, bigint, bigint, jsonb) IS 'Record progress of a running run';
+COMMENT ON FUNCTION maint.run_finish(bigint, text, bigint, bigint, jsonb, text) IS 'Close a run with its final status and release the task lock';
+COMMENT ON FUNCTION maint.mark_abandoned_runs(text) IS 'Mark runs whose session ended without closing them as abandoned';
+
+GRANT EXECUTE ON FUNCTION
+    maint.run_start(text, jsonb, boolean, text),
+    maint.run_progress(bigint, bigint, bigint, jsonb),
+    maint.run_finish(bigint, text, bigint, bigint, jsonb, text),
+    maint.mark_abandoned_runs(text)
+TO maint_admin;

@@ -1,0 +1,154 @@
+"""Test fixtures: one throwaway PostgreSQL 15 (pg_cron preloaded) per test session.
+
+The server is started with the kit's own sandbox code (as the ``postgres`` system user
+when the tests run as root, since PostgreSQL refuses root). pytest-postgresql's noproc
+fixture then builds a template database with the kit deployed once, and every test
+that asks for ``db`` gets a fresh clone of it (``CREATE DATABASE ... TEMPLATE``).
+Set ``PGMAINT_TEST_KEEP=1`` to leave the server running after the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+from pytest_postgresql import factories
+
+from orchestrator import deploy
+from orchestrator.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    """What pytest-postgresql's noproc ``depends_on`` expects of a base fixture."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None = None
+    options: str = ""
+    maintenance_dbname: str = "postgres"
+    template_dbname: str | None = None
+    directory: str = ""
+
+    def dsn(self, dbname: str = "postgres", **extra: str) -> str:
+        return conninfo.make_conninfo(
+            host=self.host, port=str(self.port), user=self.user, dbname=dbname, **extra
+        )
+
+    def connect(self, dbname: str = "postgres", **extra: str) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(dbname, **extra), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    base = Path(tempfile.mkdtemp(prefix="pgmaint-test-"))
+    base.chmod(0o755)  # the server may run as `postgres`
+    box = Sandbox(base / "pg")
+    info = box.start(fast=True)
+    try:
+        yield Server(host=info.socket_dir, port=info.port, user=info.user, directory=str(base))
+    finally:
+        if not os.environ.get("PGMAINT_TEST_KEEP"):
+            box.destroy()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def load_kit(host: str, port: int, user: str, dbname: str, password: str | None = None,
+             **_: object) -> None:
+    with psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True) as conn:
+        deploy.deploy(conn)
+
+
+kit_server = factories.postgresql_noproc(depends_on="pg_server", dbname="tests", load=[load_kit])
+_db = factories.postgresql("kit_server")
+
+
+@pytest.fixture
+def db(_db: psycopg.Connection) -> psycopg.Connection:
+    """A fresh database with the kit deployed, autocommit connection as superuser."""
+    _db.autocommit = True
+    return _db
+
+
+@pytest.fixture
+def db_dsn(db: psycopg.Connection, pg_server: Server) -> str:
+    return pg_server.dsn(db.info.dbname)
+
+
+@pytest.fixture
+def admin(pg_server: Server) -> Iterator[psycopg.Connection]:
+    """Superuser connection to the maintenance database ``postgres``."""
+    with pg_server.connect() as conn:
+        yield conn
+
+
+def drop_database(admin: psycopg.Connection, name: str) -> None:
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+    )
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def make_database(admin: psycopg.Connection) -> Iterator[Callable[..., str]]:
+    """Factory for empty databases (no kit); all are dropped after the test."""
+    created: list[str] = []
+
+    def make(owner: str | None = None) -> str:
+        name = f"t_{uuid.uuid4().hex[:10]}"
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if owner:
+            stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        admin.execute(stmt)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        drop_database(admin, name)
+
+
+@pytest.fixture
+def make_role(admin: psycopg.Connection) -> Iterator[Callable[..., str]]:
+    """Factory for LOGIN roles (cluster-wide): dropped with what they own after the test."""
+    created: list[str] = []
+
+    def make(*member_of: str, attributes: str = "") -> str:
+        name = f"r_{uuid.uuid4().hex[:10]}"
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN " + attributes).format(sql.Identifier(name))
+        )
+        for parent in member_of:
+            admin.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(parent), sql.Identifier(name))
+            )
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        for (datname,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+        ).fetchall():
+            try:
+                with psycopg.connect(
+                    admin.info.dsn, dbname=datname, autocommit=True
+                ) as conn:
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            except psycopg.Error:
+                pass
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
+        )
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
