@@ -351,6 +351,16 @@ WITH members AS (
     UNION ALL
     SELECT 'pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
      WHERE t.typnamespace = 'maint'::regnamespace
+), deps AS (
+    -- a view depends on tables through its _RETURN rule: name the view itself
+    SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass ELSE d.classid END AS classid,
+           CASE WHEN d.classid = 'pg_rewrite'::regclass
+                THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
+                ELSE d.objid END AS objid,
+           CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 0 ELSE d.objsubid END AS objsubid
+      FROM pg_catalog.pg_depend d
+      JOIN members m ON m.classid = d.refclassid AND m.objid = d.refobjid
+     WHERE d.deptype IN ('n', 'a')
 ), dependents AS (
     SELECT DISTINCT d.classid, d.objid, d.objsubid,
            CASE d.classid
@@ -358,8 +368,6 @@ WITH members AS (
                WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = d.objid)
                WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = d.objid)
                WHEN 'pg_constraint'::regclass THEN (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = d.objid)
-               WHEN 'pg_rewrite'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_rewrite r
-                                                   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
                WHEN 'pg_trigger'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
                                                    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
                WHEN 'pg_attrdef'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
@@ -367,9 +375,7 @@ WITH members AS (
                WHEN 'pg_policy'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy p
                                                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = d.objid)
            END AS nsp
-      FROM pg_catalog.pg_depend d
-      JOIN members m ON m.classid = d.refclassid AND m.objid = d.refobjid
-     WHERE d.deptype IN ('n', 'a')
+      FROM deps d
 )
 SELECT pg_catalog.pg_describe_object(classid, objid, objsubid)
   FROM dependents
@@ -405,6 +411,7 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
                 f'schema "maint" in database {conn.info.dbname!r} is not a pgmaint installation; '
                 "not touching it"
             )
+        conn.execute("SET LOCAL search_path = pg_catalog")  # fully qualified names below
         dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL)]
         if dependents:
             shown = "; ".join(dependents[:10])

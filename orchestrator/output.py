@@ -31,7 +31,7 @@ def console(stderr: bool = False) -> Console:
     """A rich console; when output is not a terminal (pipes, make, CI) lines are not
     wrapped at 80 columns and tables get room to breathe."""
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal else 200
+    width = None if probe.is_terminal else 120
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 

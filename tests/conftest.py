@@ -42,9 +42,9 @@ class Server:
     directory: str = ""
 
     def dsn(self, dbname: str = "postgres", **extra: str) -> str:
-        return conninfo.make_conninfo(
-            host=self.host, port=str(self.port), user=self.user, dbname=dbname, **extra
-        )
+        params = {"host": self.host, "port": str(self.port), "user": self.user, "dbname": dbname}
+        params.update(extra)
+        return conninfo.make_conninfo(**params)
 
     def connect(self, dbname: str = "postgres", **extra: str) -> psycopg.Connection:
         return psycopg.connect(self.dsn(dbname, **extra), autocommit=True)
@@ -121,7 +121,10 @@ def make_database(admin: psycopg.Connection) -> Iterator[Callable[..., str]]:
 
 @pytest.fixture
 def make_role(admin: psycopg.Connection) -> Iterator[Callable[..., str]]:
-    """Factory for LOGIN roles (cluster-wide): dropped with what they own after the test."""
+    """Factory for LOGIN roles (cluster-wide): dropped with what they own after the test.
+
+    Request it before ``make_database`` when a database will be owned by the role, so the
+    database is dropped first."""
     created: list[str] = []
 
     def make(*member_of: str, attributes: str = "") -> str:

@@ -1,0 +1,348 @@
+"""pgmaint deploy / uninstall: idempotence, upgrades, concurrency, refusals, roles."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from orchestrator import __version__, deploy
+from orchestrator.errors import PgmaintError
+from tests.support import copy_sql, deploy_to, migration_ids, schema_dump
+
+
+def test_deploy_into_empty_database(pg_server, make_database):
+    name = make_database()
+    result = deploy_to(pg_server.dsn(name))
+    assert result.changed
+    assert result.applied_migrations == migration_ids()
+    assert result.stale_routines == []
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT maint.version()").fetchone()[0] == __version__
+        # yoyo's bookkeeping lives in maint (so uninstall removes it), never in public
+        yoyo = conn.execute(
+            "SELECT relnamespace::regnamespace::text, relname FROM pg_class"
+            " WHERE relname LIKE '%yoyo%' AND relkind = 'r' ORDER BY 2"
+        ).fetchall()
+        assert yoyo and all(nsp == "maint" for nsp, _ in yoyo)
+        assert conn.execute("SELECT count(*) FROM maint._yoyo_migration").fetchone()[0] == len(
+            migration_ids()
+        )
+        roles = conn.execute(
+            "SELECT rolname, rolcanlogin FROM pg_roles"
+            " WHERE rolname IN ('maint_admin', 'maint_monitor') ORDER BY 1"
+        ).fetchall()
+        assert roles == [("maint_admin", False), ("maint_monitor", False)]
+
+
+def test_dry_run_plan_changes_nothing(pg_server, make_database):
+    name = make_database()
+    with pg_server.connect(name) as conn:
+        p = deploy.plan(conn)
+        assert p.installed_version is None
+        assert p.pending_migrations == migration_ids()
+        assert p.files and all(f.state == "new" for f in p.files)
+        assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+
+
+def test_second_deploy_changes_nothing(pg_server, make_database):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    before = schema_dump(dsn)
+    with pg_server.connect(name) as conn:
+        xmins = conn.execute(
+            "SELECT proname, xmin::text FROM pg_proc WHERE pronamespace = 'maint'::regnamespace"
+            " ORDER BY 1"
+        ).fetchall()
+    second = deploy_to(dsn)
+    assert not second.changed
+    assert second.applied_migrations == [] and second.applied_files == []
+    assert second.plan.up_to_date
+    assert schema_dump(dsn) == before
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM maint.deployments").fetchone()[0] == 1
+        assert conn.execute(
+            "SELECT proname, xmin::text FROM pg_proc WHERE pronamespace = 'maint'::regnamespace"
+            " ORDER BY 1"
+        ).fetchall() == xmins
+
+
+def test_changed_function_file_is_reapplied(pg_server, make_database, tmp_path):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    root = copy_sql(tmp_path)
+    deploy_to(dsn, root)
+    path = root / "functions" / "maint.version.sql"
+    path.write_text(path.read_text().replace(
+        "'pgmaint version deployed in this database'", "'the deployed pgmaint version'"))
+    result = deploy_to(dsn, root)
+    assert result.changed and result.applied_migrations == []
+    states = {f.name: f.state for f in result.plan.files}
+    assert states["maint.version.sql"] == "changed"
+    assert {s for n, s in states.items() if n != "maint.version.sql"} == {"unchanged"}
+    with pg_server.connect(name) as conn:
+        assert conn.execute(
+            "SELECT obj_description('maint.version()'::regprocedure)"
+        ).fetchone()[0] == "the deployed pgmaint version"
+        assert conn.execute("SELECT count(*) FROM maint.deployments").fetchone()[0] == 2
+
+
+def test_new_kit_version_is_recorded(pg_server, make_database, monkeypatch):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    monkeypatch.setattr(deploy, "__version__", "99.1.0")
+    result = deploy_to(dsn)
+    assert result.changed and result.plan.installed_version == __version__
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT maint.version()").fetchone()[0] == "99.1.0"
+
+
+def test_upgrade_applies_a_migration_added_after_the_first_deploy(pg_server, make_database, tmp_path):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    root = copy_sql(tmp_path)
+    deploy_to(dsn, root)
+    with pg_server.connect(name) as conn:
+        conn.execute(
+            "INSERT INTO maint.runs (task, dry_run, source, status, finished_at)"
+            " VALUES ('demo', true, 'sql', 'succeeded', now())"
+        )
+    (root / "migrations" / "0999_add_note_to_runs.sql").write_text(
+        "-- test upgrade\nALTER TABLE maint.runs ADD COLUMN note text NOT NULL DEFAULT 'kept';\n"
+    )
+    result = deploy_to(dsn, root)
+    assert result.applied_migrations == ["0999_add_note_to_runs"]
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT task, note FROM maint.runs").fetchall() == [("demo", "kept")]
+        assert conn.execute(
+            "SELECT migrations FROM maint.deployments ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0] == ["0999_add_note_to_runs"]
+    assert not deploy_to(dsn, root).changed
+
+
+def test_incremental_deploy_matches_fresh_deploy(pg_server, make_database, tmp_path):
+    """Deploying release N-1 then N gives the same schema as deploying N at once."""
+    fresh, stepwise = make_database(), make_database()
+    deploy_to(pg_server.dsn(fresh))
+    older = copy_sql(tmp_path)
+    last = sorted((older / "migrations").glob("0*.sql"))[-1]
+    last.unlink()
+    deploy_to(pg_server.dsn(stepwise), older)
+    deploy_to(pg_server.dsn(stepwise))
+    assert schema_dump(pg_server.dsn(stepwise)) == schema_dump(pg_server.dsn(fresh))
+
+
+def test_failed_migration_changes_nothing(pg_server, make_database, tmp_path):
+    name = make_database()
+    root = copy_sql(tmp_path)
+    (root / "migrations" / "0999_broken.sql").write_text(
+        "CREATE TABLE maint.half_done (id int);\nSELECT 1 / 0;\n"
+    )
+    with pytest.raises(deploy.DeployError, match=r"migration 0999_broken failed: division by zero"):
+        deploy_to(pg_server.dsn(name), root)
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+
+
+def test_broken_function_file_changes_nothing(pg_server, make_database, tmp_path):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    before = schema_dump(dsn)
+    root = copy_sql(tmp_path)
+    (root / "functions" / "maint.zz_broken.sql").write_text(
+        "CREATE OR REPLACE FUNCTION maint.zz_broken() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
+        "CREATE OR REPLACE FUNCTION maint.zz_broken2( RETURNS int;\n"
+    )
+    with pytest.raises(deploy.DeployError, match=r"maint.zz_broken.sql failed: syntax error"):
+        deploy_to(dsn, root)
+    assert schema_dump(dsn) == before
+
+
+def test_foreign_maint_schema_is_refused_and_left_alone(pg_server, make_database):
+    name = make_database()
+    with pg_server.connect(name) as conn:
+        conn.execute("CREATE SCHEMA maint")
+        conn.execute("CREATE TABLE maint.settings (key text PRIMARY KEY, value text)")
+        conn.execute("INSERT INTO maint.settings VALUES ('owner', 'facilities team')")
+    with pytest.raises(deploy.DeployError) as err:
+        deploy_to(pg_server.dsn(name))
+    message = str(err.value)
+    assert 'schema "maint" already exists' in message
+    assert "not a pgmaint installation" in message and "maint.settings" in message
+    assert "Nothing was changed" in message
+    with pg_server.connect(name) as conn:
+        assert conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'maint'::regnamespace"
+            " AND relkind = 'r'"
+        ).fetchall() == [("settings",)]
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%yoyo%'").fetchone() == (0,)
+        assert conn.execute("SELECT value FROM maint.settings").fetchone() == ("facilities team",)
+
+
+def _waiting_advisory(conn: psycopg.Connection, pid: int) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'advisory'"
+        " AND NOT granted)", (pid,),
+    ).fetchone()[0]
+
+
+def test_a_deploy_waits_for_the_deploy_lock(pg_server, make_database):
+    name = make_database()
+    holder = pg_server.connect(name)
+    holder.execute("SELECT pg_advisory_lock(%s, %s)", deploy.DEPLOY_LOCK)
+    conn = pg_server.connect(name)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = deploy.deploy(conn)
+        except Exception as exc:  # pragma: no cover - reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not _waiting_advisory(holder, conn.info.backend_pid):
+        assert time.monotonic() < deadline, "deploy never waited for the lock"
+        time.sleep(0.05)
+    assert holder.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+    holder.execute("SELECT pg_advisory_unlock(%s, %s)", deploy.DEPLOY_LOCK)
+    thread.join(20)
+    holder.close()
+    conn.close()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].changed  # type: ignore[attr-defined]
+
+
+def test_concurrent_deploys_serialize(pg_server, make_database):
+    name = make_database()
+    barrier = threading.Barrier(3)
+    results: list[object] = []
+
+    def run() -> None:
+        with pg_server.connect(name) as conn:
+            barrier.wait()
+            try:
+                results.append(deploy.deploy(conn))
+            except Exception as exc:  # pragma: no cover - reported below
+                results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(isinstance(r, deploy.DeployResult) for r in results), results
+    assert sorted(r.changed for r in results) == [False, False, True]  # type: ignore[attr-defined]
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM maint.deployments").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM maint._yoyo_migration").fetchone()[0] == len(
+            migration_ids()
+        )
+
+
+def test_deploy_lock_timeout_is_a_clear_error(pg_server, make_database):
+    name = make_database()
+    with pg_server.connect(name) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", deploy.DEPLOY_LOCK)
+        with pytest.raises(deploy.DeployError, match="holds the deploy lock"):
+            deploy_to(pg_server.dsn(name), lock_timeout="200ms")
+
+
+def test_second_database_reuses_the_roles(pg_server, make_database):
+    first, second = make_database(), make_database()
+    deploy_to(pg_server.dsn(first))
+    deploy_to(pg_server.dsn(second))
+    with pg_server.connect(second) as conn:
+        assert conn.execute("SELECT maint.version()").fetchone()[0] == __version__
+        assert conn.execute(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ('maint_admin', 'maint_monitor')"
+        ).fetchone()[0] == 2
+
+
+def test_non_superuser_database_owner_can_deploy(pg_server, make_role, make_database):
+    owner = make_role()  # NOSUPERUSER NOCREATEROLE; the roles exist already (template deploy)
+    name = make_database(owner=owner)
+    result = deploy_to(pg_server.dsn(name, user=owner))
+    assert result.changed
+    with pg_server.connect(name) as conn:
+        assert conn.execute(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'maint'"
+        ).fetchone()[0] == owner
+        assert conn.execute("SELECT maint.version()").fetchone()[0] == __version__
+
+
+def test_missing_roles_stop_with_the_statements_to_run(pg_server, make_role, make_database, admin):
+    owner = make_role()
+    name = make_database(owner=owner)
+    admin.execute("ALTER ROLE maint_monitor RENAME TO maint_monitor_away")
+    admin.execute("ALTER ROLE maint_admin RENAME TO maint_admin_away")
+    try:
+        with pytest.raises(deploy.DeployError) as err:
+            deploy_to(pg_server.dsn(name, user=owner))
+    finally:
+        admin.execute("ALTER ROLE maint_monitor_away RENAME TO maint_monitor")
+        admin.execute("ALTER ROLE maint_admin_away RENAME TO maint_admin")
+    message = str(err.value)
+    assert "role maint_monitor does not exist" in message
+    for statement in ("CREATE ROLE maint_monitor NOLOGIN;", "CREATE ROLE maint_admin NOLOGIN;",
+                      "GRANT pg_monitor TO maint_monitor;", "GRANT maint_monitor TO maint_admin;"):
+        assert statement in message
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+
+
+def test_uninstall_removes_schema_and_kit_jobs_only(pg_server, make_database, admin):
+    name, other = make_database(), make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    with pg_server.connect(name) as conn:
+        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO public.orders SELECT g, md5(g::text) FROM generate_series(1, 500) g")
+        checksum = conn.execute(
+            "SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM public.orders o"
+        ).fetchone()[0]
+    jobs = {"maint:test-job": name, "nightly-report": name, "maint:other-db": other}
+    for job, database in jobs.items():
+        admin.execute("SELECT cron.schedule_in_database(%s, '0 3 * * *', 'SELECT 1', %s)",
+                      (job, database))
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            result = deploy.uninstall(conn, dsn)
+        assert result.removed_jobs == ["maint:test-job"]
+        left = {r[0] for r in admin.execute("SELECT jobname FROM cron.job")}
+        assert {"nightly-report", "maint:other-db"} <= left and "maint:test-job" not in left
+        with pg_server.connect(name) as conn:
+            assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+            assert conn.execute(
+                "SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM public.orders o"
+            ).fetchone()[0] == checksum
+        roles = admin.execute(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ('maint_admin', 'maint_monitor')"
+        ).fetchone()[0]
+        assert roles == 2
+    finally:
+        for job in jobs:
+            admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", (job,))
+
+
+def test_uninstall_refuses_when_user_objects_depend_on_the_kit(pg_server, make_database):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    with pg_server.connect(name) as conn:
+        conn.execute("CREATE VIEW public.recent_runs AS SELECT id, task FROM maint.runs")
+        with pytest.raises(PgmaintError, match=r"view public.recent_runs.*nothing was changed"):
+            deploy.uninstall(conn, dsn)
+        assert conn.execute("SELECT maint.version()").fetchone()[0] == __version__
+
+
+def test_uninstall_of_a_database_without_the_kit(pg_server, make_database):
+    name = make_database()
+    with pg_server.connect(name) as conn, pytest.raises(PgmaintError, match="not installed"):
+        deploy.uninstall(conn, pg_server.dsn(name))
