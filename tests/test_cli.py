@@ -1,0 +1,121 @@
+"""The pgmaint CLI: connection sources, output formats, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import __version__
+from orchestrator.cli import cli
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None):
+    return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_deploy_then_up_to_date(runner, pg_server, make_database):
+    dsn = pg_server.dsn(make_database())
+    first = invoke(runner, "--dsn", dsn, "deploy")
+    assert first.exit_code == 0, first.output
+    assert f"pgmaint {__version__} deployed" in first.output
+    assert "migrations applied: 0001_schema_roles" in first.output
+    second = invoke(runner, "--dsn", dsn, "deploy")
+    assert second.exit_code == 0 and "up to date" in second.output
+
+
+def test_deploy_dry_run_lists_and_changes_nothing(runner, pg_server, make_database):
+    name = make_database()
+    result = invoke(runner, "--dsn", pg_server.dsn(name), "deploy", "--dry-run")
+    assert result.exit_code == 0
+    assert "installed version: not installed" in result.output
+    assert "0001_schema_roles" in result.output and "new      maint.run_journal.sql" in result.output
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+
+
+def test_json_output_of_deploy_and_status(runner, pg_server, make_database):
+    dsn = pg_server.dsn(make_database())
+    data = json.loads(invoke(runner, "--dsn", dsn, "--json", "deploy").output)
+    assert data["changed"] is True and data["version"] == __version__
+    assert "0002_run_journal" in data["applied_migrations"]
+    status = json.loads(invoke(runner, "--dsn", dsn, "--json", "status").output)
+    assert status["installed_version"] == __version__ and status["pending_migrations"] == []
+    assert status["runs"]["total"] == 0
+
+
+def test_dsn_from_environment_and_libpq_variables(runner, pg_server, db):
+    by_env = invoke(runner, "status", env={"PGMAINT_DSN": pg_server.dsn(db.info.dbname)})
+    assert by_env.exit_code == 0 and f"pgmaint {__version__} installed" in by_env.output
+    libpq = {"PGMAINT_DSN": "", "PGHOST": pg_server.host, "PGPORT": str(pg_server.port),
+             "PGUSER": pg_server.user, "PGDATABASE": db.info.dbname}
+    by_pg = invoke(runner, "--json", "status", env=libpq)
+    assert by_pg.exit_code == 0 and json.loads(by_pg.output)["database"] == db.info.dbname
+
+
+def test_history_shows_journaled_runs(runner, pg_server, db):
+    db.execute("CALL maint.purge_runs(dry_run => true)")
+    dsn = pg_server.dsn(db.info.dbname)
+    result = invoke(runner, "--dsn", dsn, "history")
+    assert result.exit_code == 0 and "purge_runs" in result.output and "succeeded" in result.output
+    rows = json.loads(invoke(runner, "--dsn", dsn, "--json", "history", "--task", "purge_runs").output)
+    assert [(r["task"], r["status"], r["dry_run"]) for r in rows] == [("purge_runs", "succeeded", True)]
+    assert json.loads(invoke(runner, "--dsn", dsn, "--json", "history", "--task", "nope").output) == []
+
+
+def test_connection_failure_is_one_line_and_exit_1(runner, pg_server):
+    result = runner.invoke(cli, ["--dsn", pg_server.dsn("no_such_db"), "status"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot connect to PostgreSQL")
+    assert 'database "no_such_db" does not exist' in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_database_errors_are_one_line_and_verbose_shows_the_traceback(runner, pg_server, db, make_role):
+    outsider = make_role()
+    dsn = pg_server.dsn(db.info.dbname, user=outsider)
+    quiet = runner.invoke(cli, ["--dsn", dsn, "history"])
+    assert quiet.exit_code == 1
+    assert quiet.stderr.strip() == "Error: permission denied for schema maint"
+    loud = runner.invoke(cli, ["--dsn", dsn, "--verbose", "history"])
+    assert loud.exit_code == 1 and "Traceback" in loud.stderr
+
+
+def test_not_installed_is_explained(runner, pg_server, make_database):
+    result = runner.invoke(cli, ["--dsn", pg_server.dsn(make_database()), "history"])
+    assert result.exit_code == 1
+    assert "pgmaint is not installed in database" in result.stderr and "pgmaint deploy" in result.stderr
+
+
+def test_uninstall_needs_yes(runner, pg_server, make_database):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    invoke(runner, "--dsn", dsn, "deploy")
+    refused = runner.invoke(cli, ["--dsn", dsn, "uninstall"])
+    assert refused.exit_code == 2 and "pass --yes" in refused.stderr
+    done = invoke(runner, "--dsn", dsn, "uninstall", "--yes")
+    assert done.exit_code == 0 and "removed schema maint" in done.output
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+
+
+def test_unknown_command_is_a_usage_error(runner):
+    assert runner.invoke(cli, ["frobnicate"]).exit_code == 2
+
+
+def test_demo_is_repeatable(runner, pg_server, admin):
+    try:
+        for _ in range(2):
+            result = invoke(runner, "--dsn", pg_server.dsn("postgres"), "demo", "--dbname", "demo_cli_test")
+            assert result.exit_code == 0, result.output
+            assert f"pgmaint {__version__} demo" in result.output
+            assert "app.api_log" in result.output and "maint.version() = " + __version__ in result.output
+    finally:
+        admin.execute("DROP DATABASE IF EXISTS demo_cli_test WITH (FORCE)")
