@@ -55,7 +55,6 @@ check: setup
 
 lint: setup
 	$(BIN)/ruff check orchestrator tests bench
-	$(BIN)/ruff format --check orchestrator tests bench
 	$(BIN)/pytest -q tests/test_plpgsql_check.py
 
 bench: setup

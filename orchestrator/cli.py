@@ -253,7 +253,7 @@ def sandbox_status(ctx: click.Context, directory: Path | None) -> None:
     """Whether the sandbox runs, where, and its DSN. Exit code 3 when it is not running."""
     info = sandbox.Sandbox(directory).info()
     emit(ctx, {**asdict(info), "dsn": info.conninfo()}, lambda out: click.echo(
-        f"sandbox {'running (pid %s)' % info.pid if info.running else 'stopped'} in "
+        f"sandbox {f'running (pid {info.pid})' if info.running else 'stopped'} in "
         f"{info.directory}; DSN: {info.conninfo()}"))
     if not info.running:
         ctx.exit(3)

@@ -16,7 +16,7 @@ import re
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -102,7 +102,7 @@ class _ConnectionBackend(PostgresqlPsycopgBackend):
             "migration_hash": migration.hash if migration else None,
             "username": getpass.getuser(),
             "hostname": socket.gethostname(),
-            "created_at_utc": datetime.now(timezone.utc).replace(tzinfo=None),
+            "created_at_utc": datetime.now(UTC).replace(tzinfo=None),
             "operation": operation,
         }
 
@@ -353,7 +353,8 @@ WITH members AS (
      WHERE t.typnamespace = 'maint'::regnamespace
 ), deps AS (
     -- a view depends on tables through its _RETURN rule: name the view itself
-    SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass ELSE d.classid END AS classid,
+    SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass
+                ELSE d.classid END AS classid,
            CASE WHEN d.classid = 'pg_rewrite'::regclass
                 THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
                 ELSE d.objid END AS objid,
@@ -364,16 +365,23 @@ WITH members AS (
 ), dependents AS (
     SELECT DISTINCT d.classid, d.objid, d.objsubid,
            CASE d.classid
-               WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = d.objid)
-               WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = d.objid)
-               WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = d.objid)
-               WHEN 'pg_constraint'::regclass THEN (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = d.objid)
-               WHEN 'pg_trigger'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
-                                                   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
-               WHEN 'pg_attrdef'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
-                                                   JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE a.oid = d.objid)
-               WHEN 'pg_policy'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy p
-                                                  JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = d.objid)
+               WHEN 'pg_class'::regclass
+                   THEN (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = d.objid)
+               WHEN 'pg_proc'::regclass
+                   THEN (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = d.objid)
+               WHEN 'pg_type'::regclass
+                   THEN (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = d.objid)
+               WHEN 'pg_constraint'::regclass
+                   THEN (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = d.objid)
+               WHEN 'pg_trigger'::regclass
+                   THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
+                           JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
+               WHEN 'pg_attrdef'::regclass
+                   THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
+                           JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE a.oid = d.objid)
+               WHEN 'pg_policy'::regclass
+                   THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy p
+                           JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = d.objid)
            END AS nsp
       FROM deps d
 )

@@ -48,7 +48,8 @@ def test_the_same_task_never_runs_twice(pg_server, db):
     with pg_server.connect(db.info.dbname) as other:
         with pytest.raises(psycopg.errors.LockNotAvailable) as err:
             start(other)
-        assert f"task demo_task is already running (run {first}, session {db.info.backend_pid}" in str(err.value)
+        expected = f"task demo_task is already running (run {first}, session {db.info.backend_pid}"
+        assert expected in str(err.value)
         # another task is not blocked
         other_run = start(other, task="other_task")
         other.execute("SELECT maint.run_finish(%s, 'succeeded')", (other_run,))
@@ -95,9 +96,10 @@ def test_an_unclosed_run_in_the_same_session_does_not_stack_the_lock(db):
 
 def test_runs_can_only_be_closed_once_by_their_own_session(pg_server, db):
     run_id = start(db)
-    with pg_server.connect(db.info.dbname) as other:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="belongs to session"):
-            other.execute("SELECT maint.run_finish(%s, 'succeeded')", (run_id,))
+    with pg_server.connect(db.info.dbname) as other, pytest.raises(
+        psycopg.errors.InsufficientPrivilege, match="belongs to session"
+    ):
+        other.execute("SELECT maint.run_finish(%s, 'succeeded')", (run_id,))
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid final status 'done'"):
         db.execute("SELECT maint.run_finish(%s, 'done')", (run_id,))
     db.execute("SELECT maint.run_finish(%s, 'cancelled')", (run_id,))
@@ -196,9 +198,10 @@ def test_purge_runs_rejects_bad_input_and_does_nothing(db, args, message):
 
 def test_purge_runs_refuses_to_run_twice_at_once(pg_server, db):
     holder = start(db, task="purge_runs", dry_run=False)
-    with pg_server.connect(db.info.dbname) as other:
-        with pytest.raises(psycopg.errors.LockNotAvailable, match=f"run {holder}"):
-            other.execute("CALL maint.purge_runs(dry_run => false)")
+    with pg_server.connect(db.info.dbname) as other, pytest.raises(
+        psycopg.errors.LockNotAvailable, match=f"run {holder}"
+    ):
+        other.execute("CALL maint.purge_runs(dry_run => false)")
 
 
 @pytest.mark.slow

@@ -9,9 +9,11 @@ def test_monitor_can_read_but_not_run_destructive_tasks(pg_server, db, make_role
     with pg_server.connect(db.info.dbname, user=monitor) as conn:
         assert conn.execute("SELECT maint.version()").fetchone()[0]
         assert conn.execute("SELECT count(*) FROM maint.runs").fetchone()[0] == 0
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for procedure purge_runs"):
+        denied = "permission denied for procedure purge_runs"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=denied):
             conn.execute("CALL maint.purge_runs(dry_run => false)")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function run_start"):
+        denied = "permission denied for function run_start"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=denied):
             conn.execute("SELECT maint.run_start('anything')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM maint.runs")
@@ -36,6 +38,7 @@ def test_admin_can_run_destructive_tasks_and_is_journaled_by_name(pg_server, db,
 
 def test_a_role_without_kit_roles_sees_nothing(pg_server, db, make_role):
     outsider = make_role()
-    with pg_server.connect(db.info.dbname, user=outsider) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="schema maint"):
-            conn.execute("SELECT maint.version()")
+    with pg_server.connect(db.info.dbname, user=outsider) as conn, pytest.raises(
+        psycopg.errors.InsufficientPrivilege, match="schema maint"
+    ):
+        conn.execute("SELECT maint.version()")
