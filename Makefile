@@ -41,7 +41,7 @@ sandbox-stop:
 
 demo: setup
 	@$(PGMAINT) sandbox start >/dev/null
-	@$(PGMAINT) --dsn "$$($(PGMAINT) --json sandbox status | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dsn"])')" demo
+	@eval "$$($(PGMAINT) sandbox env)" && $(PGMAINT) demo
 
 test: setup
 	$(BIN)/pytest -q

@@ -12,7 +12,7 @@ import click
 import psycopg
 from rich.console import Console
 
-from orchestrator import __version__, db, deploy, journal, sandbox
+from orchestrator import __version__, db, deploy, journal, sandbox, schedule
 from orchestrator.errors import PgmaintError
 from orchestrator.output import Settings, emit, settings, table
 
@@ -285,3 +285,75 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# --- schedule ---------------------------------------------------------------------------
+
+
+@cli.group("schedule")
+def schedule_group() -> None:
+    """The maintenance plan in pg_cron (all times UTC: pg_cron 1.4 has no time zones)."""
+
+
+@schedule_group.command("install")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--include", default=",".join(schedule.PLAN_PARTS), show_default=True,
+              help="Comma-separated parts of the plan: health, retention, cleanup, purge.")
+@click.option("--keep-cron-details", default="30 days", show_default=True,
+              help="Age after which pg_cron's run details are trimmed.")
+@click.pass_context
+def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_details: str) -> None:
+    """Create or update the default jobs, in whichever database pg_cron lives."""
+    s = settings(ctx)
+    parts = [p.strip() for p in include.split(",") if p.strip()]
+    with db.connection(s.dsn) as conn:
+        cron_db, actions = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
+                                            keep_cron_details=keep_cron_details)
+        kit_db = conn.info.dbname
+    data = {"dry_run": dry_run, "database": kit_db, "cron_database": cron_db,
+            "actions": [asdict(a) for a in actions]}
+
+    def render(out: Console) -> None:
+        verb = "would" if dry_run else "did"
+        out.print(f"pg_cron database: {cron_db}; jobs for database {kit_db!r} (times in UTC)")
+        out.print(table(None, ["job", "action"], ((a.job, a.action) for a in actions)))
+        changed = sum(a.action != "unchanged" for a in actions)
+        out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
+
+    emit(ctx, data, render)
+
+
+@schedule_group.command("list")
+@click.pass_context
+def schedule_list(ctx: click.Context) -> None:
+    """This database's kit jobs: schedule (UTC), next run, last status and duration."""
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        jobs = schedule.list_jobs(conn, s.dsn)
+    cols = ["jobname", "schedule", "next_run_in", "active", "last_status", "last_start",
+            "last_duration", "last_message"]
+
+    def render(out: Console) -> None:
+        if not jobs:
+            out.print("no kit jobs scheduled; run 'pgmaint schedule install'")
+            return
+        out.print(table("pgmaint jobs (times UTC)", ["job", "schedule (UTC)", "next run", "active",
+                                                      "last status", "last start", "took", "message"],
+                        ([j[c] for c in cols] for j in jobs)))
+
+    emit(ctx, jobs, render)
+
+
+@schedule_group.command("remove")
+@click.argument("name", required=False)
+@click.option("--all", "remove_all", is_flag=True, help="Remove every kit job of this database.")
+@click.pass_context
+def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> None:
+    """Remove one kit job (NAME) or all of them (--all); other cron jobs are never touched."""
+    if bool(name) == remove_all:
+        raise click.UsageError("give a job NAME or --all (not both)")
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        removed = schedule.remove(conn, s.dsn, None if remove_all else name)
+    emit(ctx, {"removed": removed}, lambda out: out.print(
+        f"removed {len(removed)} job(s)" + (": " + ", ".join(removed) if removed else "")))

@@ -95,4 +95,7 @@ def test_plpgsql_check_finds_no_errors(db):
            AND c.level = 'error'
         """
     ).fetchall()
+    # pg_cron's tables exist only in the cron database; the kit reaches them through
+    # EXECUTE after maint.cron_status() said they are here
+    rows = [r for r in rows if not re.fullmatch(r'relation "cron\.\w+" does not exist', r[2])]
     assert not rows, "\n".join(f"{r[0]} line {r[3]}: {r[2]}" for r in rows)

@@ -1,0 +1,219 @@
+"""`pgmaint schedule`: install the default plan in pg_cron, wherever pg_cron lives.
+
+The kit database says *what* to schedule (``maint.default_plan``) and *how* to get there
+from the jobs that exist (``maint.schedule_actions``); this module only carries the jobs
+between the kit database and the pg_cron database and runs the statements there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from orchestrator import db
+from orchestrator.cron import JOB_PREFIX, cron_database
+from orchestrator.errors import NotInstalled, PgmaintError
+
+PLAN_PARTS = ("health", "retention", "cleanup", "purge")
+
+
+class CronUnavailable(PgmaintError):
+    """pg_cron cannot be used (not loaded, or its extension not created)."""
+
+
+@dataclass
+class Action:
+    job: str
+    action: str  # create | update | unchanged | remove
+    statement: str | None
+
+
+def _require_kit(conn: psycopg.Connection) -> None:
+    if conn.execute("SELECT to_regprocedure('maint.schedule_actions(jsonb, jsonb, text[])')").fetchone() == (
+        None,
+    ):
+        raise NotInstalled(
+            f"pgmaint (with scheduling) is not installed in database {conn.info.dbname!r}; "
+            "run 'pgmaint deploy'"
+        )
+
+
+def cron_target(conn: psycopg.Connection) -> str:
+    """The pg_cron database, or a clear error saying how to enable pg_cron."""
+    name = cron_database(conn)
+    if name is None:
+        message = conn.execute("SELECT message FROM maint.cron_status()").fetchone()
+        raise CronUnavailable(message[0] if message else "pg_cron is not available")
+    return name
+
+
+def _existing_jobs(
+    cron_conn: psycopg.Connection, kit_db: str, extra_names: list[str]
+) -> list[dict[str, Any]]:
+    if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
+        raise CronUnavailable(
+            f"pg_cron is loaded but the extension is not created: run CREATE EXTENSION pg_cron "
+            f"in database {cron_conn.info.dbname!r}"
+        )
+    with cron_conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT jobid, jobname, schedule, command, database, active FROM cron.job"
+            " WHERE jobname LIKE %s AND (database = %s OR jobname = ANY(%s)) ORDER BY jobname",
+            (JOB_PREFIX + "%", kit_db, extra_names),
+        )
+        return list(cur.fetchall())
+
+
+def plan_install(
+    conn: psycopg.Connection,
+    cron_conn: psycopg.Connection,
+    include: list[str],
+    keep_cron_details: str = "30 days",
+) -> list[Action]:
+    """What `schedule install` would do: one Action per job (computed by the kit's SQL)."""
+    _require_kit(conn)
+    kit_db, cron_db = conn.info.dbname, cron_conn.info.dbname
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT job, schedule, command FROM maint.default_plan(%s, keep_cron_details => %s)",
+            (include, keep_cron_details),
+        )
+        desired = list(cur.fetchall())
+        manage = [r[0] for r in conn.execute("SELECT maint.job_name(job) FROM maint.default_jobs()")]
+    extra: list[str] = []
+    if cron_db != kit_db:
+        # maint.purge_history cannot reach cron.job_run_details in another database: a job
+        # running in the cron database itself trims it
+        trim_name, trim_command = conn.execute(
+            "SELECT maint.job_name('cron-details-trim', %s),"
+            " format('DELETE FROM cron.job_run_details WHERE end_time < now() - %%L::interval',"
+            "        %s::interval::text)",
+            (cron_db, keep_cron_details),
+        ).fetchone() or (None, None)
+        assert trim_name is not None
+        manage.append(trim_name)
+        extra.append(trim_name)
+        if "purge" in include:
+            desired.append({"job": trim_name, "schedule": "30 3 1 * *", "command": trim_command,
+                            "database": cron_db})
+    existing = _existing_jobs(cron_conn, kit_db, extra)
+    rows = conn.execute(
+        "SELECT job, action, statement FROM maint.schedule_actions(%s, %s, %s)",
+        (Jsonb(existing), Jsonb(desired), manage),
+    ).fetchall()
+    return [Action(*row) for row in rows]
+
+
+def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: bool = False,
+            keep_cron_details: str = "30 days") -> tuple[str, list[Action]]:
+    """Create/update the default jobs in the pg_cron database. Returns (cron db, actions)."""
+    _require_kit(conn)
+    cron_db = cron_target(conn)
+    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+        actions = plan_install(conn, cron_conn, include, keep_cron_details)
+        if not dry_run:
+            with cron_conn.transaction():
+                for action in actions:
+                    if action.statement:
+                        cron_conn.execute(action.statement)
+    return cron_db, actions
+
+
+def _cron_connection(conn: psycopg.Connection, dsn: str, cron_db: str) -> psycopg.Connection:
+    if cron_db == conn.info.dbname:
+        return _Borrowed(conn)  # type: ignore[return-value]
+    return db.connect(dsn, dbname=cron_db)
+
+
+class _Borrowed:
+    """The kit connection used as the cron connection, not closed on exit."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> psycopg.Connection:
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+JOBS_SQL = """
+SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.active, j.username,
+       d.status AS last_status, d.start_time AS last_start,
+       d.end_time - d.start_time AS last_duration, d.return_message AS last_message
+  FROM cron.job j
+  LEFT JOIN LATERAL (SELECT r.status, r.start_time, r.end_time, r.return_message
+                       FROM cron.job_run_details r WHERE r.jobid = j.jobid
+                      ORDER BY r.runid DESC LIMIT 1) d ON true
+ WHERE j.jobname LIKE %s AND j.database = ANY(%s)
+ ORDER BY j.jobname
+"""
+
+
+def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
+    """This database's kit jobs with last run and next run (UTC)."""
+    _require_kit(conn)
+    cron_db = cron_target(conn)
+    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+        if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
+            return []
+        with cron_conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(JOBS_SQL, (JOB_PREFIX + "%", [conn.info.dbname, cron_db]))
+            jobs = [
+                j for j in cur.fetchall()
+                if j["database"] == conn.info.dbname or j["jobname"].endswith(f"@{cron_db}")
+            ]
+    for job in jobs:
+        row = conn.execute(
+            "SELECT maint.cron_next_runs(%s), pg_catalog.now()", (job["schedule"],)
+        ).fetchone()
+        assert row is not None
+        job["next_run"], now = row
+        job["next_run_in"] = in_words(job["next_run"] - now) if job["active"] else "inactive"
+    return jobs
+
+
+def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
+    """Remove one kit job of this database (short or full name), or all of them (None)."""
+    _require_kit(conn)
+    cron_db = cron_target(conn)
+    kit_db = conn.info.dbname
+    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+        if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
+            return []
+        full = name
+        if name is not None and not name.startswith(JOB_PREFIX):
+            full = f"{JOB_PREFIX}{name}@{kit_db}"
+        rows = cron_conn.execute(
+            "SELECT jobid, jobname FROM cron.job WHERE jobname LIKE %s AND database = %s"
+            " AND (%s::text IS NULL OR jobname = %s) ORDER BY jobname",
+            (JOB_PREFIX + "%", kit_db, full, full),
+        ).fetchall()
+        if name is not None and not rows:
+            raise PgmaintError(f"no kit job {full!r} for database {kit_db!r}")
+        with cron_conn.transaction():
+            for jobid, _ in rows:
+                cron_conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+    return [r[1] for r in rows]
+
+
+def in_words(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return "in less than a minute"
+    minutes, _ = divmod(seconds, 60)
+    days, rem = divmod(minutes, 1440)
+    hours, mins = divmod(rem, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
+             f"{mins} min" if mins and not days else ""]
+    return "in " + " ".join(p for p in parts if p)
+
+
+def utc(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M UTC") if ts else ""

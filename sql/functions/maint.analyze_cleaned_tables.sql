@@ -1,0 +1,91 @@
+-- CALL maint.analyze_cleaned_tables(since, dry_run, lock_timeout, time_limit)
+--   ANALYZE every table from which an executed cleanup run (retention, orphans,
+--   duplicates, all) removed rows in the last `since`, so the planner sees the smaller
+--   tables before the week starts. One table per transaction, each with lock_timeout:
+--   a table that cannot be locked in time is skipped and reported, never waited for.
+--   Journaled as task 'analyze_cleaned'. (VACUUM cannot run in a procedure: see
+--   `pgmaint run optimize` for that.) ANALYZE needs the table's owner or a superuser.
+CREATE OR REPLACE PROCEDURE maint.analyze_cleaned_tables(
+    since interval DEFAULT '1 day',
+    dry_run boolean DEFAULT false,
+    lock_timeout interval DEFAULT '5 seconds',
+    time_limit interval DEFAULT '30 minutes'
+)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run bigint;
+    v_tables text[];
+    v_table text;
+    v_rel regclass;
+    v_done text[] := '{}';
+    v_skipped jsonb := '[]';
+    v_deadline timestamptz;
+    v_status text := 'succeeded';
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF since IS NULL OR since <= interval '0' THEN
+        RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF dry_run IS NULL OR lock_timeout IS NULL OR lock_timeout <= interval '0'
+       OR time_limit IS NULL OR time_limit <= interval '0' THEN
+        RAISE EXCEPTION 'dry_run must be true or false; lock_timeout and time_limit positive intervals'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT rule.value->>'table' ORDER BY rule.value->>'table')
+      INTO v_tables
+      FROM maint.runs AS r
+     CROSS JOIN LATERAL pg_catalog.jsonb_each(coalesce(r.detail->'rules', '{}'::jsonb)) AS rule
+     WHERE r.task IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
+       AND NOT r.dry_run
+       AND r.status IN ('succeeded', 'partial', 'failed', 'abandoned')
+       AND r.started_at > pg_catalog.now() - since
+       AND coalesce((rule.value->>'deleted')::bigint, 0) > 0;
+    v_tables := coalesce(v_tables, '{}');
+    v_run := maint.run_start('analyze_cleaned',
+        pg_catalog.jsonb_build_object('since', since, 'lock_timeout', lock_timeout,
+                                      'time_limit', time_limit), dry_run);
+    IF dry_run THEN
+        PERFORM maint.run_finish(v_run, 'succeeded', pg_catalog.cardinality(v_tables), 0,
+            pg_catalog.jsonb_build_object('would_analyze', pg_catalog.to_jsonb(v_tables)));
+        COMMIT;
+        RETURN;
+    END IF;
+    COMMIT;
+    v_deadline := pg_catalog.clock_timestamp() + time_limit;
+    FOREACH v_table IN ARRAY v_tables LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        IF pg_catalog.clock_timestamp() >= v_deadline THEN
+            v_status := 'partial';
+            EXIT;
+        END IF;
+        v_rel := pg_catalog.to_regclass(v_table);
+        IF v_rel IS NULL THEN
+            v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', 'no longer exists');
+            CONTINUE;
+        END IF;
+        PERFORM pg_catalog.set_config('lock_timeout',
+            (extract(epoch FROM lock_timeout) * 1000)::bigint::text, true);
+        BEGIN
+            EXECUTE pg_catalog.format('ANALYZE %s', v_rel);
+            v_done := v_done || v_rel::text;
+        EXCEPTION WHEN OTHERS THEN
+            v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', SQLERRM);
+        END;
+        PERFORM maint.run_progress(v_run, pg_catalog.cardinality(v_tables), pg_catalog.cardinality(v_done),
+            pg_catalog.jsonb_build_object('analyzed', pg_catalog.to_jsonb(v_done), 'skipped', v_skipped));
+        COMMIT;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF v_status = 'succeeded' AND pg_catalog.jsonb_array_length(v_skipped) > 0 THEN
+        v_status := 'partial';
+    END IF;
+    PERFORM maint.run_finish(v_run, v_status, pg_catalog.cardinality(v_tables), pg_catalog.cardinality(v_done),
+        pg_catalog.jsonb_build_object('analyzed', pg_catalog.to_jsonb(v_done), 'skipped', v_skipped));
+    COMMIT;
+END
+$$;
+COMMENT ON PROCEDURE maint.analyze_cleaned_tables(interval, boolean, interval, interval) IS
+    'ANALYZE the tables recent executed cleanup runs removed rows from';
+GRANT EXECUTE ON PROCEDURE maint.analyze_cleaned_tables(interval, boolean, interval, interval) TO maint_admin;

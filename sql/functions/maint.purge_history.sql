@@ -1,0 +1,74 @@
+-- CALL maint.purge_history(keep, keep_cron_details, dry_run)
+--   The monthly trim: the archive of removed rows (maint.purge_archive), the run journal
+--   (maint.purge_runs), health history samples, and pg_cron's cron.job_run_details when
+--   pg_cron lives in this database (elsewhere `pgmaint schedule install` trims it there).
+--   The two committing parts are journaled as their own tasks (purge_archive, purge_runs)
+--   and run last: a procedure that commits cannot be wrapped in an exception handler, so
+--   when one of them fails the job stops there and pg_cron records it as failed. The
+--   other parts' failures are collected and raised at the end. Call outside a
+--   transaction block.
+CREATE OR REPLACE PROCEDURE maint.purge_history(
+    keep interval DEFAULT '90 days',
+    keep_cron_details interval DEFAULT '30 days',
+    dry_run boolean DEFAULT true
+)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_failed text[] := '{}';
+    v_count bigint;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF keep IS NULL OR keep < interval '0' OR keep_cron_details IS NULL OR keep_cron_details < interval '0' THEN
+        RAISE EXCEPTION 'keep and keep_cron_details must be non-negative intervals'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    IF pg_catalog.to_regclass('maint.health_history') IS NOT NULL THEN
+        BEGIN
+            IF dry_run THEN
+                EXECUTE 'SELECT count(*) FROM maint.health_history WHERE recorded_at < now() - $1'
+                    INTO v_count USING keep;
+                RAISE NOTICE 'purge_history (dry run): % health history rows would be deleted', v_count;
+            ELSE
+                EXECUTE 'DELETE FROM maint.health_history WHERE recorded_at < now() - $1' USING keep;
+                GET DIAGNOSTICS v_count = ROW_COUNT;
+                RAISE NOTICE 'purge_history: deleted % health history rows', v_count;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            v_failed := v_failed || ('health history: ' || SQLERRM);
+        END;
+    END IF;
+    IF (SELECT s.in_this_database AND s.extension_installed FROM maint.cron_status() AS s) THEN
+        BEGIN
+            IF dry_run THEN
+                EXECUTE 'SELECT count(*) FROM cron.job_run_details WHERE end_time < now() - $1'
+                    INTO v_count USING keep_cron_details;
+                RAISE NOTICE 'purge_history (dry run): % pg_cron run details would be deleted', v_count;
+            ELSE
+                EXECUTE 'DELETE FROM cron.job_run_details WHERE end_time < now() - $1'
+                    USING keep_cron_details;
+                GET DIAGNOSTICS v_count = ROW_COUNT;
+                RAISE NOTICE 'purge_history: deleted % pg_cron run details', v_count;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            v_failed := v_failed || ('cron.job_run_details: ' || SQLERRM);
+        END;
+    END IF;
+    IF pg_catalog.to_regprocedure('maint.purge_archive(interval, boolean, integer, interval, interval)') IS NOT NULL THEN
+        CALL maint.purge_archive(older_than => keep, dry_run => dry_run);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END IF;
+    CALL maint.purge_runs(keep => keep, dry_run => dry_run);
+    IF pg_catalog.cardinality(v_failed) > 0 THEN
+        RAISE EXCEPTION 'purge_history: % part(s) failed: %', pg_catalog.cardinality(v_failed),
+            pg_catalog.array_to_string(v_failed, '; ');
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE maint.purge_history(interval, interval, boolean) IS
+    'Monthly trim of archive, run journal, health history and pg_cron run details (dry run by default)';
+GRANT EXECUTE ON PROCEDURE maint.purge_history(interval, interval, boolean) TO maint_admin;

@@ -1,0 +1,452 @@
+-- Scheduling with pg_cron. pg_cron lives in one database per server
+-- (cron.database_name); these SQL functions manage jobs when that is this database.
+-- Otherwise `pgmaint schedule install` reads the same plan from here and applies it in
+-- the cron database with cron.schedule_in_database. Every kit job is named
+-- 'maint:<job>@<database>' (pg_cron job names are unique per user across the server,
+-- and several databases may carry the kit). Times are UTC: pg_cron 1.4 has no time zones.
+
+-- maint.cron_status() -> one row: whether pg_cron can be used from this database and,
+-- when not, what to do about it (message).
+CREATE OR REPLACE FUNCTION maint.cron_status()
+    RETURNS TABLE (loaded boolean, cron_database text, in_this_database boolean,
+                   extension_installed boolean, background_workers boolean, cron_host text,
+                   message text)
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    cron_database := pg_catalog.current_setting('cron.database_name', true);
+    loaded := cron_database IS NOT NULL;
+    in_this_database := cron_database = pg_catalog.current_database();
+    extension_installed := EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron');
+    background_workers := pg_catalog.current_setting('cron.use_background_workers', true) = 'on';
+    cron_host := pg_catalog.current_setting('cron.host', true);
+    message := CASE
+        WHEN NOT loaded THEN
+            'pg_cron is not available on this server: add pg_cron to shared_preload_libraries, '
+            || 'set cron.database_name (the one database pg_cron lives in) and either '
+            || 'cron.use_background_workers = on or a cron.host that accepts connections '
+            || '(pg_hba.conf and a password-less login for the job owner), restart PostgreSQL, '
+            || 'then run CREATE EXTENSION pg_cron in that database'
+        WHEN NOT in_this_database THEN
+            pg_catalog.format(
+                'pg_cron runs in database %I, not in %I, and PostgreSQL cannot call across '
+                || 'databases: install the schedule with the command line instead '
+                || '(pgmaint schedule install), which creates the jobs in %I with '
+                || 'cron.schedule_in_database', cron_database, pg_catalog.current_database(),
+                cron_database)
+        WHEN NOT extension_installed THEN
+            pg_catalog.format('pg_cron is loaded but the extension is not created: run '
+                || 'CREATE EXTENSION pg_cron in database %I', cron_database)
+        END;
+    RETURN NEXT;
+END
+$$;
+
+-- maint._require_cron_here(): raise the cron_status() message unless pg_cron is usable
+-- from this database.
+CREATE OR REPLACE FUNCTION maint._require_cron_here()
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_message text;
+BEGIN
+    SELECT s.message INTO v_message FROM maint.cron_status() AS s;
+    IF v_message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_message USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;
+
+-- maint.schedulable_tasks() -> the kit routines a job may run, and how (CALL or SELECT).
+-- Only routines present in this installation are listed.
+CREATE OR REPLACE FUNCTION maint.schedulable_tasks()
+    RETURNS TABLE (task text, kind text, description text)
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.task, t.kind, t.description
+      FROM (VALUES
+        ('record_health_check', 'select', 'record a health check sample in maint.health_history'),
+        ('apply_retention', 'call', 'delete (and archive) rows past their retention policy'),
+        ('clean_orphans', 'call', 'delete (and archive) rows whose parent row is gone'),
+        ('remove_duplicates', 'call', 'delete (and archive) duplicate rows'),
+        ('run_all_cleanup', 'call', 'retention, orphans and duplicates in one run'),
+        ('analyze_cleaned_tables', 'call', 'ANALYZE the tables a cleanup run changed'),
+        ('purge_history', 'call', 'trim the archive, the run journal, health history and pg_cron''s run details'),
+        ('purge_runs', 'call', 'trim the run journal'),
+        ('purge_archive', 'call', 'trim the archive of removed rows'),
+        ('record_optimize_plan', 'select', 'record the vacuum/analyze/reindex plan for the CLI')
+      ) AS t (task, kind, description)
+     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
+                    WHERE p.pronamespace = 'maint'::regnamespace AND p.proname = t.task
+                      AND p.prokind = CASE t.kind WHEN 'call' THEN 'p' ELSE 'f' END)
+$$;
+
+-- maint.job_command(p_task text, p_params jsonb DEFAULT '{}') -> text
+--   The single statement a job runs: CALL maint.<task>(name => 'value', ...) or SELECT.
+--   Raises when the task is not schedulable, a parameter is not one of the routine's,
+--   or a value does not convert to the parameter's type.
+CREATE OR REPLACE FUNCTION maint.job_command(p_task text, p_params jsonb DEFAULT '{}'::jsonb)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind text;
+    v_proc oid;
+    v_args text[] := '{}';
+    v_key text;
+    v_value jsonb;
+    v_type text;
+    v_text text;
+BEGIN
+    SELECT t.kind INTO v_kind FROM maint.schedulable_tasks() AS t WHERE t.task = p_task;
+    IF v_kind IS NULL THEN
+        RAISE EXCEPTION 'unknown task %: schedulable tasks are %', pg_catalog.quote_nullable(p_task),
+            (SELECT pg_catalog.string_agg(t.task, ', ' ORDER BY t.task) FROM maint.schedulable_tasks() AS t)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_params IS NOT NULL AND pg_catalog.jsonb_typeof(p_params) <> 'object' THEN
+        RAISE EXCEPTION 'job parameters must be a JSON object, got %', p_params
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT p.oid INTO v_proc FROM pg_catalog.pg_proc AS p
+     WHERE p.pronamespace = 'maint'::regnamespace AND p.proname = p_task
+     ORDER BY p.pronargs DESC LIMIT 1;
+    FOR v_key, v_value IN SELECT e.key, e.value FROM pg_catalog.jsonb_each(coalesce(p_params, '{}'::jsonb)) AS e ORDER BY e.key LOOP
+        SELECT pg_catalog.format_type(a.type, NULL) INTO v_type
+          FROM pg_catalog.pg_proc AS p
+         CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(p.proargnames),
+                                       pg_catalog.unnest(p.proargtypes::oid[])) AS a (name, type)
+         WHERE p.oid = v_proc AND a.name = v_key AND a.type IS NOT NULL;
+        IF v_type IS NULL THEN
+            RAISE EXCEPTION 'task % has no parameter %; it takes %', p_task, pg_catalog.quote_literal(v_key),
+                (SELECT pg_catalog.string_agg(a.name, ', ')
+                   FROM pg_catalog.pg_proc AS p
+                  CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(p.proargnames),
+                                                pg_catalog.unnest(p.proargtypes::oid[])) AS a (name, type)
+                  WHERE p.oid = v_proc AND a.type IS NOT NULL)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        v_text := CASE WHEN pg_catalog.jsonb_typeof(v_value) = 'string' THEN v_value #>> '{}'
+                       WHEN pg_catalog.jsonb_typeof(v_value) = 'null' THEN NULL
+                       ELSE v_value::text END;
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT %L::%s', v_text, v_type);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'parameter % of task %: % is not a valid %', v_key, p_task,
+                pg_catalog.quote_nullable(v_text), v_type
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
+        v_args := v_args || pg_catalog.format('%I => %L', v_key, v_text);
+    END LOOP;
+    RETURN pg_catalog.format('%s maint.%I(%s)', CASE v_kind WHEN 'call' THEN 'CALL' ELSE 'SELECT' END,
+                             p_task, pg_catalog.array_to_string(v_args, ', '));
+END
+$$;
+
+-- maint.job_name(p_job text, p_database text DEFAULT current_database()) -> text
+CREATE OR REPLACE FUNCTION maint.job_name(p_job text, p_database text DEFAULT pg_catalog.current_database())
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'maint:' || p_job || '@' || p_database
+$$;
+
+-- maint.default_jobs(...) -> the jobs of the default plan (short names, schedules in UTC,
+-- task and parameters), before any validation: also what schedule_defaults() owns.
+CREATE OR REPLACE FUNCTION maint.default_jobs(
+    retention_time_limit interval DEFAULT '45 minutes',
+    cleanup_time_limit interval DEFAULT '30 minutes',
+    keep_history interval DEFAULT '90 days',
+    keep_cron_details interval DEFAULT '30 days'
+)
+    RETURNS TABLE (part text, job text, schedule text, task text, params jsonb, description text)
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.part, d.job, d.schedule, d.task, d.params, d.description
+      FROM (VALUES
+        (1, 'health', 'health-sample', '*/5 * * * *', 'record_health_check', '{}'::jsonb,
+         'every 5 minutes: record a health check sample'),
+        (2, 'retention', 'retention', '0 2 * * *', 'apply_retention',
+         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', retention_time_limit),
+         'daily 02:00 UTC: apply retention policies'),
+        (3, 'cleanup', 'orphans', '0 1 * * 0', 'clean_orphans',
+         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', cleanup_time_limit),
+         'Sundays 01:00 UTC: remove orphans'),
+        (4, 'cleanup', 'duplicates', '0 1 * * 0', 'remove_duplicates',
+         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', cleanup_time_limit),
+         'Sundays 01:00 UTC: remove duplicates'),
+        (5, 'cleanup', 'analyze-cleaned', '0 3 * * 0', 'analyze_cleaned_tables',
+         pg_catalog.jsonb_build_object('since', interval '1 day'),
+         'Sundays 03:00 UTC: ANALYZE the tables the cleanup changed'),
+        (6, 'purge', 'purge-history', '0 3 1 * *', 'purge_history',
+         pg_catalog.jsonb_build_object('keep', keep_history, 'keep_cron_details', keep_cron_details,
+                                       'dry_run', false),
+         'monthly on the 1st 03:00 UTC: trim archive, run journal, health history, pg_cron run details')
+      ) AS d (ord, part, job, schedule, task, params, description)
+     ORDER BY d.ord
+$$;
+
+-- maint.default_plan(include, ...) -> the default maintenance plan with full job names and
+-- validated commands (nothing is scheduled). include: any of health, retention, cleanup,
+-- purge (default: all).
+CREATE OR REPLACE FUNCTION maint.default_plan(
+    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge'],
+    retention_time_limit interval DEFAULT '45 minutes',
+    cleanup_time_limit interval DEFAULT '30 minutes',
+    keep_history interval DEFAULT '90 days',
+    keep_cron_details interval DEFAULT '30 days'
+)
+    RETURNS TABLE (part text, job text, schedule text, command text, description text)
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_unknown text[];
+BEGIN
+    v_unknown := ARRAY(SELECT coalesce(u, 'NULL') FROM pg_catalog.unnest(include) AS u
+                        WHERE u IS NULL OR u NOT IN ('health', 'retention', 'cleanup', 'purge'));
+    IF include IS NULL OR pg_catalog.cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown plan part(s) %: choose from health, retention, cleanup, purge',
+            coalesce(pg_catalog.array_to_string(v_unknown, ', '), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+        SELECT d.part, maint.job_name(d.job), d.schedule, maint.job_command(d.task, d.params), d.description
+          FROM maint.default_jobs(retention_time_limit, cleanup_time_limit, keep_history,
+                                  keep_cron_details) AS d
+         WHERE d.part = ANY (include);
+END
+$$;
+
+-- maint.schedule_actions(p_existing jsonb, p_desired jsonb, p_manage text[]) -> what to do
+--   p_existing: kit jobs as in cron.job ([{jobid, jobname, schedule, command, database,
+--   active}]); p_desired: [{job, schedule, command, database}] (database defaults to this
+--   one); p_manage: the job names this plan owns (existing ones not desired are removed).
+--   Returns one row per job with action create|update|unchanged|remove and the statement
+--   to run in the cron database. Used by maint.schedule_defaults() and by the CLI.
+CREATE OR REPLACE FUNCTION maint.schedule_actions(p_existing jsonb, p_desired jsonb, p_manage text[])
+    RETURNS TABLE (job text, action text, statement text)
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH existing AS (
+        SELECT e.jobid, e.jobname, e.schedule, e.command, e.database, e.active
+          FROM pg_catalog.jsonb_to_recordset(coalesce(p_existing, '[]'::jsonb))
+               AS e (jobid bigint, jobname text, schedule text, command text, database text, active boolean)
+    ), desired AS (
+        SELECT d.job, d.schedule, d.command, coalesce(d.database, pg_catalog.current_database()) AS database
+          FROM pg_catalog.jsonb_to_recordset(coalesce(p_desired, '[]'::jsonb))
+               AS d (job text, schedule text, command text, database text)
+    )
+    SELECT d.job,
+           CASE WHEN e.jobid IS NULL THEN 'create'
+                WHEN (e.schedule, e.command, e.database, e.active)
+                     IS NOT DISTINCT FROM (d.schedule, d.command, d.database, true)
+                THEN 'unchanged'
+                ELSE 'update' END,
+           CASE WHEN e.jobid IS NULL THEN
+                    pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L)',
+                                      d.job, d.schedule, d.command, d.database)
+                WHEN (e.schedule, e.command, e.database, e.active)
+                     IS NOT DISTINCT FROM (d.schedule, d.command, d.database, true)
+                THEN NULL
+                -- pg_cron 1.4: re-scheduling a name does not move it to another database
+                ELSE pg_catalog.format('SELECT cron.alter_job(%s, schedule => %L, command => %L, '
+                                       || 'database => %L, active => true)',
+                                       e.jobid, d.schedule, d.command, d.database)
+           END
+      FROM desired AS d
+      LEFT JOIN existing AS e ON e.jobname = d.job
+    UNION ALL
+    SELECT e.jobname, 'remove', pg_catalog.format('SELECT cron.unschedule(%s)', e.jobid)
+      FROM existing AS e
+     WHERE e.jobname = ANY (p_manage)
+       AND NOT EXISTS (SELECT 1 FROM desired AS d WHERE d.job = e.jobname)
+    ORDER BY 1
+$$;
+
+-- maint._kit_jobs() -> jsonb: this database's kit jobs from cron.job (pg_cron here).
+CREATE OR REPLACE FUNCTION maint._kit_jobs()
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_jobs jsonb;
+BEGIN
+    PERFORM maint._require_cron_here();
+    EXECUTE $q$
+        SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'jobid', j.jobid, 'jobname', j.jobname, 'schedule', j.schedule,
+                   'command', j.command, 'database', j.database, 'active', j.active)), '[]')
+          FROM cron.job AS j
+         WHERE j.jobname LIKE 'maint:%' AND j.database = pg_catalog.current_database()
+    $q$ INTO v_jobs;
+    RETURN v_jobs;
+END
+$$;
+
+-- maint.schedule_defaults(include, ...) -> one row per job with what was done.
+--   Installs or updates the default plan in place (idempotent; a second call reports
+--   every job 'unchanged'); default jobs left out of include are removed.
+CREATE OR REPLACE FUNCTION maint.schedule_defaults(
+    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge'],
+    retention_time_limit interval DEFAULT '45 minutes',
+    cleanup_time_limit interval DEFAULT '30 minutes',
+    keep_history interval DEFAULT '90 days',
+    keep_cron_details interval DEFAULT '30 days'
+)
+    RETURNS TABLE (job text, action text)
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_desired jsonb;
+    v_manage text[];
+    v_row record;
+BEGIN
+    PERFORM maint._require_cron_here();
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('job', p.job, 'schedule', p.schedule,
+                                                              'command', p.command))
+      INTO v_desired
+      FROM maint.default_plan(include, retention_time_limit, cleanup_time_limit, keep_history,
+                              keep_cron_details) AS p;
+    SELECT pg_catalog.array_agg(maint.job_name(d.job)) INTO v_manage FROM maint.default_jobs() AS d;
+    FOR v_row IN SELECT * FROM maint.schedule_actions(maint._kit_jobs(), v_desired, v_manage) LOOP
+        IF v_row.statement IS NOT NULL THEN
+            EXECUTE v_row.statement;
+        END IF;
+        job := v_row.job;
+        action := v_row.action;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- maint.schedule(p_name, p_schedule, p_task, p_params) -> bigint (the pg_cron job id)
+--   A custom job 'maint:<name>@<database>' running one kit task; validates the name, the
+--   cron expression, the task and its parameters before creating anything. Calling it
+--   again with the same name updates the job.
+CREATE OR REPLACE FUNCTION maint.schedule(
+    p_name text, p_schedule text, p_task text, p_params jsonb DEFAULT '{}'::jsonb
+)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job text;
+    v_command text;
+    v_schedule text;
+    v_action record;
+    v_jobid bigint;
+BEGIN
+    IF p_name IS NULL OR p_name !~ '^[a-z0-9][a-z0-9_-]{0,40}$' THEN
+        RAISE EXCEPTION 'invalid job name %: use lower-case letters, digits, - and _',
+            pg_catalog.quote_nullable(p_name) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_job := maint.job_name(p_name);
+    IF v_job IN (SELECT maint.job_name(d.job) FROM maint.default_jobs() AS d) THEN
+        RAISE EXCEPTION 'job name % belongs to the default plan; use maint.schedule_defaults() or another name',
+            p_name USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_schedule := pg_catalog.btrim(p_schedule);
+    PERFORM maint.cron_validate(v_schedule);
+    v_command := maint.job_command(p_task, p_params);
+    PERFORM maint._require_cron_here();
+    SELECT * INTO v_action FROM maint.schedule_actions(
+        maint._kit_jobs(),
+        pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'job', v_job, 'schedule', v_schedule, 'command', v_command)),
+        ARRAY[]::text[]);
+    IF v_action.statement IS NOT NULL THEN
+        EXECUTE v_action.statement;
+    END IF;
+    EXECUTE 'SELECT jobid FROM cron.job WHERE jobname = $1 AND database = pg_catalog.current_database()'
+        INTO v_jobid USING v_job;
+    RETURN v_jobid;
+END
+$$;
+
+-- maint.unschedule(p_name text) -> boolean: remove one kit job of this database
+-- (short name as given to maint.schedule, or the full 'maint:...@db' name).
+CREATE OR REPLACE FUNCTION maint.unschedule(p_name text)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_jobid bigint;
+BEGIN
+    PERFORM maint._require_cron_here();
+    EXECUTE $q$SELECT jobid FROM cron.job
+                WHERE jobname IN ($1, maint.job_name($1)) AND jobname LIKE 'maint:%'
+                  AND database = pg_catalog.current_database()$q$
+        INTO v_jobid USING p_name;
+    IF v_jobid IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT cron.unschedule($1)' USING v_jobid;
+    RETURN true;
+END
+$$;
+
+-- maint.unschedule_all() -> integer: remove every kit job of this database (only those:
+-- other cron jobs, and kit jobs of other databases, stay).
+CREATE OR REPLACE FUNCTION maint.unschedule_all()
+    RETURNS integer
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM maint._require_cron_here();
+    EXECUTE $q$SELECT count(cron.unschedule(jobid))::integer FROM cron.job
+                WHERE jobname LIKE 'maint:%' AND database = pg_catalog.current_database()$q$
+        INTO v_count;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION maint.cron_status() IS 'Whether pg_cron is usable from this database, and what to do if not';
+COMMENT ON FUNCTION maint.default_plan(text[], interval, interval, interval, interval) IS 'The default maintenance schedule as rows (UTC)';
+COMMENT ON FUNCTION maint.schedule_defaults(text[], interval, interval, interval, interval) IS 'Install or update the default pg_cron jobs (UTC), idempotent';
+COMMENT ON FUNCTION maint.schedule(text, text, text, jsonb) IS 'Create or update a custom pg_cron job running one kit task';
+COMMENT ON FUNCTION maint.unschedule(text) IS 'Remove one kit pg_cron job of this database';
+COMMENT ON FUNCTION maint.unschedule_all() IS 'Remove every kit pg_cron job of this database';
+
+GRANT EXECUTE ON FUNCTION
+    maint.cron_status(), maint._require_cron_here(), maint.schedulable_tasks(),
+    maint.job_command(text, jsonb), maint.job_name(text, text),
+    maint.default_jobs(interval, interval, interval, interval),
+    maint.default_plan(text[], interval, interval, interval, interval),
+    maint.schedule_actions(jsonb, jsonb, text[])
+TO maint_monitor;
+GRANT EXECUTE ON FUNCTION
+    maint._kit_jobs(),
+    maint.schedule_defaults(text[], interval, interval, interval, interval),
+    maint.schedule(text, text, text, jsonb),
+    maint.unschedule(text),
+    maint.unschedule_all()
+TO maint_admin;
