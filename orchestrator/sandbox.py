@@ -192,8 +192,10 @@ class Sandbox:
         return pid
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self, *, port: int | None = None, fast: bool = False) -> SandboxInfo:
-        """Initialise (first time) and start the server; idempotent when already running."""
+    def start(self, *, port: int | None = None, fast: bool = False, cron: bool = True) -> SandboxInfo:
+        """Initialise (first time) and start the server; idempotent when already running.
+
+        ``cron=False`` leaves pg_cron out (to see how the kit behaves without it)."""
         state = self._state()
         if state and self._pid() is not None:
             return self.info()
@@ -204,13 +206,13 @@ class Sandbox:
         port = port or int(state.get("port", 0)) or free_port()  # type: ignore[call-overload]
         if port_in_use(self.run_dir, port):
             port = free_port()
-        self._write_conf(port, fast)
-        self._write_state({"port": port, "bindir": str(bindir), "fast": fast})
+        self._write_conf(port, fast, cron)
+        self._write_state({"port": port, "bindir": str(bindir), "fast": fast, "cron": cron})
         self._run(
             bindir / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"
         )
         info = self.info()
-        self._bootstrap(info)
+        self._bootstrap(info, cron)
         return info
 
     def _initdb(self, bindir: Path) -> None:
@@ -227,15 +229,12 @@ class Sandbox:
         conf = self.data / "postgresql.conf"
         self._run("sh", "-c", f"echo \"include_if_exists '{CONF_NAME}'\" >> '{conf}'")
 
-    def _write_conf(self, port: int, fast: bool) -> None:
+    def _write_conf(self, port: int, fast: bool, cron: bool = True) -> None:
         lines = [
             "# written by pgmaint sandbox; edits are overwritten at the next start",
             "listen_addresses = ''",
             f"port = {port}",
             f"unix_socket_directories = '{self.run_dir}'",
-            "shared_preload_libraries = 'pg_cron,pg_stat_statements'",
-            "cron.database_name = 'postgres'",
-            "cron.use_background_workers = on",
             "max_worker_processes = 32",
             "max_connections = 100",
             "max_prepared_transactions = 10",
@@ -250,6 +249,14 @@ class Sandbox:
             "log_timezone = 'UTC'",
             "lc_messages = 'C'",
         ]
+        if cron:
+            lines += [
+                "shared_preload_libraries = 'pg_cron,pg_stat_statements'",
+                "cron.database_name = 'postgres'",
+                "cron.use_background_workers = on",
+            ]
+        else:
+            lines += ["shared_preload_libraries = 'pg_stat_statements'"]
         if fast:  # test servers: durability is worth nothing there
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         tmp = self.dir / (CONF_NAME + ".tmp")
@@ -257,12 +264,13 @@ class Sandbox:
         self._run("cp", tmp, self.data / CONF_NAME)
         tmp.unlink()
 
-    def _bootstrap(self, info: SandboxInfo) -> None:
+    def _bootstrap(self, info: SandboxInfo, cron: bool = True) -> None:
         """Create pg_cron and pg_stat_statements in the cron database (``postgres``)."""
         import psycopg
 
         with psycopg.connect(info.conninfo("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            if cron:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
     def stop(self) -> bool:

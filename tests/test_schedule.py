@@ -1,0 +1,346 @@
+"""Scheduling with pg_cron: cron expressions, the default plan, install in the cron database
+(elsewhere or here), removal that spares other jobs, and life without pg_cron."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import deploy
+from orchestrator.cli import cli
+from orchestrator.sandbox import Sandbox
+
+# --- cron expressions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "normal"),
+    [
+        ("*/5 * * * *", "*/5 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("0 9-17/2 * jan-mar mon-fri", "0 9-17/2 * jan-mar mon-fri"),
+        ("  30 3 1 * *  ", "30 3 1 * *"),
+    ],
+)
+def test_valid_cron_expressions(db, expr, normal):
+    assert db.execute("SELECT maint.cron_validate(%s)", (expr,)).fetchone()[0] == normal
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("61 * * * *", 'minute field "61" is outside 0-59'),
+        ("* 24 * * *", 'hour field "24" is outside 0-23'),
+        ("* * 0 * *", 'day-of-month field "0" is outside 1-31'),
+        ("* * * foo *", '"foo" is not a valid month value'),
+        ("* * * *", "expected 5 fields"),
+        ("*/0 * * * *", "step 0 in minute field"),
+        ("10 seconds", "no second-level schedules"),
+        ("* * * * * ; DROP TABLE x", "expected 5 fields"),
+        ("", "expected 5 fields"),
+    ],
+)
+def test_invalid_cron_expressions_name_the_problem(db, expr, message):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        db.execute("SELECT maint.cron_validate(%s)", (expr,))
+
+
+def next_runs(db, expr: str, after: str, n: int) -> list[str]:
+    rows = db.execute(
+        "SELECT to_char(r AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI Dy')"
+        " FROM maint.cron_next_runs(%s, %s::timestamptz, %s) r", (expr, after, n),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_next_runs_are_utc_and_follow_cron_rules(db):
+    assert next_runs(db, "0 2 * * *", "2026-11-23 10:00+00", 2) == [
+        "2026-11-24 02:00 Tue", "2026-11-25 02:00 Wed"]
+    # day-of-month and day-of-week both restricted: either matches (vixie cron)
+    assert next_runs(db, "0 0 1 * 1", "2026-11-23 10:00+00", 3) == [
+        "2026-11-30 00:00 Mon", "2026-12-01 00:00 Tue", "2026-12-07 00:00 Mon"]
+    assert next_runs(db, "*/20 9-10 * * sat", "2026-11-23 10:00+00", 4) == [
+        "2026-11-28 09:00 Sat", "2026-11-28 09:20 Sat", "2026-11-28 09:40 Sat", "2026-11-28 10:00 Sat"]
+    # a time zone in the session does not move the schedule: pg_cron 1.4 is UTC only
+    db.execute("SET TimeZone = 'America/New_York'")
+    assert next_runs(db, "0 2 * * *", "2026-11-23 10:00+00", 1) == ["2026-11-24 02:00 Tue"]
+    assert db.execute("SELECT maint.cron_interval('0 1 * * 0')").fetchone()[0].days == 7
+
+
+# --- job commands ------------------------------------------------------------------------
+
+
+def test_job_command_builds_one_statement_with_literals(db):
+    command = db.execute(
+        "SELECT maint.job_command('purge_runs', %s)", (json.dumps({"keep": "10 days", "dry_run": False}),)
+    ).fetchone()[0]
+    assert command == "CALL maint.purge_runs(dry_run => 'false', keep => '10 days')"
+    db.execute(command)  # it really runs
+
+
+@pytest.mark.parametrize(
+    ("task", "params", "message"),
+    [
+        ("vacuum_everything", {}, "unknown task 'vacuum_everything': schedulable tasks are"),
+        ("purge_runs", {"kep": "1 day"}, "task purge_runs has no parameter 'kep'"),
+        ("purge_runs", {"keep": "1 day'); DROP TABLE maint.runs; --"}, "is not a valid interval"),
+        ("purge_runs", {"keep => '1 day'); DROP TABLE maint.runs; --": 1}, "has no parameter"),
+        ("purge_runs", {"batch_size": "many"}, "'many' is not a valid integer"),
+    ],
+)
+def test_job_command_rejects_bad_tasks_and_parameters(db, task, params, message):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        db.execute("SELECT maint.job_command(%s, %s)", (task, json.dumps(params)))
+    assert db.execute("SELECT to_regclass('maint.runs')").fetchone()[0] == "maint.runs"
+
+
+def test_default_plan_jobs_and_times(db):
+    rows = db.execute("SELECT job, schedule FROM maint.default_jobs()").fetchall()
+    assert rows == [
+        ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("orphans", "0 1 * * 0"),
+        ("duplicates", "0 1 * * 0"), ("analyze-cleaned", "0 3 * * 0"), ("purge-history", "0 3 1 * *"),
+    ]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown plan part"):
+        db.execute("SELECT * FROM maint.default_plan(ARRAY['nightly'])")
+
+
+# --- pg_cron in another database (the test server: pg_cron lives in `postgres`) -----------
+
+
+def cron_jobs(admin, database: str) -> dict[str, tuple]:
+    return {
+        r[0]: r[1:]
+        for r in admin.execute(
+            "SELECT jobname, jobid, schedule, command, database, active FROM cron.job"
+            " WHERE database = %s OR jobname LIKE 'maint:cron-details-trim@%%'", (database,),
+        )
+    }
+
+
+@pytest.fixture
+def cleanup_cron(admin):
+    yield
+    admin.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+
+
+def test_sql_scheduling_names_the_cron_database_and_the_cli(db):
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+        db.execute("SELECT * FROM maint.schedule_defaults()")
+    message = str(err.value)
+    assert "pg_cron runs in database postgres, not in" in message
+    assert "pgmaint schedule install" in message
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="pgmaint schedule install"):
+        db.execute("SELECT maint.schedule('x', '0 4 * * *', 'purge_runs')")
+
+
+def test_cli_install_is_idempotent_and_spares_other_jobs(pg_server, db, admin, cleanup_cron):
+    dsn = pg_server.dsn(db.info.dbname)
+    runner = CliRunner()
+    admin.execute("SELECT cron.schedule_in_database('nightly-report', '0 5 * * *', 'SELECT 1', %s)",
+                  (db.info.dbname,))
+    dry = runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "install", "--include", "purge",
+                              "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert {a["action"] for a in json.loads(dry.output)["actions"]} == {"create"}
+    assert set(cron_jobs(admin, db.info.dbname)) == {"nightly-report"}
+
+    first = runner.invoke(cli, ["--dsn", dsn, "schedule", "install", "--include", "purge"])
+    assert first.exit_code == 0, first.output
+    jobs = cron_jobs(admin, db.info.dbname)
+    purge = f"maint:purge-history@{db.info.dbname}"
+    assert set(jobs) == {"nightly-report", purge, "maint:cron-details-trim@postgres"}
+    assert jobs[purge][1:] == (
+        "0 3 1 * *",
+        "CALL maint.purge_history(dry_run => 'false', keep => '90 days', keep_cron_details => '30 days')",
+        db.info.dbname, True)
+    assert jobs["maint:cron-details-trim@postgres"][3] == "postgres"
+
+    second = runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "install", "--include", "purge"])
+    assert {a["action"] for a in json.loads(second.output)["actions"]} == {"unchanged"}
+    assert cron_jobs(admin, db.info.dbname) == jobs  # same job ids, nothing touched
+
+    listed = json.loads(runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "list"]).output)
+    assert [j["jobname"] for j in listed] == ["maint:cron-details-trim@postgres", purge]
+    assert all(j["next_run_in"].startswith("in ") for j in listed)
+
+    # a job changed by hand is put back in place (same job id)
+    admin.execute("SELECT cron.alter_job(%s, schedule => '0 4 * * *')", (jobs[purge][0],))
+    fixed = json.loads(runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "install",
+                                           "--include", "purge"]).output)
+    assert {(a["job"], a["action"]) for a in fixed["actions"]} >= {(purge, "update")}
+    assert cron_jobs(admin, db.info.dbname)[purge][:2] == (jobs[purge][0], "0 3 1 * *")
+
+    removed = runner.invoke(cli, ["--dsn", dsn, "schedule", "remove", "--all"])
+    assert removed.exit_code == 0 and purge in removed.output
+    assert "nightly-report" in cron_jobs(admin, db.info.dbname)
+
+
+def test_cli_remove_needs_a_name_or_all(pg_server, db):
+    result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(db.info.dbname), "schedule", "remove"])
+    assert result.exit_code == 2
+
+
+# --- pg_cron in the kit's own database (the common case on hosted platforms) --------------
+
+
+@pytest.fixture
+def kit_in_cron_db(pg_server, admin):
+    dsn = pg_server.dsn("postgres")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deploy.deploy(conn)
+    yield admin
+    admin.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deploy.uninstall(conn, dsn)
+
+
+def test_sql_schedule_defaults_and_custom_jobs_when_pg_cron_is_here(kit_in_cron_db):
+    conn = kit_in_cron_db
+    conn.execute("SELECT cron.schedule('users-own-job', '0 6 * * *', 'SELECT 1')")
+    first = conn.execute("SELECT job, action FROM maint.schedule_defaults(ARRAY['purge'])").fetchall()
+    assert first == [("maint:purge-history@postgres", "create")]
+    again = conn.execute("SELECT job, action FROM maint.schedule_defaults(ARRAY['purge'])").fetchall()
+    assert again == [("maint:purge-history@postgres", "unchanged")]
+
+    jobid = conn.execute(
+        "SELECT maint.schedule('nightly-journal', '15 4 * * *', 'purge_runs', '{\"dry_run\": false}')"
+    ).fetchone()[0]
+    assert conn.execute("SELECT jobname, schedule, command FROM cron.job WHERE jobid = %s",
+                        (jobid,)).fetchone() == (
+        "maint:nightly-journal@postgres", "15 4 * * *", "CALL maint.purge_runs(dry_run => 'false')")
+    count = conn.execute("SELECT count(*) FROM cron.job").fetchone()[0]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid cron schedule"):
+        conn.execute("SELECT maint.schedule('bad', '0 25 * * *', 'purge_runs')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown task"):
+        conn.execute("SELECT maint.schedule('bad', '0 4 * * *', 'drop_everything')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="belongs to the default plan"):
+        conn.execute("SELECT maint.schedule('purge-history', '0 4 * * *', 'purge_runs')")
+    assert conn.execute("SELECT count(*) FROM cron.job").fetchone()[0] == count
+
+    # the job's command really runs (pg_cron would run exactly this statement)
+    command = conn.execute("SELECT command FROM cron.job WHERE jobid = %s", (jobid,)).fetchone()[0]
+    conn.execute(command)
+    assert conn.execute(
+        "SELECT status FROM maint.runs WHERE task = 'purge_runs' ORDER BY id DESC LIMIT 1"
+    ).fetchone() == ("succeeded",)
+
+    assert conn.execute("SELECT maint.unschedule('nightly-journal')").fetchone() == (True,)
+    assert conn.execute("SELECT maint.unschedule('nightly-journal')").fetchone() == (False,)
+    assert conn.execute("SELECT maint.unschedule_all()").fetchone() == (1,)
+    left = [r[0] for r in conn.execute("SELECT jobname FROM cron.job")]
+    assert left == ["users-own-job"]
+
+
+# --- no pg_cron on the server at all --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_without_cron():
+    base = Path(tempfile.mkdtemp(prefix="pgmaint-nocron-"))
+    base.chmod(0o755)
+    box = Sandbox(base / "pg")
+    info = box.start(fast=True, cron=False)
+    try:
+        with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        yield info
+    finally:
+        box.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_without_pg_cron_scheduling_explains_and_the_rest_works(server_without_cron):
+    dsn = server_without_cron.conninfo("app")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert deploy.deploy(conn).changed
+        message = conn.execute("SELECT message FROM maint.cron_status()").fetchone()[0]
+        for needle in ("shared_preload_libraries", "cron.database_name",
+                       "cron.use_background_workers", "cron.host", "CREATE EXTENSION pg_cron"):
+            assert needle in message
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="pg_cron is not available"):
+            conn.execute("SELECT * FROM maint.schedule_defaults()")
+        conn.execute("CALL maint.purge_history(dry_run => true)")
+        assert conn.execute("SELECT count(*) FROM maint.runs WHERE status = 'succeeded'").fetchone()[0] >= 1
+    result = CliRunner().invoke(cli, ["--dsn", dsn, "schedule", "install"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: pg_cron is not available on this server")
+    status = CliRunner().invoke(cli, ["--dsn", dsn, "status"])
+    assert status.exit_code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert deploy.uninstall(conn, dsn).cron_note == "pg_cron is not loaded on this server: no jobs to remove"
+
+
+# --- the maintenance procedures the plan runs ------------------------------------------------
+
+
+def test_analyze_cleaned_tables_analyzes_what_cleanup_changed(pg_server, db):
+    db.execute('CREATE SCHEMA "Shop"')
+    db.execute('CREATE TABLE "Shop"."Order Lines" (id int PRIMARY KEY)')
+    db.execute('INSERT INTO "Shop"."Order Lines" SELECT generate_series(1, 100)')
+    db.execute("CREATE TABLE public.untouched (id int)")
+    detail = {"rules": {"1": {"table": '"Shop"."Order Lines"', "deleted": 10},
+                        "2": {"table": "public.untouched", "deleted": 0},
+                        "3": {"table": "public.gone", "deleted": 5}}}
+    db.execute(
+        "INSERT INTO maint.runs (task, dry_run, source, status, finished_at, detail)"
+        " VALUES ('retention', false, 'cron', 'succeeded', now(), %s)", (json.dumps(detail),),
+    )
+    db.execute("CALL maint.analyze_cleaned_tables(since => '1 day')")
+    run = db.execute(
+        "SELECT status, rows_examined, rows_affected, detail FROM maint.runs"
+        " WHERE task = 'analyze_cleaned'"
+    ).fetchone()
+    assert run[:3] == ("partial", 2, 1)
+    assert run[3]["analyzed"] == ['"Shop"."Order Lines"']
+    assert run[3]["skipped"] == [{"table": "public.gone", "reason": "no longer exists"}]
+    db.execute("SELECT pg_stat_force_next_flush()")
+    analyzed = db.execute(
+        "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+        " WHERE relname IN ('Order Lines', 'untouched') ORDER BY 1"
+    ).fetchall()
+    assert analyzed == [("Order Lines", True), ("untouched", False)]
+
+
+def test_analyze_cleaned_tables_skips_a_locked_table_within_the_lock_timeout(pg_server, db):
+    db.execute("CREATE TABLE public.busy (id int)")
+    db.execute(
+        "INSERT INTO maint.runs (task, dry_run, source, status, finished_at, detail)"
+        " VALUES ('orphans', false, 'sql', 'succeeded', now(),"
+        " '{\"rules\": {\"1\": {\"table\": \"public.busy\", \"deleted\": 3}}}')"
+    )
+    with pg_server.connect(db.info.dbname) as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK public.busy IN ACCESS EXCLUSIVE MODE")
+        started = datetime.now(UTC)
+        db.execute("CALL maint.analyze_cleaned_tables(lock_timeout => '200ms')")
+        took = (datetime.now(UTC) - started).total_seconds()
+        locker.execute("ROLLBACK")
+    assert took < 5
+    skipped = db.execute(
+        "SELECT detail->'skipped' FROM maint.runs WHERE task = 'analyze_cleaned'"
+    ).fetchone()[0]
+    assert skipped[0]["table"] == "public.busy" and "lock timeout" in skipped[0]["reason"]
+
+
+def test_purge_history_trims_journal_and_health_history(db):
+    db.execute(
+        "INSERT INTO maint.runs (task, dry_run, source, status, started_at, finished_at)"
+        " SELECT 'old', false, 'sql', 'succeeded', now() - interval '200 days', now() - interval '200 days'"
+        " FROM generate_series(1, 7)"
+    )
+    db.execute("CALL maint.purge_history(keep => '90 days')")  # dry run
+    assert db.execute("SELECT count(*) FROM maint.runs WHERE task = 'old'").fetchone()[0] == 7
+    db.execute("CALL maint.purge_history(keep => '90 days', dry_run => false)")
+    assert db.execute("SELECT count(*) FROM maint.runs WHERE task = 'old'").fetchone()[0] == 0
+    tasks = {r[0] for r in db.execute("SELECT task FROM maint.runs WHERE NOT dry_run")}
+    assert "purge_runs" in tasks
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("CALL maint.purge_history(keep => '-1 day')")
