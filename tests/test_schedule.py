@@ -275,7 +275,8 @@ def test_without_pg_cron_scheduling_explains_and_the_rest_works(server_without_c
     status = CliRunner().invoke(cli, ["--dsn", dsn, "status"])
     assert status.exit_code == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert deploy.uninstall(conn, dsn).cron_note == "pg_cron is not loaded on this server: no jobs to remove"
+        note = deploy.uninstall(conn, dsn).cron_note
+        assert note == "pg_cron is not loaded on this server: no jobs to remove"
 
 
 # --- the maintenance procedures the plan runs ------------------------------------------------
