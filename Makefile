@@ -10,7 +10,7 @@ SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | c
 export PGMAINT_SANDBOX_DIR := $(SANDBOX_DIR)
 PGMAINT := $(BIN)/pgmaint
 
-.PHONY: setup system-packages demo test deploy check lint bench clean sandbox-start sandbox-stop
+.PHONY: setup system-packages demo test deploy check schedule lint bench clean sandbox-start sandbox-stop
 
 setup: system-packages $(VENV)/.installed
 
@@ -52,6 +52,9 @@ deploy: setup
 
 check: setup
 	$(PGMAINT) status
+
+schedule: setup
+	$(PGMAINT) schedule install
 
 lint: setup
 	$(BIN)/ruff check orchestrator tests bench
