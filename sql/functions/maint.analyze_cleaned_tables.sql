@@ -5,6 +5,8 @@
 --   a table that cannot be locked in time is skipped and reported, never waited for.
 --   Journaled as task 'analyze_cleaned'. (VACUUM cannot run in a procedure: see
 --   `pgmaint run optimize` for that.) ANALYZE needs the table's owner or a superuser.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.analyze_cleaned_tables(
     since interval DEFAULT '1 day',
     dry_run boolean DEFAULT false,

@@ -7,6 +7,8 @@
 --   when one of them fails the job stops there and pg_cron records it as failed. The
 --   other parts' failures are collected and raised at the end. Call outside a
 --   transaction block.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.purge_history(
     keep interval DEFAULT '90 days',
     keep_cron_details interval DEFAULT '30 days',

@@ -9,6 +9,8 @@
 --   Itself journaled as task 'purge_runs'. The journal is the kit's own record, so
 --   purged rows are not archived. Call it outside an explicit transaction block
 --   (it commits between batches): from psql, psycopg with autocommit, or pg_cron.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.purge_runs(
     keep interval DEFAULT '90 days',
     dry_run boolean DEFAULT true,
