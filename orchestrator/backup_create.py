@@ -142,7 +142,8 @@ def _dump_failure(rc: int, stderr: list[str], timeout: str, holders: str) -> str
     text = "\n".join(stderr)
     if rc < 0:
         return f"pg_dump was killed by signal {-rc} (out of memory, or stopped by someone)"
-    if "lock timeout" in text or "could not obtain lock" in text:
+    # pg_dump enforces --lock-wait-timeout with a statement timeout on its LOCK TABLE
+    if "LOCK TABLE" in text or "lock timeout" in text or "could not obtain lock" in text:
         return (f"pg_dump could not lock a table within --lock-wait-timeout {timeout}"
                 + (f": {holders}" if holders else "") + "; retry when that session is done")
     errors = [ln for ln in stderr if "error:" in ln] or stderr
