@@ -347,9 +347,13 @@ def restore_cmd(ctx: click.Context, backup_id: int, into: str, force: bool, jobs
 
 def demo_section(conn: psycopg.Connection, out: Console) -> None:
     """Back up the demo database with restore verification and show its catalog row."""
-    dsn = conn.info.dsn
+    # the connection's main parameters only: psycopg's bundled libpq reports options
+    # (sslcertmode ...) that the system's pg_dump may not know
+    keep = ("host", "hostaddr", "port", "user", "dbname", "sslmode", "sslrootcert", "passfile")
+    params = {k: v for k, v in conn.info.get_parameters().items() if k in keep}
     if conn.info.password:
-        dsn = conninfo.make_conninfo(dsn, password=conn.info.password)
+        params["password"] = conn.info.password
+    dsn = conninfo.make_conninfo(**params)
     root = Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / "pgmaint-demo-backups")
     out.print(f"[bold]Backups[/]: pgmaint backup create --verify restore --dir {root}")
     r = create(CreateOptions(dsn=dsn, root=root, verify="restore"))

@@ -30,18 +30,26 @@ SELECT c.oid::bigint, n.nspname, c.relname, c.relkind::text
  ORDER BY n.nspname, c.relname
 """
 
+# objects that hang off a table (indexes, constraints, triggers) belong to an extension
+# when their table does
+_TABLE_NOT_EXT = _NOT_EXT.format(cls="'pg_catalog.pg_class'", obj="{rel}")
+
 OBJECT_COUNTS = f"""
 SELECT 'schemas', count(*) FROM pg_catalog.pg_namespace AS n
  WHERE {_USER_NS} AND {_NOT_EXT.format(cls="'pg_catalog.pg_namespace'", obj="n.oid")}
 UNION ALL
 SELECT CASE c.relkind WHEN 'r' THEN 'tables' WHEN 'p' THEN 'partitioned tables'
                       WHEN 'v' THEN 'views' WHEN 'm' THEN 'materialized views'
-                      WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'foreign tables'
-                      ELSE 'indexes' END, count(*)
+                      WHEN 'S' THEN 'sequences' ELSE 'foreign tables' END, count(*)
   FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I') AND c.relpersistence <> 't'
-   AND {_USER_NS} AND {_NOT_EXT.format(cls="'pg_catalog.pg_class'", obj="c.oid")}
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relpersistence <> 't'
+   AND {_USER_NS} AND {_TABLE_NOT_EXT.format(rel="c.oid")}
  GROUP BY 1
+UNION ALL
+SELECT 'indexes', count(*) FROM pg_catalog.pg_index AS i
+  JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE c.relpersistence <> 't' AND {_USER_NS} AND {_TABLE_NOT_EXT.format(rel="i.indrelid")}
 UNION ALL
 SELECT 'functions', count(*) FROM pg_catalog.pg_proc AS p
   JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
@@ -50,11 +58,12 @@ UNION ALL
 SELECT 'constraints', count(*) FROM pg_catalog.pg_constraint AS k
   JOIN pg_catalog.pg_namespace AS n ON n.oid = k.connamespace
  WHERE {_USER_NS} AND {_NOT_EXT.format(cls="'pg_catalog.pg_constraint'", obj="k.oid")}
+   AND (k.conrelid = 0 OR {_TABLE_NOT_EXT.format(rel="k.conrelid")})
 UNION ALL
 SELECT 'triggers', count(*) FROM pg_catalog.pg_trigger AS t
   JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
   JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
- WHERE NOT t.tgisinternal AND {_USER_NS}
+ WHERE NOT t.tgisinternal AND {_USER_NS} AND {_TABLE_NOT_EXT.format(rel="t.tgrelid")}
 UNION ALL
 SELECT 'extensions', count(*) FROM pg_catalog.pg_extension
 UNION ALL
