@@ -42,8 +42,13 @@ def start_run(conn: psycopg.Connection, task: str, parameters: dict[str, Any]) -
     return int(row[0])
 
 
-def finish_run(conn: psycopg.Connection, run_id: int, ok: bool, detail: dict[str, Any],
-               error: str | None = None) -> None:
+def finish_run(
+    conn: psycopg.Connection,
+    run_id: int,
+    ok: bool,
+    detail: dict[str, Any],
+    error: str | None = None,
+) -> None:
     conn.execute(
         "SELECT maint.run_finish(%s, %s, NULL, NULL, %s, %s)",
         (run_id, "succeeded" if ok else "failed", Jsonb(detail), error),

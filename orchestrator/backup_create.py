@@ -134,8 +134,9 @@ def _lock_holders(conn: psycopg.Connection) -> str:
               AND l.pid <> pg_catalog.pg_backend_pid()
             ORDER BY 1 LIMIT 5"""
     ).fetchall()
-    return "; ".join(f"{r[0]} held {r[1]} by pid {r[2]} ({r[3] or 'no application_name'})"
-                     for r in rows)
+    return "; ".join(
+        f"{r[0]} held {r[1]} by pid {r[2]} ({r[3] or 'no application_name'})" for r in rows
+    )
 
 
 def _dump_failure(rc: int, stderr: list[str], timeout: str, holders: str) -> str:
@@ -144,8 +145,11 @@ def _dump_failure(rc: int, stderr: list[str], timeout: str, holders: str) -> str
         return f"pg_dump was killed by signal {-rc} (out of memory, or stopped by someone)"
     # pg_dump enforces --lock-wait-timeout with a statement timeout on its LOCK TABLE
     if "LOCK TABLE" in text or "lock timeout" in text or "could not obtain lock" in text:
-        return (f"pg_dump could not lock a table within --lock-wait-timeout {timeout}"
-                + (f": {holders}" if holders else "") + "; retry when that session is done")
+        return (
+            f"pg_dump could not lock a table within --lock-wait-timeout {timeout}"
+            + (f": {holders}" if holders else "")
+            + "; retry when that session is done"
+        )
     errors = [ln for ln in stderr if "error:" in ln] or stderr
     return "pg_dump failed: " + (errors[-1].strip() if errors else f"exit code {rc}")
 
@@ -158,32 +162,54 @@ def create(opts: CreateOptions, progress: Progress | None = None) -> CreateResul
     try:
         catalog.require_kit(lock_conn)
         database = lock_conn.info.dbname
-        run_id = catalog.start_run(lock_conn, catalog.TASK, {
-            "format": opts.fmt, "jobs": opts.jobs, "compress": opts.compress,
-            "verify": opts.verify, "dir": str(opts.root)})
+        run_id = catalog.start_run(
+            lock_conn,
+            catalog.TASK,
+            {
+                "format": opts.fmt,
+                "jobs": opts.jobs,
+                "compress": opts.compress,
+                "verify": opts.verify,
+                "dir": str(opts.root),
+            },
+        )
         try:
             result = _create_locked(lock_conn, run_id, database, opts, t0, progress)
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error):
                 catalog.finish_run(lock_conn, run_id, False, {}, str(exc) or type(exc).__name__)
             raise
-        catalog.finish_run(lock_conn, run_id, True, {
-            "backup_id": result.backup_id, "bytes": result.bytes,
-            "verify": None if result.verify is None else result.verify.ok})
+        catalog.finish_run(
+            lock_conn,
+            run_id,
+            True,
+            {
+                "backup_id": result.backup_id,
+                "bytes": result.bytes,
+                "verify": None if result.verify is None else result.verify.ok,
+            },
+        )
         return result
     finally:
         lock_conn.close()
 
 
-def _create_locked(conn: psycopg.Connection, run_id: int, database: str, opts: CreateOptions,
-                   t0: float, progress: Progress | None) -> CreateResult:
+def _create_locked(
+    conn: psycopg.Connection,
+    run_id: int,
+    database: str,
+    opts: CreateOptions,
+    t0: float,
+    progress: Progress | None,
+) -> CreateResult:
     dbdir = files.database_dir(opts.root, database)
     dbdir.mkdir(parents=True, exist_ok=True)
     swept = files.sweep(dbdir)
     abandoned = catalog.fail_stale(conn)
     # validate the timeout with the server's own parser before anything else
-    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)",
-                 (opts.lock_wait_timeout,))
+    conn.execute(
+        "SELECT pg_catalog.set_config('lock_timeout', %s, false)", (opts.lock_wait_timeout,)
+    )
     conn.execute("RESET lock_timeout")
     tools = find_tools(conn.info.server_version)
     compress_args, compress_name = compression_args(opts.compress, tools.major)
@@ -210,16 +236,28 @@ def _create_locked(conn: psycopg.Connection, run_id: int, database: str, opts: C
         files.commit_dir(partial, final)
         total = sum(f["bytes"] for f in file_list)
         finished = time.time()
-        manifest.update({
-            "format_version": MANIFEST_VERSION, "id": backup_id, "database": database,
-            "status": "completed", "started_at": _iso(started), "finished_at": _iso(finished),
-            "server_version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
-            "server_version_num": conn.info.server_version,
-            "pg_dump_version": tools.version, "pg_dump_path": tools.path("pg_dump"),
-            "format": opts.fmt, "dump": DUMP_NAMES[opts.fmt], "compression": compress_name,
-            "jobs": opts.jobs, "database_properties": props, "space": space,
-            "files": file_list, "bytes": total,
-        })
+        manifest.update(
+            {
+                "format_version": MANIFEST_VERSION,
+                "id": backup_id,
+                "database": database,
+                "status": "completed",
+                "started_at": _iso(started),
+                "finished_at": _iso(finished),
+                "server_version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+                "server_version_num": conn.info.server_version,
+                "pg_dump_version": tools.version,
+                "pg_dump_path": tools.path("pg_dump"),
+                "format": opts.fmt,
+                "dump": DUMP_NAMES[opts.fmt],
+                "compression": compress_name,
+                "jobs": opts.jobs,
+                "database_properties": props,
+                "space": space,
+                "files": file_list,
+                "bytes": total,
+            }
+        )
         manifest["timings"]["hash_seconds"] = round(hash_seconds, 3)
         manifest["timings"]["total_seconds"] = round(time.monotonic() - t0, 3)
         dump_s = manifest["timings"]["dump_seconds"] or 1e-9
@@ -238,15 +276,26 @@ def _create_locked(conn: psycopg.Connection, run_id: int, database: str, opts: C
         if isinstance(exc, psycopg.Error):
             raise BackupError(db.error_line(exc)) from exc
         raise
-    catalog.update(conn, backup_id, status="completed", bytes=total, manifest_sha256=sha,
-                   finished=True, detail={
-                       "manifest": str(final / files.MANIFEST), "compression": compress_name,
-                       "jobs": opts.jobs, "timings": manifest["timings"],
-                       "throughput_mb_s": manifest["throughput_mb_s"],
-                       "warnings": manifest["warnings"], "tables": len(
-                           [r for r in manifest["facts"]["relations"] if r["kind"] != "S"])})
-    result = CreateResult(backup_id, database, final, total, time.monotonic() - t0, manifest,
-                          swept, abandoned)
+    catalog.update(
+        conn,
+        backup_id,
+        status="completed",
+        bytes=total,
+        manifest_sha256=sha,
+        finished=True,
+        detail={
+            "manifest": str(final / files.MANIFEST),
+            "compression": compress_name,
+            "jobs": opts.jobs,
+            "timings": manifest["timings"],
+            "throughput_mb_s": manifest["throughput_mb_s"],
+            "warnings": manifest["warnings"],
+            "tables": len([r for r in manifest["facts"]["relations"] if r["kind"] != "S"]),
+        },
+    )
+    result = CreateResult(
+        backup_id, database, final, total, time.monotonic() - t0, manifest, swept, abandoned
+    )
     if opts.verify != "none":
         from orchestrator import backup_verify
 
@@ -263,17 +312,43 @@ def _iso(epoch: float) -> str:
 
 
 def _ordered(manifest: dict[str, Any]) -> dict[str, Any]:
-    first = ["format_version", "id", "database", "status", "started_at", "finished_at",
-             "format", "dump", "compression", "jobs", "bytes", "files", "globals",
-             "server_version", "server_version_num", "pg_dump_version", "pg_dump_path",
-             "args", "snapshot", "timings", "throughput_mb_s", "warnings"]
+    first = [
+        "format_version",
+        "id",
+        "database",
+        "status",
+        "started_at",
+        "finished_at",
+        "format",
+        "dump",
+        "compression",
+        "jobs",
+        "bytes",
+        "files",
+        "globals",
+        "server_version",
+        "server_version_num",
+        "pg_dump_version",
+        "pg_dump_path",
+        "args",
+        "snapshot",
+        "timings",
+        "throughput_mb_s",
+        "warnings",
+    ]
     out = {k: manifest[k] for k in first if k in manifest}
     out.update({k: v for k, v in manifest.items() if k not in out})
     return out
 
 
-def _dump(conn: psycopg.Connection, opts: CreateOptions, tools: ClientTools,
-          compress_args: list[str], partial: Path, progress: Progress | None) -> dict[str, Any]:
+def _dump(
+    conn: psycopg.Connection,
+    opts: CreateOptions,
+    tools: ClientTools,
+    compress_args: list[str],
+    partial: Path,
+    progress: Progress | None,
+) -> dict[str, Any]:
     """Run pg_dump on an exported snapshot and read the facts from that same snapshot."""
     target = partial / DUMP_NAMES[opts.fmt]
     target_conninfo, env = child_conninfo(opts.dsn, conn.info.dbname)
@@ -282,20 +357,33 @@ def _dump(conn: psycopg.Connection, opts: CreateOptions, tools: ClientTools,
     try:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
-        snap.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)",
-                     (opts.lock_wait_timeout,))
+        snap.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, true)", (opts.lock_wait_timeout,)
+        )
         snap.execute("SELECT pg_catalog.set_config('statement_timeout', '0', true)")
         snapshot = snap.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
         rels = facts.relations(snap)
-        args = [tools.path("pg_dump"), f"--format={opts.fmt}", f"--file={target}",
-                f"--snapshot={snapshot}", f"--lock-wait-timeout={opts.lock_wait_timeout}",
-                "--no-password", *compress_args]
+        args = [
+            tools.path("pg_dump"),
+            f"--format={opts.fmt}",
+            f"--file={target}",
+            f"--snapshot={snapshot}",
+            f"--lock-wait-timeout={opts.lock_wait_timeout}",
+            "--no-password",
+            *compress_args,
+        ]
         if opts.jobs > 1:
             args.append(f"--jobs={opts.jobs}")
         args += ["--dbname", target_conninfo]
         td = time.monotonic()
-        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         err = _Stderr(proc.stderr)
         err.start()
         if progress:
@@ -312,8 +400,9 @@ def _dump(conn: psycopg.Connection, opts: CreateOptions, tools: ClientTools,
                 rc = None
             if rc:
                 err.join(5)
-                raise BackupError(_dump_failure(rc, err.lines, opts.lock_wait_timeout,
-                                                _lock_holders(conn))) from exc
+                raise BackupError(
+                    _dump_failure(rc, err.lines, opts.lock_wait_timeout, _lock_holders(conn))
+                ) from exc
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 raise BackupError(
                     f"could not lock a table within --lock-wait-timeout {opts.lock_wait_timeout}"
@@ -328,8 +417,11 @@ def _dump(conn: psycopg.Connection, opts: CreateOptions, tools: ClientTools,
         dump_seconds = time.monotonic() - td
         err.join(5)
         if proc.returncode != 0:
-            raise BackupError(_dump_failure(proc.returncode, err.lines, opts.lock_wait_timeout,
-                                            _lock_holders(conn)))
+            raise BackupError(
+                _dump_failure(
+                    proc.returncode, err.lines, opts.lock_wait_timeout, _lock_holders(conn)
+                )
+            )
         snap.commit()
     finally:
         if proc is not None and proc.poll() is None:
@@ -338,29 +430,41 @@ def _dump(conn: psycopg.Connection, opts: CreateOptions, tools: ClientTools,
         snap.close()
     warnings = [ln.strip() for ln in err.lines if ln.strip()]
     return {
-        "args": redact(args), "snapshot": snapshot, "warnings": warnings,
+        "args": redact(args),
+        "snapshot": snapshot,
+        "warnings": warnings,
         "timings": {"dump_seconds": round(dump_seconds, 3)},
-        "facts": {"relations": rels, "objects": objects,
-                  "large_objects": objects.get("large objects", 0)},
+        "facts": {
+            "relations": rels,
+            "objects": objects,
+            "large_objects": objects.get("large objects", 0),
+        },
     }
 
 
-def _dump_globals(conn: psycopg.Connection, dsn: str, tools: ClientTools,
-                  partial: Path) -> dict[str, Any]:
+def _dump_globals(
+    conn: psycopg.Connection, dsn: str, tools: ClientTools, partial: Path
+) -> dict[str, Any]:
     """Roles and tablespaces (``pg_dumpall --globals-only``); without role passwords when
     this role may not read pg_authid (managed services)."""
     can_read = conn.execute(
         "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
     ).fetchone()[0]  # type: ignore[index]
     target_conninfo, env = child_conninfo(dsn, conn.info.dbname)
-    args = [tools.path("pg_dumpall"), "--globals-only", "--no-password",
-            f"--file={partial / GLOBALS_NAME}"]
+    args = [
+        tools.path("pg_dumpall"),
+        "--globals-only",
+        "--no-password",
+        f"--file={partial / GLOBALS_NAME}",
+    ]
     if not can_read:
         args.append("--no-role-passwords")
     args += ["--dbname", target_conninfo]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
-        raise BackupError("pg_dumpall --globals-only failed: "
-                          + (lines[-1] if lines else f"exit code {proc.returncode}"))
+        raise BackupError(
+            "pg_dumpall --globals-only failed: "
+            + (lines[-1] if lines else f"exit code {proc.returncode}")
+        )
     return {"file": GLOBALS_NAME, "role_passwords": bool(can_read)}

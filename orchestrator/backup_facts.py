@@ -87,9 +87,14 @@ def database_properties(conn: psycopg.Connection) -> dict[str, Any]:
     """Encoding and locale (to create a scratch database like it) and its size."""
     row = conn.execute(DATABASE).fetchone()
     assert row is not None
-    return {"encoding": row[0], "collate": row[1], "ctype": row[2],
-            "locale_provider": {"c": "libc", "i": "icu"}.get(row[3], row[3]),
-            "icu_locale": row[4], "size_bytes": row[5]}
+    return {
+        "encoding": row[0],
+        "collate": row[1],
+        "ctype": row[2],
+        "locale_provider": {"c": "libc", "i": "icu"}.get(row[3], row[3]),
+        "icu_locale": row[4],
+        "size_bytes": row[5],
+    }
 
 
 def object_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -136,7 +141,10 @@ def compare(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
         if got is None:
             diffs.append(f"{label(rel)}: missing after restore")
         elif rel["kind"] == "S":
-            if (got.get("last_value"), got.get("is_called")) != (rel["last_value"], rel["is_called"]):
+            if (got.get("last_value"), got.get("is_called")) != (
+                rel["last_value"],
+                rel["is_called"],
+            ):
                 diffs.append(
                     f"sequence {label(rel)}: last_value {got.get('last_value')} "
                     f"(is_called {got.get('is_called')}), expected {rel['last_value']} "
@@ -149,5 +157,7 @@ def compare(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     exp_obj, act_obj = expected["objects"], actual["objects"]
     for kind in sorted(set(exp_obj) | set(act_obj)):
         if exp_obj.get(kind, 0) != act_obj.get(kind, 0):
-            diffs.append(f"{kind}: {act_obj.get(kind, 0)} after restore, expected {exp_obj.get(kind, 0)}")
+            diffs.append(
+                f"{kind}: {act_obj.get(kind, 0)} after restore, expected {exp_obj.get(kind, 0)}"
+            )
     return diffs

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +35,29 @@ def is_good(entry: files.Entry) -> bool:
 
 
 def age_days(manifest: dict[str, Any], now: float) -> float:
-    started = datetime.strptime(manifest["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=timezone.utc)
+    started = datetime.strptime(manifest["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (now - started.timestamp()) / 86400
 
 
 def describe(entry: files.Entry, now: float) -> dict[str, Any]:
     m = entry.manifest or {}
-    return {"id": entry.backup_id, "path": str(entry.path), "started_at": m.get("started_at"),
-            "age_days": round(age_days(m, now), 2) if m else None,
-            "bytes": m.get("bytes") if m else files_size(entry.path),
-            "reason": entry.reason}
+    return {
+        "id": entry.backup_id,
+        "path": str(entry.path),
+        "started_at": m.get("started_at"),
+        "age_days": round(age_days(m, now), 2) if m else None,
+        "bytes": m.get("bytes") if m else files_size(entry.path),
+        "reason": entry.reason,
+    }
 
 
 def files_size(path: Path) -> int:
     return sum(p.stat().st_size for p in files.files_of(path)) if path.exists() else 0
 
 
-def plan(dbdir: Path, keep_last: int | None, keep_days: float | None,
-         now: float | None = None) -> PrunePlan:
+def plan(
+    dbdir: Path, keep_last: int | None, keep_days: float | None, now: float | None = None
+) -> PrunePlan:
     if keep_last is None and keep_days is None:
         raise ValueError("say what to keep: --keep-last N and/or --keep-days D")
     now = time.time() if now is None else now
@@ -65,7 +69,9 @@ def plan(dbdir: Path, keep_last: int | None, keep_days: float | None,
             out.garbage.append(describe(e, now))
         elif not is_good(e):
             d = describe(e, now)
-            d["reason"] = "verification failed: " + "; ".join((e.verify or {}).get("problems", []))[:200]
+            d["reason"] = (
+                "verification failed: " + "; ".join((e.verify or {}).get("problems", []))[:200]
+            )
             out.garbage.append(d)
     floor = max(keep_last or 0, 1)  # the newest good backup always stays
     newest_first = list(reversed(good))
@@ -74,12 +80,16 @@ def plan(dbdir: Path, keep_last: int | None, keep_days: float | None,
         assert e.manifest is not None
         old = keep_days is None or age_days(e.manifest, now) > keep_days
         if i >= floor and old:
-            d["reason"] = (f"beyond the newest {floor}" if keep_days is None
-                           else f"beyond the newest {floor} and older than {keep_days:g} days")
+            d["reason"] = (
+                f"beyond the newest {floor}"
+                if keep_days is None
+                else f"beyond the newest {floor} and older than {keep_days:g} days"
+            )
             out.delete.append(d)
         else:
-            d["reason"] = (f"among the newest {floor}" if i < floor
-                           else f"younger than {keep_days:g} days")
+            d["reason"] = (
+                f"among the newest {floor}" if i < floor else f"younger than {keep_days:g} days"
+            )
             out.keep.append(d)
     return out
 

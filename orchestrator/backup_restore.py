@@ -31,17 +31,33 @@ class RestoreResult:
 
 
 def database_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute(
-        "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)
-    ).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)).fetchone()
+        is not None
+    )
 
 
 def restore_globals(conn: psycopg.Connection, dsn: str, psql: str, path: Path) -> list[str]:
     """Run globals.sql with psql; roles that already exist are reported, not fatal."""
     target, env = child_conninfo(dsn, conn.info.dbname)
-    proc = subprocess.run([psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0",
-                           "-f", str(path), "--dbname", target],
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [
+            psql,
+            "-X",
+            "-q",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-f",
+            str(path),
+            "--dbname",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     errors = [ln for ln in proc.stderr.splitlines() if "ERROR:" in ln]
     if proc.returncode not in (0, 3):
         raise BackupError(f"psql could not run {path.name}: exit code {proc.returncode}")
@@ -51,17 +67,27 @@ def restore_globals(conn: psycopg.Connection, dsn: str, psql: str, path: Path) -
     return notes
 
 
-def restore(conn: psycopg.Connection, dsn: str, entry: files.Entry, into: str, *,
-            force: bool = False, jobs: int = 1) -> RestoreResult:
+def restore(
+    conn: psycopg.Connection,
+    dsn: str,
+    entry: files.Entry,
+    into: str,
+    *,
+    force: bool = False,
+    jobs: int = 1,
+) -> RestoreResult:
     assert entry.manifest is not None and entry.backup_id is not None
     t0 = time.monotonic()
     if database_exists(conn, into):
         if not force:
             raise PreflightRefused(
                 f"database {into!r} already exists; restore only creates new databases "
-                "(use --force to drop and replace it)")
+                "(use --force to drop and replace it)"
+            )
         if into == conn.info.dbname:
-            raise PreflightRefused(f"cannot replace {into!r}: it is the database we are connected to")
+            raise PreflightRefused(
+                f"cannot replace {into!r}: it is the database we are connected to"
+            )
     problems = verify.check_hashes(entry)
     if problems:
         raise VerificationFailed(f"backup {entry.backup_id} is damaged: " + "; ".join(problems))
@@ -74,15 +100,18 @@ def restore(conn: psycopg.Connection, dsn: str, entry: files.Entry, into: str, *
     if force:
         verify.drop_database(conn, into)
     verify.create_like(conn, into, entry.manifest["database_properties"])
-    superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
-                             ).fetchone()[0]  # type: ignore[index]
+    superuser = conn.execute(
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    ).fetchone()[0]  # type: ignore[index]
     try:
-        notes += verify.pg_restore_into(tools, dsn, into, verify.archive_path(entry), jobs=jobs,
-                                        no_owner=not superuser)
+        notes += verify.pg_restore_into(
+            tools, dsn, into, verify.archive_path(entry), jobs=jobs, no_owner=not superuser
+        )
     except BaseException:
         verify.drop_database(conn, into)
         raise
     if not superuser:
         notes.append("restored without original owners (--no-owner): you are not a superuser")
-    return RestoreResult(entry.backup_id, into, round(time.monotonic() - t0, 3),
-                         bool(globals_info), notes)
+    return RestoreResult(
+        entry.backup_id, into, round(time.monotonic() - t0, 3), bool(globals_info), notes
+    )

@@ -138,10 +138,14 @@ def compression_args(spec: str | None, major: int) -> tuple[list[str], str]:
         s = f"gzip:{s}"
     m = re.fullmatch(r"(gzip|lz4|zstd)(?::(\d{1,2}))?", s)
     if not m:
-        raise ValueError(f"invalid compression {spec!r}: use none, 0-9, gzip[:N], lz4[:N], zstd[:N]")
+        raise ValueError(
+            f"invalid compression {spec!r}: use none, 0-9, gzip[:N], lz4[:N], zstd[:N]"
+        )
     method, level = m.group(1), m.group(2)
     if method != "gzip" and major < 16:
-        raise ValueError(f"compression {method} needs pg_dump 16 or newer (this is pg_dump {major})")
+        raise ValueError(
+            f"compression {method} needs pg_dump 16 or newer (this is pg_dump {major})"
+        )
     if method == "gzip":
         lvl = int(level) if level is not None else 6
         if not 1 <= lvl <= 9:

@@ -51,8 +51,11 @@ class VerifyResult:
     def summary(self) -> str:
         if self.ok:
             return f"ok ({self.level}): " + "; ".join(self.checks)
-        return f"failed ({self.level}): " + "; ".join(self.problems[:5]) + (
-            f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else "")
+        return (
+            f"failed ({self.level}): "
+            + "; ".join(self.problems[:5])
+            + (f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else "")
+        )
 
 
 def locate(root: Path, database: str, backup_id: int | None) -> files.Entry:
@@ -101,8 +104,9 @@ def check_hashes(entry: files.Entry) -> list[str]:
 
 
 def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, check=False, env=env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        args, capture_output=True, text=True, check=False, env=env, stdin=subprocess.DEVNULL
+    )
 
 
 def _last_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -127,13 +131,16 @@ def read_toc(tools: ClientTools, archive: Path) -> list[tuple[int, str]]:
 def check_toc(toc: list[tuple[int, str]], recorded: dict[str, Any]) -> list[str]:
     """Each recorded table and materialized view has a data entry (matched by oid), each
     sequence a SEQUENCE SET, and the large objects are all there."""
-    data_oids = {oid for oid, desc in toc
-                 if desc.startswith(("TABLE DATA ", "MATERIALIZED VIEW DATA "))}
+    data_oids = {
+        oid for oid, desc in toc if desc.startswith(("TABLE DATA ", "MATERIALIZED VIEW DATA "))
+    }
     seq_sets = {desc for _oid, desc in toc if desc.startswith("SEQUENCE SET ")}
     problems = []
     for rel in recorded["relations"]:
         if rel["kind"] == "S":
-            if not any(d.startswith(f"SEQUENCE SET {rel['schema']} {rel['name']} ") for d in seq_sets):
+            if not any(
+                d.startswith(f"SEQUENCE SET {rel['schema']} {rel['name']} ") for d in seq_sets
+            ):
                 problems.append(f"no SEQUENCE SET entry for {rel['schema']}.{rel['name']}")
         elif rel["oid"] not in data_oids:
             problems.append(f"no data entry for {rel['schema']}.{rel['name']} (oid {rel['oid']})")
@@ -150,7 +157,11 @@ def check_toc(toc: list[tuple[int, str]], recorded: dict[str, Any]) -> list[str]
 def read_through(tools: ClientTools, archive: Path) -> list[str]:
     """Read and decompress every block: catches truncation and corruption."""
     proc = _run([tools.path("pg_restore"), "--file=/dev/null", str(archive)])
-    return [] if proc.returncode == 0 else [f"pg_restore could not read the archive: {_last_error(proc)}"]
+    return (
+        []
+        if proc.returncode == 0
+        else [f"pg_restore could not read the archive: {_last_error(proc)}"]
+    )
 
 
 def cron_filter(toc_text: str) -> tuple[str | None, list[str]]:
@@ -158,11 +169,18 @@ def cron_filter(toc_text: str) -> tuple[str | None, list[str]]:
     database: a scratch or new database is never it. None when there is no pg_cron."""
     if not re.search(r"^\d+; \d+ \d+ EXTENSION - pg_cron ", toc_text, re.M):
         return None, []
-    kept = [ln for ln in toc_text.splitlines()
-            if not re.match(r"^\d+; \d+ \d+ (EXTENSION - pg_cron|COMMENT - EXTENSION pg_cron"
-                            r"|[A-Z ]+? cron )", ln)]
+    kept = [
+        ln
+        for ln in toc_text.splitlines()
+        if not re.match(
+            r"^\d+; \d+ \d+ (EXTENSION - pg_cron|COMMENT - EXTENSION pg_cron"
+            r"|[A-Z ]+? cron )",
+            ln,
+        )
+    ]
     return "\n".join(kept) + "\n", [
-        "pg_cron left out of the restore (it installs only in the cron database)"]
+        "pg_cron left out of the restore (it installs only in the cron database)"
+    ]
 
 
 def scratch_name(backup_id: int) -> str:
@@ -171,11 +189,18 @@ def scratch_name(backup_id: int) -> str:
 
 def create_like(conn: psycopg.Connection, name: str, props: dict[str, Any]) -> None:
     """CREATE DATABASE with the source's encoding and locale, from template0."""
-    stmt = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-        sql.Identifier(name), sql.Literal(props["encoding"]), sql.Literal(props["collate"]),
-        sql.Literal(props["ctype"]))
+    stmt = sql.SQL(
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+    ).format(
+        sql.Identifier(name),
+        sql.Literal(props["encoding"]),
+        sql.Literal(props["collate"]),
+        sql.Literal(props["ctype"]),
+    )
     if props.get("locale_provider") == "icu":
-        stmt += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(props["icu_locale"]))
+        stmt += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(
+            sql.Literal(props["icu_locale"])
+        )
     conn.execute(stmt)
 
 
@@ -183,8 +208,9 @@ def drop_database(conn: psycopg.Connection, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def pg_restore_into(tools: ClientTools, dsn: str, dbname: str, archive: Path, *, jobs: int,
-                    no_owner: bool) -> list[str]:
+def pg_restore_into(
+    tools: ClientTools, dsn: str, dbname: str, archive: Path, *, jobs: int, no_owner: bool
+) -> list[str]:
     """Restore an archive into an existing database with --exit-on-error; returns notes
     (raises BackupError with pg_restore's error)."""
     target, env = child_conninfo(dsn, dbname)
@@ -209,22 +235,26 @@ def pg_restore_into(tools: ClientTools, dsn: str, dbname: str, archive: Path, *,
     return notes
 
 
-def restore_and_compare(conn: psycopg.Connection, dsn: str, tools: ClientTools,
-                        entry: files.Entry, jobs: int) -> tuple[list[str], list[str]]:
+def restore_and_compare(
+    conn: psycopg.Connection, dsn: str, tools: ClientTools, entry: files.Entry, jobs: int
+) -> tuple[list[str], list[str]]:
     """(problems, notes) of a test restore into a scratch database, which is always dropped."""
     assert entry.manifest is not None
     name = scratch_name(entry.manifest["id"])
     create_like(conn, name, entry.manifest["database_properties"])
     try:
         notes = pg_restore_into(tools, dsn, name, archive_path(entry), jobs=jobs, no_owner=True)
-        with db.connection(dsn, dbname=name, autocommit=False,
-                           application_name=APPLICATION_NAME) as scratch:
+        with db.connection(
+            dsn, dbname=name, autocommit=False, application_name=APPLICATION_NAME
+        ) as scratch:
             scratch.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             actual = facts.collect(scratch)
             scratch.rollback()
         expected = dict(entry.manifest["facts"])
         if notes:  # pg_cron left out: its extension row is the one expected difference
-            expected["objects"] = {k: v for k, v in expected["objects"].items() if k != "extensions"}
+            expected["objects"] = {
+                k: v for k, v in expected["objects"].items() if k != "extensions"
+            }
             actual["objects"] = {k: v for k, v in actual["objects"].items() if k != "extensions"}
         return facts.compare(expected, actual), notes
     except BackupError as exc:
@@ -233,8 +263,9 @@ def restore_and_compare(conn: psycopg.Connection, dsn: str, tools: ClientTools,
         drop_database(conn, name)
 
 
-def verify(conn: psycopg.Connection | None, dsn: str, entry: files.Entry, level: str, *,
-           jobs: int = 1) -> VerifyResult:
+def verify(
+    conn: psycopg.Connection | None, dsn: str, entry: files.Entry, level: str, *, jobs: int = 1
+) -> VerifyResult:
     """Verify one backup at ``level``; records the outcome in verify.json and, when
     ``conn`` (the source database) is given, in its catalog row."""
     if level not in LEVELS:
@@ -269,7 +300,8 @@ def verify(conn: psycopg.Connection | None, dsn: str, entry: files.Entry, level:
                 n = len(entry.manifest["facts"]["relations"])
                 result.checks.append(
                     f"restored into a scratch database: {n} row counts / sequence values "
-                    "and all object counts match")
+                    "and all object counts match"
+                )
     result.problems = problems
     result.ok = not problems
     result.seconds = round(time.monotonic() - t0, 3)
@@ -287,6 +319,13 @@ def record(conn: psycopg.Connection, result: VerifyResult) -> None:
     if row is None or row["path"] != result.path:
         return  # a backup of another database (or a copy): its catalog is elsewhere
     fields: dict[str, Any] = {"error": None} if result.ok else {"error": result.summary()}
-    catalog.update(conn, result.backup_id, status="verified" if result.ok else "failed",
-                   verify_level=result.level, verify_result=result.summary(), verified=True,
-                   detail={"verify": asdict(result)}, **fields)
+    catalog.update(
+        conn,
+        result.backup_id,
+        status="verified" if result.ok else "failed",
+        verify_level=result.level,
+        verify_result=result.summary(),
+        verified=True,
+        detail={"verify": asdict(result)},
+        **fields,
+    )

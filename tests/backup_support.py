@@ -59,7 +59,7 @@ SELECT 1 + g % 200, DATE '2025-06-01' + (g % 400), g * 1.25
 INSERT INTO inventory.items (label, picture)
 VALUES ('  crème brûlée ', lo_from_bytea(0, '\x89504e470d0a'::bytea)), ('plain', NULL);
 INSERT INTO "Ünïcode Schema"."Tëxt ""quoted"" Table" (v)
-VALUES ('Grüße 🐘'), ('ℕ ⊆ ℝ'), (repeat('x', 5000));
+VALUES ('Grüße 🐘'), ('Ελληνικά ⊆ Кириллица'), (repeat('x', 5000));
 SELECT setval('"Ünïcode Schema"."Tëxt ""quoted"" Table_k_seq"', 41);
 
 CREATE MATERIALIZED VIEW "Sales"."City Totals" AS
@@ -93,7 +93,10 @@ def spawn(*args: str, dsn: str) -> subprocess.Popen[str]:
     """``pgmaint`` as a real process in its own process group (for kill tests)."""
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "--dsn", dsn, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -126,7 +129,13 @@ def schema_dump(dsn: str) -> list[str]:
     """``pg_dump --schema-only`` without header lines (comments, \\restrict keys)."""
     out = subprocess.run(
         [find_tools(150000).path("pg_dump"), "--schema-only", "--dbname", dsn],
-        capture_output=True, text=True, check=True, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
     ).stdout
-    return [ln for ln in out.splitlines()
-            if not ln.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))]
+    return [
+        ln
+        for ln in out.splitlines()
+        if not ln.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))
+    ]

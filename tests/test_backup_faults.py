@@ -46,12 +46,15 @@ def _created(tmp_path: Path, dbname: str) -> list[Path]:
 
 
 def test_killed_pg_dump_leaves_no_backup_and_a_failed_row(db, db_dsn, tmp_path, blocked):
-    proc = spawn("backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "60s",
-                 dsn=db_dsn)
+    proc = spawn(
+        "backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "60s", dsn=db_dsn
+    )
     try:
         pid = _wait_for(lambda: pids_of("pg_dump", str(tmp_path)), what="pg_dump")[0]
-        partial = _wait_for(lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")),
-                            what="the partial dump file")
+        partial = _wait_for(
+            lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")),
+            what="the partial dump file",
+        )
         assert partial[0].name == "database.dump"
         # a second run on the same database while the first holds the task lock: exit 4
         second = run("backup", "create", "--dir", str(tmp_path), dsn=db_dsn)
@@ -70,13 +73,15 @@ def test_killed_pg_dump_leaves_no_backup_and_a_failed_row(db, db_dsn, tmp_path, 
     [row] = catalog_rows(db)
     assert row[1] == "failed" and "killed by signal 9" in row[3]
     run_row = db.execute(
-        "SELECT status FROM maint.runs WHERE task = 'backup' ORDER BY id DESC LIMIT 1").fetchone()
+        "SELECT status FROM maint.runs WHERE task = 'backup' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
     assert run_row == ("failed",)
 
 
 def test_killed_run_is_swept_by_the_next_run(db, db_dsn, tmp_path, blocked):
-    proc = spawn("backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "60s",
-                 dsn=db_dsn)
+    proc = spawn(
+        "backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "60s", dsn=db_dsn
+    )
     _wait_for(lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")), what="partial")
     os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator and its pg_dump, no cleanup at all
     proc.wait(timeout=30)
@@ -85,8 +90,9 @@ def test_killed_run_is_swept_by_the_next_run(db, db_dsn, tmp_path, blocked):
     assert [p.name.startswith(".partial-") for p in leftovers] == [True]
     assert catalog_rows(db)[0][1] == "running"
 
-    code, data = run_json("backup", "create", "--dir", str(tmp_path), "--verify", "none",
-                          dsn=db_dsn)
+    code, data = run_json(
+        "backup", "create", "--dir", str(tmp_path), "--verify", "none", dsn=db_dsn
+    )
     assert code == 0, data
     assert data["swept"] == [leftovers[0].name]
     assert data["abandoned_rows_failed"] == 1
@@ -98,8 +104,9 @@ def test_killed_run_is_swept_by_the_next_run(db, db_dsn, tmp_path, blocked):
 
 def test_access_exclusive_lock_fails_fast_with_a_clear_message(db, db_dsn, tmp_path, blocked):
     t0 = time.monotonic()
-    result = run("backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "1s",
-                 dsn=db_dsn)
+    result = run(
+        "backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "1s", dsn=db_dsn
+    )
     assert time.monotonic() - t0 < 20
     assert result.exit_code == 1
     msg = result.stderr.strip()
@@ -112,10 +119,21 @@ def test_access_exclusive_lock_fails_fast_with_a_clear_message(db, db_dsn, tmp_p
 
 @pytest.fixture
 def backup(db, db_dsn, tmp_path):
-    db.execute("CREATE TABLE public.filler AS SELECT g, md5(g::text) AS h "
-               "FROM generate_series(1, 20000) AS g")
-    code, data = run_json("backup", "create", "--dir", str(tmp_path), "--compress", "0",
-                          "--verify", "none", dsn=db_dsn)
+    db.execute(
+        "CREATE TABLE public.filler AS SELECT g, md5(g::text) AS h "
+        "FROM generate_series(1, 20000) AS g"
+    )
+    code, data = run_json(
+        "backup",
+        "create",
+        "--dir",
+        str(tmp_path),
+        "--compress",
+        "0",
+        "--verify",
+        "none",
+        dsn=db_dsn,
+    )
     assert code == 0, data
     return data
 
@@ -125,22 +143,25 @@ def test_bit_flip_fails_verify_with_exit_5(db, db_dsn, tmp_path, backup):
     raw = bytearray(dump.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     dump.write_bytes(bytes(raw))
-    result = run("backup", "verify", "--latest", "--level", "read", "--dir", str(tmp_path),
-                 dsn=db_dsn)
+    result = run(
+        "backup", "verify", "--latest", "--level", "read", "--dir", str(tmp_path), dsn=db_dsn
+    )
     assert result.exit_code == 5
     assert "sha256 differs" in result.stderr
     row = catalog_rows(db)[-1]
     assert row[1] == "failed" and "sha256" in row[3]
 
 
-def test_truncated_dump_fails_verify_and_read_catches_it_without_hashes(db, db_dsn, tmp_path,
-                                                                         backup):
+def test_truncated_dump_fails_verify_and_read_catches_it_without_hashes(
+    db, db_dsn, tmp_path, backup
+):
     dump = Path(backup["path"]) / "database.dump"
     size = dump.stat().st_size
     with dump.open("r+b") as f:
         f.truncate(size // 2)
-    result = run("backup", "verify", str(backup["id"]), "--level", "list", "--dir",
-                 str(tmp_path), dsn=db_dsn)
+    result = run(
+        "backup", "verify", str(backup["id"]), "--level", "list", "--dir", str(tmp_path), dsn=db_dsn
+    )
     assert result.exit_code == 5
     assert "bytes, manifest says" in result.stderr
     # the table of contents sits before the data: only reading every block catches it
@@ -154,7 +175,8 @@ def test_list_level_catches_a_table_missing_from_the_archive(db, db_dsn, tmp_pat
     manifest_path = Path(backup["path"]) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["facts"]["relations"].append(
-        {"oid": 1, "schema": "public", "name": "ghost", "kind": "r", "rows": 3})
+        {"oid": 1, "schema": "public", "name": "ghost", "kind": "r", "rows": 3}
+    )
     manifest_path.write_text(json.dumps(manifest))
     result = run("backup", "verify", "--level", "list", "--dir", str(tmp_path), dsn=db_dsn)
     assert result.exit_code == 5
@@ -169,13 +191,16 @@ def test_restore_level_reports_every_difference(db, db_dsn, tmp_path, backup, ad
             rel["rows"] = 19999
     manifest["facts"]["objects"]["views"] = 7
     manifest_path.write_text(json.dumps(manifest))
-    code, v = run_json("backup", "verify", "--level", "restore", "--dir", str(tmp_path),
-                       dsn=db_dsn)
+    code, v = run_json("backup", "verify", "--level", "restore", "--dir", str(tmp_path), dsn=db_dsn)
     assert code == 5
     assert '"public"."filler": 20000 rows, expected 19999' in v["problems"]
     assert "views: 0 after restore, expected 7" in v["problems"]
-    assert admin.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'"
-                         ).fetchone()[0] == 0
+    assert (
+        admin.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_insufficient_space_is_refused(db, db_dsn, tmp_path):
@@ -200,17 +225,19 @@ def test_older_pg_dump_is_refused(db, db_dsn, tmp_path, monkeypatch):
 
 
 def test_without_the_kit_it_says_deploy(make_database, pg_server, tmp_path):
-    result = run("backup", "create", "--dir", str(tmp_path),
-                 dsn=pg_server.dsn(make_database()))
+    result = run("backup", "create", "--dir", str(tmp_path), dsn=pg_server.dsn(make_database()))
     assert result.exit_code == 1
     assert "run 'pgmaint deploy'" in result.stderr
 
 
 def test_usage_errors_exit_2(db_dsn, tmp_path):
-    assert run("backup", "create", "--jobs", "2", "--dir", str(tmp_path),
-               dsn=db_dsn).exit_code == 2
-    assert run("backup", "create", "--compress", "brotli", "--dir", str(tmp_path),
-               dsn=db_dsn).exit_code == 2
+    assert run("backup", "create", "--jobs", "2", "--dir", str(tmp_path), dsn=db_dsn).exit_code == 2
+    assert (
+        run(
+            "backup", "create", "--compress", "brotli", "--dir", str(tmp_path), dsn=db_dsn
+        ).exit_code
+        == 2
+    )
     zstd = run("backup", "create", "--compress", "zstd:3", "--dir", str(tmp_path), dsn=db_dsn)
     assert zstd.exit_code == 2 and "needs pg_dump 16" in zstd.stderr
     assert run("backup", "prune", "--dir", str(tmp_path), dsn=db_dsn).exit_code == 2

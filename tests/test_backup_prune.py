@@ -14,18 +14,30 @@ from orchestrator import backup_prune as prune
 DAY = 86400.0
 
 
-def fake_backup(dbdir: Path, backup_id: int, age_days: float, *, verify_ok: bool | None = None,
-                now: float) -> Path:
+def fake_backup(
+    dbdir: Path, backup_id: int, age_days: float, *, verify_ok: bool | None = None, now: float
+) -> Path:
     started = now - age_days * DAY
     path = dbdir / files.backup_name(started, backup_id)
     path.mkdir(parents=True)
     (path / "database.dump").write_bytes(b"x" * 1000)
-    (path / files.MANIFEST).write_text(json.dumps({
-        "id": backup_id, "status": "completed", "bytes": 1000, "format": "custom",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}))
+    (path / files.MANIFEST).write_text(
+        json.dumps(
+            {
+                "id": backup_id,
+                "status": "completed",
+                "bytes": 1000,
+                "format": "custom",
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            }
+        )
+    )
     if verify_ok is not None:
-        (path / files.VERIFY_FILE).write_text(json.dumps(
-            {"ok": verify_ok, "level": "read", "problems": [] if verify_ok else ["bad block"]}))
+        (path / files.VERIFY_FILE).write_text(
+            json.dumps(
+                {"ok": verify_ok, "level": "read", "problems": [] if verify_ok else ["bad block"]}
+            )
+        )
     return path
 
 
@@ -72,36 +84,41 @@ def test_cli_is_a_dry_run_until_execute(db, db_dsn, tmp_path):
     dbdir = tmp_path / db.info.dbname
     layout(dbdir, now)
     before = sorted(p.name for p in dbdir.iterdir())
-    code, data = run_json("backup", "prune", "--keep-last", "3", "--dir", str(tmp_path),
-                          dsn=db_dsn)
+    code, data = run_json("backup", "prune", "--keep-last", "3", "--dir", str(tmp_path), dsn=db_dsn)
     assert code == 0 and data["executed"] is False
     assert ids(data["delete"]) == [1, 2, 3]
     assert sorted(p.name for p in dbdir.iterdir()) == before  # nothing touched
 
-    result = run("backup", "prune", "--keep-last", "3", "--execute", "--dir", str(tmp_path),
-                 dsn=db_dsn)
+    result = run(
+        "backup", "prune", "--keep-last", "3", "--execute", "--dir", str(tmp_path), dsn=db_dsn
+    )
     assert result.exit_code == 0, result.stderr
     assert "deleted" in result.stdout
     left = {e.backup_id for e in files.scan(dbdir)}
     assert left == {4, 5, 6}
-    run_row = db.execute("SELECT status, parameters->>'execute' FROM maint.runs "
-                         "WHERE task = 'backup' ORDER BY id DESC LIMIT 1").fetchone()
+    run_row = db.execute(
+        "SELECT status, parameters->>'execute' FROM maint.runs "
+        "WHERE task = 'backup' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
     assert run_row == ("succeeded", "true")
 
 
 def test_prune_keeps_real_backups_and_removes_garbage(db, db_dsn, tmp_path):
     made = []
     for _ in range(3):
-        code, data = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path),
-                              dsn=db_dsn)
+        code, data = run_json(
+            "backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn
+        )
         assert code == 0
         made.append(data["id"])
     (tmp_path / db.info.dbname / ".partial-20200101T000000Z-77").mkdir()
-    code, data = run_json("backup", "prune", "--keep-last", "2", "--execute",
-                          "--dir", str(tmp_path), dsn=db_dsn)
+    code, data = run_json(
+        "backup", "prune", "--keep-last", "2", "--execute", "--dir", str(tmp_path), dsn=db_dsn
+    )
     assert code == 0
     assert ids(data["delete"]) == [made[0]] and len(data["garbage"]) == 1
     assert [e.backup_id for e in files.scan(tmp_path / db.info.dbname)] == made[1:]
-    pruned = db.execute("SELECT detail ? 'pruned_at' FROM maint.backups WHERE id = %s",
-                        (made[0],)).fetchone()[0]
+    pruned = db.execute(
+        "SELECT detail ? 'pruned_at' FROM maint.backups WHERE id = %s", (made[0],)
+    ).fetchone()[0]
     assert pruned is True

@@ -20,8 +20,11 @@ def _facts(dsn: str) -> dict:
 
 
 def _user_tables(f: dict) -> dict:
-    return {(r["schema"], r["name"]): r.get("rows", r.get("last_value"))
-            for r in f["relations"] if r["schema"] != "maint"}
+    return {
+        (r["schema"], r["name"]): r.get("rows", r.get("last_value"))
+        for r in f["relations"]
+        if r["schema"] != "maint"
+    }
 
 
 @pytest.fixture
@@ -31,28 +34,36 @@ def seeded(db, db_dsn):
 
 
 def test_round_trip_custom_format(db, seeded, tmp_path, admin):
-    code, created = run_json("backup", "create", "--dir", str(tmp_path), "--verify", "restore",
-                             dsn=seeded)
+    code, created = run_json(
+        "backup", "create", "--dir", str(tmp_path), "--verify", "restore", dsn=seeded
+    )
     assert code == 0, created
     assert created["status"] == "verified"
     assert created["large_objects"] == 1
     assert created["verify"]["ok"] and created["verify"]["level"] == "restore"
     backup_id = created["id"]
 
-    manifest = json.loads((tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1]
-                           / "manifest.json").read_text())
+    manifest = json.loads(
+        (
+            tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1] / "manifest.json"
+        ).read_text()
+    )
     recorded = {(r["schema"], r["name"]): r for r in manifest["facts"]["relations"]}
     # exact counts from the snapshot, leaf partitions counted, parent not a data table
     assert recorded[("Sales", "Customers")]["rows"] == 200
-    assert recorded[("Sales", "orders_2025")]["rows"] + recorded[("Sales", "orders_2026")]["rows"] == 1500
+    assert (
+        recorded[("Sales", "orders_2025")]["rows"] + recorded[("Sales", "orders_2026")]["rows"]
+        == 1500
+    )
     assert ("Sales", "orders") not in recorded
     assert recorded[("Sales", "City Totals")]["kind"] == "m"
     assert recorded[("Ünïcode Schema", 'Tëxt "quoted" Table_k_seq')]["last_value"] == 41
     assert manifest["facts"]["large_objects"] == 1
 
     for level in ("list", "read", "restore"):
-        code, v = run_json("backup", "verify", str(backup_id), "--level", level,
-                           "--dir", str(tmp_path), dsn=seeded)
+        code, v = run_json(
+            "backup", "verify", str(backup_id), "--level", level, "--dir", str(tmp_path), dsn=seeded
+        )
         assert code == 0, v
         assert v["ok"] and v["level"] == level
 
@@ -61,46 +72,93 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
     assert row[4] == manifest["bytes"]
     # the scratch databases are gone
     left = admin.execute(
-        "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'").fetchone()[0]
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'"
+    ).fetchone()[0]
     assert left == 0
 
     target = f"t_restored_{uuid.uuid4().hex[:8]}"
     try:
-        code, r = run_json("backup", "restore", str(backup_id), "--into", target,
-                           "--dir", str(tmp_path), dsn=seeded)
+        code, r = run_json(
+            "backup",
+            "restore",
+            str(backup_id),
+            "--into",
+            target,
+            "--dir",
+            str(tmp_path),
+            dsn=seeded,
+        )
         assert code == 0, r
         target_dsn = with_dbname(seeded, target)
         restored = _facts(target_dsn)
         assert _user_tables(restored) == _user_tables(_facts(seeded))
         assert facts.compare(manifest["facts"], restored) == []
         with psycopg.connect(target_dsn) as conn:
-            assert conn.execute(
-                'SELECT v FROM "Ünïcode Schema"."Tëxt ""quoted"" Table" ORDER BY k LIMIT 1'
-            ).fetchone()[0] == "Grüße 🐘"
-            assert conn.execute(
-                "SELECT lo_get(picture) FROM inventory.items WHERE picture IS NOT NULL"
-            ).fetchone()[0] == b"\x89PNG\r\n"
+            assert (
+                conn.execute(
+                    'SELECT v FROM "Ünïcode Schema"."Tëxt ""quoted"" Table" ORDER BY k LIMIT 1'
+                ).fetchone()[0]
+                == "Grüße 🐘"
+            )
+            assert (
+                conn.execute(
+                    "SELECT lo_get(picture) FROM inventory.items WHERE picture IS NOT NULL"
+                ).fetchone()[0]
+                == b"\x89PNG\r\n"
+            )
             # identity and serial continue where the source stopped
-            assert conn.execute(
-                'INSERT INTO "Sales"."Customers" ("Name") VALUES (\'new\') RETURNING id'
-            ).fetchone()[0] == 201
+            assert (
+                conn.execute(
+                    'INSERT INTO "Sales"."Customers" ("Name") VALUES (\'new\') RETURNING id'
+                ).fetchone()[0]
+                == 201
+            )
         assert schema_dump(target_dsn) == schema_dump(seeded)
 
         # an existing database is never overwritten without --force
-        again = run("backup", "restore", str(backup_id), "--into", target,
-                    "--dir", str(tmp_path), dsn=seeded)
+        again = run(
+            "backup",
+            "restore",
+            str(backup_id),
+            "--into",
+            target,
+            "--dir",
+            str(tmp_path),
+            dsn=seeded,
+        )
         assert again.exit_code == 3
         assert "already exists" in again.stderr
-        forced = run("backup", "restore", str(backup_id), "--into", target, "--force",
-                     "--dir", str(tmp_path), dsn=seeded)
+        forced = run(
+            "backup",
+            "restore",
+            str(backup_id),
+            "--into",
+            target,
+            "--force",
+            "--dir",
+            str(tmp_path),
+            dsn=seeded,
+        )
         assert forced.exit_code == 0, forced.stderr
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
 
 
 def test_directory_format_parallel_with_globals(db, seeded, tmp_path, admin):
-    code, created = run_json("backup", "create", "--format", "directory", "--jobs", "2",
-                             "--globals", "--dir", str(tmp_path), "--verify", "read", dsn=seeded)
+    code, created = run_json(
+        "backup",
+        "create",
+        "--format",
+        "directory",
+        "--jobs",
+        "2",
+        "--globals",
+        "--dir",
+        str(tmp_path),
+        "--verify",
+        "read",
+        dsn=seeded,
+    )
     assert code == 0, created
     assert created["status"] == "verified" and created["format"] == "directory"
     path = tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1]
@@ -111,8 +169,18 @@ def test_directory_format_parallel_with_globals(db, seeded, tmp_path, admin):
 
     target = f"t_restored_{uuid.uuid4().hex[:8]}"
     try:
-        result = run("backup", "restore", str(created["id"]), "--into", target, "--jobs", "2",
-                     "--dir", str(tmp_path), dsn=seeded)
+        result = run(
+            "backup",
+            "restore",
+            str(created["id"]),
+            "--into",
+            target,
+            "--jobs",
+            "2",
+            "--dir",
+            str(tmp_path),
+            dsn=seeded,
+        )
         assert result.exit_code == 0, result.stderr
         assert "globals first" in result.stdout
         assert _user_tables(_facts(with_dbname(seeded, target))) == _user_tables(_facts(seeded))
@@ -123,8 +191,9 @@ def test_directory_format_parallel_with_globals(db, seeded, tmp_path, admin):
 def test_list_shows_backups_from_manifests(db, db_dsn, tmp_path):
     ids = []
     for verify in ("none", "list"):
-        code, created = run_json("backup", "create", "--dir", str(tmp_path), "--verify", verify,
-                                 dsn=db_dsn)
+        code, created = run_json(
+            "backup", "create", "--dir", str(tmp_path), "--verify", verify, dsn=db_dsn
+        )
         assert code == 0
         ids.append(created["id"])
     (tmp_path / db.info.dbname / ".partial-20200101T000000Z-99").mkdir()

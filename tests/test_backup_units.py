@@ -30,7 +30,12 @@ def test_password_goes_to_the_environment_and_conninfo_is_redacted():
     assert "application_name=pgmaint-backup" in target
     assert env["PGPASSWORD"] == "pw"
     assert redact(["pg_dump", "--dbname", target, "-f", "x"]) == [
-        "pg_dump", "--dbname", "<conninfo>", "-f", "x"]
+        "pg_dump",
+        "--dbname",
+        "<conninfo>",
+        "-f",
+        "x",
+    ]
 
 
 def test_parse_size():
@@ -67,14 +72,16 @@ def test_database_dir_is_path_safe(tmp_path):
 def test_cron_filter_drops_pg_cron_only():
     from orchestrator.backup_verify import cron_filter
 
-    toc = "\n".join([
-        ";",
-        "2; 3079 16385 EXTENSION - pg_cron ",
-        "3333; 0 0 COMMENT - EXTENSION pg_cron ",
-        "3400; 0 16400 TABLE DATA cron job postgres",
-        "3401; 0 16500 TABLE DATA public cronicle postgres",
-        "216; 1259 16456 TABLE public t postgres",
-    ])
+    toc = "\n".join(
+        [
+            ";",
+            "2; 3079 16385 EXTENSION - pg_cron ",
+            "3333; 0 0 COMMENT - EXTENSION pg_cron ",
+            "3400; 0 16400 TABLE DATA cron job postgres",
+            "3401; 0 16500 TABLE DATA public cronicle postgres",
+            "216; 1259 16456 TABLE public t postgres",
+        ]
+    )
     listing, notes = cron_filter(toc)
     assert listing is not None and notes
     kept = listing.splitlines()
