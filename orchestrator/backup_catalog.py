@@ -37,7 +37,10 @@ def start_run(conn: psycopg.Connection, task: str, parameters: dict[str, Any]) -
             "SELECT maint.run_start(%s, %s, false)", (task, Jsonb(parameters))
         ).fetchone()
     except psycopg.errors.LockNotAvailable as exc:
-        raise BackupLocked(error_line(exc).split(" Hint:")[0]) from exc
+        raise BackupLocked(
+            f"another run holds the {task} lock of database {conn.info.dbname!r}: "
+            + error_line(exc).split(" Hint:")[0]
+        ) from exc
     assert row is not None
     return int(row[0])
 

@@ -473,12 +473,12 @@ def prune_cmd(
             return f"{x['id']:>6}  {x['started_at']}  {human(x['bytes']):>9}  {x['reason']}"
 
         for k in p.keep:
-            out.print(f"keep    {line(k)}")
+            out.print(f"keep         {line(k)}")
         for d in p.delete:
-            out.print(f"[red]{verb:7}[/] {line(d)}")
+            out.print(f"[red]{verb:12}[/] {line(d)}")
         for g in p.garbage:
             out.print(
-                f"[yellow]garbage[/] {Path(g['path']).name}: {g['reason']}"
+                f"[yellow]garbage[/]      {Path(g['path']).name}: {g['reason']}"
                 + (" (removed)" if execute else "")
             )
         out.print(

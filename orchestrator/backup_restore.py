@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def restore_globals(conn: psycopg.Connection, dsn: str, psql: str, path: Path) -
         raise BackupError(f"psql could not run {path.name}: exit code {proc.returncode}")
     existing = [e for e in errors if "already exists" in e]
     notes = [f"globals: {len(existing)} role(s)/tablespace(s) already existed"] if existing else []
-    notes += [f"globals: {e.split('ERROR:', 1)[1].strip()}" for e in errors if e not in existing]
+    others = Counter(e.split("ERROR:", 1)[1].strip() for e in errors if e not in existing)
+    notes += [f"globals: {msg}" + (f" (x{n})" if n > 1 else "") for msg, n in others.items()]
     return notes
 
 
