@@ -206,21 +206,21 @@ def _create_locked(
     dbdir.mkdir(parents=True, exist_ok=True)
     swept = files.sweep(dbdir)
     abandoned = catalog.fail_stale(conn)
-    # validate the timeout with the server's own parser before anything else
-    conn.execute(
-        "SELECT pg_catalog.set_config('lock_timeout', %s, false)", (opts.lock_wait_timeout,)
-    )
-    conn.execute("RESET lock_timeout")
-    tools = find_tools(conn.info.server_version)
-    compress_args, compress_name = compression_args(opts.compress, tools.major)
-    props = facts.database_properties(conn)
-
     backup_id, started = catalog.insert(conn, opts.fmt, {"run_id": run_id})
     name = files.backup_name(started, backup_id)
     partial = dbdir / f"{files.PARTIAL_PREFIX}{name}"
     final = dbdir / name
-    catalog.update(conn, backup_id, path=str(final), pg_dump_version=tools.version)
+    catalog.update(conn, backup_id, path=str(final))
     try:
+        # validate the timeout with the server's own parser before anything else
+        conn.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, false)", (opts.lock_wait_timeout,)
+        )
+        conn.execute("RESET lock_timeout")
+        tools = find_tools(conn.info.server_version)
+        catalog.update(conn, backup_id, pg_dump_version=tools.version)
+        compress_args, compress_name = compression_args(opts.compress, tools.major)
+        props = facts.database_properties(conn)
         space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
         partial.mkdir(mode=0o700)  # dumps hold all the data: owner only
         manifest = _dump(conn, opts, tools, compress_args, partial, progress)

@@ -222,6 +222,8 @@ def test_older_pg_dump_is_refused(db, db_dsn, tmp_path, monkeypatch):
     result = run("backup", "create", "--dir", str(tmp_path / "b"), dsn=db_dsn)
     assert result.exit_code == 3
     assert "needs pg_dump 15 or newer" in result.stderr and "found: 14" in result.stderr
+    [row] = catalog_rows(db)
+    assert row[1] == "failed" and "needs pg_dump 15" in row[3]
 
 
 def test_without_the_kit_it_says_deploy(make_database, pg_server, tmp_path):
