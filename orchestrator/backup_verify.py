@@ -18,6 +18,7 @@ import secrets
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,48 @@ def cron_filter(toc_text: str) -> tuple[str | None, list[str]]:
     ]
 
 
-def scratch_name(backup_id: int) -> str:
-    return f"pgmaint_verify_{backup_id}_{secrets.token_hex(3)}"
+def scratch_prefix(conn: psycopg.Connection) -> str:
+    """Scratch databases of verifications of the database ``conn`` is connected to."""
+    row = conn.execute(
+        "SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()"
+    ).fetchone()
+    assert row is not None
+    return f"pgmaint_verify_{row[0]}_"
+
+
+def sweep_scratch(conn: psycopg.Connection, prefix: str) -> list[str]:
+    """Drop scratch databases a killed verification left behind.
+
+    Only while holding this database's verify lock, so no live verification's scratch
+    database is dropped."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT datname FROM pg_catalog.pg_database WHERE pg_catalog.starts_with(datname, %s)",
+            (prefix,),
+        ).fetchall()
+    ]
+    for name in names:
+        drop_database(conn, name)
+    return names
+
+
+@contextlib.contextmanager
+def verify_lock(conn: psycopg.Connection) -> Iterator[bool]:
+    """This database's verify lock if it can be had now (already held by ``pgmaint backup
+    verify``; taken for the duration by ``create --verify restore``); yields whether held."""
+    held = conn.execute(
+        "SELECT maint.task_lock_holder(%s) = pg_catalog.pg_backend_pid()", (catalog.VERIFY_TASK,)
+    ).fetchone()
+    if held and held[0]:
+        yield True
+        return
+    got = conn.execute("SELECT maint.try_task_lock(%s)", (catalog.VERIFY_TASK,)).fetchone()
+    try:
+        yield bool(got and got[0])
+    finally:
+        if got and got[0]:
+            conn.execute("SELECT maint.task_unlock(%s)", (catalog.VERIFY_TASK,))
 
 
 def create_like(conn: psycopg.Connection, name: str, props: dict[str, Any]) -> None:
@@ -240,8 +281,28 @@ def restore_and_compare(
 ) -> tuple[list[str], list[str]]:
     """(problems, notes) of a test restore into a scratch database, which is always dropped."""
     assert entry.manifest is not None
-    name = scratch_name(entry.manifest["id"])
-    create_like(conn, name, entry.manifest["database_properties"])
+    prefix = scratch_prefix(conn)
+    with verify_lock(conn) as locked:
+        notes = []
+        if locked:
+            swept = sweep_scratch(conn, prefix)
+            if swept:
+                notes.append(f"dropped {len(swept)} scratch database(s) of an earlier run")
+        name = f"{prefix}{entry.manifest['id']}_{secrets.token_hex(3)}"
+        create_like(conn, name, entry.manifest["database_properties"])
+        problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name)
+        return problems, notes + more
+
+
+def _restore_compare(
+    conn: psycopg.Connection,
+    dsn: str,
+    tools: ClientTools,
+    entry: files.Entry,
+    jobs: int,
+    name: str,
+) -> tuple[list[str], list[str]]:
+    assert entry.manifest is not None
     try:
         notes = pg_restore_into(tools, dsn, name, archive_path(entry), jobs=jobs, no_owner=True)
         with db.connection(

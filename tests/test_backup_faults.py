@@ -257,3 +257,25 @@ def test_password_never_reaches_argv_logs_or_manifest(db, pg_server, tmp_path):
     assert "s3cret" not in (Path(data["path"]) / "manifest.json").read_text()
     assert "s3cret" not in json.dumps(catalog_rows(db), default=str)
     db.execute("ALTER ROLE CURRENT_USER PASSWORD NULL")
+
+
+def test_scratch_database_of_a_killed_verification_is_dropped(db, db_dsn, tmp_path, admin):
+    code, created = run_json(
+        "backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn
+    )
+    assert code == 0
+    leftover = f"{verify.scratch_prefix(db)}99_dead01"
+    admin.execute(f'CREATE DATABASE "{leftover}"')
+    other_db = "pgmaint_verify_1_99_keepme"  # another source database's: not ours to drop
+    admin.execute(f'CREATE DATABASE "{other_db}"')
+    try:
+        code, v = run_json(
+            "backup", "verify", "--level", "restore", "--dir", str(tmp_path), dsn=db_dsn
+        )
+        assert code == 0, v
+        assert "dropped 1 scratch database(s) of an earlier run" in v["notes"]
+        names = {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
+        assert leftover not in names and other_db in names
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{leftover}"')
+        admin.execute(f'DROP DATABASE IF EXISTS "{other_db}"')
