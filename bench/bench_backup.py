@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,14 +135,17 @@ def main() -> None:
             ),
         }
         bests: dict[str, tuple[float, Any]] = {}
+        all_times: dict[str, list[float]] = {name: [] for name in variants}
         dump_size = 0
         for _ in range(args.repeat):
             for name, fn in variants.items():
                 took = timed(fn)
+                all_times[name].append(took[0])
                 if name not in bests or took[0] < bests[name][0]:
                     bests[name] = took
                 if name == "raw":
                     dump_size = (out / "db.dump").stat().st_size
+        med = {name: statistics.median(v) for name, v in all_times.items()}
         t = {name: v[0] for name, v in bests.items()}
         raw, ours = t["raw"], t["none"]
         timings = bests["none"][1]["timings"]
@@ -151,7 +155,8 @@ def main() -> None:
         )
         print(
             f"pgmaint backup create --verify none: {ours:7.2f} s  ratio {ours / raw:.2f} "
-            "(target <= 1.10)"
+            f"(target <= 1.10); medians {med['none']:.2f} / {med['raw']:.2f} s = "
+            f"{med['none'] / med['raw']:.2f}"
         )
         print(
             f"  inside it: pg_dump {timings['dump_seconds']:.2f} s, exact counts (concurrent) "
