@@ -260,7 +260,7 @@ def test_password_never_reaches_argv_logs_or_manifest(db, pg_server, tmp_path):
 
 
 def test_scratch_database_of_a_killed_verification_is_dropped(db, db_dsn, tmp_path, admin):
-    code, created = run_json(
+    code, _backup = run_json(
         "backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn
     )
     assert code == 0
