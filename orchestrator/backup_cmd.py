@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,29 @@ dir_option = click.option(
 database_option = click.option(
     "--database", default=None, help="Whose backups (default: the database --dsn connects to)."
 )
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a run: unwinds like an error so the run cleans up after itself."""
+
+    def __str__(self) -> str:
+        return f"terminated by signal {int(self.code or 128) - 128}"
+
+
+@contextmanager
+def _cleanup_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (systemd stop, a timeout wrapper) into an exception, so pg_dump is
+    stopped, the partial files removed and the catalog row marked failed; exit 143."""
+
+    def handler(signum: int, _frame: object) -> None:
+        click.echo(f"Error: terminated by signal {signum}; cleaning up", err=True)
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -191,7 +215,7 @@ def create_cmd(
         lock_wait_timeout=lock_wait_timeout,
         reserve_bytes=parse_size(reserve),
     )
-    with _progress(ctx) as progress:
+    with _cleanup_on_sigterm(), _progress(ctx) as progress:
         try:
             result = create(opts, progress)
         except ValueError as exc:  # a compression the chosen pg_dump cannot do
@@ -295,7 +319,8 @@ def verify_cmd(
             conn, catalog.VERIFY_TASK, {"backup_id": entry.backup_id, "level": level}
         )
         try:
-            result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs)
+            with _cleanup_on_sigterm():
+                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs)
         except BaseException as exc:
             catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
             raise

@@ -279,3 +279,23 @@ def test_scratch_database_of_a_killed_verification_is_dropped(db, db_dsn, tmp_pa
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{leftover}"')
         admin.execute(f'DROP DATABASE IF EXISTS "{other_db}"')
+
+
+def test_sigterm_stops_pg_dump_and_cleans_up(db, db_dsn, tmp_path, blocked):
+    proc = spawn(
+        "backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "60s", dsn=db_dsn
+    )
+    try:
+        pg_dump = _wait_for(lambda: pids_of("pg_dump", str(tmp_path)), what="pg_dump")[0]
+        _wait_for(lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")), what="partial")
+        proc.send_signal(signal.SIGTERM)  # the orchestrator only, as systemd would
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143
+    assert "terminated by signal 15" in err and "Traceback" not in err
+    assert not Path(f"/proc/{pg_dump}").exists() or pids_of("pg_dump", str(tmp_path)) == []
+    assert _created(tmp_path, db.info.dbname) == []
+    [row] = catalog_rows(db)
+    assert row[1] == "failed" and row[3] == "terminated by signal 15"
