@@ -8,6 +8,7 @@ import uuid
 import psycopg
 import pytest
 from backup_support import catalog_rows, run, run_json, schema_dump, seed
+from psycopg import conninfo
 
 from orchestrator import backup_facts as facts
 from orchestrator.db import with_dbname
@@ -206,3 +207,17 @@ def test_list_shows_backups_from_manifests(db, db_dsn, tmp_path):
     assert [r[1] for r in catalog_rows(db)] == ["completed", "verified"]
     human = run("backup", "list", "--dir", str(tmp_path), dsn=db_dsn)
     assert f"{ids[1]}" in human.stdout and "verified" in human.stdout
+
+
+def test_non_superuser_with_maint_admin_can_back_up_and_verify(db, pg_server, tmp_path, make_role):
+    db.execute("CREATE TABLE public.accounts AS SELECT g AS id FROM generate_series(1, 50) g")
+    role = make_role("maint_admin", "pg_read_all_data", attributes="CREATEDB")
+    # (Server.dsn(..., user=) collides with its own user keyword)
+    dsn = conninfo.make_conninfo(pg_server.dsn(db.info.dbname), user=role)
+    code, created = run_json(
+        "backup", "create", "--verify", "restore", "--globals", "--dir", str(tmp_path), dsn=dsn
+    )
+    assert code == 0, created
+    assert created["status"] == "verified"
+    row = db.execute("SELECT status, verify_level FROM maint.backups").fetchone()
+    assert row == ("verified", "restore")
