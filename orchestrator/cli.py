@@ -283,6 +283,12 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
     demo.run(ctx, settings(ctx).dsn, dbname)
 
 
+# --- backup ----------------------------------------------------------------------------------
+from orchestrator.backup_cmd import backup_group  # noqa: E402
+
+cli.add_command(backup_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 

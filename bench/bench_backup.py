@@ -1,0 +1,185 @@
+"""Benchmark: what ``pgmaint backup create`` costs over a bare ``pg_dump``.
+
+Prints, on a pgbench database of ``--scale`` (scale 1 = ~15 MB; the default 200 is
+~3 GB):
+  * ``pgmaint backup create --verify none`` wall time / raw ``pg_dump -Fc`` wall time at the
+    same compression (the orchestration overhead: snapshot facts with exact counts, hashing,
+    fsync, manifest, catalog rows, Python start-up; target <= 1.10);
+  * the cost of ``--verify list`` and ``--verify read``;
+  * the directory-format ``--jobs 2`` speedup over ``--jobs 1``.
+Variants run in interleaved rounds and the best of ``--repeat`` rounds is kept, so load
+from elsewhere on the machine hits all of them alike.
+
+Starts a throwaway server unless PGMAINT_DSN is given (then it creates and drops a
+database ``pgmaint_bench_backup`` on that server).
+
+    .venv/bin/python bench/bench_backup.py --scale 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from orchestrator import deploy
+from orchestrator.backup_tools import child_conninfo, find_tools
+from orchestrator.db import with_dbname
+from orchestrator.sandbox import Sandbox
+
+BENCH_DB = "pgmaint_bench_backup"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - t0, value
+
+
+def pgmaint(dsn: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--dsn", dsn, "--json", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def recreate(base_dsn: str, drop_only: bool = False) -> int:
+    with psycopg.connect(base_dsn, autocommit=True) as admin:
+        name = sql.Identifier(BENCH_DB)
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        if not drop_only:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        return admin.info.server_version
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--scale", type=int, default=200, help="pgbench scale (1 = ~15 MB)")
+    ap.add_argument(
+        "--partitions",
+        type=int,
+        default=4,
+        help="pgbench_accounts partitions (pg_dump -j parallelises per table)",
+    )
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="pgmaint-bench-backup-"))
+    work.chmod(0o755)
+    box = None
+    try:
+        base_dsn = os.environ.get("PGMAINT_DSN")
+        if not base_dsn:
+            box = Sandbox(work / "pg")
+            base_dsn = box.start(fast=True).conninfo()
+        tools = find_tools(recreate(base_dsn))
+        dsn = with_dbname(base_dsn, BENCH_DB)
+        target, env = child_conninfo(dsn)
+        t0 = time.perf_counter()
+        init = [tools.path("pgbench"), "-i", "-q", "-s", str(args.scale), target]
+        if args.partitions:
+            init[2:2] = ["--partitions", str(args.partitions)]
+        subprocess.run(init, env=env, check=True, capture_output=True)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deploy.deploy(conn)
+            conn.execute("VACUUM ANALYZE")
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        print(
+            f"pgbench scale {args.scale} ({args.partitions} partitions): "
+            f"{size / 1e6:.0f} MB database, built in {time.perf_counter() - t0:.0f}s; "
+            f"pg_dump {tools.version}; best of {args.repeat} interleaved rounds"
+        )
+
+        out = work / "out"
+
+        def raw_dump() -> None:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            cmd = [tools.path("pg_dump"), "-Fc", "-Z", "1", "-f", str(out / "db.dump")]
+            subprocess.run([*cmd, "--dbname", target], env=env, check=True)
+
+        def create(*extra: str) -> Callable[[], dict[str, Any]]:
+            def run() -> dict[str, Any]:
+                shutil.rmtree(out, ignore_errors=True)
+                return pgmaint(dsn, "backup", "create", "--dir", str(out), "--reserve", "0", *extra)
+
+            return run
+
+        variants: dict[str, Callable[[], Any]] = {
+            "raw": raw_dump,
+            "none": create("--verify", "none"),
+            "list": create("--verify", "list"),
+            "read": create("--verify", "read"),
+            "j1": create("--format", "directory", "--jobs", "1", "--verify", "none"),
+            "j2": create("--format", "directory", "--jobs", "2", "--verify", "none"),
+            "startup": lambda: subprocess.run(
+                [sys.executable, "-m", "orchestrator", "--version"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            ),
+        }
+        bests: dict[str, tuple[float, Any]] = {}
+        all_times: dict[str, list[float]] = {name: [] for name in variants}
+        dump_size = 0
+        for _ in range(args.repeat):
+            for name, fn in variants.items():
+                took = timed(fn)
+                all_times[name].append(took[0])
+                if name not in bests or took[0] < bests[name][0]:
+                    bests[name] = took
+                if name == "raw":
+                    dump_size = (out / "db.dump").stat().st_size
+        med = {name: statistics.median(v) for name, v in all_times.items()}
+        t = {name: v[0] for name, v in bests.items()}
+        raw, ours = t["raw"], t["none"]
+        timings = bests["none"][1]["timings"]
+        print(
+            f"raw pg_dump -Fc -Z1:                 {raw:7.2f} s  ({dump_size / 1e6:.0f} MB, "
+            f"{size / 1e6 / raw:.0f} MB/s of database)"
+        )
+        print(
+            f"pgmaint backup create --verify none: {ours:7.2f} s  ratio {ours / raw:.2f} "
+            f"(target <= 1.10); medians {med['none']:.2f} / {med['raw']:.2f} s = "
+            f"{med['none'] / med['raw']:.2f}"
+        )
+        print(
+            f"  inside it: pg_dump {timings['dump_seconds']:.2f} s, exact counts (concurrent) "
+            f"{timings['facts_seconds']:.2f} s, hash+fsync {timings['hash_seconds']:.2f} s; "
+            f"Python/CLI start-up {t['startup']:.2f} s (ratio without it "
+            f"{(ours - t['startup']) / raw:.2f})"
+        )
+        for level in ("list", "read"):
+            print(
+                f"pgmaint backup create --verify {level}: {t[level]:7.2f} s  "
+                f"ratio {t[level] / raw:.2f}"
+            )
+        print(f"directory format --jobs 1:           {t['j1']:7.2f} s")
+        print(
+            f"directory format --jobs 2:           {t['j2']:7.2f} s  speedup "
+            f"{t['j1'] / t['j2']:.2f}x ({os.cpu_count()} cores)"
+        )
+        recreate(base_dsn, drop_only=True)
+    finally:
+        if box is not None:
+            box.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

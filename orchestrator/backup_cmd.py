@@ -1,0 +1,600 @@
+"""The ``pgmaint backup`` command group: create, verify, list, prune, restore.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 preflight refused, 4 another run holds the lock,
+5 verification failed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from psycopg import conninfo
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from orchestrator import backup_catalog as catalog
+from orchestrator import backup_files as files
+from orchestrator import backup_prune as prune_mod
+from orchestrator import backup_restore as restore_mod
+from orchestrator import backup_verify as verify_mod
+from orchestrator import db
+from orchestrator.backup_create import CreateOptions, CreateResult, create
+from orchestrator.backup_errors import VerificationFailed
+from orchestrator.backup_tools import APPLICATION_NAME
+from orchestrator.output import console, emit, settings, table
+
+DIR_ENV = "PGMAINT_BACKUP_DIR"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE.match(text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size such as 500MB, 2GB or 1048576")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+
+
+def human(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def backup_root(directory: Path | None) -> Path:
+    return (directory or Path(os.environ.get(DIR_ENV) or "backups")).resolve()
+
+
+def source_database(dsn: str, database: str | None) -> str:
+    """The database whose backups we look at: --database, the DSN's, or libpq's."""
+    if database:
+        return database
+    with db.connection(dsn) as conn:
+        return conn.info.dbname
+
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help=f"Backup directory (default: ${DIR_ENV}, else ./backups); one subdirectory per database.",
+)
+database_option = click.option(
+    "--database", default=None, help="Whose backups (default: the database --dsn connects to)."
+)
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a run: unwinds like an error so the run cleans up after itself."""
+
+    def __str__(self) -> str:
+        return f"terminated by signal {int(self.code or 128) - 128}"
+
+
+@contextmanager
+def _cleanup_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (systemd stop, a timeout wrapper) into an exception, so pg_dump is
+    stopped, the partial files removed and the catalog row marked failed; exit 143."""
+
+    def handler(signum: int, _frame: object) -> None:
+        click.echo(f"Error: terminated by signal {signum}; cleaning up", err=True)
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _progress(ctx: click.Context) -> Iterator[Callable[[str, int], None] | None]:
+    err = console(stderr=True)
+    if settings(ctx).json or not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[size]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", size="")
+
+        def update(phase: str, written: int) -> None:
+            bar.update(task, description=phase, size=human(written))
+
+        yield update
+
+
+@click.group("backup")
+def backup_group() -> None:
+    """Backups through pg_dump that are proven restorable (catalog: maint.backups).
+
+    Exit codes: 0 ok, 1 error, 2 usage, 3 preflight refused (pg_dump version, free
+    space, target exists), 4 another backup run holds the lock, 5 verification failed.
+    """
+
+
+@backup_group.command("create")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["custom", "directory"]),
+    default="custom",
+    show_default=True,
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Parallel pg_dump workers (directory format only).",
+)
+@click.option(
+    "--compress",
+    default=None,
+    help="none, 0-9, gzip[:N]; lz4[:N]/zstd[:N] with pg_dump 16+. Default gzip:1 (zstd:3 on 16+).",
+)
+@dir_option
+@click.option(
+    "--verify",
+    "verify_level",
+    type=click.Choice(["none", "list", "read", "restore"]),
+    default="list",
+    show_default=True,
+    help="Verify the new backup at this level.",
+)
+@click.option(
+    "--globals/--no-globals",
+    "with_globals",
+    default=False,
+    show_default=True,
+    help="Also dump roles and tablespaces (pg_dumpall --globals-only).",
+)
+@click.option(
+    "--lock-wait-timeout",
+    default="60s",
+    show_default=True,
+    help="Give up when a table cannot be locked within this time.",
+)
+@click.option(
+    "--reserve",
+    default="64MB",
+    show_default=True,
+    help="Free space to leave on top of the estimated backup size.",
+)
+@click.pass_context
+def create_cmd(
+    ctx: click.Context,
+    fmt: str,
+    jobs: int,
+    compress: str | None,
+    directory: Path | None,
+    verify_level: str,
+    with_globals: bool,
+    lock_wait_timeout: str,
+    reserve: str,
+) -> None:
+    """Dump the database into a new backup, inside an exported snapshot, manifest last."""
+    s = settings(ctx)
+    if jobs > 1 and fmt != "directory":
+        raise click.UsageError("--jobs needs --format directory")
+    from orchestrator.backup_tools import compression_args
+
+    try:
+        compression_args(compress, 99)  # syntax only; the version check comes later
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--compress") from exc
+    opts = CreateOptions(
+        dsn=s.dsn,
+        root=backup_root(directory),
+        fmt=fmt,
+        jobs=jobs,
+        compress=compress,
+        verify=verify_level,
+        with_globals=with_globals,
+        lock_wait_timeout=lock_wait_timeout,
+        reserve_bytes=parse_size(reserve),
+    )
+    with _cleanup_on_sigterm(), _progress(ctx) as progress:
+        try:
+            result = create(opts, progress)
+        except ValueError as exc:  # a compression the chosen pg_dump cannot do
+            raise click.UsageError(str(exc)) from exc
+    _report_create(ctx, result)
+    if result.verify is not None and not result.verify.ok:
+        raise VerificationFailed(
+            f"backup {result.backup_id} failed verification: " + "; ".join(result.verify.problems)
+        )
+
+
+def _create_data(r: CreateResult) -> dict[str, Any]:
+    m = r.manifest
+    return {
+        "id": r.backup_id,
+        "database": r.database,
+        "path": str(r.path),
+        "status": "verified"
+        if r.verify is not None and r.verify.ok
+        else "failed"
+        if r.verify is not None
+        else "completed",
+        "bytes": r.bytes,
+        "seconds": round(r.seconds, 3),
+        "format": m["format"],
+        "compression": m["compression"],
+        "jobs": m["jobs"],
+        "tables": sum(1 for x in m["facts"]["relations"] if x["kind"] != "S"),
+        "rows": sum(x.get("rows", 0) for x in m["facts"]["relations"]),
+        "large_objects": m["facts"]["large_objects"],
+        "timings": m["timings"],
+        "throughput_mb_s": m["throughput_mb_s"],
+        "warnings": m["warnings"],
+        "swept": r.swept,
+        "abandoned_rows_failed": r.abandoned_rows,
+        "verify": None if r.verify is None else asdict(r.verify),
+    }
+
+
+def _report_create(ctx: click.Context, r: CreateResult) -> None:
+    data = _create_data(r)
+
+    def render(out: Console) -> None:
+        if r.swept:
+            out.print(f"swept {len(r.swept)} leftover(s) of earlier runs: {', '.join(r.swept)}")
+        out.print(
+            f"[green]backup {r.backup_id}[/] of {r.database!r}: {human(r.bytes)} "
+            f"({data['compression']}, {data['tables']} tables, {data['rows']} rows, "
+            f"{data['large_objects']} large objects) in {r.seconds:.1f}s -> {r.path}"
+        )
+        for w in data["warnings"]:
+            out.print(f"[yellow]pg_dump[/]: {w}")
+        if r.verify is not None:
+            _render_verify(out, r.verify)
+
+    emit(ctx, data, render)
+
+
+def _render_verify(out: Console, v: verify_mod.VerifyResult) -> None:
+    colour = "green" if v.ok else "red"
+    out.print(f"[{colour}]verify {v.level}: {'ok' if v.ok else 'FAILED'}[/] ({v.seconds:.1f}s)")
+    for c in v.checks:
+        out.print(f"  ok  {c}")
+    for p in v.problems:
+        out.print(f"  [red]bad[/] {p}")
+    for n in v.notes:
+        out.print(f"  note {n}")
+
+
+@backup_group.command("verify")
+@click.argument("backup_id", type=int, required=False)
+@click.option("--latest", is_flag=True, help="The newest backup (the default without ID).")
+@click.option(
+    "--level", type=click.Choice(list(verify_mod.LEVELS)), default="read", show_default=True
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="pg_restore workers for --level restore.",
+)
+@dir_option
+@click.pass_context
+def verify_cmd(
+    ctx: click.Context,
+    backup_id: int | None,
+    latest: bool,
+    level: str,
+    jobs: int,
+    directory: Path | None,
+) -> None:
+    """Re-hash a backup's files and check it at LEVEL; updates its catalog row (exit 5 if bad)."""
+    if backup_id is not None and latest:
+        raise click.UsageError("give a backup ID or --latest, not both")
+    s = settings(ctx)
+    with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
+        catalog.require_kit(conn)
+        entry = verify_mod.locate(backup_root(directory), conn.info.dbname, backup_id)
+        run_id = catalog.start_run(
+            conn, catalog.VERIFY_TASK, {"backup_id": entry.backup_id, "level": level}
+        )
+        try:
+            with _cleanup_on_sigterm():
+                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs)
+        except BaseException as exc:
+            catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
+            raise
+        catalog.finish_run(
+            conn,
+            run_id,
+            result.ok,
+            {"backup_id": result.backup_id, "level": level},
+            None if result.ok else result.summary(),
+        )
+    emit(
+        ctx,
+        asdict(result),
+        lambda out: (
+            out.print(f"backup {result.backup_id} ({result.path})"),
+            _render_verify(out, result),
+        ),
+    )
+    if not result.ok:
+        raise VerificationFailed(
+            f"backup {result.backup_id} failed verification: " + "; ".join(result.problems)
+        )
+
+
+@backup_group.command("list")
+@dir_option
+@database_option
+@click.option(
+    "--garbage/--no-garbage",
+    default=True,
+    show_default=True,
+    help="Also show leftovers of failed runs.",
+)
+@click.pass_context
+def list_cmd(
+    ctx: click.Context, directory: Path | None, database: str | None, garbage: bool
+) -> None:
+    """Backups of the database, from their manifests (newest last)."""
+    s = settings(ctx)
+    name = source_database(s.dsn, database)
+    dbdir = files.database_dir(backup_root(directory), name)
+    now = time.time()
+    rows = []
+    for e in files.scan(dbdir):
+        if not e.is_backup and not garbage:
+            continue
+        m = e.manifest or {}
+        v = e.verify or {}
+        status = (
+            "garbage"
+            if not e.is_backup
+            else "verify failed"
+            if v and not v.get("ok")
+            else "verified"
+            if v
+            else m.get("status")
+        )
+        rows.append(
+            {
+                "id": e.backup_id,
+                "status": status,
+                "started_at": m.get("started_at"),
+                "age_days": round(prune_mod.age_days(m, now), 2) if m else None,
+                "format": m.get("format"),
+                "compression": m.get("compression"),
+                "bytes": m.get("bytes") if m else prune_mod.files_size(e.path),
+                "verified": v.get("level") if v else None,
+                "verified_at": v.get("at"),
+                "path": str(e.path),
+                "reason": e.reason,
+            }
+        )
+
+    def render(out: Console) -> None:
+        if not rows:
+            out.print(f"no backups of {name!r} in {dbdir}")
+            return
+        cols = ["id", "status", "started_at", "age", "format", "size", "verified", "path"]
+        out.print(
+            table(
+                f"backups of {name!r} in {dbdir}",
+                cols,
+                (
+                    [
+                        r["id"],
+                        r["status"],
+                        r["started_at"],
+                        "" if r["age_days"] is None else _age(r["age_days"]),
+                        r["format"],
+                        human(r["bytes"]),
+                        r["verified"] and f"{r['verified']} {r['verified_at']}",
+                        Path(r["path"]).name + (f" ({r['reason']})" if r["reason"] else ""),
+                    ]
+                    for r in rows
+                ),
+            )
+        )
+
+    emit(ctx, rows, render)
+
+
+def _age(days: float) -> str:
+    return f"{days * 24:.1f} h" if days < 2 else f"{days:.1f} d"
+
+
+@backup_group.command("prune")
+@click.option(
+    "--keep-last",
+    type=click.IntRange(1, None),
+    default=None,
+    help="Keep at least the newest N good backups.",
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(0, None),
+    default=None,
+    help="Keep good backups younger than D days.",
+)
+@click.option("--execute", is_flag=True, help="Really delete (default: show the plan only).")
+@dir_option
+@click.pass_context
+def prune_cmd(
+    ctx: click.Context,
+    keep_last: int | None,
+    keep_days: float | None,
+    execute: bool,
+    directory: Path | None,
+) -> None:
+    """Apply retention to this database's backups: a dry run unless --execute."""
+    if keep_last is None and keep_days is None:
+        raise click.UsageError("say what to keep: --keep-last N and/or --keep-days D")
+    s = settings(ctx)
+    with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
+        catalog.require_kit(conn)
+        run_id = catalog.start_run(
+            conn,
+            catalog.TASK,
+            {"prune": True, "keep_last": keep_last, "keep_days": keep_days, "execute": execute},
+        )
+        try:
+            dbdir = files.database_dir(backup_root(directory), conn.info.dbname)
+            p = prune_mod.plan(dbdir, keep_last, keep_days)
+            if execute:
+                prune_mod.execute(p)
+                for item in p.delete:
+                    catalog.update(
+                        conn,
+                        item["id"],
+                        detail={"pruned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                    )
+        except BaseException as exc:
+            catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
+            raise
+        catalog.finish_run(
+            conn,
+            run_id,
+            True,
+            {
+                "deleted": len(p.delete) if execute else 0,
+                "garbage": len(p.garbage) if execute else 0,
+            },
+        )
+    data = {
+        "executed": p.executed,
+        "keep": p.keep,
+        "delete": p.delete,
+        "garbage": p.garbage,
+        "freed_bytes": p.freed_bytes,
+    }
+
+    def render(out: Console) -> None:
+        verb = "deleted" if execute else "would delete"
+
+        def line(x: dict[str, Any]) -> str:
+            return f"{x['id']:>6}  {x['started_at']}  {human(x['bytes']):>9}  {x['reason']}"
+
+        for k in p.keep:
+            out.print(f"keep         {line(k)}")
+        for d in p.delete:
+            out.print(f"[red]{verb:12}[/] {line(d)}")
+        for g in p.garbage:
+            out.print(
+                f"[yellow]garbage[/]      {Path(g['path']).name}: {g['reason']}"
+                + (" (removed)" if execute else "")
+            )
+        out.print(
+            f"{'freed' if execute else 'would free'} {human(p.freed_bytes)}"
+            + ("" if execute else "; run again with --execute to delete")
+        )
+
+    emit(ctx, data, render)
+
+
+@backup_group.command("restore")
+@click.argument("backup_id", type=int)
+@click.option("--into", "into", required=True, help="Name of the new database.")
+@click.option("--force", is_flag=True, help="Drop and replace the database if it exists.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True)
+@dir_option
+@database_option
+@click.pass_context
+def restore_cmd(
+    ctx: click.Context,
+    backup_id: int,
+    into: str,
+    force: bool,
+    jobs: int,
+    directory: Path | None,
+    database: str | None,
+) -> None:
+    """Restore backup BACKUP_ID into a new database (globals first when the backup has them)."""
+    s = settings(ctx)
+    with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
+        entry = verify_mod.locate(backup_root(directory), database or conn.info.dbname, backup_id)
+        r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs)
+    emit(
+        ctx,
+        asdict(r),
+        lambda out: (
+            out.print(
+                f"[green]restored backup {r.backup_id}[/] into database {r.database!r} "
+                f"in {r.seconds:.1f}s" + (" (globals first)" if r.globals_restored else "")
+            ),
+            [out.print(f"  note {n}") for n in r.notes],
+        ),
+    )
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+def demo_section(conn: psycopg.Connection, out: Console) -> None:
+    """Back up the demo database with restore verification and show its catalog row."""
+    # the connection's main parameters only: psycopg's bundled libpq reports options
+    # (sslcertmode ...) that the system's pg_dump may not know
+    keep = ("host", "hostaddr", "port", "user", "dbname", "sslmode", "sslrootcert", "passfile")
+    params = {k: v for k, v in conn.info.get_parameters().items() if k in keep}
+    if conn.info.password:
+        params["password"] = conn.info.password
+    dsn = conninfo.make_conninfo(**params)
+    root = Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / "pgmaint-demo-backups")
+    out.print(f"[bold]Backups[/]: pgmaint backup create --verify restore --dir {root}")
+    r = create(CreateOptions(dsn=dsn, root=root, verify="restore"))
+    data = _create_data(r)
+    out.print(
+        f"backup {r.backup_id}: {human(r.bytes)}, {data['tables']} tables, "
+        f"{data['rows']} rows, in {r.seconds:.1f}s -> {r.path}"
+    )
+    if r.verify is not None:
+        _render_verify(out, r.verify)
+    row = catalog.get(conn, r.backup_id) or {}
+    cols = [
+        "id",
+        "database",
+        "status",
+        "format",
+        "bytes",
+        "verify_level",
+        "verified_at",
+        "manifest_sha256",
+    ]
+    out.print(
+        table(
+            "maint.backups",
+            cols,
+            [
+                [
+                    row.get(c) if c != "manifest_sha256" else (row.get(c) or "")[:16] + "…"
+                    for c in cols
+                ]
+            ],
+        )
+    )
+    p = prune_mod.plan(files.database_dir(root, r.database), keep_last=3, keep_days=None)
+    prune_mod.execute(p)
+    if p.delete:
+        out.print(f"pruned {len(p.delete)} older demo backup(s) (keep-last 3)")

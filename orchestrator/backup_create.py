@@ -1,0 +1,477 @@
+"""``pgmaint backup create``: one pg_dump inside an exported snapshot, made durable.
+
+Order of work (each step's failure leaves no backup behind and a 'failed' catalog row):
+lock (maint.run_start) → sweep leftovers → pick pg_dump → free-space preflight →
+catalog row → export snapshot → start pg_dump on it → count rows / read sequences in the
+same snapshot while pg_dump runs → wait → globals → hash + fsync → rename into place →
+manifest last → catalog 'completed' → optional verification.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from orchestrator import backup_catalog as catalog
+from orchestrator import backup_facts as facts
+from orchestrator import backup_files as files
+from orchestrator import db
+from orchestrator.backup_errors import BackupError, PreflightRefused
+from orchestrator.backup_tools import (
+    APPLICATION_NAME,
+    ClientTools,
+    child_conninfo,
+    compression_args,
+    find_tools,
+    redact,
+)
+
+MANIFEST_VERSION = 1
+DUMP_NAMES = {"custom": "database.dump", "directory": "database.d"}
+GLOBALS_NAME = "globals.sql"
+
+Progress = Callable[[str, int], None]  # (phase, bytes written so far)
+
+
+@dataclass
+class CreateOptions:
+    dsn: str
+    root: Path
+    fmt: str = "custom"
+    jobs: int = 1
+    compress: str | None = None
+    verify: str = "none"
+    with_globals: bool = False
+    lock_wait_timeout: str = "60s"
+    reserve_bytes: int = 64 << 20
+
+
+@dataclass
+class CreateResult:
+    backup_id: int
+    database: str
+    path: Path
+    bytes: int
+    seconds: float
+    manifest: dict[str, Any]
+    swept: list[str] = field(default_factory=list)
+    abandoned_rows: int = 0
+    verify: Any = None  # backup_verify.VerifyResult
+
+
+def _tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    if path.is_dir():
+        for p in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                if p.is_file():
+                    total += p.stat().st_size
+    return total
+
+
+def estimate_bytes(dbdir: Path, database_size: int) -> tuple[int, str]:
+    """How much space the next backup of this database may need, and why."""
+    good = [e for e in files.scan(dbdir) if e.is_backup]
+    if good:
+        last = good[-1].manifest or {}
+        size = int(last.get("bytes", 0))
+        return int(size * 1.25), f"1.25 x the previous backup ({size} bytes)"
+    return database_size, f"the database size ({database_size} bytes; no previous backup)"
+
+
+def check_space(dbdir: Path, database_size: int, reserve: int) -> dict[str, Any]:
+    need, why = estimate_bytes(dbdir, database_size)
+    free = files.free_bytes(dbdir)
+    if free < need + reserve:
+        raise PreflightRefused(
+            f"not enough free space for a backup in {dbdir}: {_human(free)} free, need "
+            f"{_human(need + reserve)} ({why} + reserve {_human(reserve)}); free some space, "
+            "prune old backups or choose another --dir"
+        )
+    return {"free_bytes": free, "estimate_bytes": need, "reserve_bytes": reserve}
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+class _Stderr(threading.Thread):
+    """Collects a child's stderr lines as they come (no buffering until exit)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append(line.rstrip("\n"))
+
+
+def _lock_holders(conn: psycopg.Connection) -> str:
+    rows = conn.execute(
+        """SELECT l.relation::regclass::text, l.mode, l.pid, a.application_name
+             FROM pg_catalog.pg_locks AS l
+             JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
+            WHERE l.locktype = 'relation' AND l.granted
+              AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock')
+              AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                 WHERE datname = pg_catalog.current_database())
+              AND l.pid <> pg_catalog.pg_backend_pid()
+            ORDER BY 1 LIMIT 5"""
+    ).fetchall()
+    return "; ".join(
+        f"{r[0]} held {r[1]} by pid {r[2]} ({r[3] or 'no application_name'})" for r in rows
+    )
+
+
+def _dump_failure(rc: int, stderr: list[str], timeout: str, holders: str) -> str:
+    text = "\n".join(stderr)
+    if rc < 0:
+        return f"pg_dump was killed by signal {-rc} (out of memory, or stopped by someone)"
+    # pg_dump enforces --lock-wait-timeout with a statement timeout on its LOCK TABLE
+    if "LOCK TABLE" in text or "lock timeout" in text or "could not obtain lock" in text:
+        return (
+            f"pg_dump could not lock a table within --lock-wait-timeout {timeout}"
+            + (f": {holders}" if holders else "")
+            + "; retry when that session is done"
+        )
+    errors = [ln for ln in stderr if "error:" in ln] or stderr
+    return "pg_dump failed: " + (errors[-1].strip() if errors else f"exit code {rc}")
+
+
+def create(opts: CreateOptions, progress: Progress | None = None) -> CreateResult:
+    if opts.jobs > 1 and opts.fmt != "directory":
+        raise ValueError("--jobs needs --format directory (pg_dump dumps in parallel only there)")
+    t0 = time.monotonic()
+    lock_conn = db.connect(opts.dsn, application_name=APPLICATION_NAME)
+    try:
+        catalog.require_kit(lock_conn)
+        database = lock_conn.info.dbname
+        run_id = catalog.start_run(
+            lock_conn,
+            catalog.TASK,
+            {
+                "format": opts.fmt,
+                "jobs": opts.jobs,
+                "compress": opts.compress,
+                "verify": opts.verify,
+                "dir": str(opts.root),
+            },
+        )
+        try:
+            result = _create_locked(lock_conn, run_id, database, opts, t0, progress)
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):
+                catalog.finish_run(lock_conn, run_id, False, {}, str(exc) or type(exc).__name__)
+            raise
+        catalog.finish_run(
+            lock_conn,
+            run_id,
+            True,
+            {
+                "backup_id": result.backup_id,
+                "bytes": result.bytes,
+                "verify": None if result.verify is None else result.verify.ok,
+            },
+        )
+        return result
+    finally:
+        lock_conn.close()
+
+
+def _create_locked(
+    conn: psycopg.Connection,
+    run_id: int,
+    database: str,
+    opts: CreateOptions,
+    t0: float,
+    progress: Progress | None,
+) -> CreateResult:
+    dbdir = files.database_dir(opts.root, database)
+    dbdir.mkdir(parents=True, exist_ok=True)
+    swept = files.sweep(dbdir)
+    abandoned = catalog.fail_stale(conn)
+    backup_id, started = catalog.insert(conn, opts.fmt, {"run_id": run_id})
+    name = files.backup_name(started, backup_id)
+    partial = dbdir / f"{files.PARTIAL_PREFIX}{name}"
+    final = dbdir / name
+    catalog.update(conn, backup_id, path=str(final))
+    try:
+        # validate the timeout with the server's own parser before anything else
+        conn.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, false)", (opts.lock_wait_timeout,)
+        )
+        conn.execute("RESET lock_timeout")
+        tools = find_tools(conn.info.server_version)
+        catalog.update(conn, backup_id, pg_dump_version=tools.version)
+        compress_args, compress_name = compression_args(opts.compress, tools.major)
+        props = facts.database_properties(conn)
+        space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
+        partial.mkdir(mode=0o700)  # dumps hold all the data: owner only
+        manifest = _dump(conn, opts, tools, compress_args, partial, progress)
+        if opts.with_globals:
+            if progress:
+                progress("globals", _tree_bytes(partial))
+            manifest["globals"] = _dump_globals(conn, opts.dsn, tools, partial)
+        if progress:
+            progress("hashing", _tree_bytes(partial))
+        th = time.monotonic()
+        file_list = files.hash_tree(partial, partial, sync=True)
+        hash_seconds = time.monotonic() - th
+        files.commit_dir(partial, final)
+        total = sum(f["bytes"] for f in file_list)
+        finished = time.time()
+        manifest.update(
+            {
+                "format_version": MANIFEST_VERSION,
+                "id": backup_id,
+                "database": database,
+                "status": "completed",
+                "started_at": _iso(started),
+                "finished_at": _iso(finished),
+                "server_version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+                "server_version_num": conn.info.server_version,
+                "pg_dump_version": tools.version,
+                "pg_dump_path": tools.path("pg_dump"),
+                "format": opts.fmt,
+                "dump": DUMP_NAMES[opts.fmt],
+                "compression": compress_name,
+                "jobs": opts.jobs,
+                "database_properties": props,
+                "space": space,
+                "files": file_list,
+                "bytes": total,
+            }
+        )
+        manifest["timings"]["hash_seconds"] = round(hash_seconds, 3)
+        manifest["timings"]["total_seconds"] = round(time.monotonic() - t0, 3)
+        dump_s = manifest["timings"]["dump_seconds"] or 1e-9
+        manifest["throughput_mb_s"] = round(int(props["size_bytes"]) / dump_s / 1e6, 1)
+        manifest = _ordered(manifest)
+        sha = files.write_json_atomic(final / files.MANIFEST, manifest)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            files.remove(partial)
+        with contextlib.suppress(OSError):
+            if final.exists() and not (final / files.MANIFEST).exists():
+                files.remove(final)
+        message = str(exc) or type(exc).__name__
+        with contextlib.suppress(psycopg.Error):
+            catalog.update(conn, backup_id, status="failed", error=message, finished=True)
+        if isinstance(exc, psycopg.Error):
+            raise BackupError(db.error_line(exc)) from exc
+        raise
+    catalog.update(
+        conn,
+        backup_id,
+        status="completed",
+        bytes=total,
+        manifest_sha256=sha,
+        finished=True,
+        detail={
+            "manifest": str(final / files.MANIFEST),
+            "compression": compress_name,
+            "jobs": opts.jobs,
+            "timings": manifest["timings"],
+            "throughput_mb_s": manifest["throughput_mb_s"],
+            "warnings": manifest["warnings"],
+            "tables": len([r for r in manifest["facts"]["relations"] if r["kind"] != "S"]),
+        },
+    )
+    result = CreateResult(
+        backup_id, database, final, total, time.monotonic() - t0, manifest, swept, abandoned
+    )
+    if opts.verify != "none":
+        from orchestrator import backup_verify
+
+        if progress:
+            progress(f"verifying ({opts.verify})", total)
+        entry = files.Entry(final, backup_id, manifest, None, None)
+        result.verify = backup_verify.verify(conn, opts.dsn, entry, opts.verify, jobs=opts.jobs)
+        result.seconds = time.monotonic() - t0
+    return result
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _ordered(manifest: dict[str, Any]) -> dict[str, Any]:
+    first = [
+        "format_version",
+        "id",
+        "database",
+        "status",
+        "started_at",
+        "finished_at",
+        "format",
+        "dump",
+        "compression",
+        "jobs",
+        "bytes",
+        "files",
+        "globals",
+        "server_version",
+        "server_version_num",
+        "pg_dump_version",
+        "pg_dump_path",
+        "args",
+        "snapshot",
+        "timings",
+        "throughput_mb_s",
+        "warnings",
+    ]
+    out = {k: manifest[k] for k in first if k in manifest}
+    out.update({k: v for k, v in manifest.items() if k not in out})
+    return out
+
+
+def _dump(
+    conn: psycopg.Connection,
+    opts: CreateOptions,
+    tools: ClientTools,
+    compress_args: list[str],
+    partial: Path,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """Run pg_dump on an exported snapshot and read the facts from that same snapshot."""
+    target = partial / DUMP_NAMES[opts.fmt]
+    target_conninfo, env = child_conninfo(opts.dsn, conn.info.dbname)
+    snap = db.connect(opts.dsn, autocommit=False, application_name=APPLICATION_NAME)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        snap.read_only = True
+        snap.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, true)", (opts.lock_wait_timeout,)
+        )
+        snap.execute("SELECT pg_catalog.set_config('statement_timeout', '0', true)")
+        snap.execute("SELECT pg_catalog.set_config('max_parallel_workers_per_gather', '0', true)")
+        snapshot = snap.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        rels = facts.relations(snap)
+        args = [
+            tools.path("pg_dump"),
+            f"--format={opts.fmt}",
+            f"--file={target}",
+            f"--snapshot={snapshot}",
+            f"--lock-wait-timeout={opts.lock_wait_timeout}",
+            "--no-password",
+            *compress_args,
+        ]
+        if opts.jobs > 1:
+            args.append(f"--jobs={opts.jobs}")
+        args += ["--dbname", target_conninfo]
+        td = time.monotonic()
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        err = _Stderr(proc.stderr)
+        err.start()
+        if progress:
+            progress("dumping", 0)
+        # counted in the exporting transaction, while pg_dump works on the same snapshot;
+        # serially (no parallel workers): pg_dump needs the other cores
+        try:
+            tf = time.monotonic()
+            facts.count_rows(snap, rels)
+            objects = facts.object_counts(snap)
+            facts_seconds = time.monotonic() - tf
+        except psycopg.Error as exc:
+            # pg_dump usually hits the same lock: prefer its account of what happened
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                rc = None
+            if rc:
+                err.join(5)
+                raise BackupError(
+                    _dump_failure(rc, err.lines, opts.lock_wait_timeout, _lock_holders(conn))
+                ) from exc
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                raise BackupError(
+                    f"could not lock a table within --lock-wait-timeout {opts.lock_wait_timeout}"
+                    f": {_lock_holders(conn) or db.error_line(exc)}"
+                ) from exc
+            raise
+        while proc.poll() is None:
+            if progress:
+                progress("dumping", _tree_bytes(target))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.5)
+        dump_seconds = time.monotonic() - td
+        err.join(5)
+        if proc.returncode != 0:
+            raise BackupError(
+                _dump_failure(
+                    proc.returncode, err.lines, opts.lock_wait_timeout, _lock_holders(conn)
+                )
+            )
+        snap.commit()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        snap.close()
+    warnings = [ln.strip() for ln in err.lines if ln.strip()]
+    return {
+        "args": redact(args),
+        "snapshot": snapshot,
+        "warnings": warnings,
+        "timings": {
+            "dump_seconds": round(dump_seconds, 3),
+            "facts_seconds": round(facts_seconds, 3),
+        },
+        "facts": {
+            "relations": rels,
+            "objects": objects,
+            "large_objects": objects.get("large objects", 0),
+        },
+    }
+
+
+def _dump_globals(
+    conn: psycopg.Connection, dsn: str, tools: ClientTools, partial: Path
+) -> dict[str, Any]:
+    """Roles and tablespaces (``pg_dumpall --globals-only``); without role passwords when
+    this role may not read pg_authid (managed services)."""
+    can_read = conn.execute(
+        "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
+    ).fetchone()[0]  # type: ignore[index]
+    target_conninfo, env = child_conninfo(dsn, conn.info.dbname)
+    args = [
+        tools.path("pg_dumpall"),
+        "--globals-only",
+        "--no-password",
+        f"--file={partial / GLOBALS_NAME}",
+    ]
+    if not can_read:
+        args.append("--no-role-passwords")
+    args += ["--dbname", target_conninfo]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise BackupError(
+            "pg_dumpall --globals-only failed: "
+            + (lines[-1] if lines else f"exit code {proc.returncode}")
+        )
+    return {"file": GLOBALS_NAME, "role_passwords": bool(can_read)}

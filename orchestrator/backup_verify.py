@@ -1,0 +1,392 @@
+"""``pgmaint backup verify``: prove a backup is intact and restorable.
+
+Levels, each including the cheaper checks before it:
+  list     sha256 and size of every file against the manifest, then the archive's table
+           of contents has a data entry for every table, sequence and large object the
+           snapshot recorded (cheap, but a truncated dump still lists fine);
+  read     + ``pg_restore -f /dev/null``: every data block read and decompressed;
+  restore  list + a restore into a scratch database created with the source's encoding
+           and locale (``--exit-on-error``), then row counts, sequence values and object
+           counts compared with the manifest. The scratch database is always dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from orchestrator import backup_catalog as catalog
+from orchestrator import backup_facts as facts
+from orchestrator import backup_files as files
+from orchestrator import db
+from orchestrator.backup_errors import BackupError, PreflightRefused
+from orchestrator.backup_tools import APPLICATION_NAME, ClientTools, child_conninfo, find_tools
+
+LEVELS = ("list", "read", "restore")
+TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
+
+
+@dataclass
+class VerifyResult:
+    backup_id: int
+    path: str
+    level: str
+    ok: bool
+    checks: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    at: str = ""
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"ok ({self.level}): " + "; ".join(self.checks)
+        return (
+            f"failed ({self.level}): "
+            + "; ".join(self.problems[:5])
+            + (f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else "")
+        )
+
+
+def locate(root: Path, database: str, backup_id: int | None) -> files.Entry:
+    """The backup with this id, or the newest one (``None``)."""
+    dbdir = files.database_dir(root, database)
+    entries = files.scan(dbdir)
+    if backup_id is None:
+        good = [e for e in entries if e.is_backup]
+        if not good:
+            raise BackupError(f"no backups of database {database!r} in {dbdir}")
+        return good[-1]
+    for e in entries:
+        if e.backup_id == backup_id:
+            if not e.is_backup:
+                raise BackupError(f"backup {backup_id} in {e.path} is not usable: {e.reason}")
+            return e
+    raise BackupError(f"no backup with id {backup_id} of database {database!r} in {dbdir}")
+
+
+def archive_path(entry: files.Entry) -> Path:
+    assert entry.manifest is not None
+    return entry.path / entry.manifest["dump"]
+
+
+def check_hashes(entry: files.Entry) -> list[str]:
+    """Every difference between the files on disk and the manifest's sizes and sha256."""
+    assert entry.manifest is not None
+    problems = []
+    for f in entry.manifest["files"]:
+        path = entry.path / f["name"]
+        if not path.is_file():
+            problems.append(f"{f['name']}: missing")
+            continue
+        size, digest = files.sha256_file(path)
+        if size != f["bytes"]:
+            problems.append(f"{f['name']}: {size} bytes, manifest says {f['bytes']}")
+        elif digest != f["sha256"]:
+            problems.append(f"{f['name']}: sha256 differs from the manifest (corrupted)")
+    listed = {f["name"] for f in entry.manifest["files"]}
+    dump = archive_path(entry)
+    for path in files.files_of(dump):
+        name = str(path.relative_to(entry.path))
+        if name not in listed:
+            problems.append(f"{name}: not in the manifest")
+    return problems
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, capture_output=True, text=True, check=False, env=env, stdin=subprocess.DEVNULL
+    )
+
+
+def _last_error(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln] or lines
+    return errors[-1] if errors else f"exit code {proc.returncode}"
+
+
+def read_toc(tools: ClientTools, archive: Path) -> list[tuple[int, str]]:
+    """(catalog oid, description) of every entry of ``pg_restore --list``."""
+    proc = _run([tools.path("pg_restore"), "--list", str(archive)])
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore --list failed: {_last_error(proc)}")
+    out = []
+    for line in proc.stdout.splitlines():
+        m = TOC_LINE.match(line)
+        if m:
+            out.append((int(m.group(3)), m.group(4)))
+    return out
+
+
+def check_toc(toc: list[tuple[int, str]], recorded: dict[str, Any]) -> list[str]:
+    """Each recorded table and materialized view has a data entry (matched by oid), each
+    sequence a SEQUENCE SET, and the large objects are all there."""
+    data_oids = {
+        oid for oid, desc in toc if desc.startswith(("TABLE DATA ", "MATERIALIZED VIEW DATA "))
+    }
+    seq_sets = {desc for _oid, desc in toc if desc.startswith("SEQUENCE SET ")}
+    problems = []
+    for rel in recorded["relations"]:
+        if rel["kind"] == "S":
+            if not any(
+                d.startswith(f"SEQUENCE SET {rel['schema']} {rel['name']} ") for d in seq_sets
+            ):
+                problems.append(f"no SEQUENCE SET entry for {rel['schema']}.{rel['name']}")
+        elif rel["oid"] not in data_oids:
+            problems.append(f"no data entry for {rel['schema']}.{rel['name']} (oid {rel['oid']})")
+    lo = int(recorded.get("large_objects", 0))
+    blobs = sum(1 for _o, d in toc if d.startswith("BLOB ") and not d.startswith("BLOB METADATA"))
+    has_lo_data = any(d.startswith(("BLOBS ", "LARGE OBJECTS ")) for _o, d in toc)
+    if lo and not has_lo_data:
+        problems.append(f"no large-object data entry for {lo} large object(s)")
+    elif lo and blobs and blobs != lo:
+        problems.append(f"{blobs} large objects in the archive, {lo} recorded")
+    return problems
+
+
+def read_through(tools: ClientTools, archive: Path) -> list[str]:
+    """Read and decompress every block: catches truncation and corruption."""
+    proc = _run([tools.path("pg_restore"), "--file=/dev/null", str(archive)])
+    return (
+        []
+        if proc.returncode == 0
+        else [f"pg_restore could not read the archive: {_last_error(proc)}"]
+    )
+
+
+def cron_filter(toc_text: str) -> tuple[str | None, list[str]]:
+    """A ``pg_restore -L`` list without pg_cron, which installs only in the server's cron
+    database: a scratch or new database is never it. None when there is no pg_cron."""
+    if not re.search(r"^\d+; \d+ \d+ EXTENSION - pg_cron ", toc_text, re.M):
+        return None, []
+    kept = [
+        ln
+        for ln in toc_text.splitlines()
+        if not re.match(
+            r"^\d+; \d+ \d+ (EXTENSION - pg_cron|COMMENT - EXTENSION pg_cron"
+            r"|[A-Z ]+? cron )",
+            ln,
+        )
+    ]
+    return "\n".join(kept) + "\n", [
+        "pg_cron left out of the restore (it installs only in the cron database)"
+    ]
+
+
+def scratch_prefix(conn: psycopg.Connection) -> str:
+    """Scratch databases of verifications of the database ``conn`` is connected to."""
+    row = conn.execute(
+        "SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()"
+    ).fetchone()
+    assert row is not None
+    return f"pgmaint_verify_{row[0]}_"
+
+
+def sweep_scratch(conn: psycopg.Connection, prefix: str) -> list[str]:
+    """Drop scratch databases a killed verification left behind.
+
+    Only while holding this database's verify lock, so no live verification's scratch
+    database is dropped."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT datname FROM pg_catalog.pg_database WHERE pg_catalog.starts_with(datname, %s)",
+            (prefix,),
+        ).fetchall()
+    ]
+    for name in names:
+        drop_database(conn, name)
+    return names
+
+
+@contextlib.contextmanager
+def verify_lock(conn: psycopg.Connection) -> Iterator[bool]:
+    """This database's verify lock if it can be had now (already held by ``pgmaint backup
+    verify``; taken for the duration by ``create --verify restore``); yields whether held."""
+    held = conn.execute(
+        "SELECT maint.task_lock_holder(%s) = pg_catalog.pg_backend_pid()", (catalog.VERIFY_TASK,)
+    ).fetchone()
+    if held and held[0]:
+        yield True
+        return
+    got = conn.execute("SELECT maint.try_task_lock(%s)", (catalog.VERIFY_TASK,)).fetchone()
+    try:
+        yield bool(got and got[0])
+    finally:
+        if got and got[0]:
+            conn.execute("SELECT maint.task_unlock(%s)", (catalog.VERIFY_TASK,))
+
+
+def create_like(conn: psycopg.Connection, name: str, props: dict[str, Any]) -> None:
+    """CREATE DATABASE with the source's encoding and locale, from template0."""
+    stmt = sql.SQL(
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+    ).format(
+        sql.Identifier(name),
+        sql.Literal(props["encoding"]),
+        sql.Literal(props["collate"]),
+        sql.Literal(props["ctype"]),
+    )
+    if props.get("locale_provider") == "icu":
+        stmt += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(
+            sql.Literal(props["icu_locale"])
+        )
+    conn.execute(stmt)
+
+
+def drop_database(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def pg_restore_into(
+    tools: ClientTools, dsn: str, dbname: str, archive: Path, *, jobs: int, no_owner: bool
+) -> list[str]:
+    """Restore an archive into an existing database with --exit-on-error; returns notes
+    (raises BackupError with pg_restore's error)."""
+    target, env = child_conninfo(dsn, dbname)
+    proc = _run([tools.path("pg_restore"), "--list", str(archive)])
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore --list failed: {_last_error(proc)}")
+    listing, notes = cron_filter(proc.stdout)
+    args = [tools.path("pg_restore"), "--exit-on-error", "--no-password"]
+    if no_owner:
+        args.append("--no-owner")
+    if jobs > 1:
+        args.append(f"--jobs={jobs}")
+    with tempfile.TemporaryDirectory(prefix="pgmaint-restore-") as tmp:
+        if listing is not None:
+            list_file = Path(tmp) / "toc.list"
+            list_file.write_text(listing)
+            args.append(f"--use-list={list_file}")
+        args += ["--dbname", target, str(archive)]
+        proc = _run(args, env)
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore failed: {_last_error(proc)}")
+    return notes
+
+
+def restore_and_compare(
+    conn: psycopg.Connection, dsn: str, tools: ClientTools, entry: files.Entry, jobs: int
+) -> tuple[list[str], list[str]]:
+    """(problems, notes) of a test restore into a scratch database, which is always dropped."""
+    assert entry.manifest is not None
+    prefix = scratch_prefix(conn)
+    with verify_lock(conn) as locked:
+        notes = []
+        if locked:
+            swept = sweep_scratch(conn, prefix)
+            if swept:
+                notes.append(f"dropped {len(swept)} scratch database(s) of an earlier run")
+        name = f"{prefix}{entry.manifest['id']}_{secrets.token_hex(3)}"
+        create_like(conn, name, entry.manifest["database_properties"])
+        problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name)
+        return problems, notes + more
+
+
+def _restore_compare(
+    conn: psycopg.Connection,
+    dsn: str,
+    tools: ClientTools,
+    entry: files.Entry,
+    jobs: int,
+    name: str,
+) -> tuple[list[str], list[str]]:
+    assert entry.manifest is not None
+    try:
+        notes = pg_restore_into(tools, dsn, name, archive_path(entry), jobs=jobs, no_owner=True)
+        with db.connection(
+            dsn, dbname=name, autocommit=False, application_name=APPLICATION_NAME
+        ) as scratch:
+            scratch.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            actual = facts.collect(scratch)
+            scratch.rollback()
+        expected = dict(entry.manifest["facts"])
+        if notes:  # pg_cron left out: its extension row is the one expected difference
+            expected["objects"] = {
+                k: v for k, v in expected["objects"].items() if k != "extensions"
+            }
+            actual["objects"] = {k: v for k, v in actual["objects"].items() if k != "extensions"}
+        return facts.compare(expected, actual), notes
+    except BackupError as exc:
+        return [str(exc)], []
+    finally:
+        drop_database(conn, name)
+
+
+def verify(
+    conn: psycopg.Connection | None, dsn: str, entry: files.Entry, level: str, *, jobs: int = 1
+) -> VerifyResult:
+    """Verify one backup at ``level``; records the outcome in verify.json and, when
+    ``conn`` (the source database) is given, in its catalog row."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown verify level {level!r}: use list, read or restore")
+    assert entry.manifest is not None and entry.backup_id is not None
+    t0 = time.monotonic()
+    result = VerifyResult(entry.backup_id, str(entry.path), level, ok=False)
+    problems = check_hashes(entry)
+    if not problems:
+        result.checks.append(f"{len(entry.manifest['files'])} file(s) match their sha256")
+        dump_major = int(str(entry.manifest["pg_dump_version"]).split(".")[0].split()[0])
+        server = conn.info.server_version if conn is not None else 0
+        tools = find_tools(max(server, dump_major * 10000))
+        archive = archive_path(entry)
+        try:
+            toc = read_toc(tools, archive)
+            problems = check_toc(toc, entry.manifest["facts"])
+        except BackupError as exc:
+            problems = [str(exc)]
+        if not problems:
+            n = sum(1 for r in entry.manifest["facts"]["relations"] if r["kind"] != "S")
+            result.checks.append(f"TOC has data for all {n} table(s)")
+        if not problems and level == "read":
+            problems = read_through(tools, archive)
+            if not problems:
+                result.checks.append("every data block reads back")
+        if not problems and level == "restore":
+            if conn is None:
+                raise PreflightRefused("a restore verification needs a database connection")
+            problems, result.notes = restore_and_compare(conn, dsn, tools, entry, jobs)
+            if not problems:
+                n = len(entry.manifest["facts"]["relations"])
+                result.checks.append(
+                    f"restored into a scratch database: {n} row counts / sequence values "
+                    "and all object counts match"
+                )
+    result.problems = problems
+    result.ok = not problems
+    result.seconds = round(time.monotonic() - t0, 3)
+    result.at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with contextlib.suppress(OSError):
+        files.write_json_atomic(entry.path / files.VERIFY_FILE, asdict(result))
+    if conn is not None:
+        record(conn, result)
+    return result
+
+
+def record(conn: psycopg.Connection, result: VerifyResult) -> None:
+    """Update the backup's catalog row: 'verified' on success, 'failed' otherwise."""
+    row = catalog.get(conn, result.backup_id)
+    if row is None or row["path"] != result.path:
+        return  # a backup of another database (or a copy): its catalog is elsewhere
+    fields: dict[str, Any] = {"error": None} if result.ok else {"error": result.summary()}
+    catalog.update(
+        conn,
+        result.backup_id,
+        status="verified" if result.ok else "failed",
+        verify_level=result.level,
+        verify_result=result.summary(),
+        verified=True,
+        detail={"verify": asdict(result)},
+        **fields,
+    )
