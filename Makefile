@@ -10,7 +10,7 @@ SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | c
 export PGMAINT_SANDBOX_DIR := $(SANDBOX_DIR)
 PGMAINT := $(BIN)/pgmaint
 
-.PHONY: setup system-packages demo test deploy check schedule lint bench clean sandbox-start sandbox-stop
+.PHONY: setup system-packages demo test deploy check schedule backup verify-backup lint bench clean sandbox-start sandbox-stop
 
 setup: system-packages $(VENV)/.installed
 
@@ -53,12 +53,19 @@ deploy: setup
 check: setup
 	$(PGMAINT) status
 
+# backups go to $PGMAINT_BACKUP_DIR (default ./backups)
+backup: setup
+	$(PGMAINT) backup create --verify read
+
+verify-backup: setup
+	$(PGMAINT) backup verify --latest --level restore
+
 schedule: setup
 	$(PGMAINT) schedule install
 
 lint: setup
 	$(BIN)/ruff check orchestrator tests bench
-	$(BIN)/pytest -q tests/test_plpgsql_check.py
+	$(BIN)/pytest -q tests/test_sql_standards.py
 
 bench: setup
 	@ls bench/*.py >/dev/null 2>&1 && for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -284,15 +283,6 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
 
 
 # --- backup ----------------------------------------------------------------------------------
-from orchestrator.backup_cmd import backup_group  # noqa: E402
-
-cli.add_command(backup_group)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # --- schedule ---------------------------------------------------------------------------
 
 
@@ -363,3 +353,10 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
         removed = schedule.remove(conn, s.dsn, None if remove_all else name)
     emit(ctx, {"removed": removed}, lambda out: out.print(
         f"removed {len(removed)} job(s)" + (": " + ", ".join(removed) if removed else "")))
+
+
+# --- commands that live in their own modules ---------------------------------------------
+
+from orchestrator.backup_cmd import backup_group  # noqa: E402
+
+cli.add_command(backup_group)
