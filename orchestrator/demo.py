@@ -1,7 +1,7 @@
 """`pgmaint demo`: a demo database with a small, untidy application, and the kit at work on it.
 
 Repeatable: the demo database is dropped (with its kit cron jobs) and created again.
-Each area of the kit contributes a section (see SECTIONS).
+Each area of the kit contributes a section (see _sections()).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ SELECT c.oid::regclass::text AS "table",
 
 
 def overview_section(conn: psycopg.Connection, out: Console) -> None:
+    conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")  # the load's counts, now
+    conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
     rows = conn.execute(OVERVIEW_SQL).fetchall()
     out.print(table("Application tables", ["table", "rows", "size", "indexes", "primary key",
                                            "analyzed"], rows))
@@ -76,10 +78,14 @@ def journal_section(conn: psycopg.Connection, out: Console) -> None:
                     [row] if row else []))
 
 
-SECTIONS: list[tuple[str, Section]] = [
-    ("What is in the demo database", overview_section),
-    ("The run journal", journal_section),
-]
+def _sections() -> list[tuple[str, Section]]:
+    from orchestrator import backup_cmd
+
+    return [
+        ("What is in the demo database", overview_section),
+        ("The run journal", journal_section),
+        ("A backup, proven restorable", backup_cmd.demo_section),
+    ]
 
 
 def run(ctx: click.Context, dsn: str, dbname: str) -> None:
@@ -97,7 +103,7 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
             f"{len(result.applied_files)} function files"
         )
         out.print(f"maint.version() = {version[0] if version else None}")
-        for title, section in SECTIONS:
+        for title, section in _sections():
             out.print(Rule(title))
             section(conn, out)
     out.print(Rule())
