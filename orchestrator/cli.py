@@ -283,5 +283,12 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
     demo.run(ctx, settings(ctx).dsn, dbname)
 
 
+# --- cleanup (run retention|orphans|duplicates|all, rules, undo) ---------------------------
+
+from orchestrator import cleanup as _cleanup  # noqa: E402
+
+_cleanup.register(cli)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

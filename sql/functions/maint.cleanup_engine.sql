@@ -92,7 +92,9 @@ BEGIN
         IF v_rule.kind = 'dedupe' THEN
             v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
             v_victims := 'pgmaint_victims_' || v_rule.id;
-            EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', v_victims);
+            IF pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+                EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
+            END IF;
             EXECUTE pg_catalog.format(
                 'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
                 'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, w.* FROM (%s) AS w',
@@ -152,8 +154,8 @@ BEGIN
         v_units := '[]'::jsonb;  -- nothing to do: no batches
     END IF;
     IF v_status <> 'succeeded' THEN
-        IF v_victims IS NOT NULL THEN
-            EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', v_victims);
+        IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+            EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
         END IF;
         v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
             'deleted', 0, 'batches', 0,
@@ -302,8 +304,8 @@ BEGIN
     END LOOP;
 
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF v_victims IS NOT NULL THEN
-        EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', v_victims);
+    IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
     END IF;
     v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
         'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,

@@ -19,8 +19,9 @@ BEGIN
           JOIN pg_catalog.pg_namespace AS n ON n.oid = ch.relnamespace
           JOIN pg_catalog.pg_attribute AS a ON a.attrelid = ch.oid AND a.attnum > 0 AND NOT a.attisdropped
           JOIN pg_catalog.pg_class AS pa ON pa.relnamespace = ch.relnamespace AND pa.relkind IN ('r', 'p')
-               AND a.attname IN (pa.relname || '_id', pg_catalog.regexp_replace(pa.relname, 's$', '') || '_id',
-                                 pg_catalog.regexp_replace(pa.relname, 'ies$', 'y') || '_id')
+               AND pg_catalog.lower(a.attname) IN (pg_catalog.lower(pa.relname) || '_id',
+                       pg_catalog.regexp_replace(pg_catalog.lower(pa.relname), 's$', '') || '_id',
+                       pg_catalog.regexp_replace(pg_catalog.lower(pa.relname), 'ies$', 'y') || '_id')
           JOIN pg_catalog.pg_constraint AS pkc ON pkc.conrelid = pa.oid AND pkc.contype = 'p'
                AND pg_catalog.cardinality(pkc.conkey) = 1
           JOIN pg_catalog.pg_attribute AS pk ON pk.attrelid = pa.oid AND pk.attnum = pkc.conkey[1]
