@@ -77,7 +77,8 @@ BEGIN
         'table', pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table),
         'archive', v_rule.archive);
 
-    -- preflight: resolve, count, guard (reads only)
+    -- preflight: resolve, count, guard (reads only; bounded by the lock timeout too)
+    PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
     BEGIN
         v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
         v_identity := maint._cleanup_identity(v_rel);
@@ -135,9 +136,14 @@ BEGIN
             'fraction', v_fraction,
             'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
                                      FROM pg_catalog.jsonb_array_elements(v_units) AS u WHERE u->>'mode' = 'drop'));
-    EXCEPTION WHEN OTHERS THEN
-        v_status := 'failed';
-        v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
+    EXCEPTION
+        WHEN lock_not_available THEN
+            v_status := 'skipped';
+            v_error := pg_catalog.format('rule %s: could not lock %s within %s for the preflight; skipped',
+                                         v_rule.id, v_res->>'table', p_lock_timeout);
+        WHEN OTHERS THEN
+            v_status := 'failed';
+            v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
     END;
 
     IF v_status = 'succeeded' AND p_dry_run THEN
