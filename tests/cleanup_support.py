@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-LOG = '"Log Data"."Api Log"'          # schema and table need quoting
+LOG = '"Log Data"."Api Log"'  # schema and table need quoting
 SHOP = '"Shop Data"'
 ORDERS = '"Shop Data"."Orders"'
 ITEMS = '"Shop Data"."Order Items"'
@@ -20,7 +20,7 @@ def make_log(db: psycopg.Connection, rows: int = 1000, *, pk: bool = True) -> No
     db.execute('CREATE SCHEMA IF NOT EXISTS "Log Data"')
     db.execute(
         f"""CREATE TABLE {LOG} (
-              id bigint GENERATED ALWAYS AS IDENTITY {'PRIMARY KEY' if pk else ''},
+              id bigint GENERATED ALWAYS AS IDENTITY {"PRIMARY KEY" if pk else ""},
               "Created At" timestamptz NOT NULL,
               "Path" text,
               "Path Length" integer GENERATED ALWAYS AS (length("Path")) STORED)"""
@@ -44,7 +44,9 @@ def make_shop(db: psycopg.Connection) -> None:
             SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 1 + g % 130 END, 's' || (g % 3)
               FROM generate_series(1, 600) AS g"""
     )
-    db.execute(f'CREATE TABLE {USERS} (id integer PRIMARY KEY, "E-mail" text, "Created" timestamptz)')
+    db.execute(
+        f'CREATE TABLE {USERS} (id integer PRIMARY KEY, "E-mail" text, "Created" timestamptz)'
+    )
     db.execute(
         f"""INSERT INTO {USERS}
             SELECT g, CASE WHEN g % 25 = 0 THEN NULL ELSE 'u' || (g % 60) END,
@@ -54,8 +56,9 @@ def make_shop(db: psycopg.Connection) -> None:
 
 
 def table_md5(db: psycopg.Connection, rel: str, order: str = "id") -> str:
-    row = db.execute(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) "
-                     f"FROM {rel} AS t").fetchone()
+    row = db.execute(
+        f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) FROM {rel} AS t"
+    ).fetchone()
     assert row is not None
     return row[0]
 
@@ -72,8 +75,11 @@ def count(db: psycopg.Connection, query: str, params: Any = None) -> int:
 
 def last_run(db: psycopg.Connection, task: str | None = None) -> dict[str, Any]:
     with db.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT * FROM maint.runs WHERE %(t)s::text IS NULL OR task = %(t)s "
-                    "ORDER BY id DESC LIMIT 1", {"t": task})
+        cur.execute(
+            "SELECT * FROM maint.runs WHERE %(t)s::text IS NULL OR task = %(t)s "
+            "ORDER BY id DESC LIMIT 1",
+            {"t": task},
+        )
         row = cur.fetchone()
     assert row is not None
     return row
@@ -84,4 +90,4 @@ def rule_result(run: dict[str, Any], rule_id: int) -> dict[str, Any]:
 
 
 def hours_ago(h: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(hours=h)
+    return datetime.now(UTC) - timedelta(hours=h)

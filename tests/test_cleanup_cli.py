@@ -29,7 +29,7 @@ def test_run_dry_run_execute_and_undo(db, db_dsn):
     assert "dry run" in r.output and "761" in r.output and "needs --force" in r.output
     assert last_run(db, "retention")["source"] == "cli"
 
-    r = invoke(db_dsn, "run", "retention", "--execute")      # refused by the fraction guard
+    r = invoke(db_dsn, "run", "retention", "--execute")  # refused by the fraction guard
     assert r.exit_code == 1 and "refused" in r.output
     assert table_md5(db, LOG) == before
 
@@ -51,7 +51,9 @@ def test_run_dry_run_execute_and_undo(db, db_dsn):
 
 def test_time_limit_gives_partial_exit_code(db, db_dsn):
     make_log(db, rows=3000)
-    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '10 days', batch_size => 1)")
+    db.execute(
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '10 days', batch_size => 1)"
+    )
     r = invoke(db_dsn, "run", "all", "--execute", "--force", "--time-limit", "300ms")
     assert r.exit_code == cleanup.EXIT_PARTIAL, r.output
     assert "partial" in r.output
@@ -71,25 +73,47 @@ def test_interval_shorthand():
 
 def test_demo_section_on_a_small_app(db):
     db.execute("CREATE SCHEMA app")
-    db.execute("CREATE TABLE app.users (id bigint PRIMARY KEY, email text, status text, created_at timestamptz)")
-    db.execute("CREATE TABLE app.sessions (id bigint PRIMARY KEY, user_id bigint, created_at timestamptz, "
-               "expires_at timestamptz)")
-    db.execute("CREATE TABLE app.orders (id bigint PRIMARY KEY, user_id bigint, created_at timestamptz, "
-               "total numeric)")
-    db.execute("CREATE TABLE app.order_items (id bigint PRIMARY KEY, order_id bigint, sku text, qty int)")
-    db.execute("CREATE TABLE app.api_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-               "created_at timestamptz, method text, path text, status int)")
-    db.execute("INSERT INTO app.users SELECT g, 'u' || (g % 90) || '@x', 'active', now() - g * interval '1 day' "
-               "FROM generate_series(1, 100) g")
-    db.execute("INSERT INTO app.sessions SELECT g, g % 110, now(), now() + interval '1 day' "
-               "FROM generate_series(1, 200) g")
+    db.execute(
+        "CREATE TABLE app.users (id bigint PRIMARY KEY, email text, status text, "
+        "created_at timestamptz)"
+    )
+    db.execute(
+        "CREATE TABLE app.sessions (id bigint PRIMARY KEY, user_id bigint, created_at timestamptz, "
+        "expires_at timestamptz)"
+    )
+    db.execute(
+        "CREATE TABLE app.orders (id bigint PRIMARY KEY, user_id bigint, created_at timestamptz, "
+        "total numeric)"
+    )
+    db.execute(
+        "CREATE TABLE app.order_items (id bigint PRIMARY KEY, order_id bigint, sku text, qty int)"
+    )
+    db.execute(
+        "CREATE TABLE app.api_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "created_at timestamptz, method text, path text, status int)"
+    )
+    db.execute(
+        "INSERT INTO app.users SELECT g, 'u' || (g % 90) || '@x', 'active', "
+        "now() - g * interval '1 day' "
+        "FROM generate_series(1, 100) g"
+    )
+    db.execute(
+        "INSERT INTO app.sessions SELECT g, g % 110, now(), now() + interval '1 day' "
+        "FROM generate_series(1, 200) g"
+    )
     db.execute("INSERT INTO app.orders SELECT g, g % 100, now(), 1 FROM generate_series(1, 50) g")
-    db.execute("INSERT INTO app.order_items SELECT g, g % 55, 's' || (g % 4), 1 FROM generate_series(1, 300) g")
-    db.execute("INSERT INTO app.api_log (created_at, method, path, status) "
-               "SELECT now() - (g % 120) * interval '1 day', 'GET', '/', 200 FROM generate_series(1, 1200) g")
+    db.execute(
+        "INSERT INTO app.order_items SELECT g, g % 55, 's' || (g % 4), 1 "
+        "FROM generate_series(1, 300) g"
+    )
+    db.execute(
+        "INSERT INTO app.api_log (created_at, method, path, status) "
+        "SELECT now() - (g % 120) * interval '1 day', 'GET', '/', 200 "
+        "FROM generate_series(1, 1200) g"
+    )
     users = table_md5(db, "app.users")
     out = Console(record=True, width=200)
     cleanup.demo_section(db, out)
     text = out.export_text()
     assert "maint.find_orphans()" in text and "undo run" in text
-    assert table_md5(db, "app.users") == users     # the undo put the duplicates back
+    assert table_md5(db, "app.users") == users  # the undo put the duplicates back

@@ -12,8 +12,10 @@ from tests.cleanup_support import LOG, count, ids, last_run, make_log, rule_resu
 
 
 def add_policy(db: psycopg.Connection, batch_size: int = 100) -> int:
-    row = db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '240 hours', "
-                     f"batch_size => {batch_size})").fetchone()
+    row = db.execute(
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '240 hours', "
+        f"batch_size => {batch_size})"
+    ).fetchone()
     assert row is not None
     return row[0]
 
@@ -26,7 +28,9 @@ def test_conflicting_lock_makes_the_rule_skip_within_the_lock_timeout(db, pg_ser
         other.autocommit = False
         other.execute(f"LOCK TABLE {LOG} IN {mode} MODE")
         started = time.monotonic()
-        db.execute("CALL maint.apply_retention(dry_run => false, force => true, lock_timeout => '200 ms')")
+        db.execute(
+            "CALL maint.apply_retention(dry_run => false, force => true, lock_timeout => '200 ms')"
+        )
         elapsed = time.monotonic() - started
         other.rollback()
     run = last_run(db, "retention")
@@ -40,7 +44,9 @@ def test_conflicting_lock_makes_the_rule_skip_within_the_lock_timeout(db, pg_ser
     if mode == "EXCLUSIVE":
         assert res["lock_retries"] == 4 and elapsed >= 0.8
     # with the lock gone the same call goes through
-    db.execute("CALL maint.apply_retention(dry_run => false, force => true, lock_timeout => '200 ms')")
+    db.execute(
+        "CALL maint.apply_retention(dry_run => false, force => true, lock_timeout => '200 ms')"
+    )
     assert last_run(db, "retention")["status"] == "succeeded"
 
 
@@ -70,12 +76,14 @@ def test_session_killed_mid_run_leaves_committed_batches_consistent(db, pg_serve
     while count(db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)):
         time.sleep(0.02)
     run = last_run(db, "retention")
-    archived = ids(db, "SELECT (row->>'id')::bigint FROM maint.archive WHERE run_id = %s", (run["id"],))
+    archived = ids(
+        db, "SELECT (row->>'id')::bigint FROM maint.archive WHERE run_id = %s", (run["id"],)
+    )
     remaining = ids(db, f"SELECT id FROM {LOG}")
-    assert 50 <= len(archived) < len(expired)         # stopped midway
-    assert archived <= expired                        # only expired rows went
-    assert not archived & remaining                   # every deleted row is in the archive ...
-    assert len(archived) + len(remaining) == 3000     # ... and every archived row was deleted
+    assert 50 <= len(archived) < len(expired)  # stopped midway
+    assert archived <= expired  # only expired rows went
+    assert not archived & remaining  # every deleted row is in the archive ...
+    assert len(archived) + len(remaining) == 3000  # ... and every archived row was deleted
     assert db.execute("SELECT maint.mark_abandoned_runs()").fetchone()[0] == 1
     assert last_run(db, "retention")["status"] == "abandoned"
     db.execute("CALL maint.undo_run(%s)", (run["id"],))
@@ -116,7 +124,9 @@ def test_a_second_run_of_the_task_is_refused_while_one_holds_the_lock(db, pg_ser
     add_policy(db)
     with pg_server.connect(db.info.dbname) as other:
         assert other.execute("SELECT maint.try_task_lock('retention')").fetchone() == (True,)
-        with pytest.raises(psycopg.errors.LockNotAvailable, match="task retention is already running"):
+        with pytest.raises(
+            psycopg.errors.LockNotAvailable, match="task retention is already running"
+        ):
             db.execute("CALL maint.apply_retention()")
         # other tasks are not blocked by it
         db.execute("CALL maint.run_all_cleanup()")
