@@ -47,8 +47,10 @@ DECLARE
     v_unit_id name[];
     v_n integer;
     v_victims text;
-    v_sql_first text;
-    v_sql_next text;
+    v_sql text;
+    v_mode text;
+    v_upper text[];
+    v_done boolean;
     v_last text[];
     v_new_last text[];
     v_sel bigint;
@@ -231,18 +233,19 @@ BEGIN
         -- row-wise: keyset batches
         v_unit_id := CASE WHEN v_rule.kind = 'dedupe' THEN v_identity ELSE maint._cleanup_identity(v_unit_rel) END;
         v_nblocks := NULL;
+        v_last := NULL;
         IF v_rule.kind = 'dedupe' THEN
-            v_sql_first := maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size);
-            v_sql_next := v_sql_first;
+            -- keyset on the victims' sequence number in the work table
+            v_mode := 'dedupe';
+            v_sql := maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size);
             v_last := ARRAY['0'];
         ELSIF v_unit_id IS NOT NULL THEN
-            v_sql_first := maint._cleanup_keyset_sql(v_unit_rel, v_unit_id, v_pred, v_rule.batch_size, v_rule.archive, true);
-            v_sql_next := maint._cleanup_keyset_sql(v_unit_rel, v_unit_id, v_pred, v_rule.batch_size, v_rule.archive, false);
-            v_last := NULL;
+            -- keyset on the primary key: find the batch's upper key, delete the key range
+            v_mode := 'keyset';
         ELSE
             -- no primary key: walk the heap in page ranges sized to about batch_size rows
-            v_sql_first := maint._cleanup_ctid_sql(v_unit_rel, v_pred, v_rule.archive);
-            v_sql_next := v_sql_first;
+            v_mode := 'pages';
+            v_sql := maint._cleanup_ctid_sql(v_unit_rel, v_pred, v_rule.archive);
             v_nblocks := pg_catalog.pg_relation_size(v_unit_rel)
                          / pg_catalog.current_setting('block_size')::bigint;
             SELECT greatest(1, (v_rule.batch_size / greatest(1.0,
@@ -253,23 +256,34 @@ BEGIN
         END IF;
         v_attempt := 0;
         LOOP
-            IF v_nblocks IS NOT NULL AND v_block >= v_nblocks THEN
+            IF v_mode = 'pages' AND v_block >= v_nblocks THEN
                 EXIT;
             END IF;
             IF pg_catalog.clock_timestamp() >= p_deadline THEN
                 v_status := 'partial';
                 EXIT units;
             END IF;
-            IF v_nblocks IS NOT NULL THEN
+            IF v_mode = 'pages' THEN
                 v_last := ARRAY[pg_catalog.format('(%s,0)', v_block), pg_catalog.format('(%s,0)', v_block + v_pages)];
             END IF;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
+            IF v_mode = 'dedupe' THEN
+                -- a batch holds at most batch_size victims: probing the primary key per
+                -- victim beats hashing the whole table once per batch
+                PERFORM pg_catalog.set_config('enable_hashjoin', 'off', true);
+                PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
+            END IF;
             BEGIN
-                IF v_last IS NULL THEN
-                    EXECUTE v_sql_first USING v_last, p_run, v_rule.id, v_rel::text INTO v_sel, v_del, v_new_last;
+                IF v_mode = 'keyset' THEN
+                    v_upper := NULL;
+                    EXECUTE maint._cleanup_bound_sql(v_unit_rel, v_unit_id, v_pred, v_rule.batch_size, v_last IS NULL)
+                       USING v_last INTO v_upper;
+                    EXECUTE maint._cleanup_range_sql(v_unit_rel, v_unit_id, v_pred, v_rule.archive,
+                                                     v_last IS NULL, v_upper IS NOT NULL)
+                       USING v_last, p_run, v_rule.id, v_rel::text, v_upper INTO v_sel, v_del, v_new_last;
                 ELSE
-                    EXECUTE v_sql_next USING v_last, p_run, v_rule.id, v_rel::text INTO v_sel, v_del, v_new_last;
+                    EXECUTE v_sql USING v_last, p_run, v_rule.id, v_rel::text INTO v_sel, v_del, v_new_last;
                 END IF;
             EXCEPTION
                 WHEN lock_not_available THEN
@@ -289,14 +303,20 @@ BEGIN
                     EXIT units;
             END;
             v_attempt := 0;
-            IF v_nblocks IS NOT NULL THEN
+            IF v_mode = 'pages' THEN
                 v_block := v_block + v_pages;
+                v_done := v_block >= v_nblocks;
+            ELSIF v_mode = 'keyset' THEN
+                v_done := v_upper IS NULL;   -- the last batch ran to the end of the key range
+                v_last := v_upper;
             ELSE
-                EXIT WHEN v_sel = 0;
+                v_done := v_sel = 0;
                 v_last := v_new_last;
             END IF;
-            v_deleted := v_deleted + v_del;
-            v_batches := v_batches + 1;
+            IF v_mode <> 'dedupe' OR v_sel > 0 THEN
+                v_deleted := v_deleted + v_del;
+                v_batches := v_batches + 1;
+            END IF;
             PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
                 p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
                     'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
@@ -306,6 +326,7 @@ BEGIN
                 RAISE NOTICE 'rule %: % of % rows removed from % (% batches)',
                     v_rule.id, v_deleted, v_candidates, v_res->>'table', v_batches;
             END IF;
+            EXIT WHEN v_done;
         END LOOP;
     END LOOP;
 

@@ -210,47 +210,63 @@ AS $$
       FROM pg_catalog.unnest(p_cols) WITH ORDINALITY AS u(c, i)
 $$;
 
--- maint._cleanup_keyset_sql(p_rel, p_identity, p_pred, p_batch, p_archive, p_first) -> text
---   One keyset batch over the primary key of a retention/orphan target, as one statement:
---   select the next p_batch matching keys after the last key ($1, text[]), delete them
---   (re-checking the predicate on the row actually deleted), and archive what was
---   deleted in the same statement. Parameters: $1 last key, $2 run id, $3 rule id,
---   $4 source table. Returns (selected, deleted, last key of the batch).
-CREATE OR REPLACE FUNCTION maint._cleanup_keyset_sql(
-    p_rel regclass, p_identity name[], p_pred text, p_batch integer, p_archive boolean, p_first boolean)
+-- maint._cleanup_key_compare(p_rel regclass, p_identity name[], p_op text, p_param integer) -> text
+--   "t.k > $n[1]::type" (one key column) or "ROW(t.a, t.b) > ROW($n[1]::ta, $n[2]::tb)":
+--   the keyset condition against a key carried between batches as text[] in parameter $n.
+CREATE OR REPLACE FUNCTION maint._cleanup_key_compare(p_rel regclass, p_identity name[], p_op text, p_param integer)
     RETURNS text
-    LANGUAGE plpgsql
+    LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_sel text;
-    v_keyset text := 'true';
-    v_join text;
-    v_last text;
-    v_order_desc text;
-BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.format('t.%I AS _pgmaint_k%s', c, i), ', ' ORDER BY i),
-           pg_catalog.string_agg(pg_catalog.format('t.%I = b._pgmaint_k%s', c, i), ' AND ' ORDER BY i),
-           pg_catalog.string_agg(pg_catalog.format('b._pgmaint_k%s::text', i), ', ' ORDER BY i),
-           pg_catalog.string_agg(pg_catalog.format('b._pgmaint_k%s DESC', i), ', ' ORDER BY i)
-      INTO v_sel, v_join, v_last, v_order_desc
-      FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i);
-    IF NOT p_first THEN
-        SELECT pg_catalog.format('ROW(%s) > ROW(%s)',
-                   pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ' ORDER BY i),
-                   pg_catalog.string_agg(pg_catalog.format('$1[%s]::%s', i, maint._cleanup_column_type(p_rel, c)), ', ' ORDER BY i))
-          INTO v_keyset
-          FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i);
-    END IF;
-    RETURN pg_catalog.format(
-        'WITH batch AS MATERIALIZED (SELECT %1$s FROM %2$s AS t WHERE %3$s AND (%4$s) ORDER BY %5$s LIMIT %6$s), '
-        'gone AS (DELETE FROM %2$s AS t USING batch AS b WHERE %7$s AND (%4$s) RETURNING t.*)%8$s '
-        'SELECT (SELECT pg_catalog.count(*) FROM batch), (SELECT pg_catalog.count(*) FROM gone), '
-        '(SELECT ARRAY[%9$s] FROM batch AS b ORDER BY %10$s LIMIT 1)',
-        v_sel, p_rel, v_keyset, p_pred, maint._cleanup_key_list('t.', p_identity), p_batch,
-        v_join, maint._cleanup_archive_cte(p_archive), v_last, v_order_desc);
-END
+    SELECT CASE WHEN pg_catalog.cardinality(p_identity) = 1
+        THEN pg_catalog.format('t.%I %s $%s[1]::%s', p_identity[1], p_op, p_param,
+                               maint._cleanup_column_type(p_rel, p_identity[1]))
+        ELSE pg_catalog.format('ROW(%s) %s ROW(%s)', maint._cleanup_key_list('t.', p_identity), p_op,
+                 (SELECT pg_catalog.string_agg(pg_catalog.format('$%s[%s]::%s', p_param, i,
+                             maint._cleanup_column_type(p_rel, c)), ', ' ORDER BY i)
+                    FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i)))
+    END
+$$;
+
+-- maint._cleanup_bound_sql(p_rel, p_identity, p_pred, p_batch, p_first) -> text
+--   The upper key of the next keyset batch: the p_batch-th key (in primary key order)
+--   after the last key ($1, text[]) among the rows matching p_pred; no row when fewer
+--   are left. Walks the primary key index from the last key on, never from the start.
+CREATE OR REPLACE FUNCTION maint._cleanup_bound_sql(
+    p_rel regclass, p_identity name[], p_pred text, p_batch integer, p_first boolean)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT ARRAY[%s] FROM %s AS t WHERE %s AND (%s) ORDER BY %s OFFSET %s LIMIT 1',
+        maint._cleanup_key_list('t.', p_identity, '::text'), p_rel,
+        CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
+        p_pred, maint._cleanup_key_list('t.', p_identity), p_batch - 1)
+$$;
+
+-- maint._cleanup_range_sql(p_rel, p_identity, p_pred, p_archive, p_first, p_bounded) -> text
+--   One keyset batch as one statement: delete the rows matching p_pred whose key is
+--   after the last key ($1) and up to the batch's upper key ($5, when bounded) -- a range
+--   scan of the primary key index -- and archive them in the same statement.
+--   Parameters: $1 last key, $2 run id, $3 rule id, $4 source table, $5 upper key.
+--   Returns (0, deleted, NULL).
+CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
+    p_rel regclass, p_identity name[], p_pred text, p_archive boolean, p_first boolean, p_bounded boolean)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s '
+        'SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
+        p_rel,
+        CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
+        CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 5) ELSE 'true' END,
+        p_pred, maint._cleanup_archive_cte(p_archive))
 $$;
 
 -- maint._cleanup_archive_cte(p_archive boolean) -> text
@@ -270,7 +286,7 @@ $$;
 -- maint._cleanup_ctid_sql(p_rel, p_pred, p_archive) -> text
 --   One batch over a range of heap pages ($1 = ARRAY[from tid, to tid]) of a table
 --   without primary key: the page range is the keyset. Same parameters and result as
---   maint._cleanup_keyset_sql.
+--   maint._cleanup_range_sql.
 CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive boolean)
     RETURNS text
     LANGUAGE sql
@@ -415,7 +431,9 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_check_condition(regclass, text),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
     maint._cleanup_key_list(text, name[], text),
-    maint._cleanup_keyset_sql(regclass, name[], text, integer, boolean, boolean),
+    maint._cleanup_key_compare(regclass, name[], text, integer),
+    maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
+    maint._cleanup_range_sql(regclass, name[], text, boolean, boolean, boolean),
     maint._cleanup_archive_cte(boolean),
     maint._cleanup_ctid_sql(regclass, text, boolean),
     maint._cleanup_dedupe_window(maint.cleanup_rules, regclass, name[]),
