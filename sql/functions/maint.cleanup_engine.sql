@@ -51,6 +51,10 @@ DECLARE
     v_mode text;
     v_upper text[];
     v_done boolean;
+    v_int_key boolean := false;
+    v_id_lo numeric;
+    v_id_hi numeric;
+    v_stride numeric;
     v_last text[];
     v_new_last text[];
     v_sel bigint;
@@ -92,6 +96,9 @@ BEGIN
         v_res := v_res || pg_catalog.jsonb_build_object('cutoff', v_cutoff,
             'cascades', maint._cleanup_cascades(v_rel), 'size_before', v_size_before,
             'keyset', coalesce(pg_catalog.array_to_string(v_identity, ','), 'ctid'));
+        IF pg_catalog.cardinality(v_identity) = 1 THEN
+            v_int_key := maint._cleanup_column_type(v_rel, v_identity[1]) IN ('smallint', 'integer', 'bigint');
+        END IF;
         IF v_rule.kind = 'dedupe' THEN
             v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
             v_victims := 'pgmaint_victims_' || v_rule.id;
@@ -111,6 +118,13 @@ BEGIN
             IF p_dry_run THEN
                 EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
             END IF;
+        ELSIF v_int_key THEN
+            -- single integer key: batches are ranges of it between the lowest and highest match
+            EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.count(*) FILTER (WHERE %1$s), pg_catalog.count(*), '
+                'pg_catalog.min(t.%3$I) FILTER (WHERE %1$s), pg_catalog.max(t.%3$I) FILTER (WHERE %1$s) '
+                'FROM %2$s AS t', v_pred, v_rel, v_identity[1])
+               INTO v_candidates, v_rows, v_id_lo, v_id_hi;
         ELSE
             EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.count(*) FILTER (WHERE %s), pg_catalog.count(*) FROM %s AS t', v_pred, v_rel)
@@ -239,6 +253,11 @@ BEGIN
             v_mode := 'dedupe';
             v_sql := maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size);
             v_last := ARRAY['0'];
+        ELSIF v_unit_rel = v_rel AND v_id_lo IS NOT NULL THEN
+            -- single integer key: consecutive id ranges, widened while they are sparse
+            v_mode := 'idrange';
+            v_sql := maint._cleanup_idrange_sql(v_unit_rel, v_unit_id[1], v_pred, v_rule.archive);
+            v_stride := v_rule.batch_size;
         ELSIF v_unit_id IS NOT NULL THEN
             -- keyset on the primary key: find the batch's upper key, delete the key range
             v_mode := 'keyset';
@@ -256,7 +275,7 @@ BEGIN
         END IF;
         v_attempt := 0;
         LOOP
-            IF v_mode = 'pages' AND v_block >= v_nblocks THEN
+            IF (v_mode = 'pages' AND v_block >= v_nblocks) OR (v_mode = 'idrange' AND v_id_lo > v_id_hi) THEN
                 EXIT;
             END IF;
             IF pg_catalog.clock_timestamp() >= p_deadline THEN
@@ -265,15 +284,15 @@ BEGIN
             END IF;
             IF v_mode = 'pages' THEN
                 v_last := ARRAY[pg_catalog.format('(%s,0)', v_block), pg_catalog.format('(%s,0)', v_block + v_pages)];
+            ELSIF v_mode = 'idrange' THEN
+                v_last := ARRAY[v_id_lo::text, least(v_id_lo + v_stride, v_id_hi + 1)::text];
             END IF;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
-            IF v_mode = 'dedupe' THEN
-                -- a batch holds at most batch_size victims: probing the primary key per
-                -- victim beats hashing the whole table once per batch
-                PERFORM pg_catalog.set_config('enable_hashjoin', 'off', true);
-                PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
-            END IF;
+            -- a batch holds a bounded number of rows: probing an index per row (the parent
+            -- of an orphan, the keeper of a duplicate) beats hashing a whole table per batch
+            PERFORM pg_catalog.set_config('enable_hashjoin', 'off', true);
+            PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
             BEGIN
                 IF v_mode = 'keyset' THEN
                     v_upper := NULL;
@@ -306,6 +325,15 @@ BEGIN
             IF v_mode = 'pages' THEN
                 v_block := v_block + v_pages;
                 v_done := v_block >= v_nblocks;
+            ELSIF v_mode = 'idrange' THEN
+                v_id_lo := v_last[2]::numeric;
+                v_done := v_id_lo > v_id_hi;
+                -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
+                IF v_del < v_rule.batch_size / 2 THEN
+                    v_stride := least(v_stride * 2, v_rule.batch_size::numeric * 64);
+                ELSIF v_del > v_rule.batch_size THEN
+                    v_stride := greatest(v_rule.batch_size, v_stride / 2);
+                END IF;
             ELSIF v_mode = 'keyset' THEN
                 v_done := v_upper IS NULL;   -- the last batch ran to the end of the key range
                 v_last := v_upper;
@@ -337,6 +365,7 @@ BEGIN
     v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
         'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,
         'batches', v_batches, 'lock_retries', v_retries, 'partitions_dropped', pg_catalog.to_jsonb(v_dropped),
+        'batching', v_mode,
         'size_after', maint._cleanup_size(v_rel),
         'duration_s', round(extract(epoch FROM pg_catalog.clock_timestamp() - v_started)::numeric, 3));
     p_rules := coalesce(p_rules, '{}'::jsonb) || pg_catalog.jsonb_build_object(v_rule.id::text, v_res);
