@@ -293,6 +293,8 @@ BEGIN
             -- of an orphan, the keeper of a duplicate) beats hashing a whole table per batch
             PERFORM pg_catalog.set_config('enable_hashjoin', 'off', true);
             PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
+            -- and starting parallel workers costs more than such a batch
+            PERFORM pg_catalog.set_config('max_parallel_workers_per_gather', '0', true);
             BEGIN
                 IF v_mode = 'keyset' THEN
                     v_upper := NULL;
