@@ -82,7 +82,8 @@ def make_log(conn: psycopg.Connection, rows: int, partitioned: bool = False) -> 
     part = " PARTITION BY RANGE (created_at)" if partitioned else ""
     pk = "PRIMARY KEY (id, created_at)" if partitioned else "PRIMARY KEY (id)"
     conn.execute(f"CREATE TABLE bench.api_log (id bigint NOT NULL, "
-                 f"created_at timestamptz NOT NULL, method text, path text, status int, {pk}){part}")
+                 f"created_at timestamptz NOT NULL, method text, path text, status int, "
+                 f"{pk}){part}")
     if partitioned:
         for i in range(DAYS // 20):
             conn.execute(
