@@ -269,6 +269,9 @@ SELECT maint.add_dedupe_rule('app.order_items', ARRAY['order_id', 'sku'], keep =
 
 def demo_section(conn: psycopg.Connection, out: Console) -> None:
     """Demo: add rules to the demo app, preview them, run everything, undo one run."""
+    if not conn.autocommit:
+        conn.commit()
+        conn.autocommit = True   # the cleanup procedures commit between batches
     out.rule("cleanup: retention, orphans, duplicates")
     for stmt in filter(None, (s.strip() for s in DEMO_RULES.split(";"))):
         out.print(f"[dim]{stmt};[/]")

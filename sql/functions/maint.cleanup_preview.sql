@@ -180,7 +180,7 @@ BEGIN
             EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.count(*) FILTER (WHERE g.n > 1), coalesce(sum(g.n - 1), 0)::bigint, '
                 '(SELECT pg_catalog.count(*) FROM %1$s), '
-                '(pg_catalog.array_agg(g.k ORDER BY g.n DESC, g.k) FILTER (WHERE g.n > 1))[1:5] '
+                'coalesce((pg_catalog.array_agg(g.k ORDER BY g.n DESC, g.k) FILTER (WHERE g.n > 1))[1:5], ''{}'') '
                 'FROM (SELECT ROW(%2$s)::text AS k, pg_catalog.count(*) AS n FROM %1$s AS t WHERE %3$s GROUP BY %2$s) AS g',
                 v_rel, v_key, v_where)
                INTO groups, would_delete, table_rows, sample_keys;
