@@ -489,3 +489,19 @@ def test_purge_archive_dry_run_then_execute(db):
         "CALL maint.purge_archive(older_than => '1 day', dry_run => false, batch_size => 10)"
     )
     assert count(db, "SELECT count(*) FROM maint.archive") == 0
+
+
+def test_sparse_matches_widen_the_id_ranges_and_remove_exactly_them(db):
+    make_log(db, rows=5000)
+    rule = db.execute(
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '0', batch_size => 10, "
+        "condition => 'id % 97 = 0 OR id > 4900')"
+    ).fetchone()[0]
+    expected = ids(db, f"SELECT id FROM {LOG} WHERE id % 97 = 0 OR id > 4900")
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    res = rule_result(last_run(db, "retention"), rule)
+    assert res["batching"] == "idrange" and res["deleted"] == len(expected)
+    # 4,900 ids of sparse matches are crossed in far fewer than 490 ranges of 10
+    assert res["batches"] < 60
+    assert ids(db, f"SELECT id FROM {LOG} WHERE id % 97 = 0 OR id > 4900") == set()
+    assert count(db, f"SELECT count(*) FROM {LOG}") == 5000 - len(expected)

@@ -54,7 +54,7 @@ DECLARE
     v_int_key boolean := false;
     v_id_lo numeric;
     v_id_hi numeric;
-    v_stride numeric;
+    v_stride bigint;
     v_last text[];
     v_new_last text[];
     v_sel bigint;
@@ -332,7 +332,7 @@ BEGIN
                 v_done := v_id_lo > v_id_hi;
                 -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
                 IF v_del < v_rule.batch_size / 2 THEN
-                    v_stride := least(v_stride * 2, v_rule.batch_size::numeric * 64);
+                    v_stride := least(v_stride * 2, v_rule.batch_size::bigint * 64);
                 ELSIF v_del > v_rule.batch_size THEN
                     v_stride := greatest(v_rule.batch_size, v_stride / 2);
                 END IF;
