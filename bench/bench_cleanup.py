@@ -63,18 +63,24 @@ def pct(values: list[float], p: float) -> float:
 
 
 def timed(dsn: str, rows: int,
-          fn: Callable[[psycopg.Connection], None]) -> tuple[float, list[float]]:
-    """Run fn on its own connection while the workload runs; returns (seconds, latencies)."""
+          fn: Callable[[psycopg.Connection], None]) -> tuple[float, list[float], float]:
+    """Run fn on its own connection while the workload runs.
+
+    Returns (seconds, latencies of the live-row workload, worst wait of a probe that
+    updates random *doomed* rows meanwhile -- what a delete's row locks cost others)."""
     w = Workload(dsn, rows // 2 + 1, rows)
+    probe = Workload(dsn, 1, rows // 2)
     w.start()
     time.sleep(0.3)   # let the workload warm up
+    probe.start()
     with psycopg.connect(dsn, autocommit=True) as conn:
         t = time.perf_counter()
         fn(conn)
         elapsed = time.perf_counter() - t
-    w.stop.set()
-    w.join()
-    return elapsed, w.lat
+    for x in (w, probe):
+        x.stop.set()
+        x.join()
+    return elapsed, w.lat, max(probe.lat, default=0.0)
 
 
 def make_log(conn: psycopg.Connection, rows: int, partitioned: bool = False) -> None:
@@ -113,12 +119,13 @@ def expired(conn: psycopg.Connection) -> int:
 
 
 def report(name: str, rows: int, secs: float, lat: list[float], base: float | None,
-           idle_p99: float) -> None:
+           idle_p99: float, doomed: float) -> None:
     ratio = f"{rows / secs / base:6.0%}" if base else "  base"
     p99 = pct(lat, 0.99)
-    print(f"{name:34} {rows:>10,} rows {secs:7.2f} s {rows / secs:>11,.0f} rows/s {ratio} "
-          f"| workload n={len(lat):>6} p99 {p99 * 1000:7.2f} ms ({p99 / idle_p99:4.1f}x idle) "
-          f"max {max(lat, default=0) * 1000:8.1f} ms")
+    print(f"{name:30} {rows:>10,} rows {secs:7.2f} s {rows / secs:>11,.0f} rows/s {ratio} "
+          f"| live rows: p99 {p99 * 1000:6.2f} ms ({p99 / idle_p99:4.1f}x idle) "
+          f"max {max(lat, default=0) * 1000:7.1f} ms | doomed-row update waited "
+          f"up to {doomed * 1000:7.1f} ms")
 
 
 def bench_retention(dsn: str, rows: int, batch: int) -> None:
@@ -148,24 +155,24 @@ def bench_retention(dsn: str, rows: int, batch: int) -> None:
           f"(n={len(w.lat)})")
 
     cut = f"date_trunc('day', now()) - interval '{KEEP}'"
-    secs, lat = timed(dsn, rows, lambda c: c.execute(
+    secs, lat, doomed = timed(dsn, rows, lambda c: c.execute(
         f"DELETE FROM bench.api_log WHERE created_at < {cut}"))
     base = n / secs
-    report("one unbatched DELETE", n, secs, lat, None, idle_p99)
+    report("one unbatched DELETE", n, secs, lat, None, idle_p99, doomed)
 
     for archive in (False, True):
         with psycopg.connect(dsn, autocommit=True) as conn:
             make_log(conn, rows)
             retention_rule(conn, archive, batch)
-        secs, lat = timed(dsn, rows, lambda c: c.execute(
+        secs, lat, doomed = timed(dsn, rows, lambda c: c.execute(
             "CALL maint.apply_retention(dry_run => false, force => true, time_limit => '1 hour')"))
         name = f"apply_retention archive {'on' if archive else 'off'}"
-        report(name, n, secs, lat, base, idle_p99)
+        report(name, n, secs, lat, base, idle_p99, doomed)
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         make_log(conn, rows, partitioned=True)
         retention_rule(conn, False, batch)
-    secs, lat = timed(dsn, rows, lambda c: c.execute(
+    secs, lat, doomed = timed(dsn, rows, lambda c: c.execute(
         "CALL maint.apply_retention(dry_run => false, force => true, time_limit => '1 hour')"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT detail FROM maint.runs ORDER BY id DESC LIMIT 1").fetchone()
@@ -174,7 +181,7 @@ def bench_retention(dsn: str, rows: int, batch: int) -> None:
         left = expired(conn)
     assert left == 0, f"partition retention left {left} expired rows"
     report(f"partition drop ({len(res['partitions_dropped'])} of {DAYS // 20 + 1})", n, secs, lat,
-           base, idle_p99)
+           base, idle_p99, doomed)
 
 
 def bench_orphans_dupes(dsn: str, rows: int, batch: int) -> None:
