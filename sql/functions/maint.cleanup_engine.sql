@@ -85,6 +85,7 @@ BEGIN
 
     -- preflight: resolve, count, guard (reads only; bounded by the lock timeout too)
     PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
+    PERFORM pg_catalog.set_config('jit', 'off', true);   -- compiling costs more than these queries gain
     BEGIN
         v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
         v_identity := maint._cleanup_identity(v_rel);
@@ -120,15 +121,17 @@ BEGIN
             END IF;
         ELSIF v_int_key THEN
             -- single integer key: batches are ranges of it between the lowest and highest match
+            -- (the predicate in WHERE, not in an aggregate FILTER: an orphan's NOT EXISTS
+            -- then plans as one anti-join instead of a subquery per row)
             EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.count(*) FILTER (WHERE %1$s), pg_catalog.count(*), '
-                'pg_catalog.min(t.%3$I) FILTER (WHERE %1$s), pg_catalog.max(t.%3$I) FILTER (WHERE %1$s) '
-                'FROM %2$s AS t', v_pred, v_rel, v_identity[1])
-               INTO v_candidates, v_rows, v_id_lo, v_id_hi;
+                'SELECT pg_catalog.count(*), pg_catalog.min(t.%3$I), pg_catalog.max(t.%3$I) FROM %2$s AS t WHERE %1$s',
+                v_pred, v_rel, v_identity[1])
+               INTO v_candidates, v_id_lo, v_id_hi;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
         ELSE
-            EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.count(*) FILTER (WHERE %s), pg_catalog.count(*) FROM %s AS t', v_pred, v_rel)
-               INTO v_candidates, v_rows;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s AS t WHERE %s', v_rel, v_pred)
+               INTO v_candidates;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
         END IF;
         v_fraction := CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END;
         -- retention of a table range-partitioned on the time column: drop whole expired
@@ -295,6 +298,7 @@ BEGIN
             PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
             -- and starting parallel workers costs more than such a batch
             PERFORM pg_catalog.set_config('max_parallel_workers_per_gather', '0', true);
+            PERFORM pg_catalog.set_config('jit', 'off', true);
             BEGIN
                 IF v_mode = 'keyset' THEN
                     v_upper := NULL;

@@ -128,9 +128,9 @@ BEGIN
         BEGIN
             v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
             v_pred := maint._cleanup_predicate(v_rule, NULL);
-            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FILTER (WHERE %s), pg_catalog.count(*) FROM %s AS t',
-                                      v_pred, v_rel)
-               INTO orphans, child_rows;
+            -- NOT EXISTS in WHERE plans as one anti-join (in a FILTER it would run per row)
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s AS t WHERE %s', v_rel, v_pred) INTO orphans;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO child_rows;
             fraction := CASE WHEN child_rows > 0 THEN round(orphans::numeric / child_rows, 4) ELSE 0 END;
             sample_keys := maint._cleanup_sample(v_rel, v_pred);
             cascades := maint._cleanup_cascades(v_rel);
