@@ -40,7 +40,7 @@ def test_conflicting_lock_makes_the_rule_skip_within_the_lock_timeout(db, pg_ser
     assert count(db, f"SELECT count(*) FROM {LOG}") == 1000
     # EXCLUSIVE lets the preflight read and blocks each delete batch: 4 tries of 200 ms
     # plus back-off; ACCESS EXCLUSIVE already stops the preflight
-    assert elapsed < 3.0
+    assert elapsed < 5.0  # the other session holds its lock indefinitely
     if mode == "EXCLUSIVE":
         assert res["lock_retries"] == 4 and elapsed >= 0.8
     # with the lock gone the same call goes through
