@@ -505,3 +505,18 @@ def test_sparse_matches_widen_the_id_ranges_and_remove_exactly_them(db):
     assert res["batches"] < 60
     assert ids(db, f"SELECT id FROM {LOG} WHERE id % 97 = 0 OR id > 4900") == set()
     assert count(db, f"SELECT count(*) FROM {LOG}") == 5000 - len(expected)
+
+
+def test_undo_of_dropped_partitions_fails_clearly_until_they_exist_again(db):
+    names = make_partitioned(db)
+    db.execute(f"SELECT maint.add_retention_policy('{PART}', 'At', '25 days')")
+    before = table_md5(db, PART, "id")
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    run_id = last_run(db, "retention")["id"]
+    n = count(db, f"SELECT count(*) FROM {PART}")
+    with pytest.raises(psycopg.errors.CheckViolation, match="no partition of relation"):
+        db.execute("CALL maint.undo_run(%s)", (run_id,))
+    assert count(db, f"SELECT count(*) FROM {PART}") == n  # all or nothing
+    db.execute(f"CREATE TABLE {names[0]} PARTITION OF {PART} DEFAULT")
+    db.execute("CALL maint.undo_run(%s)", (run_id,))
+    assert table_md5(db, PART, "id") == before

@@ -22,6 +22,7 @@ DECLARE
     v_tables jsonb := '{}'::jsonb;
     v_error text;
     v_detail text;
+    v_state text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF run_id IS NULL OR dry_run IS NULL THEN
@@ -85,7 +86,7 @@ BEGIN
             v_total := v_total + v_n;
         END LOOP;
     EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+        GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_state = RETURNED_SQLSTATE;
         v_error := pg_catalog.format('undo of run %s failed, nothing was restored: %s%s', run_id, SQLERRM,
                                      coalesce(' (' || nullif(v_detail, '') || ')', ''));
         v_total := 0;
@@ -94,7 +95,7 @@ BEGIN
         v_pending, v_total, pg_catalog.jsonb_build_object('undone_run', run_id, 'tables', v_tables), v_error);
     COMMIT;
     IF v_error IS NOT NULL THEN
-        RAISE EXCEPTION '%', v_error USING ERRCODE = 'unique_violation';
+        RAISE EXCEPTION USING MESSAGE = v_error, ERRCODE = v_state;
     END IF;
     RAISE NOTICE 'undo of run %: % rows % (undo run %)', run_id, v_total,
         CASE WHEN dry_run THEN 'would be restored (dry run)' ELSE 'restored' END, v_run;
