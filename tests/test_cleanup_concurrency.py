@@ -131,3 +131,36 @@ def test_a_second_run_of_the_task_is_refused_while_one_holds_the_lock(db, pg_ser
         # other tasks are not blocked by it
         db.execute("CALL maint.run_all_cleanup()")
     assert last_run(db)["task"] == "cleanup_all"
+
+
+def test_pg_cron_records_a_failed_rule_as_a_failed_job(db, admin):
+    """The procedure journals, then raises: pg_cron (1.4, background worker) marks the job failed.
+    Waits for the next minute boundary (pg_cron 1.4 has no second schedules): up to ~70 s."""
+    make_log(db)
+    add_policy(db)  # would remove 76% of the table: refused by the fraction guard
+    job = f"pgmaint-test-{db.info.dbname}"
+    jobid = admin.execute(
+        "SELECT cron.schedule_in_database(%s, '* * * * *', "
+        "'CALL maint.apply_retention(dry_run => false)', %s)",
+        (job, db.info.dbname),
+    ).fetchone()[0]
+    try:
+        deadline = time.monotonic() + 75
+        status = None
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT status, return_message FROM cron.job_run_details "
+                "WHERE jobid = %s AND status IN ('succeeded', 'failed') ORDER BY runid LIMIT 1",
+                (jobid,),
+            ).fetchone()
+            if row:
+                status, message = row
+                break
+            time.sleep(1)
+    finally:
+        admin.execute("SELECT cron.unschedule(%s)", (jobid,))
+    assert status == "failed", "pg_cron did not run the job within 75 s"
+    assert "refused" in message
+    run = last_run(db, "retention")
+    assert (run["status"], run["source"]) == ("failed", "cron")
+    assert count(db, f"SELECT count(*) FROM {LOG}") == 1000
