@@ -468,6 +468,8 @@ def test_rules_view_disable_and_remove(db):
     db.execute("SELECT maint.enable_rule(%s, false)", (rule,))
     db.execute("CALL maint.apply_retention(dry_run => false)")
     assert last_run(db, "retention")["detail"]["rules"] == {}
+    with pytest.raises(psycopg.errors.DuplicateObject, match=f"rule {rule} already keeps"):
+        add_log_policy(db)
     db.execute("SELECT maint.remove_rule(%s)", (rule,))
     assert count(db, "SELECT count(*) FROM maint.rules") == 0
     with pytest.raises(psycopg.errors.NoDataFound):

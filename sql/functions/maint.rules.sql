@@ -75,6 +75,14 @@ BEGIN
     END IF;
     PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
     v_cond := maint._cleanup_check_condition(target, condition);
+    SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
+     WHERE r.kind = 'retention' AND r.time_column = add_retention_policy.time_column
+       AND r.keep = add_retention_policy.keep AND r.condition IS NOT DISTINCT FROM v_cond
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'rule % already keeps % by % for %', v_id, target, pg_catalog.quote_ident(time_column), keep
+            USING ERRCODE = 'duplicate_object';
+    END IF;
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, time_column, keep, condition, batch_size, archive, enabled)
@@ -147,6 +155,15 @@ BEGIN
             child_columns, child, parent_columns, parent, SQLERRM
             USING ERRCODE = 'datatype_mismatch';
     END;
+    SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
+     WHERE r.kind = 'orphan' AND r.columns = child_columns AND r.parent_columns = add_orphan_rule.parent_columns
+       AND r.condition IS NOT DISTINCT FROM v_cond
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = child
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.parent_schema, r.parent_table)) = parent;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'rule % already removes orphans of % %', v_id, child, child_columns
+            USING ERRCODE = 'duplicate_object';
+    END IF;
     PERFORM maint._cleanup_notice_cascades(child);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, columns, parent_schema, parent_table, parent_columns,
@@ -228,6 +245,14 @@ BEGIN
     END IF;
     PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
     v_cond := maint._cleanup_check_condition(target, condition);
+    SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
+     WHERE r.kind = 'dedupe' AND r.columns = key_columns AND r.condition IS NOT DISTINCT FROM v_cond
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'rule % already removes duplicates of % on %', v_id, target, key_columns
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'remove it first (maint.remove_rule) to change which row is kept';
+    END IF;
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, columns, keep_which, order_by, nulls_equal,
