@@ -282,7 +282,6 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
     demo.run(ctx, settings(ctx).dsn, dbname)
 
 
-# --- backup ----------------------------------------------------------------------------------
 # --- schedule ---------------------------------------------------------------------------
 
 
@@ -357,6 +356,8 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
 
 # --- commands that live in their own modules ---------------------------------------------
 
+from orchestrator import cleanup  # noqa: E402
 from orchestrator.backup_cmd import backup_group  # noqa: E402
 
 cli.add_command(backup_group)
+cleanup.register(cli)  # run retention|orphans|duplicates|all, rules, undo

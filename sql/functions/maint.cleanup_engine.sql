@@ -1,0 +1,534 @@
+-- The cleanup runner shared by apply_retention, clean_orphans, remove_duplicates and
+-- run_all_cleanup: one journaled run (one task lock) that works through the selected
+-- rules, each in keyset batches of their own transactions.
+--
+-- These procedures COMMIT, so they carry no SET clause and are not SECURITY DEFINER:
+-- they pin search_path themselves after every COMMIT and run with the caller's rights
+-- (the caller needs SELECT and DELETE on the rule's tables; the DBA grants them to
+-- maint_admin or to the role that runs the jobs).
+
+-- CALL maint._cleanup_rule(run, rule, dry_run, now, deadline, lock_timeout, max_fraction, force, INOUT rules, INOUT outcome)
+--   Works through one rule inside run p_run: counts what would go (the preflight),
+--   applies the fraction guard, then deletes in batches: keyset on the primary key,
+--   heap page ranges for tables without one, a work table of victims for duplicates,
+--   one transaction per dropped partition. Records the rule's result under its id in
+--   p_rules (and in the run's detail) and its status in p_outcome:
+--   dry_run | succeeded | partial (time limit) | skipped (locks) | refused | failed | removed.
+--   Never raises: a failure is recorded and the caller goes on with the next rule.
+CREATE OR REPLACE PROCEDURE maint._cleanup_rule(
+    p_run bigint,
+    p_rule_id bigint,
+    p_dry_run boolean,
+    p_now timestamptz,
+    p_deadline timestamptz,
+    p_lock_timeout interval,
+    p_max_fraction numeric,
+    p_force boolean,
+    INOUT p_rules jsonb,
+    INOUT p_outcome text
+)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_rule maint.cleanup_rules;
+    v_rel regclass;
+    v_identity name[];
+    v_cutoff timestamptz;
+    v_pred text;
+    v_res jsonb;
+    v_started timestamptz := pg_catalog.clock_timestamp();
+    v_candidates bigint := 0;
+    v_rows bigint := 0;
+    v_fraction numeric;
+    v_size_before bigint;
+    v_units jsonb := '[]'::jsonb;
+    v_unit jsonb;
+    v_unit_rel regclass;
+    v_unit_id name[];
+    v_n integer;
+    v_victims text;
+    v_sql text;
+    v_mode text;
+    v_upper text[];
+    v_done boolean;
+    v_int_key boolean := false;
+    v_id_lo numeric;
+    v_id_hi numeric;
+    v_stride bigint;
+    v_last text[];
+    v_new_last text[];
+    v_sel bigint;
+    v_del bigint;
+    v_deleted bigint := 0;
+    v_batches integer := 0;
+    v_retries integer := 0;
+    v_attempt integer := 0;
+    v_dropped text[] := '{}';
+    v_status text := 'succeeded';
+    v_error text;
+    v_nblocks bigint;
+    v_pages bigint;
+    v_block bigint;
+    v_notice_at timestamptz := pg_catalog.clock_timestamp();
+    v_lock_ms text := (extract(epoch FROM p_lock_timeout) * 1000)::bigint::text;
+    v_part record;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    SELECT * INTO v_rule FROM maint.cleanup_rules AS r WHERE r.id = p_rule_id;
+    IF NOT FOUND THEN
+        p_outcome := 'removed';
+        RETURN;
+    END IF;
+    v_res := pg_catalog.jsonb_build_object('rule_id', v_rule.id, 'kind', v_rule.kind,
+        'table', pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table),
+        'archive', v_rule.archive);
+
+    -- preflight: resolve, count, guard (reads only; bounded by the lock timeout too)
+    PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
+    PERFORM pg_catalog.set_config('jit', 'off', true);   -- compiling costs more than these queries gain
+    BEGIN
+        v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
+        v_identity := maint._cleanup_identity(v_rel);
+        IF v_rule.kind = 'retention' THEN
+            v_cutoff := p_now - v_rule.keep;
+        END IF;
+        v_pred := maint._cleanup_predicate(v_rule, v_cutoff);
+        v_size_before := maint._cleanup_size(v_rel);
+        v_res := v_res || pg_catalog.jsonb_build_object('cutoff', v_cutoff,
+            'cascades', maint._cleanup_cascades(v_rel), 'size_before', v_size_before,
+            'keyset', coalesce(pg_catalog.array_to_string(v_identity, ','), 'ctid'));
+        IF pg_catalog.cardinality(v_identity) = 1 THEN
+            v_int_key := maint._cleanup_column_type(v_rel, v_identity[1]) IN ('smallint', 'integer', 'bigint');
+        END IF;
+        IF v_rule.kind = 'dedupe' THEN
+            v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
+            v_victims := 'pgmaint_victims_' || v_rule.id;
+            IF pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+                EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
+            END IF;
+            EXECUTE pg_catalog.format(
+                'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
+                'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, w.* FROM (%s) AS w',
+                v_victims,
+                (SELECT pg_catalog.string_agg(pg_catalog.format('w._pgmaint_k%s', i), ', ' ORDER BY i)
+                   FROM pg_catalog.generate_subscripts(v_identity, 1) AS i),
+                maint._cleanup_dedupe_window(v_rule, v_rel, v_identity));
+            GET DIAGNOSTICS v_candidates = ROW_COUNT;
+            EXECUTE pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims);
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
+            IF p_dry_run THEN
+                EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
+            END IF;
+        ELSIF v_int_key THEN
+            -- single integer key: batches are ranges of it between the lowest and highest match
+            -- (the predicate in WHERE, not in an aggregate FILTER: an orphan's NOT EXISTS
+            -- then plans as one anti-join instead of a subquery per row)
+            EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.count(*), pg_catalog.min(t.%3$I), pg_catalog.max(t.%3$I) FROM %2$s AS t WHERE %1$s',
+                v_pred, v_rel, v_identity[1])
+               INTO v_candidates, v_id_lo, v_id_hi;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
+        ELSE
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s AS t WHERE %s', v_rel, v_pred)
+               INTO v_candidates;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
+        END IF;
+        v_fraction := CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END;
+        -- retention of a table range-partitioned on the time column: drop whole expired
+        -- partitions, delete rows only from the others (partition pruning skips the newer)
+        IF v_rule.kind = 'retention' AND v_rule.condition IS NULL THEN
+            FOR v_part IN SELECT * FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, v_cutoff) LOOP
+                IF v_part.expired THEN
+                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'mode', 'drop', 'rel', v_part.partition::text));
+                ELSIF v_identity IS NULL THEN
+                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'mode', 'rows', 'rel', v_part.partition::text));
+                END IF;
+            END LOOP;
+        END IF;
+        IF pg_catalog.jsonb_array_length(v_units) = 0 OR v_identity IS NOT NULL THEN
+            v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                'mode', 'rows', 'rel', v_rel::text));
+        END IF;
+        v_res := v_res || pg_catalog.jsonb_build_object('candidates', v_candidates, 'table_rows', v_rows,
+            'fraction', v_fraction,
+            'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
+                                     FROM pg_catalog.jsonb_array_elements(v_units) AS u WHERE u->>'mode' = 'drop'));
+    EXCEPTION
+        WHEN lock_not_available THEN
+            v_status := 'skipped';
+            v_error := pg_catalog.format('rule %s: could not lock %s within %s for the preflight; skipped',
+                                         v_rule.id, v_res->>'table', p_lock_timeout);
+        WHEN OTHERS THEN
+            v_status := 'failed';
+            v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
+    END;
+
+    IF v_status = 'succeeded' AND p_dry_run THEN
+        v_status := 'dry_run';
+        v_res := v_res || pg_catalog.jsonb_build_object('would_refuse',
+            v_fraction > p_max_fraction AND NOT p_force);
+    ELSIF v_status = 'succeeded' AND v_fraction > p_max_fraction AND NOT p_force THEN
+        v_status := 'refused';
+        v_error := pg_catalog.format(
+            'rule %s (%s on %s) refused: it would remove %s of %s rows (%s%%), more than max_fraction %s%%; pass force => true to allow it',
+            v_rule.id, v_rule.kind, v_res->>'table', v_candidates, v_rows,
+            round(v_fraction * 100, 1), round(p_max_fraction * 100, 1));
+    ELSIF v_status = 'succeeded' AND v_candidates = 0 THEN
+        v_units := '[]'::jsonb;  -- nothing to do: no batches
+    END IF;
+    IF v_status <> 'succeeded' THEN
+        IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+            EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
+        END IF;
+        v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
+            'deleted', 0, 'batches', 0,
+            'duration_s', round(extract(epoch FROM pg_catalog.clock_timestamp() - v_started)::numeric, 3));
+        p_rules := coalesce(p_rules, '{}'::jsonb) || pg_catalog.jsonb_build_object(v_rule.id::text, v_res);
+        p_outcome := v_status;
+        RETURN;
+    END IF;
+    COMMIT;
+
+    v_n := pg_catalog.jsonb_array_length(v_units);
+    <<units>>
+    FOR v_i IN 0 .. v_n - 1 LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        v_unit := v_units -> v_i;
+        v_unit_rel := (v_unit->>'rel')::regclass;
+        IF v_unit->>'mode' = 'drop' THEN
+            v_attempt := 0;
+            LOOP
+                IF pg_catalog.clock_timestamp() >= p_deadline THEN
+                    v_status := 'partial';
+                    EXIT units;
+                END IF;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+                PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
+                BEGIN
+                    IF v_rule.archive THEN
+                        EXECUTE pg_catalog.format(
+                            'INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
+                            'SELECT $1, $2, $3, pg_catalog.to_jsonb(t) FROM %s AS t', v_unit_rel)
+                          USING p_run, v_rule.id, v_rel::text;
+                        GET DIAGNOSTICS v_del = ROW_COUNT;
+                    ELSE
+                        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_unit_rel) INTO v_del;
+                    END IF;
+                    EXECUTE pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', v_rel, v_unit_rel);
+                    EXECUTE pg_catalog.format('DROP TABLE %s', v_unit_rel);
+                EXCEPTION
+                    WHEN lock_not_available THEN
+                        v_attempt := v_attempt + 1;
+                        v_retries := v_retries + 1;
+                        IF v_attempt > 3 THEN
+                            v_status := 'skipped';
+                            v_error := pg_catalog.format('rule %s: could not lock %s within %s, %s attempts; skipped',
+                                v_rule.id, v_unit->>'rel', p_lock_timeout, v_attempt);
+                            EXIT units;
+                        END IF;
+                        PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
+                        CONTINUE;
+                    WHEN OTHERS THEN
+                        v_status := 'failed';
+                        v_error := pg_catalog.format('rule %s: dropping partition %s: %s', v_rule.id, v_unit->>'rel', SQLERRM);
+                        EXIT units;
+                END;
+                v_deleted := v_deleted + v_del;
+                v_batches := v_batches + 1;
+                v_dropped := v_dropped || (v_unit->>'rel');
+                PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
+                    p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
+                        'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
+                COMMIT;
+                EXIT;
+            END LOOP;
+            CONTINUE units;
+        END IF;
+
+        -- row-wise: keyset batches
+        v_unit_id := CASE WHEN v_rule.kind = 'dedupe' THEN v_identity ELSE maint._cleanup_identity(v_unit_rel) END;
+        v_nblocks := NULL;
+        v_last := NULL;
+        IF v_rule.kind = 'dedupe' THEN
+            -- keyset on the victims' sequence number in the work table
+            v_mode := 'dedupe';
+            v_sql := maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size);
+            v_last := ARRAY['0'];
+        ELSIF v_unit_rel = v_rel AND v_id_lo IS NOT NULL THEN
+            -- single integer key: consecutive id ranges, widened while they are sparse
+            v_mode := 'idrange';
+            v_sql := maint._cleanup_idrange_sql(v_unit_rel, v_unit_id[1], v_pred, v_rule.archive);
+            v_stride := v_rule.batch_size;
+        ELSIF v_unit_id IS NOT NULL THEN
+            -- keyset on the primary key: find the batch's upper key, delete the key range
+            v_mode := 'keyset';
+        ELSE
+            -- no primary key: walk the heap in page ranges sized to about batch_size rows
+            v_mode := 'pages';
+            v_sql := maint._cleanup_ctid_sql(v_unit_rel, v_pred, v_rule.archive);
+            v_nblocks := pg_catalog.pg_relation_size(v_unit_rel)
+                         / pg_catalog.current_setting('block_size')::bigint;
+            SELECT greatest(1, (v_rule.batch_size / greatest(1.0,
+                       CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END))::bigint)
+              INTO v_pages
+              FROM pg_catalog.pg_class AS c WHERE c.oid = v_unit_rel;
+            v_block := 0;
+        END IF;
+        v_attempt := 0;
+        LOOP
+            IF (v_mode = 'pages' AND v_block >= v_nblocks) OR (v_mode = 'idrange' AND v_id_lo > v_id_hi) THEN
+                EXIT;
+            END IF;
+            IF pg_catalog.clock_timestamp() >= p_deadline THEN
+                v_status := 'partial';
+                EXIT units;
+            END IF;
+            IF v_mode = 'pages' THEN
+                v_last := ARRAY[pg_catalog.format('(%s,0)', v_block), pg_catalog.format('(%s,0)', v_block + v_pages)];
+            ELSIF v_mode = 'idrange' THEN
+                v_last := ARRAY[v_id_lo::text, least(v_id_lo + v_stride, v_id_hi + 1)::text];
+            END IF;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
+            -- a batch holds a bounded number of rows: probing an index per row (the parent
+            -- of an orphan, the keeper of a duplicate) beats hashing a whole table per batch
+            PERFORM pg_catalog.set_config('enable_hashjoin', 'off', true);
+            PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
+            -- and starting parallel workers costs more than such a batch
+            PERFORM pg_catalog.set_config('max_parallel_workers_per_gather', '0', true);
+            PERFORM pg_catalog.set_config('jit', 'off', true);
+            BEGIN
+                IF v_mode = 'keyset' THEN
+                    v_upper := NULL;
+                    EXECUTE maint._cleanup_bound_sql(v_unit_rel, v_unit_id, v_pred, v_rule.batch_size, v_last IS NULL)
+                       USING v_last INTO v_upper;
+                    EXECUTE maint._cleanup_range_sql(v_unit_rel, v_unit_id, v_pred, v_rule.archive,
+                                                     v_last IS NULL, v_upper IS NOT NULL)
+                       USING v_last, p_run, v_rule.id, v_rel::text, v_upper INTO v_sel, v_del, v_new_last;
+                ELSE
+                    EXECUTE v_sql USING v_last, p_run, v_rule.id, v_rel::text INTO v_sel, v_del, v_new_last;
+                END IF;
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    v_attempt := v_attempt + 1;
+                    v_retries := v_retries + 1;
+                    IF v_attempt > 3 THEN
+                        v_status := 'skipped';
+                        v_error := pg_catalog.format('rule %s: could not lock %s within %s, %s attempts; skipped',
+                            v_rule.id, v_unit->>'rel', p_lock_timeout, v_attempt);
+                        EXIT units;
+                    END IF;
+                    PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
+                    CONTINUE;
+                WHEN OTHERS THEN
+                    v_status := 'failed';
+                    v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
+                    EXIT units;
+            END;
+            v_attempt := 0;
+            IF v_mode = 'pages' THEN
+                v_block := v_block + v_pages;
+                v_done := v_block >= v_nblocks;
+            ELSIF v_mode = 'idrange' THEN
+                v_id_lo := v_last[2]::numeric;
+                v_done := v_id_lo > v_id_hi;
+                -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
+                IF v_del < v_rule.batch_size / 2 THEN
+                    v_stride := least(v_stride * 2, v_rule.batch_size::bigint * 64);
+                ELSIF v_del > v_rule.batch_size THEN
+                    v_stride := greatest(v_rule.batch_size, v_stride / 2);
+                END IF;
+            ELSIF v_mode = 'keyset' THEN
+                v_done := v_upper IS NULL;   -- the last batch ran to the end of the key range
+                v_last := v_upper;
+            ELSE
+                v_done := v_sel = 0;
+                v_last := v_new_last;
+            END IF;
+            IF v_mode <> 'dedupe' OR v_sel > 0 THEN
+                v_deleted := v_deleted + v_del;
+                v_batches := v_batches + 1;
+            END IF;
+            PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
+                p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
+                    'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
+            COMMIT;
+            IF pg_catalog.clock_timestamp() >= v_notice_at + interval '5 seconds' THEN
+                v_notice_at := pg_catalog.clock_timestamp();
+                RAISE NOTICE 'rule %: % of % rows removed from % (% batches)',
+                    v_rule.id, v_deleted, v_candidates, v_res->>'table', v_batches;
+            END IF;
+            EXIT WHEN v_done;
+        END LOOP;
+    END LOOP;
+
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
+    END IF;
+    v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
+        'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,
+        'batches', v_batches, 'lock_retries', v_retries, 'partitions_dropped', pg_catalog.to_jsonb(v_dropped),
+        'batching', v_mode,
+        'size_after', maint._cleanup_size(v_rel),
+        'duration_s', round(extract(epoch FROM pg_catalog.clock_timestamp() - v_started)::numeric, 3));
+    p_rules := coalesce(p_rules, '{}'::jsonb) || pg_catalog.jsonb_build_object(v_rule.id::text, v_res);
+    p_outcome := v_status;
+    RAISE NOTICE 'rule % (% on %): % rows removed in % batches (%)',
+        v_rule.id, v_rule.kind, v_res->>'table', v_deleted, v_batches, v_status;
+END
+$$;
+
+-- CALL maint._cleanup_execute(task, kinds, dry_run, only_table, time_limit, lock_timeout, max_fraction, force)
+--   One journaled run of the enabled rules of the given kinds (retention, orphans,
+--   duplicates, in that order), optionally only those on one table. Everything under one
+--   task lock, so run_all_cleanup never waits for its own sub-tasks.
+CREATE OR REPLACE PROCEDURE maint._cleanup_execute(
+    p_task text,
+    p_kinds text[],
+    p_dry_run boolean,
+    p_only text,
+    p_time_limit interval,
+    p_lock_timeout interval,
+    p_max_fraction numeric,
+    p_force boolean
+)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_only regclass;
+    v_ids bigint[];
+    v_id bigint;
+    v_run bigint;
+    v_now timestamptz;
+    v_deadline timestamptz;
+    v_rules jsonb := '{}'::jsonb;
+    v_outcome text;
+    v_failed integer := 0;
+    v_incomplete integer := 0;
+    v_stopped boolean := false;
+    v_status text;
+    v_errors text;
+    v_examined bigint;
+    v_affected bigint;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF p_dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_force IS NULL THEN
+        RAISE EXCEPTION 'force must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_time_limit IS NULL OR p_time_limit <= interval '0' THEN
+        RAISE EXCEPTION 'time_limit must be a positive interval, got %', coalesce(p_time_limit::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_lock_timeout IS NULL OR p_lock_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'lock_timeout must be a positive interval, got %', coalesce(p_lock_timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_max_fraction IS NULL OR p_max_fraction NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'max_fraction must be between 0 and 1, got %', coalesce(p_max_fraction::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_only IS NOT NULL THEN
+        v_only := pg_catalog.to_regclass(p_only);
+        IF v_only IS NULL THEN
+            RAISE EXCEPTION 'only_table: table % does not exist', pg_catalog.quote_literal(p_only)
+                USING ERRCODE = 'undefined_table';
+        END IF;
+    END IF;
+    SELECT pg_catalog.array_agg(r.id ORDER BY pg_catalog.array_position(ARRAY['retention', 'orphan', 'dedupe'], r.kind), r.id)
+      INTO v_ids
+      FROM maint.cleanup_rules AS r
+     WHERE r.enabled AND r.kind = ANY (p_kinds)
+       AND (v_only IS NULL OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = v_only);
+
+    v_run := maint.run_start(p_task, pg_catalog.jsonb_build_object(
+        'only_table', v_only::text, 'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout,
+        'max_fraction', p_max_fraction, 'force', p_force, 'rule_ids', coalesce(v_ids, '{}')), p_dry_run);
+    v_now := pg_catalog.now();   -- cut-offs are computed once, from the run's start
+    COMMIT;
+    v_deadline := pg_catalog.clock_timestamp() + p_time_limit;
+
+    FOREACH v_id IN ARRAY coalesce(v_ids, '{}'::bigint[]) LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        IF v_stopped OR pg_catalog.clock_timestamp() >= v_deadline THEN
+            v_stopped := true;
+            v_incomplete := v_incomplete + 1;
+            v_rules := v_rules || pg_catalog.jsonb_build_object(v_id::text,
+                pg_catalog.jsonb_build_object('rule_id', v_id, 'status', 'not_started',
+                    'error', 'time limit reached before this rule started'));
+            CONTINUE;
+        END IF;
+        CALL maint._cleanup_rule(v_run, v_id, p_dry_run, v_now, v_deadline, p_lock_timeout,
+                                 p_max_fraction, p_force, v_rules, v_outcome);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        IF v_outcome IN ('failed', 'refused') THEN
+            v_failed := v_failed + 1;
+        ELSIF v_outcome IN ('partial', 'skipped') THEN
+            v_incomplete := v_incomplete + 1;
+            v_stopped := v_stopped OR v_outcome = 'partial';
+        END IF;
+        SELECT coalesce(sum((e.value->>'candidates')::bigint), 0), coalesce(sum((e.value->>'deleted')::bigint), 0)
+          INTO v_examined, v_affected
+          FROM pg_catalog.jsonb_each(v_rules) AS e;
+        PERFORM maint.run_progress(v_run, v_examined, v_affected, pg_catalog.jsonb_build_object('rules', v_rules));
+        COMMIT;
+    END LOOP;
+
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    SELECT coalesce(sum((e.value->>'candidates')::bigint), 0), coalesce(sum((e.value->>'deleted')::bigint), 0),
+           pg_catalog.string_agg(e.value->>'error', '; ' ORDER BY e.key::bigint)
+      INTO v_examined, v_affected, v_errors
+      FROM pg_catalog.jsonb_each(v_rules) AS e;
+    v_status := CASE WHEN v_failed > 0 THEN 'failed' WHEN v_incomplete > 0 THEN 'partial' ELSE 'succeeded' END;
+    PERFORM maint.run_finish(v_run, v_status, v_examined, v_affected,
+        pg_catalog.jsonb_build_object('rules', v_rules, 'rule_count', coalesce(pg_catalog.cardinality(v_ids), 0)),
+        v_errors);
+    COMMIT;
+    IF v_failed > 0 THEN
+        -- the journal has the details; raising makes pg_cron (and psql) record a failure
+        RAISE EXCEPTION '% run % failed: % of % rules failed: %', p_task, v_run, v_failed,
+            pg_catalog.cardinality(v_ids), v_errors
+            USING ERRCODE = 'triggered_action_exception';
+    END IF;
+    RAISE NOTICE '% run %: % rows % by % rules (%)', p_task, v_run,
+        CASE WHEN p_dry_run THEN v_examined ELSE v_affected END,
+        CASE WHEN p_dry_run THEN 'would be removed (dry run)' ELSE 'removed' END,
+        coalesce(pg_catalog.cardinality(v_ids), 0), v_status;
+END
+$$;
+
+-- CALL maint.run_all_cleanup(dry_run, only_table, time_limit, lock_timeout, max_fraction, force)
+--   Retention, then orphans, then duplicates: one run of task 'cleanup_all'.
+CREATE OR REPLACE PROCEDURE maint.run_all_cleanup(
+    dry_run boolean DEFAULT true,
+    only_table text DEFAULT NULL,
+    time_limit interval DEFAULT '10 minutes',
+    lock_timeout interval DEFAULT '2 seconds',
+    max_fraction numeric DEFAULT 0.5,
+    force boolean DEFAULT false
+)
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    CALL maint._cleanup_execute('cleanup_all', ARRAY['retention', 'orphan', 'dedupe'], dry_run, only_table,
+                                time_limit, lock_timeout, max_fraction, force);
+END
+$$;
+
+COMMENT ON PROCEDURE maint._cleanup_rule(bigint, bigint, boolean, timestamptz, timestamptz, interval, numeric, boolean, jsonb, text) IS
+    'Internal: one cleanup rule inside a run (batches, guard, archive)';
+COMMENT ON PROCEDURE maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean) IS
+    'Internal: one journaled cleanup run over the enabled rules of some kinds';
+COMMENT ON PROCEDURE maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean) IS
+    'Run every enabled cleanup rule (retention, orphans, duplicates) as one run; dry run by default';
+GRANT EXECUTE ON PROCEDURE
+    maint._cleanup_rule(bigint, bigint, boolean, timestamptz, timestamptz, interval, numeric, boolean, jsonb, text),
+    maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean),
+    maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean)
+TO maint_admin;

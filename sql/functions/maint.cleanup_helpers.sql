@@ -1,0 +1,459 @@
+-- Internal helpers of the cleanup engine (rules, previews and the batched runner).
+-- Nothing here changes data; every dynamic name goes through regclass or %I.
+
+-- maint._cleanup_rel(p_schema name, p_table name) -> regclass
+--   The rule's table, or a clear error when it no longer exists.
+CREATE OR REPLACE FUNCTION maint._cleanup_rel(p_schema name, p_table name)
+    RETURNS regclass
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rel regclass;
+BEGIN
+    v_rel := pg_catalog.to_regclass(pg_catalog.format('%I.%I', p_schema, p_table));
+    IF v_rel IS NULL THEN
+        RAISE EXCEPTION 'table %.% does not exist (renamed or dropped?)',
+            pg_catalog.quote_ident(p_schema), pg_catalog.quote_ident(p_table)
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'remove the rule with maint.remove_rule(id) and add it again';
+    END IF;
+    RETURN v_rel;
+END
+$$;
+
+-- maint._cleanup_check_table(p_rel regclass) -> void
+--   A rule target must be an ordinary or partitioned table outside pg_catalog and maint.
+CREATE OR REPLACE FUNCTION maint._cleanup_check_table(p_rel regclass)
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind "char";
+    v_nsp name;
+BEGIN
+    IF p_rel IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, n.nspname INTO v_kind, v_nsp
+      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = p_rel;
+    IF v_kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table (relkind %)', p_rel, v_kind
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF v_nsp IN ('pg_catalog', 'information_schema', 'maint') OR v_nsp LIKE 'pg\_toast%' THEN
+        RAISE EXCEPTION 'cleanup rules cannot target %: schema % belongs to the system or to pgmaint', p_rel, v_nsp
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- maint._cleanup_column_type(p_rel regclass, p_column name) -> text
+--   The column's type as format_type() spells it; a clear error when there is no such column.
+CREATE OR REPLACE FUNCTION maint._cleanup_column_type(p_rel regclass, p_column name)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text;
+BEGIN
+    IF p_column IS NULL THEN
+        RAISE EXCEPTION 'column name of % must not be NULL', p_rel USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO v_type
+      FROM pg_catalog.pg_attribute AS a
+     WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_type IS NULL THEN
+        RAISE EXCEPTION 'table % has no column %', p_rel, pg_catalog.quote_ident(p_column)
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    RETURN v_type;
+END
+$$;
+
+-- maint._cleanup_identity(p_rel regclass) -> name[]
+--   The primary key columns in key order (the keyset of the batches), NULL without one.
+CREATE OR REPLACE FUNCTION maint._cleanup_identity(p_rel regclass)
+    RETURNS name[]
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
+      FROM pg_catalog.pg_constraint AS c
+     CROSS JOIN LATERAL pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+     WHERE c.conrelid = p_rel AND c.contype = 'p'
+$$;
+
+-- maint._cleanup_size(p_rel regclass) -> bigint
+--   Total size (heap, indexes, TOAST) of a table and, when partitioned, of all its partitions.
+CREATE OR REPLACE FUNCTION maint._cleanup_size(p_rel regclass)
+    RETURNS bigint
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(pg_catalog.pg_total_relation_size(t.relid)), 0)::bigint
+      FROM (SELECT p_rel AS relid
+             UNION
+            SELECT pt.relid FROM pg_catalog.pg_partition_tree(p_rel) AS pt) AS t
+$$;
+
+-- maint._cleanup_cascades(p_rel regclass) -> text[]
+--   Foreign keys below the table that delete or modify rows when a row of it is deleted
+--   (ON DELETE CASCADE / SET NULL / SET DEFAULT). Those rows change without being archived.
+CREATE OR REPLACE FUNCTION maint._cleanup_cascades(p_rel regclass)
+    RETURNS text[]
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.array_agg(
+               pg_catalog.format('%s (%s ON DELETE %s)', c.conrelid::regclass, pg_catalog.quote_ident(c.conname),
+                   CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END)
+               ORDER BY c.conrelid::regclass::text, c.conname), '{}')
+      FROM pg_catalog.pg_constraint AS c
+     WHERE c.contype = 'f'
+       AND c.confdeltype IN ('c', 'n', 'd')
+       AND c.conparentid = 0
+       AND (c.confrelid = p_rel OR c.confrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(p_rel) AS t))
+$$;
+
+-- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
+--   Validates an extra rule condition: one boolean expression over the table (columns
+--   unqualified or as t.<column>), no statement separators or comments, and it must plan
+--   with EXPLAIN in two different contexts (so a ')' cannot close the expression early).
+--   Returns the condition trimmed, or NULL for none.
+CREATE OR REPLACE FUNCTION maint._cleanup_check_condition(p_rel regclass, p_condition text)
+    RETURNS text
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cond text := pg_catalog.btrim(p_condition);
+BEGIN
+    IF v_cond IS NULL OR v_cond = '' THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.strpos(v_cond, ';') > 0 OR pg_catalog.strpos(v_cond, '--') > 0
+       OR pg_catalog.strpos(v_cond, '/*') > 0 OR pg_catalog.strpos(v_cond, '$') > 0 THEN
+        RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments or $ quoting',
+            pg_catalog.quote_literal(v_cond)
+            USING ERRCODE = 'syntax_error';
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('EXPLAIN SELECT 1 FROM %s AS t WHERE (%s)', p_rel, v_cond);
+        EXECUTE pg_catalog.format('EXPLAIN SELECT ARRAY[(%s)::boolean] FROM %s AS t', v_cond, p_rel);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'condition % is not a valid boolean expression over %: %',
+            pg_catalog.quote_literal(v_cond), p_rel, SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'write one expression over the table''s columns, e.g. status = ''suspended''; schema-qualify functions';
+    END;
+    RETURN v_cond;
+END
+$$;
+
+-- maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz) -> text
+--   The WHERE expression (over alias t) that selects the rows a retention or orphan rule
+--   removes. Orphans are found with NOT EXISTS (never NOT IN); a NULL reference is not an orphan.
+CREATE OR REPLACE FUNCTION maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rel regclass := maint._cleanup_rel(p_rule.target_schema, p_rule.target_table);
+    v_parent regclass;
+    v_pred text;
+BEGIN
+    IF p_rule.kind = 'retention' THEN
+        v_pred := pg_catalog.format('t.%I < %L::%s', p_rule.time_column, p_cutoff,
+                                    maint._cleanup_column_type(v_rel, p_rule.time_column));
+    ELSIF p_rule.kind = 'orphan' THEN
+        v_parent := maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table);
+        SELECT pg_catalog.format('(%s) AND NOT EXISTS (SELECT 1 FROM %s AS _pgmaint_parent WHERE %s)',
+                   pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c.col), ' AND ' ORDER BY c.i),
+                   v_parent,
+                   pg_catalog.string_agg(pg_catalog.format('_pgmaint_parent.%I = t.%I', p.col, c.col), ' AND ' ORDER BY c.i))
+          INTO v_pred
+          FROM pg_catalog.unnest(p_rule.columns) WITH ORDINALITY AS c(col, i)
+          JOIN pg_catalog.unnest(p_rule.parent_columns) WITH ORDINALITY AS p(col, i) ON p.i = c.i;
+    ELSE
+        v_pred := 'true';
+    END IF;
+    IF p_rule.condition IS NOT NULL THEN
+        v_pred := pg_catalog.format('(%s) AND (%s)', v_pred, p_rule.condition);
+    END IF;
+    RETURN v_pred;
+END
+$$;
+
+-- maint._cleanup_key_list(p_prefix text, p_cols name[], p_suffix text DEFAULT '') -> text
+--   "<prefix>col1<suffix>, <prefix>col2<suffix>" with the columns quoted.
+CREATE OR REPLACE FUNCTION maint._cleanup_key_list(p_prefix text, p_cols name[], p_suffix text DEFAULT '')
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.string_agg(p_prefix || pg_catalog.quote_ident(c) || p_suffix, ', ' ORDER BY i)
+      FROM pg_catalog.unnest(p_cols) WITH ORDINALITY AS u(c, i)
+$$;
+
+-- maint._cleanup_key_compare(p_rel regclass, p_identity name[], p_op text, p_param integer) -> text
+--   "t.k > $n[1]::type" (one key column) or "ROW(t.a, t.b) > ROW($n[1]::ta, $n[2]::tb)":
+--   the keyset condition against a key carried between batches as text[] in parameter $n.
+CREATE OR REPLACE FUNCTION maint._cleanup_key_compare(p_rel regclass, p_identity name[], p_op text, p_param integer)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(p_identity) = 1
+        THEN pg_catalog.format('t.%I %s $%s[1]::%s', p_identity[1], p_op, p_param,
+                               maint._cleanup_column_type(p_rel, p_identity[1]))
+        ELSE pg_catalog.format('ROW(%s) %s ROW(%s)', maint._cleanup_key_list('t.', p_identity), p_op,
+                 (SELECT pg_catalog.string_agg(pg_catalog.format('$%s[%s]::%s', p_param, i,
+                             maint._cleanup_column_type(p_rel, c)), ', ' ORDER BY i)
+                    FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i)))
+    END
+$$;
+
+-- maint._cleanup_bound_sql(p_rel, p_identity, p_pred, p_batch, p_first) -> text
+--   The upper key of the next keyset batch: the p_batch-th key (in primary key order)
+--   after the last key ($1, text[]) among the rows matching p_pred; no row when fewer
+--   are left. Walks the primary key index from the last key on, never from the start.
+CREATE OR REPLACE FUNCTION maint._cleanup_bound_sql(
+    p_rel regclass, p_identity name[], p_pred text, p_batch integer, p_first boolean)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT ARRAY[%s] FROM %s AS t WHERE %s AND (%s) ORDER BY %s OFFSET %s LIMIT 1',
+        maint._cleanup_key_list('t.', p_identity, '::text'), p_rel,
+        CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
+        p_pred, maint._cleanup_key_list('t.', p_identity), p_batch - 1)
+$$;
+
+-- maint._cleanup_range_sql(p_rel, p_identity, p_pred, p_archive, p_first, p_bounded) -> text
+--   One keyset batch as one statement: delete the rows matching p_pred whose key is
+--   after the last key ($1) and up to the batch's upper key ($5, when bounded) -- a range
+--   scan of the primary key index -- and archive them in the same statement.
+--   Parameters: $1 last key, $2 run id, $3 rule id, $4 source table, $5 upper key.
+--   Returns (0, deleted, NULL).
+CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
+    p_rel regclass, p_identity name[], p_pred text, p_archive boolean, p_first boolean, p_bounded boolean)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s '
+        'SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
+        p_rel,
+        CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
+        CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 5) ELSE 'true' END,
+        p_pred, maint._cleanup_archive_cte(p_archive))
+$$;
+
+-- maint._cleanup_idrange_sql(p_rel, p_column, p_pred, p_archive) -> text
+--   One batch over a range of a single-column integer primary key ($1 = ARRAY[from,
+--   to), as text): the cheapest keyset, an index range scan with no separate bound
+--   query. Same parameters and result as maint._cleanup_range_sql.
+CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column name, p_pred text, p_archive boolean)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I < $1[2]::%3$s AND (%4$s) '
+        'RETURNING t.*)%5$s SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
+        p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred, maint._cleanup_archive_cte(p_archive))
+$$;
+
+-- maint._cleanup_archive_cte(p_archive boolean) -> text
+--   The data-modifying CTE that writes the rows of "gone" to maint.archive (or nothing).
+CREATE OR REPLACE FUNCTION maint._cleanup_archive_cte(p_archive boolean)
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_archive THEN
+        ', arch AS (INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
+        'SELECT $2, $3, $4, pg_catalog.to_jsonb(g) FROM gone AS g)'
+    ELSE '' END
+$$;
+
+-- maint._cleanup_ctid_sql(p_rel, p_pred, p_archive) -> text
+--   One batch over a range of heap pages ($1 = ARRAY[from tid, to tid]) of a table
+--   without primary key: the page range is the keyset. Same parameters and result as
+--   maint._cleanup_range_sql.
+CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive boolean)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'WITH gone AS (DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s) '
+        'RETURNING t.*)%3$s SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
+        p_rel, p_pred, maint._cleanup_archive_cte(p_archive))
+$$;
+
+-- maint._cleanup_dedupe_window(p_rule maint.cleanup_rules, p_rel regclass, p_identity name[]) -> text
+--   SELECT of every duplicate row beyond the kept one: its identity (_pgmaint_k<i>) and
+--   the identity of the row kept in its group (_pgmaint_c<i>). NULL key values are equal
+--   (one group) unless the rule says nulls_equal = false, in which case rows with a NULL
+--   in the key are never touched. Keeps the oldest/newest by order_by (NULLs last), ties
+--   broken by the identity (primary key or ctid).
+CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_window(p_rule maint.cleanup_rules, p_rel regclass, p_identity name[])
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_dir text := CASE p_rule.keep_which WHEN 'newest' THEN 'DESC' ELSE 'ASC' END;
+    v_order text;
+    v_where text := coalesce(p_rule.condition, 'true');
+BEGIN
+    v_order := maint._cleanup_key_list('t.', p_identity, ' ' || v_dir);
+    IF p_rule.order_by IS NOT NULL THEN
+        v_order := pg_catalog.format('t.%I %s NULLS LAST, %s', p_rule.order_by, v_dir, v_order);
+    END IF;
+    IF NOT p_rule.nulls_equal THEN
+        v_where := pg_catalog.format('(%s) AND %s', v_where,
+            (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
+               FROM pg_catalog.unnest(p_rule.columns) AS c));
+    END IF;
+    RETURN pg_catalog.format(
+        'SELECT %s, %s FROM (SELECT %s, %s, pg_catalog.row_number() OVER w AS _pgmaint_rn FROM %s AS t '
+        'WHERE %s WINDOW w AS (PARTITION BY %s ORDER BY %s)) AS s WHERE s._pgmaint_rn > 1',
+        (SELECT pg_catalog.string_agg(pg_catalog.format('s._pgmaint_k%s', i), ', ' ORDER BY i)
+           FROM pg_catalog.generate_subscripts(p_identity, 1) AS i),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('s._pgmaint_c%s', i), ', ' ORDER BY i)
+           FROM pg_catalog.generate_subscripts(p_identity, 1) AS i),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I AS _pgmaint_k%s', c, i), ', ' ORDER BY i)
+           FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i)),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.first_value(t.%I) OVER w AS _pgmaint_c%s', c, i), ', ' ORDER BY i)
+           FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i)),
+        p_rel, v_where, maint._cleanup_key_list('t.', p_rule.columns), v_order);
+END
+$$;
+
+-- maint._cleanup_dedupe_sql(p_rule, p_rel, p_identity, p_victims, p_batch) -> text
+--   One batch of a dedupe run: the next p_batch victims (keyset on their sequence number
+--   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept
+--   for their group still exists with the same key (so a concurrently removed or changed
+--   keeper never costs the whole group), and archived in the same statement.
+CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_sql(
+    p_rule maint.cleanup_rules, p_rel regclass, p_identity name[], p_victims text, p_batch integer)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_join text;
+    v_keep text;
+    v_key text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = b._pgmaint_k%s', c, i), ' AND ' ORDER BY i),
+           pg_catalog.string_agg(pg_catalog.format('_pgmaint_keep.%I = b._pgmaint_c%s', c, i), ' AND ' ORDER BY i)
+      INTO v_join, v_keep
+      FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i);
+    SELECT pg_catalog.string_agg(pg_catalog.format('_pgmaint_keep.%1$I IS NOT DISTINCT FROM t.%1$I', c), ' AND ')
+      INTO v_key
+      FROM pg_catalog.unnest(p_rule.columns) AS c;
+    RETURN pg_catalog.format(
+        'WITH batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%1$I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
+        'ORDER BY v._pgmaint_seq LIMIT %2$s), '
+        'gone AS (DELETE FROM %3$s AS t USING batch AS b WHERE %4$s AND EXISTS '
+        '(SELECT 1 FROM %3$s AS _pgmaint_keep WHERE %5$s AND %6$s) RETURNING t.*)%7$s '
+        'SELECT (SELECT pg_catalog.count(*) FROM batch), (SELECT pg_catalog.count(*) FROM gone), '
+        '(SELECT ARRAY[pg_catalog.max(b._pgmaint_seq)::text] FROM batch AS b)',
+        p_victims, p_batch, p_rel, v_join, v_keep, v_key, maint._cleanup_archive_cte(p_rule.archive));
+END
+$$;
+
+-- maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
+--   -> TABLE(partition regclass, expired boolean)
+--   For a table RANGE-partitioned on exactly p_column: every direct partition and whether
+--   all of its range lies before the cut-off (upper bound <= cut-off). The DEFAULT
+--   partition and ranges up to MAXVALUE are never expired. Empty for other tables.
+CREATE OR REPLACE FUNCTION maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
+    RETURNS TABLE(partition regclass, expired boolean)
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text;
+    v_part record;
+    v_upper text;
+    v_expired boolean;
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_partitioned_table AS pt
+          JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+         WHERE pt.partrelid = p_rel AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = p_column) THEN
+        RETURN;
+    END IF;
+    v_type := maint._cleanup_column_type(p_rel, p_column);
+    FOR v_part IN
+        SELECT i.inhrelid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+          FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+         WHERE i.inhparent = p_rel
+         ORDER BY c.relname
+    LOOP
+        v_upper := pg_catalog.substring(v_part.bound, $re$TO \('((?:[^']|'')*)'\)$re$);
+        v_expired := false;
+        IF v_upper IS NOT NULL THEN
+            EXECUTE pg_catalog.format('SELECT %L::%s <= %L::%s', pg_catalog.replace(v_upper, '''''', ''''), v_type, p_cutoff, v_type)
+               INTO v_expired;
+        END IF;
+        partition := v_part.rel;
+        expired := coalesce(v_expired, false);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
+COMMENT ON FUNCTION maint._cleanup_check_condition(regclass, text) IS 'Internal: validate an extra rule condition';
+
+GRANT EXECUTE ON FUNCTION
+    maint._cleanup_rel(name, name),
+    maint._cleanup_check_table(regclass),
+    maint._cleanup_column_type(regclass, name),
+    maint._cleanup_identity(regclass),
+    maint._cleanup_size(regclass),
+    maint._cleanup_cascades(regclass),
+    maint._cleanup_check_condition(regclass, text),
+    maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
+    maint._cleanup_key_list(text, name[], text),
+    maint._cleanup_key_compare(regclass, name[], text, integer),
+    maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
+    maint._cleanup_range_sql(regclass, name[], text, boolean, boolean, boolean),
+    maint._cleanup_archive_cte(boolean),
+    maint._cleanup_idrange_sql(regclass, name, text, boolean),
+    maint._cleanup_ctid_sql(regclass, text, boolean),
+    maint._cleanup_dedupe_window(maint.cleanup_rules, regclass, name[]),
+    maint._cleanup_dedupe_sql(maint.cleanup_rules, regclass, name[], text, integer),
+    maint._cleanup_expired_partitions(regclass, name, timestamptz)
+TO maint_monitor;

@@ -1,0 +1,33 @@
+-- CALL maint.clean_orphans(dry_run, only_table, time_limit, lock_timeout, max_fraction, force)
+--   Remove child rows whose reference has no parent row: every enabled orphan rule (or only those on only_table), as one run of
+--   task 'orphans'.
+--   dry_run       true (default): count and journal what would go, change nothing
+--   only_table    a table name (as in regclass input); NULL = all tables
+--   time_limit    no new batch starts after this long; the run ends 'partial'
+--   lock_timeout  per batch; a batch that cannot get its locks is retried 3 times,
+--                 then the rule is skipped (run 'partial') without blocking anyone
+--   max_fraction  refuse a rule that would remove more than this fraction of its table
+--   force         true: remove even beyond max_fraction
+--   Removed rows go to maint.archive (unless the rule says archive off) in the same
+--   transaction as the delete; CALL maint.undo_run(run_id) puts them back. Call it
+--   outside a transaction block (it commits between batches). Raises at the end when a
+--   rule failed or was refused, after journaling, so pg_cron records the job as failed.
+CREATE OR REPLACE PROCEDURE maint.clean_orphans(
+    dry_run boolean DEFAULT true,
+    only_table text DEFAULT NULL,
+    time_limit interval DEFAULT '10 minutes',
+    lock_timeout interval DEFAULT '2 seconds',
+    max_fraction numeric DEFAULT 0.5,
+    force boolean DEFAULT false
+)
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    CALL maint._cleanup_execute('orphans', ARRAY['orphan'], dry_run, only_table,
+                                time_limit, lock_timeout, max_fraction, force);
+END
+$$;
+COMMENT ON PROCEDURE maint.clean_orphans(boolean, text, interval, interval, numeric, boolean) IS
+    'Remove child rows whose reference has no parent row (batched, archived, dry run by default)';
+GRANT EXECUTE ON PROCEDURE maint.clean_orphans(boolean, text, interval, interval, numeric, boolean) TO maint_admin;

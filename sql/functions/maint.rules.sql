@@ -1,0 +1,344 @@
+-- Cleanup rules as data: add (validated), list (maint.rules view), enable/disable, remove.
+-- The add functions run with the caller's rights (maint_admin writes maint.cleanup_rules).
+
+-- maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean) -> void
+CREATE OR REPLACE FUNCTION maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean)
+    RETURNS void
+    LANGUAGE plpgsql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_batch_size IS NULL OR p_batch_size NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 1000000, got %', coalesce(p_batch_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_archive IS NULL OR p_enabled IS NULL THEN
+        RAISE EXCEPTION 'archive and enabled must be true or false, not NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+END
+$$;
+
+-- maint._cleanup_notice_cascades(p_rel regclass) -> void: tell about unarchived cascades.
+CREATE OR REPLACE FUNCTION maint._cleanup_notice_cascades(p_rel regclass)
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_fks text[] := maint._cleanup_cascades(p_rel);
+BEGIN
+    IF pg_catalog.cardinality(v_fks) > 0 THEN
+        RAISE WARNING 'deleting rows of % also changes rows through %: those rows are not archived and undo cannot restore them',
+            p_rel, pg_catalog.array_to_string(v_fks, ', ');
+    END IF;
+END
+$$;
+
+-- maint.add_retention_policy(target, time_column, keep, batch_size, archive, enabled, condition) -> bigint
+--   Rows of target whose time_column is older than now() - keep are removed by
+--   maint.apply_retention. condition: optional extra boolean expression over the table
+--   (e.g. status = 'suspended'). For a table RANGE-partitioned on time_column, whole
+--   expired partitions are detached and dropped (archived first when archive is on).
+CREATE OR REPLACE FUNCTION maint.add_retention_policy(
+    target regclass,
+    time_column name,
+    keep interval,
+    batch_size integer DEFAULT 10000,
+    archive boolean DEFAULT true,
+    enabled boolean DEFAULT true,
+    condition text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text;
+    v_cond text;
+    v_id bigint;
+BEGIN
+    PERFORM maint._cleanup_check_table(target);
+    v_type := maint._cleanup_column_type(target, time_column);
+    IF v_type NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone')
+       AND v_type NOT LIKE 'timestamp(%' THEN
+        RAISE EXCEPTION 'time column %.% is of type %; a retention policy needs a date or timestamp column',
+            target, pg_catalog.quote_ident(time_column), v_type
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF keep IS NULL OR keep < interval '0' THEN
+        RAISE EXCEPTION 'keep must be a non-negative interval, got %', coalesce(keep::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
+    v_cond := maint._cleanup_check_condition(target, condition);
+    SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
+     WHERE r.kind = 'retention' AND r.time_column = add_retention_policy.time_column
+       AND r.keep = add_retention_policy.keep AND r.condition IS NOT DISTINCT FROM v_cond
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'rule % already keeps % by % for %', v_id, target, pg_catalog.quote_ident(time_column), keep
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    PERFORM maint._cleanup_notice_cascades(target);
+    INSERT INTO maint.cleanup_rules AS r
+           (kind, target_schema, target_table, time_column, keep, condition, batch_size, archive, enabled)
+    SELECT 'retention', n.nspname, c.relname, time_column, keep, v_cond, batch_size, archive, enabled
+      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = target
+    RETURNING r.id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+-- maint.add_orphan_rule(child, child_columns, parent, parent_columns, batch_size, archive, enabled, condition) -> bigint
+--   Child rows whose reference (all child_columns non-NULL) has no parent row with equal
+--   parent_columns are removed by maint.clean_orphans. For references without a foreign key.
+CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
+    child regclass,
+    child_columns name[],
+    parent regclass,
+    parent_columns name[],
+    batch_size integer DEFAULT 10000,
+    archive boolean DEFAULT true,
+    enabled boolean DEFAULT true,
+    condition text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cond text;
+    v_id bigint;
+    v_rule maint.cleanup_rules;
+BEGIN
+    PERFORM maint._cleanup_check_table(child);
+    PERFORM maint._cleanup_check_table(parent);
+    IF coalesce(pg_catalog.cardinality(child_columns), 0) = 0
+       OR pg_catalog.cardinality(child_columns) IS DISTINCT FROM pg_catalog.cardinality(parent_columns) THEN
+        RAISE EXCEPTION 'child_columns % and parent_columns % must be non-empty and of the same length',
+            child_columns, parent_columns
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. pg_catalog.cardinality(child_columns) LOOP
+        PERFORM maint._cleanup_column_type(child, child_columns[i]);
+        PERFORM maint._cleanup_column_type(parent, parent_columns[i]);
+    END LOOP;
+    IF maint._cleanup_identity(child) IS NULL
+       AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = child) = 'p' THEN
+        RAISE EXCEPTION 'partitioned table % has no primary key: orphan rules on it need one', child
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
+    v_cond := maint._cleanup_check_condition(child, condition);
+    SELECT n.nspname, c.relname INTO v_rule.parent_schema, v_rule.parent_table
+      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = parent;
+    SELECT n.nspname, c.relname INTO v_rule.target_schema, v_rule.target_table
+      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = child;
+    v_rule.kind := 'orphan';
+    v_rule.columns := child_columns;
+    v_rule.parent_columns := parent_columns;
+    v_rule.condition := v_cond;
+    -- the anti-join must plan: catches columns whose types cannot be compared
+    BEGIN
+        EXECUTE pg_catalog.format('EXPLAIN SELECT 1 FROM %s AS t WHERE %s', child,
+                                  maint._cleanup_predicate(v_rule, NULL));
+    EXCEPTION WHEN undefined_function THEN
+        RAISE EXCEPTION 'child_columns % of % cannot be compared with parent_columns % of %: %',
+            child_columns, child, parent_columns, parent, SQLERRM
+            USING ERRCODE = 'datatype_mismatch';
+    END;
+    SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
+     WHERE r.kind = 'orphan' AND r.columns = child_columns AND r.parent_columns = add_orphan_rule.parent_columns
+       AND r.condition IS NOT DISTINCT FROM v_cond
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = child
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.parent_schema, r.parent_table)) = parent;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'rule % already removes orphans of % %', v_id, child, child_columns
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    PERFORM maint._cleanup_notice_cascades(child);
+    INSERT INTO maint.cleanup_rules AS r
+           (kind, target_schema, target_table, columns, parent_schema, parent_table, parent_columns,
+            condition, batch_size, archive, enabled)
+    VALUES ('orphan', v_rule.target_schema, v_rule.target_table, child_columns, v_rule.parent_schema,
+            v_rule.parent_table, parent_columns, v_cond, batch_size, archive, enabled)
+    RETURNING r.id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+-- maint.add_dedupe_rule(target, key_columns, keep, order_by, nulls_equal, batch_size, archive, enabled, condition) -> bigint
+--   Rows equal on key_columns beyond the one kept are removed by maint.remove_duplicates.
+--   keep: 'oldest' (default) or 'newest' by order_by (NULLs last), ties and no order_by
+--   broken by the primary key (else ctid). nulls_equal (default true): NULL key values
+--   count as equal, as GROUP BY does; false leaves rows with a NULL in the key alone, as
+--   a default unique index would. A key already covered by a unique constraint or index
+--   is refused: it cannot have duplicates to remove.
+CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
+    target regclass,
+    key_columns name[],
+    keep text DEFAULT 'oldest',
+    order_by name DEFAULT NULL,
+    nulls_equal boolean DEFAULT true,
+    batch_size integer DEFAULT 10000,
+    archive boolean DEFAULT true,
+    enabled boolean DEFAULT true,
+    condition text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cond text;
+    v_id bigint;
+    v_col name;
+    v_index text;
+BEGIN
+    PERFORM maint._cleanup_check_table(target);
+    IF coalesce(pg_catalog.cardinality(key_columns), 0) = 0 THEN
+        RAISE EXCEPTION 'key_columns must name at least one column' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH v_col IN ARRAY key_columns LOOP
+        PERFORM maint._cleanup_column_type(target, v_col);
+    END LOOP;
+    IF keep IS NULL OR keep NOT IN ('oldest', 'newest') THEN
+        RAISE EXCEPTION 'keep must be ''oldest'' or ''newest'', got %', pg_catalog.quote_nullable(keep)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF order_by IS NOT NULL THEN
+        PERFORM maint._cleanup_column_type(target, order_by);
+    END IF;
+    IF nulls_equal IS NULL THEN
+        RAISE EXCEPTION 'nulls_equal must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF maint._cleanup_identity(target) IS NULL
+       AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = target) = 'p' THEN
+        RAISE EXCEPTION 'partitioned table % has no primary key: dedupe rules on it need one', target
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a unique index whose columns are all in the key makes duplicates impossible
+    SELECT i.indexrelid::regclass::text INTO v_index
+      FROM pg_catalog.pg_index AS i
+     WHERE i.indrelid = target AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+       AND (SELECT pg_catalog.bool_and(a.attname = ANY (key_columns))
+              FROM pg_catalog.unnest(i.indkey::int2[]) AS k(attnum)
+              JOIN pg_catalog.pg_attribute AS a ON a.attrelid = target AND a.attnum = k.attnum)
+       AND (i.indnullsnotdistinct OR NOT nulls_equal
+            OR NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(i.indkey::int2[]) AS k(attnum)
+                             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = target AND a.attnum = k.attnum
+                            WHERE NOT a.attnotnull))
+     LIMIT 1;
+    IF v_index IS NOT NULL THEN
+        RAISE EXCEPTION 'key % of % is already covered by unique index %: it cannot have duplicates',
+            key_columns, target, v_index
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
+    v_cond := maint._cleanup_check_condition(target, condition);
+    SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
+     WHERE r.kind = 'dedupe' AND r.columns = key_columns AND r.condition IS NOT DISTINCT FROM v_cond
+       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'rule % already removes duplicates of % on %', v_id, target, key_columns
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'remove it first (maint.remove_rule) to change which row is kept';
+    END IF;
+    PERFORM maint._cleanup_notice_cascades(target);
+    INSERT INTO maint.cleanup_rules AS r
+           (kind, target_schema, target_table, columns, keep_which, order_by, nulls_equal,
+            condition, batch_size, archive, enabled)
+    SELECT 'dedupe', n.nspname, c.relname, key_columns, keep, order_by, nulls_equal,
+           v_cond, batch_size, archive, enabled
+      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = target
+    RETURNING r.id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+-- maint.remove_rule(rule_id bigint) -> void: delete a rule (its archived rows stay).
+CREATE OR REPLACE FUNCTION maint.remove_rule(rule_id bigint)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM maint.cleanup_rules AS r WHERE r.id = remove_rule.rule_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no cleanup rule with id %', rule_id USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+
+-- maint.enable_rule(rule_id bigint, enabled boolean DEFAULT true) -> void: switch a rule on or off.
+CREATE OR REPLACE FUNCTION maint.enable_rule(rule_id bigint, enabled boolean DEFAULT true)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    UPDATE maint.cleanup_rules AS r SET enabled = enable_rule.enabled WHERE r.id = enable_rule.rule_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no cleanup rule with id %', rule_id USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+
+-- maint.rules: every cleanup rule in one readable line.
+CREATE OR REPLACE VIEW maint.rules AS
+SELECT r.id,
+       r.kind,
+       pg_catalog.format('%I.%I', r.target_schema, r.target_table) AS target,
+       CASE r.kind
+           WHEN 'retention' THEN pg_catalog.format('%I older than %s', r.time_column, r.keep)
+           WHEN 'orphan' THEN pg_catalog.format('(%s) not in %I.%I (%s)',
+               pg_catalog.array_to_string(r.columns, ', '), r.parent_schema, r.parent_table,
+               pg_catalog.array_to_string(r.parent_columns, ', '))
+           ELSE pg_catalog.format('duplicates on (%s), keep %s%s%s',
+               pg_catalog.array_to_string(r.columns, ', '), r.keep_which,
+               CASE WHEN r.order_by IS NOT NULL THEN pg_catalog.format(' by %I', r.order_by) ELSE '' END,
+               CASE WHEN r.nulls_equal THEN ', NULLs equal' ELSE ', NULL keys skipped' END)
+       END
+       || CASE WHEN r.condition IS NOT NULL THEN ' where ' || r.condition ELSE '' END AS rule,
+       r.enabled,
+       r.archive,
+       r.batch_size,
+       r.created_at,
+       r.created_by
+  FROM maint.cleanup_rules AS r;
+COMMENT ON VIEW maint.rules IS 'pgmaint cleanup rules, one line each (disable with maint.enable_rule(id, false), drop with maint.remove_rule(id))';
+GRANT SELECT ON maint.rules TO maint_monitor;
+
+COMMENT ON FUNCTION maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text) IS
+    'Add a retention policy: rows older than now() - keep go (partitions are dropped when the table is range-partitioned on the column)';
+COMMENT ON FUNCTION maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text) IS
+    'Add an orphan rule: child rows whose reference has no parent row go';
+COMMENT ON FUNCTION maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
+    'Add a dedupe rule: rows equal on the key beyond the one kept go';
+COMMENT ON FUNCTION maint.remove_rule(bigint) IS 'Remove a cleanup rule';
+COMMENT ON FUNCTION maint.enable_rule(bigint, boolean) IS 'Enable or disable a cleanup rule';
+
+GRANT EXECUTE ON FUNCTION
+    maint._cleanup_check_options(integer, boolean, boolean),
+    maint._cleanup_notice_cascades(regclass),
+    maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text),
+    maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text),
+    maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text),
+    maint.remove_rule(bigint),
+    maint.enable_rule(bigint, boolean)
+TO maint_admin;

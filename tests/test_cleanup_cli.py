@@ -1,0 +1,119 @@
+"""pgmaint run / rules / undo against the real server."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from rich.console import Console
+
+from orchestrator import cleanup
+from orchestrator.cli import cli
+from tests.cleanup_support import LOG, count, last_run, make_log, table_md5
+
+
+def invoke(dsn: str, *args: str):
+    return CliRunner().invoke(cli, ["--dsn", dsn, *args], catch_exceptions=False)
+
+
+def test_run_dry_run_execute_and_undo(db, db_dsn):
+    make_log(db)
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '10 days')")
+    before = table_md5(db, LOG)
+
+    r = invoke(db_dsn, "rules", "list")
+    assert r.exit_code == 0 and '"Created At" older than 10 days' in r.output
+
+    r = invoke(db_dsn, "run", "retention")
+    assert r.exit_code == 0, r.output
+    assert "dry run" in r.output and "761" in r.output and "needs --force" in r.output
+    assert last_run(db, "retention")["source"] == "cli"
+
+    r = invoke(db_dsn, "run", "retention", "--execute")  # refused by the fraction guard
+    assert r.exit_code == 1 and "refused" in r.output
+    assert table_md5(db, LOG) == before
+
+    r = invoke(db_dsn, "--json", "run", "retention", "--execute", "--force", "--only", LOG)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["status"] == "succeeded" and data["rows_affected"] == 761
+    assert data["rules"][0]["deleted"] == 761
+    assert count(db, f"SELECT count(*) FROM {LOG}") == 239
+
+    r = invoke(db_dsn, "undo", str(data["id"]))
+    assert r.exit_code == 0, r.output
+    assert "restored 761 rows" in r.output
+    assert table_md5(db, LOG) == before
+
+    r = invoke(db_dsn, "undo", str(data["id"]))
+    assert r.exit_code == 1 and "no archived rows left" in r.output
+
+
+def test_time_limit_gives_partial_exit_code(db, db_dsn):
+    make_log(db, rows=3000)
+    db.execute(
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '10 days', batch_size => 1)"
+    )
+    r = invoke(db_dsn, "run", "all", "--execute", "--force", "--time-limit", "300ms")
+    assert r.exit_code == cleanup.EXIT_PARTIAL, r.output
+    assert "partial" in r.output
+
+
+def test_unknown_only_table_is_one_clear_line(db, db_dsn):
+    r = invoke(db_dsn, "run", "orphans", "--only", "public.nope")
+    assert r.exit_code == 1
+    assert "only_table: table 'public.nope' does not exist" in r.output
+
+
+def test_interval_shorthand():
+    assert cleanup.interval_text("10m") == "10 minutes"
+    assert cleanup.interval_text("1.5h") == "1.5 hours"
+    assert cleanup.interval_text("2 days") == "2 days"
+
+
+def test_demo_section_on_a_small_app(db):
+    db.execute("CREATE SCHEMA app")
+    db.execute(
+        "CREATE TABLE app.users (id bigint PRIMARY KEY, email text, status text, "
+        "created_at timestamptz)"
+    )
+    db.execute(
+        "CREATE TABLE app.sessions (id bigint PRIMARY KEY, user_id bigint, created_at timestamptz, "
+        "expires_at timestamptz)"
+    )
+    db.execute(
+        "CREATE TABLE app.orders (id bigint PRIMARY KEY, user_id bigint, created_at timestamptz, "
+        "total numeric)"
+    )
+    db.execute(
+        "CREATE TABLE app.order_items (id bigint PRIMARY KEY, order_id bigint, sku text, qty int)"
+    )
+    db.execute(
+        "CREATE TABLE app.api_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "created_at timestamptz, method text, path text, status int)"
+    )
+    db.execute(
+        "INSERT INTO app.users SELECT g, 'u' || (g % 90) || '@x', 'active', "
+        "now() - g * interval '1 day' "
+        "FROM generate_series(1, 100) g"
+    )
+    db.execute(
+        "INSERT INTO app.sessions SELECT g, g % 110, now(), now() + interval '1 day' "
+        "FROM generate_series(1, 200) g"
+    )
+    db.execute("INSERT INTO app.orders SELECT g, g % 100, now(), 1 FROM generate_series(1, 50) g")
+    db.execute(
+        "INSERT INTO app.order_items SELECT g, g % 55, 's' || (g % 4), 1 "
+        "FROM generate_series(1, 300) g"
+    )
+    db.execute(
+        "INSERT INTO app.api_log (created_at, method, path, status) "
+        "SELECT now() - (g % 120) * interval '1 day', 'GET', '/', 200 "
+        "FROM generate_series(1, 1200) g"
+    )
+    users = table_md5(db, "app.users")
+    out = Console(record=True, width=200)
+    cleanup.demo_section(db, out)
+    text = out.export_text()
+    assert "maint.find_orphans()" in text and "undo run" in text
+    assert table_md5(db, "app.users") == users  # the undo put the duplicates back
