@@ -79,11 +79,12 @@ def journal_section(conn: psycopg.Connection, out: Console) -> None:
 
 
 def _sections() -> list[tuple[str, Section]]:
-    from orchestrator import backup_cmd
+    from orchestrator import backup_cmd, cleanup
 
     return [
         ("What is in the demo database", overview_section),
         ("The run journal", journal_section),
+        ("Cleanup: preview, run, undo", cleanup.demo_section),
         ("A backup, proven restorable", backup_cmd.demo_section),
     ]
 

@@ -45,3 +45,30 @@ def migration_ids() -> list[str]:
         p.stem for p in (SQL_DIR / "migrations").glob("*.sql")
         if not p.name.endswith(".rollback.sql")
     )
+
+
+def previous_release_sql(tmp_path: Path) -> Path:
+    """The sql/ tree as it was just before the newest migration was added (from git), so an
+    upgrade test starts from function files that match their migrations."""
+    import pytest
+
+    root = SQL_DIR.parent
+    newest = sorted(p for p in (SQL_DIR / "migrations").glob("*.sql"))[-1]
+    git = shutil.which("git")
+    if git is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: no earlier release to upgrade from")
+    added = subprocess.run(
+        [git, "log", "--diff-filter=A", "--format=%H", "-1", "--", str(newest.relative_to(root))],
+        cwd=root, capture_output=True, text=True, check=False,
+    ).stdout.strip()
+    if not added:
+        pytest.skip(f"{newest.name} is not committed yet: no earlier release to compare with")
+    target = tmp_path / "previous"
+    target.mkdir()
+    archive = subprocess.run(
+        [git, "archive", "--format=tar", f"{added}^", "sql"], cwd=root, capture_output=True, check=False,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"history before {newest.name} is not available (shallow clone?)")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "sql"
