@@ -1,7 +1,7 @@
 -- Health checks on schema design and indexes: invalid, duplicate, redundant and unused
 -- indexes, foreign keys without an index, tables without a primary key, NOT VALID
 -- constraints, disabled triggers, sequences running out. Indexes are compared on
--- pg_index (columns, operator classes, collations, expressions, predicate), never on
+-- pg_index (columns, operator classes, sort options, collations, expressions, predicate), never on
 -- pg_get_indexdef() text, which also blocks behind an ACCESS EXCLUSIVE lock.
 -- Objects in system schemas, in maint and owned by extensions are left out.
 
@@ -48,7 +48,7 @@ $$;
 -- maint._health_index_keys: comparable description of the user indexes of this database.
 CREATE OR REPLACE FUNCTION maint._health_index_keys()
     RETURNS TABLE (indexrelid oid, indrelid oid, relam oid, keys text[], classes text[],
-                   collations text, exprs text, pred text, is_unique boolean, is_primary boolean,
+                   options text[], collations text, exprs text, pred text, is_unique boolean, is_primary boolean,
                    backs_constraint boolean, is_valid boolean)
     LANGUAGE sql
     STABLE
@@ -57,6 +57,7 @@ AS $$
     SELECT i.indexrelid, i.indrelid, c.relam,
            pg_catalog.string_to_array(i.indkey::text, ' '),
            pg_catalog.string_to_array(i.indclass::text, ' '),
+           pg_catalog.string_to_array(i.indoption::text, ' '),
            i.indcollation::text,
            pg_catalog.regexp_replace(i.indexprs::text, ':location -?[0-9]+', '', 'g'),
            pg_catalog.regexp_replace(i.indpred::text, ':location -?[0-9]+', '', 'g'),
@@ -85,7 +86,7 @@ AS $$
                pg_catalog.row_number() OVER w AS rn
           FROM maint._health_index_keys() AS k
          WHERE k.is_valid
-        WINDOW w AS (PARTITION BY k.indrelid, k.relam, k.keys, k.classes, k.collations, k.exprs, k.pred
+        WINDOW w AS (PARTITION BY k.indrelid, k.relam, k.keys, k.classes, k.options, k.collations, k.exprs, k.pred
                      ORDER BY k.is_primary DESC, k.backs_constraint DESC, k.is_unique DESC, k.indexrelid)
     )
     SELECT maint._health_row('warning', 'index', k.indexrelid::pg_catalog.regclass::text,
@@ -135,6 +136,7 @@ AS $$
        AND pg_catalog.cardinality(a.keys) < pg_catalog.cardinality(b.keys)
        AND b.keys[1:pg_catalog.cardinality(a.keys)] = a.keys
        AND b.classes[1:pg_catalog.cardinality(a.classes)] = a.classes
+       AND b.options[1:pg_catalog.cardinality(a.options)] = a.options
      ORDER BY a.indexrelid, b.indexrelid
 $$;
 
