@@ -59,12 +59,12 @@ CREATE OR REPLACE FUNCTION maint._health_hidden_sessions()
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT maint._health_row('unknown', 'cluster', 'pg_stat_activity',
-               pg_catalog.format('cannot see the state of %s session(s) of other roles: role %s needs '
-                                 'pg_read_all_stats (granted by pg_monitor)', h.n, current_user),
+               pg_catalog.format('cannot see the state of %s session(s) or processes of other roles: role %s '
+                                 'needs pg_read_all_stats (granted by pg_monitor)', h.n, current_user),
                p_remediation => 'GRANT pg_monitor TO the monitoring role (maint_monitor has it)',
                p_metadata => pg_catalog.jsonb_build_object('hidden_sessions', h.n))
       FROM (SELECT count(*) AS n FROM pg_catalog.pg_stat_activity AS a
-             WHERE a.backend_type = 'client backend' AND a.state IS NULL
+             WHERE a.query = '<insufficient privilege>'
                AND a.pid <> pg_catalog.pg_backend_pid()) AS h
      WHERE h.n > 0
 $$;

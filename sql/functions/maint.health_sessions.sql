@@ -32,6 +32,8 @@ AS $$
                        pg_catalog.current_setting('superuser_reserved_connections')::integer AS reserved) AS s
       ) AS x
      WHERE x.st <> 'ok'
+    UNION ALL
+    SELECT h FROM maint._health_hidden_sessions() AS h
 $$;
 
 -- idle_in_transaction: sessions idle inside an open transaction, by seconds idle.
