@@ -283,5 +283,10 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
     demo.run(ctx, settings(ctx).dsn, dbname)
 
 
+# --- health checks (orchestrator/check.py) -------------------------------------------------
+from orchestrator.check import check_cmd  # noqa: E402
+
+cli.add_command(check_cmd)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -16,7 +16,7 @@ import re
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -102,7 +102,7 @@ class _ConnectionBackend(PostgresqlPsycopgBackend):
             "migration_hash": migration.hash if migration else None,
             "username": getpass.getuser(),
             "hostname": socket.gethostname(),
-            "created_at_utc": datetime.now(timezone.utc).replace(tzinfo=None),
+            "created_at_utc": datetime.now(UTC).replace(tzinfo=None),
             "operation": operation,
         }
 

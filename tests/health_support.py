@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,10 +34,17 @@ def record(conn: psycopg.Connection, *names: str) -> list[dict[str, Any]]:
         return list(cur.fetchall())
 
 
-def configure(conn: psycopg.Connection, name: str, *, warn: float | None = None,
-              crit: float | None = None, params: dict[str, Any] | None = None) -> None:
+def configure(
+    conn: psycopg.Connection,
+    name: str,
+    *,
+    warn: float | None = None,
+    crit: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
     conn.execute(
-        "SELECT maint.check_configure(%s, warn => %s::numeric, crit => %s::numeric, params => %s::jsonb)",
+        "SELECT maint.check_configure(%s, warn => %s::numeric, crit => %s::numeric,"
+        " params => %s::jsonb)",
         (name, warn, crit, Jsonb(params) if params is not None else None),
     )
 
@@ -67,8 +75,14 @@ def send(conn: psycopg.Connection, query: str) -> None:
     conn.pgconn.send_query(query.encode())
 
 
-def wait_state(check_conn: psycopg.Connection, pid: int, *, state: str | None = None,
-               lock_wait: bool = False, timeout: float = 10.0) -> None:
+def wait_state(
+    check_conn: psycopg.Connection,
+    pid: int,
+    *,
+    state: str | None = None,
+    lock_wait: bool = False,
+    timeout: float = 10.0,
+) -> None:
     def ready() -> bool:
         row = check_conn.execute(
             "SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
@@ -89,17 +103,17 @@ def connect(pg_server: Any, dbname: str, **extra: str) -> psycopg.Connection:
 
 
 @contextmanager
-def sessions(pg_server: Any, dbname: str, n: int = 1, **extra: str) -> Iterator[list[psycopg.Connection]]:
+def sessions(
+    pg_server: Any, dbname: str, n: int = 1, **extra: str
+) -> Iterator[list[psycopg.Connection]]:
     """n extra autocommit connections, cancelled and closed afterwards."""
     conns = [connect(pg_server, dbname, **extra) for _ in range(n)]
     try:
         yield conns
     finally:
         for c in conns:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 c.cancel()
-            except psycopg.Error:
-                pass
             c.close()
 
 

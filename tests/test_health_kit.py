@@ -10,7 +10,9 @@ from orchestrator import deploy
 
 def test_secdef_search_path(db):
     assert only_ok(run_one(db, "secdef_search_path"))  # the kit's own functions pin it
-    db.execute("CREATE FUNCTION secdef_nopath() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'")
+    db.execute(
+        "CREATE FUNCTION secdef_nopath() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'"
+    )
     db.execute(
         "CREATE FUNCTION secdef_pinned() RETURNS int LANGUAGE sql SECURITY DEFINER "
         "SET search_path = pg_catalog AS 'SELECT 1'"
@@ -18,7 +20,10 @@ def test_secdef_search_path(db):
     rows = run_one(db, "secdef_search_path")
     row = find(rows, "public.secdef_nopath()")
     assert row["status"] == "warning"
-    assert row["fix_sql"] == "ALTER FUNCTION public.secdef_nopath() SET search_path = pg_catalog, pg_temp;"
+    assert (
+        row["fix_sql"]
+        == "ALTER FUNCTION public.secdef_nopath() SET search_path = pg_catalog, pg_temp;"
+    )
     assert len(rows) == 1
 
 
@@ -81,23 +86,33 @@ def test_cron_jobs_in_the_cron_database(pg_server):
         jobs = []
         try:
             assert not [r for r in run_one(conn, "cron_jobs") if r["object_name"] == "maint:t-fail"]
-            for name, schedule in (("maint:t-fail", "0 3 * * *"), ("maint:t-never", "0 0 1 1 *"),
-                                   ("maint:t-fine", "0 4 * * *")):
-                jobs.append(conn.execute("SELECT cron.schedule(%s, %s, 'SELECT 1')",
-                                         (name, schedule)).fetchone()[0])
+            for name, schedule in (
+                ("maint:t-fail", "0 3 * * *"),
+                ("maint:t-never", "0 0 1 1 *"),
+                ("maint:t-fine", "0 4 * * *"),
+            ):
+                jobs.append(
+                    conn.execute(
+                        "SELECT cron.schedule(%s, %s, 'SELECT 1')", (name, schedule)
+                    ).fetchone()[0]
+                )
             fail_id, _never_id, fine_id = jobs
             conn.execute(
-                "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command, status,"
+                "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
+                " status,"
                 " return_message, start_time, end_time) VALUES"
                 " (%s, 1, 'postgres', current_user, 'SELECT 1', 'succeeded', 'SELECT 1',"
                 "  now() - interval '2 hours', now() - interval '2 hours'),"
-                " (%s, 2, 'postgres', current_user, 'SELECT 1', 'failed', 'ERROR: division by zero',"
+                " (%s, 2, 'postgres', current_user, 'SELECT 1', 'failed',"
+                "  'ERROR: division by zero',"
                 "  now() - interval '1 hour', now() - interval '1 hour'),"
                 " (%s, 3, 'postgres', current_user, 'SELECT 1', 'succeeded', 'SELECT 1',"
                 "  now() - interval '1 hour', now() - interval '1 hour')",
                 (fail_id, fail_id, fine_id),
             )
-            rows = [r for r in run_one(conn, "cron_jobs") if r["object_name"].startswith("maint:t-")]
+            rows = [
+                r for r in run_one(conn, "cron_jobs") if r["object_name"].startswith("maint:t-")
+            ]
             assert {r["object_name"] for r in rows} == {"maint:t-fail", "maint:t-never"}
             failed = find(rows, "maint:t-fail")
             assert failed["status"] == "critical"
@@ -113,12 +128,21 @@ def test_cron_jobs_in_the_cron_database(pg_server):
                 deploy.uninstall(conn, pg_server.dsn("postgres"))
 
 
-def insert_backup(db, status: str, finished_ago: str | None, *, bytes_: int = 1000,
-                  verified_ago: str | None = None, started_ago: str = "0 seconds",
-                  error: str | None = None) -> int:
+def insert_backup(
+    db,
+    status: str,
+    finished_ago: str | None,
+    *,
+    bytes_: int = 1000,
+    verified_ago: str | None = None,
+    started_ago: str = "0 seconds",
+    error: str | None = None,
+) -> int:
     return db.execute(
-        "INSERT INTO maint.backups (status, started_at, finished_at, bytes, verified_at, error, format)"
-        " VALUES (%s, now() - %s::interval, now() - %s::interval, %s, now() - %s::interval, %s, 'custom')"
+        "INSERT INTO maint.backups"
+        " (status, started_at, finished_at, bytes, verified_at, error, format)"
+        " VALUES (%s, now() - %s::interval, now() - %s::interval, %s,"
+        "         now() - %s::interval, %s, 'custom')"
         " RETURNING id",
         (status, started_ago, finished_ago, bytes_, verified_ago, error),
     ).fetchone()[0]
@@ -127,7 +151,10 @@ def insert_backup(db, status: str, finished_ago: str | None, *, bytes_: int = 10
 def test_backup_freshness_no_backup_is_critical(db):
     row = find(run_one(db, "backup_freshness"), db.info.dbname)
     assert row["status"] == "critical"
-    assert row["detail"] == f"no completed backup of database {db.info.dbname} is recorded in maint.backups"
+    assert (
+        row["detail"]
+        == f"no completed backup of database {db.info.dbname} is recorded in maint.backups"
+    )
 
 
 def test_backup_freshness_fresh_verified_backup_is_ok(db):
@@ -175,8 +202,13 @@ def test_pgmaint_runs_failed_and_abandoned(db, pg_server):
     assert not [r for r in run_one(db, "pgmaint_runs") if r["object_name"] == str(stuck)]
     pid = other.info.backend_pid
     other.close()
-    wait_for(lambda: db.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
-                                (pid,)).fetchone()[0], 10, "the session to end")
+    wait_for(
+        lambda: db.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", (pid,)
+        ).fetchone()[0],
+        10,
+        "the session to end",
+    )
     row = find(run_one(db, "pgmaint_runs"), str(stuck))
     assert row["status"] == "warning"
     assert "no longer holds the task lock" in row["detail"]

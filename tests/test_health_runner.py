@@ -11,15 +11,28 @@ from health_support import STATUSES, configure, find, record, run, run_one, sess
 from psycopg import sql
 
 TESTS = Path(__file__).resolve().parent
-COLUMNS = ["check_name", "status", "category", "object_type", "object_name", "value", "unit",
-           "warn", "crit", "detail", "remediation", "fix_sql", "metadata"]
+COLUMNS = [
+    "check_name",
+    "status",
+    "category",
+    "object_type",
+    "object_name",
+    "value",
+    "unit",
+    "warn",
+    "crit",
+    "detail",
+    "remediation",
+    "fix_sql",
+    "metadata",
+]
 # what the test server itself legitimately reports
 EXPECTED_FINDINGS = {
-    "backup_freshness": {"critical"},       # no backup recorded in a fresh database
-    "cron_jobs": {"unknown"},               # pg_cron lives in database postgres
-    "slow_queries": {"unknown"},            # pg_stat_statements not created in the test database
+    "backup_freshness": {"critical"},  # no backup recorded in a fresh database
+    "cron_jobs": {"unknown"},  # pg_cron lives in database postgres
+    "slow_queries": {"unknown"},  # pg_stat_statements not created in the test database
     "settings_sanity": {"critical", "info"},  # fsync / full_page_writes off on the test server
-    "checkpoints": {"ok", "info"},          # CREATE DATABASE requests checkpoints (no sample: info)
+    "checkpoints": {"ok", "info"},  # CREATE DATABASE requests checkpoints (no sample: info)
     "unused_indexes": {"ok"},
 }
 
@@ -32,12 +45,17 @@ def test_catalog_has_at_least_35_checks_each_with_a_function_and_a_test(db):
     names = check_names(db)
     assert len(names) >= 35
     missing = [
-        n for n in names
-        if db.execute("SELECT to_regprocedure(%s)", (f"maint.health_{n}(maint.check_config)",)).fetchone()[0]
+        n
+        for n in names
+        if db.execute(
+            "SELECT to_regprocedure(%s)", (f"maint.health_{n}(maint.check_config)",)
+        ).fetchone()[0]
         is None
     ]
     assert not missing
-    test_text = "\n".join(p.read_text() for p in TESTS.glob("test_health_*.py") if p.name != Path(__file__).name)
+    test_text = "\n".join(
+        p.read_text() for p in TESTS.glob("test_health_*.py") if p.name != Path(__file__).name
+    )
     untested = [n for n in names if not re.search(rf"""["']{n}["']""", test_text)]
     assert not untested, f"checks without a test that names them: {untested}"
 
@@ -49,17 +67,29 @@ def test_clean_database_reports_ok_and_the_row_shape(db):
     assert {r["check_name"] for r in rows} == set(names)
     for name in names:
         statuses = {r["status"] for r in rows if r["check_name"] == name}
-        assert statuses <= EXPECTED_FINDINGS.get(name, {"ok"}), (name, [r for r in rows if r["check_name"] == name])
+        assert statuses <= EXPECTED_FINDINGS.get(name, {"ok"}), (
+            name,
+            [r for r in rows if r["check_name"] == name],
+        )
     for r in rows:
         assert r["status"] in STATUSES
-        assert r["category"] in {"availability", "performance", "maintenance", "capacity",
-                                  "replication", "security", "integrity"}
+        assert r["category"] in {
+            "availability",
+            "performance",
+            "maintenance",
+            "capacity",
+            "replication",
+            "security",
+            "integrity",
+        }
         assert r["detail"]
         assert isinstance(r["metadata"], dict)
 
 
 def test_unknown_check_names_raise_a_clear_error(db):
-    with pytest.raises(psycopg.errors.UndefinedObject, match="unknown health check.*: bogus, nope"):
+    with pytest.raises(
+        psycopg.errors.UndefinedObject, match=r"unknown health check\(s\): bogus, nope"
+    ):
         run(db, "connections", "nope", "bogus")
     with pytest.raises(psycopg.errors.UndefinedObject, match="unknown health check"):
         db.execute("SELECT * FROM maint.health_check(skip => ARRAY['bogus'])")
@@ -73,7 +103,8 @@ def test_only_skip_and_enabled(db):
     assert "superusers" not in names
     assert {r["check_name"] for r in run(db, "superusers")} == {"superusers"}  # named: runs anyway
     rows = db.execute(
-        "SELECT DISTINCT check_name FROM maint.health_check(skip => ARRAY['connections', 'wal_size'])"
+        "SELECT DISTINCT check_name"
+        " FROM maint.health_check(skip => ARRAY['connections', 'wal_size'])"
     ).fetchall()
     assert not {"connections", "wal_size"} & {r[0] for r in rows}
 
@@ -101,7 +132,9 @@ def test_a_broken_check_is_unknown_and_the_others_still_run(db):
     assert broken["status"] == "unknown"
     assert broken["detail"] == "check failed: boom"
     assert broken["metadata"]["sqlstate"] == "P0001"
-    gone = find([r for r in rows if r["check_name"] == "public_schema_create"], "public_schema_create")
+    gone = find(
+        [r for r in rows if r["check_name"] == "public_schema_create"], "public_schema_create"
+    )
     assert gone["status"] == "unknown"
     assert "does not exist" in gone["detail"]
     assert [r["status"] for r in rows if r["check_name"] == "disabled_triggers"] == ["ok"]
@@ -133,7 +166,8 @@ def test_record_health_check_writes_history(db):
     rows = record(db)
     assert len(rows) == len(run(db))
     n, checks, recorded = db.execute(
-        "SELECT count(*), count(DISTINCT check_name), count(DISTINCT recorded_at) FROM maint.health_history"
+        "SELECT count(*), count(DISTINCT check_name), count(DISTINCT recorded_at)"
+        " FROM maint.health_history"
     ).fetchone()
     assert n == len(rows) and checks == len(check_names(db)) and recorded == 1
     sample = db.execute(
@@ -144,7 +178,7 @@ def test_record_health_check_writes_history(db):
     record(db, "connections")
     assert db.execute("SELECT count(*) FROM maint.health_history").fetchone()[0] == 1  # pruned
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="keep must be at least 1 hour"):
-        db.execute("SELECT * FROM maint.record_health_check(NULL, '1 minute')")
+        db.execute("SELECT * FROM maint.record_health_check(keep => '1 minute')")
 
 
 def test_monitoring_role_gets_results(db, pg_server, make_role):
@@ -156,12 +190,17 @@ def test_monitoring_role_gets_results(db, pg_server, make_role):
         configure(db, "idle_in_transaction", warn=0, crit=3600)
         with sessions(pg_server, db.info.dbname, user=role) as (mon,):
             rows = run(mon)
-            failed = [r for r in rows if r["status"] == "unknown"
-                      and r["check_name"] not in EXPECTED_FINDINGS]
+            failed = [
+                r
+                for r in rows
+                if r["status"] == "unknown" and r["check_name"] not in EXPECTED_FINDINGS
+            ]
             assert not failed, failed
             # sees the superuser's session thanks to pg_monitor
-            row = find([r for r in rows if r["check_name"] == "idle_in_transaction"],
-                       f"pid {idle.info.backend_pid}")
+            row = find(
+                [r for r in rows if r["check_name"] == "idle_in_transaction"],
+                f"pid {idle.info.backend_pid}",
+            )
             assert row["status"] == "warning"
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 mon.execute("SELECT maint.check_configure('connections', warn => 1)")
@@ -170,8 +209,14 @@ def test_monitoring_role_gets_results(db, pg_server, make_role):
 def test_a_role_without_pg_monitor_gets_honest_unknowns(db, pg_server, make_role):
     plain = make_role()
     db.execute(sql.SQL("GRANT USAGE ON SCHEMA maint TO {}").format(sql.Identifier(plain)))
-    db.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA maint TO {}").format(sql.Identifier(plain)))
-    db.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA maint TO {}").format(sql.Identifier(plain)))
+    db.execute(
+        sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA maint TO {}").format(
+            sql.Identifier(plain)
+        )
+    )
+    db.execute(
+        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA maint TO {}").format(sql.Identifier(plain))
+    )
     with sessions(pg_server, db.info.dbname) as (idle,):
         idle.execute("BEGIN")
         idle.execute("SELECT 1")
@@ -179,7 +224,9 @@ def test_a_role_without_pg_monitor_gets_honest_unknowns(db, pg_server, make_role
         with sessions(pg_server, db.info.dbname, user=plain) as (conn,):
             wal = run_one(conn, "wal_size")
             assert wal[0]["status"] == "unknown"
-            assert wal[0]["detail"].startswith("check lacks a privilege: permission denied for function pg_ls_waldir")
+            assert wal[0]["detail"].startswith(
+                "check lacks a privilege: permission denied for function pg_ls_waldir"
+            )
             idle_rows = run_one(conn, "idle_in_transaction")
             hidden = find(idle_rows, "pg_stat_activity")
             assert hidden["status"] == "unknown"

@@ -34,7 +34,9 @@ def test_duplicate_and_redundant_indexes(db):
 
     rows = run_one(db, "duplicate_indexes")
     assert {r["object_name"] for r in rows} == {
-        "public.dup_a_2", "public.dup_id", "public.dup_lower_c_again"
+        "public.dup_a_2",
+        "public.dup_id",
+        "public.dup_lower_c_again",
     }
     assert find(rows, "public.dup_a_2")["metadata"]["duplicate_of"] == "public.dup_a_1"
     pk = find(rows, "public.dup_id")
@@ -65,7 +67,9 @@ def test_unused_indexes_respect_size_and_stats_age(db):
     assert row["value"] > 500_000
     assert row["fix_sql"] == "DROP INDEX CONCURRENTLY public.unused_t_v;"
     # unique and primary key indexes are never reported
-    assert not [r for r in run_one(db, "unused_indexes") if r["object_name"] == "public.unused_t_pkey"]
+    assert not [
+        r for r in run_one(db, "unused_indexes") if r["object_name"] == "public.unused_t_pkey"
+    ]
 
 
 def test_fk_without_index(db):
@@ -75,13 +79,17 @@ def test_fk_without_index(db):
     db.execute("CREATE INDEX ON child2 (b, a)")  # a is not a leading column
     rows = run_one(db, "fk_without_index")
     assert {r["object_name"] for r in rows} == {
-        "public.child.child_parent_id_fkey", "public.child2.child2_a_fkey"
+        "public.child.child_parent_id_fkey",
+        "public.child2.child2_a_fkey",
     }
     row = find(rows, "public.child.child_parent_id_fkey")
     assert row["status"] == "info"
     assert row["fix_sql"] == "CREATE INDEX CONCURRENTLY ON public.child (parent_id);"
     configure(db, "fk_without_index", warn=0)
-    assert find(run_one(db, "fk_without_index"), "public.child.child_parent_id_fkey")["status"] == "warning"
+    assert (
+        find(run_one(db, "fk_without_index"), "public.child.child_parent_id_fkey")["status"]
+        == "warning"
+    )
     db.execute("CREATE INDEX ON child (parent_id)")
     db.execute("CREATE INDEX ON child2 (a)")
     assert only_ok(run_one(db, "fk_without_index"))
@@ -106,7 +114,9 @@ def test_disabled_trigger(db):
     db.execute(
         "CREATE FUNCTION trg_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
     )
-    db.execute("CREATE TRIGGER t_noop BEFORE INSERT ON trg_t FOR EACH ROW EXECUTE FUNCTION trg_noop()")
+    db.execute(
+        "CREATE TRIGGER t_noop BEFORE INSERT ON trg_t FOR EACH ROW EXECUTE FUNCTION trg_noop()"
+    )
     assert only_ok(run_one(db, "disabled_triggers"))
     db.execute("ALTER TABLE trg_t DISABLE TRIGGER t_noop")
     row = find(run_one(db, "disabled_triggers"), "public.trg_t.t_noop")
@@ -121,10 +131,10 @@ def test_sequence_exhaustion_against_sequence_and_column(db):
     db.execute("CREATE TABLE seqmismatch (id int DEFAULT nextval('big_seq'))")
     db.execute("CREATE SEQUENCE lonely_seq MAXVALUE 100")
     assert only_ok(run_one(db, "sequence_exhaustion"))
-    db.execute("SELECT setval('seqt_id_seq', 1700000000)")   # 79 % of int4
-    db.execute("SELECT setval('smallt_id_seq', 31200)")      # 95.2 % of int2
-    db.execute("SELECT setval('big_seq', 2100000000)")       # tiny share of bigint, 97.8 % of int4
-    db.execute("SELECT setval('lonely_seq', 80)")            # 79.8 % of its own maximum
+    db.execute("SELECT setval('seqt_id_seq', 1700000000)")  # 79 % of int4
+    db.execute("SELECT setval('smallt_id_seq', 31200)")  # 95.2 % of int2
+    db.execute("SELECT setval('big_seq', 2100000000)")  # tiny share of bigint, 97.8 % of int4
+    db.execute("SELECT setval('lonely_seq', 80)")  # 79.8 % of its own maximum
     rows = run_one(db, "sequence_exhaustion")
     assert find(rows, "public.seqt_id_seq")["status"] == "warning"
     assert find(rows, "public.smallt_id_seq")["status"] == "critical"
@@ -146,7 +156,12 @@ def test_sequence_exhaustion_as_monitoring_role(db, pg_server, make_role):
     role = make_role("maint_monitor")
     with sessions(pg_server, db.info.dbname, user=role) as (mon,):
         # pg_sequences hides the value from the role; the SECURITY DEFINER check reads it
-        assert mon.execute(
-            "SELECT last_value FROM pg_sequences WHERE sequencename = 'seqt_id_seq'"
-        ).fetchone()[0] is None
-        assert find(run_one(mon, "sequence_exhaustion"), "public.seqt_id_seq")["status"] == "critical"
+        assert (
+            mon.execute(
+                "SELECT last_value FROM pg_sequences WHERE sequencename = 'seqt_id_seq'"
+            ).fetchone()[0]
+            is None
+        )
+        assert (
+            find(run_one(mon, "sequence_exhaustion"), "public.seqt_id_seq")["status"] == "critical"
+        )

@@ -33,7 +33,10 @@ def test_inactive_replication_slot(db):
         assert row["status"] == "warning"
         assert "is inactive" in row["detail"]
         assert row["fix_sql"] == f"SELECT pg_catalog.pg_drop_replication_slot('{slot}');"
-        db.execute("CREATE TABLE walgen AS SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 20000) g")
+        db.execute(
+            "CREATE TABLE walgen AS"
+            " SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 20000) g"
+        )
         configure(db, "replication_slots", warn=1000, crit=1_000_000)
         row = find(run_one(db, "replication_slots"), slot)
         assert row["status"] == "critical"
@@ -73,8 +76,11 @@ def test_archiver_failing_on_a_dedicated_server():
             deploy.deploy(conn)
             conn.execute("CREATE TABLE walgen AS SELECT g FROM generate_series(1, 1000) g")
             conn.execute("SELECT pg_switch_wal()")
-            wait_for(lambda: conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] > 0,
-                     30, "archive_command to fail")
+            wait_for(
+                lambda: conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] > 0,
+                30,
+                "archive_command to fail",
+            )
             rows = run_one(conn, "archiver")
             row = find(rows, "archiver")
             assert row["status"] == "critical"
@@ -144,7 +150,9 @@ def test_temp_spill(db, pg_server):
     assert run_one(db, "temp_spill")[0]["status"] == "ok"
     with sessions(pg_server, db.info.dbname) as (other,):
         other.execute("SET work_mem = '64kB'")
-        other.execute("SELECT count(*) FROM (SELECT g FROM generate_series(1, 300000) g ORDER BY g DESC) s")
+        other.execute(
+            "SELECT count(*) FROM (SELECT g FROM generate_series(1, 300000) g ORDER BY g DESC) s"
+        )
         flush_stats(other)
     configure(db, "temp_spill", warn=1_000_000)
     row = find(run_one(db, "temp_spill"), db.info.dbname)
@@ -224,4 +232,6 @@ def test_settings_sanity(db):
     db.execute("SET idle_in_transaction_session_timeout = 0")
     row = find(run_one(db, "settings_sanity"), "idle_in_transaction_session_timeout")
     assert row["status"] == "warning"
-    assert row["fix_sql"].startswith("ALTER SYSTEM SET idle_in_transaction_session_timeout = '10min'")
+    assert row["fix_sql"].startswith(
+        "ALTER SYSTEM SET idle_in_transaction_session_timeout = '10min'"
+    )

@@ -97,7 +97,9 @@ def test_blocked_sessions_and_lock_queue_behind_ddl(db, pg_server):
         assert "AccessExclusiveLock on public.parent" in row["detail"]
         assert row["fix_sql"] == f"SELECT pg_catalog.pg_cancel_backend({ddl.info.backend_pid});"
         configure(db, "lock_queue", params={"crit_depth": 2})
-        assert find(run_one(db, "lock_queue"), f"pid {ddl.info.backend_pid}")["status"] == "critical"
+        assert (
+            find(run_one(db, "lock_queue"), f"pid {ddl.info.backend_pid}")["status"] == "critical"
+        )
 
 
 def test_prepared_transactions_and_xmin_horizon(db, pg_server):
@@ -107,7 +109,7 @@ def test_prepared_transactions_and_xmin_horizon(db, pg_server):
     with sessions(pg_server, db.info.dbname) as (other,):
         other.execute("BEGIN")
         other.execute("INSERT INTO t VALUES (1)")
-        other.execute("PREPARE TRANSACTION %s" % f"'{gid}'")
+        other.execute(f"PREPARE TRANSACTION '{gid}'")
     try:
         for _ in range(5):
             db.execute("SELECT txid_current()")
@@ -169,4 +171,3 @@ def test_session_checks_do_not_report_their_own_session(db):
             assert not [r for r in rows if r["object_name"] == f"pid {db.info.backend_pid}"]
     finally:
         db.execute("ROLLBACK")
-

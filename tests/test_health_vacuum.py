@@ -168,5 +168,8 @@ def test_table_bloat_is_visible_to_a_monitoring_role(db, pg_server, make_role):
     role = make_role("maint_monitor")
     with sessions(pg_server, db.info.dbname, user=role) as (mon,):
         # pg_stats hides the table from the role, the SECURITY DEFINER check does not
-        assert mon.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'bloated'").fetchone()[0] == 0
+        assert (
+            mon.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'bloated'").fetchone()[0]
+            == 0
+        )
         assert find(run_one(mon, "table_bloat"), "public.bloated")["status"] == "critical"

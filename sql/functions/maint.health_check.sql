@@ -180,14 +180,15 @@ $$;
 COMMENT ON FUNCTION maint.health_check(text[], text[]) IS
     'Run the pgmaint health checks (all enabled ones, or those named); one row per finding, one ok row per clean check';
 
--- maint.record_health_check("only" text[] DEFAULT NULL, keep interval DEFAULT '30 days')
---   -> SETOF maint.health_result
---   Runs maint.health_check("only"), appends the rows to maint.health_history (the counter
+-- maint.record_health_check("only" text[] DEFAULT NULL, skip text[] DEFAULT NULL,
+--                            keep interval DEFAULT '30 days') -> SETOF maint.health_result
+--   Runs maint.health_check("only", skip), appends the rows to maint.health_history (the counter
 --   checks keep their sample in metadata.sample for the next run's deltas), deletes history
 --   older than keep, and returns the rows. What the pg_cron job calls:
 --     SELECT count(*) FROM maint.record_health_check()
 --   Runs with the caller's rights: maint_admin may insert into maint.health_history.
 CREATE OR REPLACE FUNCTION maint.record_health_check("only" text[] DEFAULT NULL,
+                                                     skip text[] DEFAULT NULL,
                                                      keep interval DEFAULT '30 days')
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
@@ -202,7 +203,7 @@ BEGIN
     DELETE FROM maint.health_history AS h WHERE h.recorded_at < pg_catalog.now() - keep;
     RETURN QUERY
     WITH r AS MATERIALIZED (
-        SELECT * FROM maint.health_check("only")
+        SELECT * FROM maint.health_check("only", skip)
     ), saved AS (
         INSERT INTO maint.health_history (check_name, status, category, object_type, object_name,
                                           value, unit, warn, crit, detail, remediation, fix_sql, metadata)
@@ -213,7 +214,7 @@ BEGIN
     SELECT * FROM r;
 END
 $$;
-COMMENT ON FUNCTION maint.record_health_check(text[], interval) IS
+COMMENT ON FUNCTION maint.record_health_check(text[], text[], interval) IS
     'Run the health checks and append the results to maint.health_history (what the pg_cron job calls)';
 
 -- maint.check_configure(check_name, warn, crit, enabled, params, lock_timeout) -> maint.check_config
@@ -267,6 +268,6 @@ GRANT EXECUTE ON FUNCTION
     maint.health_check(text[], text[])
 TO maint_monitor;
 GRANT EXECUTE ON FUNCTION
-    maint.record_health_check(text[], interval),
+    maint.record_health_check(text[], text[], interval),
     maint.check_configure(text, numeric, numeric, boolean, jsonb, interval)
 TO maint_admin;

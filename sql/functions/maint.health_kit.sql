@@ -14,6 +14,7 @@ CREATE OR REPLACE FUNCTION maint.health_cron_jobs(p_cfg maint.check_config)
 AS $$
 DECLARE
     v_db text := pg_catalog.current_setting('cron.database_name', true);
+    v_schema text;
 BEGIN
     IF v_db IS NULL OR pg_catalog.to_regclass('cron.job') IS NULL AND v_db = pg_catalog.current_database() THEN
         RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
@@ -32,13 +33,18 @@ BEGIN
             p_metadata => pg_catalog.jsonb_build_object('cron_database', v_db));
         RETURN;
     END IF;
-    IF NOT pg_catalog.has_table_privilege('cron.job_run_details', 'SELECT') THEN
+    -- pg_cron's tables live in schema cron (whatever pg_extension.extnamespace says); the
+    -- queries are dynamic because that schema exists only in pg_cron's database
+    v_schema := 'cron';
+    IF NOT pg_catalog.has_table_privilege(
+               pg_catalog.to_regclass(pg_catalog.format('%I.job_run_details', v_schema)), 'SELECT') THEN
         RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
             pg_catalog.format('role %s, which owns this check, may not read cron.job_run_details', current_user),
             p_remediation => 'deploy pgmaint as a superuser');
         RETURN;
     END IF;
-    RETURN QUERY EXECUTE $q$ SELECT (q.r).* FROM (
+    -- dynamic: schema cron exists only where pg_cron was created
+    RETURN QUERY EXECUTE pg_catalog.format($q$ SELECT (q.r).* FROM (
         SELECT maint._health_row(
                    CASE WHEN NOT j.active THEN 'info'
                         WHEN l.status = 'failed' THEN 'critical'
@@ -46,13 +52,13 @@ BEGIN
                         ELSE 'info' END,
                    'cron job', j.jobname::text,
                    CASE WHEN NOT j.active
-                        THEN pg_catalog.format('pg_cron job %s (database %s, schedule %s) is inactive',
+                        THEN pg_catalog.format('pg_cron job %%s (database %%s, schedule %%s) is inactive',
                                                j.jobname, j.database, j.schedule)
                         WHEN l.status IS NULL
-                        THEN pg_catalog.format('pg_cron job %s (database %s, schedule %s) has never run',
+                        THEN pg_catalog.format('pg_cron job %%s (database %%s, schedule %%s) has never run',
                                                j.jobname, j.database, j.schedule)
-                        ELSE pg_catalog.format('pg_cron job %s (database %s) failed %s of %s runs in the last %s; '
-                                               'last run %s at %s: %s',
+                        ELSE pg_catalog.format('pg_cron job %%s (database %%s) failed %%s of %%s runs in the last %%s; '
+                                               'last run %%s at %%s: %%s',
                                                j.jobname, j.database, r.failed, r.total, $1, l.status,
                                                l.start_time, coalesce(l.return_message, '')) END,
                    r.failed,
@@ -62,19 +68,19 @@ BEGIN
                    pg_catalog.jsonb_build_object('jobid', j.jobid, 'database', j.database, 'schedule', j.schedule,
                                                  'active', j.active, 'failed', r.failed, 'runs', r.total,
                                                  'last_status', l.status, 'last_start', l.start_time)) AS r
-          FROM cron.job AS j
+          FROM %1$I.job AS j
           CROSS JOIN LATERAL (
               SELECT count(*) FILTER (WHERE d.status = 'failed') AS failed, count(*) AS total
-                FROM cron.job_run_details AS d
+                FROM %1$I.job_run_details AS d
                WHERE d.jobid = j.jobid AND d.start_time > pg_catalog.now() - $1) AS r
           LEFT JOIN LATERAL (
               SELECT d.status, d.start_time, d.return_message
-                FROM cron.job_run_details AS d
+                FROM %1$I.job_run_details AS d
                WHERE d.jobid = j.jobid AND d.status IN ('succeeded', 'failed')
                ORDER BY d.start_time DESC NULLS LAST LIMIT 1) AS l ON true
-         WHERE j.jobname LIKE 'maint:%'
+         WHERE j.jobname LIKE 'maint:%%'
            AND (NOT j.active OR l.status IS NULL OR l.status = 'failed' OR r.failed > 0)
-         ORDER BY j.jobname OFFSET 0) AS q $q$
+         ORDER BY j.jobname OFFSET 0) AS q $q$, v_schema)
     USING coalesce((p_cfg.params ->> 'window')::interval, interval '24 hours');
 END
 $$;
