@@ -159,7 +159,7 @@ def check_cmd(
 
 def demo_section(conn: psycopg.Connection, console: Console) -> None:
     """The health part of ``make demo``: what the checks find in the demo database."""
-    console.rule("[bold]health checks[/]  SELECT * FROM maint.health_check()")
+    console.print("SELECT * FROM maint.health_check()  -- findings at or above info:")
     report = run_checks(conn)
     render_table(report, console, min_status="info")
     console.print(

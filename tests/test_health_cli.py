@@ -152,3 +152,19 @@ def test_not_installed_is_unknown(invoke, make_database, pg_server):
     result = invoke("--format", "nagios", dsn=pg_server.dsn(make_database()))
     assert result.exit_code == 3
     assert "pgmaint health checks are not installed" in result.output
+
+
+def test_demo_section_prints_findings(db):
+    from rich.console import Console
+
+    from orchestrator.check import demo_section
+
+    db.execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+    db.execute("CREATE INDEX users_email_1 ON users (email)")
+    db.execute("CREATE INDEX users_email_2 ON users (email)")
+    out = Console(record=True, width=200)
+    demo_section(db, out)
+    text = out.export_text()
+    assert "duplicate_indexes" in text and "public.users_email_2" in text
+    assert "nothing to report" not in text  # only findings are shown
+    assert "PGMAINT CRITICAL" in text

@@ -171,3 +171,19 @@ def test_session_checks_do_not_report_their_own_session(db):
             assert not [r for r in rows if r["object_name"] == f"pid {db.info.backend_pid}"]
     finally:
         db.execute("ROLLBACK")
+
+
+def test_xmin_horizon_names_a_replication_slot(db):
+    slot = f"lslot_{db.info.dbname}"
+    db.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+    try:
+        for _ in range(5):
+            db.execute("SELECT txid_current()")
+        configure(db, "xmin_horizon", warn=3, crit=1_000_000_000)
+        row = find(run_one(db, "xmin_horizon"), slot)
+        assert row["object_type"] == "replication slot"
+        assert row["status"] == "warning"
+        assert "inactive" in row["detail"]
+        assert row["fix_sql"] == f"SELECT pg_catalog.pg_drop_replication_slot('{slot}');"
+    finally:
+        db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
