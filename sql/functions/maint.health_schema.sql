@@ -5,22 +5,10 @@
 -- pg_get_indexdef() text, which also blocks behind an ACCESS EXCLUSIVE lock.
 -- Objects in system schemas, in maint and owned by extensions are left out.
 
--- maint._health_user_rel(p_oid oid) -> boolean: a relation the user owns the design of.
-CREATE OR REPLACE FUNCTION maint._health_user_rel(p_oid oid)
-    RETURNS boolean
-    LANGUAGE sql
-    STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
-           AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
-                            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                              AND d.objid = c.oid AND d.deptype = 'e')
-      FROM pg_catalog.pg_class AS c
-      JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-     WHERE c.oid = p_oid
-$$;
+-- Relations "the user owns the design of" are those outside pg_catalog, information_schema,
+-- maint, TOAST and temporary schemas and not owned by an extension; the condition is
+-- written out in each check (a helper function per row would be too slow with 10,000s
+-- of tables).
 
 -- invalid_indexes: indexes left invalid (a failed CREATE INDEX CONCURRENTLY or REINDEX
 -- CONCURRENTLY), except those being built right now.
@@ -52,6 +40,7 @@ CREATE OR REPLACE FUNCTION maint._health_index_keys()
                    backs_constraint boolean, is_valid boolean)
     LANGUAGE sql
     STABLE
+    ROWS 10000
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT i.indexrelid, i.indrelid, c.relam,
@@ -62,12 +51,14 @@ AS $$
            pg_catalog.regexp_replace(i.indexprs::text, ':location -?[0-9]+', '', 'g'),
            pg_catalog.regexp_replace(i.indpred::text, ':location -?[0-9]+', '', 'g'),
            i.indisunique, i.indisprimary,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_constraint AS k WHERE k.conindid = i.indexrelid),
+           kc.conindid IS NOT NULL,
            i.indisvalid
       FROM pg_catalog.pg_index AS i
       JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid
       JOIN pg_catalog.pg_class AS t ON t.oid = i.indrelid
       JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
+      LEFT JOIN (SELECT DISTINCT k.conindid FROM pg_catalog.pg_constraint AS k WHERE k.conindid <> 0) AS kc
+             ON kc.conindid = i.indexrelid
      WHERE n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
        AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
 $$;
@@ -115,7 +106,8 @@ CREATE OR REPLACE FUNCTION maint.health_redundant_indexes(p_cfg maint.check_conf
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH k AS (SELECT * FROM maint._health_index_keys() AS k WHERE k.is_valid)
+    -- the wider index is looked up through pg_index's index on indrelid: one probe per
+    -- candidate, however many tables there are
     SELECT DISTINCT ON (a.indexrelid)
            maint._health_row('info', 'index', a.indexrelid::pg_catalog.regclass::text,
                pg_catalog.format('index %s on %s is redundant: its columns are a left prefix of index %s, '
@@ -129,14 +121,17 @@ AS $$
                pg_catalog.format('DROP INDEX CONCURRENTLY %s;', a.indexrelid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('table', a.indrelid::pg_catalog.regclass::text,
                                              'covered_by', b.indexrelid::pg_catalog.regclass::text))
-      FROM k AS a
-      JOIN k AS b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid AND b.relam = a.relam
-     WHERE NOT a.is_unique AND NOT a.backs_constraint
-       AND a.exprs IS NULL AND a.pred IS NULL AND b.exprs IS NULL AND b.pred IS NULL
-       AND pg_catalog.cardinality(a.keys) < pg_catalog.cardinality(b.keys)
-       AND b.keys[1:pg_catalog.cardinality(a.keys)] = a.keys
-       AND b.classes[1:pg_catalog.cardinality(a.classes)] = a.classes
-       AND b.options[1:pg_catalog.cardinality(a.options)] = a.options
+      FROM maint._health_index_keys() AS a
+      JOIN pg_catalog.pg_index AS b
+        ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid AND b.indisvalid
+       AND b.indexprs IS NULL AND b.indpred IS NULL
+      JOIN pg_catalog.pg_class AS bc ON bc.oid = b.indexrelid AND bc.relam = a.relam
+     WHERE a.is_valid AND NOT a.is_unique AND NOT a.backs_constraint
+       AND a.exprs IS NULL AND a.pred IS NULL
+       AND pg_catalog.cardinality(a.keys) < b.indnatts
+       AND (pg_catalog.string_to_array(b.indkey::text, ' '))[1:pg_catalog.cardinality(a.keys)] = a.keys
+       AND (pg_catalog.string_to_array(b.indclass::text, ' '))[1:pg_catalog.cardinality(a.classes)] = a.classes
+       AND (pg_catalog.string_to_array(b.indoption::text, ' '))[1:pg_catalog.cardinality(a.options)] = a.options
      ORDER BY a.indexrelid, b.indexrelid
 $$;
 
@@ -205,12 +200,18 @@ AS $$
                                              'columns', cols.list))
       FROM pg_catalog.pg_constraint AS k
       JOIN pg_catalog.pg_class AS t ON t.oid = k.conrelid
+      JOIN pg_catalog.pg_namespace AS un ON un.oid = t.relnamespace
+           AND un.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
+           AND un.nspname !~ '^pg_(toast|temp_|toast_temp_)'
       CROSS JOIN LATERAL (
           SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY u.ord) AS list
             FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY AS u(attnum, ord)
             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
       ) AS cols
-     WHERE k.contype = 'f' AND k.conparentid = 0 AND maint._health_user_rel(k.conrelid)
+     WHERE k.contype = 'f' AND k.conparentid = 0
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                          AND d.objid = t.oid AND d.deptype = 'e')
        AND NOT EXISTS (
            SELECT 1 FROM pg_catalog.pg_index AS i
             WHERE i.indrelid = k.conrelid AND i.indisvalid AND i.indpred IS NULL
@@ -240,8 +241,13 @@ AS $$
                'ALTER TABLE ... ADD PRIMARY KEY USING INDEX)',
                NULL, NULL)
       FROM pg_catalog.pg_class AS c
+      JOIN pg_catalog.pg_namespace AS un ON un.oid = c.relnamespace
+           AND un.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
+           AND un.nspname !~ '^pg_(toast|temp_|toast_temp_)'
      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-       AND maint._health_user_rel(c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid AND i.indisprimary)
 $$;
 
@@ -262,8 +268,14 @@ AS $$
                pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I;', k.conrelid::pg_catalog.regclass, k.conname),
                NULL)
       FROM pg_catalog.pg_constraint AS k
-     WHERE NOT k.convalidated AND k.contype IN ('c', 'f') AND k.conrelid <> 0
-       AND maint._health_user_rel(k.conrelid)
+      JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
+      JOIN pg_catalog.pg_namespace AS un ON un.oid = c.relnamespace
+           AND un.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
+           AND un.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+     WHERE NOT k.convalidated AND k.contype IN ('c', 'f')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
 $$;
 
 -- disabled_triggers: user (not internal) triggers that are disabled.
@@ -282,7 +294,14 @@ AS $$
                pg_catalog.format('ALTER TABLE %s ENABLE TRIGGER %I;', t.tgrelid::pg_catalog.regclass, t.tgname),
                NULL)
       FROM pg_catalog.pg_trigger AS t
-     WHERE t.tgenabled = 'D' AND NOT t.tgisinternal AND maint._health_user_rel(t.tgrelid)
+      JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+      JOIN pg_catalog.pg_namespace AS un ON un.oid = c.relnamespace
+           AND un.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
+           AND un.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+     WHERE t.tgenabled = 'D' AND NOT t.tgisinternal
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
 $$;
 
 -- sequence_exhaustion: how much of its range each sequence has used, against its own
@@ -379,7 +398,6 @@ AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION
-    maint._health_user_rel(oid),
     maint._health_index_keys(),
     maint.health_invalid_indexes(maint.check_config),
     maint.health_duplicate_indexes(maint.check_config),

@@ -10,6 +10,7 @@ CREATE OR REPLACE FUNCTION maint._health_reloption(p_reloptions text[], p_name t
     RETURNS text
     LANGUAGE sql
     IMMUTABLE
+    STRICT  -- most tables have no reloptions: then it is not even called
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.substr(o, pg_catalog.length(p_name) + 2)
