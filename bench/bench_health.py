@@ -29,8 +29,8 @@ from psycopg import conninfo, sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import deploy  # noqa: E402
-from orchestrator.sandbox import Sandbox  # noqa: E402
+from orchestrator import deploy
+from orchestrator.sandbox import Sandbox
 
 BENCH_DB = "pgmaint_bench_health"
 BATCH = 250
@@ -57,7 +57,9 @@ CP_ACTIONS: list[tuple[str, list[str]]] = [
 ]
 
 
-def timed(conn: psycopg.Connection, query: str, params: tuple[object, ...] = (), repeat: int = 3) -> float:
+def timed(
+    conn: psycopg.Connection, query: str, params: tuple[object, ...] = (), repeat: int = 3
+) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -75,10 +77,12 @@ def create_objects(conn: psycopg.Connection, tables: int) -> None:
             DO $$
             BEGIN
                 FOR i IN {start}..{end} LOOP
-                    EXECUTE format('CREATE TABLE bench.t%s (id int PRIMARY KEY, v int, note text)', i);
+                    EXECUTE format('CREATE TABLE bench.t%s (id int PRIMARY KEY, v int, note text)',
+                                   i);
                     EXECUTE format('CREATE INDEX t%s_v ON bench.t%s (v)', i, i);
                     IF i % 10 = 0 THEN
-                        EXECUTE format('INSERT INTO bench.t%s SELECT g, g, ''x'' FROM generate_series(1, 100) g', i);
+                        EXECUTE format('INSERT INTO bench.t%s SELECT g, g, ''x''
+                                        FROM generate_series(1, 100) g', i);
                     END IF;
                 END LOOP;
             END $$
@@ -100,16 +104,25 @@ def time_check_postgres(binary: str, dsn: str, dbname: str) -> list[tuple[str, f
     results = []
     for action, extra in CP_ACTIONS:
         started = time.perf_counter()
-        proc = subprocess.run([*base, f"--action={action}", *extra], capture_output=True,
-                              text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            [*base, f"--action={action}", *extra],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         elapsed = time.perf_counter() - started
-        status = (proc.stdout.split(":", 1)[0].split()[-1] if proc.stdout else f"exit {proc.returncode}")
+        status = (
+            proc.stdout.split(":", 1)[0].split()[-1] if proc.stdout else f"exit {proc.returncode}"
+        )
         results.append((action, elapsed, status))
     return results
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scale", type=int, default=10000, help="tables to create (2 indexes each)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark database")
@@ -124,7 +137,9 @@ def main() -> int:
         dsn = box.start(fast=True).conninfo()
     try:
         with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+            )
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
         bench_dsn = conninfo.make_conninfo(dsn, dbname=BENCH_DB)
         with psycopg.connect(bench_dsn, autocommit=True) as conn:
@@ -137,21 +152,30 @@ def main() -> int:
             conn.execute("ANALYZE")
             setup = time.perf_counter() - started
             rels, idx = conn.execute(
-                "SELECT count(*) FILTER (WHERE relkind = 'r'), count(*) FILTER (WHERE relkind = 'i')"
-                " FROM pg_class WHERE relnamespace = 'bench'::regnamespace"
+                "SELECT count(*) FILTER (WHERE relkind = 'r'),"
+                " count(*) FILTER (WHERE relkind = 'i') FROM pg_class"
+                " WHERE relnamespace = 'bench'::regnamespace"
             ).fetchone()
             conn.execute("SELECT * FROM maint.health_check()").fetchall()  # warm the caches
             full = timed(conn, "SELECT * FROM maint.health_check()", repeat=args.repeat)
             per_check = []
-            for (name,) in conn.execute("SELECT check_name FROM maint.check_config ORDER BY 1").fetchall():
-                per_check.append((timed(conn, "SELECT * FROM maint.health_check(%s)", ([name],), 1), name))
+            for (name,) in conn.execute(
+                "SELECT check_name FROM maint.check_config ORDER BY 1"
+            ).fetchall():
+                per_check.append(
+                    (timed(conn, "SELECT * FROM maint.health_check(%s)", ([name],), 1), name)
+                )
             per_check.sort(reverse=True)
 
-        print(f"pgmaint health_check benchmark: {rels} tables, {idx} indexes in schema bench "
-              f"(created and analyzed in {setup:.1f} s); {n_checks} checks; median of {args.repeat}")
+        print(
+            f"pgmaint health_check benchmark: {rels} tables, {idx} indexes in schema bench "
+            f"(created and analyzed in {setup:.1f} s); {n_checks} checks; median of {args.repeat}"
+        )
         print(f"  empty database (baseline)           {baseline * 1000:9.1f} ms")
-        print(f"  {rels} tables / {idx} indexes       {full * 1000:9.1f} ms   "
-              f"({full / baseline:.1f}x the baseline)")
+        print(
+            f"  {rels} tables / {idx} indexes       {full * 1000:9.1f} ms   "
+            f"({full / baseline:.1f}x the baseline)"
+        )
         print("  slowest checks at this scale:")
         for elapsed, name in per_check[:6]:
             print(f"    {name:24} {elapsed * 1000:9.1f} ms")
@@ -165,12 +189,18 @@ def main() -> int:
             print(f"check_postgres ({binary}), one process per action, same database:")
             for action, elapsed, status in results:
                 print(f"    {action:24} {elapsed * 1000:9.1f} ms   {status}")
-            print(f"  all {len(results)} actions together   {total * 1000:9.1f} ms   "
-                  f"({total / full:.1f}x pgmaint's whole catalog of {n_checks} checks)")
+            print(
+                f"  all {len(results)} actions together   {total * 1000:9.1f} ms   "
+                f"({total / full:.1f}x pgmaint's whole catalog of {n_checks} checks)"
+            )
     finally:
         if not args.keep:
             with psycopg.connect(dsn, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(BENCH_DB)
+                    )
+                )
         if box is not None:
             box.destroy()
             shutil.rmtree(box.dir.parent, ignore_errors=True)

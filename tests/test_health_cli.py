@@ -168,3 +168,9 @@ def test_demo_section_prints_findings(db):
     assert "duplicate_indexes" in text and "public.users_email_2" in text
     assert "nothing to report" not in text  # only findings are shown
     assert "PGMAINT CRITICAL" in text
+
+
+def test_timeout_is_unknown(invoke):
+    result = invoke("--format", "nagios", "--timeout", "1ms")
+    assert result.exit_code == 3
+    assert result.output.startswith("PGMAINT UNKNOWN: canceling statement due to statement timeout")
