@@ -2,14 +2,16 @@
 
 Exit codes follow the Nagios plugin convention: 0 ok/info, 1 warning, 2 critical,
 3 unknown, with critical > warning > unknown > ok precedence. Anything that keeps the
-checks from running (no connection, kit not installed, unknown check name, a timeout)
-is UNKNOWN (3) too, unlike the rest of the CLI where errors exit 1.
+checks from running (no connection, kit not installed, unknown check name) is UNKNOWN
+(3) too, unlike the rest of the CLI where errors exit 1; a single check that exceeds
+--timeout is an unknown row while the others still report.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 import psycopg
@@ -45,9 +47,15 @@ def run_checks(
     only: list[str] | None = None,
     skip: list[str] | None = None,
     record: bool = False,
-    timeout: str = "30s",
+    timeout: str = "10s",
 ) -> Report:
-    """Run the checks in the database and return their rows with run facts."""
+    """Run the checks in the database and return their rows with run facts.
+
+    Each check is its own statement (``maint.health_check(ARRAY[name])``, or
+    ``maint.record_health_check`` with ``record``) under its own ``statement_timeout``:
+    PostgreSQL cannot time out part of one statement, and this way a check that runs too
+    long becomes an ``unknown`` row while the others still report.
+    """
     if conn.execute("SELECT to_regprocedure('maint.health_check(text[], text[])')").fetchone() == (
         None,
     ):
@@ -55,16 +63,53 @@ def run_checks(
             f"pgmaint health checks are not installed in database {conn.info.dbname!r}; "
             "run 'pgmaint deploy'"
         )
-    func = "record_health_check" if record else "health_check"
-    started = time.monotonic()
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout)))
-        cur.execute(
-            sql.SQL("SELECT * FROM maint.{}(%s, %s)").format(sql.Identifier(func)),
-            (only or None, skip or None),
-        )
-        rows = list(cur.fetchall())
+    with conn.cursor(row_factory=dict_row) as cur:
+        config = {
+            r["check_name"]: r
+            for r in cur.execute(
+                "SELECT check_name, category, enabled, unit, warn, crit FROM maint.check_config"
+            )
+        }
         version = cur.execute("SHOW server_version").fetchone()
+    unknown = sorted((set(only or []) | set(skip or [])) - set(config))
+    if unknown:
+        raise CheckUnknown(f"unknown health check(s): {', '.join(unknown)}")
+    names = sorted(
+        n
+        for n, c in config.items()
+        if (n in only if only else c["enabled"]) and n not in (skip or [])
+    )
+    func = sql.Identifier("record_health_check" if record else "health_check")
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for name in names:
+        try:
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))
+                )
+                cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
+                rows += cur.fetchall()
+        except psycopg.errors.QueryCanceled as exc:
+            cfg = config[name]
+            rows.append(
+                {
+                    "check_name": name,
+                    "status": "unknown",
+                    "category": cfg["category"],
+                    "object_type": "check",
+                    "object_name": name,
+                    "value": None,
+                    "unit": None,
+                    "warn": None,
+                    "crit": None,
+                    "detail": f"check did not finish within statement_timeout {timeout}",
+                    "remediation": "find out what makes it slow (catalog bloat? a huge schema?) "
+                    "or give it more time with --timeout",
+                    "fix_sql": None,
+                    "metadata": {"sqlstate": exc.sqlstate, "error": db.error_line(exc)},
+                }
+            )
     return Report(
         rows=rows,
         database=conn.info.dbname,
@@ -105,7 +150,10 @@ def run_checks(
     help="Table: hide findings below this status (the exit code still counts them).",
 )
 @click.option(
-    "--timeout", default="30s", show_default=True, help="statement_timeout for the whole run."
+    "--timeout",
+    default="10s",
+    show_default=True,
+    help="statement_timeout of each check; a check that takes longer is unknown.",
 )
 @click.pass_context
 def check_cmd(

@@ -170,7 +170,27 @@ def test_demo_section_prints_findings(db):
     assert "PGMAINT CRITICAL" in text
 
 
-def test_timeout_is_unknown(invoke):
-    result = invoke("--format", "nagios", "--timeout", "1ms")
+def test_a_slow_check_times_out_alone(db, invoke):
+    db.execute(
+        """
+        CREATE OR REPLACE FUNCTION maint.health_superusers(p_cfg maint.check_config)
+            RETURNS SETOF maint.health_result LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp
+        AS $$ BEGIN PERFORM pg_sleep(5); END $$
+        """
+    )
+    result = invoke(
+        "--format",
+        "json",
+        "--timeout",
+        "200ms",
+        "--only",
+        "superusers",
+        "--only",
+        "disabled_triggers",
+    )
     assert result.exit_code == 3
-    assert result.output.startswith("PGMAINT UNKNOWN: canceling statement due to statement timeout")
+    rows = {r["check_name"]: r for r in json.loads(result.output)["rows"]}
+    assert rows["superusers"]["status"] == "unknown"
+    assert rows["superusers"]["detail"] == "check did not finish within statement_timeout 200ms"
+    assert rows["disabled_triggers"]["status"] == "ok"
