@@ -180,8 +180,12 @@ def test_record_health_check_writes_history(db):
     ).fetchone()[0]
     assert set(sample) == {"deadlocks", "stats_reset"}
     db.execute("UPDATE maint.health_history SET recorded_at = now() - interval '40 days'")
-    record(db, "connections")
-    assert db.execute("SELECT count(*) FROM maint.health_history").fetchone()[0] == 1  # pruned
+    record(db, "connections")  # no keep: nothing is pruned
+    assert db.execute("SELECT count(*) FROM maint.health_history").fetchone()[0] == n + 1
+    db.execute(
+        "SELECT count(*) FROM maint.record_health_check(ARRAY['connections'], keep => '30 days')"
+    )
+    assert db.execute("SELECT count(*) FROM maint.health_history").fetchone()[0] == 2  # pruned
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="keep must be at least 1 hour"):
         db.execute("SELECT * FROM maint.record_health_check(keep => '1 minute')")
 

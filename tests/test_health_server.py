@@ -98,7 +98,12 @@ def test_checkpoints_requested_since_previous_sample(db):
     assert rows[0]["detail"].startswith("no checkpoints since the previous recorded sample")
     db.execute("CHECKPOINT")
     row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "critical"  # 1 of 1 requested = 100 % >= crit 50
+    assert row["status"] == "ok"  # one checkpoint is too few for a verdict (min_checkpoints 3)
+    assert "too few checkpoints" in row["detail"]
+    db.execute("CHECKPOINT")
+    db.execute("CHECKPOINT")
+    row = find(run_one(db, "checkpoints"), "checkpoints")
+    assert row["status"] == "critical"  # 3 of 3 requested = 100 % >= crit 50
     assert row["value"] == 100
     assert row["metadata"]["baseline"] == "previous sample"
     configure(db, "checkpoints", params={"warn_age_factor": 0})
@@ -107,7 +112,7 @@ def test_checkpoints_requested_since_previous_sample(db):
 
 def test_counter_checks_without_previous_sample_only_inform(db):
     db.execute("CHECKPOINT")
-    configure(db, "checkpoints", warn=0, crit=0)
+    configure(db, "checkpoints", warn=0, crit=0, params={"min_checkpoints": 1})
     row = find(run_one(db, "checkpoints"), "checkpoints")
     assert row["status"] == "info"
     assert row["metadata"]["baseline"] == "statistics reset"

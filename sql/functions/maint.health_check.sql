@@ -181,26 +181,29 @@ COMMENT ON FUNCTION maint.health_check(text[], text[]) IS
     'Run the pgmaint health checks (all enabled ones, or those named); one row per finding, one ok row per clean check';
 
 -- maint.record_health_check("only" text[] DEFAULT NULL, skip text[] DEFAULT NULL,
---                            keep interval DEFAULT '30 days') -> SETOF maint.health_result
---   Runs maint.health_check("only", skip), appends the rows to maint.health_history (the counter
---   checks keep their sample in metadata.sample for the next run's deltas), deletes history
---   older than keep, and returns the rows. What the pg_cron job calls:
---     SELECT count(*) FROM maint.record_health_check()
+--                            keep interval DEFAULT NULL) -> SETOF maint.health_result
+--   Runs maint.health_check("only", skip), appends the rows to maint.health_history (the
+--   counter checks keep their sample in metadata.sample for the next run's deltas) and
+--   returns them. With keep, history older than that is deleted first; without, retention
+--   is left to maint.purge_history (the monthly scheduled trim). What the pg_cron job calls:
+--     SELECT maint.record_health_check()
 --   Runs with the caller's rights: maint_admin may insert into maint.health_history.
 CREATE OR REPLACE FUNCTION maint.record_health_check("only" text[] DEFAULT NULL,
                                                      skip text[] DEFAULT NULL,
-                                                     keep interval DEFAULT '30 days')
+                                                     keep interval DEFAULT NULL)
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF keep IS NULL OR keep < interval '1 hour' THEN
-        RAISE EXCEPTION 'keep must be at least 1 hour, got %', coalesce(keep::text, 'NULL')
+    IF keep < interval '1 hour' THEN
+        RAISE EXCEPTION 'keep must be at least 1 hour, got %', keep
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    DELETE FROM maint.health_history AS h WHERE h.recorded_at < pg_catalog.now() - keep;
+    IF keep IS NOT NULL THEN
+        DELETE FROM maint.health_history AS h WHERE h.recorded_at < pg_catalog.now() - keep;
+    END IF;
     RETURN QUERY
     WITH r AS MATERIALIZED (
         SELECT * FROM maint.health_check("only", skip)

@@ -167,8 +167,9 @@ AS $$
 $$;
 
 -- checkpoints: share of requested checkpoints (max_wal_size too small, or explicit
--- CHECKPOINTs and CREATE DATABASE) since the previous sample, and the age of the last
--- checkpoint against checkpoint_timeout (params.warn_age_factor / crit_age_factor).
+-- CHECKPOINTs and CREATE DATABASE) since the previous sample, judged from
+-- params.min_checkpoints checkpoints on; and the age of the last checkpoint against
+-- checkpoint_timeout (params.warn_age_factor / crit_age_factor).
 CREATE OR REPLACE FUNCTION maint.health_checkpoints(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -187,15 +188,20 @@ AS $$
                (d.d -> 'deltas' ->> 'checkpoints_timed')::numeric AS timed
           FROM d
     ), y AS (
-        SELECT x.*, CASE WHEN x.req + x.timed > 0 THEN round(100.0 * x.req / (x.req + x.timed), 1) END AS pct
+        SELECT x.*, CASE WHEN x.req + x.timed > 0 THEN round(100.0 * x.req / (x.req + x.timed), 1) END AS pct,
+               x.req + x.timed >= coalesce((p_cfg.params ->> 'min_checkpoints')::numeric, 3) AS enough
           FROM x
     )
-    SELECT maint._health_row(maint._health_counter_status(maint._health_level(y.pct, p_cfg.warn, p_cfg.crit), y.d),
+    SELECT maint._health_row(CASE WHEN y.enough
+                                  THEN maint._health_counter_status(maint._health_level(y.pct, p_cfg.warn, p_cfg.crit), y.d)
+                                  ELSE 'ok' END,
                'cluster', 'checkpoints',
                CASE WHEN y.pct IS NULL
                     THEN pg_catalog.format('no checkpoints since %s', y.d ->> 'since_text')
-                    ELSE pg_catalog.format('%s%% of checkpoints (%s of %s) were requested rather than timed, since %s',
-                                           y.pct, y.req, y.req + y.timed, y.d ->> 'since_text') END,
+                    ELSE pg_catalog.format('%s%% of checkpoints (%s of %s) were requested rather than timed, since %s%s',
+                                           y.pct, y.req, y.req + y.timed, y.d ->> 'since_text',
+                                           CASE WHEN y.enough THEN ''
+                                                ELSE ' (too few checkpoints for a verdict)' END) END,
                y.pct,
                'frequent requested checkpoints mean max_wal_size is too small for the write load '
                '(explicit CHECKPOINT and CREATE DATABASE also count)',
