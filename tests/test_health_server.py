@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -60,9 +62,11 @@ def test_archiver_off_is_ok_and_says_so(db):
     assert rows[0]["detail"].startswith("archive_mode is off")
 
 
-@pytest.mark.slow
-def test_archiver_failing_on_a_dedicated_server():
-    base = Path(tempfile.mkdtemp(prefix="pgmaint-arch-"))
+@pytest.fixture(scope="module")
+def dedicated() -> Iterator[Sandbox]:
+    """A throwaway server of its own, for conditions that need a restart: archiving with a
+    failing archive_command, and a page corrupted on disk while the server is down."""
+    base = Path(tempfile.mkdtemp(prefix="pgmaint-health-"))
     base.chmod(0o755)
     box = Sandbox(base / "pg")
     try:
@@ -70,25 +74,56 @@ def test_archiver_failing_on_a_dedicated_server():
         with psycopg.connect(info.conninfo(), autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET archive_mode = on")
             conn.execute("ALTER SYSTEM SET archive_command = '/bin/false'")
+            conn.execute("ALTER SYSTEM SET shared_buffers = '1MB'")
         box.stop()
         info = box.start(fast=True)
         with psycopg.connect(info.conninfo(), autocommit=True) as conn:
             deploy.deploy(conn)
-            conn.execute("CREATE TABLE walgen AS SELECT g FROM generate_series(1, 1000) g")
-            conn.execute("SELECT pg_switch_wal()")
-            wait_for(
-                lambda: conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] > 0,
-                30,
-                "archive_command to fail",
-            )
-            rows = run_one(conn, "archiver")
-            row = find(rows, "archiver")
-            assert row["status"] == "critical"
-            assert "WAL archiving is failing" in row["detail"]
-            conn.execute("SELECT maint.check_configure('archiver', warn => 1)")
-            assert find(run_one(conn, "archiver"), "archive_status")["status"] == "warning"
+        yield box
     finally:
         box.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_archiver_failing(dedicated):
+    with psycopg.connect(dedicated.info().conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE walgen AS SELECT g FROM generate_series(1, 1000) g")
+        conn.execute("SELECT pg_switch_wal()")
+        wait_for(
+            lambda: conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] > 0,
+            30,
+            "archive_command to fail",
+        )
+        row = find(run_one(conn, "archiver"), "archiver")
+        assert row["status"] == "critical"
+        assert "WAL archiving is failing" in row["detail"]
+        conn.execute("SELECT maint.check_configure('archiver', warn => 1)")
+        assert find(run_one(conn, "archiver"), "archive_status")["status"] == "warning"
+
+
+@pytest.mark.slow
+def test_checksum_failure(dedicated):
+    with psycopg.connect(dedicated.info().conninfo(), autocommit=True) as conn:
+        assert only_ok(run_one(conn, "checksum_failures"))
+        conn.execute(
+            "CREATE TABLE victim AS"
+            " SELECT g, repeat('v', 200) AS pad FROM generate_series(1, 2000) g"
+        )
+        path = conn.execute("SELECT pg_relation_filepath('victim')").fetchone()[0]
+    dedicated.stop()
+    with open(dedicated.data / path, "r+b") as f:  # scribble over the data area of block 1
+        f.seek(8192 + 4000)
+        f.write(b"\xde\xad\xbe\xef" * 64)
+    dedicated.start(fast=True)
+    with psycopg.connect(dedicated.info().conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DataCorrupted):
+            conn.execute("SELECT count(*) FROM victim")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        row = find(run_one(conn, "checksum_failures"), "postgres")
+        assert row["status"] == "critical"
+        assert row["value"] >= 1
+        assert "data checksum failure" in row["detail"]
 
 
 def test_checkpoints_requested_since_previous_sample(db):
@@ -220,8 +255,6 @@ def test_slow_queries(db, pg_server):
 
 
 def test_checksum_failures_clean(db):
-    # the test server has data checksums and no failures; a real failure needs storage
-    # corruption, which this suite does not provoke
     assert db.execute("SHOW data_checksums").fetchone()[0] == "on"
     assert only_ok(run_one(db, "checksum_failures"))
 
