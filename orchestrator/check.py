@@ -1,0 +1,216 @@
+"""``pgmaint check``: run maint.health_check() for people and for monitoring systems.
+
+Exit codes follow the Nagios plugin convention: 0 ok/info, 1 warning, 2 critical,
+3 unknown, with critical > warning > unknown > ok precedence. Anything that keeps the
+checks from running (no connection, kit not installed, unknown check name) is UNKNOWN
+(3) too, unlike the rest of the CLI where errors exit 1; a single check that exceeds
+--timeout is an unknown row while the others still report.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from rich.console import Console
+
+from orchestrator import db
+from orchestrator.errors import PgmaintError
+from orchestrator.health_formats import (
+    SEVERITY,
+    Report,
+    render_nagios,
+    render_prometheus,
+    render_table,
+    to_json,
+)
+from orchestrator.output import console as make_console
+from orchestrator.output import dump_json, settings
+
+UNKNOWN_EXIT = 3
+
+
+class CheckUnknown(PgmaintError):
+    """The checks could not run: UNKNOWN in Nagios terms (exit code 3)."""
+
+    exit_code = UNKNOWN_EXIT
+
+
+def run_checks(
+    conn: psycopg.Connection,
+    *,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    record: bool = False,
+    timeout: str = "10s",
+) -> Report:
+    """Run the checks in the database and return their rows with run facts.
+
+    Each check is its own statement (``maint.health_check(ARRAY[name])``, or
+    ``maint.record_health_check`` with ``record``) under its own ``statement_timeout``:
+    PostgreSQL cannot time out part of one statement, and this way a check that runs too
+    long becomes an ``unknown`` row while the others still report.
+    """
+    if conn.execute("SELECT to_regprocedure('maint.health_check(text[], text[])')").fetchone() == (
+        None,
+    ):
+        raise CheckUnknown(
+            f"pgmaint health checks are not installed in database {conn.info.dbname!r}; "
+            "run 'pgmaint deploy'"
+        )
+    with conn.cursor(row_factory=dict_row) as cur:
+        config = {
+            r["check_name"]: r
+            for r in cur.execute(
+                "SELECT check_name, category, enabled, unit, warn, crit FROM maint.check_config"
+            )
+        }
+        version = cur.execute("SHOW server_version").fetchone()
+    unknown = sorted((set(only or []) | set(skip or [])) - set(config))
+    if unknown:
+        raise CheckUnknown(f"unknown health check(s): {', '.join(unknown)}")
+    names = sorted(
+        n
+        for n, c in config.items()
+        if (n in only if only else c["enabled"]) and n not in (skip or [])
+    )
+    func = sql.Identifier("record_health_check" if record else "health_check")
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for name in names:
+        try:
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))
+                )
+                cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
+                rows += cur.fetchall()
+        except psycopg.errors.QueryCanceled as exc:
+            cfg = config[name]
+            rows.append(
+                {
+                    "check_name": name,
+                    "status": "unknown",
+                    "category": cfg["category"],
+                    "object_type": "check",
+                    "object_name": name,
+                    "value": None,
+                    "unit": None,
+                    "warn": None,
+                    "crit": None,
+                    "detail": f"check did not finish within statement_timeout {timeout}",
+                    "remediation": "find out what makes it slow (catalog bloat? a huge schema?) "
+                    "or give it more time with --timeout",
+                    "fix_sql": None,
+                    "metadata": {"sqlstate": exc.sqlstate, "error": db.error_line(exc)},
+                }
+            )
+    return Report(
+        rows=rows,
+        database=conn.info.dbname,
+        server_version=str(version["server_version"]) if version else "",
+        generated_at=datetime.now(UTC),
+        duration_s=time.monotonic() - started,
+        recorded=record,
+    )
+
+
+@click.command("check")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this check (repeatable); runs it even when disabled.",
+)
+@click.option("--skip", "skip", multiple=True, metavar="NAME", help="Skip this check (repeatable).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "nagios", "prometheus"]),
+    default="table",
+    show_default=True,
+    help="Output format (--json implies json).",
+)
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Also append the results to maint.health_history (needs maint_admin).",
+)
+@click.option(
+    "--min-status",
+    type=click.Choice(list(SEVERITY)[::-1]),
+    default="ok",
+    show_default=True,
+    help="Table: hide findings below this status (the exit code still counts them).",
+)
+@click.option(
+    "--timeout",
+    default="10s",
+    show_default=True,
+    help="statement_timeout of each check; a check that takes longer is unknown.",
+)
+@click.pass_context
+def check_cmd(
+    ctx: click.Context,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    fmt: str,
+    record: bool,
+    min_status: str,
+    timeout: str,
+) -> None:
+    """Health checks (maint.health_check): table, json, nagios or prometheus output.
+
+    Exit code: 0 ok/info, 1 warning, 2 critical, 3 unknown (also when the checks cannot
+    run at all, e.g. no connection).
+    """
+    s = settings(ctx)
+    if s.json:
+        fmt = "json"
+    try:
+        with db.connection(s.dsn) as conn:
+            report = run_checks(
+                conn, only=list(only), skip=list(skip), record=record, timeout=timeout
+            )
+    except (psycopg.Error, PgmaintError) as exc:
+        message = db.error_line(exc) if isinstance(exc, psycopg.Error) else exc.format_message()
+        if fmt == "nagios":
+            click.echo(f"PGMAINT UNKNOWN: {message}")
+            ctx.exit(UNKNOWN_EXIT)
+        if fmt == "prometheus":
+            click.echo(
+                "# HELP pgmaint_check_up 1 when the pgmaint health checks ran.\n"
+                "# TYPE pgmaint_check_up gauge\npgmaint_check_up 0"
+            )
+        raise CheckUnknown(message) from exc
+
+    if fmt == "json":
+        click.echo(dump_json(to_json(report)))
+    elif fmt == "nagios":
+        click.echo(render_nagios(report))
+    elif fmt == "prometheus":
+        click.echo(
+            render_prometheus(report) + "# HELP pgmaint_check_up 1 when the pgmaint health "
+            "checks ran.\n# TYPE pgmaint_check_up gauge\npgmaint_check_up 1",
+            nl=True,
+        )
+    else:
+        render_table(report, make_console(), min_status)
+    ctx.exit(report.exit_code)
+
+
+def demo_section(conn: psycopg.Connection, console: Console) -> None:
+    """The health part of ``make demo``: what the checks find in the demo database."""
+    console.print("SELECT * FROM maint.health_check()  -- findings at or above info:")
+    report = run_checks(conn)
+    render_table(report, console, min_status="info")
+    console.print(
+        "exit code for monitoring: "
+        f"{report.exit_code} (pgmaint check --format nagios | prometheus | json)"
+    )

@@ -1,0 +1,122 @@
+"""Helpers for the health check tests: run checks, tune thresholds, hold sessions open."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+STATUSES = ("ok", "info", "warning", "critical", "unknown")
+
+
+def run(conn: psycopg.Connection, *names: str) -> list[dict[str, Any]]:
+    """Rows of maint.health_check() for the named checks (all enabled ones when none)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM maint.health_check(%s)", (list(names) or None,))
+        return list(cur.fetchall())
+
+
+def run_one(conn: psycopg.Connection, name: str) -> list[dict[str, Any]]:
+    rows = run(conn, name)
+    assert rows and all(r["check_name"] == name for r in rows), rows
+    return rows
+
+
+def record(conn: psycopg.Connection, *names: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM maint.record_health_check(%s)", (list(names) or None,))
+        return list(cur.fetchall())
+
+
+def configure(
+    conn: psycopg.Connection,
+    name: str,
+    *,
+    warn: float | None = None,
+    crit: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        "SELECT maint.check_configure(%s, warn => %s::numeric, crit => %s::numeric,"
+        " params => %s::jsonb)",
+        (name, warn, crit, Jsonb(params) if params is not None else None),
+    )
+
+
+def only_ok(rows: list[dict[str, Any]]) -> bool:
+    return len(rows) == 1 and rows[0]["status"] == "ok"
+
+
+def find(rows: list[dict[str, Any]], object_name: str) -> dict[str, Any]:
+    hits = [r for r in rows if r["object_name"] == object_name]
+    assert len(hits) == 1, f"no single row for {object_name!r} in {rows}"
+    return hits[0]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def send(conn: psycopg.Connection, query: str) -> None:
+    """Send a statement without waiting for it (it keeps running in that session)."""
+    conn.pgconn.send_query(query.encode())
+
+
+def wait_state(
+    check_conn: psycopg.Connection,
+    pid: int,
+    *,
+    state: str | None = None,
+    lock_wait: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    def ready() -> bool:
+        row = check_conn.execute(
+            "SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+        if row is None:
+            return False
+        if state is not None and row[0] != state:
+            return False
+        return not (lock_wait and row[1] != "Lock")
+
+    wait_for(ready, timeout, f"session {pid} in state {state} lock_wait={lock_wait}")
+
+
+def connect(pg_server: Any, dbname: str, **extra: str) -> psycopg.Connection:
+    """An autocommit connection; ``user=`` overrides the superuser (conftest's
+    ``Server.connect`` passes ``user`` twice when given one)."""
+    return psycopg.connect(pg_server.dsn(dbname), autocommit=True, **extra)
+
+
+@contextmanager
+def sessions(
+    pg_server: Any, dbname: str, n: int = 1, **extra: str
+) -> Iterator[list[psycopg.Connection]]:
+    """n extra autocommit connections, cancelled and closed afterwards."""
+    conns = [connect(pg_server, dbname, **extra) for _ in range(n)]
+    try:
+        yield conns
+    finally:
+        for c in conns:
+            with contextlib.suppress(psycopg.Error):
+                c.cancel()
+            c.close()
+
+
+def flush_stats(conn: psycopg.Connection) -> None:
+    """Make this session's pending statistics visible to others (PG15)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")

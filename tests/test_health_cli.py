@@ -1,0 +1,196 @@
+"""``pgmaint check``: formats, exit codes (Nagios semantics), recording, failures."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from health_support import configure
+
+from orchestrator.cli import cli
+
+
+@pytest.fixture
+def invoke(db_dsn):
+    runner = CliRunner()
+
+    def call(*args: str, dsn: str | None = None):
+        return runner.invoke(cli, ["--dsn", dsn or db_dsn, "check", *args], catch_exceptions=False)
+
+    return call
+
+
+def test_table_worst_first_with_summary_and_exit_code(invoke):
+    result = invoke()
+    assert result.exit_code == 2  # a fresh database has no backup: critical
+    out = result.output
+    assert "PGMAINT CRITICAL:" in out
+    assert re.search(r"\d+ checks on database", out)
+    assert out.index("critical") < out.index(" ok ")
+    assert "backup_freshness" in out
+
+
+def test_exit_codes_follow_nagios_precedence(db, invoke):
+    assert invoke("--only", "superusers").exit_code == 0
+    assert invoke("--only", "superusers", "--only", "cron_jobs").exit_code == 3  # unknown beats ok
+    configure(db, "superusers", warn=1)
+    assert invoke("--only", "superusers").exit_code == 1
+    assert (
+        invoke("--only", "superusers", "--only", "cron_jobs").exit_code == 1
+    )  # warning beats unknown
+    assert invoke("--only", "superusers", "--only", "backup_freshness").exit_code == 2
+    # info is still exit 0
+    db.execute("CREATE TABLE nopk (a int)")
+    assert invoke("--only", "no_primary_key").exit_code == 0
+
+
+def test_skip_and_min_status(invoke):
+    result = invoke(
+        "--skip",
+        "backup_freshness",
+        "--skip",
+        "settings_sanity",
+        "--skip",
+        "cron_jobs",
+        "--skip",
+        "slow_queries",
+    )
+    assert result.exit_code == 0
+    assert "backup_freshness" not in result.output
+    result = invoke("--min-status", "warning")
+    assert result.exit_code == 2
+    assert "nothing to report" not in result.output  # ok rows hidden
+    assert "backup_freshness" in result.output
+
+
+def test_json_format(invoke):
+    result = invoke("--format", "json")
+    data = json.loads(result.output)
+    assert result.exit_code == 2
+    summary = data["summary"]
+    assert summary["status"] == "critical" and summary["exit_code"] == 2
+    assert summary["counts"]["critical"] >= 1
+    assert summary["checks"] >= 35
+    assert summary["server_version"].startswith("15")
+    assert data["rows"][0]["status"] == "critical"
+    assert set(data["rows"][0]) >= {"check_name", "status", "detail", "fix_sql", "metadata"}
+
+
+def test_global_json_flag(db_dsn):
+    result = CliRunner().invoke(cli, ["--dsn", db_dsn, "--json", "check", "--only", "superusers"])
+    assert json.loads(result.output)["summary"]["status"] == "ok"
+    assert result.exit_code == 0
+
+
+def test_nagios_format(db, invoke):
+    configure(db, "superusers", warn=1)
+    result = invoke("--format", "nagios", "--only", "superusers", "--only", "deadlocks")
+    assert result.exit_code == 1
+    first, *rest = result.output.splitlines()
+    assert re.match(
+        r"^PGMAINT WARNING: 1 warning, 1 ok \(2 checks on database \w+, [0-9.]+ s\): "
+        r"superusers: 1 roles are login superusers: postgres \| ",
+        first,
+    )
+    perf = first.split(" | ", 1)[1]
+    assert "'superusers:superusers'=1;1;10" in perf.split()
+    assert re.search(r"'deadlocks:\w+'=0;1;10", perf)
+    assert rest == ["WARNING superusers superusers: 1 roles are login superusers: postgres"]
+
+
+def test_prometheus_format(invoke):
+    result = invoke("--format", "prometheus")
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    samples = [line for line in lines if line and not line.startswith("#")]
+    sample_re = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+]+$')
+    assert all(sample_re.match(s) for s in samples), [s for s in samples if not sample_re.match(s)]
+    assert any(
+        s.startswith("pgmaint_check_status{")
+        and 'check="backup_freshness"' in s
+        and s.endswith(" 2")
+        for s in samples
+    )
+    assert "pgmaint_check_up 1" in samples
+    assert "# TYPE pgmaint_check_status gauge" in lines
+    series = [s.rsplit(" ", 1)[0] for s in samples]
+    assert len(series) == len(set(series)), "duplicate series"
+
+
+def test_record_appends_history(db, invoke):
+    assert invoke("--record", "--only", "deadlocks").exit_code == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM maint.health_history WHERE check_name = 'deadlocks'"
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_unknown_check_name_is_unknown(invoke):
+    result = invoke("--only", "bogus")
+    assert result.exit_code == 3
+    assert "unknown health check(s): bogus" in result.output
+    result = invoke("--only", "bogus", "--format", "nagios")
+    assert result.exit_code == 3
+    assert result.output.startswith("PGMAINT UNKNOWN: unknown health check(s): bogus")
+
+
+def test_connection_failure_is_unknown(invoke, tmp_path):
+    dsn = f"host={tmp_path} port=1 dbname=nowhere connect_timeout=2"
+    result = invoke("--format", "nagios", dsn=dsn)
+    assert result.exit_code == 3
+    assert result.output.startswith("PGMAINT UNKNOWN: cannot connect to PostgreSQL")
+    result = invoke(dsn=dsn)
+    assert result.exit_code == 3
+    assert "cannot connect to PostgreSQL" in result.output
+
+
+def test_not_installed_is_unknown(invoke, make_database, pg_server):
+    result = invoke("--format", "nagios", dsn=pg_server.dsn(make_database()))
+    assert result.exit_code == 3
+    assert "pgmaint health checks are not installed" in result.output
+
+
+def test_demo_section_prints_findings(db):
+    from rich.console import Console
+
+    from orchestrator.check import demo_section
+
+    db.execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+    db.execute("CREATE INDEX users_email_1 ON users (email)")
+    db.execute("CREATE INDEX users_email_2 ON users (email)")
+    out = Console(record=True, width=200)
+    demo_section(db, out)
+    text = out.export_text()
+    assert "duplicate_indexes" in text and "public.users_email_2" in text
+    assert "nothing to report" not in text  # only findings are shown
+    assert "PGMAINT CRITICAL" in text
+
+
+def test_a_slow_check_times_out_alone(db, invoke):
+    db.execute(
+        """
+        CREATE OR REPLACE FUNCTION maint.health_superusers(p_cfg maint.check_config)
+            RETURNS SETOF maint.health_result LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp
+        AS $$ BEGIN PERFORM pg_sleep(5); END $$
+        """
+    )
+    result = invoke(
+        "--format",
+        "json",
+        "--timeout",
+        "200ms",
+        "--only",
+        "superusers",
+        "--only",
+        "disabled_triggers",
+    )
+    assert result.exit_code == 3
+    rows = {r["check_name"]: r for r in json.loads(result.output)["rows"]}
+    assert rows["superusers"]["status"] == "unknown"
+    assert rows["superusers"]["detail"] == "check did not finish within statement_timeout 200ms"
+    assert rows["disabled_triggers"]["status"] == "ok"

@@ -1,0 +1,227 @@
+"""Security hygiene checks and the checks on pgmaint itself (pg_cron jobs, backups, runs)."""
+
+from __future__ import annotations
+
+import psycopg
+from health_support import configure, connect, find, only_ok, run_one, sessions, wait_for
+
+from orchestrator import deploy
+
+
+def test_secdef_search_path(db):
+    assert only_ok(run_one(db, "secdef_search_path"))  # the kit's own functions pin it
+    db.execute(
+        "CREATE FUNCTION secdef_nopath() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'"
+    )
+    db.execute(
+        "CREATE FUNCTION secdef_pinned() RETURNS int LANGUAGE sql SECURITY DEFINER "
+        "SET search_path = pg_catalog AS 'SELECT 1'"
+    )
+    rows = run_one(db, "secdef_search_path")
+    row = find(rows, "public.secdef_nopath()")
+    assert row["status"] == "warning"
+    assert (
+        row["fix_sql"]
+        == "ALTER FUNCTION public.secdef_nopath() SET search_path = pg_catalog, pg_temp;"
+    )
+    assert len(rows) == 1
+
+
+def test_public_schema_create(db):
+    assert only_ok(run_one(db, "public_schema_create"))  # PostgreSQL 15 default
+    db.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+    row = find(run_one(db, "public_schema_create"), "public")
+    assert row["status"] == "warning"
+    assert row["fix_sql"] == "REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+
+
+def test_superusers(db, make_role):
+    assert only_ok(run_one(db, "superusers"))
+    make_role(attributes="SUPERUSER")
+    make_role(attributes="SUPERUSER")
+    row = find(run_one(db, "superusers"), "superusers")
+    assert row["status"] == "warning"  # 3 >= warn 3
+    assert row["value"] == 3
+    assert "postgres" in row["metadata"]["roles"]
+
+
+def test_password_hygiene(db, pg_server, make_role):
+    assert only_ok(run_one(db, "password_hygiene"))
+    md5_role = make_role()
+    forever = make_role()
+    expiring = make_role()
+    db.execute("SET password_encryption = 'md5'")
+    db.execute(f"ALTER ROLE {md5_role} PASSWORD 'secret' VALID UNTIL '2099-01-01'")
+    db.execute("RESET password_encryption")
+    db.execute(f"ALTER ROLE {forever} PASSWORD 'secret'")
+    db.execute(f"ALTER ROLE {expiring} PASSWORD 'secret' VALID UNTIL '2099-01-01'")
+    rows = run_one(db, "password_hygiene")
+    assert {r["object_name"] for r in rows} == {md5_role, forever}
+    assert find(rows, md5_role)["status"] == "warning"
+    assert find(rows, md5_role)["metadata"]["hash"] == "md5"
+    assert find(rows, forever)["status"] == "info"
+    assert find(rows, forever)["metadata"]["hash"] == "scram-sha-256"
+    # a monitoring role cannot read pg_authid; the SECURITY DEFINER check can
+    monitor = make_role("maint_monitor")
+    with sessions(pg_server, db.info.dbname, user=monitor) as (mon,):
+        rows = run_one(mon, "password_hygiene")
+        assert find(rows, md5_role)["status"] == "warning"
+
+
+def test_cron_jobs_unknown_outside_the_cron_database(db):
+    row = find(run_one(db, "cron_jobs"), "pg_cron")
+    assert row["status"] == "unknown"
+    assert row["detail"].startswith("pg_cron is in database postgres, not ")
+
+
+def test_cron_jobs_in_the_cron_database(pg_server):
+    """Deploy the kit into `postgres` (where pg_cron lives) and check its jobs there.
+
+    pg_cron 1.4 has no sub-minute schedules, so instead of waiting for a run the test
+    writes the job's run history the way pg_cron does (a failed run of the job)."""
+    with pg_server.connect("postgres") as conn:
+        had_kit = conn.execute("SELECT to_regnamespace('maint') IS NOT NULL").fetchone()[0]
+        if not had_kit:
+            deploy.deploy(conn)
+        jobs = []
+        try:
+            assert not [r for r in run_one(conn, "cron_jobs") if r["object_name"] == "maint:t-fail"]
+            for name, schedule in (
+                ("maint:t-fail", "0 3 * * *"),
+                ("maint:t-never", "0 0 1 1 *"),
+                ("maint:t-fine", "0 4 * * *"),
+            ):
+                jobs.append(
+                    conn.execute(
+                        "SELECT cron.schedule(%s, %s, 'SELECT 1')", (name, schedule)
+                    ).fetchone()[0]
+                )
+            fail_id, _never_id, fine_id = jobs
+            conn.execute(
+                "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
+                " status,"
+                " return_message, start_time, end_time) VALUES"
+                " (%s, 1, 'postgres', current_user, 'SELECT 1', 'succeeded', 'SELECT 1',"
+                "  now() - interval '2 hours', now() - interval '2 hours'),"
+                " (%s, 2, 'postgres', current_user, 'SELECT 1', 'failed',"
+                "  'ERROR: division by zero',"
+                "  now() - interval '1 hour', now() - interval '1 hour'),"
+                " (%s, 3, 'postgres', current_user, 'SELECT 1', 'succeeded', 'SELECT 1',"
+                "  now() - interval '1 hour', now() - interval '1 hour')",
+                (fail_id, fail_id, fine_id),
+            )
+            rows = [
+                r for r in run_one(conn, "cron_jobs") if r["object_name"].startswith("maint:t-")
+            ]
+            assert {r["object_name"] for r in rows} == {"maint:t-fail", "maint:t-never"}
+            failed = find(rows, "maint:t-fail")
+            assert failed["status"] == "critical"
+            assert "division by zero" in failed["detail"]
+            assert failed["metadata"]["failed"] == 1
+            assert find(rows, "maint:t-never")["status"] == "info"
+            assert "never run" in find(rows, "maint:t-never")["detail"]
+        finally:
+            for jobid in jobs:
+                conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+                conn.execute("DELETE FROM cron.job_run_details WHERE jobid = %s", (jobid,))
+            if not had_kit:
+                deploy.uninstall(conn, pg_server.dsn("postgres"))
+
+
+def insert_backup(
+    db,
+    status: str,
+    finished_ago: str | None,
+    *,
+    bytes_: int = 1000,
+    verified_ago: str | None = None,
+    started_ago: str = "0 seconds",
+    error: str | None = None,
+) -> int:
+    return db.execute(
+        "INSERT INTO maint.backups"
+        " (status, started_at, finished_at, bytes, verified_at, error, format)"
+        " VALUES (%s, now() - %s::interval, now() - %s::interval, %s,"
+        "         now() - %s::interval, %s, 'custom')"
+        " RETURNING id",
+        (status, started_ago, finished_ago, bytes_, verified_ago, error),
+    ).fetchone()[0]
+
+
+def test_backup_freshness_no_backup_is_critical(db):
+    row = find(run_one(db, "backup_freshness"), db.info.dbname)
+    assert row["status"] == "critical"
+    assert (
+        row["detail"]
+        == f"no completed backup of database {db.info.dbname} is recorded in maint.backups"
+    )
+
+
+def test_backup_freshness_fresh_verified_backup_is_ok(db):
+    insert_backup(db, "verified", "2 hours", verified_ago="1 hour", started_ago="3 hours")
+    rows = run_one(db, "backup_freshness")
+    assert only_ok(rows)
+    assert 7000 <= rows[0]["value"] <= 7300
+
+
+def test_backup_freshness_old_and_unverified(db):
+    bid = insert_backup(db, "completed", "30 hours", started_ago="31 hours")
+    rows = run_one(db, "backup_freshness")
+    assert find(rows, str(bid))["status"] == "critical"
+    unverified = find(rows, db.info.dbname)
+    assert unverified["status"] == "warning"
+    assert "has been verified" in unverified["detail"]
+
+
+def test_backup_freshness_shrinking_stuck_and_failed(db):
+    insert_backup(db, "verified", "3 hours", verified_ago="3 hours", started_ago="4 hours")
+    small = insert_backup(db, "completed", "1 hour", bytes_=400, started_ago="2 hours")
+    stuck = insert_backup(db, "running", None, started_ago="7 hours")
+    rows = run_one(db, "backup_freshness")
+    shrink = find(rows, str(small))
+    assert shrink["status"] == "warning"
+    assert shrink["value"] == 40
+    assert find(rows, str(stuck))["status"] == "warning"
+    failed = insert_backup(db, "failed", "10 minutes", started_ago="20 minutes", error="disk full")
+    assert "disk full" in find(run_one(db, "backup_freshness"), str(failed))["detail"]
+    configure(db, "backup_freshness", warn=60)  # verified more than a minute ago
+    assert "was verified" in find(run_one(db, "backup_freshness"), db.info.dbname)["detail"]
+
+
+def test_pgmaint_runs_failed_and_abandoned(db, pg_server):
+    assert only_ok(run_one(db, "pgmaint_runs"))
+    run_id = db.execute("SELECT maint.run_start('demo_task', '{}', false)").fetchone()[0]
+    db.execute("SELECT maint.run_finish(%s, 'failed', p_error => 'it broke')", (run_id,))
+    row = find(run_one(db, "pgmaint_runs"), "demo_task")
+    assert row["status"] == "warning"
+    assert "it broke" in row["detail"]
+    assert row["metadata"]["runs"] == [run_id]
+
+    other = connect(pg_server, db.info.dbname)
+    stuck = other.execute("SELECT maint.run_start('stuck_task', '{}', false)").fetchone()[0]
+    assert not [r for r in run_one(db, "pgmaint_runs") if r["object_name"] == str(stuck)]
+    pid = other.info.backend_pid
+    other.close()
+    wait_for(
+        lambda: db.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", (pid,)
+        ).fetchone()[0],
+        10,
+        "the session to end",
+    )
+    row = find(run_one(db, "pgmaint_runs"), str(stuck))
+    assert row["status"] == "warning"
+    assert "no longer holds the task lock" in row["detail"]
+
+
+def test_pgmaint_runs_visible_to_monitor(db, pg_server, make_role):
+    run_id = db.execute("SELECT maint.run_start('demo_task', '{}', false)").fetchone()[0]
+    db.execute("SELECT maint.run_finish(%s, 'failed', p_error => 'it broke')", (run_id,))
+    role = make_role("maint_monitor")
+    with sessions(pg_server, db.info.dbname, user=role) as (mon,):
+        assert find(run_one(mon, "pgmaint_runs"), "demo_task")["status"] == "warning"
+        try:
+            mon.execute("SELECT * FROM maint.record_health_check()")
+            raise AssertionError("maint_monitor must not record")
+        except psycopg.errors.InsufficientPrivilege:
+            pass
