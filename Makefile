@@ -46,12 +46,12 @@ demo: setup
 test: setup
 	$(BIN)/pytest -q
 
-# deploy / check use PGMAINT_DSN or libpq's PG* variables (eval "$(.venv/bin/pgmaint sandbox env)")
+# deploy / check / schedule / backup use PGMAINT_DSN or libpq's PG* variables (eval "$(.venv/bin/pgmaint sandbox env)")
 deploy: setup
 	$(PGMAINT) deploy
 
 check: setup
-	$(PGMAINT) status
+	$(PGMAINT) check
 
 # backups go to $PGMAINT_BACKUP_DIR (default ./backups)
 backup: setup

@@ -79,11 +79,12 @@ def journal_section(conn: psycopg.Connection, out: Console) -> None:
 
 
 def _sections() -> list[tuple[str, Section]]:
-    from orchestrator import backup_cmd, cleanup
+    from orchestrator import backup_cmd, check, cleanup
 
     return [
         ("What is in the demo database", overview_section),
         ("The run journal", journal_section),
+        ("What is wrong: maint.health_check()", check.demo_section),
         ("Cleanup: preview, run, undo", cleanup.demo_section),
         ("A backup, proven restorable", backup_cmd.demo_section),
     ]
@@ -94,6 +95,10 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
     started = time.monotonic()
     _recreate(dsn, dbname)
     with db.connection(db.with_dbname(dsn, dbname)) as conn:
+        try:  # the sandbox preloads it; elsewhere the slow_queries check says unknown
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        except psycopg.Error:
+            pass
         _load_app(conn)
         result = deploy.deploy(conn)
         version = conn.execute("SELECT maint.version()").fetchone()
