@@ -18,9 +18,11 @@ BEGIN
     IF pg_catalog.to_regclass('maint.check_config') IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE 'SELECT CASE $2 WHEN ''warn'' THEN c.warn::text WHEN ''crit'' THEN c.crit::text '
-         || 'WHEN ''lock_timeout'' THEN c.lock_timeout::text ELSE c.params->>$2 END '
-         || 'FROM maint.check_config AS c WHERE c.check_name = $1'
+    -- the table arrives with the health catalog: reach it through EXECUTE only
+    EXECUTE pg_catalog.format(
+        'SELECT CASE $2 WHEN ''warn'' THEN c.warn::text WHEN ''crit'' THEN c.crit::text '
+        || 'WHEN ''lock_timeout'' THEN c.lock_timeout::text ELSE c.params->>$2 END '
+        || 'FROM %I.%I AS c WHERE c.check_name = $1', 'maint', 'check_config')
        INTO v_value USING p_check, p_key;
     IF v_value IS NULL THEN
         RETURN NULL;

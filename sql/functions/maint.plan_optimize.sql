@@ -54,7 +54,7 @@ BEGIN
           FROM maint.plan_reindex() WITH ORDINALITY AS p WHERE v_reindex
     ), rows AS (
         SELECT 1 AS grp, v.ord, 'vacuum'::text AS action, v.relation, v.relation AS table_name,
-               maint._vacuum_statement(v.relation, v.freeze, a.relation IS NOT NULL) AS statement,
+               maint._vacuum_statement(v.relation, v.to_freeze, a.relation IS NOT NULL) AS statement,
                v.reason || coalesce('; and ' || a.reason, '') AS reason,
                v.table_bytes AS size_bytes,
                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(

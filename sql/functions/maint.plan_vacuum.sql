@@ -34,7 +34,7 @@ CREATE OR REPLACE FUNCTION maint.plan_vacuum(
         cleaned_rows bigint,
         last_vacuum timestamptz,
         table_bytes bigint,
-        freeze boolean
+        to_freeze boolean
     )
     LANGUAGE plpgsql
     STABLE
