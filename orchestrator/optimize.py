@@ -129,8 +129,8 @@ SELECT p.seq, p.action, {QUALIFIED.format("p.relation")} AS relation, p.relation
 """
 
 ADVICE_SQL = f"""
-SELECT {QUALIFIED.format("u.relation")} AS index, {QUALIFIED.format("u.table_name")} AS "table", u.statement, u.reason,
-       u.index_bytes
+SELECT {QUALIFIED.format("u.relation")} AS index, {QUALIFIED.format("u.table_name")} AS "table",
+       u.statement, u.reason, u.index_bytes
   FROM maint.plan_unused_indexes() AS u
 """
 
@@ -420,8 +420,8 @@ def render(out: Console, result: Result) -> None:
                  _size(o.size_before), _size(o.size_after), o.message or o.reason)
                 for o in result.outcomes]
         out.print(table(f"optimize run {result.run_id} ({result.status})",
-                        ["#", "statement", "outcome", "took", "size before", "size after", "reason / message"],
-                        rows) if rows else "nothing to vacuum, analyze or reindex")
+                        ["#", "statement", "outcome", "took", "size before", "size after",
+                         "reason / message"], rows) if rows else "nothing to vacuum, analyze or reindex")
         out.print(f"{result.count('done')} done, {result.count('skipped')} skipped, "
                   f"{result.count('failed')} failed, {result.count('not_started')} not started "
                   f"in {result.elapsed_s:.1f}s; journaled as run {result.run_id} "
@@ -479,7 +479,8 @@ def _optimize(ctx: click.Context, execute: bool, time_limit: str, only: tuple[st
     emit(ctx, to_json(result), lambda out: render(out, result))
     if result.count("failed"):
         failed = [o for o in result.outcomes if o.outcome == "failed"]
-        raise PgmaintError(f"{len(failed)} statement(s) failed; first: {failed[0].relation}: {failed[0].message}")
+        raise PgmaintError(
+            f"{len(failed)} statement(s) failed; first: {failed[0].relation}: {failed[0].message}")
     if result.count("skipped") or result.count("not_started"):
         ctx.exit(EXIT_PARTIAL)
 

@@ -98,7 +98,8 @@ def test_unused_indexes_are_advice_only_after_enough_stats_age(db):
     # statistics are younger than the default 7 days: no verdict yet
     assert _relations(db, "SELECT relation::text FROM maint.plan_unused_indexes(min_bytes => 0)") == []
     rows = db.execute(
-        "SELECT relation::text, statement FROM maint.plan_unused_indexes(min_bytes => 0, min_stats_age => '0')"
+        "SELECT relation::text, statement"
+        " FROM maint.plan_unused_indexes(min_bytes => 0, min_stats_age => '0')"
     ).fetchall()
     assert rows == [("u_v", "DROP INDEX CONCURRENTLY public.u_v")]  # never the unique or the pkey
     assert _relations(db, "SELECT relation::text FROM maint.plan_unused_indexes("
@@ -156,7 +157,8 @@ def test_bad_parameters_fail_clearly(db, query, error, message):
 def test_bad_threshold_in_check_config_names_the_row(db):
     check_config(db, "dead_tuples", params={"grace": "a while"})
     with pytest.raises(psycopg.errors.InvalidParameterValue,
-                       match="maint.check_config: grace of check dead_tuples is 'a while', not a valid interval"):
+                       match=r"maint\.check_config: grace of check dead_tuples is 'a while', "
+                             r"not a valid interval"):
         db.execute("SELECT * FROM maint.plan_vacuum()")
 
 
