@@ -302,8 +302,11 @@ class Executor:
             out.size_after = self._size(action)
         except psycopg.errors.LockNotAvailable:
             out.outcome = "skipped"
+            wait_for = ("another session holds a conflicting lock, or an older transaction is still "
+                        "open, which CONCURRENTLY waits for" if "CONCURRENTLY" in action.statement
+                        else "another session holds a conflicting lock")
             out.message = (f"could not lock {action.table_name} within {_fmt_td(self.lock_timeout)} "
-                           "(another session holds a conflicting lock); skipped")
+                           f"({wait_for}); skipped")
         except psycopg.errors.UniqueViolation as exc:
             out.outcome = "failed"
             detail = exc.diag.message_detail or db.error_line(exc)
@@ -410,9 +413,9 @@ def _size(value: int | None) -> str:
 def render(out: Console, result: Result) -> None:
     if result.dry_run:
         title = "optimize plan (dry run: nothing executed; add --execute to carry it out)"
-        rows = [(o.seq, o.action, o.relation, o.statement, _size(o.size_before), o.reason)
+        rows = [(o.seq, o.action, o.statement, _size(o.size_before) or "?", o.reason)
                 for o in result.outcomes]
-        out.print(table(title, ["#", "action", "relation", "statement", "size", "reason"], rows)
+        out.print(table(title, ["#", "action", "statement", "size", "reason"], rows)
                   if rows else "nothing to vacuum, analyze or reindex")
     else:
         rows = [(o.seq, o.statement, o.outcome,

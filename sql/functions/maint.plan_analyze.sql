@@ -49,7 +49,7 @@ BEGIN
 
     RETURN QUERY
     WITH t AS (
-        SELECT c.oid AS relid, c.relpages, s.n_mod_since_analyze AS mods, s.n_live_tup,
+        SELECT c.oid AS relid, c.relpages, c.reltuples, s.n_mod_since_analyze AS mods, s.n_live_tup,
                greatest(s.last_analyze, s.last_autoanalyze) AS last_an,
                v_autovacuum AND coalesce(maint._reloption(c.reloptions, 'autovacuum_enabled')::boolean, true)
                    AS av_enabled,
@@ -72,7 +72,8 @@ BEGIN
                     CASE WHEN NOT t.av_enabled THEN ' (autovacuum is off for this table)' ELSE '' END)
            END,
            t.mods, t.n_live_tup, t.av_trigger, t.av_enabled, t.last_an,
-           t.relpages::bigint * pg_catalog.current_setting('block_size')::bigint
+           CASE WHEN t.relpages > 0 OR t.reltuples >= 0  -- 0 pages and -1 tuples: never measured
+                THEN t.relpages::bigint * pg_catalog.current_setting('block_size')::bigint END
       FROM t
      WHERE t.mods >= v_min
        AND (t.last_an IS NULL

@@ -89,7 +89,7 @@ BEGIN
          GROUP BY x.indexrelid
     ), est AS (
         SELECT x.*,
-               x.relpages::bigint * v_bs AS bytes,
+               CASE WHEN x.relpages > 0 OR x.reltuples >= 0 THEN x.relpages::bigint * v_bs END AS bytes,
                CASE WHEN w.known AND x.reltuples >= 0 THEN
                    (pg_catalog.ceil(x.reltuples
                         * (4 + pg_catalog.ceil((8 + CASE WHEN w.has_nulls THEN 4 ELSE 0 END + w.width) / 8.0) * 8)
@@ -130,7 +130,7 @@ BEGIN
       FROM judged AS j
      WHERE (plan_reindex.include_invalid AND NOT j.indisvalid)
         OR (j.indisvalid AND j.amname = 'btree' AND j.bytes >= v_min AND j.pct >= v_pct AND j.pct > 0)
-     ORDER BY (NOT j.indisvalid) DESC, j.leftover DESC, (j.bytes - coalesce(j.est_bytes, 0)) DESC, 1;
+     ORDER BY (NOT j.indisvalid) DESC, j.leftover DESC, (coalesce(j.bytes, 0) - coalesce(j.est_bytes, 0)) DESC, 1;
 END
 $$;
 COMMENT ON FUNCTION maint.plan_reindex(numeric, bigint, boolean) IS

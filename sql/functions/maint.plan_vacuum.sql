@@ -140,7 +140,8 @@ BEGIN
            j.mxid_age,
            j.cleaned_rows,
            j.last_vac,
-           j.relpages::bigint * pg_catalog.current_setting('block_size')::bigint,
+           CASE WHEN j.relpages > 0 OR j.reltuples >= 0  -- 0 pages and -1 tuples: never measured
+                THEN j.relpages::bigint * pg_catalog.current_setting('block_size')::bigint END,
            j.old_xid OR j.old_mxid
       FROM judged AS j
      WHERE j.too_dead OR j.old_xid OR j.old_mxid OR j.cleaned_rows > 0
