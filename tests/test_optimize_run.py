@@ -234,3 +234,27 @@ def test_executor_refuses_a_transactional_connection(db_dsn):
 
     with psycopg.connect(db_dsn) as conn, pytest.raises(PgmaintError, match="autocommit"):
         Executor(conn, lock_timeout=timedelta(seconds=1), time_limit=timedelta(seconds=1))
+
+
+def test_progress_is_shown_on_a_terminal(db, db_dsn):
+    import io
+
+    from rich.console import Console
+
+    from orchestrator import optimize
+
+    # the progress query itself is valid against the pg_stat_progress_* views
+    assert db.execute(optimize.PROGRESS_SQL, {"pid": db.info.backend_pid}).fetchall() == []
+    dead_table(db, sql.Identifier("watched"), rows=100000)
+    buf = io.StringIO()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        watcher = optimize.ProgressWatcher(db_dsn, conn.info.backend_pid,
+                                           Console(file=buf, force_terminal=True, width=200),
+                                           interval=0.01)
+        with watcher:
+            result = optimize.optimize(conn, only=["vacuum"], execute=True,
+                                       time_limit=timedelta(minutes=1), lock_timeout=timedelta(seconds=5),
+                                       watcher=watcher)
+    assert result.status == "succeeded"
+    assert "1. VACUUM public.watched" in buf.getvalue()
+    assert "done" in buf.getvalue()
