@@ -108,17 +108,21 @@ BEGIN
           LEFT JOIN pg_catalog.pg_class AS tc ON tc.oid = c.reltoastrelid
          WHERE c.relkind IN ('r', 'm')
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_vacuum AS p WHERE p.relid = c.oid)
+    ), cleaned_since_vacuum AS (
+        SELECT cl.relid, sum(cl.deleted)::bigint AS deleted
+          FROM cleaned AS cl
+          JOIN t ON t.relid = cl.relid AND cl.finished_at > coalesce(t.last_vac, '-infinity')
+         GROUP BY cl.relid
     ), judged AS (
         SELECT t.*,
-               (SELECT sum(cl.deleted) FROM cleaned AS cl
-                 WHERE cl.relid = t.relid
-                   AND cl.finished_at > coalesce(t.last_vac, '-infinity'))::bigint AS cleaned_rows,
+               cs.deleted AS cleaned_rows,
                t.n_dead_tup > t.av_trigger AND t.n_dead_tup >= v_min_dead
                    AND (NOT t.av_enabled OR coalesce(t.last_vac, '-infinity') < pg_catalog.now() - v_grace)
                    AS too_dead,
                t.xid_age > v_xid AS old_xid,
                t.mxid_age > v_mxid AS old_mxid
           FROM t
+          LEFT JOIN cleaned_since_vacuum AS cs ON cs.relid = t.relid
     )
     SELECT j.relid::regclass,
            maint._vacuum_statement(j.relid::regclass, j.old_xid OR j.old_mxid, false),
