@@ -178,6 +178,12 @@ def test_the_nightly_job_command_records_the_plan(db):
     assert examined == len(statements)
     assert detail["counts"]["vacuum"] >= 1
     assert detail["carry_out"] == "pgmaint run optimize --execute"
+    # the default-plan row (no parameters) gives a one-statement command that runs as is
+    [(default_command,)] = db.execute("SELECT maint.job_command('record_optimize_plan', '{}')").fetchall()
+    assert default_command == "SELECT maint.record_optimize_plan()"
+    [(second,)] = db.execute(default_command).fetchall()
+    assert db.execute("SELECT parameters->'actions', status FROM maint.runs WHERE id = %s",
+                      (second,)).fetchone() == (["vacuum", "analyze", "reindex"], "succeeded")
     # VACUUM itself was not run
     db.execute("SELECT pg_stat_clear_snapshot()")
     assert db.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'nightly'"
