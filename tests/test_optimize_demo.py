@@ -14,6 +14,8 @@ from tests.optimize_support import flush_stats, table_stats
 
 def test_demo_section_shows_the_plans_and_carries_them_out(db):
     demo._load_app(db)
+    for name in ("app.sessions", "app.order_items"):  # no autovacuum analyze racing the test
+        db.execute(f"ALTER TABLE {name} SET (autovacuum_enabled = false)")
     flush_stats(db)
     assert table_stats(db, "app.sessions")["last_analyze"] is None
     buf = io.StringIO()

@@ -54,7 +54,7 @@ def test_freeze_age_plans_vacuum_freeze(db):
     assert "aging" not in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
 
 
-def test_dead_tuples_respect_reloptions_and_floors(db):
+def test_dead_tuples_respect_reloptions_and_floors(db, pg_server):
     db.execute("CREATE TABLE lenient (id int PRIMARY KEY) WITH (autovacuum_vacuum_threshold = 100000)")
     db.execute("INSERT INTO lenient SELECT generate_series(1, 20000)")
     db.execute("VACUUM lenient")
@@ -63,18 +63,23 @@ def test_dead_tuples_respect_reloptions_and_floors(db):
     # autovacuum is on and its trigger (per-table reloption) is above the dead tuples
     assert "lenient" not in _relations(db, "SELECT relation::text FROM maint.plan_vacuum(grace => '0')")
     db.execute("ALTER TABLE lenient SET (autovacuum_vacuum_threshold = 1000)")
-    # over the trigger, but autovacuum vacuumed it less than `grace` (1 hour) ago
-    assert "lenient" not in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
-    assert "lenient" in _relations(db, "SELECT relation::text FROM maint.plan_vacuum(grace => '0')")
-    # the floor and the grace period from maint.check_config
-    check_config(db, "dead_tuples", params={"min_dead_rows": 20000, "grace": "0 seconds"})
-    assert "lenient" not in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
-    check_config(db, "dead_tuples", params={"min_dead_rows": 1000})
-    assert "lenient" in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
+    with pg_server.connect(db.info.dbname) as other:
+        # keeps autovacuum (which skips locked tables) from vacuuming it under the test
+        other.execute("BEGIN")
+        other.execute("LOCK TABLE lenient IN SHARE UPDATE EXCLUSIVE MODE")
+        # over the trigger, but autovacuum vacuumed it less than `grace` (1 hour) ago
+        assert "lenient" not in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
+        assert "lenient" in _relations(db, "SELECT relation::text FROM maint.plan_vacuum(grace => '0')")
+        # the floor and the grace period from maint.check_config
+        check_config(db, "dead_tuples", params={"min_dead_rows": 20000, "grace": "0 seconds"})
+        assert "lenient" not in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
+        check_config(db, "dead_tuples", params={"min_dead_rows": 1000})
+        assert "lenient" in _relations(db, "SELECT relation::text FROM maint.plan_vacuum()")
+        other.execute("ROLLBACK")
 
 
 def test_never_analyzed_and_stale_statistics(db):
-    db.execute("CREATE TABLE small (id int)")
+    db.execute("CREATE TABLE small (id int) WITH (autovacuum_enabled = false)")
     db.execute("INSERT INTO small SELECT generate_series(1, 500)")
     db.execute("CREATE TABLE stale (id int) WITH (autovacuum_enabled = false)")
     db.execute("INSERT INTO stale SELECT generate_series(1, 5000)")
