@@ -11,6 +11,7 @@ overlap); every statement is journaled in ``detail->'statements'`` as it finishe
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -272,11 +273,16 @@ class Executor:
                      Jsonb({"statements": [asdict(o) for o in outcomes]})),
                 )
         except BaseException as exc:
-            self._finish(run_id, "failed", actions, outcomes, f"interrupted: {type(exc).__name__}: {exc}")
+            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            # when the session is gone, the next run marks this one abandoned
+            with contextlib.suppress(psycopg.Error):
+                self._finish(run_id, status, actions, outcomes,
+                             f"interrupted: {type(exc).__name__}: {exc}")
             raise
         finally:
             self.conn.remove_notice_handler(self._on_notice)
-            self.conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (previous,))
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (previous,))
         status = _status(outcomes)
         failures = [f"{o.relation}: {o.message}" for o in outcomes if o.outcome == "failed"]
         self._finish(run_id, status, actions, outcomes, "; ".join(failures) or None)

@@ -258,3 +258,32 @@ def test_progress_is_shown_on_a_terminal(db, db_dsn):
     assert result.status == "succeeded"
     assert "1. VACUUM public.watched" in buf.getvalue()
     assert "done" in buf.getvalue()
+
+
+def test_an_interrupted_run_is_journaled_cancelled_and_releases_the_task(db, db_dsn):
+    from orchestrator import optimize
+
+    dead_table(db, sql.Identifier("one"), rows=40000)
+    dead_table(db, sql.Identifier("two"))
+
+    class CtrlCOnSecond:
+        """Stands in for the progress display: the user presses Ctrl-C at statement 2."""
+
+        def begin(self, action):
+            if action.seq == 2:
+                raise KeyboardInterrupt
+
+        def end(self, outcome):
+            pass
+
+    with psycopg.connect(db_dsn, autocommit=True) as conn, pytest.raises(KeyboardInterrupt):
+        optimize.optimize(conn, only=["vacuum"], execute=True, time_limit=timedelta(minutes=1),
+                          lock_timeout=timedelta(seconds=5), watcher=CtrlCOnSecond())  # type: ignore[arg-type]
+    [run] = optimize_runs(db)
+    assert run["status"] == "cancelled"
+    assert run["error"] == "interrupted: KeyboardInterrupt: "
+    assert [s["outcome"] for s in run["detail"]["statements"]] == ["done"]
+    assert table_stats(db, "one")["n_dead_tup"] == 0
+    assert table_stats(db, "two")["n_dead_tup"] == 18000
+    code, _ = run_json(db_dsn, "--execute", "--only", "vacuum")
+    assert code == 0
