@@ -39,11 +39,11 @@ CHECK_CONFIG = """
 CREATE TABLE IF NOT EXISTS maint.check_config (
     check_name text PRIMARY KEY, category text, warn numeric, crit numeric,
     enabled boolean NOT NULL DEFAULT true, params jsonb NOT NULL DEFAULT '{}',
-    unit text, lock_timeout interval, description text);
-INSERT INTO maint.check_config AS c (check_name, category, params) VALUES
-    ('dead_tuples', 'maintenance', '{"min_dead_rows": 100}'),
-    ('never_analyzed', 'maintenance', '{"min_changes": 10}'),
-    ('index_bloat', 'maintenance', '{"min_bytes": 0}')
+    unit text, lock_timeout interval NOT NULL DEFAULT '1 second', description text NOT NULL);
+INSERT INTO maint.check_config AS c (check_name, category, params, description) VALUES
+    ('dead_tuples', 'maintenance', '{"min_dead_rows": 100}', 'bench'),
+    ('never_analyzed', 'maintenance', '{"min_changes": 10}', 'bench'),
+    ('index_bloat', 'maintenance', '{"min_bytes": 0}', 'bench')
 ON CONFLICT (check_name) DO UPDATE SET params = c.params || EXCLUDED.params
 """
 

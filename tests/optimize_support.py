@@ -58,13 +58,13 @@ def check_config(conn: psycopg.Connection, check: str, *, warn: float | None = N
         CREATE TABLE IF NOT EXISTS maint.check_config (
             check_name text PRIMARY KEY, category text, warn numeric, crit numeric,
             enabled boolean NOT NULL DEFAULT true, params jsonb NOT NULL DEFAULT '{}',
-            unit text, lock_timeout interval, description text)
+            unit text, lock_timeout interval NOT NULL DEFAULT '1 second', description text NOT NULL)
         """
     )
     conn.execute(
         """
-        INSERT INTO maint.check_config AS c (check_name, category, warn, params)
-        VALUES (%s, 'maintenance', %s, %s::jsonb)
+        INSERT INTO maint.check_config AS c (check_name, category, warn, params, description)
+        VALUES (%s, 'maintenance', %s, %s::jsonb, 'set by the optimize tests')
         ON CONFLICT (check_name) DO UPDATE
            SET warn = coalesce(EXCLUDED.warn, c.warn), params = c.params || EXCLUDED.params
         """,

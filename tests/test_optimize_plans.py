@@ -205,3 +205,16 @@ def test_planners_are_readable_by_maint_monitor_and_recording_needs_maint_admin(
         assert "watched" in _relations(conn, "SELECT relation::text FROM maint.plan_vacuum()")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT maint.record_optimize_plan()")
+
+
+def test_a_real_retention_run_puts_its_table_in_the_vacuum_plan(db):
+    db.execute("CREATE TABLE logs (id int PRIMARY KEY, created_at timestamptz NOT NULL)")
+    db.execute("INSERT INTO logs SELECT g, now() - g * interval '1 day' FROM generate_series(1, 300) AS g")
+    db.execute("SELECT maint.add_retention_policy('public.logs', 'created_at', '200 days')")
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    assert db.execute("SELECT count(*) FROM logs").fetchone() == (199,)
+    [(statement, cleaned)] = db.execute(
+        "SELECT statement, cleaned_rows FROM maint.plan_vacuum() WHERE relation = 'logs'::regclass"
+    ).fetchall()
+    assert statement == "VACUUM public.logs"
+    assert cleaned == 101
