@@ -1,0 +1,525 @@
+"""`pgmaint run optimize`: carry out the VACUUM / ANALYZE / REINDEX plan the database made.
+
+The plan is SQL (``maint.plan_optimize``); this module only executes its rows, one at a
+time, on an autocommit connection (VACUUM and REINDEX CONCURRENTLY cannot run in a
+transaction, a function or a procedure), with ``lock_timeout`` so that a statement that
+cannot get its lock is skipped instead of queueing in front of the application, and a
+time limit after which no new statement starts. The whole invocation is one run of task
+``optimize`` in ``maint.runs`` (holding the task lock, so two optimize runs never
+overlap); every statement is journaled in ``detail->'statements'`` as it finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import click
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator import db
+from orchestrator.errors import PgmaintError
+from orchestrator.output import emit, settings, table
+
+ACTIONS = ("vacuum", "analyze", "reindex")
+TASK = "optimize"
+
+# exit codes: 0 everything planned was done (or dry run); 3 some statements were skipped
+# (lock not available, time limit); 1 a statement failed (PgmaintError)
+EXIT_PARTIAL = 3
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, what: str) -> timedelta:
+    """``30m``, ``5s``, ``500ms``, ``1h30m`` or plain seconds; must be positive."""
+    value = text.strip().lower()
+    seconds: float | None = None
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        seconds = float(value)
+    elif value and _DURATION.sub("", value).strip() == "":
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(value))
+    if seconds is None or seconds <= 0:
+        raise click.BadParameter(
+            f"{text!r} is not a positive duration (examples: 30m, 5s, 500ms, 1h30m)", param_hint=what
+        )
+    return timedelta(seconds=seconds)
+
+
+def parse_only(values: Sequence[str]) -> list[str]:
+    """``--only`` values (repeatable, comma-separated); empty means all actions."""
+    chosen = [v.strip().lower() for raw in values for v in raw.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in ACTIONS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown action(s) {', '.join(unknown)}: choose from {', '.join(ACTIONS)}",
+            param_hint="--only",
+        )
+    return [a for a in ACTIONS if a in chosen] or list(ACTIONS)
+
+
+@dataclass
+class Action:
+    """One row of maint.plan_optimize()."""
+
+    seq: int
+    action: str
+    relation: str
+    relid: int
+    table_name: str
+    table_oid: int
+    statement: str
+    reason: str
+    size_bytes: int | None
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    seq: int
+    action: str
+    relation: str
+    statement: str
+    reason: str
+    outcome: str  # planned | done | skipped | failed | not_started
+    message: str | None = None
+    duration_s: float | None = None
+    size_before: int | None = None
+    size_after: int | None = None
+    cleanup: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    dry_run: bool
+    run_id: int | None
+    status: str
+    outcomes: list[Outcome]
+    advice: list[dict[str, Any]]
+    elapsed_s: float
+
+    def count(self, outcome: str) -> int:
+        return sum(o.outcome == outcome for o in self.outcomes)
+
+
+# relation names are always schema-qualified (regclass::text would drop a schema on the
+# caller's search_path)
+QUALIFIED = """(SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                  FROM pg_catalog.pg_class AS c
+                  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                 WHERE c.oid = {})"""
+
+PLAN_SQL = f"""
+SELECT p.seq, p.action, {QUALIFIED.format("p.relation")} AS relation, p.relation::oid::bigint AS relid,
+       {QUALIFIED.format("p.table_name")} AS table_name, p.table_name::oid::bigint AS table_oid,
+       p.statement, p.reason, p.size_bytes, p.numbers
+  FROM maint.plan_optimize(%s::text[]) AS p
+ ORDER BY p.seq
+"""
+
+ADVICE_SQL = f"""
+SELECT {QUALIFIED.format("u.relation")} AS index, {QUALIFIED.format("u.table_name")} AS "table",
+       u.statement, u.reason, u.index_bytes
+  FROM maint.plan_unused_indexes() AS u
+"""
+
+
+def plan(conn: psycopg.Connection, only: Sequence[str]) -> list[Action]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(PLAN_SQL, (list(only),))
+        return [Action(**{**row, "numbers": row["numbers"] or {}}) for row in cur.fetchall()]
+
+
+def unused_index_advice(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(ADVICE_SQL)
+        return list(cur.fetchall())
+
+
+# --- progress ---------------------------------------------------------------------------
+
+PROGRESS_SQL = """
+SELECT 'vacuum' AS kind, v.phase, v.heap_blks_total AS total,
+       greatest(v.heap_blks_scanned, v.heap_blks_vacuumed) AS done
+  FROM pg_catalog.pg_stat_progress_vacuum AS v WHERE v.pid = %(pid)s
+UNION ALL
+SELECT 'analyze', a.phase, a.sample_blks_total, a.sample_blks_scanned
+  FROM pg_catalog.pg_stat_progress_analyze AS a WHERE a.pid = %(pid)s
+UNION ALL
+SELECT 'index', c.phase,
+       CASE WHEN c.blocks_total > 0 THEN c.blocks_total ELSE c.tuples_total END,
+       CASE WHEN c.blocks_total > 0 THEN c.blocks_done ELSE c.tuples_done END
+  FROM pg_catalog.pg_stat_progress_create_index AS c WHERE c.pid = %(pid)s
+"""
+
+
+class ProgressWatcher:
+    """Polls pg_stat_progress_* for the executor's backend on a second connection and
+    shows a rich progress bar per statement (only used on a terminal)."""
+
+    def __init__(self, dsn: str, pid: int, console: Console, interval: float = 0.5) -> None:
+        self.dsn, self.pid, self.interval = dsn, pid, interval
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[phase]}"),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self._task: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressWatcher:
+        self.progress.start()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        self.progress.stop()
+
+    def begin(self, action: Action) -> None:
+        self._task = self.progress.add_task(f"{action.seq}. {action.statement}", total=None, phase="")
+
+    def end(self, outcome: Outcome) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, total=1, completed=1, phase=outcome.outcome)
+            self._task = None
+
+    def _poll(self) -> None:
+        try:
+            conn = db.connect(self.dsn, application_name="pgmaint-progress")
+        except PgmaintError:
+            return
+        with conn:
+            while not self._stop.wait(self.interval):
+                task = self._task
+                if task is None:
+                    continue
+                try:
+                    row = conn.execute(PROGRESS_SQL, {"pid": self.pid}).fetchone()
+                except psycopg.Error:
+                    return
+                if row:
+                    _kind, phase, total, done = row
+                    self.progress.update(task, total=total or None, completed=done or 0, phase=phase)
+
+
+# --- the executor -----------------------------------------------------------------------
+
+
+class Executor:
+    """Runs plan rows one at a time on ``conn`` (autocommit), journaling each statement."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        *,
+        lock_timeout: timedelta,
+        time_limit: timedelta,
+        watcher: ProgressWatcher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not conn.autocommit:
+            raise PgmaintError("pgmaint run optimize needs an autocommit connection")
+        self.conn = conn
+        self.lock_timeout = lock_timeout
+        self.time_limit = time_limit
+        self.watcher = watcher
+        self.clock = clock
+        self._notices: list[str] = []
+
+    def run(self, actions: list[Action], *, execute: bool, parameters: dict[str, Any]) -> Result:
+        started = self.clock()
+        if not execute:
+            outcomes = [self._outcome(a, "planned") for a in actions]
+            return Result(True, None, "dry_run", outcomes, [], self.clock() - started)
+
+        run_id = self._scalar(
+            "SELECT maint.run_start(%s, %s, false)", (TASK, Jsonb({**parameters, "planned": len(actions)}))
+        )
+        outcomes: list[Outcome] = []
+        deadline = started + self.time_limit.total_seconds()
+        previous = self._scalar("SELECT pg_catalog.current_setting('lock_timeout')")
+        self.conn.add_notice_handler(self._on_notice)
+        try:
+            self.conn.execute(
+                "SELECT pg_catalog.set_config('lock_timeout', %s, false)",
+                (f"{int(self.lock_timeout.total_seconds() * 1000)}ms",),
+            )
+            for action in actions:
+                if self.clock() >= deadline:
+                    outcomes.append(self._outcome(
+                        action, "not_started", f"time limit {_fmt_td(self.time_limit)} reached"))
+                    continue
+                outcome = self._execute_one(action)
+                outcomes.append(outcome)
+                self.conn.execute(
+                    "SELECT maint.run_progress(%s, %s, %s, %s)",
+                    (run_id, len(actions), sum(o.outcome == "done" for o in outcomes),
+                     Jsonb({"statements": [asdict(o) for o in outcomes]})),
+                )
+        except BaseException as exc:
+            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            # when the session is gone, the next run marks this one abandoned
+            with contextlib.suppress(psycopg.Error):
+                self._finish(run_id, status, actions, outcomes,
+                             f"interrupted: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.conn.remove_notice_handler(self._on_notice)
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (previous,))
+        status = _status(outcomes)
+        failures = [f"{o.relation}: {o.message}" for o in outcomes if o.outcome == "failed"]
+        self._finish(run_id, status, actions, outcomes, "; ".join(failures) or None)
+        return Result(False, run_id, status, outcomes, [], self.clock() - started)
+
+    # -- one statement --
+
+    def _execute_one(self, action: Action) -> Outcome:
+        out = self._outcome(action, "done")
+        if self.watcher:
+            self.watcher.begin(action)
+        try:
+            out.size_before = self._size(action)
+            self._notices.clear()
+            t0 = self.clock()
+            try:
+                self.conn.execute(sql.SQL(action.statement))  # type: ignore[arg-type]
+            finally:
+                out.duration_s = round(self.clock() - t0, 3)
+            skipped = [n for n in self._notices if "skipping" in n]
+            if skipped:
+                out.outcome, out.message = "skipped", skipped[0]
+            out.size_after = self._size(action)
+        except psycopg.errors.LockNotAvailable:
+            out.outcome = "skipped"
+            wait_for = ("another session holds a conflicting lock, or an older transaction is still "
+                        "open, which CONCURRENTLY waits for" if "CONCURRENTLY" in action.statement
+                        else "another session holds a conflicting lock")
+            out.message = (f"could not lock {action.table_name} within {_fmt_td(self.lock_timeout)} "
+                           f"({wait_for}); skipped")
+        except psycopg.errors.UniqueViolation as exc:
+            out.outcome = "failed"
+            detail = exc.diag.message_detail or db.error_line(exc)
+            out.message = (f"cannot rebuild unique index {action.relation}: duplicate values remain "
+                           f"({detail}); remove the duplicates (pgmaint run duplicates) and run again")
+        except psycopg.Error as exc:
+            out.outcome = "failed"
+            out.message = db.error_line(exc)
+        if out.outcome != "done" and action.action == "reindex":
+            out.cleanup = self._drop_leftovers(action)
+            if out.cleanup:
+                out.message = f"{out.message}; dropped the half-built copy ({', '.join(out.cleanup)})"
+        if self.watcher:
+            self.watcher.end(out)
+        return out
+
+    def _drop_leftovers(self, action: Action) -> list[str]:
+        """A failed REINDEX CONCURRENTLY leaves an invalid *_ccnew copy: drop it (the plan
+        lists such leftovers as action 'drop' of the same table)."""
+        rows = self.conn.execute(
+            f"SELECT {QUALIFIED.format('r.relation')}, r.statement FROM maint.plan_reindex() AS r"
+            " WHERE r.action = 'drop' AND r.table_name = %s::oid::regclass",
+            (action.table_oid,),
+        ).fetchall()
+        dropped = []
+        for relation, statement in rows:
+            try:
+                self.conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
+                dropped.append(relation)
+            except psycopg.Error:
+                pass  # stays in the plan as a 'drop' row for the next run
+        return dropped
+
+    def _size(self, action: Action) -> int | None:
+        fn = "pg_total_relation_size" if action.action in ("vacuum", "analyze") else "pg_relation_size"
+        # by name: REINDEX CONCURRENTLY gives the rebuilt index a new oid under the old name
+        return self._scalar(
+            sql.SQL("SELECT pg_catalog.{}(pg_catalog.to_regclass(%s))").format(sql.Identifier(fn)),
+            (action.relation,),
+        )
+
+    # -- helpers --
+
+    def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        if diag.message_primary:
+            self._notices.append(diag.message_primary)
+
+    def _scalar(self, query: Any, params: Any = None) -> Any:
+        row = self.conn.execute(query, params).fetchone()
+        return row[0] if row else None
+
+    def _finish(self, run_id: int, status: str, actions: list[Action], outcomes: list[Outcome],
+                error: str | None) -> None:
+        journal_status = {"dry_run": "succeeded"}.get(status, status)
+        done = sum(o.outcome == "done" for o in outcomes)
+        detail = {
+            "statements": [asdict(o) for o in outcomes],
+            "counts": {k: sum(o.outcome == k for o in outcomes)
+                       for k in ("done", "skipped", "failed", "not_started")},
+        }
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self.conn.rollback()
+        self.conn.execute(
+            "SELECT maint.run_finish(%s, %s, %s, %s, %s, %s)",
+            (run_id, journal_status, len(actions), done, Jsonb(detail), error),
+        )
+
+    @staticmethod
+    def _outcome(action: Action, outcome: str, message: str | None = None) -> Outcome:
+        return Outcome(seq=action.seq, action=action.action, relation=action.relation,
+                       statement=action.statement, reason=action.reason, outcome=outcome,
+                       message=message, size_before=action.size_bytes if outcome == "planned" else None)
+
+
+def _status(outcomes: list[Outcome]) -> str:
+    if any(o.outcome == "failed" for o in outcomes):
+        return "failed"
+    if any(o.outcome in ("skipped", "not_started") for o in outcomes):
+        return "partial"
+    return "succeeded"
+
+
+def _fmt_td(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:g}s" if seconds < 120 else str(value).split(".")[0]
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def render(out: Console, result: Result) -> None:
+    if result.dry_run:
+        title = "optimize plan (dry run: nothing executed; add --execute to carry it out)"
+        rows = [(o.seq, o.action, o.statement, _size(o.size_before) or "?", o.reason)
+                for o in result.outcomes]
+        out.print(table(title, ["#", "action", "statement", "size", "reason"], rows)
+                  if rows else "nothing to vacuum, analyze or reindex")
+    else:
+        rows = [(o.seq, o.statement, o.outcome,
+                 "" if o.duration_s is None else f"{o.duration_s:.2f}s",
+                 _size(o.size_before), _size(o.size_after), o.message or o.reason)
+                for o in result.outcomes]
+        out.print(table(f"optimize run {result.run_id} ({result.status})",
+                        ["#", "statement", "outcome", "took", "size before", "size after",
+                         "reason / message"], rows) if rows else "nothing to vacuum, analyze or reindex")
+        out.print(f"{result.count('done')} done, {result.count('skipped')} skipped, "
+                  f"{result.count('failed')} failed, {result.count('not_started')} not started "
+                  f"in {result.elapsed_s:.1f}s; journaled as run {result.run_id} "
+                  "(pgmaint history --task optimize)")
+    if result.advice:
+        out.print(table("unused indexes (advice only: pgmaint never drops them)",
+                        ["index", "table", "size", "consider"],
+                        ((a["index"], a["table"], _size(a["index_bytes"]), a["statement"])
+                         for a in result.advice)))
+
+
+def to_json(result: Result) -> dict[str, Any]:
+    return {"dry_run": result.dry_run, "run_id": result.run_id, "status": result.status,
+            "elapsed_s": round(result.elapsed_s, 3),
+            "statements": [asdict(o) for o in result.outcomes], "unused_indexes": result.advice}
+
+
+def optimize(conn: psycopg.Connection, *, only: Sequence[str], execute: bool, time_limit: timedelta,
+             lock_timeout: timedelta, watcher: ProgressWatcher | None = None) -> Result:
+    """Plan, then carry out (or only show) the plan; the CLI and the demo call this."""
+    actions = plan(conn, only)
+    params = {"only": list(only), "time_limit": _fmt_td(time_limit), "lock_timeout": _fmt_td(lock_timeout)}
+    executor = Executor(conn, lock_timeout=lock_timeout, time_limit=time_limit, watcher=watcher)
+    result = executor.run(actions, execute=execute, parameters=params)
+    result.advice = unused_index_advice(conn)
+    return result
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def _optimize(ctx: click.Context, execute: bool, time_limit: str, only: tuple[str, ...],
+              lock_timeout: str) -> None:
+    """Vacuum, analyze and rebuild indexes as the database plans it (dry run unless --execute).
+
+    Each statement runs on its own, online, with --lock-timeout (a table that cannot be
+    locked in time is skipped and reported); no new statement starts after --time-limit.
+    Exit code 3 when something was skipped or not started, 1 when a statement failed.
+    """
+    limit = parse_duration(time_limit, "--time-limit")
+    lock = parse_duration(lock_timeout, "--lock-timeout")
+    actions = parse_only(only)
+    s = settings(ctx)
+    out_console = Console(stderr=True)
+    with db.connection(s.dsn) as conn:
+        watcher = None
+        if execute and not s.json and out_console.is_terminal:
+            watcher = ProgressWatcher(s.dsn, conn.info.backend_pid, out_console)
+        if watcher:
+            with watcher:
+                result = optimize(conn, only=actions, execute=execute, time_limit=limit,
+                                  lock_timeout=lock, watcher=watcher)
+        else:
+            result = optimize(conn, only=actions, execute=execute, time_limit=limit, lock_timeout=lock)
+    emit(ctx, to_json(result), lambda out: render(out, result))
+    if result.count("failed"):
+        failed = [o for o in result.outcomes if o.outcome == "failed"]
+        raise PgmaintError(
+            f"{len(failed)} statement(s) failed; first: {failed[0].relation}: {failed[0].message}")
+    if result.count("skipped") or result.count("not_started"):
+        ctx.exit(EXIT_PARTIAL)
+
+
+optimize_cmd = click.command("optimize")(
+    click.option("--execute", is_flag=True, help="Really run the statements (default: show the plan).")(
+        click.option("--time-limit", default="30m", show_default=True,
+                     help="Start no new statement after this long (30m, 1h, 90s).")(
+            click.option("--only", multiple=True, metavar="vacuum|analyze|reindex",
+                         help="Only these actions (repeatable or comma-separated).")(
+                click.option("--lock-timeout", default="5s", show_default=True,
+                             help="Skip a statement that cannot get its lock within this long.")(
+                    click.pass_context(_optimize)))))
+)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def demo_section(conn: psycopg.Connection, console: Console) -> None:
+    """Show the upkeep plans for the demo data, then carry them out."""
+    for title, query in (
+        ("maint.plan_vacuum()", "SELECT relation::text, statement, reason FROM maint.plan_vacuum()"),
+        ("maint.plan_analyze()", "SELECT relation::text, statement, reason FROM maint.plan_analyze()"),
+        ("maint.plan_reindex()", "SELECT relation::text, statement, reason FROM maint.plan_reindex()"),
+    ):
+        rows = conn.execute(query).fetchall()
+        console.print(table(title, ["relation", "statement", "reason"], rows) if rows
+                      else f"{title}: nothing to do")
+    result = optimize(conn, only=ACTIONS, execute=True, time_limit=timedelta(seconds=8),
+                      lock_timeout=timedelta(seconds=2))
+    console.print("pgmaint run optimize --execute:")
+    render(console, result)
