@@ -293,7 +293,7 @@ def schedule_group() -> None:
 @schedule_group.command("install")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--include", default=",".join(schedule.PLAN_PARTS), show_default=True,
-              help="Comma-separated parts of the plan: health, retention, cleanup, purge.")
+              help="Comma-separated parts of the plan: health, retention, cleanup, purge, optimize.")
 @click.option("--keep-cron-details", default="30 days", show_default=True,
               help="Age after which pg_cron's run details are trimmed.")
 @click.pass_context

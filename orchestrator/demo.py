@@ -79,13 +79,14 @@ def journal_section(conn: psycopg.Connection, out: Console) -> None:
 
 
 def _sections() -> list[tuple[str, Section]]:
-    from orchestrator import backup_cmd, check, cleanup
+    from orchestrator import backup_cmd, check, cleanup, optimize
 
     return [
         ("What is in the demo database", overview_section),
         ("The run journal", journal_section),
         ("What is wrong: maint.health_check()", check.demo_section),
         ("Cleanup: preview, run, undo", cleanup.demo_section),
+        ("Table and index upkeep: plan and run optimize", optimize.demo_section),
         ("A backup, proven restorable", backup_cmd.demo_section),
     ]
 

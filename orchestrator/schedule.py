@@ -19,7 +19,7 @@ from orchestrator import db
 from orchestrator.cron import JOB_PREFIX, cron_database
 from orchestrator.errors import NotInstalled, PgmaintError
 
-PLAN_PARTS = ("health", "retention", "cleanup", "purge")
+PLAN_PARTS = ("health", "retention", "cleanup", "purge", "optimize")
 
 
 class CronUnavailable(PgmaintError):

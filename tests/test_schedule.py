@@ -107,6 +107,7 @@ def test_default_plan_jobs_and_times(db):
     assert rows == [
         ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("orphans", "0 1 * * 0"),
         ("duplicates", "0 1 * * 0"), ("analyze-cleaned", "0 3 * * 0"), ("purge-history", "0 3 1 * *"),
+        ("optimize-plan", "30 4 * * *"),
     ]
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown plan part"):
         db.execute("SELECT * FROM maint.default_plan(ARRAY['nightly'])")

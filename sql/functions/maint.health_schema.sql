@@ -23,7 +23,9 @@ AS $$
                                  '(a CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY failed)',
                                  i.indexrelid::pg_catalog.regclass, i.indrelid::pg_catalog.regclass),
                NULL,
-               'drop it and create it again, or rebuild it with REINDEX INDEX CONCURRENTLY',
+               'rebuild it online with pgmaint run optimize --execute --only reindex (maint.plan_reindex() '
+               'lists it as REINDEX INDEX CONCURRENTLY); if it is a unique index and duplicates remain, the '
+               'run names the duplicated key: remove them first (pgmaint run duplicates)',
                pg_catalog.format('DROP INDEX CONCURRENTLY %s;  -- or: REINDEX INDEX CONCURRENTLY %s;',
                                  i.indexrelid::pg_catalog.regclass, i.indexrelid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('table', i.indrelid::pg_catalog.regclass::text))

@@ -58,7 +58,8 @@ AS $$
                                  coalesce(x.toast_age::text, 'none'),
                                  pg_catalog.current_setting('autovacuum_freeze_max_age')),
                x.xid_age,
-               'VACUUM (FREEZE) the table, after ending whatever holds the xmin horizon back',
+               'end whatever holds the xmin horizon back, then VACUUM (FREEZE) the table: '
+               'maint.plan_vacuum() plans it and pgmaint run optimize --execute --only vacuum runs it',
                pg_catalog.format('VACUUM (FREEZE, VERBOSE) %s;', x.oid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('heap_age', x.heap_age, 'toast_age', x.toast_age))
       FROM (
@@ -98,7 +99,8 @@ AS $$
     (SELECT maint._health_row(x.st, 'table', x.oid::pg_catalog.regclass::text,
                 pg_catalog.format('table %s has multixact ID age %s', x.oid::pg_catalog.regclass, x.mxid_age),
                 x.mxid_age,
-                'VACUUM (FREEZE) the table',
+                'VACUUM (FREEZE) the table: maint.plan_vacuum() plans it and '
+                'pgmaint run optimize --execute --only vacuum runs it',
                 pg_catalog.format('VACUUM (FREEZE, VERBOSE) %s;', x.oid::pg_catalog.regclass), NULL)
        FROM (SELECT c.oid,
                     greatest(pg_catalog.mxid_age(c.relminmxid), pg_catalog.mxid_age(t.relminmxid)) AS mxid_age,
@@ -132,8 +134,9 @@ AS $$
                                  CASE WHEN x.av_enabled = 'false' THEN ' (autovacuum is disabled for it)'
                                       ELSE '' END),
                x.pct,
-               'VACUUM the table; if autovacuum cannot keep up, lower autovacuum_vacuum_scale_factor for it, '
-               'and look for what holds the xmin horizon',
+               'VACUUM it now: maint.plan_vacuum() lists it with the statement and pgmaint run optimize '
+               '--execute --only vacuum runs it online with a lock timeout; if autovacuum keeps falling behind, '
+               'lower autovacuum_vacuum_scale_factor for the table and look for what holds the xmin horizon',
                pg_catalog.format('VACUUM (VERBOSE, ANALYZE) %s;', x.relid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('n_dead_tup', x.n_dead_tup, 'n_live_tup', x.n_live_tup,
                                              'threshold', round(x.threshold), 'last_vacuum', x.last_vac,
@@ -206,7 +209,8 @@ AS $$
                                  'planner works from defaults', s.relid::pg_catalog.regclass,
                                  s.n_mod_since_analyze, s.n_live_tup),
                s.n_mod_since_analyze,
-               'ANALYZE the table; check that autovacuum is enabled for it',
+               'ANALYZE it: maint.plan_analyze() lists it and pgmaint run optimize --execute --only analyze '
+               'runs it; check that autovacuum is enabled for the table',
                pg_catalog.format('ANALYZE %s;', s.relid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('n_mod_since_analyze', s.n_mod_since_analyze),
                'rows')
@@ -231,7 +235,8 @@ AS $$
                                  x.relid::pg_catalog.regclass, x.age_s, x.last_an, x.n_mod_since_analyze,
                                  round(x.threshold)),
                x.age_s,
-               'ANALYZE the table; lower autovacuum_analyze_scale_factor for it if this keeps happening',
+               'ANALYZE it: maint.plan_analyze() lists it and pgmaint run optimize --execute --only analyze '
+               'runs it; lower autovacuum_analyze_scale_factor for it if this keeps happening',
                pg_catalog.format('ANALYZE %s;', x.relid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('n_mod_since_analyze', x.n_mod_since_analyze,
                                              'threshold', round(x.threshold), 'last_analyze', x.last_an))
@@ -346,8 +351,9 @@ AS $$
                                  '(%s wasted)', x.oid::pg_catalog.regclass, x.pct, x.relpages, x.expected_pages,
                                  pg_catalog.pg_size_pretty(x.wasted)),
                x.pct,
-               'rewrite the table online with pg_repack, or with VACUUM FULL in a maintenance window '
-               '(ACCESS EXCLUSIVE lock); then find out why dead rows piled up',
+               'VACUUM (pgmaint run optimize --execute) makes the space reusable and maint.plan_reindex() '
+               'rebuilds its bloated indexes online; returning the space to the OS needs pg_repack, or '
+               'VACUUM FULL in a maintenance window (ACCESS EXCLUSIVE lock); then find out why dead rows piled up',
                pg_catalog.format('VACUUM (FULL, ANALYZE) %s;  -- ACCESS EXCLUSIVE lock; prefer pg_repack online',
                                  x.oid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('wasted_bytes', x.wasted, 'relpages', x.relpages,

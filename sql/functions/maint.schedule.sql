@@ -194,16 +194,20 @@ AS $$
         (6, 'purge', 'purge-history', '0 3 1 * *', 'purge_history',
          pg_catalog.jsonb_build_object('keep', keep_history, 'keep_cron_details', keep_cron_details,
                                        'dry_run', false),
-         'monthly on the 1st 03:00 UTC: trim archive, run journal, health history, pg_cron run details')
+         'monthly on the 1st 03:00 UTC: trim archive, run journal, health history, pg_cron run details'),
+        -- VACUUM cannot run with a lock timeout inside pg_cron 1.4: the job records the plan and
+        -- `pgmaint run optimize --execute` (host cron) carries it out; see docs/optimize.md
+        (7, 'optimize', 'optimize-plan', '30 4 * * *', 'record_optimize_plan', '{}'::jsonb,
+         'daily 04:30 UTC: record the vacuum/analyze/reindex plan for pgmaint run optimize --execute')
       ) AS d (ord, part, job, schedule, task, params, description)
      ORDER BY d.ord
 $$;
 
 -- maint.default_plan(include, ...) -> the default maintenance plan with full job names and
 -- validated commands (nothing is scheduled). include: any of health, retention, cleanup,
--- purge (default: all).
+-- purge, optimize (default: all).
 CREATE OR REPLACE FUNCTION maint.default_plan(
-    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge'],
+    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge', 'optimize'],
     retention_time_limit interval DEFAULT '45 minutes',
     cleanup_time_limit interval DEFAULT '30 minutes',
     keep_history interval DEFAULT '90 days',
@@ -218,9 +222,9 @@ DECLARE
     v_unknown text[];
 BEGIN
     v_unknown := ARRAY(SELECT coalesce(u, 'NULL') FROM pg_catalog.unnest(include) AS u
-                        WHERE u IS NULL OR u NOT IN ('health', 'retention', 'cleanup', 'purge'));
+                        WHERE u IS NULL OR u NOT IN ('health', 'retention', 'cleanup', 'purge', 'optimize'));
     IF include IS NULL OR pg_catalog.cardinality(v_unknown) > 0 THEN
-        RAISE EXCEPTION 'unknown plan part(s) %: choose from health, retention, cleanup, purge',
+        RAISE EXCEPTION 'unknown plan part(s) %: choose from health, retention, cleanup, purge, optimize',
             coalesce(pg_catalog.array_to_string(v_unknown, ', '), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -306,7 +310,7 @@ $$;
 --   Installs or updates the default plan in place (idempotent; a second call reports
 --   every job 'unchanged'); default jobs left out of include are removed.
 CREATE OR REPLACE FUNCTION maint.schedule_defaults(
-    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge'],
+    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge', 'optimize'],
     retention_time_limit interval DEFAULT '45 minutes',
     cleanup_time_limit interval DEFAULT '30 minutes',
     keep_history interval DEFAULT '90 days',
