@@ -6,6 +6,7 @@ Each area of the kit contributes a section (see _sections()).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -96,10 +97,9 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
     started = time.monotonic()
     _recreate(dsn, dbname)
     with db.connection(db.with_dbname(dsn, dbname)) as conn:
-        try:  # the sandbox preloads it; elsewhere the slow_queries check says unknown
+        # the sandbox preloads it; elsewhere the slow_queries check says unknown
+        with contextlib.suppress(psycopg.Error):
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        except psycopg.Error:
-            pass
         _load_app(conn)
         result = deploy.deploy(conn)
         version = conn.execute("SELECT maint.version()").fetchone()
