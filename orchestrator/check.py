@@ -48,6 +48,7 @@ def run_checks(
     skip: list[str] | None = None,
     record: bool = False,
     timeout: str = "10s",
+    dsn: str | None = None,
 ) -> Report:
     """Run the checks in the database and return their rows with run facts.
 
@@ -55,6 +56,9 @@ def run_checks(
     ``maint.record_health_check`` with ``record``) under its own ``statement_timeout``:
     PostgreSQL cannot time out part of one statement, and this way a check that runs too
     long becomes an ``unknown`` row while the others still report.
+
+    With ``dsn``, when pg_cron lives in another database, the cron_jobs check gets the
+    job list read from that database (see ``cron_jobs_from_cron_database``).
     """
     if conn.execute("SELECT to_regprocedure('maint.health_check(text[], text[])')").fetchone() == (
         None,
@@ -82,14 +86,24 @@ def run_checks(
     func = sql.Identifier("record_health_check" if record else "health_check")
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
+    cron_jobs, cron_error = (None, None)
+    if "cron_jobs" in names and dsn is not None:
+        cron_jobs, cron_error = cron_jobs_from_cron_database(conn, dsn)
     for name in names:
         try:
             with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
                     sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))
                 )
+                if name == "cron_jobs" and cron_jobs is not None:
+                    cur.execute("SELECT set_config('pgmaint.cron_jobs', %s, true)", (cron_jobs,))
                 cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
-                rows += cur.fetchall()
+                found = cur.fetchall()
+                if name == "cron_jobs" and cron_error:
+                    for row in found:
+                        if row["status"] == "unknown":
+                            row["detail"] += f"; reading it from there failed: {cron_error}"
+                rows += found
         except psycopg.errors.QueryCanceled as exc:
             cfg = config[name]
             rows.append(
@@ -118,6 +132,38 @@ def run_checks(
         duration_s=time.monotonic() - started,
         recorded=record,
     )
+
+
+def cron_jobs_from_cron_database(
+    conn: psycopg.Connection, dsn: str
+) -> tuple[str | None, str | None]:
+    """The kit's jobs as read in the pg_cron database, when that is another database.
+
+    Returns (jobs as JSON text, None), or (None, why not) when it could not be read, or
+    (None, None) when there is nothing to do (pg_cron absent, or in this database). The
+    query text comes from the kit (``maint.cron_jobs_query()``), so the SQL check and
+    this path judge the same data the same way.
+    """
+    row = conn.execute(
+        "SELECT current_setting('cron.database_name', true),"
+        " coalesce((SELECT params->>'window' FROM maint.check_config"
+        "           WHERE check_name = 'cron_jobs'), '24 hours'),"
+        " maint.cron_jobs_query()"
+    ).fetchone()
+    if row is None or row[0] is None or row[0] == conn.info.dbname:
+        return None, None
+    cron_db, window, query = row
+    try:
+        with db.connection(dsn, dbname=cron_db) as cron_conn:
+            if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
+                return None, f"pg_cron is not created in database {cron_db}"
+            cur = psycopg.RawCursor(cron_conn)
+            cur.execute(query, (window, conn.info.dbname, cron_db))
+            jobs = cur.fetchone()
+    except (psycopg.Error, PgmaintError) as exc:
+        message = db.error_line(exc) if isinstance(exc, psycopg.Error) else exc.format_message()
+        return None, message
+    return (dump_json(jobs[0]) if jobs else "[]"), None
 
 
 @click.command("check")
@@ -176,7 +222,8 @@ def check_cmd(
     try:
         with db.connection(s.dsn) as conn:
             report = run_checks(
-                conn, only=list(only), skip=list(skip), record=record, timeout=timeout
+                conn, only=list(only), skip=list(skip), record=record, timeout=timeout,
+                dsn=s.dsn,
             )
     except (psycopg.Error, PgmaintError) as exc:
         message = db.error_line(exc) if isinstance(exc, psycopg.Error) else exc.format_message()

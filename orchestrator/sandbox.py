@@ -192,10 +192,18 @@ class Sandbox:
         return pid
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self, *, port: int | None = None, fast: bool = False, cron: bool = True) -> SandboxInfo:
+    def start(
+        self,
+        *,
+        port: int | None = None,
+        fast: bool = False,
+        cron: bool = True,
+        settings: dict[str, str] | None = None,
+    ) -> SandboxInfo:
         """Initialise (first time) and start the server; idempotent when already running.
 
-        ``cron=False`` leaves pg_cron out (to see how the kit behaves without it)."""
+        ``cron=False`` leaves pg_cron out (to see how the kit behaves without it);
+        ``settings`` are extra postgresql.conf lines (name -> value, written as given)."""
         state = self._state()
         if state and self._pid() is not None:
             return self.info()
@@ -206,7 +214,7 @@ class Sandbox:
         port = port or int(state.get("port", 0)) or free_port()  # type: ignore[call-overload]
         if port_in_use(self.run_dir, port):
             port = free_port()
-        self._write_conf(port, fast, cron)
+        self._write_conf(port, fast, cron, settings or {})
         self._write_state({"port": port, "bindir": str(bindir), "fast": fast, "cron": cron})
         self._run(
             bindir / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"
@@ -229,7 +237,9 @@ class Sandbox:
         conf = self.data / "postgresql.conf"
         self._run("sh", "-c", f"echo \"include_if_exists '{CONF_NAME}'\" >> '{conf}'")
 
-    def _write_conf(self, port: int, fast: bool, cron: bool = True) -> None:
+    def _write_conf(
+        self, port: int, fast: bool, cron: bool = True, settings: dict[str, str] | None = None
+    ) -> None:
         lines = [
             "# written by pgmaint sandbox; edits are overwritten at the next start",
             "listen_addresses = ''",
@@ -257,6 +267,7 @@ class Sandbox:
             ]
         else:
             lines += ["shared_preload_libraries = 'pg_stat_statements'"]
+        lines += [f"{name} = {value}" for name, value in (settings or {}).items()]
         if fast:  # test servers: durability is worth nothing there
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         tmp = self.dir / (CONF_NAME + ".tmp")

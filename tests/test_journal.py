@@ -202,29 +202,3 @@ def test_purge_runs_refuses_to_run_twice_at_once(pg_server, db):
         psycopg.errors.LockNotAvailable, match=f"run {holder}"
     ):
         other.execute("CALL maint.purge_runs(dry_run => false)")
-
-
-@pytest.mark.slow
-def test_a_pg_cron_job_runs_the_task_and_is_journaled_as_cron(db, admin):
-    """End to end through pg_cron (minute granularity: waits up to ~70 s)."""
-    admin.execute(
-        "SELECT cron.schedule_in_database('maint:test-purge', '* * * * *',"
-        " 'CALL maint.purge_runs(dry_run => true)', %s)", (db.info.dbname,),
-    )
-    try:
-        deadline = time.monotonic() + 75
-        row = None
-        while time.monotonic() < deadline and row is None:
-            row = db.execute(
-                "SELECT status, source, dry_run FROM maint.runs WHERE task = 'purge_runs'"
-                " AND status <> 'running'"
-            ).fetchone()
-            time.sleep(1)
-        assert row == ("succeeded", "cron", True)
-        details = admin.execute(
-            "SELECT d.status FROM cron.job_run_details d JOIN cron.job j USING (jobid)"
-            " WHERE j.jobname = 'maint:test-purge'"
-        ).fetchall()
-        assert ("succeeded",) in details
-    finally:
-        admin.execute("SELECT cron.unschedule('maint:test-purge')")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -346,3 +347,110 @@ def test_purge_history_trims_journal_and_health_history(db):
     assert "purge_runs" in tasks
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("CALL maint.purge_history(keep => '-1 day')")
+
+
+# --- jobs really run under pg_cron; their health is reported --------------------------------
+
+
+@pytest.mark.slow
+def test_jobs_really_run_are_journaled_and_failures_reported(pg_server, db, admin, cleanup_cron):
+    """One minute of real pg_cron (1.4 has minute granularity: waits up to ~75 s).
+
+    A kit job runs a committing procedure and is journaled with source cron; a job that
+    fails is reported critical by `pgmaint check`, which reads pg_cron's database itself."""
+    name = db.info.dbname
+    admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+                  (f"maint:journal@{name}", "CALL maint.purge_runs(dry_run => true)", name))
+    admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', 'SELECT 1 / 0', %s)",
+                  (f"maint:broken@{name}", name))
+    deadline = time.monotonic() + 75
+    while time.monotonic() < deadline:
+        done = admin.execute(
+            "SELECT count(DISTINCT d.jobid) FROM cron.job_run_details d JOIN cron.job j USING (jobid)"
+            " WHERE j.database = %s AND d.status IN ('succeeded', 'failed')", (name,),
+        ).fetchone()[0]
+        if done == 2:
+            break
+        time.sleep(1)
+    assert db.execute(
+        "SELECT status, source, dry_run FROM maint.runs WHERE task = 'purge_runs'"
+    ).fetchone() == ("succeeded", "cron", True)
+
+    # from SQL in the kit database: pg_cron lives elsewhere, so the check is honest about it
+    sql_rows = db.execute(
+        "SELECT status, detail FROM maint.health_check(ARRAY['cron_jobs'])"
+    ).fetchall()
+    assert [r[0] for r in sql_rows] == ["unknown"] and "pg_cron is in database postgres" in sql_rows[0][1]
+    # the CLI reads the cron database and judges the same data with the kit's SQL
+    result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name), "check", "--only", "cron_jobs",
+                                      "--format", "json"])
+    assert result.exit_code == 2, result.output  # critical
+    rows = {r["object_name"]: r for r in json.loads(result.output)["rows"]}
+    broken = rows[f"maint:broken@{name}"]
+    assert broken["status"] == "critical" and "division by zero" in broken["detail"]
+    assert f"maint:journal@{name}" not in rows  # healthy jobs are not findings
+
+
+CRON_CFG = "(SELECT c FROM maint.check_config c WHERE check_name = 'cron_jobs')"
+
+
+def test_cron_job_findings_judge_overdue_long_running_and_connection_failures(db):
+    now = datetime.now(UTC)
+    jobs = [
+        {"jobid": 1, "jobname": "maint:health-sample@x", "database": "x", "schedule": "*/5 * * * *",
+         "command": "SELECT maint.record_health_check()", "active": True, "runs": 3, "failed": 0,
+         "last_status": "succeeded", "last_start": (now.replace(microsecond=0).isoformat()
+                                                    .replace("+00:00", "Z"))},
+        {"jobid": 2, "jobname": "maint:late@x", "database": "x", "schedule": "*/5 * * * *",
+         "command": "SELECT 1", "active": True, "runs": 0, "failed": 0, "last_status": "succeeded",
+         "last_start": "2000-01-01T00:00:00Z"},
+        {"jobid": 3, "jobname": "maint:retention@x", "database": "x", "schedule": "0 2 * * *",
+         "command": "CALL maint.apply_retention(dry_run => 'false', time_limit => '00:45:00')",
+         "active": True, "runs": 1, "failed": 0, "last_status": None, "last_start": None,
+         "running_since": "2000-01-01T00:00:00Z"},
+        {"jobid": 4, "jobname": "maint:orphans@x", "database": "x", "schedule": "0 1 * * 0",
+         "command": "SELECT 1", "active": True, "runs": 2, "failed": 2, "last_status": "failed",
+         "last_start": "2026-11-22T01:00:00Z", "last_message": "connection failed"},
+        {"jobid": 5, "jobname": "maint:off@x", "database": "x", "schedule": "0 1 * * 0",
+         "command": "SELECT 1", "active": False, "runs": 0, "failed": 0},
+    ]
+    rows = db.execute(
+        f"SELECT object_name, status, detail, remediation, metadata"
+        f" FROM maint._cron_job_findings(%s, {CRON_CFG})", (json.dumps(jobs),),
+    ).fetchall()
+    found = {r[0]: r for r in rows}
+    assert "maint:health-sample@x" not in found
+    late = found["maint:late@x"]
+    assert late[1] == "warning" and "more than twice its interval" in late[2]
+    running = found["maint:retention@x"]
+    assert running[1] == "warning" and "longer than its limit of 01:00:00" in running[2]  # 45 min + grace
+    conn_fail = found["maint:orphans@x"]
+    assert conn_fail[1] == "critical" and "cron.use_background_workers = on" in conn_fail[3]
+    assert conn_fail[4]["connection_failed"] is True
+    assert found["maint:off@x"][1] == "info"
+
+
+@pytest.fixture(scope="module")
+def server_with_unreachable_cron():
+    """pg_cron loaded without background workers on a server with no TCP listener."""
+    base = Path(tempfile.mkdtemp(prefix="pgmaint-cronconn-"))
+    base.chmod(0o755)
+    box = Sandbox(base / "pg")
+    info = box.start(fast=True, settings={"cron.use_background_workers": "off"})
+    try:
+        yield info
+    finally:
+        box.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_cron_configuration_that_cannot_connect_is_critical(server_with_unreachable_cron):
+    dsn = server_with_unreachable_cron.conninfo("postgres")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deploy.deploy(conn)
+        rows = conn.execute(
+            "SELECT object_name, status, detail FROM maint.health_check(ARRAY['cron_jobs'])"
+        ).fetchall()
+    setting = [r for r in rows if r[0] == "cron.host"]
+    assert setting and setting[0][1] == "critical"
+    assert "every job fails with \"connection failed\"" in setting[0][2]

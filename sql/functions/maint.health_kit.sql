@@ -1,10 +1,173 @@
 -- Health checks on pgmaint itself: its pg_cron jobs, the backup catalog and the run journal.
 
--- cron_jobs: the kit's pg_cron jobs (named maint:%) whose last run failed (critical),
--- that failed within params.window (warning), that never ran or are inactive (info).
--- pg_cron keeps its tables in one database (cron.database_name): the check can read them
--- only there, and is unknown elsewhere. SECURITY DEFINER: cron.job has row security
--- (a role sees only its own jobs) and maint_monitor has no access to schema cron.
+-- maint.cron_jobs_query() -> text: the query that collects the kit's pg_cron jobs with
+-- their recent history as one jsonb array. Parameters: $1 window (interval), $2 the kit
+-- database (NULL: every database), $3 the cron database. The cron_jobs check runs it
+-- when pg_cron lives in this database; `pgmaint check` runs the same text in the cron
+-- database when it lives elsewhere and hands the result back (setting pgmaint.cron_jobs).
+CREATE OR REPLACE FUNCTION maint.cron_jobs_query()
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $q$
+SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'jobid', j.jobid, 'jobname', j.jobname, 'database', j.database, 'schedule', j.schedule,
+           'command', j.command, 'active', j.active, 'runs', r.total, 'failed', r.failed,
+           'last_status', l.status, 'last_start', l.start_time, 'last_end', l.end_time,
+           'last_message', l.return_message, 'running_since', x.start_time) ORDER BY j.jobname), '[]')
+  FROM cron.job AS j
+ CROSS JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE d.status = 'failed') AS failed, count(*) AS total
+         FROM cron.job_run_details AS d
+        WHERE d.jobid = j.jobid AND d.start_time > pg_catalog.now() - $1::interval) AS r
+  LEFT JOIN LATERAL (
+       SELECT d.status, d.start_time, d.end_time, d.return_message
+         FROM cron.job_run_details AS d
+        WHERE d.jobid = j.jobid AND d.status IN ('succeeded', 'failed')
+        ORDER BY d.start_time DESC NULLS LAST LIMIT 1) AS l ON true
+  LEFT JOIN LATERAL (
+       SELECT d.start_time FROM cron.job_run_details AS d
+        WHERE d.jobid = j.jobid AND d.status IN ('starting', 'running')
+        ORDER BY d.start_time LIMIT 1) AS x ON true
+ WHERE j.jobname LIKE 'maint:%'
+   AND ($2::text IS NULL OR j.database = $2::text OR j.jobname = 'maint:cron-details-trim@' || $3::text)
+$q$
+$$;
+
+-- maint._cron_job_findings(p_jobs jsonb, p_cfg) -> findings for the jobs collected by
+-- maint.cron_jobs_query():
+--   critical  last run failed (with pg_cron's message); a job that could not connect says
+--             how to fix pg_cron's connection settings
+--   warning   failed within params.window; has not started within twice its interval;
+--             still running past its time_limit (+ params.grace) or params.max_runtime
+--   info      inactive; never ran (pg_cron 1.4 does not record when a job was created)
+CREATE OR REPLACE FUNCTION maint._cron_job_findings(p_jobs jsonb, p_cfg maint.check_config)
+    RETURNS SETOF maint.health_result
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job record;
+    v_every interval;
+    v_limit interval;
+    v_connect boolean;
+    v_window interval := coalesce((p_cfg.params ->> 'window')::interval, interval '24 hours');
+    v_meta jsonb;
+BEGIN
+    FOR v_job IN
+        SELECT * FROM pg_catalog.jsonb_to_recordset(coalesce(p_jobs, '[]'::jsonb)) AS j (
+            jobid bigint, jobname text, database text, schedule text, command text, active boolean,
+            runs bigint, failed bigint, last_status text, last_start timestamptz, last_end timestamptz,
+            last_message text, running_since timestamptz)
+         ORDER BY j.jobname
+    LOOP
+        v_meta := pg_catalog.jsonb_build_object('jobid', v_job.jobid, 'database', v_job.database,
+            'schedule', v_job.schedule, 'active', v_job.active, 'failed', v_job.failed, 'runs', v_job.runs,
+            'last_status', v_job.last_status, 'last_start', v_job.last_start);
+        IF NOT v_job.active THEN
+            RETURN NEXT maint._health_row('info', 'cron job', v_job.jobname,
+                pg_catalog.format('pg_cron job %s (database %s, schedule %s UTC) is inactive',
+                                  v_job.jobname, v_job.database, v_job.schedule),
+                p_remediation => 'pgmaint schedule install re-activates the kit''s jobs',
+                p_metadata => v_meta);
+            CONTINUE;
+        END IF;
+        v_connect := coalesce(v_job.last_message ~* ('(connection failed|could not connect|no pg_hba\.conf entry'
+                                                     '|password authentication failed|fe_sendauth)'), false);
+        IF v_job.last_status = 'failed' THEN
+            RETURN NEXT maint._health_row('critical', 'cron job', v_job.jobname,
+                pg_catalog.format('pg_cron job %s (database %s) failed %s of %s runs in the last %s; '
+                                  'last run failed at %s: %s', v_job.jobname, v_job.database, v_job.failed,
+                                  v_job.runs, v_window, v_job.last_start, coalesce(v_job.last_message, '')),
+                v_job.failed,
+                CASE WHEN v_connect THEN
+                    'pg_cron could not connect to run the job: set cron.use_background_workers = on '
+                    '(and enough max_worker_processes), or make cron.host reachable for the job''s owner '
+                    '(listen_addresses, a pg_hba.conf entry, a password in ~/.pgpass of the server''s OS user)'
+                ELSE 'read the error (SELECT * FROM cron.job_run_details WHERE jobid = ...) and the journal '
+                     '(pgmaint history); fix the cause; the next scheduled run retries' END,
+                NULL, v_meta || pg_catalog.jsonb_build_object('connection_failed', v_connect));
+            CONTINUE;
+        END IF;
+        IF v_job.failed > 0 THEN
+            RETURN NEXT maint._health_row('warning', 'cron job', v_job.jobname,
+                pg_catalog.format('pg_cron job %s (database %s) failed %s of %s runs in the last %s; the last '
+                                  'run succeeded', v_job.jobname, v_job.database, v_job.failed, v_job.runs,
+                                  v_window),
+                v_job.failed, 'read the failed runs in cron.job_run_details and the journal (pgmaint history)',
+                NULL, v_meta);
+        END IF;
+        IF v_job.running_since IS NOT NULL THEN
+            v_limit := coalesce(
+                pg_catalog.substring(v_job.command, $re$time_limit => '([^']+)'$re$)::interval
+                    + coalesce((p_cfg.params ->> 'grace')::interval, interval '15 minutes'),
+                (p_cfg.params ->> 'max_runtime')::interval, interval '6 hours');
+            IF v_job.running_since < pg_catalog.now() - v_limit THEN
+                RETURN NEXT maint._health_row('warning', 'cron job', v_job.jobname,
+                    pg_catalog.format('pg_cron job %s (database %s) has been running since %s, longer than '
+                                      'its limit of %s', v_job.jobname, v_job.database, v_job.running_since,
+                                      v_limit),
+                    pg_catalog.round(extract(epoch FROM pg_catalog.now() - v_job.running_since)::numeric),
+                    'see what it waits for (SELECT * FROM pg_stat_activity WHERE backend_type = ''pg_cron''); '
+                    'cancel it with pg_cancel_backend(pid) if it hangs',
+                    NULL, v_meta || pg_catalog.jsonb_build_object('limit', v_limit), 's');
+            END IF;
+        END IF;
+        IF v_job.last_start IS NULL AND v_job.running_since IS NULL THEN
+            RETURN NEXT maint._health_row('info', 'cron job', v_job.jobname,
+                pg_catalog.format('pg_cron job %s (database %s, schedule %s UTC) has never run',
+                                  v_job.jobname, v_job.database, v_job.schedule),
+                p_remediation => 'nothing to do if it was scheduled recently; otherwise check that pg_cron '
+                                 'runs (cron.database_name, the server log)',
+                p_metadata => v_meta);
+        ELSIF v_job.last_start IS NOT NULL THEN
+            v_every := maint.cron_interval(v_job.schedule);
+            IF coalesce(v_job.running_since, v_job.last_start) < pg_catalog.now() - 2 * v_every THEN
+                RETURN NEXT maint._health_row('warning', 'cron job', v_job.jobname,
+                    pg_catalog.format('pg_cron job %s (database %s, schedule %s UTC) last started %s: more than '
+                                      'twice its interval (%s) ago', v_job.jobname, v_job.database,
+                                      v_job.schedule, v_job.last_start, v_every),
+                    pg_catalog.round(extract(epoch FROM pg_catalog.now() - v_job.last_start)::numeric),
+                    'check that pg_cron is running (the server log, SELECT * FROM pg_stat_activity WHERE '
+                    'backend_type = ''pg_cron launcher'') and that the job is active',
+                    NULL, v_meta || pg_catalog.jsonb_build_object('interval', v_every), 's');
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- maint._cron_connection_finding() -> a critical finding when pg_cron is configured so that
+-- jobs cannot connect: no background workers, and cron.host a TCP host while the server
+-- listens on no TCP address. The settings are server-wide, so any database can tell.
+CREATE OR REPLACE FUNCTION maint._cron_connection_finding()
+    RETURNS SETOF maint.health_result
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT maint._health_row('critical', 'setting', 'cron.host',
+               pg_catalog.format('pg_cron starts jobs by connecting to cron.host = %s, but the server listens '
+                                 'on no TCP address (listen_addresses is empty) and cron.use_background_workers '
+                                 'is off: every job fails with "connection failed"',
+                                 pg_catalog.current_setting('cron.host', true)),
+               p_remediation => 'set cron.use_background_workers = on (restart), or set cron.host to the '
+                                'socket directory, or listen on localhost and allow the job owner in pg_hba.conf')
+     WHERE pg_catalog.current_setting('cron.database_name', true) IS NOT NULL
+       AND coalesce(pg_catalog.current_setting('cron.use_background_workers', true), 'off') = 'off'
+       AND coalesce(pg_catalog.current_setting('cron.host', true), 'localhost') !~ '^/'
+       AND pg_catalog.current_setting('listen_addresses') = ''
+$$;
+
+-- cron_jobs: the kit's pg_cron jobs (named maint:%), judged by maint._cron_job_findings.
+-- pg_cron keeps its tables in one database (cron.database_name): the check reads them
+-- there; elsewhere it uses the job list `pgmaint check` read from the cron database
+-- (setting pgmaint.cron_jobs), and is unknown without it. SECURITY DEFINER: cron.job has
+-- row security (a role sees only its own jobs) and maint_monitor has no access to schema
+-- cron.
 CREATE OR REPLACE FUNCTION maint.health_cron_jobs(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
@@ -14,74 +177,41 @@ CREATE OR REPLACE FUNCTION maint.health_cron_jobs(p_cfg maint.check_config)
 AS $$
 DECLARE
     v_db text := pg_catalog.current_setting('cron.database_name', true);
-    v_schema text;
+    v_given text := pg_catalog.current_setting('pgmaint.cron_jobs', true);
+    v_window interval := coalesce((p_cfg.params ->> 'window')::interval, interval '24 hours');
+    v_jobs jsonb;
 BEGIN
+    RETURN QUERY SELECT * FROM maint._cron_connection_finding();
+    IF v_given IS NOT NULL AND v_given <> '' THEN
+        RETURN QUERY SELECT * FROM maint._cron_job_findings(v_given::jsonb, p_cfg);
+        RETURN;
+    END IF;
     IF v_db IS NULL OR pg_catalog.to_regclass('cron.job') IS NULL AND v_db = pg_catalog.current_database() THEN
         RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
             CASE WHEN v_db IS NULL THEN 'pg_cron is not loaded on this server (shared_preload_libraries)'
                  ELSE pg_catalog.format('pg_cron is not created in database %s', v_db) END,
-            p_remediation => 'install pg_cron to schedule pgmaint, or disable this check');
+            p_remediation => (SELECT s.message FROM maint.cron_status() AS s));
         RETURN;
     END IF;
     IF v_db <> pg_catalog.current_database() THEN
         RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
             pg_catalog.format('pg_cron is in database %s, not %s: its job history can only be read there',
                               v_db, pg_catalog.current_database()),
-            p_remediation => pg_catalog.format('run the check in database %s too (deploy pgmaint there), or '
-                                               'disable it here: SELECT maint.check_configure(''cron_jobs'', '
+            p_remediation => pg_catalog.format('pgmaint check reads it from database %s itself; from SQL, '
+                                               'disable the check here: SELECT maint.check_configure(''cron_jobs'', '
                                                'enabled => false)', v_db),
             p_metadata => pg_catalog.jsonb_build_object('cron_database', v_db));
         RETURN;
     END IF;
-    -- pg_cron's tables live in schema cron (whatever pg_extension.extnamespace says); the
-    -- queries are dynamic because that schema exists only in pg_cron's database
-    v_schema := 'cron';
-    IF NOT pg_catalog.has_table_privilege(
-               pg_catalog.to_regclass(pg_catalog.format('%I.job_run_details', v_schema)), 'SELECT') THEN
+    IF NOT pg_catalog.has_table_privilege('cron.job_run_details', 'SELECT') THEN
         RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
             pg_catalog.format('role %s, which owns this check, may not read cron.job_run_details', current_user),
             p_remediation => 'deploy pgmaint as a superuser');
         RETURN;
     END IF;
-    -- dynamic: schema cron exists only where pg_cron was created
-    RETURN QUERY EXECUTE pg_catalog.format($q$ SELECT (q.r).* FROM (
-        SELECT maint._health_row(
-                   CASE WHEN NOT j.active THEN 'info'
-                        WHEN l.status = 'failed' THEN 'critical'
-                        WHEN r.failed > 0 THEN 'warning'
-                        ELSE 'info' END,
-                   'cron job', j.jobname::text,
-                   CASE WHEN NOT j.active
-                        THEN pg_catalog.format('pg_cron job %%s (database %%s, schedule %%s) is inactive',
-                                               j.jobname, j.database, j.schedule)
-                        WHEN l.status IS NULL
-                        THEN pg_catalog.format('pg_cron job %%s (database %%s, schedule %%s) has never run',
-                                               j.jobname, j.database, j.schedule)
-                        ELSE pg_catalog.format('pg_cron job %%s (database %%s) failed %%s of %%s runs in the last %%s; '
-                                               'last run %%s at %%s: %%s',
-                                               j.jobname, j.database, r.failed, r.total, $1, l.status,
-                                               l.start_time, coalesce(l.return_message, '')) END,
-                   r.failed,
-                   'read the error (SELECT * FROM cron.job_run_details WHERE jobid = ...) and the journal '
-                   '(pgmaint history); fix the cause; the next scheduled run retries',
-                   NULL,
-                   pg_catalog.jsonb_build_object('jobid', j.jobid, 'database', j.database, 'schedule', j.schedule,
-                                                 'active', j.active, 'failed', r.failed, 'runs', r.total,
-                                                 'last_status', l.status, 'last_start', l.start_time)) AS r
-          FROM %1$I.job AS j
-          CROSS JOIN LATERAL (
-              SELECT count(*) FILTER (WHERE d.status = 'failed') AS failed, count(*) AS total
-                FROM %1$I.job_run_details AS d
-               WHERE d.jobid = j.jobid AND d.start_time > pg_catalog.now() - $1) AS r
-          LEFT JOIN LATERAL (
-              SELECT d.status, d.start_time, d.return_message
-                FROM %1$I.job_run_details AS d
-               WHERE d.jobid = j.jobid AND d.status IN ('succeeded', 'failed')
-               ORDER BY d.start_time DESC NULLS LAST LIMIT 1) AS l ON true
-         WHERE j.jobname LIKE 'maint:%%'
-           AND (NOT j.active OR l.status IS NULL OR l.status = 'failed' OR r.failed > 0)
-         ORDER BY j.jobname OFFSET 0) AS q $q$, v_schema)
-    USING coalesce((p_cfg.params ->> 'window')::interval, interval '24 hours');
+    -- in the cron database every database's kit jobs are visible: report them all
+    EXECUTE maint.cron_jobs_query() INTO v_jobs USING v_window, NULL::text, v_db;
+    RETURN QUERY SELECT * FROM maint._cron_job_findings(v_jobs, p_cfg);
 END
 $$;
 
@@ -257,6 +387,9 @@ AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION
+    maint.cron_jobs_query(),
+    maint._cron_job_findings(jsonb, maint.check_config),
+    maint._cron_connection_finding(),
     maint.health_cron_jobs(maint.check_config),
     maint.health_backup_freshness(maint.check_config),
     maint.health_pgmaint_runs(maint.check_config)
