@@ -79,6 +79,26 @@ def journal_section(conn: psycopg.Connection, out: Console) -> None:
                     [row] if row else []))
 
 
+def schedule_section(conn: psycopg.Connection, out: Console) -> None:
+    """Install the default plan in pg_cron (wherever it lives) and list it."""
+    from psycopg import conninfo
+
+    from orchestrator import schedule
+
+    keep = ("host", "port", "user", "dbname", "passfile", "sslmode")
+    dsn = conninfo.make_conninfo(
+        **{k: v for k, v in conn.info.get_parameters().items() if k in keep}
+    )
+    out.print("pgmaint schedule install   (times are UTC: pg_cron 1.4 has no time zones)")
+    cron_db, actions = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
+    out.print(f"pg_cron lives in database {cron_db!r}: "
+              f"{sum(a.action == 'create' for a in actions)} job(s) created there with "
+              "cron.schedule_in_database")
+    jobs = schedule.list_jobs(conn, dsn)
+    out.print(table("pgmaint schedule list", ["job", "schedule (UTC)", "next run", "command"],
+                    ((j["jobname"], j["schedule"], j["next_run_in"], j["command"]) for j in jobs)))
+
+
 def _sections() -> list[tuple[str, Section]]:
     from orchestrator import backup_cmd, check, cleanup, optimize
 
@@ -89,6 +109,7 @@ def _sections() -> list[tuple[str, Section]]:
         ("Cleanup: preview, run, undo", cleanup.demo_section),
         ("Table and index upkeep: plan and run optimize", optimize.demo_section),
         ("A backup, proven restorable", backup_cmd.demo_section),
+        ("Every night by itself: the plan in pg_cron", schedule_section),
     ]
 
 

@@ -117,5 +117,11 @@ def test_demo_is_repeatable(runner, pg_server, admin):
             assert result.exit_code == 0, result.output
             assert f"pgmaint {__version__} demo" in result.output
             assert "app.api_log" in result.output and "maint.version() = " + __version__ in result.output
+            assert "maint:retention@demo_cli_test" in result.output  # the plan is installed
+        # a second demo replaced the jobs instead of adding to them
+        assert admin.execute(
+            "SELECT count(*) FROM cron.job WHERE jobname = 'maint:retention@demo_cli_test'"
+        ).fetchone()[0] == 1
     finally:
+        admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = 'demo_cli_test'")
         admin.execute("DROP DATABASE IF EXISTS demo_cli_test WITH (FORCE)")
