@@ -34,11 +34,11 @@ def test_table_worst_first_with_summary_and_exit_code(invoke):
 
 def test_exit_codes_follow_nagios_precedence(db, invoke):
     assert invoke("--only", "superusers").exit_code == 0
-    assert invoke("--only", "superusers", "--only", "cron_jobs").exit_code == 3  # unknown beats ok
+    assert invoke("--only", "superusers", "--only", "slow_queries").exit_code == 3  # unknown beats ok
     configure(db, "superusers", warn=1)
     assert invoke("--only", "superusers").exit_code == 1
     assert (
-        invoke("--only", "superusers", "--only", "cron_jobs").exit_code == 1
+        invoke("--only", "superusers", "--only", "slow_queries").exit_code == 1
     )  # warning beats unknown
     assert invoke("--only", "superusers", "--only", "backup_freshness").exit_code == 2
     # info is still exit 0
