@@ -10,7 +10,7 @@ SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | c
 export PGMAINT_SANDBOX_DIR := $(SANDBOX_DIR)
 PGMAINT := $(BIN)/pgmaint
 
-.PHONY: setup system-packages demo test deploy check schedule backup verify-backup lint bench clean sandbox-start sandbox-stop
+.PHONY: setup system-packages demo test deploy check schedule backup verify-backup lint bench bench-quick clean sandbox-start sandbox-stop
 
 setup: system-packages $(VENV)/.installed
 
@@ -67,8 +67,19 @@ lint: setup
 	$(BIN)/ruff check orchestrator tests bench
 	$(BIN)/pytest -q tests/test_sql_standards.py
 
+# full-size benchmarks take a while (5M rows, 10,000 tables, a few GB of pgbench);
+# bench-quick runs each at a small scale to see that it works and get rough figures
 bench: setup
-	@ls bench/*.py >/dev/null 2>&1 && for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+	$(BIN)/python bench/bench_health.py
+	$(BIN)/python bench/bench_optimize.py
+	$(BIN)/python bench/bench_cleanup.py
+	$(BIN)/python bench/bench_backup.py
+
+bench-quick: setup
+	$(BIN)/python bench/bench_health.py --scale 500
+	$(BIN)/python bench/bench_optimize.py --tables 500
+	$(BIN)/python bench/bench_cleanup.py --rows 100000
+	$(BIN)/python bench/bench_backup.py --scale 5
 
 clean:
 	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy

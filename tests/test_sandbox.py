@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ def box_dir():
     base.chmod(0o755)
     yield base / "sandbox"
     CliRunner().invoke(cli, ["sandbox", "stop", "--dir", str(base / "sandbox"), "--destroy"])
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_sandbox_lifecycle(box_dir):
