@@ -339,12 +339,20 @@ def test_purge_history_trims_journal_and_health_history(db):
         " SELECT 'old', false, 'sql', 'succeeded', now() - interval '200 days', now() - interval '200 days'"
         " FROM generate_series(1, 7)"
     )
+    db.execute("SELECT count(*) FROM maint.record_health_check(ARRAY['superusers'])")
+    db.execute("SELECT count(*) FROM maint.record_health_check(ARRAY['superusers', 'deadlocks'])")
+    db.execute("UPDATE maint.health_history SET recorded_at = now() - interval '200 days'"
+               " WHERE check_name = 'deadlocks'")
     db.execute("CALL maint.purge_history(keep => '90 days')")  # dry run
     assert db.execute("SELECT count(*) FROM maint.runs WHERE task = 'old'").fetchone()[0] == 7
+    assert db.execute("SELECT count(*) FROM maint.health_history").fetchone()[0] == 3
     db.execute("CALL maint.purge_history(keep => '90 days', dry_run => false)")
     assert db.execute("SELECT count(*) FROM maint.runs WHERE task = 'old'").fetchone()[0] == 0
-    tasks = {r[0] for r in db.execute("SELECT task FROM maint.runs WHERE NOT dry_run")}
-    assert "purge_runs" in tasks
+    assert db.execute("SELECT check_name FROM maint.health_history").fetchall() == [
+        ("superusers",), ("superusers",)]
+    tasks = dict(db.execute("SELECT task, rows_affected FROM maint.runs WHERE NOT dry_run").fetchall())
+    assert tasks["purge_runs"] == 7 and tasks["purge_health_history"] == 1
+    assert "purge_archive" in tasks
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("CALL maint.purge_history(keep => '-1 day')")
 

@@ -1,12 +1,12 @@
 -- CALL maint.purge_history(keep, keep_cron_details, dry_run)
---   The monthly trim: the archive of removed rows (maint.purge_archive), the run journal
---   (maint.purge_runs), health history samples, and pg_cron's cron.job_run_details when
---   pg_cron lives in this database (elsewhere `pgmaint schedule install` trims it there).
---   The two committing parts are journaled as their own tasks (purge_archive, purge_runs)
---   and run last: a procedure that commits cannot be wrapped in an exception handler, so
---   when one of them fails the job stops there and pg_cron records it as failed. The
---   other parts' failures are collected and raised at the end. Call outside a
---   transaction block.
+--   The monthly trim: the archive of removed rows (maint.purge_archive), health history
+--   samples (task purge_health_history), the run journal (maint.purge_runs), and pg_cron's
+--   cron.job_run_details when pg_cron lives in this database (elsewhere
+--   `pgmaint schedule install` trims it there with a job of its own). The batched parts are
+--   journaled as their own tasks and run last: a procedure that commits cannot be wrapped
+--   in an exception handler, so when one of them fails the job stops there and pg_cron
+--   records it as failed. A failure of the cron.job_run_details trim is raised at the end.
+--   Call outside a transaction block.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.purge_history(
@@ -29,21 +29,6 @@ BEGIN
         RAISE EXCEPTION 'dry_run must be true or false' USING ERRCODE = 'null_value_not_allowed';
     END IF;
 
-    IF pg_catalog.to_regclass('maint.health_history') IS NOT NULL THEN
-        BEGIN
-            IF dry_run THEN
-                EXECUTE 'SELECT count(*) FROM maint.health_history WHERE recorded_at < now() - $1'
-                    INTO v_count USING keep;
-                RAISE NOTICE 'purge_history (dry run): % health history rows would be deleted', v_count;
-            ELSE
-                EXECUTE 'DELETE FROM maint.health_history WHERE recorded_at < now() - $1' USING keep;
-                GET DIAGNOSTICS v_count = ROW_COUNT;
-                RAISE NOTICE 'purge_history: deleted % health history rows', v_count;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            v_failed := v_failed || ('health history: ' || SQLERRM);
-        END;
-    END IF;
     IF (SELECT s.in_this_database AND s.extension_installed FROM maint.cron_status() AS s) THEN
         BEGIN
             IF dry_run THEN
@@ -60,10 +45,11 @@ BEGIN
             v_failed := v_failed || ('cron.job_run_details: ' || SQLERRM);
         END;
     END IF;
-    IF pg_catalog.to_regprocedure('maint.purge_archive(interval, boolean, integer, interval, interval)') IS NOT NULL THEN
-        CALL maint.purge_archive(older_than => keep, dry_run => dry_run);
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    END IF;
+    CALL maint.purge_archive(older_than => keep, dry_run => dry_run);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    CALL maint._purge_batched('purge_health_history', 'maint.health_history', 'recorded_at', 'keep', keep,
+                              dry_run, 10000, interval '15 minutes', interval '2 seconds');
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     CALL maint.purge_runs(keep => keep, dry_run => dry_run);
     IF pg_catalog.cardinality(v_failed) > 0 THEN
         RAISE EXCEPTION 'purge_history: % part(s) failed: %', pg_catalog.cardinality(v_failed),

@@ -1,0 +1,143 @@
+-- CALL maint._purge_batched(p_task, p_table, p_time_column, p_keep_name, p_keep, p_dry_run,
+--                          p_batch_size, p_time_limit, p_lock_timeout)
+--   The one batched, journaled purge behind maint.purge_runs, maint.purge_archive and the
+--   health history trim of maint.purge_history: deletes the rows of a kit table (bigint
+--   id, a timestamptz column) older than now() - p_keep, in keyset batches on id, each its
+--   own transaction with its own lock_timeout (a batch that cannot get its locks is retried
+--   3 times, then the run fails without having waited in front of anyone), stopping as
+--   'partial' at p_time_limit. Journaled as task p_task; a dry run only counts. Raises at
+--   the end when the run failed, so pg_cron records the job as failed. p_keep_name is the
+--   caller's name for p_keep, used in messages. Only the kit's own history tables.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
+CREATE OR REPLACE PROCEDURE maint._purge_batched(
+    p_task text,
+    p_table regclass,
+    p_time_column name,
+    p_keep_name text,
+    p_keep interval,
+    p_dry_run boolean,
+    p_batch_size integer,
+    p_time_limit interval,
+    p_lock_timeout interval
+)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run bigint;
+    v_cutoff timestamptz;
+    v_max_id bigint;
+    v_candidates bigint;
+    v_last_id bigint := 0;
+    v_batch_rows bigint;
+    v_batch_last bigint;
+    v_deleted bigint := 0;
+    v_batches integer := 0;
+    v_retries integer := 0;
+    v_deadline timestamptz;
+    v_status text := 'succeeded';
+    v_error text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF p_table IS NULL OR p_table::text NOT IN ('maint.runs', 'maint.archive', 'maint.health_history') THEN
+        RAISE EXCEPTION 'maint._purge_batched only purges the kit''s history tables, not %', p_table
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_keep IS NULL OR p_keep < interval '0' THEN
+        RAISE EXCEPTION '% must be a non-negative interval, got %', p_keep_name, coalesce(p_keep::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_batch_size IS NULL OR p_batch_size NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 1000000, got %', coalesce(p_batch_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_time_limit IS NULL OR p_time_limit <= interval '0' THEN
+        RAISE EXCEPTION 'time_limit must be a positive interval, got %', coalesce(p_time_limit::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_lock_timeout IS NULL OR p_lock_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'lock_timeout must be a positive interval, got %', coalesce(p_lock_timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    v_cutoff := pg_catalog.now() - p_keep;
+    v_run := maint.run_start(p_task,
+        pg_catalog.jsonb_build_object(p_keep_name, p_keep, 'batch_size', p_batch_size,
+                                      'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout),
+        p_dry_run);
+    -- rows still running have no finished_at: NULL < cutoff is never true
+    EXECUTE pg_catalog.format('SELECT count(*), max(t.id) FROM %s AS t WHERE t.%I < $1',
+                              p_table, p_time_column)
+       INTO v_candidates, v_max_id USING v_cutoff;
+
+    IF p_dry_run THEN
+        PERFORM maint.run_finish(v_run, 'succeeded', v_candidates, 0,
+            pg_catalog.jsonb_build_object('would_delete', v_candidates, 'cutoff', v_cutoff));
+        RAISE NOTICE '% (dry run): % rows of % from before % would be deleted',
+            p_task, v_candidates, p_table, v_cutoff;
+        COMMIT;
+        RETURN;
+    END IF;
+    COMMIT;  -- the 'running' row is now visible to others
+
+    v_deadline := pg_catalog.clock_timestamp() + p_time_limit;
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('lock_timeout',
+            (extract(epoch FROM p_lock_timeout) * 1000)::bigint::text, true);
+        BEGIN
+            EXECUTE pg_catalog.format(
+                'WITH batch AS (SELECT t.id FROM %1$s AS t'
+                '                WHERE t.id > $1 AND t.id <= $2 AND t.%2$I < $3'
+                '                ORDER BY t.id LIMIT $4),'
+                '     gone AS (DELETE FROM %1$s AS t USING batch AS b WHERE t.id = b.id RETURNING t.id)'
+                ' SELECT count(*), max(gone.id) FROM gone', p_table, p_time_column)
+               INTO v_batch_rows, v_batch_last USING v_last_id, v_max_id, v_cutoff, p_batch_size;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                v_retries := v_retries + 1;
+                IF v_retries > 3 THEN
+                    v_status := 'failed';
+                    v_error := pg_catalog.format('could not lock %s within %s, %s times', p_table,
+                                                 p_lock_timeout, v_retries);
+                    EXIT;
+                END IF;
+                PERFORM pg_catalog.pg_sleep(0.1 * v_retries);
+                CONTINUE;
+            WHEN OTHERS THEN
+                v_status := 'failed';
+                v_error := SQLERRM;
+                EXIT;
+        END;
+        EXIT WHEN v_batch_rows = 0;
+        v_deleted := v_deleted + v_batch_rows;
+        v_last_id := v_batch_last;
+        v_batches := v_batches + 1;
+        PERFORM maint.run_progress(v_run, v_candidates, v_deleted,
+            pg_catalog.jsonb_build_object('batches', v_batches, 'last_id', v_last_id));
+        COMMIT;
+        IF pg_catalog.clock_timestamp() >= v_deadline THEN
+            v_status := 'partial';
+            EXIT;
+        END IF;
+    END LOOP;
+
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM maint.run_finish(v_run, v_status, v_candidates, v_deleted,
+        pg_catalog.jsonb_build_object('batches', v_batches, 'cutoff', v_cutoff, 'lock_retries', v_retries),
+        v_error);
+    COMMIT;
+    IF v_status = 'failed' THEN
+        -- let the caller (and pg_cron) see the failure; the journal already has it
+        RAISE EXCEPTION '% failed after deleting % rows: %', p_task, v_deleted, v_error;
+    END IF;
+    RAISE NOTICE '%: deleted % rows of % in % batches (%)', p_task, v_deleted, p_table, v_batches, v_status;
+END
+$$;
+COMMENT ON PROCEDURE maint._purge_batched(text, regclass, name, text, interval, boolean, integer, interval, interval) IS
+    'Batched, journaled purge of a kit history table (behind purge_runs, purge_archive, purge_history)';
+GRANT EXECUTE ON PROCEDURE maint._purge_batched(text, regclass, name, text, interval, boolean, integer, interval, interval)
+    TO maint_admin;
