@@ -15,6 +15,8 @@
 --   p_rules (and in the run's detail) and its status in p_outcome:
 --   dry_run | succeeded | partial (time limit) | skipped (locks) | refused | failed | removed.
 --   Never raises: a failure is recorded and the caller goes on with the next rule.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint._cleanup_rule(
     p_run bigint,
     p_rule_id bigint,
@@ -385,6 +387,8 @@ $$;
 --   One journaled run of the enabled rules of the given kinds (retention, orphans,
 --   duplicates, in that order), optionally only those on one table. Everything under one
 --   task lock, so run_all_cleanup never waits for its own sub-tasks.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint._cleanup_execute(
     p_task text,
     p_kinds text[],
@@ -504,6 +508,8 @@ $$;
 
 -- CALL maint.run_all_cleanup(dry_run, only_table, time_limit, lock_timeout, max_fraction, force)
 --   Retention, then orphans, then duplicates: one run of task 'cleanup_all'.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.run_all_cleanup(
     dry_run boolean DEFAULT true,
     only_table text DEFAULT NULL,

@@ -12,6 +12,8 @@
 --   transaction as the delete; CALL maint.undo_run(run_id) puts them back. Call it
 --   outside a transaction block (it commits between batches). Raises at the end when a
 --   rule failed or was refused, after journaling, so pg_cron records the job as failed.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.remove_duplicates(
     dry_run boolean DEFAULT true,
     only_table text DEFAULT NULL,

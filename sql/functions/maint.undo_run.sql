@@ -7,6 +7,8 @@
 --   fail with the conflicting key named. Rows of partitions that were dropped need the
 --   partition re-created first. Restored archive rows are marked (restored_by), so a run
 --   cannot be undone twice. Journaled as task 'undo'; dry_run only counts.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.undo_run(run_id bigint, dry_run boolean DEFAULT false)
     LANGUAGE plpgsql
 AS $$
