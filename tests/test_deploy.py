@@ -346,3 +346,39 @@ def test_uninstall_of_a_database_without_the_kit(pg_server, make_database):
     name = make_database()
     with pg_server.connect(name) as conn, pytest.raises(PgmaintError, match="not installed"):
         deploy.uninstall(conn, pg_server.dsn(name))
+
+
+def test_force_reapplies_unchanged_function_files(pg_server, make_database):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    with pg_server.connect(name) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION maint.version() RETURNS text LANGUAGE sql"
+                     " SET search_path = pg_catalog AS $$ SELECT 'tampered' $$")
+    assert not deploy_to(dsn).changed  # the files did not change: nothing to do
+    forced = deploy_to(dsn, force=True)
+    assert forced.changed and "maint.version.sql" in forced.applied_files
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT maint.version()").fetchone()[0] == __version__
+
+
+def test_non_transactional_migration_runs_on_its_own(pg_server, make_database, tmp_path):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    root = copy_sql(tmp_path)
+    deploy_to(dsn, root)
+    (root / "migrations" / "0998_index_runs_concurrently.sql").write_text(
+        "-- an index built without blocking writes to the journal\n"
+        "-- transactional: false\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_source_idx ON maint.runs (source);\n"
+    )
+    result = deploy_to(dsn, root)
+    assert result.applied_migrations == ["0998_index_runs_concurrently"]
+    with pg_server.connect(name) as conn:
+        assert conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'maint.runs_source_idx'::regclass"
+        ).fetchone() == (True,)
+        assert conn.execute(
+            "SELECT count(*) FROM maint._yoyo_migration WHERE migration_id = '0998_index_runs_concurrently'"
+        ).fetchone() == (1,)
+    assert not deploy_to(dsn, root).changed
