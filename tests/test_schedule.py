@@ -462,3 +462,26 @@ def test_cron_configuration_that_cannot_connect_is_critical(server_with_unreacha
     setting = [r for r in rows if r[0] == "cron.host"]
     assert setting and setting[0][1] == "critical"
     assert "every job fails with \"connection failed\"" in setting[0][2]
+
+
+def test_full_default_plan_installs_exactly_the_expected_jobs(pg_server, db, admin, cleanup_cron):
+    name = db.info.dbname
+    result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name), "--json", "schedule", "install"])
+    assert result.exit_code == 0, result.output
+    jobs = cron_jobs(admin, name)
+    expected = {f"maint:{j}@{name}": s for j, s in [
+        ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("orphans", "0 1 * * 0"),
+        ("duplicates", "0 1 * * 0"), ("analyze-cleaned", "0 3 * * 0"), ("purge-history", "0 3 1 * *"),
+        ("optimize-plan", "30 4 * * *")]}
+    expected["maint:cron-details-trim@postgres"] = "30 3 1 * *"
+    assert {job: row[1] for job, row in jobs.items()} == expected
+    # every command is one statement the kit accepts, and runs (dry runs where it matters)
+    for job, (_jobid, _schedule, command, database, active) in jobs.items():
+        assert active and command.count(";") == 0, job
+        if database == name and "dry_run => 'false'" not in command:
+            db.execute(command)
+    # dropping a part removes its jobs and nothing else
+    CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name), "schedule", "install",
+                             "--include", "health,retention,purge,optimize"])
+    left = set(cron_jobs(admin, name))
+    assert left == set(expected) - {f"maint:{j}@{name}" for j in ("orphans", "duplicates", "analyze-cleaned")}
