@@ -157,9 +157,13 @@ def cron_jobs_from_cron_database(
         with db.connection(dsn, dbname=cron_db) as cron_conn:
             if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
                 return None, f"pg_cron is not created in database {cron_db}"
-            cur = psycopg.RawCursor(cron_conn)
-            cur.execute(query, (window, conn.info.dbname, cron_db))
-            jobs = cur.fetchone()
+            # the query text comes from the checked database: run it read-only, so a
+            # tampered kit cannot change anything in the cron database
+            with cron_conn.transaction():
+                cron_conn.execute("SET TRANSACTION READ ONLY")
+                cur = psycopg.RawCursor(cron_conn)
+                cur.execute(query, (window, conn.info.dbname, cron_db))
+                jobs = cur.fetchone()
     except (psycopg.Error, PgmaintError) as exc:
         message = db.error_line(exc) if isinstance(exc, psycopg.Error) else exc.format_message()
         return None, message

@@ -12,7 +12,7 @@ import psycopg
 from rich.console import Console
 
 from orchestrator import __version__, db, deploy, journal, sandbox, schedule
-from orchestrator.errors import PgmaintError
+from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.output import Settings, emit, settings, table
 
 
@@ -26,6 +26,11 @@ class PgmaintGroup(click.Group):
             raise
         except psycopg.Error as exc:
             self._verbose_trace(ctx)
+            if _kit_missing(exc):
+                raise NotInstalled(
+                    f"pgmaint is not installed in this database ({db.error_line(exc)}); "
+                    "run 'pgmaint deploy'"
+                ) from exc
             raise PgmaintError(db.error_line(exc)) from exc
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -39,6 +44,14 @@ class PgmaintGroup(click.Group):
         obj = ctx.find_object(Settings)
         if obj is not None and obj.verbose:
             traceback.print_exc()
+
+
+def _kit_missing(exc: psycopg.Error) -> bool:
+    """A kit object is missing: the kit is not deployed here (or only partly)."""
+    missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
+               psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedObject)
+    text = str(exc)
+    return isinstance(exc, missing) and ('"maint.' in text or "maint." in text or '"maint"' in text)
 
 
 @click.group(cls=PgmaintGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -250,7 +263,11 @@ def sandbox_stop(ctx: click.Context, directory: Path | None, destroy: bool) -> N
 @click.pass_context
 def sandbox_status(ctx: click.Context, directory: Path | None) -> None:
     """Whether the sandbox runs, where, and its DSN. Exit code 3 when it is not running."""
-    info = sandbox.Sandbox(directory).info()
+    box = sandbox.Sandbox(directory)
+    if not box.state_file.exists():
+        click.echo(f"no sandbox in {box.dir}; run 'pgmaint sandbox start'", err=True)
+        ctx.exit(3)
+    info = box.info()
     emit(ctx, {**asdict(info), "dsn": info.conninfo()}, lambda out: click.echo(
         f"sandbox {f'running (pid {info.pid})' if info.running else 'stopped'} in "
         f"{info.directory}; DSN: {info.conninfo()}"))

@@ -46,19 +46,31 @@ def unschedule_kit_jobs(
         ) from exc
 
 
+def trim_job_name(cron_db: str) -> str:
+    """The job that trims cron.job_run_details when the kit lives outside the cron database."""
+    return f"{JOB_PREFIX}cron-details-trim@{cron_db}"
+
+
+def kit_job_ids(conn: psycopg.Connection, kit_db: str) -> list[tuple[int, str]]:
+    """(jobid, jobname) of the kit's jobs for ``kit_db`` in the cron database ``conn`` is
+    connected to, plus the cron-details trim job when no other database's kit jobs remain."""
+    trim = trim_job_name(conn.info.dbname)
+    rows = conn.execute(
+        "SELECT jobid, jobname FROM cron.job WHERE jobname LIKE %s"
+        " AND (database = %s OR (jobname = %s AND NOT EXISTS ("
+        "      SELECT 1 FROM cron.job o WHERE o.jobname LIKE %s AND o.jobname <> %s"
+        "         AND o.database <> %s)))"
+        " ORDER BY jobname",
+        (JOB_PREFIX + "%", kit_db, trim, JOB_PREFIX + "%", trim, kit_db),
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
 def _unschedule(conn: psycopg.Connection, kit_db: str) -> list[str]:
     if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
         return []
-    names = [
-        r[0]
-        for r in conn.execute(
-            "SELECT jobname FROM cron.job WHERE jobname LIKE %s AND database = %s ORDER BY jobname",
-            (JOB_PREFIX.replace("_", r"\_") + "%", kit_db),
-        )
-    ]
-    for name in names:
-        conn.execute(
-            "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s AND database = %s",
-            (name, kit_db),
-        )
-    return names
+    jobs = kit_job_ids(conn, kit_db)
+    with conn.transaction():  # all of them or none
+        for jobid, _ in jobs:
+            conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+    return [name for _, name in jobs]

@@ -7,6 +7,8 @@ Each area of the kit contributes a section (see _sections()).
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -18,15 +20,30 @@ from rich.console import Console
 from rich.rule import Rule
 
 from orchestrator import cron, db, deploy
+from orchestrator.errors import PgmaintError
 from orchestrator.output import console, table
 
 Section = Callable[[psycopg.Connection, Console], None]
 
 
+DEMO_MARK = "pgmaint demo database (pgmaint demo drops and recreates it)"
+
+
 def _recreate(dsn: str, dbname: str) -> None:
+    """Drop the previous demo database (only one pgmaint created) and create it again."""
     with db.connection(dsn) as admin:
         if admin.info.dbname == dbname:
             raise click.UsageError("--dsn must point at another database of the server (e.g. postgres)")
+        row = admin.execute(
+            "SELECT pg_catalog.shobj_description(d.oid, 'pg_database') FROM pg_catalog.pg_database d"
+            " WHERE d.datname = %s",
+            (dbname,),
+        ).fetchone()
+        if row is not None and row[0] != DEMO_MARK:
+            raise PgmaintError(
+                f"database {dbname!r} exists and is not a pgmaint demo database; not dropping it "
+                "(choose another --dbname)"
+            )
         cron.unschedule_kit_jobs(admin, dsn, dbname)
         admin.execute(
             "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
@@ -35,6 +52,9 @@ def _recreate(dsn: str, dbname: str) -> None:
         )
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(DEMO_MARK))
+        )
 
 
 def _load_app(conn: psycopg.Connection) -> None:
@@ -86,9 +106,10 @@ def schedule_section(conn: psycopg.Connection, out: Console) -> None:
     from orchestrator import schedule
 
     keep = ("host", "port", "user", "dbname", "passfile", "sslmode")
-    dsn = conninfo.make_conninfo(
-        **{k: v for k, v in conn.info.get_parameters().items() if k in keep}
-    )
+    params = {k: v for k, v in conn.info.get_parameters().items() if k in keep}
+    if conn.info.password:
+        params["password"] = conn.info.password
+    dsn = conninfo.make_conninfo(**params)
     out.print("pgmaint schedule install   (times are UTC: pg_cron 1.4 has no time zones)")
     cron_db, actions = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
     out.print(f"pg_cron lives in database {cron_db!r}: "
@@ -135,7 +156,9 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
             out.print(Rule(title))
             section(conn, out)
     out.print(Rule())
+    box = os.environ.get("PGMAINT_SANDBOX_DIR")
+    where = f" --dir {shlex.quote(box)}" if box else ""
     out.print(
         f"demo finished in {time.monotonic() - started:.1f}s. Try it yourself:\n"
-        f"  eval \"$(.venv/bin/pgmaint sandbox env --dbname {dbname})\"; psql"
+        f"  eval \"$(.venv/bin/pgmaint sandbox env{where} --dbname {dbname})\"; psql"
     )

@@ -232,7 +232,7 @@ def deploy(
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
         )
         _lock(conn, lock_timeout)
-        result = _deploy_locked(conn, backend, migrations, root, force)
+        result = _deploy_locked(conn, backend, migrations, root, force, lock_timeout)
         backend.commit()
     except BaseException:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -266,12 +266,20 @@ def _unlock(conn: psycopg.Connection) -> None:
     )
 
 
+def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
+    """Transaction settings of a deploy (again after a commit): yoyo's bookkeeping queries
+    are unqualified, so they point at maint; DDL waits for locks at most lock_timeout."""
+    conn.execute("SET LOCAL search_path = maint, pg_catalog")
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+
+
 def _deploy_locked(
     conn: psycopg.Connection,
     backend: _ConnectionBackend,
     migrations: object,
     root: Path,
     force: bool,
+    lock_timeout: str,
 ) -> DeployResult:
     # decided under the lock: a concurrent deploy may have just finished
     the_plan = plan(conn, root)
@@ -280,8 +288,7 @@ def _deploy_locked(
         return result
 
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-    # yoyo's bookkeeping queries are unqualified: point them at maint
-    conn.execute("SET LOCAL search_path = maint, pg_catalog")
+    _set_local(conn, lock_timeout)
     if needs_upgrading(backend):
         upgrade(backend)
     backend._internal_schema_updated = True
@@ -290,16 +297,22 @@ def _deploy_locked(
         try:
             if migration.use_transactions:
                 migration.process_steps(backend, "apply")
+                backend.log_migration(migration, "apply")
+                backend.mark_one(migration, log=False)
             else:
-                # e.g. CREATE INDEX CONCURRENTLY: commit what came before, run it alone
+                # e.g. CREATE INDEX CONCURRENTLY: commit what came before, run it alone, and
+                # record it at once (it cannot be rolled back with a later failure)
                 backend.commit()
                 migration.process_steps(backend, "apply")
                 backend.begin()
-                conn.execute("SET LOCAL search_path = maint, pg_catalog")
+                _set_local(conn, lock_timeout)
+                backend.log_migration(migration, "apply")
+                backend.mark_one(migration, log=False)
+                backend.commit()
+                backend.begin()
+                _set_local(conn, lock_timeout)
         except psycopg.Error as exc:
             raise DeployError(f"migration {migration.id} failed: {error_line(exc)}") from exc
-        backend.log_migration(migration, "apply")
-        backend.mark_one(migration, log=False)
         result.applied_migrations.append(migration.id)
 
     # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # display order, worst first; exit-code precedence is critical > warning > unknown > ok/info
 SEVERITY = {"critical": 4, "warning": 3, "unknown": 2, "info": 1, "ok": 0}
@@ -121,23 +122,22 @@ def render_table(report: Report, out: Console, min_status: str = "ok") -> None:
     for col in ("status", "check", "object", "value", "detail"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        colour = COLOUR[r["status"]]
-        detail = r["detail"] or ""
+        # object names and details are data: Text, never rich markup ("[/x]" prints as is)
+        detail = Text(r["detail"] or "")
         if r["fix_sql"] and r["status"] != "ok":
-            detail += f"\n[dim]fix: {r['fix_sql']}[/dim]"
+            detail.append(f"\nfix: {r['fix_sql']}", style="dim")
         table.add_row(
-            f"[{colour}]{r['status']}[/]",
-            r["check_name"],
-            r["object_name"] or "",
-            format_value(r["value"], r["unit"]),
+            Text(r["status"], style=COLOUR[r["status"]]),
+            Text(r["check_name"]),
+            Text(r["object_name"] or ""),
+            Text(format_value(r["value"], r["unit"])),
             detail,
         )
     if rows:
         out.print(table)
     else:
         out.print(f"no findings at or above {min_status}")
-    colour = COLOUR[report.worst]
-    out.print(f"[{colour}]{summary_line(report)}[/]")
+    out.print(Text(summary_line(report), style=COLOUR[report.worst]))
 
 
 def to_json(report: Report) -> dict[str, Any]:

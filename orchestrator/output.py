@@ -12,6 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 @dataclass
@@ -62,7 +63,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for col in columns:
         t.add_column(col)
     for row in rows:
-        t.add_row(*("" if v is None else format_value(v) for v in row))
+        # data is text, never rich markup: a value like "[/data]" must print as itself
+        t.add_row(*(Text("" if v is None else format_value(v)) for v in row))
     return t
 
 

@@ -7,6 +7,7 @@ between the kit database and the pg_cron database and runs the statements there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from orchestrator import db
+from orchestrator import cron, db
 from orchestrator.cron import JOB_PREFIX, cron_database
 from orchestrator.errors import NotInstalled, PgmaintError
 
@@ -120,8 +121,23 @@ def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: 
             with cron_conn.transaction():
                 for action in actions:
                     if action.statement:
-                        cron_conn.execute(action.statement)
+                        cron_conn.execute(_checked(action.statement))
     return cron_db, actions
+
+
+# the only statements the kit's SQL may hand over for the cron database: one call of
+# cron.schedule_in_database / cron.alter_job / cron.unschedule, literals only
+_ALLOWED = re.compile(
+    r"SELECT cron\.(schedule_in_database|alter_job|unschedule)\((?:[^;']|'(?:[^']|'')*')*\)"
+)
+
+
+def _checked(statement: str) -> str:
+    """Refuse anything but the expected pg_cron calls (the statements come from the kit's
+    SQL in the kit database, and are run with the caller's rights in the cron database)."""
+    if not _ALLOWED.fullmatch(statement):
+        raise PgmaintError(f"refusing an unexpected statement for the cron database: {statement[:80]}")
+    return statement
 
 
 def _cron_connection(conn: psycopg.Connection, dsn: str, cron_db: str) -> psycopg.Connection:
@@ -180,27 +196,30 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
 
 
 def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
-    """Remove one kit job of this database (short or full name), or all of them (None)."""
+    """Remove one kit job of this database (short or full name), or all of them (None);
+    the cron-details trim job goes with the last database whose kit jobs it served."""
     _require_kit(conn)
     cron_db = cron_target(conn)
     kit_db = conn.info.dbname
     with _cron_connection(conn, dsn, cron_db) as cron_conn:
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
-        full = name
-        if name is not None and not name.startswith(JOB_PREFIX):
-            full = f"{JOB_PREFIX}{name}@{kit_db}"
-        rows = cron_conn.execute(
-            "SELECT jobid, jobname FROM cron.job WHERE jobname LIKE %s AND database = %s"
-            " AND (%s::text IS NULL OR jobname = %s) ORDER BY jobname",
-            (JOB_PREFIX + "%", kit_db, full, full),
-        ).fetchall()
-        if name is not None and not rows:
-            raise PgmaintError(f"no kit job {full!r} for database {kit_db!r}")
+        jobs = cron.kit_job_ids(cron_conn, kit_db)
+        if name is not None:
+            full = name if name.startswith(JOB_PREFIX) else f"{JOB_PREFIX}{name}@{kit_db}"
+            jobs = [j for j in jobs if j[1] == full]
+            if not jobs and full == cron.trim_job_name(cron_db):
+                jobs = [
+                    (int(r[0]), str(r[1]))
+                    for r in cron_conn.execute("SELECT jobid, jobname FROM cron.job WHERE jobname = %s",
+                                               (full,))
+                ]
+            if not jobs:
+                raise PgmaintError(f"no kit job {full!r} for database {kit_db!r}")
         with cron_conn.transaction():
-            for jobid, _ in rows:
+            for jobid, _ in jobs:
                 cron_conn.execute("SELECT cron.unschedule(%s)", (jobid,))
-    return [r[1] for r in rows]
+    return [j[1] for j in jobs]
 
 
 def in_words(delta: Any) -> str:

@@ -123,5 +123,40 @@ def test_demo_is_repeatable(runner, pg_server, admin):
             "SELECT count(*) FROM cron.job WHERE jobname = 'maint:retention@demo_cli_test'"
         ).fetchone()[0] == 1
     finally:
-        admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = 'demo_cli_test'")
+        admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = 'demo_cli_test'"
+                      " OR jobname LIKE 'maint:cron-details-trim@%'")
         admin.execute("DROP DATABASE IF EXISTS demo_cli_test WITH (FORCE)")
+
+
+def test_demo_refuses_to_drop_a_database_it_did_not_create(runner, pg_server, admin):
+    admin.execute("CREATE DATABASE important_data")
+    try:
+        with pg_server.connect("important_data") as conn:
+            conn.execute("CREATE TABLE keep_me (id int)")
+        result = runner.invoke(
+            cli, ["--dsn", pg_server.dsn("postgres"), "demo", "--dbname", "important_data"]
+        )
+        assert result.exit_code == 1
+        assert "is not a pgmaint demo database; not dropping it" in result.stderr
+        with pg_server.connect("important_data") as conn:
+            assert conn.execute("SELECT to_regclass('keep_me')").fetchone()[0] == "keep_me"
+    finally:
+        admin.execute("DROP DATABASE IF EXISTS important_data WITH (FORCE)")
+
+
+def test_values_are_printed_as_text_not_markup(runner, pg_server, db):
+    db.execute(
+        "INSERT INTO maint.runs (task, dry_run, source, status, finished_at, error)"
+        " VALUES ('weird', false, 'sql', 'failed', now(), 'no such file [/data] or [bold]x[/bold]')"
+    )
+    result = runner.invoke(cli, ["--dsn", pg_server.dsn(db.info.dbname), "history"])
+    assert result.exit_code == 0, result.output
+    assert "[/data]" in result.output and "[bold]x[/bold]" in result.output
+
+
+def test_commands_on_a_database_without_the_kit_say_so(runner, pg_server, make_database):
+    dsn = pg_server.dsn(make_database())
+    for args in (["rules", "list"], ["run", "retention"], ["undo", "1"], ["run", "optimize"]):
+        result = runner.invoke(cli, ["--dsn", dsn, *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "pgmaint is not installed in this database" in result.stderr, (args, result.stderr)

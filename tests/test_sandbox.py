@@ -61,5 +61,5 @@ def test_sandbox_lifecycle(box_dir):
 
 def test_status_of_a_missing_sandbox_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["sandbox", "status", "--dir", str(tmp_path / "none")])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # not running
     assert "no sandbox in" in result.stderr and "pgmaint sandbox start" in result.stderr
