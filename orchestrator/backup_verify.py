@@ -68,11 +68,19 @@ def locate(root: Path, database: str, backup_id: int | None) -> files.Entry:
         if not good:
             raise BackupError(f"no backups of database {database!r} in {dbdir}")
         return good[-1]
-    for e in entries:
-        if e.backup_id == backup_id:
-            if not e.is_backup:
-                raise BackupError(f"backup {backup_id} in {e.path} is not usable: {e.reason}")
-            return e
+    matches = [e for e in entries if e.backup_id == backup_id]
+    if len(matches) > 1:
+        # ids come from maint.backups, which starts again at 1 when the kit is reinstalled
+        # (or the database recreated): never guess which one was meant
+        raise BackupError(
+            f"{len(matches)} backups of database {database!r} have id {backup_id} "
+            f"({', '.join(str(e.path) for e in matches)}); the catalog was reset in between. "
+            "Move the ones you do not mean out of the backup directory, or use --latest"
+        )
+    for e in matches:
+        if not e.is_backup:
+            raise BackupError(f"backup {backup_id} in {e.path} is not usable: {e.reason}")
+        return e
     raise BackupError(f"no backup with id {backup_id} of database {database!r} in {dbdir}")
 
 

@@ -89,3 +89,17 @@ def test_cron_filter_drops_pg_cron_only():
     assert "216; 1259 16456 TABLE public t postgres" in kept
     assert not any("pg_cron" in ln or " cron job " in ln for ln in kept)
     assert cron_filter("216; 1259 16456 TABLE public t postgres\n") == (None, [])
+
+
+def test_an_ambiguous_backup_id_is_refused(tmp_path):
+    """Ids restart at 1 after the kit is reinstalled: never restore a guess."""
+    from orchestrator.backup_errors import BackupError
+    from orchestrator.backup_verify import locate
+
+    dbdir = files.database_dir(tmp_path, "app")
+    for name in ("20260101T000000Z-1", "20260301T000000Z-1", "20260302T000000Z-2"):
+        (dbdir / name).mkdir(parents=True)
+        files.write_json_atomic(dbdir / name / files.MANIFEST, {"started_at": "2026-01-01T00:00:00Z"})
+    assert locate(tmp_path, "app", 2).path.name == "20260302T000000Z-2"
+    with pytest.raises(BackupError, match="2 backups of database 'app' have id 1"):
+        locate(tmp_path, "app", 1)
