@@ -128,9 +128,13 @@ $$;
 
 -- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
 --   Validates an extra rule condition: one boolean expression over the table (columns
---   unqualified or as t.<column>), no statement separators or comments, and it must plan
---   with EXPLAIN in two different contexts (so a ')' cannot close the expression early).
---   Returns the condition trimmed, or NULL for none.
+--   unqualified or as t.<column>), no statement separators, comments, $ or E'' quoting,
+--   balanced parentheses outside literals and quoted names (so it cannot close the
+--   parentheses the engine puts around it and bring its own OR into the WHERE clause),
+--   calling only built-in (pg_catalog) functions and operators and reading only tables
+--   (no views): conditions run with the rights of whoever runs the cleanup, often a
+--   superuser's pg_cron job. It must plan with EXPLAIN. Returns the condition trimmed, or
+--   NULL for none.
 CREATE OR REPLACE FUNCTION maint._cleanup_check_condition(p_rel regclass, p_condition text)
     RETURNS text
     LANGUAGE plpgsql
@@ -139,25 +143,82 @@ CREATE OR REPLACE FUNCTION maint._cleanup_check_condition(p_rel regclass, p_cond
 AS $$
 DECLARE
     v_cond text := pg_catalog.btrim(p_condition);
+    v_depth integer := 0;
+    v_quote text;
+    v_i integer := 1;
+    v_c text;
+    v_bad text;
+    v_view regclass;
 BEGIN
     IF v_cond IS NULL OR v_cond = '' THEN
         RETURN NULL;
     END IF;
     IF pg_catalog.strpos(v_cond, ';') > 0 OR pg_catalog.strpos(v_cond, '--') > 0
-       OR pg_catalog.strpos(v_cond, '/*') > 0 OR pg_catalog.strpos(v_cond, '$') > 0 THEN
-        RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments or $ quoting',
+       OR pg_catalog.strpos(v_cond, '/*') > 0 OR pg_catalog.strpos(v_cond, '$') > 0
+       OR v_cond ~* '(^|[^a-z0-9_])e''' THEN
+        RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments, $ or E'''' quoting',
             pg_catalog.quote_literal(v_cond)
             USING ERRCODE = 'syntax_error';
     END IF;
+    -- parentheses must balance outside 'literals' and "names"
+    WHILE v_i <= pg_catalog.length(v_cond) LOOP
+        v_c := pg_catalog.substr(v_cond, v_i, 1);
+        IF v_quote IS NOT NULL THEN
+            IF v_c = v_quote THEN
+                IF pg_catalog.substr(v_cond, v_i + 1, 1) = v_quote THEN
+                    v_i := v_i + 1;  -- doubled quote inside the literal or name
+                ELSE
+                    v_quote := NULL;
+                END IF;
+            END IF;
+        ELSIF v_c IN ('''', '"') THEN
+            v_quote := v_c;
+        ELSIF v_c = '(' THEN
+            v_depth := v_depth + 1;
+        ELSIF v_c = ')' THEN
+            v_depth := v_depth - 1;
+            EXIT WHEN v_depth < 0;
+        END IF;
+        v_i := v_i + 1;
+    END LOOP;
+    IF v_quote IS NOT NULL OR v_depth <> 0 THEN
+        RAISE EXCEPTION 'condition % has unbalanced parentheses or quotes', pg_catalog.quote_literal(v_cond)
+            USING ERRCODE = 'syntax_error';
+    END IF;
     BEGIN
-        EXECUTE pg_catalog.format('EXPLAIN SELECT 1 FROM %s AS t WHERE (%s)', p_rel, v_cond);
-        EXECUTE pg_catalog.format('EXPLAIN SELECT ARRAY[(%s)::boolean] FROM %s AS t', v_cond, p_rel);
+        EXECUTE pg_catalog.format('EXPLAIN SELECT 1 FROM %s AS t WHERE ((%s))', p_rel, v_cond);
+        EXECUTE pg_catalog.format('EXPLAIN SELECT ARRAY[((%s))::boolean] FROM %s AS t', v_cond, p_rel);
+        -- what the expression calls and reads, from the catalog's own dependency record
+        EXECUTE pg_catalog.format('CREATE OR REPLACE TEMPORARY VIEW _pgmaint_condition_check AS '
+                                  'SELECT 1 AS one FROM %s AS t WHERE ((%s))', p_rel, v_cond);
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'condition % is not a valid boolean expression over %: %',
             pg_catalog.quote_literal(v_cond), p_rel, SQLERRM
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'write one expression over the table''s columns, e.g. status = ''suspended''; schema-qualify functions';
+                  HINT = 'write one expression over the table''s columns, e.g. status = ''suspended''';
     END;
+    v_view := pg_catalog.to_regclass('pg_temp._pgmaint_condition_check');
+    SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0), ', ')
+      INTO v_bad
+      FROM pg_catalog.pg_depend AS d
+      JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+     WHERE r.ev_class = v_view
+       AND d.refobjid <> r.ev_class
+       AND ((d.refclassid = 'pg_catalog.pg_proc'::regclass
+             AND (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p WHERE p.oid = d.refobjid)
+                 <> 'pg_catalog'::regnamespace)
+         OR (d.refclassid = 'pg_catalog.pg_operator'::regclass
+             AND (SELECT o.oprnamespace FROM pg_catalog.pg_operator AS o WHERE o.oid = d.refobjid)
+                 <> 'pg_catalog'::regnamespace)
+         OR (d.refclassid = 'pg_catalog.pg_class'::regclass
+             AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = d.refobjid) NOT IN ('r', 'p')));
+    EXECUTE pg_catalog.format('DROP VIEW %s', v_view);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'condition % may only use built-in functions and operators and read tables; it uses %',
+            pg_catalog.quote_literal(v_cond), v_bad
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'cleanup conditions run with the rights of whoever runs the cleanup (often a pg_cron job owned by a superuser)';
+    END IF;
     RETURN v_cond;
 END
 $$;
@@ -192,7 +253,7 @@ BEGIN
         v_pred := 'true';
     END IF;
     IF p_rule.condition IS NOT NULL THEN
-        v_pred := pg_catalog.format('(%s) AND (%s)', v_pred, p_rule.condition);
+        v_pred := pg_catalog.format('(%s) AND ((%s))', v_pred, p_rule.condition);
     END IF;
     RETURN v_pred;
 END
@@ -330,7 +391,7 @@ AS $$
 DECLARE
     v_dir text := CASE p_rule.keep_which WHEN 'newest' THEN 'DESC' ELSE 'ASC' END;
     v_order text;
-    v_where text := coalesce(p_rule.condition, 'true');
+    v_where text := pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'));
 BEGIN
     v_order := maint._cleanup_key_list('t.', p_identity, ' ' || v_dir);
     IF p_rule.order_by IS NOT NULL THEN

@@ -170,7 +170,7 @@ BEGIN
         BEGIN
             v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
             v_key := maint._cleanup_key_list('t.', v_rule.columns);
-            v_where := coalesce(v_rule.condition, 'true');
+            v_where := pg_catalog.format('((%s))', coalesce(v_rule.condition, 'true'));
             IF NOT v_rule.nulls_equal THEN
                 v_where := pg_catalog.format('(%s) AND %s', v_where,
                     (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
