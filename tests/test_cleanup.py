@@ -556,3 +556,17 @@ def test_conditions_may_not_call_user_code_and_direct_writes_are_checked_too(db)
         db.execute("UPDATE maint.cleanup_rules SET condition = 'true) OR (true' WHERE id = %s", (rule,))
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("UPDATE maint.cleanup_rules SET condition = 'public.sneaky(id)' WHERE id = %s", (rule,))
+
+
+def test_tables_spanning_several_heaps_need_a_primary_key(db):
+    """ctid batches work only within one table: inheritance parents and partitioned tables
+    without a primary key are refused instead of deleting the wrong rows or none."""
+    db.execute('CREATE TABLE public."Parent" (email text, n int)')
+    db.execute('CREATE TABLE public."Child A" () INHERITS (public."Parent")')
+    db.execute("CREATE TABLE public.ev (at timestamptz, kind text) PARTITION BY LIST (kind)")
+    db.execute("CREATE TABLE public.ev_a PARTITION OF public.ev FOR VALUES IN ('a')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="inheritance children but no primary key"):
+        db.execute("""SELECT maint.add_dedupe_rule('public."Parent"', ARRAY['email'])""")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="partitions or inheritance children"):
+        db.execute("SELECT maint.add_retention_policy('public.ev', 'at', '1 day')")
+    assert db.execute("SELECT count(*) FROM maint.cleanup_rules").fetchone()[0] == 0

@@ -49,6 +49,15 @@ BEGIN
         RAISE EXCEPTION 'cleanup rules cannot target %: schema % belongs to the system or to pgmaint', p_rel, v_nsp
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- without a primary key batches go by ctid, which is unique only within one table
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint AS k WHERE k.conrelid = p_rel AND k.contype = 'p')
+       AND (v_kind = 'p' OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = p_rel)) THEN
+        RAISE EXCEPTION 'table % has partitions or inheritance children but no primary key: cleanup needs one '
+                        'to batch across them (a ctid is unique only within one table)', p_rel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'add a primary key (on a partitioned table it includes the partition key), '
+                         'or put the rule on each partition';
+    END IF;
 END
 $$;
 
