@@ -486,3 +486,12 @@ def test_full_default_plan_installs_exactly_the_expected_jobs(pg_server, db, adm
                              "--include", "health,retention,purge,optimize"])
     left = set(cron_jobs(admin, name))
     assert left == set(expected) - {f"maint:{j}@{name}" for j in ("orphans", "duplicates", "analyze-cleaned")}
+
+
+def test_cron_rules_match_pg_cron_parser(db):
+    # a day field starting with * is unrestricted for the OR rule, as in pg_cron: odd days
+    # that are Mondays only (not odd days or Mondays)
+    assert next_runs(db, "0 0 */2 * 1", "2026-11-23 10:00+00", 2) == [
+        "2026-12-07 00:00 Mon", "2026-12-21 00:00 Mon"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="a step needs \\* or a range"):
+        db.execute("SELECT maint.cron_validate('5/15 * * * *')")

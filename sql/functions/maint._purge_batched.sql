@@ -87,7 +87,7 @@ BEGIN
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         PERFORM pg_catalog.set_config('lock_timeout',
-            (extract(epoch FROM p_lock_timeout) * 1000)::bigint::text, true);
+            greatest(1, ceil(extract(epoch FROM p_lock_timeout) * 1000))::bigint::text, true);
         BEGIN
             EXECUTE pg_catalog.format(
                 'WITH batch AS (SELECT t.id FROM %1$s AS t'

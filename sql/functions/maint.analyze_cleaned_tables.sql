@@ -68,7 +68,7 @@ BEGIN
             CONTINUE;
         END IF;
         PERFORM pg_catalog.set_config('lock_timeout',
-            (extract(epoch FROM lock_timeout) * 1000)::bigint::text, true);
+            greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text, true);
         BEGIN
             EXECUTE pg_catalog.format('ANALYZE %s', v_rel);
             v_done := v_done || v_rel::text;

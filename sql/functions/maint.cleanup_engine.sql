@@ -72,7 +72,7 @@ DECLARE
     v_pages bigint;
     v_block bigint;
     v_notice_at timestamptz := pg_catalog.clock_timestamp();
-    v_lock_ms text := (extract(epoch FROM p_lock_timeout) * 1000)::bigint::text;
+    v_lock_ms text := greatest(1, ceil(extract(epoch FROM p_lock_timeout) * 1000))::bigint::text;
     v_part record;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -209,6 +209,8 @@ BEGIN
                 PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                 PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
                 BEGIN
+                    -- no row may arrive between the copy to the archive and the DETACH
+                    EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_unit_rel);
                     IF v_rule.archive THEN
                         EXECUTE pg_catalog.format(
                             'INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '

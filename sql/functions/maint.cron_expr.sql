@@ -35,6 +35,12 @@ BEGIN
                 p_name, p_field USING ERRCODE = 'invalid_parameter_value';
         END IF;
         v_range := pg_catalog.split_part(v_part, '/', 1);
+        IF v_part LIKE '%/%' AND v_range <> '*' AND v_range NOT LIKE '%-%' THEN
+            -- pg_cron (like vixie cron) takes a step only after * or a range
+            RAISE EXCEPTION 'invalid cron schedule: % field "%": a step needs * or a range before it (e.g. %-%/%)',
+                p_name, p_field, v_range, p_hi, pg_catalog.split_part(v_part, '/', 2)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         v_step := coalesce(nullif(pg_catalog.split_part(v_part, '/', 2), '')::integer, 1);
         IF v_step < 1 THEN
             RAISE EXCEPTION 'invalid cron schedule: step 0 in % field "%"', p_name, p_field
@@ -57,9 +63,7 @@ BEGIN
                 END IF;
             END LOOP;
             v_from := v_num[1];
-            -- "n/s" means n, n+s, ... up to the end of the range, as in vixie cron
-            v_to := CASE WHEN pg_catalog.cardinality(v_num) = 2 THEN v_num[2]
-                         WHEN v_part LIKE '%/%' THEN p_hi ELSE v_num[1] END;
+            v_to := CASE WHEN pg_catalog.cardinality(v_num) = 2 THEN v_num[2] ELSE v_num[1] END;
         END IF;
         IF v_from < p_lo OR v_to > p_hi OR v_from > v_to THEN
             RAISE EXCEPTION 'invalid cron schedule: % field "%" is outside %-%', p_name, p_field, p_lo, p_hi
@@ -132,8 +136,9 @@ DECLARE
         ARRAY['jan','feb','mar','apr','may','jun','jul','aug','sep','oct','nov','dec']);
     v_dows integer[] := maint._cron_field(v_fields[5], 'day-of-week', 0, 7,
         ARRAY['sun','mon','tue','wed','thu','fri','sat']);
-    v_dom_star boolean := v_fields[3] = '*';
-    v_dow_star boolean := v_fields[5] = '*';
+    -- as pg_cron's parser: a day field starting with * (also */2) counts as unrestricted
+    v_dom_star boolean := v_fields[3] LIKE '*%';
+    v_dow_star boolean := v_fields[5] LIKE '*%';
     v_start timestamp := pg_catalog.date_trunc('minute', p_after AT TIME ZONE 'UTC') + interval '1 minute';
     v_day date;
     v_hour integer;

@@ -135,7 +135,7 @@ BEGIN
         ELSE
             BEGIN
                 PERFORM pg_catalog.set_config('lock_timeout',
-                    (extract(epoch FROM v_cfg.lock_timeout) * 1000)::bigint::text, true);
+                    greatest(1, ceil(extract(epoch FROM v_cfg.lock_timeout) * 1000))::bigint::text, true);
                 EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(r) FROM maint.%I($1) AS r',
                                           'health_' || v_cfg.check_name)
                    INTO v_rows USING v_cfg;
