@@ -570,3 +570,22 @@ def test_tables_spanning_several_heaps_need_a_primary_key(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="partitions or inheritance children"):
         db.execute("SELECT maint.add_retention_policy('public.ev', 'at', '1 day')")
     assert db.execute("SELECT count(*) FROM maint.cleanup_rules").fetchone()[0] == 0
+
+
+def test_a_cancelled_run_is_closed_and_releases_its_lock(pg_server, db):
+    """statement_timeout (or pg_cancel_backend) in the middle of a run: the run is journaled
+    'cancelled', the task lock is released, and the next run can start in the same session."""
+    make_log(db, 200)
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '5 days', batch_size => 10)")
+    with pg_server.connect(db.info.dbname) as locker:
+        locker.execute("BEGIN")
+        locker.execute(f"LOCK {LOG} IN ACCESS EXCLUSIVE MODE")
+        db.execute("SET statement_timeout = '500ms'")
+        with pytest.raises(psycopg.errors.QueryCanceled, match="was cancelled"):
+            db.execute("CALL maint.apply_retention(dry_run => false, lock_timeout => '30 seconds')")
+        db.execute("RESET statement_timeout")
+        locker.execute("ROLLBACK")
+    assert last_run(db, "retention")["status"] == "cancelled"
+    assert db.execute("SELECT maint.task_lock_holder('retention')").fetchone()[0] is None
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    assert last_run(db, "retention")["status"] == "succeeded"

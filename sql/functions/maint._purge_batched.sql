@@ -107,6 +107,10 @@ BEGIN
                 END IF;
                 PERFORM pg_catalog.pg_sleep(0.1 * v_retries);
                 CONTINUE;
+            WHEN query_canceled THEN  -- pg_cancel_backend or statement_timeout: close the run
+                v_status := 'cancelled';
+                v_error := SQLERRM;
+                EXIT;
             WHEN OTHERS THEN
                 v_status := 'failed';
                 v_error := SQLERRM;
@@ -133,6 +137,9 @@ BEGIN
     IF v_status = 'failed' THEN
         -- let the caller (and pg_cron) see the failure; the journal already has it
         RAISE EXCEPTION '% failed after deleting % rows: %', p_task, v_deleted, v_error;
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION '% was cancelled after deleting % rows: %', p_task, v_deleted, v_error
+            USING ERRCODE = 'query_canceled';
     END IF;
     RAISE NOTICE '%: deleted % rows of % in % batches (%)', p_task, v_deleted, p_table, v_batches, v_status;
 END

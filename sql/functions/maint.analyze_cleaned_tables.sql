@@ -72,8 +72,13 @@ BEGIN
         BEGIN
             EXECUTE pg_catalog.format('ANALYZE %s', v_rel);
             v_done := v_done || v_rel::text;
-        EXCEPTION WHEN OTHERS THEN
-            v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', SQLERRM);
+        EXCEPTION
+            WHEN query_canceled THEN  -- pg_cancel_backend or statement_timeout: close the run
+                v_status := 'cancelled';
+                v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', SQLERRM);
+                EXIT;
+            WHEN OTHERS THEN
+                v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', SQLERRM);
         END;
         PERFORM maint.run_progress(v_run, pg_catalog.cardinality(v_tables), pg_catalog.cardinality(v_done),
             pg_catalog.jsonb_build_object('analyzed', pg_catalog.to_jsonb(v_done), 'skipped', v_skipped));
@@ -86,6 +91,10 @@ BEGIN
     PERFORM maint.run_finish(v_run, v_status, pg_catalog.cardinality(v_tables), pg_catalog.cardinality(v_done),
         pg_catalog.jsonb_build_object('analyzed', pg_catalog.to_jsonb(v_done), 'skipped', v_skipped));
     COMMIT;
+    IF v_status = 'cancelled' THEN
+        RAISE EXCEPTION 'analyze_cleaned was cancelled after % tables', pg_catalog.cardinality(v_done)
+            USING ERRCODE = 'query_canceled';
+    END IF;
 END
 $$;
 COMMENT ON PROCEDURE maint.analyze_cleaned_tables(interval, boolean, interval, interval) IS

@@ -162,6 +162,9 @@ BEGIN
             v_status := 'skipped';
             v_error := pg_catalog.format('rule %s: could not lock %s within %s for the preflight; skipped',
                                          v_rule.id, v_res->>'table', p_lock_timeout);
+        WHEN query_canceled THEN
+            v_status := 'cancelled';
+            v_error := pg_catalog.format('rule %s: %s', v_rule.id, SQLERRM);
         WHEN OTHERS THEN
             v_status := 'failed';
             v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
@@ -234,6 +237,10 @@ BEGIN
                         END IF;
                         PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
                         CONTINUE;
+                    WHEN query_canceled THEN
+                        v_status := 'cancelled';
+                        v_error := pg_catalog.format('rule %s: %s', v_rule.id, SQLERRM);
+                        EXIT units;
                     WHEN OTHERS THEN
                         v_status := 'failed';
                         v_error := pg_catalog.format('rule %s: dropping partition %s: %s', v_rule.id, v_unit->>'rel', SQLERRM);
@@ -326,6 +333,10 @@ BEGIN
                     END IF;
                     PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
                     CONTINUE;
+                WHEN query_canceled THEN
+                    v_status := 'cancelled';
+                    v_error := pg_catalog.format('rule %s: %s', v_rule.id, SQLERRM);
+                    EXIT units;
                 WHEN OTHERS THEN
                     v_status := 'failed';
                     v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
@@ -415,6 +426,7 @@ DECLARE
     v_failed integer := 0;
     v_incomplete integer := 0;
     v_stopped boolean := false;
+    v_cancelled boolean := false;
     v_status text;
     v_errors text;
     v_examined bigint;
@@ -466,13 +478,17 @@ BEGIN
             v_incomplete := v_incomplete + 1;
             v_rules := v_rules || pg_catalog.jsonb_build_object(v_id::text,
                 pg_catalog.jsonb_build_object('rule_id', v_id, 'status', 'not_started',
-                    'error', 'time limit reached before this rule started'));
+                    'error', CASE WHEN v_cancelled THEN 'the run was cancelled before this rule started'
+                                  ELSE 'time limit reached before this rule started' END));
             CONTINUE;
         END IF;
         CALL maint._cleanup_rule(v_run, v_id, p_dry_run, v_now, v_deadline, p_lock_timeout,
                                  p_max_fraction, p_force, v_rules, v_outcome);
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        IF v_outcome IN ('failed', 'refused') THEN
+        IF v_outcome = 'cancelled' THEN
+            v_cancelled := true;  -- a cancel (pg_cancel_backend, statement_timeout) stops the run
+            v_stopped := true;
+        ELSIF v_outcome IN ('failed', 'refused') THEN
             v_failed := v_failed + 1;
         ELSIF v_outcome IN ('partial', 'skipped') THEN
             v_incomplete := v_incomplete + 1;
@@ -490,11 +506,15 @@ BEGIN
            pg_catalog.string_agg(e.value->>'error', '; ' ORDER BY e.key::bigint)
       INTO v_examined, v_affected, v_errors
       FROM pg_catalog.jsonb_each(v_rules) AS e;
-    v_status := CASE WHEN v_failed > 0 THEN 'failed' WHEN v_incomplete > 0 THEN 'partial' ELSE 'succeeded' END;
+    v_status := CASE WHEN v_cancelled THEN 'cancelled' WHEN v_failed > 0 THEN 'failed'
+                     WHEN v_incomplete > 0 THEN 'partial' ELSE 'succeeded' END;
     PERFORM maint.run_finish(v_run, v_status, v_examined, v_affected,
         pg_catalog.jsonb_build_object('rules', v_rules, 'rule_count', coalesce(pg_catalog.cardinality(v_ids), 0)),
         v_errors);
     COMMIT;
+    IF v_cancelled THEN
+        RAISE EXCEPTION '% run % was cancelled: %', p_task, v_run, v_errors USING ERRCODE = 'query_canceled';
+    END IF;
     IF v_failed > 0 THEN
         -- the journal has the details; raising makes pg_cron (and psql) record a failure
         RAISE EXCEPTION '% run % failed: % of % rules failed: %', p_task, v_run, v_failed,
