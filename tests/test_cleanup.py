@@ -589,3 +589,29 @@ def test_a_cancelled_run_is_closed_and_releases_its_lock(pg_server, db):
     assert db.execute("SELECT maint.task_lock_holder('retention')").fetchone()[0] is None
     db.execute("CALL maint.apply_retention(dry_run => false)")
     assert last_run(db, "retention")["status"] == "succeeded"
+
+
+def test_sparse_and_maximal_integer_keys(db):
+    """Random ids far apart must not make retention walk empty ranges one by one, and a key
+    at the type's maximum must not overflow the batch bound."""
+    db.execute('CREATE TABLE public."Sparse Log" (id integer PRIMARY KEY, at timestamptz NOT NULL)')
+    db.execute(
+        """INSERT INTO public."Sparse Log"
+           SELECT DISTINCT ON (k) k, now() - interval '10 days'
+             FROM (SELECT (random() * 2000000000)::int AS k FROM generate_series(1, 300)) s"""
+    )
+    db.execute("""INSERT INTO public."Sparse Log" VALUES (2147483647, now() - interval '10 days')""")
+    db.execute("""INSERT INTO public."Sparse Log" SELECT g, now() FROM generate_series(1, 400) g
+                  ON CONFLICT DO NOTHING""")
+    count_old = """SELECT count(*) FROM public."Sparse Log" WHERE at < now() - interval '1 day'"""
+    old = db.execute(count_old).fetchone()[0]
+    db.execute(
+        """SELECT maint.add_retention_policy('public."Sparse Log"', 'at', '1 day', batch_size => 50)"""
+    )
+    db.execute("CALL maint.apply_retention(dry_run => false, time_limit => '30 seconds', force => true)")
+    run = last_run(db, "retention")
+    assert run["status"] == "succeeded", run["error"]
+    assert run["rows_affected"] == old
+    assert db.execute(count_old).fetchone()[0] == 0
+    rule = next(iter(run["detail"]["rules"].values()))
+    assert rule["batches"] < 60, rule["batches"]  # about old / 50, not thousands of empty ranges

@@ -267,8 +267,10 @@ BEGIN
             v_mode := 'dedupe';
             v_sql := maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size);
             v_last := ARRAY['0'];
-        ELSIF v_unit_rel = v_rel AND v_id_lo IS NOT NULL THEN
-            -- single integer key: consecutive id ranges, widened while they are sparse
+        ELSIF v_unit_rel = v_rel AND v_id_lo IS NOT NULL
+              AND v_id_hi - v_id_lo + 1 <= greatest(v_candidates, 1) * 64 THEN
+            -- single integer key, matches not too sparse: consecutive id ranges, widened
+            -- while they are sparse (very sparse keys, e.g. random ids, use the keyset below)
             v_mode := 'idrange';
             v_sql := maint._cleanup_idrange_sql(v_unit_rel, v_unit_id[1], v_pred, v_rule.archive);
             v_stride := v_rule.batch_size;
@@ -299,7 +301,7 @@ BEGIN
             IF v_mode = 'pages' THEN
                 v_last := ARRAY[pg_catalog.format('(%s,0)', v_block), pg_catalog.format('(%s,0)', v_block + v_pages)];
             ELSIF v_mode = 'idrange' THEN
-                v_last := ARRAY[v_id_lo::text, least(v_id_lo + v_stride, v_id_hi + 1)::text];
+                v_last := ARRAY[v_id_lo::text, least(v_id_lo + v_stride - 1, v_id_hi)::text];
             END IF;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
@@ -347,7 +349,17 @@ BEGIN
                 v_block := v_block + v_pages;
                 v_done := v_block >= v_nblocks;
             ELSIF v_mode = 'idrange' THEN
-                v_id_lo := v_last[2]::numeric;
+                v_id_lo := v_last[2]::numeric + 1;
+                IF v_del = 0 AND v_id_lo <= v_id_hi THEN
+                    -- an empty range: go straight to the next matching key instead of
+                    -- walking sparse (random, snowflake-like) ids range by range
+                    EXECUTE pg_catalog.format('SELECT pg_catalog.min(t.%1$I) FROM %2$s AS t '
+                                              'WHERE t.%1$I > $1::%3$s AND (%4$s)',
+                                              v_unit_id[1], v_unit_rel,
+                                              maint._cleanup_column_type(v_unit_rel, v_unit_id[1]), v_pred)
+                       INTO v_id_lo USING v_last[2];
+                    v_id_lo := coalesce(v_id_lo, v_id_hi + 1);
+                END IF;
                 v_done := v_id_lo > v_id_hi;
                 -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
                 IF v_del < v_rule.batch_size / 2 THEN

@@ -341,8 +341,9 @@ $$;
 
 -- maint._cleanup_idrange_sql(p_rel, p_column, p_pred, p_archive) -> text
 --   One batch over a range of a single-column integer primary key ($1 = ARRAY[from,
---   to), as text): the cheapest keyset, an index range scan with no separate bound
---   query. Same parameters and result as maint._cleanup_range_sql.
+--   to], inclusive, as text, so the type's maximum never overflows): the cheapest keyset,
+--   an index range scan with no separate bound query. Same parameters and result as
+--   maint._cleanup_range_sql.
 CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column name, p_pred text, p_archive boolean)
     RETURNS text
     LANGUAGE sql
@@ -350,7 +351,7 @@ CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column n
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I < $1[2]::%3$s AND (%4$s) '
+        'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s) '
         'RETURNING t.*)%5$s SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
         p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred, maint._cleanup_archive_cte(p_archive))
 $$;
