@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -282,7 +283,7 @@ def sandbox_env(directory: Path | None, dbname: str) -> None:
     """Print shell exports for the sandbox: eval "$(pgmaint sandbox env)"."""
     info = sandbox.Sandbox(directory).info()
     for key, value in info.env(dbname).items():
-        click.echo(f"export {key}='{value}'")
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 # --- demo ----------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ def test_sandbox_lifecycle(box_dir):
     assert (box_dir / "run").stat().st_mode & 0o077 == 0
 
     env = runner.invoke(cli, ["sandbox", "env", "--dir", str(box_dir), "--dbname", "postgres"])
-    assert f"export PGHOST='{box_dir / 'run'}'" in env.output
-    assert f"export PGPORT='{info['port']}'" in env.output and "export PGMAINT_DSN=" in env.output
+    assert f"export PGHOST={box_dir / 'run'}" in env.output
+    assert f"export PGPORT={info['port']}" in env.output and "export PGMAINT_DSN=" in env.output
 
     again = runner.invoke(cli, ["--json", "sandbox", "start", "--dir", str(box_dir)])
     assert json.loads(again.output)["pid"] == info["pid"]  # idempotent
