@@ -211,9 +211,11 @@ class Sandbox:
         self._prepare_dir()
         if not (self.data / "PG_VERSION").exists():
             self._initdb(bindir)
+        if port and port_in_use(self.run_dir, port):
+            raise PgmaintError(f"port {port} is in use; choose another or leave --port out")
         port = port or int(state.get("port", 0)) or free_port()  # type: ignore[call-overload]
         if port_in_use(self.run_dir, port):
-            port = free_port()
+            port = free_port()  # the port of an earlier start was taken meanwhile
         self._write_conf(port, fast, cron, settings or {})
         self._write_state({"port": port, "bindir": str(bindir), "fast": fast, "cron": cron})
         self._run(

@@ -63,3 +63,14 @@ def test_status_of_a_missing_sandbox_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["sandbox", "status", "--dir", str(tmp_path / "none")])
     assert result.exit_code == 3  # not running
     assert "no sandbox in" in result.stderr and "pgmaint sandbox start" in result.stderr
+
+
+def test_an_explicit_port_in_use_is_refused(box_dir):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["sandbox", "start", "--dir", str(box_dir), "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} is in use" in result.stderr

@@ -72,6 +72,7 @@ DECLARE
     v_pages bigint;
     v_block bigint;
     v_notice_at timestamptz := pg_catalog.clock_timestamp();
+    v_size_after bigint;
     v_lock_ms text := greatest(1, ceil(extract(epoch FROM p_lock_timeout) * 1000))::bigint::text;
     v_part record;
 BEGIN
@@ -395,11 +396,18 @@ BEGIN
     IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
         EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
     END IF;
+    -- sizing opens the table: never wait in front of the application for a statistic
+    PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
+    BEGIN
+        v_size_after := maint._cleanup_size(v_rel);
+    EXCEPTION WHEN lock_not_available THEN
+        v_size_after := NULL;
+    END;
     v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
         'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,
         'batches', v_batches, 'lock_retries', v_retries, 'partitions_dropped', pg_catalog.to_jsonb(v_dropped),
         'batching', v_mode,
-        'size_after', maint._cleanup_size(v_rel),
+        'size_after', v_size_after,
         'duration_s', round(extract(epoch FROM pg_catalog.clock_timestamp() - v_started)::numeric, 3));
     p_rules := coalesce(p_rules, '{}'::jsonb) || pg_catalog.jsonb_build_object(v_rule.id::text, v_res);
     p_outcome := v_status;
