@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import traceback
 from dataclasses import asdict
@@ -47,6 +48,13 @@ class PgmaintGroup(click.Group):
             traceback.print_exc()
 
 
+def _duration(value: str) -> str:
+    """A PostgreSQL duration setting (500ms, 30s, 2min, 1h), or a usage error (exit 2)."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*", value):
+        raise click.BadParameter(f"{value!r} is not a duration such as 500ms, 30s, 2min or 1h")
+    return value.strip()
+
+
 def _kit_missing(exc: psycopg.Error) -> bool:
     """A kit object is missing: the kit is not deployed here (or only partly)."""
     missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
@@ -86,7 +94,8 @@ def main() -> None:
     "--lock-timeout",
     default="60s",
     show_default=True,
-    help="How long to wait for another deploy or for table locks.",
+    callback=lambda _ctx, _param, value: _duration(value),
+    help="How long to wait for another deploy or for table locks (e.g. 30s, 2min, 500ms).",
 )
 @click.pass_context
 def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str) -> None:
@@ -254,9 +263,13 @@ def sandbox_stop(ctx: click.Context, directory: Path | None, destroy: bool) -> N
     box = sandbox.Sandbox(directory)
     if destroy:
         box.destroy()
-        click.echo(f"sandbox in {box.dir} stopped and removed")
+        data = {"directory": str(box.dir), "stopped": True, "removed": True}
+        message = f"sandbox in {box.dir} stopped and removed"
     else:
-        click.echo("sandbox stopped" if box.stop() else "sandbox was not running")
+        stopped = box.stop()
+        data = {"directory": str(box.dir), "stopped": stopped, "removed": False}
+        message = "sandbox stopped" if stopped else "sandbox was not running"
+    emit(ctx, data, lambda out: click.echo(message))
 
 
 @sandbox_group.command("status")

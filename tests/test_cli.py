@@ -160,3 +160,11 @@ def test_commands_on_a_database_without_the_kit_say_so(runner, pg_server, make_d
         result = runner.invoke(cli, ["--dsn", dsn, *args])
         assert result.exit_code == 1, (args, result.output)
         assert "pgmaint is not installed in this database" in result.stderr, (args, result.stderr)
+
+
+def test_a_bad_lock_timeout_is_a_usage_error(runner, pg_server, make_database):
+    dsn = pg_server.dsn(make_database())
+    result = runner.invoke(cli, ["--dsn", dsn, "deploy", "--lock-timeout", "bogus"])
+    assert result.exit_code == 2 and "is not a duration" in result.stderr
+    ok = runner.invoke(cli, ["--dsn", dsn, "deploy", "--lock-timeout", "2min"])
+    assert ok.exit_code == 0, ok.output

@@ -74,3 +74,9 @@ def test_an_explicit_port_in_use_is_refused(box_dir):
         result = CliRunner().invoke(cli, ["sandbox", "start", "--dir", str(box_dir), "--port", str(port)])
     assert result.exit_code == 1
     assert f"port {port} is in use" in result.stderr
+
+
+def test_sandbox_stop_speaks_json(box_dir):
+    result = CliRunner().invoke(cli, ["--json", "sandbox", "stop", "--dir", str(box_dir)])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {"directory": str(box_dir), "stopped": False, "removed": False}
