@@ -36,6 +36,38 @@ AS $$
     SELECT h FROM maint._health_hidden_sessions() AS h
 $$;
 
+-- maint._health_aged_sessions(p_kind, p_cfg) -> the other sessions whose age passes the
+-- check's thresholds, with that age (s) and the status it earns. p_kind picks the clock:
+--   idle_in_transaction  idle in a transaction, since the last state change
+--   transaction          client sessions with an open transaction, since it began
+--   query                active client statements, since the statement began
+CREATE OR REPLACE FUNCTION maint._health_aged_sessions(p_kind text, p_cfg maint.check_config)
+    RETURNS TABLE (pid integer, usename name, application_name text, datname name, state text,
+                   query text, client_addr inet, xact_start timestamptz, query_start timestamptz,
+                   wait_event_type text, wait_event text, age_s numeric, st text)
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.pid, a.usename, a.application_name, a.datname, a.state, a.query, a.client_addr,
+           a.xact_start, a.query_start, a.wait_event_type, a.wait_event, s.age_s, s.st
+      FROM pg_catalog.pg_stat_activity AS a
+     CROSS JOIN LATERAL (
+           SELECT round(extract(epoch FROM pg_catalog.clock_timestamp() - CASE p_kind
+                      WHEN 'idle_in_transaction' THEN a.state_change
+                      WHEN 'transaction' THEN a.xact_start
+                      ELSE a.query_start END)::numeric, 1) AS age_s) AS t
+     CROSS JOIN LATERAL (
+           SELECT t.age_s, maint._health_level(t.age_s, p_cfg.warn, p_cfg.crit) AS st) AS s
+     WHERE a.pid <> pg_catalog.pg_backend_pid()
+       AND CASE p_kind
+               WHEN 'idle_in_transaction' THEN a.state IN ('idle in transaction', 'idle in transaction (aborted)')
+               WHEN 'transaction' THEN a.xact_start IS NOT NULL AND a.backend_type = 'client backend'
+               WHEN 'query' THEN a.state = 'active' AND a.backend_type = 'client backend'
+           END
+       AND s.st <> 'ok'
+$$;
+
 -- idle_in_transaction: sessions idle inside an open transaction, by seconds idle.
 CREATE OR REPLACE FUNCTION maint.health_idle_in_transaction(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
@@ -54,15 +86,7 @@ AS $$
                pg_catalog.jsonb_build_object('pid', x.pid, 'user', x.usename, 'database', x.datname,
                                              'application_name', x.application_name,
                                              'client_addr', x.client_addr, 'xact_start', x.xact_start))
-      FROM (
-        SELECT a.*, s.age_s, maint._health_level(s.age_s, p_cfg.warn, p_cfg.crit) AS st
-          FROM pg_catalog.pg_stat_activity AS a,
-               LATERAL (SELECT round(extract(epoch FROM pg_catalog.clock_timestamp() - a.state_change)::numeric, 1)
-                               AS age_s) AS s
-         WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)')
-           AND a.pid <> pg_catalog.pg_backend_pid()
-      ) AS x
-     WHERE x.st <> 'ok'
+      FROM maint._health_aged_sessions('idle_in_transaction', p_cfg) AS x
     UNION ALL
     SELECT h FROM maint._health_hidden_sessions() AS h
 $$;
@@ -85,15 +109,7 @@ AS $$
                pg_catalog.format('SELECT pg_catalog.pg_terminate_backend(%s);', x.pid),
                pg_catalog.jsonb_build_object('pid', x.pid, 'user', x.usename, 'database', x.datname,
                                              'state', x.state, 'xact_start', x.xact_start))
-      FROM (
-        SELECT a.*, s.age_s, maint._health_level(s.age_s, p_cfg.warn, p_cfg.crit) AS st
-          FROM pg_catalog.pg_stat_activity AS a,
-               LATERAL (SELECT round(extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::numeric, 1)
-                               AS age_s) AS s
-         WHERE a.xact_start IS NOT NULL AND a.backend_type = 'client backend'
-           AND a.pid <> pg_catalog.pg_backend_pid()
-      ) AS x
-     WHERE x.st <> 'ok'
+      FROM maint._health_aged_sessions('transaction', p_cfg) AS x
     UNION ALL
     SELECT h FROM maint._health_hidden_sessions() AS h
 $$;
@@ -116,15 +132,7 @@ AS $$
                pg_catalog.jsonb_build_object('pid', x.pid, 'user', x.usename, 'database', x.datname,
                                              'wait_event_type', x.wait_event_type,
                                              'wait_event', x.wait_event, 'query_start', x.query_start))
-      FROM (
-        SELECT a.*, s.age_s, maint._health_level(s.age_s, p_cfg.warn, p_cfg.crit) AS st
-          FROM pg_catalog.pg_stat_activity AS a,
-               LATERAL (SELECT round(extract(epoch FROM pg_catalog.clock_timestamp() - a.query_start)::numeric, 1)
-                               AS age_s) AS s
-         WHERE a.state = 'active' AND a.backend_type = 'client backend'
-           AND a.pid <> pg_catalog.pg_backend_pid()
-      ) AS x
-     WHERE x.st <> 'ok'
+      FROM maint._health_aged_sessions('query', p_cfg) AS x
     UNION ALL
     SELECT h FROM maint._health_hidden_sessions() AS h
 $$;
@@ -325,6 +333,7 @@ AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION
+    maint._health_aged_sessions(text, maint.check_config),
     maint.health_connections(maint.check_config),
     maint.health_idle_in_transaction(maint.check_config),
     maint.health_long_transaction(maint.check_config),
