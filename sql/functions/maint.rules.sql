@@ -129,11 +129,6 @@ BEGIN
         PERFORM maint._cleanup_column_type(child, child_columns[i]);
         PERFORM maint._cleanup_column_type(parent, parent_columns[i]);
     END LOOP;
-    IF maint._cleanup_identity(child) IS NULL
-       AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = child) = 'p' THEN
-        RAISE EXCEPTION 'partitioned table % has no primary key: orphan rules on it need one', child
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
     v_cond := maint._cleanup_check_condition(child, condition);
     SELECT n.nspname, c.relname INTO v_rule.parent_schema, v_rule.parent_table
@@ -220,11 +215,6 @@ BEGIN
     END IF;
     IF nulls_equal IS NULL THEN
         RAISE EXCEPTION 'nulls_equal must be true or false' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF maint._cleanup_identity(target) IS NULL
-       AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = target) = 'p' THEN
-        RAISE EXCEPTION 'partitioned table % has no primary key: dedupe rules on it need one', target
-            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- a unique index whose columns are all in the key makes duplicates impossible
     SELECT i.indexrelid::regclass::text INTO v_index
