@@ -386,6 +386,21 @@ AS $$
         p_rel, p_pred, maint._cleanup_archive_cte(p_archive))
 $$;
 
+-- maint._cleanup_dedupe_where(p_rule maint.cleanup_rules) -> text
+--   Which rows a dedupe rule looks at (over alias t): its condition, and with
+--   nulls_equal => false only rows whose key has no NULL. Shared by the preview and the run.
+CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_where(p_rule maint.cleanup_rules)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'))
+           || CASE WHEN p_rule.nulls_equal THEN ''
+                   ELSE ' AND ' || (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
+                                      FROM pg_catalog.unnest(p_rule.columns) AS c) END
+$$;
+
 -- maint._cleanup_dedupe_window(p_rule maint.cleanup_rules, p_rel regclass, p_identity name[]) -> text
 --   SELECT of every duplicate row beyond the kept one: its identity (_pgmaint_k<i>) and
 --   the identity of the row kept in its group (_pgmaint_c<i>). NULL key values are equal
@@ -401,16 +416,11 @@ AS $$
 DECLARE
     v_dir text := CASE p_rule.keep_which WHEN 'newest' THEN 'DESC' ELSE 'ASC' END;
     v_order text;
-    v_where text := pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'));
+    v_where text := maint._cleanup_dedupe_where(p_rule);
 BEGIN
     v_order := maint._cleanup_key_list('t.', p_identity, ' ' || v_dir);
     IF p_rule.order_by IS NOT NULL THEN
         v_order := pg_catalog.format('t.%I %s NULLS LAST, %s', p_rule.order_by, v_dir, v_order);
-    END IF;
-    IF NOT p_rule.nulls_equal THEN
-        v_where := pg_catalog.format('(%s) AND %s', v_where,
-            (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
-               FROM pg_catalog.unnest(p_rule.columns) AS c));
     END IF;
     RETURN pg_catalog.format(
         'SELECT %s, %s FROM (SELECT %s, %s, pg_catalog.row_number() OVER w AS _pgmaint_rn FROM %s AS t '
@@ -516,6 +526,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_size(regclass),
     maint._cleanup_cascades(regclass),
     maint._cleanup_check_condition(regclass, text),
+    maint._cleanup_dedupe_where(maint.cleanup_rules),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
     maint._cleanup_key_list(text, name[], text),
     maint._cleanup_key_compare(regclass, name[], text, integer),

@@ -170,12 +170,7 @@ BEGIN
         BEGIN
             v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
             v_key := maint._cleanup_key_list('t.', v_rule.columns);
-            v_where := pg_catalog.format('((%s))', coalesce(v_rule.condition, 'true'));
-            IF NOT v_rule.nulls_equal THEN
-                v_where := pg_catalog.format('(%s) AND %s', v_where,
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
-                       FROM pg_catalog.unnest(v_rule.columns) AS c));
-            END IF;
+            v_where := maint._cleanup_dedupe_where(v_rule);
             -- GROUP BY puts NULL key values in one group, which is the nulls_equal semantics
             EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.count(*) FILTER (WHERE g.n > 1), coalesce(sum(g.n - 1), 0)::bigint, '
