@@ -1,0 +1,215 @@
+-- Rule conditions: the extra boolean expression a cleanup rule may carry (status =
+-- 'suspended'). A condition is written by a maint_admin member and evaluated inside the
+-- table owner's executor on every run, so it may hold only what cannot act or read
+-- beyond the row: columns of the rule's table, constants, and built-in operators and
+-- functions that are immutable or stable, have no side effects and read nothing but their
+-- arguments. It is checked when a rule is added, on every direct write to
+-- maint.cleanup_rules (trigger) and again before every run.
+
+-- maint._condition_function_refused(p_fn oid) -> text
+--   NULL when a function may be called from a condition, else why not. Allowed: functions
+--   of pg_catalog that are immutable or stable, plain (not aggregate, window or set
+--   returning), not SECURITY DEFINER, and not on the list of built-ins that run SQL, read
+--   server state or files, or convert values through casts their owners define (the xml
+--   and json conversions, settings, catalog and statistics readers, privileges, txid_*).
+CREATE OR REPLACE FUNCTION maint._condition_function_refused(p_fn oid)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p.oid IS NULL THEN pg_catalog.format('function %s (unknown)', p_fn)
+        WHEN p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+            THEN pg_catalog.format('function %s (not built in)', p.oid::pg_catalog.regprocedure)
+        WHEN p.provolatile = 'v'
+            THEN pg_catalog.format('function %s (volatile: it may have side effects)', p.oid::pg_catalog.regprocedure)
+        WHEN p.prokind <> 'f' OR p.proretset OR p.prosecdef
+            THEN pg_catalog.format('function %s (not a plain function)', p.oid::pg_catalog.regprocedure)
+        WHEN p.proname ~ ('^(pg_.*|_.*|has_.*_privilege|.*xml.*|xpath.*|query_to_.*|table_to_.*|cursor_to_.*|'
+                          'schema_to_.*|database_to_.*|current_setting|.*_description|txid_.*|ts_stat|ts_rewrite|'
+                          'ts_debug|to_reg.*|row_to_json|to_json|to_jsonb|array_to_json|jsonb?_build_.*|'
+                          'jsonb?_populate_record.*|jsonb?_to_record.*|.*_agg_.*|.*typanalyze|fmgr_.*|'
+                          'binary_upgrade_.*|amvalidate|row_security_active|lo_.*|set_config|currval|lastval|'
+                          'nextval|setval|inet_client_.*|inet_server_.*|getpgusername|version)$')
+            THEN pg_catalog.format('function %s (reads beyond the row, runs SQL or converts through user casts)',
+                                   p.oid::pg_catalog.regprocedure)
+    END
+      FROM (SELECT p_fn AS fn) AS a
+      LEFT JOIN pg_catalog.pg_proc AS p ON p.oid = a.fn
+$$;
+
+-- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
+--   Validates a rule condition for table p_rel and returns it trimmed (NULL for none).
+--   1. Lexically: one expression, no ";", comments, $-quoting or E'' strings, balanced
+--      parentheses outside 'literals' and "names" (so it cannot close the parentheses the
+--      engine puts around it and bring its own OR into the WHERE clause).
+--   2. It is parsed (never planned or run) into a temporary view over the table, and the
+--      parse tree is read: only the expression nodes of the allow-list (columns, constants,
+--      operators, function calls, CASE, COALESCE, IN lists, casts between built-in types,
+--      ...); no subqueries, whole-row references or casts to domains; every function and
+--      operator is checked with maint._condition_function_refused.
+--   3. Its recorded dependencies: only the table itself, enum types and collations.
+--   Refusals raise insufficient_privilege naming everything refused; syntax problems raise
+--   syntax_error or invalid_parameter_value.
+CREATE OR REPLACE FUNCTION maint._cleanup_check_condition(p_rel regclass, p_condition text)
+    RETURNS text
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET standard_conforming_strings = on
+AS $$
+DECLARE
+    v_cond text := pg_catalog.btrim(p_condition);
+    v_depth integer := 0;
+    v_quote text;
+    v_i integer := 1;
+    v_c text;
+    v_prev text := ' ';
+    v_view regclass;
+    v_tree text;
+    v_bad text[] := '{}';
+    v_funcs oid[];
+    v_ops oid[];
+    v_allowed_nodes text[] := ARRAY[
+        -- the query around the condition
+        'QUERY', 'RANGETBLENTRY', 'RTEPERMISSIONINFO', 'ALIAS', 'FROMEXPR', 'RANGETBLREF', 'TARGETENTRY',
+        -- expressions
+        'VAR', 'CONST', 'FUNCEXPR', 'NAMEDARGEXPR', 'OPEXPR', 'DISTINCTEXPR', 'NULLIFEXPR',
+        'SCALARARRAYOPEXPR', 'BOOLEXPR', 'NULLTEST', 'BOOLEANTEST', 'RELABELTYPE', 'COERCEVIAIO',
+        'ARRAYCOERCEEXPR', 'COLLATEEXPR', 'CASEEXPR', 'CASEWHEN', 'CASETESTEXPR', 'ARRAYEXPR', 'ROWEXPR',
+        'ROWCOMPAREEXPR', 'COALESCEEXPR', 'MINMAXEXPR', 'SQLVALUEFUNCTION', 'SUBSCRIPTINGREF', 'FIELDSELECT'];
+BEGIN
+    IF v_cond IS NULL OR v_cond = '' THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.strpos(v_cond, ';') > 0 OR pg_catalog.strpos(v_cond, '--') > 0
+       OR pg_catalog.strpos(v_cond, '/*') > 0 OR pg_catalog.strpos(v_cond, '$') > 0 THEN
+        RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments, $ or E'''' quoting',
+            pg_catalog.quote_literal(v_cond)
+            USING ERRCODE = 'syntax_error';
+    END IF;
+    -- parentheses must balance outside 'literals' and "names"; E'...' strings (where \'
+    -- would hide a quote from this scan) are refused, 'e' and status IN ('a','e') are not
+    WHILE v_i <= pg_catalog.length(v_cond) LOOP
+        v_c := pg_catalog.substr(v_cond, v_i, 1);
+        IF v_quote IS NOT NULL THEN
+            IF v_c = v_quote THEN
+                IF pg_catalog.substr(v_cond, v_i + 1, 1) = v_quote THEN
+                    v_i := v_i + 1;  -- doubled quote inside the literal or name
+                ELSE
+                    v_quote := NULL;
+                END IF;
+            END IF;
+        ELSIF v_c = '''' AND pg_catalog.lower(v_prev) = 'e'
+              AND pg_catalog.substr(v_cond, v_i - 2, 1) !~ '[[:alnum:]_"]' THEN
+            RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments, $ or E'''' quoting',
+                pg_catalog.quote_literal(v_cond)
+                USING ERRCODE = 'syntax_error';
+        ELSIF v_c IN ('''', '"') THEN
+            v_quote := v_c;
+        ELSIF v_c = '(' THEN
+            v_depth := v_depth + 1;
+        ELSIF v_c = ')' THEN
+            v_depth := v_depth - 1;
+            EXIT WHEN v_depth < 0;
+        END IF;
+        v_prev := v_c;
+        v_i := v_i + 1;
+    END LOOP;
+    IF v_quote IS NOT NULL OR v_depth <> 0 THEN
+        RAISE EXCEPTION 'condition % has unbalanced parentheses or quotes', pg_catalog.quote_literal(v_cond)
+            USING ERRCODE = 'syntax_error';
+    END IF;
+
+    -- parse it (no planning, no execution) into a view and read the parse tree
+    BEGIN
+        EXECUTE pg_catalog.format('CREATE OR REPLACE TEMPORARY VIEW _pgmaint_condition_check AS '
+                                  'SELECT 1 AS one FROM %s AS t WHERE ((%s))', p_rel, v_cond);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'condition % is not a valid boolean expression over %: %',
+            pg_catalog.quote_literal(v_cond), p_rel, SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'write one expression over the table''s columns, e.g. status = ''suspended''';
+    END;
+    v_view := pg_catalog.to_regclass('pg_temp._pgmaint_condition_check');
+    SELECT r.ev_action::text INTO v_tree FROM pg_catalog.pg_rewrite AS r WHERE r.ev_class = v_view;
+
+    -- node types outside the allow-list (a \{ inside a name is escaped by the node printer)
+    SELECT v_bad || coalesce(pg_catalog.array_agg(DISTINCT
+               CASE m.tag WHEN 'SUBLINK' THEN 'a subquery'
+                          WHEN 'COERCETODOMAIN' THEN 'a cast to a domain'
+                          WHEN 'XMLEXPR' THEN 'an XML expression'
+                          ELSE pg_catalog.format('a %s expression', pg_catalog.lower(m.tag)) END), '{}')
+      INTO v_bad
+      FROM (SELECT x[2] AS tag FROM pg_catalog.regexp_matches(v_tree, '(^|[^\\])\{([A-Z_]+)', 'g') AS x) AS m
+     WHERE m.tag <> ALL (v_allowed_nodes);
+    IF v_tree ~ ':hasSubLinks true' AND NOT ('a subquery' = ANY (v_bad)) THEN
+        v_bad := v_bad || 'a subquery'::text;
+    END IF;
+    IF v_tree ~ '\{VAR [^{}]*:varattno 0 ' THEN
+        v_bad := v_bad || 'a whole-row reference'::text;
+    END IF;
+    IF v_tree ~ ':(consttype|resulttype|funcresulttype|opresulttype) (142|143)\M' THEN
+        v_bad := v_bad || 'the xml type'::text;
+    END IF;
+
+    -- every operator and function called (an operator through its function)
+    SELECT pg_catalog.array_agg(DISTINCT o.op) INTO v_ops
+      FROM (SELECT x[1]::oid AS op FROM pg_catalog.regexp_matches(v_tree, ':opno ([0-9]+)', 'g') AS x
+            UNION
+            SELECT op::oid
+              FROM pg_catalog.regexp_matches(v_tree, ':opnos \(o ([0-9 ]+)\)', 'g') AS x
+             CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(x[1], ' ') AS op) AS o
+     WHERE o.op <> 0;
+    SELECT v_bad || coalesce(pg_catalog.array_agg(pg_catalog.format('operator %s (not built in)',
+                                                                     o.oid::pg_catalog.regoperator)), '{}')
+      INTO v_bad
+      FROM pg_catalog.pg_operator AS o
+     WHERE o.oid = ANY (coalesce(v_ops, '{}')) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace;
+    SELECT pg_catalog.array_agg(DISTINCT f.fn) INTO v_funcs
+      FROM (SELECT x[2]::oid AS fn
+              FROM pg_catalog.regexp_matches(v_tree, ':(funcid|opfuncid) ([0-9]+)', 'g') AS x
+            UNION
+            SELECT o.oprcode::oid FROM pg_catalog.pg_operator AS o WHERE o.oid = ANY (coalesce(v_ops, '{}'))) AS f
+     WHERE f.fn <> 0;
+    SELECT v_bad || coalesce(pg_catalog.array_agg(r.why ORDER BY r.why), '{}') INTO v_bad
+      FROM (SELECT DISTINCT maint._condition_function_refused(f) AS why
+              FROM pg_catalog.unnest(coalesce(v_funcs, '{}')) AS f) AS r
+     WHERE r.why IS NOT NULL;
+
+    -- what the catalog records the expression depends on (built-in objects are pinned and
+    -- not recorded): only the table, enum types (and their arrays) and collations
+    SELECT v_bad || coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.format('%s (%s)',
+               pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0),
+               CASE WHEN d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass THEN 'another relation'
+                    WHEN d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                        THEN 'casts to user types or domains are not allowed'
+                    ELSE 'not built in' END)), '{}')
+      INTO v_bad
+      FROM pg_catalog.pg_depend AS d
+      JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+     WHERE r.ev_class = v_view
+       AND d.refobjid <> v_view
+       AND NOT (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = p_rel)
+       AND d.refclassid <> 'pg_catalog.pg_collation'::pg_catalog.regclass
+       AND NOT (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_type AS ty
+                              LEFT JOIN pg_catalog.pg_type AS el ON el.oid = ty.typelem
+                             WHERE ty.oid = d.refobjid
+                               AND (ty.typtype = 'e' OR (ty.typcategory = 'A' AND el.typtype = 'e'))));
+    EXECUTE pg_catalog.format('DROP VIEW %s', v_view);
+
+    IF pg_catalog.cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION 'condition % may only use the table''s columns, constants and built-in side-effect-free operators and functions; it uses %',
+            pg_catalog.quote_literal(v_cond), pg_catalog.array_to_string(v_bad, ', ')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'conditions run on every cleanup run as the table''s owner; see docs/security.md';
+    END IF;
+    RETURN v_cond;
+END
+$$;
+
+COMMENT ON FUNCTION maint._condition_function_refused(oid) IS 'Internal: why a function may not be called from a rule condition (NULL: it may)';
+COMMENT ON FUNCTION maint._cleanup_check_condition(regclass, text) IS 'Internal: validate a rule condition (allow-list of columns, constants, built-in pure functions)';
+GRANT EXECUTE ON FUNCTION maint._condition_function_refused(oid) TO maint_monitor;
