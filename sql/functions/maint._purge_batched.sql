@@ -10,6 +10,60 @@
 --   caller's name for p_keep, used in messages. Only the kit's own history tables.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
+-- maint._purge_step(p_run bigint, p_cutoff timestamptz, p_last bigint, p_max bigint, p_batch integer) -> jsonb
+--   The part of a purge that touches the kit's history tables, which maint_admin cannot
+--   write (nor, for the archive, read): run p_run (a running purge run of this session)
+--   names the table through its task (purge_runs: maint.runs, purge_archive:
+--   maint.archive, purge_health_history: maint.health_history). With p_batch NULL it
+--   counts the rows older than p_cutoff -> {"candidates", "max_id"}; otherwise it deletes
+--   the next p_batch of them with id in (p_last, p_max] -> {"deleted", "last_id"}.
+CREATE OR REPLACE FUNCTION maint._purge_step(p_run bigint, p_cutoff timestamptz, p_last bigint, p_max bigint,
+                                             p_batch integer)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs := maint._own_run(p_run);
+    v_table regclass;
+    v_column name;
+    v_a bigint;
+    v_b bigint;
+BEGIN
+    SELECT t.rel, t.col INTO v_table, v_column
+      FROM (VALUES ('purge_runs', 'maint.runs'::regclass, 'finished_at'::name),
+                   ('purge_archive', 'maint.archive'::regclass, 'archived_at'::name),
+                   ('purge_health_history', 'maint.health_history'::regclass, 'recorded_at'::name)) AS t(task, rel, col)
+     WHERE t.task = v_run.task;
+    IF v_table IS NULL THEN
+        RAISE EXCEPTION 'run % is a run of task %, not of a purge', p_run, v_run.task
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_batch IS NULL THEN
+        -- rows still running have no finished_at: NULL < cutoff is never true
+        EXECUTE pg_catalog.format('SELECT count(*), max(t.id) FROM %s AS t WHERE t.%I < $1', v_table, v_column)
+           INTO v_a, v_b USING p_cutoff;
+        RETURN pg_catalog.jsonb_build_object('candidates', v_a, 'max_id', v_b);
+    END IF;
+    IF v_run.dry_run THEN
+        RAISE EXCEPTION 'run % is a dry run: it deletes nothing', p_run USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    EXECUTE pg_catalog.format(
+        'WITH batch AS (SELECT t.id FROM %1$s AS t'
+        '                WHERE t.id > $1 AND t.id <= $2 AND t.%2$I < $3'
+        '                ORDER BY t.id LIMIT $4),'
+        '     gone AS (DELETE FROM %1$s AS t USING batch AS b WHERE t.id = b.id RETURNING t.id)'
+        ' SELECT count(*), max(gone.id) FROM gone', v_table, v_column)
+       INTO v_a, v_b USING p_last, p_max, p_cutoff, p_batch;
+    RETURN pg_catalog.jsonb_build_object('deleted', v_a, 'last_id', v_b);
+END
+$$;
+COMMENT ON FUNCTION maint._purge_step(bigint, timestamptz, bigint, bigint, integer) IS
+    'Internal: count or delete one batch of a kit history table for a running purge run';
+GRANT EXECUTE ON FUNCTION maint._purge_step(bigint, timestamptz, bigint, bigint, integer) TO maint_admin;
+
 CREATE OR REPLACE PROCEDURE maint._purge_batched(
     p_task text,
     p_table regclass,
@@ -37,6 +91,7 @@ DECLARE
     v_deadline timestamptz;
     v_status text := 'succeeded';
     v_error text;
+    v_step jsonb;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF p_table IS NULL OR p_table::text NOT IN ('maint.runs', 'maint.archive', 'maint.health_history') THEN
@@ -68,10 +123,9 @@ BEGIN
         pg_catalog.jsonb_build_object(p_keep_name, p_keep, 'batch_size', p_batch_size,
                                       'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout),
         p_dry_run);
-    -- rows still running have no finished_at: NULL < cutoff is never true
-    EXECUTE pg_catalog.format('SELECT count(*), max(t.id) FROM %s AS t WHERE t.%I < $1',
-                              p_table, p_time_column)
-       INTO v_candidates, v_max_id USING v_cutoff;
+    v_step := maint._purge_step(v_run, v_cutoff, NULL, NULL, NULL);
+    v_candidates := (v_step->>'candidates')::bigint;
+    v_max_id := (v_step->>'max_id')::bigint;
 
     IF p_dry_run THEN
         PERFORM maint.run_finish(v_run, 'succeeded', v_candidates, 0,
@@ -89,13 +143,9 @@ BEGIN
         PERFORM pg_catalog.set_config('lock_timeout',
             greatest(1, ceil(extract(epoch FROM p_lock_timeout) * 1000))::bigint::text, true);
         BEGIN
-            EXECUTE pg_catalog.format(
-                'WITH batch AS (SELECT t.id FROM %1$s AS t'
-                '                WHERE t.id > $1 AND t.id <= $2 AND t.%2$I < $3'
-                '                ORDER BY t.id LIMIT $4),'
-                '     gone AS (DELETE FROM %1$s AS t USING batch AS b WHERE t.id = b.id RETURNING t.id)'
-                ' SELECT count(*), max(gone.id) FROM gone', p_table, p_time_column)
-               INTO v_batch_rows, v_batch_last USING v_last_id, v_max_id, v_cutoff, p_batch_size;
+            v_step := maint._purge_step(v_run, v_cutoff, v_last_id, v_max_id, p_batch_size);
+            v_batch_rows := (v_step->>'deleted')::bigint;
+            v_batch_last := (v_step->>'last_id')::bigint;
         EXCEPTION
             WHEN lock_not_available THEN
                 v_retries := v_retries + 1;

@@ -1,10 +1,36 @@
+-- maint._analyze_table(p_run bigint, p_table regclass, p_lock_ms text) -> void
+--   ANALYZE of one table for run p_run (a running, executed analyze_cleaned run of this
+--   session), as the table's owner in its executor: ANALYZE needs the owner (or a
+--   superuser), and the owner's index expressions then run as the owner.
+CREATE OR REPLACE FUNCTION maint._analyze_table(p_run bigint, p_table regclass, p_lock_ms text)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs := maint._own_run(p_run);
+BEGIN
+    IF v_run.task <> 'analyze_cleaned' OR v_run.dry_run THEN
+        RAISE EXCEPTION 'run % is not an executed analyze_cleaned run', p_run
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM maint._cleanup_check_table(p_table);
+    PERFORM maint._cleanup_command(maint._executor(maint._cleanup_owner(p_table)),
+                                   pg_catalog.format('ANALYZE %s', p_table), p_lock_ms);
+END
+$$;
+COMMENT ON FUNCTION maint._analyze_table(bigint, regclass, text) IS 'Internal: ANALYZE a table as its owner for an analyze_cleaned run';
+GRANT EXECUTE ON FUNCTION maint._analyze_table(bigint, regclass, text) TO maint_admin;
+
 -- CALL maint.analyze_cleaned_tables(since, dry_run, lock_timeout, time_limit)
 --   ANALYZE every table from which an executed cleanup run (retention, orphans,
 --   duplicates, all) removed rows in the last `since`, so the planner sees the smaller
 --   tables before the week starts. One table per transaction, each with lock_timeout:
 --   a table that cannot be locked in time is skipped and reported, never waited for.
 --   Journaled as task 'analyze_cleaned'. (VACUUM cannot run in a procedure: see
---   `pgmaint run optimize` for that.) ANALYZE needs the table's owner or a superuser.
+--   `pgmaint run optimize` for that.) Each ANALYZE runs as the table's owner.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.analyze_cleaned_tables(
@@ -70,7 +96,8 @@ BEGIN
         PERFORM pg_catalog.set_config('lock_timeout',
             greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text, true);
         BEGIN
-            EXECUTE pg_catalog.format('ANALYZE %s', v_rel);
+            PERFORM maint._analyze_table(v_run, v_rel,
+                greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text);
             v_done := v_done || v_rel::text;
         EXCEPTION
             WHEN query_canceled THEN  -- pg_cancel_backend or statement_timeout: close the run

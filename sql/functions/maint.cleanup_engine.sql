@@ -3,17 +3,19 @@
 -- rules, each in keyset batches of their own transactions.
 --
 -- These procedures COMMIT, so they carry no SET clause and are not SECURITY DEFINER:
--- they pin search_path themselves after every COMMIT and run with the caller's rights
--- (the caller needs SELECT and DELETE on the rule's tables; the DBA grants them to
--- maint_admin or to the role that runs the jobs).
+-- they pin search_path themselves after every COMMIT. They decide what to do next; every
+-- statement on a rule's table runs in the SECURITY DEFINER steps of
+-- maint.cleanup_steps.sql, as the table's owner, whoever calls the procedure (a
+-- superuser's psql, the CLI, the pg_cron job running as maint_runner).
 
--- CALL maint._cleanup_rule(run, rule, dry_run, now, deadline, lock_timeout, max_fraction, force, INOUT rules, INOUT outcome)
+-- CALL maint._cleanup_rule(run, rule, dry_run, deadline, lock_timeout, max_fraction, force, INOUT rules, INOUT outcome)
 --   Works through one rule inside run p_run: counts what would go (the preflight),
 --   applies the fraction guard, then deletes in batches: keyset on the primary key,
 --   heap page ranges for tables without one, a work table of victims for duplicates,
 --   one transaction per dropped partition. Records the rule's result under its id in
 --   p_rules (and in the run's detail) and its status in p_outcome:
---   dry_run | succeeded | partial (time limit) | skipped (locks) | refused | failed | removed.
+--   dry_run | succeeded | partial (time limit) | skipped (locks, author's rights) |
+--   refused | failed | cancelled | removed.
 --   Never raises: a failure is recorded and the caller goes on with the next rule.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
@@ -21,7 +23,6 @@ CREATE OR REPLACE PROCEDURE maint._cleanup_rule(
     p_run bigint,
     p_rule_id bigint,
     p_dry_run boolean,
-    p_now timestamptz,
     p_deadline timestamptz,
     p_lock_timeout interval,
     p_max_fraction numeric,
@@ -33,32 +34,23 @@ CREATE OR REPLACE PROCEDURE maint._cleanup_rule(
 AS $$
 DECLARE
     v_rule maint.cleanup_rules;
-    v_rel regclass;
-    v_identity name[];
-    v_cutoff timestamptz;
-    v_pred text;
+    v_pre jsonb;
     v_res jsonb;
-    v_started timestamptz := pg_catalog.clock_timestamp();
+    v_b jsonb;
     v_candidates bigint := 0;
-    v_rows bigint := 0;
     v_fraction numeric;
-    v_size_before bigint;
     v_units jsonb := '[]'::jsonb;
     v_unit jsonb;
-    v_unit_rel regclass;
-    v_unit_id name[];
+    v_unit_rel text;
     v_n integer;
-    v_victims text;
-    v_sql text;
     v_mode text;
     v_upper text[];
     v_done boolean;
-    v_int_key boolean := false;
+    v_int_key boolean;
     v_id_lo numeric;
     v_id_hi numeric;
     v_stride bigint;
     v_last text[];
-    v_new_last text[];
     v_sel bigint;
     v_del bigint;
     v_deleted bigint := 0;
@@ -72,9 +64,8 @@ DECLARE
     v_pages bigint;
     v_block bigint;
     v_notice_at timestamptz := pg_catalog.clock_timestamp();
-    v_size_after bigint;
+    v_started timestamptz := pg_catalog.clock_timestamp();
     v_lock_ms text := greatest(1, ceil(extract(epoch FROM p_lock_timeout) * 1000))::bigint::text;
-    v_part record;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     SELECT * INTO v_rule FROM maint.cleanup_rules AS r WHERE r.id = p_rule_id;
@@ -82,94 +73,21 @@ BEGIN
         p_outcome := 'removed';
         RETURN;
     END IF;
-    v_res := pg_catalog.jsonb_build_object('rule_id', v_rule.id, 'kind', v_rule.kind,
-        'table', pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table),
-        'archive', v_rule.archive);
 
-    -- preflight: resolve, count, guard (reads only; bounded by the lock timeout too)
-    PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
-    PERFORM pg_catalog.set_config('jit', 'off', true);   -- compiling costs more than these queries gain
-    BEGIN
-        v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
-        v_identity := maint._cleanup_identity(v_rel);
-        IF v_rule.kind = 'retention' THEN
-            v_cutoff := p_now - v_rule.keep;
-        END IF;
-        v_pred := maint._cleanup_predicate(v_rule, v_cutoff);
-        v_size_before := maint._cleanup_size(v_rel);
-        v_res := v_res || pg_catalog.jsonb_build_object('cutoff', v_cutoff,
-            'cascades', maint._cleanup_cascades(v_rel), 'size_before', v_size_before,
-            'keyset', coalesce(pg_catalog.array_to_string(v_identity, ','), 'ctid'));
-        IF pg_catalog.cardinality(v_identity) = 1 THEN
-            v_int_key := maint._cleanup_column_type(v_rel, v_identity[1]) IN ('smallint', 'integer', 'bigint');
-        END IF;
-        IF v_rule.kind = 'dedupe' THEN
-            v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
-            v_victims := 'pgmaint_victims_' || v_rule.id;
-            IF pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
-                EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
-            END IF;
-            EXECUTE pg_catalog.format(
-                'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
-                'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, w.* FROM (%s) AS w',
-                v_victims,
-                (SELECT pg_catalog.string_agg(pg_catalog.format('w._pgmaint_k%s', i), ', ' ORDER BY i)
-                   FROM pg_catalog.generate_subscripts(v_identity, 1) AS i),
-                maint._cleanup_dedupe_window(v_rule, v_rel, v_identity));
-            GET DIAGNOSTICS v_candidates = ROW_COUNT;
-            EXECUTE pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims);
-            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
-            IF p_dry_run THEN
-                EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
-            END IF;
-        ELSIF v_int_key THEN
-            -- single integer key: batches are ranges of it between the lowest and highest match
-            -- (the predicate in WHERE, not in an aggregate FILTER: an orphan's NOT EXISTS
-            -- then plans as one anti-join instead of a subquery per row)
-            EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.count(*), pg_catalog.min(t.%3$I), pg_catalog.max(t.%3$I) FROM %2$s AS t WHERE %1$s',
-                v_pred, v_rel, v_identity[1])
-               INTO v_candidates, v_id_lo, v_id_hi;
-            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
-        ELSE
-            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s AS t WHERE %s', v_rel, v_pred)
-               INTO v_candidates;
-            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_rel) INTO v_rows;
-        END IF;
-        v_fraction := CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END;
-        -- retention of a table range-partitioned on the time column: drop whole expired
-        -- partitions, delete rows only from the others (partition pruning skips the newer)
-        IF v_rule.kind = 'retention' AND v_rule.condition IS NULL THEN
-            FOR v_part IN SELECT * FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, v_cutoff) LOOP
-                IF v_part.expired THEN
-                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                        'mode', 'drop', 'rel', v_part.partition::text));
-                ELSIF v_identity IS NULL THEN
-                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                        'mode', 'rows', 'rel', v_part.partition::text));
-                END IF;
-            END LOOP;
-        END IF;
-        IF pg_catalog.jsonb_array_length(v_units) = 0 OR v_identity IS NOT NULL THEN
-            v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                'mode', 'rows', 'rel', v_rel::text));
-        END IF;
-        v_res := v_res || pg_catalog.jsonb_build_object('candidates', v_candidates, 'table_rows', v_rows,
-            'fraction', v_fraction,
-            'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
-                                     FROM pg_catalog.jsonb_array_elements(v_units) AS u WHERE u->>'mode' = 'drop'));
-    EXCEPTION
-        WHEN lock_not_available THEN
-            v_status := 'skipped';
-            v_error := pg_catalog.format('rule %s: could not lock %s within %s for the preflight; skipped',
-                                         v_rule.id, v_res->>'table', p_lock_timeout);
-        WHEN query_canceled THEN
-            v_status := 'cancelled';
-            v_error := pg_catalog.format('rule %s: %s', v_rule.id, SQLERRM);
-        WHEN OTHERS THEN
-            v_status := 'failed';
-            v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
-    END;
+    -- preflight: resolve, check, count (as the table's owner; bounded by the lock timeout)
+    v_pre := maint._cleanup_preflight(p_run, p_rule_id, v_lock_ms);
+    v_res := v_pre->'res';
+    IF v_pre->>'status' <> 'ok' THEN
+        v_status := v_pre->>'status';
+        v_error := v_pre->>'error';
+    ELSE
+        v_units := v_pre->'units';
+        v_candidates := (v_pre->>'candidates')::bigint;
+        v_fraction := (v_pre->>'fraction')::numeric;
+        v_int_key := (v_pre->>'int_key')::boolean;
+        v_id_lo := (v_pre->>'id_lo')::numeric;
+        v_id_hi := (v_pre->>'id_hi')::numeric;
+    END IF;
 
     IF v_status = 'succeeded' AND p_dry_run THEN
         v_status := 'dry_run';
@@ -179,14 +97,14 @@ BEGIN
         v_status := 'refused';
         v_error := pg_catalog.format(
             'rule %s (%s on %s) refused: it would remove %s of %s rows (%s%%), more than max_fraction %s%%; pass force => true to allow it',
-            v_rule.id, v_rule.kind, v_res->>'table', v_candidates, v_rows,
+            v_rule.id, v_rule.kind, v_res->>'table', v_candidates, v_pre->>'rows',
             round(v_fraction * 100, 1), round(p_max_fraction * 100, 1));
     ELSIF v_status = 'succeeded' AND v_candidates = 0 THEN
         v_units := '[]'::jsonb;  -- nothing to do: no batches
     END IF;
     IF v_status <> 'succeeded' THEN
-        IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
-            EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
+        IF v_pre->>'victims' IS NOT NULL THEN
+            PERFORM maint._cleanup_rule_done(p_run, p_rule_id, v_lock_ms);
         END IF;
         v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
             'deleted', 0, 'batches', 0,
@@ -202,7 +120,7 @@ BEGIN
     FOR v_i IN 0 .. v_n - 1 LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         v_unit := v_units -> v_i;
-        v_unit_rel := (v_unit->>'rel')::regclass;
+        v_unit_rel := v_unit->>'rel';
         IF v_unit->>'mode' = 'drop' THEN
             v_attempt := 0;
             LOOP
@@ -213,19 +131,7 @@ BEGIN
                 PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                 PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
                 BEGIN
-                    -- no row may arrive between the copy to the archive and the DETACH
-                    EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_unit_rel);
-                    IF v_rule.archive THEN
-                        EXECUTE pg_catalog.format(
-                            'INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
-                            'SELECT $1, $2, $3, pg_catalog.to_jsonb(t) FROM %s AS t', v_unit_rel)
-                          USING p_run, v_rule.id, v_rel::text;
-                        GET DIAGNOSTICS v_del = ROW_COUNT;
-                    ELSE
-                        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', v_unit_rel) INTO v_del;
-                    END IF;
-                    EXECUTE pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', v_rel, v_unit_rel);
-                    EXECUTE pg_catalog.format('DROP TABLE %s', v_unit_rel);
+                    v_del := maint._cleanup_drop_partition(p_run, p_rule_id, v_unit_rel, v_lock_ms);
                 EXCEPTION
                     WHEN lock_not_available THEN
                         v_attempt := v_attempt + 1;
@@ -233,7 +139,7 @@ BEGIN
                         IF v_attempt > 3 THEN
                             v_status := 'skipped';
                             v_error := pg_catalog.format('rule %s: could not lock %s within %s, %s attempts; skipped',
-                                v_rule.id, v_unit->>'rel', p_lock_timeout, v_attempt);
+                                v_rule.id, v_unit_rel, p_lock_timeout, v_attempt);
                             EXIT units;
                         END IF;
                         PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
@@ -244,12 +150,12 @@ BEGIN
                         EXIT units;
                     WHEN OTHERS THEN
                         v_status := 'failed';
-                        v_error := pg_catalog.format('rule %s: dropping partition %s: %s', v_rule.id, v_unit->>'rel', SQLERRM);
+                        v_error := pg_catalog.format('rule %s: dropping partition %s: %s', v_rule.id, v_unit_rel, SQLERRM);
                         EXIT units;
                 END;
                 v_deleted := v_deleted + v_del;
                 v_batches := v_batches + 1;
-                v_dropped := v_dropped || (v_unit->>'rel');
+                v_dropped := v_dropped || v_unit_rel;
                 PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
                     p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
                         'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
@@ -259,35 +165,31 @@ BEGIN
             CONTINUE units;
         END IF;
 
-        -- row-wise: keyset batches
-        v_unit_id := CASE WHEN v_rule.kind = 'dedupe' THEN v_identity ELSE maint._cleanup_identity(v_unit_rel) END;
+        -- row-wise batches
         v_nblocks := NULL;
         v_last := NULL;
         IF v_rule.kind = 'dedupe' THEN
             -- keyset on the victims' sequence number in the work table
             v_mode := 'dedupe';
-            v_sql := maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size);
             v_last := ARRAY['0'];
-        ELSIF v_unit_rel = v_rel AND v_id_lo IS NOT NULL
+        ELSIF v_int_key AND v_unit_rel::regclass = (v_res->>'table')::regclass AND v_id_lo IS NOT NULL
               AND v_id_hi - v_id_lo + 1 <= greatest(v_candidates, 1) * 64 THEN
             -- single integer key, matches not too sparse: consecutive id ranges, widened
             -- while they are sparse (very sparse keys, e.g. random ids, use the keyset below)
             v_mode := 'idrange';
-            v_sql := maint._cleanup_idrange_sql(v_unit_rel, v_unit_id[1], v_pred, v_rule.archive);
             v_stride := v_rule.batch_size;
-        ELSIF v_unit_id IS NOT NULL THEN
+        ELSIF v_pre->'identity' <> 'null'::jsonb AND v_unit_rel::regclass = (v_res->>'table')::regclass THEN
             -- keyset on the primary key: find the batch's upper key, delete the key range
             v_mode := 'keyset';
         ELSE
             -- no primary key: walk the heap in page ranges sized to about batch_size rows
             v_mode := 'pages';
-            v_sql := maint._cleanup_ctid_sql(v_unit_rel, v_pred, v_rule.archive);
-            v_nblocks := pg_catalog.pg_relation_size(v_unit_rel)
+            v_nblocks := pg_catalog.pg_relation_size(v_unit_rel::regclass)
                          / pg_catalog.current_setting('block_size')::bigint;
             SELECT greatest(1, (v_rule.batch_size / greatest(1.0,
                        CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END))::bigint)
               INTO v_pages
-              FROM pg_catalog.pg_class AS c WHERE c.oid = v_unit_rel;
+              FROM pg_catalog.pg_class AS c WHERE c.oid = v_unit_rel::regclass;
             v_block := 0;
         END IF;
         v_attempt := 0;
@@ -315,15 +217,15 @@ BEGIN
             PERFORM pg_catalog.set_config('jit', 'off', true);
             BEGIN
                 IF v_mode = 'keyset' THEN
-                    v_upper := NULL;
-                    EXECUTE maint._cleanup_bound_sql(v_unit_rel, v_unit_id, v_pred, v_rule.batch_size, v_last IS NULL)
-                       USING v_last INTO v_upper;
-                    EXECUTE maint._cleanup_range_sql(v_unit_rel, v_unit_id, v_pred, v_rule.archive,
-                                                     v_last IS NULL, v_upper IS NOT NULL)
-                       USING v_last, p_run, v_rule.id, v_rel::text, v_upper INTO v_sel, v_del, v_new_last;
+                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, 'bound', v_last, NULL, v_lock_ms);
+                    v_upper := CASE WHEN v_b->'upper' IS NULL OR v_b->'upper' = 'null'::jsonb THEN NULL
+                                    ELSE ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_b->'upper')) END;
+                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, 'keyset', v_last, v_upper, v_lock_ms);
                 ELSE
-                    EXECUTE v_sql USING v_last, p_run, v_rule.id, v_rel::text INTO v_sel, v_del, v_new_last;
+                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, v_mode, v_last, NULL, v_lock_ms);
                 END IF;
+                v_sel := (v_b->>'sel')::bigint;
+                v_del := (v_b->>'del')::bigint;
             EXCEPTION
                 WHEN lock_not_available THEN
                     v_attempt := v_attempt + 1;
@@ -331,7 +233,7 @@ BEGIN
                     IF v_attempt > 3 THEN
                         v_status := 'skipped';
                         v_error := pg_catalog.format('rule %s: could not lock %s within %s, %s attempts; skipped',
-                            v_rule.id, v_unit->>'rel', p_lock_timeout, v_attempt);
+                            v_rule.id, v_unit_rel, p_lock_timeout, v_attempt);
                         EXIT units;
                     END IF;
                     PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
@@ -354,12 +256,8 @@ BEGIN
                 IF v_del = 0 AND v_id_lo <= v_id_hi THEN
                     -- an empty range: go straight to the next matching key instead of
                     -- walking sparse (random, snowflake-like) ids range by range
-                    EXECUTE pg_catalog.format('SELECT pg_catalog.min(t.%1$I) FROM %2$s AS t '
-                                              'WHERE t.%1$I > $1::%3$s AND (%4$s)',
-                                              v_unit_id[1], v_unit_rel,
-                                              maint._cleanup_column_type(v_unit_rel, v_unit_id[1]), v_pred)
-                       INTO v_id_lo USING v_last[2];
-                    v_id_lo := coalesce(v_id_lo, v_id_hi + 1);
+                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, 'next_id', ARRAY[v_last[2]], NULL, v_lock_ms);
+                    v_id_lo := coalesce((v_b->>'next')::numeric, v_id_hi + 1);
                 END IF;
                 v_done := v_id_lo > v_id_hi;
                 -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
@@ -373,7 +271,7 @@ BEGIN
                 v_last := v_upper;
             ELSE
                 v_done := v_sel = 0;
-                v_last := v_new_last;
+                v_last := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_b->'last'));
             END IF;
             IF v_mode <> 'dedupe' OR v_sel > 0 THEN
                 v_deleted := v_deleted + v_del;
@@ -393,21 +291,11 @@ BEGIN
     END LOOP;
 
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF v_victims IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
-        EXECUTE pg_catalog.format('DROP TABLE pg_temp.%I', v_victims);
-    END IF;
-    -- sizing opens the table: never wait in front of the application for a statistic
-    PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
-    BEGIN
-        v_size_after := maint._cleanup_size(v_rel);
-    EXCEPTION WHEN lock_not_available THEN
-        v_size_after := NULL;
-    END;
-    v_res := v_res || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
+    v_res := v_res || maint._cleanup_rule_done(p_run, p_rule_id, v_lock_ms)
+        || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
         'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,
         'batches', v_batches, 'lock_retries', v_retries, 'partitions_dropped', pg_catalog.to_jsonb(v_dropped),
         'batching', v_mode,
-        'size_after', v_size_after,
         'duration_s', round(extract(epoch FROM pg_catalog.clock_timestamp() - v_started)::numeric, 3));
     p_rules := coalesce(p_rules, '{}'::jsonb) || pg_catalog.jsonb_build_object(v_rule.id::text, v_res);
     p_outcome := v_status;
@@ -439,7 +327,6 @@ DECLARE
     v_ids bigint[];
     v_id bigint;
     v_run bigint;
-    v_now timestamptz;
     v_deadline timestamptz;
     v_rules jsonb := '{}'::jsonb;
     v_outcome text;
@@ -487,7 +374,6 @@ BEGIN
     v_run := maint.run_start(p_task, pg_catalog.jsonb_build_object(
         'only_table', v_only::text, 'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout,
         'max_fraction', p_max_fraction, 'force', p_force, 'rule_ids', coalesce(v_ids, '{}')), p_dry_run);
-    v_now := pg_catalog.now();   -- cut-offs are computed once, from the run's start
     COMMIT;
     v_deadline := pg_catalog.clock_timestamp() + p_time_limit;
 
@@ -502,7 +388,7 @@ BEGIN
                                   ELSE 'time limit reached before this rule started' END));
             CONTINUE;
         END IF;
-        CALL maint._cleanup_rule(v_run, v_id, p_dry_run, v_now, v_deadline, p_lock_timeout,
+        CALL maint._cleanup_rule(v_run, v_id, p_dry_run, v_deadline, p_lock_timeout,
                                  p_max_fraction, p_force, v_rules, v_outcome);
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         IF v_outcome = 'cancelled' THEN
@@ -569,14 +455,14 @@ BEGIN
 END
 $$;
 
-COMMENT ON PROCEDURE maint._cleanup_rule(bigint, bigint, boolean, timestamptz, timestamptz, interval, numeric, boolean, jsonb, text) IS
+COMMENT ON PROCEDURE maint._cleanup_rule(bigint, bigint, boolean, timestamptz, interval, numeric, boolean, jsonb, text) IS
     'Internal: one cleanup rule inside a run (batches, guard, archive)';
 COMMENT ON PROCEDURE maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean) IS
     'Internal: one journaled cleanup run over the enabled rules of some kinds';
 COMMENT ON PROCEDURE maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean) IS
     'Run every enabled cleanup rule (retention, orphans, duplicates) as one run; dry run by default';
 GRANT EXECUTE ON PROCEDURE
-    maint._cleanup_rule(bigint, bigint, boolean, timestamptz, timestamptz, interval, numeric, boolean, jsonb, text),
+    maint._cleanup_rule(bigint, bigint, boolean, timestamptz, interval, numeric, boolean, jsonb, text),
     maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean),
     maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean)
 TO maint_admin;

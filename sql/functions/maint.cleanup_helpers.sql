@@ -45,7 +45,8 @@ BEGIN
         RAISE EXCEPTION '% is not a table (relkind %)', p_rel, v_kind
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    IF v_nsp IN ('pg_catalog', 'information_schema', 'maint') OR v_nsp LIKE 'pg\_toast%' THEN
+    IF v_nsp IN ('pg_catalog', 'information_schema', 'maint', 'maint_exec') OR v_nsp LIKE 'pg\_toast%'
+       OR v_nsp LIKE 'pg\_temp\_%' THEN
         RAISE EXCEPTION 'cleanup rules cannot target %: schema % belongs to the system or to pgmaint', p_rel, v_nsp
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -135,103 +136,6 @@ AS $$
        AND (c.confrelid = p_rel OR c.confrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(p_rel) AS t))
 $$;
 
--- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
---   Validates an extra rule condition: one boolean expression over the table (columns
---   unqualified or as t.<column>), no statement separators, comments, $ or E'' quoting,
---   balanced parentheses outside literals and quoted names (so it cannot close the
---   parentheses the engine puts around it and bring its own OR into the WHERE clause),
---   calling only built-in (pg_catalog) functions and operators and reading only tables
---   (no views): conditions run with the rights of whoever runs the cleanup, often a
---   superuser's pg_cron job. It must plan with EXPLAIN. Returns the condition trimmed, or
---   NULL for none.
-CREATE OR REPLACE FUNCTION maint._cleanup_check_condition(p_rel regclass, p_condition text)
-    RETURNS text
-    LANGUAGE plpgsql
-    VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_cond text := pg_catalog.btrim(p_condition);
-    v_depth integer := 0;
-    v_quote text;
-    v_i integer := 1;
-    v_c text;
-    v_bad text;
-    v_view regclass;
-BEGIN
-    IF v_cond IS NULL OR v_cond = '' THEN
-        RETURN NULL;
-    END IF;
-    IF pg_catalog.strpos(v_cond, ';') > 0 OR pg_catalog.strpos(v_cond, '--') > 0
-       OR pg_catalog.strpos(v_cond, '/*') > 0 OR pg_catalog.strpos(v_cond, '$') > 0
-       OR v_cond ~* '(^|[^a-z0-9_])e''' THEN
-        RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments, $ or E'''' quoting',
-            pg_catalog.quote_literal(v_cond)
-            USING ERRCODE = 'syntax_error';
-    END IF;
-    -- parentheses must balance outside 'literals' and "names"
-    WHILE v_i <= pg_catalog.length(v_cond) LOOP
-        v_c := pg_catalog.substr(v_cond, v_i, 1);
-        IF v_quote IS NOT NULL THEN
-            IF v_c = v_quote THEN
-                IF pg_catalog.substr(v_cond, v_i + 1, 1) = v_quote THEN
-                    v_i := v_i + 1;  -- doubled quote inside the literal or name
-                ELSE
-                    v_quote := NULL;
-                END IF;
-            END IF;
-        ELSIF v_c IN ('''', '"') THEN
-            v_quote := v_c;
-        ELSIF v_c = '(' THEN
-            v_depth := v_depth + 1;
-        ELSIF v_c = ')' THEN
-            v_depth := v_depth - 1;
-            EXIT WHEN v_depth < 0;
-        END IF;
-        v_i := v_i + 1;
-    END LOOP;
-    IF v_quote IS NOT NULL OR v_depth <> 0 THEN
-        RAISE EXCEPTION 'condition % has unbalanced parentheses or quotes', pg_catalog.quote_literal(v_cond)
-            USING ERRCODE = 'syntax_error';
-    END IF;
-    BEGIN
-        EXECUTE pg_catalog.format('EXPLAIN SELECT 1 FROM %s AS t WHERE ((%s))', p_rel, v_cond);
-        EXECUTE pg_catalog.format('EXPLAIN SELECT ARRAY[((%s))::boolean] FROM %s AS t', v_cond, p_rel);
-        -- what the expression calls and reads, from the catalog's own dependency record
-        EXECUTE pg_catalog.format('CREATE OR REPLACE TEMPORARY VIEW _pgmaint_condition_check AS '
-                                  'SELECT 1 AS one FROM %s AS t WHERE ((%s))', p_rel, v_cond);
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'condition % is not a valid boolean expression over %: %',
-            pg_catalog.quote_literal(v_cond), p_rel, SQLERRM
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'write one expression over the table''s columns, e.g. status = ''suspended''';
-    END;
-    v_view := pg_catalog.to_regclass('pg_temp._pgmaint_condition_check');
-    SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0), ', ')
-      INTO v_bad
-      FROM pg_catalog.pg_depend AS d
-      JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
-     WHERE r.ev_class = v_view
-       AND d.refobjid <> r.ev_class
-       AND ((d.refclassid = 'pg_catalog.pg_proc'::regclass
-             AND (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p WHERE p.oid = d.refobjid)
-                 <> 'pg_catalog'::regnamespace)
-         OR (d.refclassid = 'pg_catalog.pg_operator'::regclass
-             AND (SELECT o.oprnamespace FROM pg_catalog.pg_operator AS o WHERE o.oid = d.refobjid)
-                 <> 'pg_catalog'::regnamespace)
-         OR (d.refclassid = 'pg_catalog.pg_class'::regclass
-             AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = d.refobjid) NOT IN ('r', 'p')));
-    EXECUTE pg_catalog.format('DROP VIEW %s', v_view);
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'condition % may only use built-in functions and operators and read tables; it uses %',
-            pg_catalog.quote_literal(v_cond), v_bad
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'cleanup conditions run with the rights of whoever runs the cleanup (often a pg_cron job owned by a superuser)';
-    END IF;
-    RETURN v_cond;
-END
-$$;
-
 -- maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz) -> text
 --   The WHERE expression (over alias t) that selects the rows a retention or orphan rule
 --   removes. Orphans are found with NOT EXISTS (never NOT IN); a NULL reference is not an orphan.
@@ -299,10 +203,40 @@ AS $$
     END
 $$;
 
+-- The batch statements below run inside the table owner's executor (maint.executors.sql):
+-- parameters $1 and $2 are text[] (keys carried between batches as text), and each
+-- returns rows (kind, doc): ('r', the removed row as jsonb) for the archive when the rule
+-- archives, and one ('m', {...}) with the batch's counts.
+
+-- maint._cleanup_result_sql(p_archive boolean, p_meta text) -> text
+--   The SELECT that follows a "gone" CTE (the deleted rows): the rows for the archive
+--   (when p_archive) and the meta row built by the expression p_meta.
+CREATE OR REPLACE FUNCTION maint._cleanup_result_sql(p_archive boolean, p_meta text)
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_archive
+                THEN ' SELECT ''r''::text, pg_catalog.to_jsonb(g) FROM gone AS g UNION ALL'
+                ELSE '' END
+           || ' SELECT ''m''::text, ' || p_meta
+$$;
+
+-- maint._cleanup_deleted_meta() -> text: the meta expression {"del": rows in gone}.
+CREATE OR REPLACE FUNCTION maint._cleanup_deleted_meta()
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'pg_catalog.jsonb_build_object(''del'', (SELECT pg_catalog.count(*) FROM gone))'
+$$;
+
 -- maint._cleanup_bound_sql(p_rel, p_identity, p_pred, p_batch, p_first) -> text
 --   The upper key of the next keyset batch: the p_batch-th key (in primary key order)
---   after the last key ($1, text[]) among the rows matching p_pred; no row when fewer
---   are left. Walks the primary key index from the last key on, never from the start.
+--   after the last key ($1) among the rows matching p_pred, as ('m', ["k1", ...]); no row
+--   when fewer are left. Walks the primary key index from the last key on.
 CREATE OR REPLACE FUNCTION maint._cleanup_bound_sql(
     p_rel regclass, p_identity name[], p_pred text, p_batch integer, p_first boolean)
     RETURNS text
@@ -311,7 +245,7 @@ CREATE OR REPLACE FUNCTION maint._cleanup_bound_sql(
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'SELECT ARRAY[%s] FROM %s AS t WHERE %s AND (%s) ORDER BY %s OFFSET %s LIMIT 1',
+        'SELECT ''m''::text, pg_catalog.to_jsonb(ARRAY[%s]) FROM %s AS t WHERE %s AND (%s) ORDER BY %s OFFSET %s LIMIT 1',
         maint._cleanup_key_list('t.', p_identity, '::text'), p_rel,
         CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
         p_pred, maint._cleanup_key_list('t.', p_identity), p_batch - 1)
@@ -319,10 +253,8 @@ $$;
 
 -- maint._cleanup_range_sql(p_rel, p_identity, p_pred, p_archive, p_first, p_bounded) -> text
 --   One keyset batch as one statement: delete the rows matching p_pred whose key is
---   after the last key ($1) and up to the batch's upper key ($5, when bounded) -- a range
---   scan of the primary key index -- and archive them in the same statement.
---   Parameters: $1 last key, $2 run id, $3 rule id, $4 source table, $5 upper key.
---   Returns (0, deleted, NULL).
+--   after the last key ($1) and up to the batch's upper key ($2, when bounded) -- a range
+--   scan of the primary key index. Meta: {"del": n}.
 CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
     p_rel regclass, p_identity name[], p_pred text, p_archive boolean, p_first boolean, p_bounded boolean)
     RETURNS text
@@ -331,19 +263,17 @@ CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s '
-        'SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
+        'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s',
         p_rel,
         CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
-        CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 5) ELSE 'true' END,
-        p_pred, maint._cleanup_archive_cte(p_archive))
+        CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 2) ELSE 'true' END,
+        p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
 $$;
 
 -- maint._cleanup_idrange_sql(p_rel, p_column, p_pred, p_archive) -> text
 --   One batch over a range of a single-column integer primary key ($1 = ARRAY[from,
 --   to], inclusive, as text, so the type's maximum never overflows): the cheapest keyset,
---   an index range scan with no separate bound query. Same parameters and result as
---   maint._cleanup_range_sql.
+--   an index range scan with no separate bound query. Meta: {"del": n}.
 CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column name, p_pred text, p_archive boolean)
     RETURNS text
     LANGUAGE sql
@@ -352,28 +282,29 @@ CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column n
 AS $$
     SELECT pg_catalog.format(
         'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s) '
-        'RETURNING t.*)%5$s SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
-        p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred, maint._cleanup_archive_cte(p_archive))
+        'RETURNING t.*)%5$s',
+        p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred,
+        maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
 $$;
 
--- maint._cleanup_archive_cte(p_archive boolean) -> text
---   The data-modifying CTE that writes the rows of "gone" to maint.archive (or nothing).
-CREATE OR REPLACE FUNCTION maint._cleanup_archive_cte(p_archive boolean)
+-- maint._cleanup_next_id_sql(p_rel, p_column, p_pred) -> text
+--   The lowest matching key above $1[1] of a single-column integer key, as ('m', "k"):
+--   where an id range came back empty, the next batch starts there instead of walking
+--   sparse (random, snowflake-like) ids range by range.
+CREATE OR REPLACE FUNCTION maint._cleanup_next_id_sql(p_rel regclass, p_column name, p_pred text)
     RETURNS text
     LANGUAGE sql
-    IMMUTABLE
+    STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p_archive THEN
-        ', arch AS (INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
-        'SELECT $2, $3, $4, pg_catalog.to_jsonb(g) FROM gone AS g)'
-    ELSE '' END
+    SELECT pg_catalog.format('SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.min(t.%1$I)::text) FROM %2$s AS t '
+                             'WHERE t.%1$I > $1[1]::%3$s AND (%4$s)',
+                             p_column, p_rel, maint._cleanup_column_type(p_rel, p_column), p_pred)
 $$;
 
 -- maint._cleanup_ctid_sql(p_rel, p_pred, p_archive) -> text
 --   One batch over a range of heap pages ($1 = ARRAY[from tid, to tid]) of a table
---   without primary key: the page range is the keyset. Same parameters and result as
---   maint._cleanup_range_sql.
+--   without primary key: the page range is the keyset. Meta: {"del": n}.
 CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive boolean)
     RETURNS text
     LANGUAGE sql
@@ -382,8 +313,8 @@ CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, 
 AS $$
     SELECT pg_catalog.format(
         'WITH gone AS (DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s) '
-        'RETURNING t.*)%3$s SELECT 0::bigint, (SELECT pg_catalog.count(*) FROM gone), NULL::text[]',
-        p_rel, p_pred, maint._cleanup_archive_cte(p_archive))
+        'RETURNING t.*)%3$s',
+        p_rel, p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
 $$;
 
 -- maint._cleanup_dedupe_where(p_rule maint.cleanup_rules) -> text
@@ -439,9 +370,10 @@ $$;
 
 -- maint._cleanup_dedupe_sql(p_rule, p_rel, p_identity, p_victims, p_batch) -> text
 --   One batch of a dedupe run: the next p_batch victims (keyset on their sequence number
---   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept
---   for their group still exists with the same key (so a concurrently removed or changed
---   keeper never costs the whole group), and archived in the same statement.
+--   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept for
+--   their group still exists with the same key and is another row (so a concurrently
+--   removed or changed keeper never costs the whole group). Meta: {"sel": victims in the
+--   batch, "del": n, "last": [last seq]}.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_sql(
     p_rule maint.cleanup_rules, p_rel regclass, p_identity name[], p_victims text, p_batch integer)
     RETURNS text
@@ -465,10 +397,14 @@ BEGIN
         'WITH batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%1$I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
         'ORDER BY v._pgmaint_seq LIMIT %2$s), '
         'gone AS (DELETE FROM %3$s AS t USING batch AS b WHERE %4$s AND EXISTS '
-        '(SELECT 1 FROM %3$s AS _pgmaint_keep WHERE %5$s AND %6$s) RETURNING t.*)%7$s '
-        'SELECT (SELECT pg_catalog.count(*) FROM batch), (SELECT pg_catalog.count(*) FROM gone), '
-        '(SELECT ARRAY[pg_catalog.max(b._pgmaint_seq)::text] FROM batch AS b)',
-        p_victims, p_batch, p_rel, v_join, v_keep, v_key, maint._cleanup_archive_cte(p_rule.archive));
+        '(SELECT 1 FROM %3$s AS _pgmaint_keep WHERE %5$s AND %6$s AND ROW(%7$s) IS DISTINCT FROM ROW(%8$s)) '
+        'RETURNING t.*)%9$s',
+        p_victims, p_batch, p_rel, v_join, v_keep, v_key,
+        maint._cleanup_key_list('_pgmaint_keep.', p_identity), maint._cleanup_key_list('t.', p_identity),
+        maint._cleanup_result_sql(p_rule.archive,
+            'pg_catalog.jsonb_build_object(''sel'', (SELECT pg_catalog.count(*) FROM batch), '
+            '''del'', (SELECT pg_catalog.count(*) FROM gone), '
+            '''last'', (SELECT ARRAY[pg_catalog.max(b._pgmaint_seq)::text] FROM batch AS b))'));
 END
 $$;
 
@@ -516,7 +452,6 @@ END
 $$;
 
 COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
-COMMENT ON FUNCTION maint._cleanup_check_condition(regclass, text) IS 'Internal: validate an extra rule condition';
 
 GRANT EXECUTE ON FUNCTION
     maint._cleanup_rel(name, name),
@@ -525,14 +460,15 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_identity(regclass),
     maint._cleanup_size(regclass),
     maint._cleanup_cascades(regclass),
-    maint._cleanup_check_condition(regclass, text),
     maint._cleanup_dedupe_where(maint.cleanup_rules),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
     maint._cleanup_key_list(text, name[], text),
     maint._cleanup_key_compare(regclass, name[], text, integer),
     maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
     maint._cleanup_range_sql(regclass, name[], text, boolean, boolean, boolean),
-    maint._cleanup_archive_cte(boolean),
+    maint._cleanup_result_sql(boolean, text),
+    maint._cleanup_deleted_meta(),
+    maint._cleanup_next_id_sql(regclass, name, text),
     maint._cleanup_idrange_sql(regclass, name, text, boolean),
     maint._cleanup_ctid_sql(regclass, text, boolean),
     maint._cleanup_dedupe_window(maint.cleanup_rules, regclass, name[]),

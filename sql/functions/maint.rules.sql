@@ -1,5 +1,10 @@
 -- Cleanup rules as data: add (validated), list (maint.rules view), enable/disable, remove.
--- The add functions run with the caller's rights (maint_admin writes maint.cleanup_rules).
+-- maint.cleanup_rules is written only here (maint_admin has no direct write on it): the
+-- public add functions run as the caller and hand their role (CURRENT_USER) to SECURITY
+-- DEFINER internals, which check it is a role of the session and record it as the rule's
+-- author (created_by). The author must be allowed to SELECT and DELETE on the table (and
+-- to SELECT an orphan rule's parent) when the rule is added and again at every run; the
+-- rule is carried out as the table's owner (docs/security.md).
 
 -- maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean) -> void
 CREATE OR REPLACE FUNCTION maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean)
@@ -37,12 +42,10 @@ BEGIN
 END
 $$;
 
--- maint.add_retention_policy(target, time_column, keep, batch_size, archive, enabled, condition) -> bigint
---   Rows of target whose time_column is older than now() - keep are removed by
---   maint.apply_retention. condition: optional extra boolean expression over the table
---   (e.g. status = 'suspended'). For a table RANGE-partitioned on time_column, whole
---   expired partitions are detached and dropped (archived first when archive is on).
-CREATE OR REPLACE FUNCTION maint.add_retention_policy(
+-- maint._add_retention_policy(p_author, target, ...) -> bigint: maint.add_retention_policy
+--   with its author (checked by maint._caller).
+CREATE OR REPLACE FUNCTION maint._add_retention_policy(
+    p_author name,
     target regclass,
     time_column name,
     keep interval,
@@ -54,14 +57,18 @@ CREATE OR REPLACE FUNCTION maint.add_retention_policy(
     RETURNS bigint
     LANGUAGE plpgsql
     VOLATILE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_author name;
     v_type text;
     v_cond text;
     v_id bigint;
 BEGIN
+    v_author := maint._caller(p_author);
     PERFORM maint._cleanup_check_table(target);
+    PERFORM maint._rule_author_check(v_author, target, 'SELECT, DELETE');
     v_type := maint._cleanup_column_type(target, time_column);
     IF v_type NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone')
        AND v_type NOT LIKE 'timestamp(%' THEN
@@ -76,17 +83,18 @@ BEGIN
     PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
     v_cond := maint._cleanup_check_condition(target, condition);
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
-     WHERE r.kind = 'retention' AND r.time_column = add_retention_policy.time_column
-       AND r.keep = add_retention_policy.keep AND r.condition IS NOT DISTINCT FROM v_cond
+     WHERE r.kind = 'retention' AND r.time_column = _add_retention_policy.time_column
+       AND r.keep = _add_retention_policy.keep AND r.condition IS NOT DISTINCT FROM v_cond
        AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
     IF v_id IS NOT NULL THEN
         RAISE EXCEPTION 'rule % already keeps % by % for %', v_id, target, pg_catalog.quote_ident(time_column), keep
             USING ERRCODE = 'duplicate_object';
     END IF;
+    PERFORM maint._executor(maint._cleanup_owner(target));
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
-           (kind, target_schema, target_table, time_column, keep, condition, batch_size, archive, enabled)
-    SELECT 'retention', n.nspname, c.relname, time_column, keep, v_cond, batch_size, archive, enabled
+           (kind, target_schema, target_table, time_column, keep, condition, batch_size, archive, enabled, created_by)
+    SELECT 'retention', n.nspname, c.relname, time_column, keep, v_cond, batch_size, archive, enabled, v_author
       FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
      WHERE c.oid = target
     RETURNING r.id INTO v_id;
@@ -94,10 +102,10 @@ BEGIN
 END
 $$;
 
--- maint.add_orphan_rule(child, child_columns, parent, parent_columns, batch_size, archive, enabled, condition) -> bigint
---   Child rows whose reference (all child_columns non-NULL) has no parent row with equal
---   parent_columns are removed by maint.clean_orphans. For references without a foreign key.
-CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
+-- maint._add_orphan_rule(p_author, child, ...) -> bigint: maint.add_orphan_rule with its
+--   author (checked by maint._caller).
+CREATE OR REPLACE FUNCTION maint._add_orphan_rule(
+    p_author name,
     child regclass,
     child_columns name[],
     parent regclass,
@@ -110,15 +118,26 @@ CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
     RETURNS bigint
     LANGUAGE plpgsql
     VOLATILE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_author name;
     v_cond text;
     v_id bigint;
     v_rule maint.cleanup_rules;
 BEGIN
+    v_author := maint._caller(p_author);
     PERFORM maint._cleanup_check_table(child);
     PERFORM maint._cleanup_check_table(parent);
+    PERFORM maint._rule_author_check(v_author, child, 'SELECT, DELETE');
+    PERFORM maint._rule_author_check(v_author, parent, 'SELECT');
+    IF NOT pg_catalog.has_table_privilege(maint._cleanup_owner(child), parent, 'SELECT') THEN
+        RAISE EXCEPTION 'the owner of % (%) may not read %: orphan cleanup runs as the child table''s owner',
+            child, pg_catalog.pg_get_userbyid(maint._cleanup_owner(child)), parent
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('GRANT SELECT ON %s TO %I', parent, pg_catalog.pg_get_userbyid(maint._cleanup_owner(child)));
+    END IF;
     IF coalesce(pg_catalog.cardinality(child_columns), 0) = 0
        OR pg_catalog.cardinality(child_columns) IS DISTINCT FROM pg_catalog.cardinality(parent_columns) THEN
         RAISE EXCEPTION 'child_columns % and parent_columns % must be non-empty and of the same length',
@@ -141,17 +160,19 @@ BEGIN
     v_rule.columns := child_columns;
     v_rule.parent_columns := parent_columns;
     v_rule.condition := v_cond;
-    -- the anti-join must plan: catches columns whose types cannot be compared
+    -- the anti-join must plan (as the child's owner, who runs it): catches columns whose
+    -- types cannot be compared
     BEGIN
-        EXECUTE pg_catalog.format('EXPLAIN SELECT 1 FROM %s AS t WHERE %s', child,
-                                  maint._cleanup_predicate(v_rule, NULL));
+        PERFORM maint._cleanup_query(maint._executor(maint._cleanup_owner(child)),
+            pg_catalog.format('SELECT ''m''::text, NULL::jsonb FROM %s AS t WHERE %s LIMIT 0', child,
+                              maint._cleanup_predicate(v_rule, NULL)), NULL, NULL, NULL);
     EXCEPTION WHEN undefined_function THEN
         RAISE EXCEPTION 'child_columns % of % cannot be compared with parent_columns % of %: %',
             child_columns, child, parent_columns, parent, SQLERRM
             USING ERRCODE = 'datatype_mismatch';
     END;
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
-     WHERE r.kind = 'orphan' AND r.columns = child_columns AND r.parent_columns = add_orphan_rule.parent_columns
+     WHERE r.kind = 'orphan' AND r.columns = child_columns AND r.parent_columns = _add_orphan_rule.parent_columns
        AND r.condition IS NOT DISTINCT FROM v_cond
        AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = child
        AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.parent_schema, r.parent_table)) = parent;
@@ -162,22 +183,18 @@ BEGIN
     PERFORM maint._cleanup_notice_cascades(child);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, columns, parent_schema, parent_table, parent_columns,
-            condition, batch_size, archive, enabled)
+            condition, batch_size, archive, enabled, created_by)
     VALUES ('orphan', v_rule.target_schema, v_rule.target_table, child_columns, v_rule.parent_schema,
-            v_rule.parent_table, parent_columns, v_cond, batch_size, archive, enabled)
+            v_rule.parent_table, parent_columns, v_cond, batch_size, archive, enabled, v_author)
     RETURNING r.id INTO v_id;
     RETURN v_id;
 END
 $$;
 
--- maint.add_dedupe_rule(target, key_columns, keep, order_by, nulls_equal, batch_size, archive, enabled, condition) -> bigint
---   Rows equal on key_columns beyond the one kept are removed by maint.remove_duplicates.
---   keep: 'oldest' (default) or 'newest' by order_by (NULLs last), ties and no order_by
---   broken by the primary key (else ctid). nulls_equal (default true): NULL key values
---   count as equal, as GROUP BY does; false leaves rows with a NULL in the key alone, as
---   a default unique index would. A key already covered by a unique constraint or index
---   is refused: it cannot have duplicates to remove.
-CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
+-- maint._add_dedupe_rule(p_author, target, ...) -> bigint: maint.add_dedupe_rule with its
+--   author (checked by maint._caller).
+CREATE OR REPLACE FUNCTION maint._add_dedupe_rule(
+    p_author name,
     target regclass,
     key_columns name[],
     keep text DEFAULT 'oldest',
@@ -191,15 +208,19 @@ CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
     RETURNS bigint
     LANGUAGE plpgsql
     VOLATILE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_author name;
     v_cond text;
     v_id bigint;
     v_col name;
     v_index text;
 BEGIN
+    v_author := maint._caller(p_author);
     PERFORM maint._cleanup_check_table(target);
+    PERFORM maint._rule_author_check(v_author, target, 'SELECT, DELETE');
     IF coalesce(pg_catalog.cardinality(key_columns), 0) = 0 THEN
         RAISE EXCEPTION 'key_columns must name at least one column' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -243,12 +264,13 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = 'remove it first (maint.remove_rule) to change which row is kept';
     END IF;
+    PERFORM maint._executor(maint._cleanup_owner(target));
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, columns, keep_which, order_by, nulls_equal,
-            condition, batch_size, archive, enabled)
+            condition, batch_size, archive, enabled, created_by)
     SELECT 'dedupe', n.nspname, c.relname, key_columns, keep, order_by, nulls_equal,
-           v_cond, batch_size, archive, enabled
+           v_cond, batch_size, archive, enabled, v_author
       FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
      WHERE c.oid = target
     RETURNING r.id INTO v_id;
@@ -256,11 +278,111 @@ BEGIN
 END
 $$;
 
+-- maint._rule_author_check(p_author name, p_rel regclass, p_privileges text) -> void
+--   Refuses a rule whose author lacks p_privileges (e.g. 'SELECT, DELETE') on p_rel: a
+--   rule may only do what its author could do by hand.
+CREATE OR REPLACE FUNCTION maint._rule_author_check(p_author name, p_rel regclass, p_privileges text)
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_priv text;
+BEGIN
+    FOREACH v_priv IN ARRAY pg_catalog.regexp_split_to_array(p_privileges, '\s*,\s*') LOOP
+        IF NOT pg_catalog.has_table_privilege(p_author, p_rel, v_priv) THEN
+            RAISE EXCEPTION 'role % may not % on %: a rule''s author must be allowed to do what the rule does',
+                pg_catalog.quote_ident(p_author), v_priv, p_rel
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = pg_catalog.format('the table''s owner runs GRANT %s ON %s TO %I', p_privileges, p_rel, p_author);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- maint.add_retention_policy(target, time_column, keep, batch_size, archive, enabled, condition) -> bigint
+--   Rows of target whose time_column is older than now() - keep are removed by
+--   maint.apply_retention. condition: optional extra boolean expression over the table
+--   (e.g. status = 'suspended'; only columns, constants and built-in side-effect-free
+--   operators and functions). For a table RANGE-partitioned on time_column, whole expired
+--   partitions are detached and dropped (archived first when archive is on). The caller
+--   becomes the rule's author and needs SELECT and DELETE on target.
+CREATE OR REPLACE FUNCTION maint.add_retention_policy(
+    target regclass,
+    time_column name,
+    keep interval,
+    batch_size integer DEFAULT 10000,
+    archive boolean DEFAULT true,
+    enabled boolean DEFAULT true,
+    condition text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE sql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT maint._add_retention_policy(CURRENT_USER, target, time_column, keep, batch_size, archive, enabled, condition)
+$$;
+
+-- maint.add_orphan_rule(child, child_columns, parent, parent_columns, batch_size, archive, enabled, condition) -> bigint
+--   Child rows whose reference (all child_columns non-NULL) has no parent row with equal
+--   parent_columns are removed by maint.clean_orphans. For references without a foreign
+--   key. The caller becomes the rule's author and needs SELECT and DELETE on child and
+--   SELECT on parent; the child's owner, as whom the cleanup runs, needs SELECT on parent.
+CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
+    child regclass,
+    child_columns name[],
+    parent regclass,
+    parent_columns name[],
+    batch_size integer DEFAULT 10000,
+    archive boolean DEFAULT true,
+    enabled boolean DEFAULT true,
+    condition text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE sql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT maint._add_orphan_rule(CURRENT_USER, child, child_columns, parent, parent_columns, batch_size,
+                                  archive, enabled, condition)
+$$;
+
+-- maint.add_dedupe_rule(target, key_columns, keep, order_by, nulls_equal, batch_size, archive, enabled, condition) -> bigint
+--   Rows equal on key_columns beyond the one kept are removed by maint.remove_duplicates.
+--   keep: 'oldest' (default) or 'newest' by order_by (NULLs last), ties and no order_by
+--   broken by the primary key (else ctid). nulls_equal (default true): NULL key values
+--   count as equal, as GROUP BY does; false leaves rows with a NULL in the key alone, as
+--   a default unique index would. A key already covered by a unique constraint or index
+--   is refused: it cannot have duplicates to remove. The caller becomes the rule's author
+--   and needs SELECT and DELETE on target.
+CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
+    target regclass,
+    key_columns name[],
+    keep text DEFAULT 'oldest',
+    order_by name DEFAULT NULL,
+    nulls_equal boolean DEFAULT true,
+    batch_size integer DEFAULT 10000,
+    archive boolean DEFAULT true,
+    enabled boolean DEFAULT true,
+    condition text DEFAULT NULL
+)
+    RETURNS bigint
+    LANGUAGE sql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT maint._add_dedupe_rule(CURRENT_USER, target, key_columns, keep, order_by, nulls_equal, batch_size,
+                                  archive, enabled, condition)
+$$;
+
 -- maint.remove_rule(rule_id bigint) -> void: delete a rule (its archived rows stay).
 CREATE OR REPLACE FUNCTION maint.remove_rule(rule_id bigint)
     RETURNS void
     LANGUAGE plpgsql
     VOLATILE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -276,6 +398,7 @@ CREATE OR REPLACE FUNCTION maint.enable_rule(rule_id bigint, enabled boolean DEF
     RETURNS void
     LANGUAGE plpgsql
     VOLATILE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -320,6 +443,13 @@ COMMENT ON FUNCTION maint.add_orphan_rule(regclass, name[], regclass, name[], in
     'Add an orphan rule: child rows whose reference has no parent row go';
 COMMENT ON FUNCTION maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
     'Add a dedupe rule: rows equal on the key beyond the one kept go';
+COMMENT ON FUNCTION maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text) IS
+    'Internal: add a retention policy for an author';
+COMMENT ON FUNCTION maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text) IS
+    'Internal: add an orphan rule for an author';
+COMMENT ON FUNCTION maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
+    'Internal: add a dedupe rule for an author';
+COMMENT ON FUNCTION maint._rule_author_check(name, regclass, text) IS 'Internal: refuse a rule its author could not carry out by hand';
 COMMENT ON FUNCTION maint.remove_rule(bigint) IS 'Remove a cleanup rule';
 COMMENT ON FUNCTION maint.enable_rule(bigint, boolean) IS 'Enable or disable a cleanup rule';
 
@@ -329,6 +459,10 @@ GRANT EXECUTE ON FUNCTION
     maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text),
     maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text),
     maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text),
+    maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text),
+    maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text),
+    maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text),
+    maint._rule_author_check(name, regclass, text),
     maint.remove_rule(bigint),
     maint.enable_rule(bigint, boolean)
 TO maint_admin;

@@ -1,12 +1,112 @@
+-- Undo: put back the rows a cleanup run archived. The archive is written only by the
+-- cleanup engine (maint_admin cannot write maint.archive), rows go back only into the
+-- table they came from, never into pg_catalog, information_schema, maint or maint_exec,
+-- and they are inserted as the table's owner (in its executor), as the cleanup deleted
+-- them: the table's triggers, constraints, defaults and index expressions never run with
+-- the rights of whoever calls the undo. The caller must be allowed to INSERT into each
+-- table.
+
+-- maint._undo_plan(p_target_run bigint) -> TABLE(source_table text, first_id bigint, pending bigint, archived bigint)
+--   Per table the run archived: the first archive id, the rows still to restore and all
+--   rows archived (counts only; the archive itself is readable by maint_admin only
+--   through maint.archive_rows, row by row for the tables it may read).
+CREATE OR REPLACE FUNCTION maint._undo_plan(p_target_run bigint)
+    RETURNS TABLE(source_table text, first_id bigint, pending bigint, archived bigint)
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.source_table, pg_catalog.min(a.id) FILTER (WHERE a.restored_by IS NULL),
+           pg_catalog.count(*) FILTER (WHERE a.restored_by IS NULL), pg_catalog.count(*)
+      FROM maint.archive AS a
+     WHERE a.run_id = p_target_run
+     GROUP BY a.source_table
+     ORDER BY 2 NULLS LAST
+$$;
+
+-- maint._undo_table(p_undo_run, p_target_run, p_source, p_undoer) -> bigint
+--   Restores the not yet restored archive rows of run p_target_run from table p_source,
+--   in archive order, in chunks, as the table's owner, and marks them restored by
+--   p_undo_run (a running 'undo' run of this session for p_target_run). p_undoer (the
+--   caller's role, checked by maint._caller) needs INSERT on the table. Returns the rows
+--   inserted. Columns come from the archived jsonb (jsonb_populate_recordset), stored
+--   generated columns are recomputed, identity values kept (OVERRIDING SYSTEM VALUE).
+CREATE OR REPLACE FUNCTION maint._undo_table(p_undo_run bigint, p_target_run bigint, p_source text, p_undoer name)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs := maint._own_run(p_undo_run);
+    v_undoer name := maint._caller(p_undoer);
+    v_rel regclass;
+    v_exec name;
+    v_cols text;
+    v_sql text;
+    v_last bigint := 0;
+    v_ids bigint[];
+    v_rows jsonb;
+    v_doc jsonb;
+    v_total bigint := 0;
+BEGIN
+    IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
+        RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    v_rel := pg_catalog.to_regclass(p_source);
+    IF v_rel IS NULL THEN
+        RAISE EXCEPTION 'table % of run % no longer exists', p_source, p_target_run
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    PERFORM maint._cleanup_check_table(v_rel);
+    IF NOT pg_catalog.has_table_privilege(v_undoer, v_rel, 'INSERT') THEN
+        RAISE EXCEPTION 'role % may not INSERT into %: undo puts rows back only for roles that could insert them',
+            pg_catalog.quote_ident(v_undoer), v_rel
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    v_exec := maint._executor(maint._cleanup_owner(v_rel));
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
+      FROM pg_catalog.pg_attribute AS a
+     WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    v_sql := pg_catalog.format(
+        'WITH ins AS (INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE '
+        'SELECT %3$s FROM pg_catalog.jsonb_populate_recordset(NULL::%1$s, $3) AS r RETURNING 1) '
+        'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM ins',
+        v_rel, v_cols,
+        (SELECT pg_catalog.string_agg('r.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute AS a
+          WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''));
+    LOOP
+        SELECT pg_catalog.array_agg(c.id ORDER BY c.id), pg_catalog.jsonb_agg(c."row" ORDER BY c.id)
+          INTO v_ids, v_rows
+          FROM (SELECT a.id, a."row" FROM maint.archive AS a
+                 WHERE a.run_id = p_target_run AND a.source_table = p_source AND a.restored_by IS NULL
+                   AND a.id > v_last
+                 ORDER BY a.id LIMIT 5000) AS c;
+        EXIT WHEN v_ids IS NULL;
+        EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, NULL, NULL, $2, NULL, false) AS e WHERE e.kind = ''m''',
+                                  v_exec)
+           INTO v_doc USING v_sql, v_rows;
+        v_total := v_total + v_doc::text::bigint;
+        UPDATE maint.archive AS a SET restored_by = p_undo_run, restored_at = pg_catalog.clock_timestamp()
+         WHERE a.id = ANY (v_ids);
+        v_last := v_ids[pg_catalog.cardinality(v_ids)];
+    END LOOP;
+    RETURN v_total;
+END
+$$;
+
 -- CALL maint.undo_run(run_id bigint, dry_run boolean DEFAULT false)
 --   Puts back the rows a cleanup run archived in maint.archive, table by table in the
 --   order they were removed, all in one transaction: it either restores every row or
---   none. Columns are taken from the archived jsonb with jsonb_populate_record, stored
---   generated columns are recomputed, identity values are kept (OVERRIDING SYSTEM
---   VALUE). A row that already exists again (unique violation) makes the whole undo
---   fail with the conflicting key named. Rows of partitions that were dropped need the
---   partition re-created first. Restored archive rows are marked (restored_by), so a run
---   cannot be undone twice. Journaled as task 'undo'; dry_run only counts.
+--   none. Rows are inserted as each table's owner; the caller needs INSERT on the tables.
+--   A row that already exists again (unique violation) makes the whole undo fail. Rows of
+--   partitions that were dropped need the partition re-created first. Restored archive
+--   rows are marked (restored_by), so a run cannot be undone twice. Journaled as task
+--   'undo'; dry_run only counts.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.undo_run(run_id bigint, dry_run boolean DEFAULT false)
@@ -16,15 +116,16 @@ DECLARE
     v_target maint.runs;
     v_run bigint;
     v_src record;
-    v_rel regclass;
-    v_cols text;
     v_n bigint;
     v_total bigint := 0;
     v_pending bigint;
+    v_archived bigint;
     v_tables jsonb := '{}'::jsonb;
     v_error text;
-    v_detail text;
     v_state text;
+    v_detail text;
+    v_current text;
+    v_shown text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF run_id IS NULL OR dry_run IS NULL THEN
@@ -38,14 +139,13 @@ BEGIN
         RAISE EXCEPTION 'run % (%) is still running; undo it when it has finished', run_id, v_target.task
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    SELECT pg_catalog.count(*) FILTER (WHERE a.restored_by IS NULL) INTO v_pending
-      FROM maint.archive AS a WHERE a.run_id = undo_run.run_id;
+    SELECT coalesce(sum(p.pending), 0), coalesce(sum(p.archived), 0) INTO v_pending, v_archived
+      FROM maint._undo_plan(run_id) AS p;
     IF v_pending = 0 THEN
         RAISE EXCEPTION 'run % (%) has no archived rows left to restore', run_id, v_target.task
             USING ERRCODE = 'no_data_found',
                   HINT = CASE WHEN v_target.dry_run THEN 'it was a dry run: it removed nothing'
-                              WHEN EXISTS (SELECT 1 FROM maint.archive AS a WHERE a.run_id = undo_run.run_id)
-                              THEN 'it was already undone'
+                              WHEN v_archived > 0 THEN 'it was already undone'
                               ELSE 'it removed nothing, or its rules had archive off, or the archive was purged' END;
     END IF;
 
@@ -53,56 +153,47 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
-        FOR v_src IN
-            SELECT a.source_table, pg_catalog.min(a.id) AS first_id, pg_catalog.count(*) AS n
-              FROM maint.archive AS a
-             WHERE a.run_id = undo_run.run_id AND a.restored_by IS NULL
-             GROUP BY a.source_table ORDER BY 2
-        LOOP
-            v_rel := pg_catalog.to_regclass(v_src.source_table);
-            IF v_rel IS NULL THEN
-                RAISE EXCEPTION 'table % of run % no longer exists', v_src.source_table, run_id
-                    USING ERRCODE = 'undefined_table';
-            END IF;
+        FOR v_src IN SELECT p.source_table, p.pending FROM maint._undo_plan(run_id) AS p WHERE p.pending > 0 LOOP
+            v_current := v_src.source_table;
             IF dry_run THEN
-                v_tables := v_tables || pg_catalog.jsonb_build_object(v_src.source_table, v_src.n);
-                v_total := v_total + v_src.n;
-                CONTINUE;
+                IF pg_catalog.to_regclass(v_src.source_table) IS NULL THEN
+                    RAISE EXCEPTION 'table % of run % no longer exists', v_src.source_table, run_id
+                        USING ERRCODE = 'undefined_table';
+                END IF;
+                v_n := v_src.pending;
+            ELSE
+                v_n := maint._undo_table(v_run, run_id, v_src.source_table, CURRENT_USER);
             END IF;
-            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
-              FROM pg_catalog.pg_attribute AS a
-             WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-            EXECUTE pg_catalog.format(
-                'INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE SELECT %3$s FROM maint.archive AS a '
-                'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a."row") AS r '
-                'WHERE a.run_id = $1 AND a.source_table = $2 AND a.restored_by IS NULL ORDER BY a.id',
-                v_rel, v_cols,
-                (SELECT pg_catalog.string_agg('r.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-                   FROM pg_catalog.pg_attribute AS a
-                  WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''))
-              USING run_id, v_src.source_table;
-            GET DIAGNOSTICS v_n = ROW_COUNT;
-            UPDATE maint.archive AS a SET restored_by = v_run, restored_at = pg_catalog.clock_timestamp()
-             WHERE a.run_id = undo_run.run_id AND a.source_table = v_src.source_table AND a.restored_by IS NULL;
             v_tables := v_tables || pg_catalog.jsonb_build_object(v_src.source_table, v_n);
             v_total := v_total + v_n;
         END LOOP;
     EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_state = RETURNED_SQLSTATE;
-        v_error := pg_catalog.format('undo of run %s failed, nothing was restored: %s%s', run_id, SQLERRM,
-                                     coalesce(' (' || nullif(v_detail, '') || ')', ''));
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = PG_EXCEPTION_DETAIL;
+        -- the journal keeps the message only (a DETAIL quotes keys, a class 22 message values:
+        -- maint._redact_error); the caller sees them when it may read the table
+        v_error := pg_catalog.format('undo of run %s failed, nothing was restored: %s', run_id,
+                                     maint._redact_error(v_state, SQLERRM));
+        IF pg_catalog.to_regclass(v_current) IS NOT NULL
+           AND pg_catalog.has_table_privilege(pg_catalog.to_regclass(v_current), 'SELECT') THEN
+            v_shown := pg_catalog.format('undo of run %s failed, nothing was restored: %s%s', run_id, SQLERRM,
+                                         coalesce(' (' || nullif(v_detail, '') || ')', ''));
+        END IF;
         v_total := 0;
     END;
     PERFORM maint.run_finish(v_run, CASE WHEN v_error IS NULL THEN 'succeeded' ELSE 'failed' END,
         v_pending, v_total, pg_catalog.jsonb_build_object('undone_run', run_id, 'tables', v_tables), v_error);
     COMMIT;
     IF v_error IS NOT NULL THEN
-        RAISE EXCEPTION USING MESSAGE = v_error, ERRCODE = v_state;
+        RAISE EXCEPTION USING MESSAGE = coalesce(v_shown, v_error), ERRCODE = v_state;
     END IF;
     RAISE NOTICE 'undo of run %: % rows % (undo run %)', run_id, v_total,
         CASE WHEN dry_run THEN 'would be restored (dry run)' ELSE 'restored' END, v_run;
 END
 $$;
+
+COMMENT ON FUNCTION maint._undo_plan(bigint) IS 'Internal: per table, the rows a run archived and how many are still to restore';
+COMMENT ON FUNCTION maint._undo_table(bigint, bigint, text, name) IS 'Internal: restore one table''s archived rows of a run (as the table owner)';
 COMMENT ON PROCEDURE maint.undo_run(bigint, boolean) IS
-    'Put back the rows a cleanup run archived (all or nothing; journaled as task undo)';
+    'Put back the rows a cleanup run archived (all or nothing; as each table''s owner; journaled as task undo)';
+GRANT EXECUTE ON FUNCTION maint._undo_plan(bigint), maint._undo_table(bigint, bigint, text, name) TO maint_admin;
 GRANT EXECUTE ON PROCEDURE maint.undo_run(bigint, boolean) TO maint_admin;

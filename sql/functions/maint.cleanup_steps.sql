@@ -1,0 +1,550 @@
+-- The steps of a cleanup run that touch application tables. The committing procedures
+-- (maint.cleanup_engine.sql) decide what to do next and commit between batches; every
+-- statement on a rule's table happens here, in SECURITY DEFINER functions of the kit owner
+-- that
+--   * accept only a running run of this session, of a cleanup task, and a rule of that run;
+--   * check before every step that the rule's author (cleanup_rules.created_by) still may
+--     SELECT and DELETE on the table (and SELECT on an orphan rule's parent);
+--   * build every statement themselves from the rule, and run it in the table owner's
+--     executor (maint._executor), so the table's triggers, constraints, defaults and index
+--     expressions run as the owner, never as the caller (a superuser's pg_cron job, say);
+--   * write the archive themselves (maint_admin cannot write maint.archive).
+-- docs/security.md describes the model; docs/cleanup.md the batching.
+
+-- maint._cleanup_run_rule(p_run bigint, p_rule_id bigint, p_write boolean) -> maint.cleanup_rules
+--   The rule, checked to belong to run p_run, which must be a running cleanup run of this
+--   session (and not a dry run when p_write).
+CREATE OR REPLACE FUNCTION maint._cleanup_run_rule(p_run bigint, p_rule_id bigint, p_write boolean)
+    RETURNS maint.cleanup_rules
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs := maint._own_run(p_run);
+    v_rule maint.cleanup_rules;
+BEGIN
+    IF v_run.task NOT IN ('retention', 'orphans', 'duplicates', 'cleanup_all') THEN
+        RAISE EXCEPTION 'run % is a run of task %, not of a cleanup task', p_run, v_run.task
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_write AND v_run.dry_run THEN
+        RAISE EXCEPTION 'run % is a dry run: it removes nothing', p_run
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT coalesce(v_run.parameters->'rule_ids' @> pg_catalog.to_jsonb(p_rule_id), false) THEN
+        RAISE EXCEPTION 'rule % is not part of run %', p_rule_id, p_run
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO v_rule FROM maint.cleanup_rules AS r WHERE r.id = p_rule_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no cleanup rule with id %', p_rule_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_rule;
+END
+$$;
+
+-- maint._cleanup_author_refusal(p_rule maint.cleanup_rules, p_rel regclass) -> text
+--   NULL when the rule's author may have the rule carried out (SELECT and DELETE on the
+--   table; SELECT on an orphan rule's parent), else why not.
+CREATE OR REPLACE FUNCTION maint._cleanup_author_refusal(p_rule maint.cleanup_rules, p_rel regclass)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_parent regclass;
+BEGIN
+    IF pg_catalog.to_regrole(pg_catalog.quote_ident(p_rule.created_by)) IS NULL THEN
+        RETURN pg_catalog.format('rule %s: its author %s no longer exists; add the rule again as a role that may delete from %s',
+                                 p_rule.id, pg_catalog.quote_ident(p_rule.created_by), p_rel);
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'SELECT')
+       OR NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'DELETE') THEN
+        RETURN pg_catalog.format('rule %s: its author %s may not SELECT and DELETE on %s',
+                                 p_rule.id, pg_catalog.quote_ident(p_rule.created_by), p_rel);
+    END IF;
+    IF p_rule.kind = 'orphan' THEN
+        v_parent := maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table);
+        IF NOT pg_catalog.has_table_privilege(p_rule.created_by, v_parent, 'SELECT') THEN
+            RETURN pg_catalog.format('rule %s: its author %s may not SELECT on the parent table %s',
+                                     p_rule.id, pg_catalog.quote_ident(p_rule.created_by), v_parent);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- maint._cleanup_owner(p_rel regclass) -> oid: the role that owns a table.
+CREATE OR REPLACE FUNCTION maint._cleanup_owner(p_rel regclass)
+    RETURNS oid
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+$$;
+
+-- maint._cleanup_cutoff(p_run bigint, p_rule maint.cleanup_rules) -> timestamptz
+--   A retention rule's cut-off in run p_run: the run's start minus the rule's keep
+--   (computed once per run, from the journal, so every batch agrees). NULL for other kinds.
+CREATE OR REPLACE FUNCTION maint._cleanup_cutoff(p_run bigint, p_rule maint.cleanup_rules)
+    RETURNS timestamptz
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_rule.kind = 'retention' THEN r.started_at - p_rule.keep END
+      FROM maint.runs AS r WHERE r.id = p_run
+$$;
+
+-- maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text) -> jsonb
+--   Runs a statement that returns one ('m', doc) row in executor p_exec and returns doc
+--   (NULL when it returned no row).
+CREATE OR REPLACE FUNCTION maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_doc jsonb;
+BEGIN
+    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, false) AS e WHERE e.kind = ''m''',
+                              p_exec)
+       INTO v_doc USING p_sql, p_a, p_b, p_lock_ms;
+    RETURN v_doc;
+END
+$$;
+
+-- maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text) -> void
+--   Runs a utility statement (LOCK, DETACH, DROP, CREATE TEMP TABLE, ANALYZE) in executor p_exec.
+CREATE OR REPLACE FUNCTION maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM maint_exec.%I($1, NULL, NULL, NULL, $2, true)', p_exec)
+      USING p_sql, p_lock_ms;
+END
+$$;
+
+-- maint._cleanup_archive_batch(p_exec, p_sql, p_a, p_b, p_lock_ms, p_run, p_rule, p_source) -> jsonb
+--   Runs one batch statement in executor p_exec and writes the rows it returns as ('r', row)
+--   to maint.archive (run, rule, source table) in the same statement; returns the meta doc
+--   with "archived" added.
+CREATE OR REPLACE FUNCTION maint._cleanup_archive_batch(
+    p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text, p_run bigint, p_rule bigint, p_source text)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_meta jsonb;
+    v_archived bigint;
+BEGIN
+    EXECUTE pg_catalog.format(
+        'WITH x AS MATERIALIZED (SELECT e.kind, e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, false) AS e), '
+        'arch AS (INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
+        '         SELECT $5, $6, $7, x.doc FROM x WHERE x.kind = ''r'' RETURNING 1) '
+        'SELECT (SELECT x.doc FROM x WHERE x.kind = ''m''), (SELECT pg_catalog.count(*) FROM arch)', p_exec)
+       INTO v_meta, v_archived USING p_sql, p_a, p_b, p_lock_ms, p_run, p_rule, p_source;
+    RETURN coalesce(v_meta, '{}'::jsonb) || pg_catalog.jsonb_build_object('archived', v_archived);
+END
+$$;
+
+-- maint._cleanup_fail(p_rule maint.cleanup_rules, p_table text, p_sqlstate text, p_message text) -> text
+--   A rule's error as the journal keeps it (maint._redact_error).
+CREATE OR REPLACE FUNCTION maint._cleanup_fail(p_rule maint.cleanup_rules, p_table text, p_sqlstate text, p_message text)
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('rule %s (%s on %s): %s', p_rule.id, p_rule.kind, p_table,
+                             maint._redact_error(p_sqlstate, p_message))
+$$;
+
+-- maint._cleanup_preflight(p_run bigint, p_rule_id bigint, p_lock_ms text) -> jsonb
+--   Everything a rule's run needs before its first batch, read as the table's owner:
+--   resolve and check the table, the author's rights and the condition (again, before
+--   every run), count the candidates and the table's rows, the key range of a single
+--   integer key, the partitions that can be dropped whole, and for a dedupe rule (not in
+--   a dry run) the work table of victims. Never raises for a rule-level problem: returns
+--   {"status": "ok" | "skipped" | "refused" | "failed" | "cancelled", "error", "res": the
+--   rule's journal entry so far, "units", "identity", "int_key", "id_lo", "id_hi",
+--   "candidates", "rows", "fraction", "victims", "cutoff"}.
+CREATE OR REPLACE FUNCTION maint._cleanup_preflight(p_run bigint, p_rule_id bigint, p_lock_ms text)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs;
+    v_rule maint.cleanup_rules;
+    v_rel regclass;
+    v_exec name;
+    v_identity name[];
+    v_cutoff timestamptz;
+    v_pred text;
+    v_res jsonb;
+    v_out jsonb;
+    v_doc jsonb;
+    v_refusal text;
+    v_int_key boolean := false;
+    v_units jsonb := '[]'::jsonb;
+    v_victims text;
+    v_candidates bigint;
+    v_rows bigint;
+    v_part record;
+    v_owner oid;
+    v_state text;
+BEGIN
+    v_rule := maint._cleanup_run_rule(p_run, p_rule_id, false);
+    SELECT * INTO v_run FROM maint.runs AS r WHERE r.id = p_run;
+    v_res := pg_catalog.jsonb_build_object('rule_id', v_rule.id, 'kind', v_rule.kind,
+        'table', pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table),
+        'archive', v_rule.archive, 'author', v_rule.created_by);
+    PERFORM pg_catalog.set_config('lock_timeout', p_lock_ms, true);
+    PERFORM pg_catalog.set_config('jit', 'off', true);   -- compiling costs more than these queries gain
+    BEGIN
+        v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
+        PERFORM maint._cleanup_check_table(v_rel);
+        v_refusal := maint._cleanup_author_refusal(v_rule, v_rel);
+        IF v_refusal IS NOT NULL THEN
+            RETURN pg_catalog.jsonb_build_object('status', 'skipped', 'error', v_refusal || '; skipped', 'res', v_res);
+        END IF;
+        BEGIN
+            PERFORM maint._cleanup_check_condition(v_rel, v_rule.condition);
+        EXCEPTION WHEN OTHERS THEN
+            RETURN pg_catalog.jsonb_build_object('status', 'refused', 'res', v_res,
+                'error', pg_catalog.format('rule %s: its condition is not accepted any more: %s', v_rule.id, SQLERRM));
+        END;
+        v_owner := maint._cleanup_owner(v_rel);
+        v_exec := maint._executor(v_owner);
+        v_identity := maint._cleanup_identity(v_rel);
+        v_cutoff := maint._cleanup_cutoff(p_run, v_rule);
+        v_pred := maint._cleanup_predicate(v_rule, v_cutoff);
+        v_res := v_res || pg_catalog.jsonb_build_object('cutoff', v_cutoff,
+            'cascades', maint._cleanup_cascades(v_rel), 'size_before', maint._cleanup_size(v_rel),
+            'keyset', coalesce(pg_catalog.array_to_string(v_identity, ','), 'ctid'),
+            'owner', pg_catalog.pg_get_userbyid(v_owner));
+        IF pg_catalog.cardinality(v_identity) = 1 THEN
+            v_int_key := maint._cleanup_column_type(v_rel, v_identity[1]) IN ('smallint', 'integer', 'bigint');
+        END IF;
+        IF v_rule.kind = 'dedupe' THEN
+            v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
+            IF v_run.dry_run THEN
+                v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
+                    'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', (SELECT pg_catalog.count(*) FROM (%s) AS w), '
+                    '''rows'', (SELECT pg_catalog.count(*) FROM %s))',
+                    maint._cleanup_dedupe_window(v_rule, v_rel, v_identity), v_rel), NULL, NULL, p_lock_ms);
+            ELSE
+                -- the victims, numbered, in a work table of the session owned by the table's owner
+                v_victims := 'pgmaint_victims_' || v_rule.id;
+                PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', v_victims), p_lock_ms);
+                PERFORM maint._cleanup_command(v_exec, pg_catalog.format(
+                    'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
+                    'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, w.* FROM (%s) AS w',
+                    v_victims,
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('w._pgmaint_k%s', i), ', ' ORDER BY i)
+                       FROM pg_catalog.generate_subscripts(v_identity, 1) AS i),
+                    maint._cleanup_dedupe_window(v_rule, v_rel, v_identity)), p_lock_ms);
+                PERFORM maint._cleanup_command(v_exec,
+                    pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims), p_lock_ms);
+                v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
+                    'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', (SELECT pg_catalog.count(*) FROM pg_temp.%I), '
+                    '''rows'', (SELECT pg_catalog.count(*) FROM %s))', v_victims, v_rel), NULL, NULL, p_lock_ms);
+            END IF;
+        ELSIF v_int_key THEN
+            -- single integer key: batches are ranges of it between the lowest and highest match
+            -- (the predicate in WHERE, not in an aggregate FILTER: an orphan's NOT EXISTS
+            -- then plans as one anti-join instead of a subquery per row)
+            v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
+                'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', pg_catalog.count(*), '
+                '''id_lo'', pg_catalog.min(t.%3$I), ''id_hi'', pg_catalog.max(t.%3$I), '
+                '''rows'', (SELECT pg_catalog.count(*) FROM %2$s)) FROM %2$s AS t WHERE %1$s',
+                v_pred, v_rel, v_identity[1]), NULL, NULL, p_lock_ms);
+        ELSE
+            v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
+                'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', '
+                '(SELECT pg_catalog.count(*) FROM %1$s AS t WHERE %2$s), ''rows'', (SELECT pg_catalog.count(*) FROM %1$s))',
+                v_rel, v_pred), NULL, NULL, p_lock_ms);
+        END IF;
+        v_candidates := (v_doc->>'candidates')::bigint;
+        v_rows := (v_doc->>'rows')::bigint;
+        -- retention of a table range-partitioned on the time column: drop whole expired
+        -- partitions (owned by the table's owner), delete rows only from the others
+        IF v_rule.kind = 'retention' AND v_rule.condition IS NULL THEN
+            FOR v_part IN SELECT * FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, v_cutoff) LOOP
+                IF v_part.expired AND maint._cleanup_owner(v_part.partition) = v_owner THEN
+                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'mode', 'drop', 'rel', v_part.partition::text));
+                ELSIF v_identity IS NULL THEN
+                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'mode', 'rows', 'rel', v_part.partition::text));
+                END IF;
+            END LOOP;
+        END IF;
+        IF pg_catalog.jsonb_array_length(v_units) = 0 OR v_identity IS NOT NULL THEN
+            v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                'mode', 'rows', 'rel', v_rel::text));
+        END IF;
+        v_res := v_res || pg_catalog.jsonb_build_object('candidates', v_candidates, 'table_rows', v_rows,
+            'fraction', CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END,
+            'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
+                                     FROM pg_catalog.jsonb_array_elements(v_units) AS u WHERE u->>'mode' = 'drop'));
+    EXCEPTION
+        WHEN lock_not_available THEN
+            RETURN pg_catalog.jsonb_build_object('status', 'skipped', 'res', v_res,
+                'error', pg_catalog.format('rule %s: could not lock %s within %sms for the preflight; skipped',
+                                           v_rule.id, v_res->>'table', p_lock_ms));
+        WHEN query_canceled THEN
+            RETURN pg_catalog.jsonb_build_object('status', 'cancelled', 'res', v_res,
+                'error', pg_catalog.format('rule %s: %s', v_rule.id, SQLERRM));
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+            RETURN pg_catalog.jsonb_build_object('status', 'failed', 'res', v_res,
+                'error', maint._cleanup_fail(v_rule, v_res->>'table', v_state, SQLERRM));
+    END;
+    RETURN pg_catalog.jsonb_build_object('status', 'ok', 'res', v_res, 'units', v_units,
+        'identity', pg_catalog.to_jsonb(v_identity), 'int_key', v_int_key,
+        'id_lo', v_doc->'id_lo', 'id_hi', v_doc->'id_hi', 'candidates', v_candidates, 'rows', v_rows,
+        'fraction', v_res->'fraction', 'victims', v_victims);
+END
+$$;
+
+-- maint._cleanup_unit(p_rule maint.cleanup_rules, p_unit text) -> regclass
+--   A unit of work of a rule: its table or one of the table's direct partitions.
+CREATE OR REPLACE FUNCTION maint._cleanup_unit(p_rule maint.cleanup_rules, p_unit text)
+    RETURNS regclass
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rel regclass := maint._cleanup_rel(p_rule.target_schema, p_rule.target_table);
+    v_unit regclass := pg_catalog.to_regclass(p_unit);
+BEGIN
+    IF v_unit IS NULL OR (v_unit <> v_rel AND NOT EXISTS (
+            SELECT 1 FROM pg_catalog.pg_inherits AS i WHERE i.inhrelid = v_unit AND i.inhparent = v_rel)) THEN
+        RAISE EXCEPTION '% is neither the table of rule % nor one of its partitions', coalesce(p_unit, 'NULL'), p_rule.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN v_unit;
+END
+$$;
+
+-- maint._cleanup_batch(p_run, p_rule_id, p_unit, p_mode, p_a, p_b, p_lock_ms) -> jsonb
+--   One batch of a rule on p_unit (the rule's table or one of its partitions), as the
+--   table's owner, with the removed rows archived in the same statement:
+--     'bound'   the upper key of the next keyset batch after $1 -> {"upper": [...] or null}
+--     'keyset'  delete keys after p_a up to p_b (p_b NULL: to the end)      -> {"del"}
+--     'idrange' delete integer keys p_a[1] .. p_a[2]                         -> {"del"}
+--     'next_id' the lowest matching integer key above p_a[1]                 -> {"next": "k" or null}
+--     'pages'   delete in heap pages p_a[1] .. p_a[2] (tables without key)   -> {"del"}
+--     'dedupe'  delete the next victims after sequence number p_a[1]         -> {"sel", "del", "last"}
+--   Raises on errors (lock_not_available and query_canceled as they are; other errors
+--   with the message maint._redact_error leaves), so the caller can retry or give up.
+CREATE OR REPLACE FUNCTION maint._cleanup_batch(
+    p_run bigint, p_rule_id bigint, p_unit text, p_mode text, p_a text[], p_b text[], p_lock_ms text)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, p_mode NOT IN ('bound', 'next_id'));
+    v_rel regclass;
+    v_unit regclass;
+    v_exec name;
+    v_identity name[];
+    v_pred text;
+    v_refusal text;
+    v_victims text;
+    v_out jsonb;
+    v_state text;
+BEGIN
+    v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
+    v_unit := maint._cleanup_unit(v_rule, p_unit);
+    v_refusal := maint._cleanup_author_refusal(v_rule, v_rel);
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    v_exec := maint._executor(maint._cleanup_owner(v_rel));
+    v_pred := maint._cleanup_predicate(v_rule, maint._cleanup_cutoff(p_run, v_rule));
+    BEGIN
+        IF p_mode = 'dedupe' THEN
+            v_victims := 'pgmaint_victims_' || v_rule.id;
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
+                            WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims))
+                              AND c.relowner = maint._cleanup_owner(v_rel)) THEN
+                RAISE EXCEPTION 'the work table of rule % is missing or not the table owner''s', v_rule.id
+                    USING ERRCODE = 'object_not_in_prerequisite_state';
+            END IF;
+            v_identity := coalesce(maint._cleanup_identity(v_rel), ARRAY['ctid']::name[]);
+            v_out := maint._cleanup_archive_batch(v_exec,
+                maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size),
+                p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+        ELSIF p_mode = 'bound' THEN
+            v_identity := maint._cleanup_identity(v_unit);
+            v_out := pg_catalog.jsonb_build_object('upper', maint._cleanup_query(v_exec,
+                maint._cleanup_bound_sql(v_unit, v_identity, v_pred, v_rule.batch_size, p_a IS NULL),
+                p_a, NULL, p_lock_ms));
+        ELSIF p_mode = 'keyset' THEN
+            v_identity := maint._cleanup_identity(v_unit);
+            v_out := maint._cleanup_archive_batch(v_exec,
+                maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_rule.archive, p_a IS NULL, p_b IS NOT NULL),
+                p_a, p_b, p_lock_ms, p_run, v_rule.id, v_rel::text);
+        ELSIF p_mode = 'idrange' THEN
+            v_identity := maint._cleanup_identity(v_unit);
+            v_out := maint._cleanup_archive_batch(v_exec,
+                maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_rule.archive),
+                p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+        ELSIF p_mode = 'next_id' THEN
+            v_identity := maint._cleanup_identity(v_unit);
+            v_out := pg_catalog.jsonb_build_object('next', maint._cleanup_query(v_exec,
+                maint._cleanup_next_id_sql(v_unit, v_identity[1], v_pred), p_a, NULL, p_lock_ms));
+        ELSIF p_mode = 'pages' THEN
+            v_out := maint._cleanup_archive_batch(v_exec,
+                maint._cleanup_ctid_sql(v_unit, v_pred, v_rule.archive),
+                p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+        ELSE
+            RAISE EXCEPTION 'unknown batch mode %', pg_catalog.quote_nullable(p_mode)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    EXCEPTION
+        WHEN lock_not_available OR query_canceled THEN
+            RAISE;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+            RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = maint._redact_error(v_state, SQLERRM);
+    END;
+    RETURN v_out;
+END
+$$;
+
+-- maint._cleanup_drop_partition(p_run, p_rule_id, p_partition, p_lock_ms) -> bigint
+--   Removes an expired partition of a retention rule's table as the table's owner: locks
+--   it (no row may arrive between the copy to the archive and the DETACH), archives its
+--   rows when the rule archives, detaches and drops it. Returns the number of rows it had.
+--   The partition is checked again to be a direct partition of the rule's table, owned by
+--   the same role, whose whole range lies before the run's cut-off.
+CREATE OR REPLACE FUNCTION maint._cleanup_drop_partition(p_run bigint, p_rule_id bigint, p_partition text, p_lock_ms text)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, true);
+    v_rel regclass;
+    v_part regclass;
+    v_exec name;
+    v_refusal text;
+    v_doc jsonb;
+    v_rows bigint;
+BEGIN
+    v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
+    v_part := maint._cleanup_unit(v_rule, p_partition);
+    v_refusal := maint._cleanup_author_refusal(v_rule, v_rel);
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF v_rule.kind <> 'retention' OR v_rule.condition IS NOT NULL OR NOT EXISTS (
+            SELECT 1 FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, maint._cleanup_cutoff(p_run, v_rule)) AS p
+             WHERE p.partition = v_part AND p.expired)
+       OR maint._cleanup_owner(v_part) <> maint._cleanup_owner(v_rel) THEN
+        RAISE EXCEPTION 'partition % of % is not expired for rule %', v_part, v_rel, v_rule.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    v_exec := maint._executor(maint._cleanup_owner(v_rel));
+    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_part), p_lock_ms);
+    IF v_rule.archive THEN
+        v_doc := maint._cleanup_archive_batch(v_exec, pg_catalog.format(
+            'SELECT ''r''::text, pg_catalog.to_jsonb(t) FROM %s AS t', v_part),
+            NULL, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+        v_rows := (v_doc->>'archived')::bigint;
+    ELSE
+        v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
+            'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s', v_part), NULL, NULL, p_lock_ms);
+        v_rows := v_doc::text::bigint;
+    END IF;
+    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', v_rel, v_part), p_lock_ms);
+    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_part), p_lock_ms);
+    RETURN v_rows;
+END
+$$;
+
+-- maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text) -> jsonb
+--   After a rule's batches: drops its work table (dedupe) and sizes the table under the
+--   lock timeout (never waiting in front of the application for a statistic).
+--   Returns {"size_after": bytes or null}.
+CREATE OR REPLACE FUNCTION maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, false);
+    v_rel regclass := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table));
+    v_victims regclass := pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', 'pgmaint_victims_' || v_rule.id));
+    v_size bigint;
+BEGIN
+    IF v_victims IS NOT NULL AND v_rel IS NOT NULL
+       AND (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = v_victims) = maint._cleanup_owner(v_rel) THEN
+        PERFORM maint._cleanup_command(maint._executor(maint._cleanup_owner(v_rel)),
+                                       pg_catalog.format('DROP TABLE %s', v_victims), p_lock_ms);
+    END IF;
+    IF v_rel IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('lock_timeout', p_lock_ms, true);
+        BEGIN
+            v_size := maint._cleanup_size(v_rel);
+        EXCEPTION WHEN lock_not_available THEN
+            v_size := NULL;
+        END;
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('size_after', v_size);
+END
+$$;
+
+COMMENT ON FUNCTION maint._cleanup_run_rule(bigint, bigint, boolean) IS 'Internal: a rule of a running cleanup run of this session';
+COMMENT ON FUNCTION maint._cleanup_author_refusal(maint.cleanup_rules, regclass) IS 'Internal: why a rule''s author may not have it carried out (NULL: may)';
+COMMENT ON FUNCTION maint._cleanup_owner(regclass) IS 'Internal: the owner of a table';
+COMMENT ON FUNCTION maint._cleanup_cutoff(bigint, maint.cleanup_rules) IS 'Internal: a retention rule''s cut-off in a run';
+COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text) IS 'Internal: run a one-row statement in an executor';
+COMMENT ON FUNCTION maint._cleanup_command(name, text, text) IS 'Internal: run a utility statement in an executor';
+COMMENT ON FUNCTION maint._cleanup_archive_batch(name, text, text[], text[], text, bigint, bigint, text) IS 'Internal: run a batch in an executor and archive its rows';
+COMMENT ON FUNCTION maint._cleanup_fail(maint.cleanup_rules, text, text, text) IS 'Internal: a rule error as the journal keeps it';
+COMMENT ON FUNCTION maint._cleanup_preflight(bigint, bigint, text) IS 'Internal: count and check a rule before its batches (as the table owner)';
+COMMENT ON FUNCTION maint._cleanup_unit(maint.cleanup_rules, text) IS 'Internal: a rule''s table or one of its partitions';
+COMMENT ON FUNCTION maint._cleanup_batch(bigint, bigint, text, text, text[], text[], text) IS 'Internal: one batch of a rule (as the table owner, archived)';
+COMMENT ON FUNCTION maint._cleanup_drop_partition(bigint, bigint, text, text) IS 'Internal: archive and drop an expired partition (as the table owner)';
+COMMENT ON FUNCTION maint._cleanup_rule_done(bigint, bigint, text) IS 'Internal: drop a rule''s work table and size its table';
+
+-- the steps check the run, the rule and the author themselves; the helpers that run
+-- statements in executors are for them only and granted to nobody
+GRANT EXECUTE ON FUNCTION
+    maint._cleanup_run_rule(bigint, bigint, boolean),
+    maint._cleanup_author_refusal(maint.cleanup_rules, regclass),
+    maint._cleanup_owner(regclass),
+    maint._cleanup_cutoff(bigint, maint.cleanup_rules),
+    maint._cleanup_fail(maint.cleanup_rules, text, text, text),
+    maint._cleanup_unit(maint.cleanup_rules, text)
+TO maint_monitor;
+GRANT EXECUTE ON FUNCTION
+    maint._cleanup_preflight(bigint, bigint, text),
+    maint._cleanup_batch(bigint, bigint, text, text, text[], text[], text),
+    maint._cleanup_drop_partition(bigint, bigint, text, text),
+    maint._cleanup_rule_done(bigint, bigint, text)
+TO maint_admin;

@@ -1,0 +1,7 @@
+-- pgmaint 0092: routines the security model replaced (their function files now define
+-- other signatures or none; docs/security.md).
+DROP FUNCTION IF EXISTS maint._cleanup_archive_cte(boolean);
+DROP FUNCTION IF EXISTS maint._cleanup_sample(regclass, text, integer);
+DROP FUNCTION IF EXISTS maint._task_lock_key(text);
+DROP PROCEDURE IF EXISTS maint._cleanup_rule(bigint, bigint, boolean, timestamptz, timestamptz, interval, numeric,
+                                             boolean, jsonb, text);
