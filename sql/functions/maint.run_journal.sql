@@ -5,8 +5,8 @@
 
 -- maint.mark_abandoned_runs(p_task text DEFAULT NULL) -> integer
 --   Marks 'running' runs whose session is gone as 'abandoned' and returns how many.
---   A run is alive while its session (backend_pid) holds the task's advisory lock;
---   a crashed or terminated session releases the lock, which is how we notice.
+--   A run is alive while its session (backend_pid) holds the task's lock (see
+--   maint.task_lock.sql); a crashed or terminated session loses it, which is how we notice.
 CREATE OR REPLACE FUNCTION maint.mark_abandoned_runs(p_task text DEFAULT NULL)
     RETURNS integer
     LANGUAGE plpgsql
@@ -32,8 +32,8 @@ END
 $$;
 
 -- maint.run_start(p_task, p_parameters, p_dry_run, p_source) -> bigint (the run id)
---   Takes the task's advisory lock (raising lock_not_available, naming the running
---   run, when another session holds it), and journals a 'running' row.
+--   Takes the task's lock (raising lock_not_available, naming the holding session's pid,
+--   role and application, when another session holds it), and journals a 'running' row.
 --   p_source: 'sql' | 'cli' | 'cron'; NULL detects it (pg_cron worker -> cron,
 --   application_name pgmaint -> cli, anything else -> sql).
 CREATE OR REPLACE FUNCTION maint.run_start(
@@ -52,6 +52,7 @@ DECLARE
     v_source text;
     v_id bigint;
     v_other record;
+    v_holder record;
 BEGIN
     IF p_task IS NULL OR p_task !~ '^[a-z][a-z0-9_.:-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid task name %: use lower-case letters, digits, _ . : -',
@@ -80,32 +81,30 @@ BEGIN
     END IF;
 
     PERFORM maint.mark_abandoned_runs(p_task);
-    IF maint.task_lock_holder(p_task) = pg_catalog.pg_backend_pid() THEN
-        -- this session already holds the lock: a run it started earlier never closed
-        -- (an error escaped the task); close it before starting the new one
-        UPDATE maint.runs
-           SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
-               error = 'abandoned: a new run of the task started in the same session before this one was closed'
-         WHERE task = p_task AND status = 'running' AND backend_pid = pg_catalog.pg_backend_pid();
-    ELSIF NOT maint.try_task_lock(p_task) THEN
+    IF NOT maint.try_task_lock(p_task) THEN
+        SELECT h.pid, h.role, h.application, h.since INTO v_holder FROM maint._task_holder(p_task) AS h;
         SELECT r.id, r.backend_pid, r.started_at, r.source INTO v_other
           FROM maint.runs AS r
          WHERE r.task = p_task AND r.status = 'running'
          ORDER BY r.id DESC LIMIT 1;
-        IF v_other.id IS NULL THEN
-            RAISE EXCEPTION 'task % is already running in session %', p_task,
-                maint.task_lock_holder(p_task)
-                USING ERRCODE = 'lock_not_available',
-                      HINT = 'wait for it to finish; pgmaint never runs the same task twice at once';
-        END IF;
-        RAISE EXCEPTION 'task % is already running (run %, session %, from %, started %)',
-            p_task, v_other.id, v_other.backend_pid, v_other.source, v_other.started_at
+        RAISE EXCEPTION 'task % is already running (%session %, role %, application %, since %)', p_task,
+            CASE WHEN v_other.id IS NOT NULL AND v_other.backend_pid = v_holder.pid
+                 THEN pg_catalog.format('run %s, ', v_other.id) ELSE '' END,
+            coalesce(v_holder.pid::text, '?'), coalesce(v_holder.role, '?'),
+            coalesce(pg_catalog.quote_literal(v_holder.application), '?'), coalesce(v_holder.since::text, '?')
             USING ERRCODE = 'lock_not_available',
                   HINT = 'wait for it to finish; pgmaint never runs the same task twice at once';
     END IF;
+    -- this session already held the lock: a run it started earlier never closed (an
+    -- error escaped the task); close it before starting the new one
+    UPDATE maint.runs
+       SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
+           error = 'abandoned: a new run of the task started in the same session before this one was closed'
+     WHERE task = p_task AND status = 'running' AND backend_pid = pg_catalog.pg_backend_pid();
 
-    INSERT INTO maint.runs (task, parameters, dry_run, source)
-    VALUES (p_task, coalesce(p_parameters, '{}'::jsonb), p_dry_run, v_source)
+    INSERT INTO maint.runs (task, parameters, dry_run, source, application)
+    VALUES (p_task, coalesce(p_parameters, '{}'::jsonb), p_dry_run, v_source,
+            pg_catalog.current_setting('application_name'))
     RETURNING id INTO v_id;
     RETURN v_id;
 END
