@@ -151,17 +151,29 @@ def test_sequence_exhaustion_against_sequence_and_column(db):
 
 
 def test_sequence_exhaustion_as_monitoring_role(db, pg_server, make_role):
+    """A sequence's value is data: a monitoring role sees findings only for sequences it may
+    read, and an honest unknown for the others (issue 10: mon read last_value through the
+    check, with thresholds it supplied)."""
     db.execute("CREATE TABLE seqt (id serial PRIMARY KEY)")
     db.execute("SELECT setval('seqt_id_seq', 2040109466)")
     role = make_role("maint_monitor")
     with sessions(pg_server, db.info.dbname, user=role) as (mon,):
-        # pg_sequences hides the value from the role; the SECURITY DEFINER check reads it
         assert (
             mon.execute(
                 "SELECT last_value FROM pg_sequences WHERE sequencename = 'seqt_id_seq'"
             ).fetchone()[0]
             is None
         )
-        assert (
-            find(run_one(mon, "sequence_exhaustion"), "public.seqt_id_seq")["status"] == "critical"
-        )
+        rows = run_one(mon, "sequence_exhaustion")
+        assert [r["status"] for r in rows] == ["unknown"]
+        assert "public.seqt_id_seq" in rows[0]["detail"] and "2040109466" not in str(rows)
+        # thresholds the role supplies itself do not reveal it either
+        direct = mon.execute(
+            "SELECT r.value, r.detail, r.metadata FROM maint.health_sequence_exhaustion("
+            " ROW('sequence_exhaustion', 'capacity', 0, 0, true, '{}', '%%', '5s', '')"
+            "::maint.check_config) AS r"
+        ).fetchall()
+        assert "2040109466" not in str(direct) and all(r[0] is None for r in direct)
+    db.execute(f'GRANT SELECT ON seqt_id_seq TO "{role}"')
+    with sessions(pg_server, db.info.dbname, user=role) as (mon,):
+        assert find(run_one(mon, "sequence_exhaustion"), "public.seqt_id_seq")["status"] == "critical"

@@ -187,7 +187,9 @@ COMMENT ON FUNCTION maint.health_check(text[], text[]) IS
 --   returns them. With keep, history older than that is deleted first; without, retention
 --   is left to maint.purge_history (the monthly scheduled trim). What the pg_cron job calls:
 --     SELECT maint.record_health_check()
---   Runs with the caller's rights: maint_admin may insert into maint.health_history.
+--   The checks run with the caller's rights (what a role may not see is 'unknown', never
+--   read for it with more rights); the rows are written by maint._health_record, since
+--   maint_admin cannot write maint.health_history.
 CREATE OR REPLACE FUNCTION maint.record_health_check("only" text[] DEFAULT NULL,
                                                      skip text[] DEFAULT NULL,
                                                      keep interval DEFAULT NULL)
@@ -196,33 +198,66 @@ CREATE OR REPLACE FUNCTION maint.record_health_check("only" text[] DEFAULT NULL,
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_rows maint.health_result[];
 BEGIN
     IF keep < interval '1 hour' THEN
         RAISE EXCEPTION 'keep must be at least 1 hour, got %', keep
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF keep IS NOT NULL THEN
-        DELETE FROM maint.health_history AS h WHERE h.recorded_at < pg_catalog.now() - keep;
-    END IF;
-    RETURN QUERY
-    WITH r AS MATERIALIZED (
-        SELECT * FROM maint.health_check("only", skip)
-    ), saved AS (
-        INSERT INTO maint.health_history (check_name, status, category, object_type, object_name,
-                                          value, unit, warn, crit, detail, remediation, fix_sql, metadata)
-        SELECT r.check_name, r.status, r.category, r.object_type, r.object_name, r.value, r.unit,
-               r.warn, r.crit, r.detail, r.remediation, r.fix_sql, r.metadata
-          FROM r
-    )
-    SELECT * FROM r;
+    v_rows := ARRAY(SELECT r FROM maint.health_check("only", skip) AS r);
+    PERFORM maint._health_record(v_rows, keep);
+    RETURN QUERY SELECT * FROM pg_catalog.unnest(v_rows);
 END
 $$;
+
+-- maint._health_record(p_rows maint.health_result[], p_keep interval) -> integer
+--   Appends check results to maint.health_history (after deleting history older than
+--   p_keep, when given) and returns how many. Only rows of known checks with a valid
+--   status are accepted.
+CREATE OR REPLACE FUNCTION maint._health_record(p_rows maint.health_result[], p_keep interval DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_bad text;
+    v_n integer;
+BEGIN
+    IF p_keep < interval '1 hour' THEN
+        RAISE EXCEPTION 'keep must be at least 1 hour, got %', p_keep
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.string_agg(DISTINCT coalesce(r.check_name, 'NULL'), ', ') INTO v_bad
+      FROM pg_catalog.unnest(p_rows) AS r
+     WHERE NOT EXISTS (SELECT 1 FROM maint.check_config AS c WHERE c.check_name = r.check_name);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown health check(s) in the rows to record: %', v_bad
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF p_keep IS NOT NULL THEN
+        DELETE FROM maint.health_history AS h WHERE h.recorded_at < pg_catalog.now() - p_keep;
+    END IF;
+    INSERT INTO maint.health_history (check_name, status, category, object_type, object_name,
+                                      value, unit, warn, crit, detail, remediation, fix_sql, metadata)
+    SELECT r.check_name, r.status, r.category, r.object_type, r.object_name, r.value, r.unit,
+           r.warn, r.crit, r.detail, r.remediation, r.fix_sql, coalesce(r.metadata, '{}'::jsonb)
+      FROM pg_catalog.unnest(p_rows) AS r;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION maint._health_record(maint.health_result[], interval) IS
+    'Internal: append health check results to maint.health_history';
 COMMENT ON FUNCTION maint.record_health_check(text[], text[], interval) IS
     'Run the health checks and append the results to maint.health_history (what the pg_cron job calls)';
 
 -- maint.check_configure(check_name, warn, crit, enabled, params, lock_timeout) -> maint.check_config
 --   Changes a check's settings; NULL keeps the current value, params are merged into the
---   current ones. Plain UPDATEs of maint.check_config work too (e.g. to clear a threshold).
+--   current ones. maint.check_clear removes a threshold. maint.check_config is written
+--   only through these two (SECURITY DEFINER) functions.
 CREATE OR REPLACE FUNCTION maint.check_configure(
     check_name text,
     warn numeric DEFAULT NULL,
@@ -234,6 +269,7 @@ CREATE OR REPLACE FUNCTION maint.check_configure(
     RETURNS maint.check_config
     LANGUAGE plpgsql
     VOLATILE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
@@ -263,6 +299,38 @@ $$;
 COMMENT ON FUNCTION maint.check_configure(text, numeric, numeric, boolean, jsonb, interval) IS
     'Change the thresholds, params or enabled flag of a health check';
 
+-- maint.check_clear(check_name text, threshold text) -> maint.check_config
+--   Removes a check's 'warn' or 'crit' threshold (sets it to NULL: that level is not used).
+CREATE OR REPLACE FUNCTION maint.check_clear(check_name text, threshold text)
+    RETURNS maint.check_config
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v_row maint.check_config;
+BEGIN
+    IF threshold IS NULL OR threshold NOT IN ('warn', 'crit') THEN
+        RAISE EXCEPTION 'threshold must be ''warn'' or ''crit'', got %', pg_catalog.quote_nullable(threshold)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE maint.check_config AS c
+       SET warn = CASE WHEN threshold = 'warn' THEN NULL ELSE c.warn END,
+           crit = CASE WHEN threshold = 'crit' THEN NULL ELSE c.crit END
+     WHERE c.check_name = check_name
+    RETURNING c.* INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown health check %', pg_catalog.quote_nullable(check_name)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT check_name FROM maint.check_config lists the checks';
+    END IF;
+    RETURN v_row;
+END
+$$;
+COMMENT ON FUNCTION maint.check_clear(text, text) IS 'Remove the warn or crit threshold of a health check';
+
 GRANT EXECUTE ON FUNCTION
     maint._health_level(numeric, numeric, numeric, boolean),
     maint._health_row(text, text, text, text, numeric, text, text, jsonb, text),
@@ -272,5 +340,7 @@ GRANT EXECUTE ON FUNCTION
 TO maint_monitor;
 GRANT EXECUTE ON FUNCTION
     maint.record_health_check(text[], text[], interval),
-    maint.check_configure(text, numeric, numeric, boolean, jsonb, interval)
+    maint._health_record(maint.health_result[], interval),
+    maint.check_configure(text, numeric, numeric, boolean, jsonb, interval),
+    maint.check_clear(text, text)
 TO maint_admin;

@@ -309,18 +309,18 @@ $$;
 -- sequence_exhaustion: how much of its range each sequence has used, against its own
 -- maximum and against the type of every column it feeds (an int4 column fed by a bigint
 -- sequence fails at 2147483647 however large the sequence's maximum is).
--- SECURITY DEFINER: pg_sequences.last_value is NULL for sequences the caller may not
--- read; only the percentages are returned.
+-- It runs with the caller's rights: a sequence's value is data, so a role sees findings
+-- only for sequences it may read (SELECT or USAGE, as pg_sequences.last_value does) and
+-- one 'unknown' row counting the others.
 CREATE OR REPLACE FUNCTION maint.health_sequence_exhaustion(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
     STABLE
-    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH seq AS (
         SELECT c.oid AS seqid, s.last_value, s.min_value, s.max_value, s.increment_by, s.cycle,
-               pg_catalog.has_sequence_privilege(c.oid, 'SELECT') AS readable
+               pg_catalog.has_sequence_privilege(c.oid, 'SELECT, USAGE') AS readable
           FROM pg_catalog.pg_sequences AS s
           JOIN pg_catalog.pg_namespace AS n ON n.nspname = s.schemaname
           JOIN pg_catalog.pg_class AS c ON c.relnamespace = n.oid AND c.relname = s.sequencename
@@ -390,9 +390,10 @@ AS $$
      WHERE z.st <> 'ok'
     UNION ALL
     SELECT maint._health_row('unknown', 'sequence', NULL,
-               pg_catalog.format('cannot read %s sequence(s) (%s): role %s, which owns this check, lacks '
-                                 'SELECT on them', u.n, u.names, current_user),
-               p_remediation => 'deploy pgmaint as a superuser, or GRANT pg_read_all_data to the deploying role')
+               pg_catalog.format('cannot read %s sequence(s) (%s): role %s lacks SELECT or USAGE on them, '
+                                 'so their values are not shown', u.n, u.names, current_user),
+               p_remediation => 'GRANT SELECT ON the sequences (or pg_read_all_data) to the role that runs the check, '
+                                || 'e.g. maint_runner for the scheduled health sample')
       FROM (SELECT count(*) AS n,
                    pg_catalog.string_agg(seq.seqid::pg_catalog.regclass::text, ', ' ORDER BY seq.seqid) AS names
               FROM seq WHERE NOT seq.readable) AS u
