@@ -41,9 +41,9 @@ $$;
 
 -- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
 --   Validates a rule condition for table p_rel and returns it trimmed (NULL for none).
---   1. Lexically: one expression, no ";", comments, $-quoting or E'' strings, balanced
---      parentheses outside 'literals' and "names" (so it cannot close the parentheses the
---      engine puts around it and bring its own OR into the WHERE clause).
+--   1. Lexically, outside 'literals' and "names": no ";", comments, $-quoting or E''
+--      strings, and balanced parentheses (so it cannot close the parentheses the engine
+--      puts around it and bring its own OR into the WHERE clause).
 --   2. It is parsed (never planned or run) into a temporary view over the table, and the
 --      parse tree is read: only the expression nodes of the allow-list (columns, constants,
 --      operators, function calls, CASE, COALESCE, IN lists, casts between built-in types,
@@ -83,14 +83,9 @@ BEGIN
     IF v_cond IS NULL OR v_cond = '' THEN
         RETURN NULL;
     END IF;
-    IF pg_catalog.strpos(v_cond, ';') > 0 OR pg_catalog.strpos(v_cond, '--') > 0
-       OR pg_catalog.strpos(v_cond, '/*') > 0 OR pg_catalog.strpos(v_cond, '$') > 0 THEN
-        RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments, $ or E'''' quoting',
-            pg_catalog.quote_literal(v_cond)
-            USING ERRCODE = 'syntax_error';
-    END IF;
-    -- parentheses must balance outside 'literals' and "names"; E'...' strings (where \'
-    -- would hide a quote from this scan) are refused, 'e' and status IN ('a','e') are not
+    -- outside 'literals' and "names": no statement separator, comment, $-quote or E'...'
+    -- string (where \' would hide a quote from this scan; 'e' and status IN ('a','e') are
+    -- fine), and the parentheses must balance
     WHILE v_i <= pg_catalog.length(v_cond) LOOP
         v_c := pg_catalog.substr(v_cond, v_i, 1);
         IF v_quote IS NOT NULL THEN
@@ -101,8 +96,9 @@ BEGIN
                     v_quote := NULL;
                 END IF;
             END IF;
-        ELSIF v_c = '''' AND pg_catalog.lower(v_prev) = 'e'
-              AND pg_catalog.substr(v_cond, v_i - 2, 1) !~ '[[:alnum:]_"]' THEN
+        ELSIF v_c IN (';', '$') OR pg_catalog.substr(v_cond, v_i, 2) IN ('--', '/*')
+              OR (v_c = '''' AND pg_catalog.lower(v_prev) = 'e'
+                  AND pg_catalog.substr(v_cond, v_i - 2, 1) !~ '[[:alnum:]_"]') THEN
             RAISE EXCEPTION 'condition % must be one boolean expression: no ";", comments, $ or E'''' quoting',
                 pg_catalog.quote_literal(v_cond)
                 USING ERRCODE = 'syntax_error';

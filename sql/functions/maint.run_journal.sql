@@ -87,6 +87,11 @@ BEGIN
           FROM maint.runs AS r
          WHERE r.task = p_task AND r.status = 'running'
          ORDER BY r.id DESC LIMIT 1;
+        IF v_holder.pid IS NULL THEN
+            RAISE EXCEPTION 'task % is already running in a transaction that has not committed yet', p_task
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'wait for it to finish; pgmaint never runs the same task twice at once';
+        END IF;
         RAISE EXCEPTION 'task % is already running (%session %, role %, application %, since %)', p_task,
             CASE WHEN v_other.id IS NOT NULL AND v_other.backend_pid = v_holder.pid
                  THEN pg_catalog.format('run %s, ', v_other.id) ELSE '' END,

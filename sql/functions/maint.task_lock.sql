@@ -82,14 +82,25 @@ BEGIN
             pg_catalog.quote_nullable(p_task)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- never wait: not for a first taker inserting the row, not for a holder of it
-    PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
-    BEGIN
-        INSERT INTO maint.task_locks (task) VALUES (p_task) ON CONFLICT (task) DO NOTHING;
-        SELECT * INTO v_row FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE NOWAIT;
-    EXCEPTION WHEN lock_not_available THEN
-        RETURN false;
-    END;
+    -- Never wait. The row is locked with SKIP LOCKED, in this transaction itself (not in a
+    -- subtransaction), so another session sees its xmax as this transaction's id and
+    -- maint._task_holder can name the holder. A task's first lock inserts its row.
+    SELECT * INTO v_row FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM maint.task_locks AS t WHERE t.task = p_task) THEN
+            RETURN false;  -- another transaction has the row
+        END IF;
+        PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
+        BEGIN
+            INSERT INTO maint.task_locks (task) VALUES (p_task) ON CONFLICT (task) DO NOTHING;
+        EXCEPTION WHEN lock_not_available THEN
+            RETURN false;  -- another transaction is inserting it
+        END;
+        SELECT * INTO v_row FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+    END IF;
     v_holder := maint.task_lock_holder(p_task);
     IF v_holder = pg_catalog.pg_backend_pid() THEN
         RETURN true;

@@ -88,3 +88,9 @@ COMMENT ON TABLE maint.task_locks IS
     'pgmaint task locks: which session runs each task (alive while it holds advisory lock (1835100527, holder_key)); written only by maint.try_task_lock / task_unlock';
 GRANT SELECT ON maint.task_locks TO maint_monitor;
 CREATE SEQUENCE maint.task_lock_keys AS integer CYCLE;
+-- the kit's own tasks have their row from the start, so a holder inside an open
+-- transaction can always be named (a row another transaction is inserting is invisible)
+INSERT INTO maint.task_locks (task)
+VALUES ('retention'), ('orphans'), ('duplicates'), ('cleanup_all'), ('undo'), ('purge_runs'),
+       ('purge_archive'), ('purge_health_history'), ('analyze_cleaned'), ('optimize'), ('optimize_plan'),
+       ('backup'), ('backup-verify');

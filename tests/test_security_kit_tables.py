@@ -1,0 +1,193 @@
+"""Issue 10: the kit's tables are written only through its functions; rules only do what
+their author may do; maint_monitor sees findings, never data it cannot read; task locks
+cannot be squatted by roles without kit access."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.security_support import is_superuser, make_cast, owner_grants
+
+
+@pytest.fixture
+def cast(db, pg_server, make_role):
+    c = make_cast(db, pg_server, make_role)
+    owner_grants(db, c.owner1, f'GRANT USAGE ON SCHEMA shop TO "{c.adm}", "{c.mon}"; '
+                               f'GRANT SELECT, DELETE ON shop.log TO "{c.adm}"')
+    return c
+
+
+WRITES = [
+    "INSERT INTO maint.cleanup_rules (kind, target_schema, target_table, time_column, keep)"
+    " VALUES ('retention', 'pg_catalog', 'pg_authid', 'rolvaliduntil', '0')",
+    "UPDATE maint.cleanup_rules SET target_schema = 'pg_catalog', target_table = 'pg_authid'",
+    "DELETE FROM maint.cleanup_rules",
+    "INSERT INTO maint.archive (run_id, source_table, \"row\") VALUES (1, 'pg_catalog.pg_authid', '{}')",
+    "UPDATE maint.archive SET source_table = 'pg_catalog.pg_authid'",
+    "DELETE FROM maint.archive",
+    "SELECT * FROM maint.archive",
+    "DELETE FROM maint.runs",
+    "UPDATE maint.runs SET status = 'succeeded'",
+    "INSERT INTO maint.runs (task, dry_run, source) VALUES ('retention', false, 'sql')",
+    "INSERT INTO maint.backups (status, format, verify_level) VALUES ('verified', 'custom', 'restore')",
+    "UPDATE maint.backups SET status = 'verified'",
+    "UPDATE maint.check_config SET enabled = false",
+    "INSERT INTO maint.health_history (check_name, status) VALUES ('superusers', 'ok')",
+    "DELETE FROM maint.health_history",
+    "INSERT INTO maint.task_locks (task, holder_pid, holder_key) VALUES ('retention', 1, 1)",
+    "UPDATE maint.task_locks SET holder_pid = NULL",
+]
+
+
+@pytest.mark.parametrize("statement", WRITES, ids=[w.split(" (")[0][:40] for w in WRITES])
+def test_maint_admin_has_no_direct_write_on_the_kits_tables(db, cast, statement):
+    with cast.as_role(cast.adm) as adm, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        adm.execute(statement)
+
+
+def test_the_functions_still_let_maint_admin_do_its_job(db, cast):
+    with cast.as_role(cast.adm) as adm:
+        rule = adm.execute(
+            "SELECT maint.add_retention_policy('shop.log', 'at', '30 days 12 hours')").fetchone()[0]
+        adm.execute("SELECT maint.enable_rule(%s, false)", (rule,))
+        adm.execute("SELECT maint.enable_rule(%s, true)", (rule,))
+        adm.execute("SELECT maint.check_configure('superusers', warn => 5)")
+        adm.execute("SELECT maint.check_clear('superusers', 'warn')")
+        adm.execute("SELECT count(*) FROM maint.record_health_check(ARRAY['superusers'])")
+        adm.execute("CALL maint.apply_retention(dry_run => false)")
+        adm.execute("CALL maint.purge_runs(keep => '0', dry_run => false)")
+        adm.execute("CALL maint.purge_archive(older_than => '1 year', dry_run => false)")
+        # the archive of a table adm may read, through the view
+        assert adm.execute("SELECT count(*) FROM maint.archive_rows").fetchone()[0] == 10
+        adm.execute("SELECT maint.remove_rule(%s)", (rule,))
+    assert db.execute(
+        "SELECT warn FROM maint.check_config WHERE check_name = 'superusers'").fetchone() == (None,)
+    assert db.execute("SELECT count(*) FROM maint.health_history").fetchone()[0] == 1
+
+
+def test_a_rule_needs_its_authors_select_and_delete_when_added_and_at_every_run(db, cast):
+    # the issue's reproduction: no privilege on shop.secrets
+    with cast.as_role(cast.adm) as adm, pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                                       match=r"may not SELECT on shop\.secrets"):
+        adm.execute("SELECT maint.add_retention_policy('shop.secrets', 'at', '1 day')")
+    owner_grants(db, cast.owner1, f'GRANT SELECT ON shop.secrets TO "{cast.adm}"')
+    with cast.as_role(cast.adm) as adm, pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                                       match=r"may not DELETE on shop\.secrets"):
+        adm.execute("SELECT maint.add_retention_policy('shop.secrets', 'at', '1 day')")
+    owner_grants(db, cast.owner1, f'GRANT DELETE ON shop.secrets TO "{cast.adm}"')
+    with cast.as_role(cast.adm) as adm:
+        adm.execute("SELECT maint.add_retention_policy('shop.secrets', 'at', '5 days 12 hours')")
+    # owner1 takes DELETE back: the superuser's run (the nightly job) skips the rule and says why
+    owner_grants(db, cast.owner1, f'REVOKE DELETE ON shop.secrets FROM "{cast.adm}"')
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    status, error = db.execute("SELECT status, error FROM maint.runs WHERE task = 'retention'").fetchone()
+    assert status == "partial" and f"its author {cast.adm} may not SELECT and DELETE on shop.secrets" in error
+    assert db.execute("SELECT count(*) FROM shop.secrets").fetchone()[0] == 20
+    # an author that no longer exists
+    db.execute("UPDATE maint.cleanup_rules SET created_by = 'gone_role'")
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    assert "no longer exists" in db.execute(
+        "SELECT error FROM maint.runs WHERE task = 'retention' ORDER BY id DESC LIMIT 1").fetchone()[0]
+
+
+def test_a_superuser_that_set_role_is_recorded_as_that_role(db, cast):
+    db.execute(f'SET ROLE "{cast.adm}"')
+    try:
+        db.execute("SELECT maint.add_retention_policy('shop.log', 'at', '1 day')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a role of this session"):
+            db.execute("SELECT maint._add_retention_policy('nobody_at_all', 'shop.log', 'at', '2 days')")
+    finally:
+        db.execute("RESET ROLE")
+    assert db.execute("SELECT created_by FROM maint.cleanup_rules").fetchone()[0] == cast.adm
+    with cast.as_role(cast.adm) as adm, pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                                       match="not a role of this session"):
+        adm.execute("SELECT maint._add_retention_policy('postgres', 'shop.secrets', 'at', '2 days')")
+
+
+def test_the_monitor_sees_findings_never_data_it_cannot_read(db, cast):
+    """mon cannot read shop.secrets: previews withhold counts and keys, the journal withholds
+    an error that would quote a secret value, the archive is closed to it (counts only)."""
+    owner_grants(db, cast.owner1, f'GRANT SELECT, DELETE ON shop.secrets TO "{cast.adm}"')
+    with cast.as_role(cast.adm) as adm:
+        # its condition fails on the data: 'invalid input syntax for type integer: "hush-5"'
+        adm.execute("SELECT maint.add_retention_policy('shop.secrets', 'at', '4 days 12 hours',"
+                    " condition => 'secret::integer > 0')")
+        adm.execute("SELECT maint.add_retention_policy('shop.secrets', 'at', '5 days 12 hours')")
+    with pytest.raises(psycopg.errors.TriggeredActionException):
+        db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    with cast.as_role(cast.mon) as mon:
+        rows = mon.execute(
+            "SELECT would_delete, table_rows, sample_keys, error FROM maint.preview_retention()").fetchall()
+        assert all(r[:3] == (None, None, None) and "preview withheld" in r[3] for r in rows)
+        journal = mon.execute("SELECT error, detail::text FROM maint.runs").fetchall()
+        assert "hush" not in str(journal) and "withheld" in str(journal)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            mon.execute("SELECT * FROM maint.archive")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            mon.execute("SELECT * FROM maint.archive_rows")
+        assert mon.execute("SELECT sum(rows_archived) FROM maint.archive_summary").fetchone()[0] == 15
+    with cast.as_role(cast.adm) as adm:  # adm may read shop.secrets: previews and archive rows
+        assert adm.execute("SELECT count(*) FROM maint.archive_rows").fetchone()[0] == 15
+        assert adm.execute(
+            "SELECT sample_keys FROM maint.preview_retention() WHERE error IS NULL").fetchone()[0] == []
+    with cast.as_role(cast.adm) as adm:
+        owner_grants(db, cast.owner1, f'REVOKE SELECT ON shop.secrets FROM "{cast.adm}"')
+        assert adm.execute("SELECT count(*) FROM maint.archive_rows").fetchone()[0] == 0
+
+
+def test_squatting_a_task_lock_is_impossible_without_kit_access_and_harmless(db, cast):
+    """The issue's reproduction: nobody takes the advisory key the landed kit used for
+    retention; the kit now keeps its locks in maint.task_locks, which only its functions write."""
+    with cast.as_role(cast.nobody) as nobody:
+        assert nobody.execute(
+            "SELECT pg_try_advisory_lock(1835100526, hashtext('pgmaint:retention'))").fetchone() == (True,)
+        # and the liveness keys the kit hands out next
+        nobody.execute("SELECT pg_try_advisory_lock(1835100527, k) FROM generate_series(1, 20) k")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            nobody.execute("SELECT maint.try_task_lock('retention')")
+        db.execute("SELECT maint.add_retention_policy('shop.log', 'at', '30 days 12 hours')")
+        db.execute("CALL maint.apply_retention(dry_run => false)")
+        status = db.execute("SELECT status FROM maint.runs WHERE task = 'retention'").fetchone()
+        assert status == ("succeeded",)
+    # a kit role holding the lock is named: pid, role, application
+    with cast.as_role(cast.adm, application_name="nightly-ops") as adm:
+        assert adm.execute("SELECT maint.try_task_lock('retention')").fetchone() == (True,)
+        with pytest.raises(psycopg.errors.LockNotAvailable) as err:
+            db.execute("CALL maint.apply_retention()")
+        text = str(err.value)
+        assert f"session {adm.info.backend_pid}, role {cast.adm}, application 'nightly-ops'" in text
+    # its session ended: the lock is free again
+    db.execute("CALL maint.apply_retention()")
+
+
+def test_a_lock_held_in_an_open_transaction_names_its_holder(db, cast, pg_server):
+    with cast.as_role(cast.adm, application_name="a-long-one") as adm:
+        adm.execute("BEGIN")
+        adm.execute("SELECT maint.try_task_lock('optimize')")
+        holder = f"session {adm.info.backend_pid}, role {cast.adm}, application 'a-long-one'"
+        with pytest.raises(psycopg.errors.LockNotAvailable, match=holder):
+            db.execute("SELECT maint.run_start('optimize', '{}', true)")
+        # a task whose lock row that transaction is creating: named as uncommitted
+        adm.execute("SELECT maint.try_task_lock('demo')")
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="has not committed yet"):
+            db.execute("SELECT maint.run_start('demo', '{}', true)")
+        adm.execute("ROLLBACK")
+    run = db.execute("SELECT maint.run_start('demo', '{}', true)").fetchone()[0]
+    db.execute("SELECT maint.run_finish(%s, 'succeeded')", (run,))
+
+
+def test_forged_undo_through_the_archive_needs_the_kits_owner(db, cast):
+    """Even the kit's owner writing a forged row into a real run's archive cannot make undo
+    create a role: the target is refused before anything is inserted."""
+    db.execute("SELECT maint.add_retention_policy('shop.log', 'at', '30 days 12 hours')")
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    run_id = db.execute("SELECT id FROM maint.runs WHERE task = 'retention'").fetchone()[0]
+    forged = Jsonb({"rolname": "evil", "rolsuper": True})
+    db.execute("INSERT INTO maint.archive (run_id, source_table, \"row\")"
+               " VALUES (%s, 'pg_catalog.pg_authid', %s)", (run_id, forged))
+    with pytest.raises(psycopg.Error):
+        db.execute("CALL maint.undo_run(%s)", (run_id,))
+    assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'evil'").fetchone()[0] == 0
+    assert not is_superuser(db, cast.adm)
