@@ -216,9 +216,9 @@ def build(action: str, options: Sequence[str] | None, target: Target | None,
         raise Refused(f"refused: {target.display} is in system schema {target.schema} "
                       "(the executor never touches pg_catalog, information_schema or pg_toast)")
     if target.kind not in _KINDS[action]:
-        wanted = " or ".join(_KIND_NAMES[k] for k in _KINDS[action])
+        wanted = "an index" if _KINDS[action] == ("i",) else "a table or materialized view"
         raise Refused(f"refused: {target.display} is a {_KIND_NAMES.get(target.kind, repr(target.kind))}, "
-                      f"but {action} needs a {wanted}")
+                      f"but {action} needs {wanted}")
     chosen = [str(o).upper() for o in (options or [])]
     unknown = sorted({o for o in chosen if o not in _OPTIONS[action]})
     if unknown:
@@ -593,17 +593,25 @@ def _shown(o: Outcome) -> str:
     return o.statement or f"(not run; the plan said: {o.planned_statement})"
 
 
+def _why(o: Outcome) -> str:
+    """The reason / message column; says so when the plan's own text differed from what ran."""
+    text = o.message or o.reason
+    if o.statement and o.planned_statement:
+        text += f" [the plan's text {o.planned_statement!r} was not used]"
+    return text
+
+
 def render(out: Console, result: Result) -> None:
     if result.dry_run:
         title = "optimize plan (dry run: nothing executed; add --execute to carry it out)"
-        rows = [(o.seq, o.action, _shown(o), _size(o.size_before) or "?", o.message or o.reason)
+        rows = [(o.seq, o.action, _shown(o), _size(o.size_before) or "?", _why(o))
                 for o in result.outcomes]
         out.print(table(title, ["#", "action", "statement", "size", "reason"], rows)
                   if rows else "nothing to vacuum, analyze or reindex")
     else:
         rows = [(o.seq, _shown(o), o.outcome,
                  "" if o.duration_s is None else f"{o.duration_s:.2f}s",
-                 _size(o.size_before), _size(o.size_after), o.message or o.reason)
+                 _size(o.size_before), _size(o.size_after), _why(o))
                 for o in result.outcomes]
         out.print(table(f"optimize run {result.run_id} ({result.status})",
                         ["#", "statement", "outcome", "took", "size before", "size after",
