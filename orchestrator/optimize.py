@@ -1,12 +1,19 @@
 """`pgmaint run optimize`: carry out the VACUUM / ANALYZE / REINDEX plan the database made.
 
-The plan is SQL (``maint.plan_optimize``); this module only executes its rows, one at a
+The plan is SQL (``maint.plan_optimize``); this module carries out its rows, one at a
 time, on an autocommit connection (VACUUM and REINDEX CONCURRENTLY cannot run in a
 transaction, a function or a procedure), with ``lock_timeout`` so that a statement that
 cannot get its lock is skipped instead of queueing in front of the application, and a
 time limit after which no new statement starts. The whole invocation is one run of task
 ``optimize`` in ``maint.runs`` (holding the task lock, so two optimize runs never
 overlap); every statement is journaled in ``detail->'statements'`` as it finishes.
+
+The plan's ``statement`` column is display text and is never executed: a kit function can
+be replaced by whoever owns it. Each row's ``action`` must be one of a fixed set, its
+relation is looked up in the catalog by oid (it must exist, be of the kind the action
+needs and lie outside pg_catalog, information_schema and pg_toast), its ``options`` must
+be allowed for the action, and the statement is then built here from the module's own
+keywords and ``psycopg.sql.Identifier`` for schema and name (:func:`build`).
 """
 
 from __future__ import annotations
@@ -70,20 +77,66 @@ def parse_only(values: Sequence[str]) -> list[str]:
     return [a for a in ACTIONS if a in chosen] or list(ACTIONS)
 
 
+# what the executor runs: the action, the relation kinds it accepts, the options it may
+# carry (in the order they are written) and the options it must carry
+RUNNABLE = ("vacuum", "analyze", "reindex", "drop")
+_KINDS: dict[str, tuple[str, ...]] = {
+    "vacuum": ("r", "m"), "analyze": ("r", "m"), "reindex": ("i",), "drop": ("i",),
+}
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "vacuum": ("FREEZE", "ANALYZE"), "analyze": (), "reindex": ("CONCURRENTLY",), "drop": ("CONCURRENTLY",),
+}
+_REQUIRED: dict[str, tuple[str, ...]] = {"reindex": ("CONCURRENTLY",), "drop": ("CONCURRENTLY",)}
+_COMMANDS = {"vacuum": "VACUUM", "analyze": "ANALYZE", "reindex": "REINDEX INDEX", "drop": "DROP INDEX"}
+_KIND_NAMES = {"r": "table", "m": "materialized view", "i": "index", "p": "partitioned table",
+               "I": "partitioned index", "v": "view", "S": "sequence", "f": "foreign table",
+               "t": "TOAST table", "c": "composite type"}
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+# the invalid copies a failed REINDEX CONCURRENTLY leaves next to the index
+LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A relation as the catalog (not the plan) describes it."""
+
+    oid: int
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    display: str  # quote_ident(schema) || '.' || quote_ident(name), for messages only
+    valid: bool | None = None  # indexes: pg_index.indisvalid
+    table: Target | None = None  # indexes: the indexed table
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def owning_table(self) -> Target:
+        return self.table or self
+
+
+class Refused(Exception):
+    """A plan row the executor will not carry out; the message says why."""
+
+
 @dataclass
 class Action:
-    """One row of maint.plan_optimize()."""
+    """One row of maint.plan_optimize(). ``statement`` is the plan's display text: never
+    executed; ``relation`` and ``table_name`` are display names taken from the catalog."""
 
     seq: int
     action: str
-    relation: str
-    relid: int
-    table_name: str
-    table_oid: int
+    relid: int | None
+    options: list[str]
     statement: str
     reason: str
     size_bytes: int | None
     numbers: dict[str, Any] = field(default_factory=dict)
+    target: Target | None = None
+    relation: str = ""
+    table_name: str = ""
 
 
 @dataclass
@@ -91,7 +144,7 @@ class Outcome:
     seq: int
     action: str
     relation: str
-    statement: str
+    statement: str  # what was (or would be) executed, as built by the executor
     reason: str
     outcome: str  # planned | done | skipped | failed | not_started
     message: str | None = None
@@ -99,6 +152,7 @@ class Outcome:
     size_before: int | None = None
     size_after: int | None = None
     cleanup: list[str] = field(default_factory=list)
+    planned_statement: str | None = None  # the plan's text, when it differs from ``statement``
 
 
 @dataclass
@@ -114,23 +168,88 @@ class Result:
         return sum(o.outcome == outcome for o in self.outcomes)
 
 
-# relation names are always schema-qualified (regclass::text would drop a schema on the
-# caller's search_path)
-QUALIFIED = """(SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
-                  FROM pg_catalog.pg_class AS c
-                  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-                 WHERE c.oid = {})"""
+# Catalog reads of the executor: pg_catalog only, every operator qualified, so neither a kit
+# function nor an object on the session's search_path takes part in them.
+RESOLVE_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relkind::pg_catalog.text,
+       pg_catalog.quote_ident(n.nspname), pg_catalog.quote_ident(c.relname), i.indisvalid,
+       t.oid, tn.nspname, t.relname, t.relkind::pg_catalog.text,
+       pg_catalog.quote_ident(tn.nspname), pg_catalog.quote_ident(t.relname)
+  FROM pg_catalog.pg_class AS c
+  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  LEFT JOIN pg_catalog.pg_index AS i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid
+  LEFT JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) i.indrelid
+  LEFT JOIN pg_catalog.pg_namespace AS tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.oid[])
+"""
 
-PLAN_SQL = f"""
-SELECT p.seq, p.action, {QUALIFIED.format("p.relation")} AS relation, p.relation::oid::bigint AS relid,
-       {QUALIFIED.format("p.table_name")} AS table_name, p.table_name::oid::bigint AS table_oid,
-       p.statement, p.reason, p.size_bytes, p.numbers
-  FROM maint.plan_optimize(%s::text[]) AS p
+INDEXES_SQL = """
+SELECT i.indexrelid FROM pg_catalog.pg_index AS i WHERE i.indrelid OPERATOR(pg_catalog.=) %s::pg_catalog.oid
+"""
+
+
+def resolve(conn: psycopg.Connection, oids: Sequence[int | None]) -> dict[int, Target]:
+    """The relations with these oids, as the catalog describes them (missing ones left out)."""
+    wanted = sorted({o for o in oids if o is not None})
+    if not wanted:
+        return {}
+    found: dict[int, Target] = {}
+    for (oid, nsp, rel, kind, qnsp, qrel, valid,
+         toid, tnsp, trel, tkind, qtnsp, qtrel) in conn.execute(RESOLVE_SQL, (wanted,)).fetchall():
+        table = (Target(toid, tnsp, trel, tkind, f"{qtnsp}.{qtrel}") if toid is not None else None)
+        found[oid] = Target(oid, nsp, rel, kind, f"{qnsp}.{qrel}", valid, table)
+    return found
+
+
+def build(action: str, options: Sequence[str] | None, target: Target | None,
+          relid: int | None = None) -> tuple[sql.Composed, str]:
+    """The statement for one plan row, composed from this module's keywords and the
+    catalog's schema and relation names, and its display form. Raises Refused."""
+    if action not in RUNNABLE:
+        raise Refused(f"refused: unknown action {action!r} (the executor runs only "
+                      f"{', '.join(RUNNABLE)})")
+    if target is None:
+        if relid is None:
+            raise Refused("refused: the plan row names no relation")
+        raise Refused(f"relation with oid {relid} no longer exists; skipped")
+    if target.schema in SYSTEM_SCHEMAS or target.schema.startswith("pg_toast"):
+        raise Refused(f"refused: {target.display} is in system schema {target.schema} "
+                      "(the executor never touches pg_catalog, information_schema or pg_toast)")
+    if target.kind not in _KINDS[action]:
+        wanted = "an index" if _KINDS[action] == ("i",) else "a table or materialized view"
+        raise Refused(f"refused: {target.display} is a {_KIND_NAMES.get(target.kind, repr(target.kind))}, "
+                      f"but {action} needs {wanted}")
+    chosen = [str(o).upper() for o in (options or [])]
+    unknown = sorted({o for o in chosen if o not in _OPTIONS[action]})
+    if unknown:
+        allowed = ", ".join(_OPTIONS[action]) or "none"
+        raise Refused(f"refused: option(s) {', '.join(unknown)} not allowed for {action} "
+                      f"(allowed: {allowed})")
+    missing = [o for o in _REQUIRED.get(action, ()) if o not in chosen]
+    if missing:
+        raise Refused(f"refused: {action} of {target.display} runs only with {', '.join(missing)} "
+                      "(online); the plan row lacks it")
+    if action == "drop" and (target.valid or not LEFTOVER.search(target.name)):
+        raise Refused(f"refused: {target.display} is not an invalid leftover copy of a failed REINDEX "
+                      "CONCURRENTLY (*_ccnew, *_ccold); the executor drops nothing else")
+    # the words come from this module's tables, never from the plan row
+    words = [o for o in _OPTIONS[action] if o in chosen]
+    if action == "vacuum":
+        command = "VACUUM" if not words else f"VACUUM ({', '.join(words)})"
+    else:
+        command = " ".join([_COMMANDS[action], *words])
+    return sql.SQL(command + " {}").format(target.identifier), f"{command} {target.display}"
+
+
+PLAN_SQL = """
+SELECT p.seq, p.action, p.relation::pg_catalog.oid AS relid, p.options, p.statement, p.reason,
+       p.size_bytes, p.numbers
+  FROM maint.plan_optimize(%s::pg_catalog.text[]) AS p
  ORDER BY p.seq
 """
 
-ADVICE_SQL = f"""
-SELECT {QUALIFIED.format("u.relation")} AS index, {QUALIFIED.format("u.table_name")} AS "table",
+ADVICE_SQL = """
+SELECT u.relation::pg_catalog.oid AS relid, u.table_name::pg_catalog.oid AS table_oid,
        u.statement, u.reason, u.index_bytes
   FROM maint.plan_unused_indexes() AS u
 """
@@ -139,13 +258,30 @@ SELECT {QUALIFIED.format("u.relation")} AS index, {QUALIFIED.format("u.table_nam
 def plan(conn: psycopg.Connection, only: Sequence[str]) -> list[Action]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(PLAN_SQL, (list(only),))
-        return [Action(**{**row, "numbers": row["numbers"] or {}}) for row in cur.fetchall()]
+        rows = cur.fetchall()
+    targets = resolve(conn, [r["relid"] for r in rows])
+    actions = []
+    for row in rows:
+        target = targets.get(row["relid"]) if row["relid"] is not None else None
+        actions.append(Action(
+            seq=row["seq"], action=str(row["action"]), relid=row["relid"], options=list(row["options"] or []),
+            statement=row["statement"] or "", reason=row["reason"] or "", size_bytes=row["size_bytes"],
+            numbers=row["numbers"] or {}, target=target,
+            relation=target.display if target else f"(oid {row['relid']})",
+            table_name=target.owning_table.display if target else "",
+        ))
+    return actions
 
 
 def unused_index_advice(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(ADVICE_SQL)
-        return list(cur.fetchall())
+        rows = cur.fetchall()
+    targets = resolve(conn, [r["relid"] for r in rows] + [r["table_oid"] for r in rows])
+    return [{"index": targets[r["relid"]].display if r["relid"] in targets else f"(oid {r['relid']})",
+             "table": targets[r["table_oid"]].display if r["table_oid"] in targets else "",
+             "statement": r["statement"], "reason": r["reason"], "index_bytes": r["index_bytes"]}
+            for r in rows]
 
 
 # --- progress ---------------------------------------------------------------------------
@@ -191,8 +327,8 @@ class ProgressWatcher:
             self._thread.join(timeout=2)
         self.progress.stop()
 
-    def begin(self, action: Action) -> None:
-        self._task = self.progress.add_task(f"{action.seq}. {action.statement}", total=None, phase="")
+    def begin(self, action: Action, statement: str) -> None:
+        self._task = self.progress.add_task(f"{action.seq}. {statement}", total=None, phase="")
 
     def end(self, outcome: Outcome) -> None:
         if self._task is not None:
@@ -222,7 +358,11 @@ class ProgressWatcher:
 
 
 class Executor:
-    """Runs plan rows one at a time on ``conn`` (autocommit), journaling each statement."""
+    """Runs plan rows one at a time on ``conn`` (autocommit), journaling each statement.
+
+    Only statements built by :func:`build` run: the plan row gives the action, its options
+    and the relation's oid; the relation is looked up in the catalog again right before its
+    statement runs."""
 
     def __init__(
         self,
@@ -245,7 +385,7 @@ class Executor:
     def run(self, actions: list[Action], *, execute: bool, parameters: dict[str, Any]) -> Result:
         started = self.clock()
         if not execute:
-            outcomes = [self._outcome(a, "planned") for a in actions]
+            outcomes = [self._preview(a, "planned") for a in actions]
             return Result(True, None, "dry_run", outcomes, [], self.clock() - started)
 
         run_id = self._scalar(
@@ -262,7 +402,7 @@ class Executor:
             )
             for action in actions:
                 if self.clock() >= deadline:
-                    outcomes.append(self._outcome(
+                    outcomes.append(self._preview(
                         action, "not_started", f"time limit {_fmt_td(self.time_limit)} reached"))
                     continue
                 outcome = self._execute_one(action)
@@ -291,67 +431,80 @@ class Executor:
     # -- one statement --
 
     def _execute_one(self, action: Action) -> Outcome:
-        out = self._outcome(action, "done")
-        if self.watcher:
-            self.watcher.begin(action)
+        # looked up again: the relation may have changed since the plan was made
+        target = resolve(self.conn, [action.relid]).get(action.relid) if action.relid is not None else None
         try:
-            out.size_before = self._size(action)
+            statement, shown = build(action.action, action.options, target, action.relid)
+        except Refused as exc:
+            return self._refused(action, str(exc))
+        assert target is not None  # build() refuses a missing relation
+        out = self._outcome(action, "done", statement.as_string(self.conn), shown)
+        out.relation = target.display
+        if self.watcher:
+            self.watcher.begin(action, out.statement)
+        before = self._index_oids(target.owning_table) if action.action == "reindex" else set()
+        try:
+            out.size_before = self._size(action.action, target)
             self._notices.clear()
             t0 = self.clock()
             try:
-                self.conn.execute(sql.SQL(action.statement))  # type: ignore[arg-type]
+                self.conn.execute(statement)
             finally:
                 out.duration_s = round(self.clock() - t0, 3)
             skipped = [n for n in self._notices if "skipping" in n]
             if skipped:
                 out.outcome, out.message = "skipped", skipped[0]
-            out.size_after = self._size(action)
+            out.size_after = self._size(action.action, target)
         except psycopg.errors.LockNotAvailable:
             out.outcome = "skipped"
             wait_for = ("another session holds a conflicting lock, or an older transaction is still "
-                        "open, which CONCURRENTLY waits for" if "CONCURRENTLY" in action.statement
+                        "open, which CONCURRENTLY waits for" if action.action in ("reindex", "drop")
                         else "another session holds a conflicting lock")
-            out.message = (f"could not lock {action.table_name} within {_fmt_td(self.lock_timeout)} "
-                           f"({wait_for}); skipped")
+            out.message = (f"could not lock {target.owning_table.display} within "
+                           f"{_fmt_td(self.lock_timeout)} ({wait_for}); skipped")
         except psycopg.errors.UniqueViolation as exc:
             out.outcome = "failed"
             detail = exc.diag.message_detail or db.error_line(exc)
-            out.message = (f"cannot rebuild unique index {action.relation}: duplicate values remain "
+            out.message = (f"cannot rebuild unique index {target.display}: duplicate values remain "
                            f"({detail}); remove the duplicates (pgmaint run duplicates) and run again")
         except psycopg.Error as exc:
             out.outcome = "failed"
             out.message = db.error_line(exc)
         if out.outcome != "done" and action.action == "reindex":
-            out.cleanup = self._drop_leftovers(action)
+            out.cleanup = self._drop_leftovers(target.owning_table, before)
             if out.cleanup:
                 out.message = f"{out.message}; dropped the half-built copy ({', '.join(out.cleanup)})"
         if self.watcher:
             self.watcher.end(out)
         return out
 
-    def _drop_leftovers(self, action: Action) -> list[str]:
-        """A failed REINDEX CONCURRENTLY leaves an invalid *_ccnew copy: drop it (the plan
-        lists such leftovers as action 'drop' of the same table)."""
-        rows = self.conn.execute(
-            f"SELECT {QUALIFIED.format('r.relation')}, r.statement FROM maint.plan_reindex() AS r"
-            " WHERE r.action = 'drop' AND r.table_name = %s::oid::regclass",
-            (action.table_oid,),
-        ).fetchall()
+    def _index_oids(self, table: Target) -> set[int]:
+        return {r[0] for r in self.conn.execute(INDEXES_SQL, (table.oid,)).fetchall()}
+
+    def _drop_leftovers(self, table: Target, before: set[int]) -> list[str]:
+        """A failed REINDEX CONCURRENTLY leaves an invalid *_ccnew copy: drop the copies this
+        statement created (indexes of the table that are new, invalid and so named), each
+        with a statement built like every other one."""
+        new = resolve(self.conn, sorted(self._index_oids(table) - before))
         dropped = []
-        for relation, statement in rows:
+        for target in new.values():
             try:
-                self.conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
-                dropped.append(relation)
+                statement, _shown = build("drop", ["CONCURRENTLY"], target)
+            except Refused:
+                continue  # not a leftover of ours
+            try:
+                self.conn.execute(statement)
+                dropped.append(target.display)
             except psycopg.Error:
-                pass  # stays in the plan as a 'drop' row for the next run
+                pass  # maint.plan_reindex lists it as a 'drop' row for the next run
         return dropped
 
-    def _size(self, action: Action) -> int | None:
-        fn = "pg_total_relation_size" if action.action in ("vacuum", "analyze") else "pg_relation_size"
+    def _size(self, action: str, target: Target) -> int | None:
+        fn = "pg_total_relation_size" if action in ("vacuum", "analyze") else "pg_relation_size"
         # by name: REINDEX CONCURRENTLY gives the rebuilt index a new oid under the old name
         return self._scalar(
             sql.SQL("SELECT pg_catalog.{}(pg_catalog.to_regclass(%s))").format(sql.Identifier(fn)),
-            (action.relation,),
+            (target.display,),
         )
 
     # -- helpers --
@@ -380,11 +533,30 @@ class Executor:
             (run_id, journal_status, len(actions), done, Jsonb(detail), error),
         )
 
+    def _preview(self, action: Action, outcome: str, message: str | None = None) -> Outcome:
+        """A row that is not executed (dry run, time limit): the statement it would run, or
+        why it would be refused (from the relation as it was when planned)."""
+        try:
+            statement, shown = build(action.action, action.options, action.target, action.relid)
+        except Refused as exc:
+            return self._refused(action, str(exc))
+        out = self._outcome(action, outcome, statement.as_string(self.conn), shown, message)
+        if outcome == "planned":
+            out.size_before = action.size_bytes
+        return out
+
+    def _refused(self, action: Action, message: str) -> Outcome:
+        out = self._outcome(action, "skipped", "", None, message)
+        out.planned_statement = action.statement
+        return out
+
     @staticmethod
-    def _outcome(action: Action, outcome: str, message: str | None = None) -> Outcome:
+    def _outcome(action: Action, outcome: str, statement: str, shown: str | None,
+                 message: str | None = None) -> Outcome:
         return Outcome(seq=action.seq, action=action.action, relation=action.relation,
-                       statement=action.statement, reason=action.reason, outcome=outcome,
-                       message=message, size_before=action.size_bytes if outcome == "planned" else None)
+                       statement=statement, reason=action.reason, outcome=outcome, message=message,
+                       planned_statement=action.statement if shown is not None and action.statement != shown
+                       else None)
 
 
 def _status(outcomes: list[Outcome]) -> str:
@@ -416,17 +588,30 @@ def _size(value: int | None) -> str:
 # --- rendering ----------------------------------------------------------------------------
 
 
+def _shown(o: Outcome) -> str:
+    """The statement column: what ran (or would run); for a refused row, what the plan said."""
+    return o.statement or f"(not run; the plan said: {o.planned_statement})"
+
+
+def _why(o: Outcome) -> str:
+    """The reason / message column; says so when the plan's own text differed from what ran."""
+    text = o.message or o.reason
+    if o.statement and o.planned_statement:
+        text += f" [the plan's text {o.planned_statement!r} was not used]"
+    return text
+
+
 def render(out: Console, result: Result) -> None:
     if result.dry_run:
         title = "optimize plan (dry run: nothing executed; add --execute to carry it out)"
-        rows = [(o.seq, o.action, o.statement, _size(o.size_before) or "?", o.reason)
+        rows = [(o.seq, o.action, _shown(o), _size(o.size_before) or "?", _why(o))
                 for o in result.outcomes]
         out.print(table(title, ["#", "action", "statement", "size", "reason"], rows)
                   if rows else "nothing to vacuum, analyze or reindex")
     else:
-        rows = [(o.seq, o.statement, o.outcome,
+        rows = [(o.seq, _shown(o), o.outcome,
                  "" if o.duration_s is None else f"{o.duration_s:.2f}s",
-                 _size(o.size_before), _size(o.size_after), o.message or o.reason)
+                 _size(o.size_before), _size(o.size_after), _why(o))
                 for o in result.outcomes]
         out.print(table(f"optimize run {result.run_id} ({result.status})",
                         ["#", "statement", "outcome", "took", "size before", "size after",

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from click.testing import CliRunner, Result
 from psycopg import sql
 
+from orchestrator import deploy
 from orchestrator.cli import cli
 
 WEIRD = sql.SQL('"Weird Schema"."Mixed Case"')
@@ -119,3 +122,49 @@ def wait_for_lock_holder(conn: psycopg.Connection, table: str, timeout: float = 
             return
         time.sleep(0.05)
     raise AssertionError(f"nobody holds an ACCESS EXCLUSIVE lock on {table}")
+
+
+# --- a kit deployed by a non-superuser database owner --------------------------------------
+
+
+@dataclass
+class OwnerKit:
+    """A database owned by ``dbo`` (no superuser, no CREATEROLE), where ``dbo`` deployed the
+    kit; schema ``shop`` belongs to ``owner1``; ``mon`` is a maint_monitor login and ``adm``
+    a maint_admin login."""
+
+    dbname: str
+    dbo: str
+    owner1: str
+    mon: str
+    adm: str
+
+
+def owner_kit(pg_server: Any, make_role: Callable[..., str], make_database: Callable[..., str]) -> OwnerKit:
+    dbo, owner1 = make_role(), make_role()
+    mon, adm = make_role("maint_monitor"), make_role("maint_admin")
+    dbname = make_database(owner=dbo)
+    with psycopg.connect(pg_server.dsn(dbname, user=dbo), autocommit=True) as conn:
+        deploy.deploy(conn)
+    with pg_server.connect(dbname) as conn:
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'maint'"
+                            ).fetchone() == (dbo,)
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (dbo,)).fetchone() == (False,)
+        conn.execute(sql.SQL("CREATE SCHEMA shop AUTHORIZATION {}").format(sql.Identifier(owner1)))
+    return OwnerKit(dbname, dbo, owner1, mon, adm)
+
+
+def bloated_table(conn: psycopg.Connection, table: str, rows: int = 60000) -> None:
+    """``table`` (schema-qualified) with an int primary key and a text index holding
+    'secret-value-…' strings, 95 % deleted, vacuumed and analyzed: both indexes keep
+    their size and are ~95 % bloated; the statistics of ``v`` hold the secret values."""
+    name = sql.SQL(table)
+    index = sql.Identifier(table.split(".")[-1] + "_v")
+    conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = false)")
+                 .format(name))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (v)").format(index, name))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g, 'secret-value-' || lpad(g::text, 8, '0')"
+                         " FROM generate_series(1, %s) AS g").format(name), (rows,))
+    conn.execute(sql.SQL("DELETE FROM {} WHERE id % 20 <> 0").format(name))
+    conn.execute(sql.SQL("VACUUM {}").format(name))
+    conn.execute(sql.SQL("ANALYZE {}").format(name))

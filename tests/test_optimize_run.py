@@ -70,8 +70,8 @@ def test_nothing_is_executed_without_execute(db, db_dsn):
     code, data = run_json(db_dsn)
     assert code == 0 and data["dry_run"] is True and data["run_id"] is None
     assert {(s["statement"], s["outcome"]) for s in data["statements"]} >= {
-        ("VACUUM (ANALYZE) public.t_dry", "planned"),
-        ("REINDEX INDEX CONCURRENTLY public.inv_k_uniq", "planned"),
+        ('VACUUM (ANALYZE) "public"."t_dry"', "planned"),
+        ('REINDEX INDEX CONCURRENTLY "public"."inv_k_uniq"', "planned"),
     }
 
     assert table_stats(db, "t_dry")["n_dead_tup"] == 18000
@@ -256,7 +256,7 @@ def test_progress_is_shown_on_a_terminal(db, db_dsn):
                                        time_limit=timedelta(minutes=1), lock_timeout=timedelta(seconds=5),
                                        watcher=watcher)
     assert result.status == "succeeded"
-    assert "1. VACUUM public.watched" in buf.getvalue()
+    assert '1. VACUUM "public"."watched"' in buf.getvalue()
     assert "done" in buf.getvalue()
 
 
@@ -269,7 +269,7 @@ def test_an_interrupted_run_is_journaled_cancelled_and_releases_the_task(db, db_
     class CtrlCOnSecond:
         """Stands in for the progress display: the user presses Ctrl-C at statement 2."""
 
-        def begin(self, action):
+        def begin(self, action, statement):
             if action.seq == 2:
                 raise KeyboardInterrupt
 

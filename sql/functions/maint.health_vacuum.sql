@@ -303,11 +303,15 @@ AS $$
     SELECT h FROM maint._health_hidden_sessions() AS h
 $$;
 
--- table_bloat: estimated wasted space per table from pg_stats (average column widths and
--- null fractions, tuple header and alignment, fillfactor), the check_postgres approach.
--- SECURITY DEFINER: pg_stats shows only tables the caller may SELECT, so a monitoring
--- role would silently see nothing; the function returns only the estimate, never
--- column statistics. Tables never analyzed have no estimate and are left out.
+-- table_bloat: estimated wasted space per table from the column statistics (average
+-- column widths and null fractions, tuple header and alignment, fillfactor), the
+-- check_postgres approach. The two numbers per column come from maint._column_stats():
+-- pg_statistic when the kit owner may read it (a superuser deployed the kit), else
+-- pg_stats, which shows only the columns the kit owner may SELECT. SECURITY DEFINER:
+-- pg_stats shows only tables the caller may SELECT, so a monitoring role would silently
+-- see nothing; the function returns only the estimate, never column statistics. Tables
+-- never analyzed have no estimate and are left out; tables whose statistics the kit
+-- owner may not read are counted in one 'unknown' row.
 CREATE OR REPLACE FUNCTION maint.health_table_bloat(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -316,12 +320,12 @@ CREATE OR REPLACE FUNCTION maint.health_table_bloat(p_cfg maint.check_config)
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH st AS (
-        SELECT s.schemaname, s.tablename,
+        SELECT s.relid,
                sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width,
                max(coalesce(s.null_frac, 0)) AS max_null
-          FROM pg_catalog.pg_stats AS s
-         WHERE NOT s.inherited
-         GROUP BY s.schemaname, s.tablename
+          FROM maint._column_stats() AS s
+         WHERE s.attnum > 0
+         GROUP BY s.relid
     ), t AS (
         SELECT c.oid, c.relpages, c.reltuples, st.width, st.max_null,
                coalesce(maint._health_reloption(c.reloptions, 'fillfactor')::numeric, 100) AS ff,
@@ -329,7 +333,7 @@ AS $$
                pg_catalog.current_setting('block_size')::numeric AS bs
           FROM pg_catalog.pg_class AS c
           JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-          JOIN st ON st.schemaname = n.nspname AND st.tablename = c.relname
+          JOIN st ON st.relid = c.oid
          WHERE c.relkind IN ('r', 'm') AND c.relpages > 10 AND c.reltuples > 0
            AND n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
     ), e AS (
@@ -357,7 +361,7 @@ AS $$
                pg_catalog.format('VACUUM (FULL, ANALYZE) %s;  -- ACCESS EXCLUSIVE lock; prefer pg_repack online',
                                  x.oid::pg_catalog.regclass),
                pg_catalog.jsonb_build_object('wasted_bytes', x.wasted, 'relpages', x.relpages,
-                                             'expected_pages', x.expected_pages, 'estimate', 'pg_stats'))
+                                             'expected_pages', x.expected_pages, 'estimate', 'column statistics'))
       FROM x
      WHERE x.st <> 'ok'
        AND x.wasted >= coalesce((p_cfg.params ->> 'min_wasted_bytes')::numeric, 104857600)
@@ -370,7 +374,8 @@ AS $$
              JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'm') AND c.relpages > 10
               AND n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
-              AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')) AS u
+              AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+              AND NOT pg_catalog.has_table_privilege('pg_catalog.pg_statistic', 'SELECT')) AS u
      WHERE u.n > 0
 $$;
 

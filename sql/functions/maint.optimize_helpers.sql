@@ -67,6 +67,47 @@ AS $$
              WHERE x IS NOT NULL) AS opts) AS o
 $$;
 
+-- maint._column_stats() -> (relid oid, attnum smallint, null_frac real, avg_width integer)
+--   The two statistics the size estimates need, per column (and per index expression
+--   column) with statistics, non-inherited only: the null fraction and the average width.
+--   Never the sampled values (most common values, histograms, bounds), which hold data.
+--   Read from pg_statistic when the current role may read it (the kit owner, inside the
+--   SECURITY DEFINER functions that call this, when it is a superuser); otherwise from the
+--   pg_stats view, which shows only columns the current role may SELECT (and hides tables
+--   whose row security applies to it). Callers: maint.plan_reindex (index key widths) and
+--   maint.health_table_bloat (row widths). Not granted to anyone: only the kit owner's
+--   SECURITY DEFINER functions call it, so a caller never sees statistics of columns that
+--   the kit owner cannot read, and never anything but these two numbers.
+--   PL/pgSQL on purpose: only the branch that runs is planned, so a role that may not
+--   read pg_statistic never touches it (a SQL UNION would fail its permission check).
+CREATE OR REPLACE FUNCTION maint._column_stats()
+    RETURNS TABLE (relid oid, attnum smallint, null_frac real, avg_width integer)
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.has_table_privilege('pg_catalog.pg_statistic', 'SELECT') THEN
+        RETURN QUERY
+        SELECT s.starelid, s.staattnum, s.stanullfrac, s.stawidth
+          FROM pg_catalog.pg_statistic AS s
+         WHERE NOT s.stainherit;
+    ELSE
+        RETURN QUERY
+        SELECT c.oid, a.attnum, s.null_frac, s.avg_width
+          FROM pg_catalog.pg_stats AS s
+          JOIN pg_catalog.pg_namespace AS n ON n.nspname = s.schemaname
+          JOIN pg_catalog.pg_class AS c ON c.relnamespace = n.oid AND c.relname = s.tablename
+          JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attname = s.attname
+         WHERE NOT s.inherited;
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION maint._column_stats() IS
+    'Null fraction and average width per column with statistics (pg_statistic when readable, else pg_stats); never values';
+REVOKE EXECUTE ON FUNCTION maint._column_stats() FROM PUBLIC;
+
 COMMENT ON FUNCTION maint._optimize_threshold(text, text, regtype) IS 'A threshold from maint.check_config when it exists (NULL otherwise)';
 COMMENT ON FUNCTION maint._reloption(text[], text) IS 'One storage parameter from pg_class.reloptions';
 COMMENT ON FUNCTION maint._vacuum_statement(regclass, boolean, boolean) IS 'The VACUUM statement for a table with the given options';

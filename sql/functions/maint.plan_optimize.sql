@@ -5,6 +5,12 @@
 --   vacuum and the analyze plan gets one VACUUM (ANALYZE) statement instead of two.
 --   actions: any of vacuum, analyze, reindex (default: all). Thresholds come from
 --   maint.check_config or the planners' defaults. Read-only.
+--   Each row is structured: `action` (vacuum | analyze | reindex | drop), `relation` (the
+--   table for vacuum/analyze, the index for reindex/drop), `table_name` and `options`
+--   (vacuum: any of FREEZE, ANALYZE; analyze: none; reindex and drop: CONCURRENTLY).
+--   `statement` is for display only: `pgmaint run optimize --execute` never executes it,
+--   it builds the statement itself from action, options and the relation it looks up in
+--   the catalog (docs/optimize.md).
 CREATE OR REPLACE FUNCTION maint.plan_optimize(
     actions text[] DEFAULT ARRAY['vacuum', 'analyze', 'reindex']
 )
@@ -13,6 +19,7 @@ CREATE OR REPLACE FUNCTION maint.plan_optimize(
         action text,
         relation regclass,
         table_name regclass,
+        options text[],
         statement text,
         reason text,
         size_bytes bigint,
@@ -54,6 +61,10 @@ BEGIN
           FROM maint.plan_reindex() WITH ORDINALITY AS p WHERE v_reindex
     ), rows AS (
         SELECT 1 AS grp, v.ord, 'vacuum'::text AS action, v.relation, v.relation AS table_name,
+               ARRAY(SELECT o FROM pg_catalog.unnest(ARRAY[CASE WHEN v.to_freeze THEN 'FREEZE' END,
+                                                             CASE WHEN a.relation IS NOT NULL THEN 'ANALYZE' END])
+                                    AS o
+                      WHERE o IS NOT NULL) AS options,
                maint._vacuum_statement(v.relation, v.to_freeze, a.relation IS NOT NULL) AS statement,
                v.reason || coalesce('; and ' || a.reason, '') AS reason,
                v.table_bytes AS size_bytes,
@@ -64,20 +75,20 @@ BEGIN
                    'changes_since_analyze', a.changes_since_analyze)) AS numbers
           FROM v LEFT JOIN a ON a.relation = v.relation
         UNION ALL
-        SELECT 2, a.ord, 'analyze', a.relation, a.relation, a.statement, a.reason, a.table_bytes,
+        SELECT 2, a.ord, 'analyze', a.relation, a.relation, '{}'::text[], a.statement, a.reason, a.table_bytes,
                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                    'changes_since_analyze', a.changes_since_analyze, 'live_tuples', a.live_tuples,
                    'autovacuum_trigger', a.autovacuum_trigger, 'last_analyze', a.last_analyze))
           FROM a WHERE NOT EXISTS (SELECT 1 FROM v WHERE v.relation = a.relation)
         UNION ALL
-        SELECT 3, r.ord, r.action, r.relation, r.table_name, r.statement, r.reason, r.index_bytes,
+        SELECT 3, r.ord, r.action, r.relation, r.table_name, ARRAY['CONCURRENTLY'], r.statement, r.reason, r.index_bytes,
                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                    'invalid', r.invalid, 'estimated_bytes', r.estimated_bytes,
                    'estimated_bloat_pct', r.estimated_bloat_pct))
           FROM r
     )
     SELECT (pg_catalog.row_number() OVER (ORDER BY x.grp, x.ord))::integer,
-           x.action, x.relation, x.table_name, x.statement, x.reason, x.size_bytes, x.numbers
+           x.action, x.relation, x.table_name, x.options, x.statement, x.reason, x.size_bytes, x.numbers
       FROM rows AS x
      ORDER BY x.grp, x.ord;
 END

@@ -16,8 +16,11 @@
 --   and tables with an index build in progress are left out.
 --   NULL parameters read maint.check_config (index_bloat.warn, index_bloat.params.min_bytes)
 --   when that table exists, else 30 percent and 10 MB.
---   SECURITY DEFINER so that it can read the average key widths in pg_statistic (which
---   holds sampled values and is readable only by superusers): it returns no values.
+--   Key widths and null fractions come from maint._column_stats(): pg_statistic when the
+--   kit owner may read it (a superuser deployed the kit), else pg_stats, which shows only
+--   the columns the kit owner may SELECT; an index whose key widths are thus unknown gets
+--   no estimate. SECURITY DEFINER so that a maint_monitor caller gets the estimates the
+--   kit owner can make; it returns sizes only, never statistics values.
 CREATE OR REPLACE FUNCTION maint.plan_reindex(
     bloat_pct numeric DEFAULT NULL,
     min_bytes bigint DEFAULT NULL,
@@ -71,20 +74,22 @@ BEGIN
            AND ic.relkind = 'i'
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index AS p
                             WHERE p.relid = i.indrelid)
+    ), stats AS MATERIALIZED (
+        SELECT cs.relid, cs.attnum, cs.null_frac, cs.avg_width FROM maint._column_stats() AS cs
     ), widths AS (
         SELECT x.indexrelid,
-               sum(coalesce(st.stawidth, se.stawidth, CASE WHEN a.attlen > 0 THEN a.attlen END)) AS width,
-               bool_and(coalesce(st.stawidth, se.stawidth, CASE WHEN a.attlen > 0 THEN a.attlen END) IS NOT NULL)
+               sum(coalesce(st.avg_width, se.avg_width, CASE WHEN a.attlen > 0 THEN a.attlen END)) AS width,
+               bool_and(coalesce(st.avg_width, se.avg_width, CASE WHEN a.attlen > 0 THEN a.attlen END) IS NOT NULL)
                    AS known,
-               bool_or(coalesce(st.stanullfrac, se.stanullfrac, 0) > 0) AS has_nulls
+               bool_or(coalesce(st.null_frac, se.null_frac, 0) > 0) AS has_nulls
           FROM idx AS x
          CROSS JOIN LATERAL pg_catalog.unnest(x.indkey::int2[]) WITH ORDINALITY AS k (attnum, pos)
           LEFT JOIN pg_catalog.pg_attribute AS a
                  ON a.attrelid = x.indrelid AND a.attnum = k.attnum AND k.attnum > 0
-          LEFT JOIN pg_catalog.pg_statistic AS st
-                 ON k.attnum > 0 AND st.starelid = x.indrelid AND st.staattnum = k.attnum AND NOT st.stainherit
-          LEFT JOIN pg_catalog.pg_statistic AS se
-                 ON k.attnum = 0 AND se.starelid = x.indexrelid AND se.staattnum = k.pos AND NOT se.stainherit
+          LEFT JOIN stats AS st
+                 ON k.attnum > 0 AND st.relid = x.indrelid AND st.attnum = k.attnum
+          LEFT JOIN stats AS se
+                 ON k.attnum = 0 AND se.relid = x.indexrelid AND se.attnum = k.pos
          WHERE x.amname = 'btree' AND x.indisvalid
          GROUP BY x.indexrelid
     ), est AS (

@@ -23,7 +23,8 @@ BEGIN
     -- validates actions (raises before anything is journaled)
     SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                'seq', p.seq, 'action', p.action, 'relation', p.relation::text,
-               'table', p.table_name::text, 'statement', p.statement, 'reason', p.reason,
+               'table', p.table_name::text, 'options', pg_catalog.to_jsonb(p.options),
+               'statement', p.statement, 'reason', p.reason,
                'size_bytes', p.size_bytes, 'numbers', p.numbers) ORDER BY p.seq), '[]'::jsonb),
            count(*)
       INTO v_plan, v_count
