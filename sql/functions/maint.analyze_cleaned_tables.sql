@@ -1,9 +1,10 @@
--- maint._analyze_table(p_run bigint, p_table regclass, p_lock_ms text) -> void
---   ANALYZE of one table for run p_run (a running, executed analyze_cleaned run of this
---   session), as the table's owner in its executor: ANALYZE needs the owner (or a
---   superuser), and the owner's index expressions then run as the owner.
-CREATE OR REPLACE FUNCTION maint._analyze_table(p_run bigint, p_table regclass, p_lock_ms text)
-    RETURNS void
+-- maint._analyze_table(p_run bigint, p_table text, p_lock_ms text) -> boolean
+--   ANALYZE of one table (schema.table, as the journal names it) for run p_run (a
+--   running, executed analyze_cleaned run of this session), as the table's owner in its
+--   executor: ANALYZE needs the owner (or a superuser), and the owner's index expressions
+--   then run as the owner. False when the table no longer exists.
+CREATE OR REPLACE FUNCTION maint._analyze_table(p_run bigint, p_table text, p_lock_ms text)
+    RETURNS boolean
     LANGUAGE plpgsql
     VOLATILE
     SECURITY DEFINER
@@ -11,18 +12,23 @@ CREATE OR REPLACE FUNCTION maint._analyze_table(p_run bigint, p_table regclass, 
 AS $$
 DECLARE
     v_run maint.runs := maint._own_run(p_run);
+    v_rel regclass := maint._table_by_name(p_table);
 BEGIN
     IF v_run.task <> 'analyze_cleaned' OR v_run.dry_run THEN
         RAISE EXCEPTION 'run % is not an executed analyze_cleaned run', p_run
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    PERFORM maint._cleanup_check_table(p_table);
-    PERFORM maint._cleanup_command(maint._executor(maint._cleanup_owner(p_table)),
-                                   pg_catalog.format('ANALYZE %s', p_table), p_lock_ms);
+    IF v_rel IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM maint._cleanup_check_table(v_rel);
+    PERFORM maint._cleanup_command(maint._executor(maint._cleanup_owner(v_rel)),
+                                   pg_catalog.format('ANALYZE %s', v_rel), p_lock_ms);
+    RETURN true;
 END
 $$;
-COMMENT ON FUNCTION maint._analyze_table(bigint, regclass, text) IS 'Internal: ANALYZE a table as its owner for an analyze_cleaned run';
-GRANT EXECUTE ON FUNCTION maint._analyze_table(bigint, regclass, text) TO maint_admin;
+COMMENT ON FUNCTION maint._analyze_table(bigint, text, text) IS 'Internal: ANALYZE a table as its owner for an analyze_cleaned run';
+GRANT EXECUTE ON FUNCTION maint._analyze_table(bigint, text, text) TO maint_admin;
 
 -- CALL maint.analyze_cleaned_tables(since, dry_run, lock_timeout, time_limit)
 --   ANALYZE every table from which an executed cleanup run (retention, orphans,
@@ -45,7 +51,6 @@ DECLARE
     v_run bigint;
     v_tables text[];
     v_table text;
-    v_rel regclass;
     v_done text[] := '{}';
     v_skipped jsonb := '[]';
     v_deadline timestamptz;
@@ -88,17 +93,15 @@ BEGIN
             v_status := 'partial';
             EXIT;
         END IF;
-        v_rel := pg_catalog.to_regclass(v_table);
-        IF v_rel IS NULL THEN
-            v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', 'no longer exists');
-            CONTINUE;
-        END IF;
         PERFORM pg_catalog.set_config('lock_timeout',
             greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text, true);
         BEGIN
-            PERFORM maint._analyze_table(v_run, v_rel,
-                greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text);
-            v_done := v_done || v_rel::text;
+            IF maint._analyze_table(v_run, v_table,
+                    greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text) THEN
+                v_done := v_done || v_table;
+            ELSE
+                v_skipped := v_skipped || pg_catalog.jsonb_build_object('table', v_table, 'reason', 'no longer exists');
+            END IF;
         EXCEPTION
             WHEN query_canceled THEN  -- pg_cancel_backend or statement_timeout: close the run
                 v_status := 'cancelled';

@@ -9,8 +9,8 @@
 CREATE OR REPLACE VIEW maint.archive_rows WITH (security_barrier) AS
 SELECT a.id, a.run_id, a.rule_id, a.source_table, a."row", a.archived_at, a.restored_by, a.restored_at
   FROM maint.archive AS a
- WHERE pg_catalog.to_regclass(a.source_table) IS NOT NULL
-   AND pg_catalog.has_table_privilege(pg_catalog.to_regclass(a.source_table), 'SELECT');
+ WHERE maint._table_by_name(a.source_table) IS NOT NULL
+   AND pg_catalog.has_table_privilege(maint._table_by_name(a.source_table), 'SELECT');
 COMMENT ON VIEW maint.archive_rows IS
     'Archived rows of the tables the reader may SELECT (the archive itself is readable only by the kit''s owner)';
 GRANT SELECT ON maint.archive_rows TO maint_admin;

@@ -46,7 +46,6 @@ DECLARE
     v_mode text;
     v_upper text[];
     v_done boolean;
-    v_int_key boolean;
     v_id_lo numeric;
     v_id_hi numeric;
     v_stride bigint;
@@ -84,7 +83,6 @@ BEGIN
         v_units := v_pre->'units';
         v_candidates := (v_pre->>'candidates')::bigint;
         v_fraction := (v_pre->>'fraction')::numeric;
-        v_int_key := (v_pre->>'int_key')::boolean;
         v_id_lo := (v_pre->>'id_lo')::numeric;
         v_id_hi := (v_pre->>'id_hi')::numeric;
     END IF;
@@ -165,31 +163,16 @@ BEGIN
             CONTINUE units;
         END IF;
 
-        -- row-wise batches
-        v_nblocks := NULL;
+        -- row-wise batches, as the preflight decided (maint._cleanup_batching)
+        v_mode := v_unit->>'batching';
         v_last := NULL;
-        IF v_rule.kind = 'dedupe' THEN
-            -- keyset on the victims' sequence number in the work table
-            v_mode := 'dedupe';
-            v_last := ARRAY['0'];
-        ELSIF v_int_key AND v_unit_rel::regclass = (v_res->>'table')::regclass AND v_id_lo IS NOT NULL
-              AND v_id_hi - v_id_lo + 1 <= greatest(v_candidates, 1) * 64 THEN
-            -- single integer key, matches not too sparse: consecutive id ranges, widened
-            -- while they are sparse (very sparse keys, e.g. random ids, use the keyset below)
-            v_mode := 'idrange';
+        IF v_mode = 'dedupe' THEN
+            v_last := ARRAY['0'];   -- keyset on the victims' sequence number in the work table
+        ELSIF v_mode = 'idrange' THEN
             v_stride := v_rule.batch_size;
-        ELSIF v_pre->'identity' <> 'null'::jsonb AND v_unit_rel::regclass = (v_res->>'table')::regclass THEN
-            -- keyset on the primary key: find the batch's upper key, delete the key range
-            v_mode := 'keyset';
-        ELSE
-            -- no primary key: walk the heap in page ranges sized to about batch_size rows
-            v_mode := 'pages';
-            v_nblocks := pg_catalog.pg_relation_size(v_unit_rel::regclass)
-                         / pg_catalog.current_setting('block_size')::bigint;
-            SELECT greatest(1, (v_rule.batch_size / greatest(1.0,
-                       CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END))::bigint)
-              INTO v_pages
-              FROM pg_catalog.pg_class AS c WHERE c.oid = v_unit_rel::regclass;
+        ELSIF v_mode = 'pages' THEN
+            v_nblocks := (v_unit->>'nblocks')::bigint;
+            v_pages := (v_unit->>'pages')::bigint;
             v_block := 0;
         END IF;
         v_attempt := 0;
@@ -324,6 +307,8 @@ CREATE OR REPLACE PROCEDURE maint._cleanup_execute(
 AS $$
 DECLARE
     v_only regclass;
+    v_only_schema name;
+    v_only_name name;
     v_ids bigint[];
     v_id bigint;
     v_run bigint;
@@ -364,12 +349,15 @@ BEGIN
             RAISE EXCEPTION 'only_table: table % does not exist', pg_catalog.quote_literal(p_only)
                 USING ERRCODE = 'undefined_table';
         END IF;
+        SELECT n.nspname, c.relname INTO v_only_schema, v_only_name
+          FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE c.oid = v_only;
     END IF;
     SELECT pg_catalog.array_agg(r.id ORDER BY pg_catalog.array_position(ARRAY['retention', 'orphan', 'dedupe'], r.kind), r.id)
       INTO v_ids
       FROM maint.cleanup_rules AS r
      WHERE r.enabled AND r.kind = ANY (p_kinds)
-       AND (v_only IS NULL OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = v_only);
+       AND (v_only IS NULL OR (r.target_schema, r.target_table) = (v_only_schema, v_only_name));
 
     v_run := maint.run_start(p_task, pg_catalog.jsonb_build_object(
         'only_table', v_only::text, 'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout,

@@ -12,7 +12,7 @@ AS $$
 DECLARE
     v_rel regclass;
 BEGIN
-    v_rel := pg_catalog.to_regclass(pg_catalog.format('%I.%I', p_schema, p_table));
+    v_rel := maint._table_by_name(p_schema, p_table);
     IF v_rel IS NULL THEN
         RAISE EXCEPTION 'table %.% does not exist (renamed or dropped?)',
             pg_catalog.quote_ident(p_schema), pg_catalog.quote_ident(p_table)

@@ -50,8 +50,7 @@ BEGIN
     RETURN (SELECT coalesce(pg_catalog.array_agg(r.id ORDER BY r.id), '{}')
               FROM maint.cleanup_rules AS r
              WHERE r.enabled AND r.kind = p_kind
-               AND (v_only IS NULL
-                    OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = v_only));
+               AND (v_only IS NULL OR maint._table_by_name(r.target_schema, r.target_table) = v_only));
 END
 $$;
 

@@ -61,7 +61,9 @@ BEGIN
                                  p_rule.id, pg_catalog.quote_ident(p_rule.created_by), p_rel);
     END IF;
     IF NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'SELECT')
-       OR NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'DELETE') THEN
+       OR NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'DELETE')
+       OR NOT pg_catalog.has_schema_privilege(p_rule.created_by,
+                  (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel), 'USAGE') THEN
         RETURN pg_catalog.format('rule %s: its author %s may not SELECT and DELETE on %s',
                                  p_rule.id, pg_catalog.quote_ident(p_rule.created_by), p_rel);
     END IF;
@@ -167,6 +169,37 @@ CREATE OR REPLACE FUNCTION maint._cleanup_fail(p_rule maint.cleanup_rules, p_tab
 AS $$
     SELECT pg_catalog.format('rule %s (%s on %s): %s', p_rule.id, p_rule.kind, p_table,
                              maint._redact_error(p_sqlstate, p_message))
+$$;
+
+-- maint._cleanup_batching(p_rule, p_unit, p_rel, p_int_key, p_candidates, p_id_lo, p_id_hi) -> jsonb
+--   How a unit of rows is worked through: {"batching": "dedupe" | "idrange" | "keyset" |
+--   "pages"}, with "nblocks" and "pages" (heap pages per batch, sized to about batch_size
+--   rows) for a table without primary key.
+CREATE OR REPLACE FUNCTION maint._cleanup_batching(
+    p_rule maint.cleanup_rules, p_unit regclass, p_rel regclass, p_int_key boolean, p_candidates bigint,
+    p_id_lo numeric, p_id_hi numeric)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p_rule.kind = 'dedupe' THEN pg_catalog.jsonb_build_object('batching', 'dedupe')
+        -- single integer key, matches not too sparse: consecutive id ranges, widened while
+        -- they are sparse (very sparse keys, e.g. random ids, use the keyset)
+        WHEN p_int_key AND p_unit = p_rel AND p_id_lo IS NOT NULL
+             AND p_id_hi - p_id_lo + 1 <= greatest(p_candidates, 1) * 64
+            THEN pg_catalog.jsonb_build_object('batching', 'idrange')
+        -- keyset on the primary key: find the batch's upper key, delete the key range
+        WHEN maint._cleanup_identity(p_unit) IS NOT NULL AND p_unit = p_rel
+            THEN pg_catalog.jsonb_build_object('batching', 'keyset')
+        -- no primary key: walk the heap in page ranges sized to about batch_size rows
+        ELSE (SELECT pg_catalog.jsonb_build_object('batching', 'pages',
+                  'nblocks', pg_catalog.pg_relation_size(p_unit) / pg_catalog.current_setting('block_size')::bigint,
+                  'pages', greatest(1, (p_rule.batch_size / greatest(1.0,
+                       CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END))::bigint))
+                FROM pg_catalog.pg_class AS c WHERE c.oid = p_unit)
+    END
 $$;
 
 -- maint._cleanup_preflight(p_run bigint, p_rule_id bigint, p_lock_ms text) -> jsonb
@@ -296,6 +329,13 @@ BEGIN
             v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
                 'mode', 'rows', 'rel', v_rel::text));
         END IF;
+        -- how each unit of rows is batched (decided here: the caller may not even be able
+        -- to name the table), see maint._cleanup_batch
+        SELECT pg_catalog.jsonb_agg(CASE WHEN u->>'mode' = 'drop' THEN u ELSE u || maint._cleanup_batching(
+                   v_rule, (u->>'rel')::pg_catalog.regclass, v_rel, v_int_key, v_candidates,
+                   (v_doc->>'id_lo')::numeric, (v_doc->>'id_hi')::numeric) END ORDER BY o)
+          INTO v_units
+          FROM pg_catalog.jsonb_array_elements(v_units) WITH ORDINALITY AS e(u, o);
         v_res := v_res || pg_catalog.jsonb_build_object('candidates', v_candidates, 'table_rows', v_rows,
             'fraction', CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END,
             'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
@@ -330,7 +370,7 @@ CREATE OR REPLACE FUNCTION maint._cleanup_unit(p_rule maint.cleanup_rules, p_uni
 AS $$
 DECLARE
     v_rel regclass := maint._cleanup_rel(p_rule.target_schema, p_rule.target_table);
-    v_unit regclass := pg_catalog.to_regclass(p_unit);
+    v_unit regclass := maint._table_by_name(p_unit);
 BEGIN
     IF v_unit IS NULL OR (v_unit <> v_rel AND NOT EXISTS (
             SELECT 1 FROM pg_catalog.pg_inherits AS i WHERE i.inhrelid = v_unit AND i.inhparent = v_rel)) THEN
@@ -497,7 +537,7 @@ CREATE OR REPLACE FUNCTION maint._cleanup_rule_done(p_run bigint, p_rule_id bigi
 AS $$
 DECLARE
     v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, false);
-    v_rel regclass := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table));
+    v_rel regclass := maint._table_by_name(v_rule.target_schema, v_rule.target_table);
     v_victims regclass := pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', 'pgmaint_victims_' || v_rule.id));
     v_size bigint;
 BEGIN
@@ -526,6 +566,8 @@ COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text) IS 'I
 COMMENT ON FUNCTION maint._cleanup_command(name, text, text) IS 'Internal: run a utility statement in an executor';
 COMMENT ON FUNCTION maint._cleanup_archive_batch(name, text, text[], text[], text, bigint, bigint, text) IS 'Internal: run a batch in an executor and archive its rows';
 COMMENT ON FUNCTION maint._cleanup_fail(maint.cleanup_rules, text, text, text) IS 'Internal: a rule error as the journal keeps it';
+COMMENT ON FUNCTION maint._cleanup_batching(maint.cleanup_rules, regclass, regclass, boolean, bigint, numeric, numeric) IS
+    'Internal: how a unit of a rule is batched';
 COMMENT ON FUNCTION maint._cleanup_preflight(bigint, bigint, text) IS 'Internal: count and check a rule before its batches (as the table owner)';
 COMMENT ON FUNCTION maint._cleanup_unit(maint.cleanup_rules, text) IS 'Internal: a rule''s table or one of its partitions';
 COMMENT ON FUNCTION maint._cleanup_batch(bigint, bigint, text, text, text[], text[], text) IS 'Internal: one batch of a rule (as the table owner, archived)';
@@ -540,7 +582,8 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_owner(regclass),
     maint._cleanup_cutoff(bigint, maint.cleanup_rules),
     maint._cleanup_fail(maint.cleanup_rules, text, text, text),
-    maint._cleanup_unit(maint.cleanup_rules, text)
+    maint._cleanup_unit(maint.cleanup_rules, text),
+    maint._cleanup_batching(maint.cleanup_rules, regclass, regclass, boolean, bigint, numeric, numeric)
 TO maint_monitor;
 GRANT EXECUTE ON FUNCTION
     maint._cleanup_preflight(bigint, bigint, text),

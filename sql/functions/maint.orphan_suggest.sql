@@ -42,7 +42,7 @@ BEGIN
         CONTINUE WHEN EXISTS (
             SELECT 1 FROM maint.cleanup_rules AS r
              WHERE r.kind = 'orphan' AND r.columns = ARRAY[v_c.col]
-               AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = v_c.child_rel);
+               AND maint._table_by_name(r.target_schema, r.target_table) = v_c.child_rel);
         child := v_c.child_rel::text;
         child_column := v_c.col;
         parent := v_c.parent_rel::text;

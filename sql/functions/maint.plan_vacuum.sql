@@ -75,7 +75,7 @@ BEGIN
 
     RETURN QUERY
     WITH cleaned AS (
-        SELECT pg_catalog.to_regclass(rule.value->>'table')::oid AS relid,
+        SELECT maint._table_by_name(rule.value->>'table')::oid AS relid,
                r.finished_at,
                coalesce((rule.value->>'deleted')::bigint, 0) AS deleted
           FROM maint.runs AS r

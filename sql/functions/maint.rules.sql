@@ -85,7 +85,7 @@ BEGIN
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
      WHERE r.kind = 'retention' AND r.time_column = _add_retention_policy.time_column
        AND r.keep = _add_retention_policy.keep AND r.condition IS NOT DISTINCT FROM v_cond
-       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
+       AND maint._table_by_name(r.target_schema, r.target_table) = target;
     IF v_id IS NOT NULL THEN
         RAISE EXCEPTION 'rule % already keeps % by % for %', v_id, target, pg_catalog.quote_ident(time_column), keep
             USING ERRCODE = 'duplicate_object';
@@ -174,8 +174,8 @@ BEGIN
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
      WHERE r.kind = 'orphan' AND r.columns = child_columns AND r.parent_columns = _add_orphan_rule.parent_columns
        AND r.condition IS NOT DISTINCT FROM v_cond
-       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = child
-       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.parent_schema, r.parent_table)) = parent;
+       AND maint._table_by_name(r.target_schema, r.target_table) = child
+       AND maint._table_by_name(r.parent_schema, r.parent_table) = parent;
     IF v_id IS NOT NULL THEN
         RAISE EXCEPTION 'rule % already removes orphans of % %', v_id, child, child_columns
             USING ERRCODE = 'duplicate_object';
@@ -258,7 +258,7 @@ BEGIN
     v_cond := maint._cleanup_check_condition(target, condition);
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
      WHERE r.kind = 'dedupe' AND r.columns = key_columns AND r.condition IS NOT DISTINCT FROM v_cond
-       AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', r.target_schema, r.target_table)) = target;
+       AND maint._table_by_name(r.target_schema, r.target_table) = target;
     IF v_id IS NOT NULL THEN
         RAISE EXCEPTION 'rule % already removes duplicates of % on %', v_id, target, key_columns
             USING ERRCODE = 'duplicate_object',
@@ -289,7 +289,13 @@ CREATE OR REPLACE FUNCTION maint._rule_author_check(p_author name, p_rel regclas
 AS $$
 DECLARE
     v_priv text;
+    v_nsp oid := (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel);
 BEGIN
+    IF NOT pg_catalog.has_schema_privilege(p_author, v_nsp, 'USAGE') THEN
+        RAISE EXCEPTION 'role % may not use schema %: a rule''s author must be allowed to do what the rule does',
+            pg_catalog.quote_ident(p_author), v_nsp::pg_catalog.regnamespace
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     FOREACH v_priv IN ARRAY pg_catalog.regexp_split_to_array(p_privileges, '\s*,\s*') LOOP
         IF NOT pg_catalog.has_table_privilege(p_author, p_rel, v_priv) THEN
             RAISE EXCEPTION 'role % may not % on %: a rule''s author must be allowed to do what the rule does',

@@ -6,19 +6,21 @@
 -- the rights of whoever calls the undo. The caller must be allowed to INSERT into each
 -- table.
 
--- maint._undo_plan(p_target_run bigint) -> TABLE(source_table text, first_id bigint, pending bigint, archived bigint)
---   Per table the run archived: the first archive id, the rows still to restore and all
---   rows archived (counts only; the archive itself is readable by maint_admin only
---   through maint.archive_rows, row by row for the tables it may read).
+-- maint._undo_plan(p_target_run bigint) -> TABLE(source_table text, first_id bigint, pending bigint,
+--                                                archived bigint, table_exists boolean)
+--   Per table the run archived: the first archive id, the rows still to restore, all rows
+--   archived and whether the table still exists (counts only; the archive itself is
+--   readable by maint_admin only through maint.archive_rows, for the tables it may read).
 CREATE OR REPLACE FUNCTION maint._undo_plan(p_target_run bigint)
-    RETURNS TABLE(source_table text, first_id bigint, pending bigint, archived bigint)
+    RETURNS TABLE(source_table text, first_id bigint, pending bigint, archived bigint, table_exists boolean)
     LANGUAGE sql
     STABLE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT a.source_table, pg_catalog.min(a.id) FILTER (WHERE a.restored_by IS NULL),
-           pg_catalog.count(*) FILTER (WHERE a.restored_by IS NULL), pg_catalog.count(*)
+           pg_catalog.count(*) FILTER (WHERE a.restored_by IS NULL), pg_catalog.count(*),
+           maint._table_by_name(a.source_table) IS NOT NULL
       FROM maint.archive AS a
      WHERE a.run_id = p_target_run
      GROUP BY a.source_table
@@ -56,7 +58,7 @@ BEGIN
         RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    v_rel := pg_catalog.to_regclass(p_source);
+    v_rel := maint._table_by_name(p_source);
     IF v_rel IS NULL THEN
         RAISE EXCEPTION 'table % of run % no longer exists', p_source, p_target_run
             USING ERRCODE = 'undefined_table';
@@ -153,10 +155,11 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
-        FOR v_src IN SELECT p.source_table, p.pending FROM maint._undo_plan(run_id) AS p WHERE p.pending > 0 LOOP
+        FOR v_src IN SELECT p.source_table, p.pending, p.table_exists
+                       FROM maint._undo_plan(run_id) AS p WHERE p.pending > 0 LOOP
             v_current := v_src.source_table;
             IF dry_run THEN
-                IF pg_catalog.to_regclass(v_src.source_table) IS NULL THEN
+                IF NOT v_src.table_exists THEN
                     RAISE EXCEPTION 'table % of run % no longer exists', v_src.source_table, run_id
                         USING ERRCODE = 'undefined_table';
                 END IF;
@@ -173,8 +176,8 @@ BEGIN
         -- maint._redact_error); the caller sees them when it may read the table
         v_error := pg_catalog.format('undo of run %s failed, nothing was restored: %s', run_id,
                                      maint._redact_error(v_state, SQLERRM));
-        IF pg_catalog.to_regclass(v_current) IS NOT NULL
-           AND pg_catalog.has_table_privilege(pg_catalog.to_regclass(v_current), 'SELECT') THEN
+        IF maint._table_by_name(v_current) IS NOT NULL
+           AND pg_catalog.has_table_privilege(maint._table_by_name(v_current), 'SELECT') THEN
             v_shown := pg_catalog.format('undo of run %s failed, nothing was restored: %s%s', run_id, SQLERRM,
                                          coalesce(' (' || nullif(v_detail, '') || ')', ''));
         END IF;
