@@ -320,7 +320,7 @@ def verify_cmd(
         )
         try:
             with _cleanup_on_sigterm():
-                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs)
+                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs, run_id=run_id)
         except BaseException as exc:
             catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
             raise
@@ -466,11 +466,8 @@ def prune_cmd(
             if execute:
                 prune_mod.execute(p)
                 for item in p.delete:
-                    catalog.update(
-                        conn,
-                        item["id"],
-                        detail={"pruned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                    )
+                    if item["id"] is not None:
+                        catalog.mark_pruned(conn, run_id, item["id"], item["path"])
         except BaseException as exc:
             catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
             raise

@@ -333,10 +333,17 @@ def _restore_compare(
 
 
 def verify(
-    conn: psycopg.Connection | None, dsn: str, entry: files.Entry, level: str, *, jobs: int = 1
+    conn: psycopg.Connection | None,
+    dsn: str,
+    entry: files.Entry,
+    level: str,
+    *,
+    jobs: int = 1,
+    run_id: int | None = None,
 ) -> VerifyResult:
     """Verify one backup at ``level``; records the outcome in verify.json and, when
-    ``conn`` (the source database) is given, in its catalog row."""
+    ``conn`` (the source database) and the journaled ``run_id`` making the verification
+    are given, in its catalog row."""
     if level not in LEVELS:
         raise ValueError(f"unknown verify level {level!r}: use list, read or restore")
     assert entry.manifest is not None and entry.backup_id is not None
@@ -377,24 +384,21 @@ def verify(
     result.at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with contextlib.suppress(OSError):
         files.write_json_atomic(entry.path / files.VERIFY_FILE, asdict(result))
-    if conn is not None:
-        record(conn, result)
+    if conn is not None and run_id is not None:
+        record(conn, run_id, result)
     return result
 
 
-def record(conn: psycopg.Connection, result: VerifyResult) -> None:
-    """Update the backup's catalog row: 'verified' on success, 'failed' otherwise."""
-    row = catalog.get(conn, result.backup_id)
-    if row is None or row["path"] != result.path:
-        return  # a backup of another database (or a copy): its catalog is elsewhere
-    fields: dict[str, Any] = {"error": None} if result.ok else {"error": result.summary()}
-    catalog.update(
+def record(conn: psycopg.Connection, run_id: int, result: VerifyResult) -> bool:
+    """Update the backup's catalog row: 'verified' on success, 'failed' otherwise; False
+    when the backup is not in this catalog (another database's, or a copy)."""
+    return catalog.record_verification(
         conn,
+        run_id,
         result.backup_id,
-        status="verified" if result.ok else "failed",
-        verify_level=result.level,
-        verify_result=result.summary(),
-        verified=True,
-        detail={"verify": asdict(result)},
-        **fields,
+        result.path,
+        level=result.level,
+        ok=result.ok,
+        result=result.summary(),
+        detail=asdict(result),
     )
