@@ -262,16 +262,18 @@ def hand_back(
     database: str,
     *,
     toc: Toc | None,
-    owner: str | None,
+    source_database: str | None = None,
+    owner: str | None = None,
 ) -> HandBack:
     """Give the database ``conn`` is connected to and everything in it owned by
-    maint_restore to ``owner``, or (``owner`` None) to each object's owner in ``toc``.
-    Objects with no known new owner stay with maint_restore and are reported."""
+    maint_restore to ``owner``, or (``owner`` None) to each object's owner in ``toc``,
+    the database to the owner of ``source_database`` there. Objects with no known new
+    owner stay with maint_restore and are reported."""
     result = HandBack()
     known = roles(conn)
     if owner is None:
-        assert toc is not None
-        db_owner = toc.database_owner(known)
+        assert toc is not None and source_database is not None
+        db_owner = toc.database_owner(source_database, known)
     else:
         db_owner = owner
     if db_owner is not None:

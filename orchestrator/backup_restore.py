@@ -95,6 +95,13 @@ def check_owner(conn: psycopg.Connection, me: runas.Caller, owner: str) -> None:
         raise PreflightRefused(f"--owner {owner}: no such role")
     if owner == runas.ROLE:
         raise PreflightRefused(f"--owner {owner}: restored databases are {owner}'s already")
+    if row[1]:
+        raise PreflightRefused(
+            f"--owner {owner} is a superuser: the backup's SECURITY DEFINER functions, views "
+            "and triggers would then run with a superuser's rights; leave out --owner (a "
+            "superuser hands objects back to their owners in the backup) or name a role "
+            "without SUPERUSER"
+        )
     if not me.superuser and not row[0]:
         raise PreflightRefused(
             f"--owner {owner}: {me.name} may give objects only to roles it is a member of "
@@ -184,7 +191,11 @@ def restore(
                     "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
                 )
                 handed = owners.hand_back(
-                    target, into, toc=loaded.plan.toc if owner is None else None, owner=owner
+                    target,
+                    into,
+                    toc=loaded.plan.toc,
+                    source_database=entry.manifest["database"],
+                    owner=owner,
                 )
             result.owners, result.kept = dict(handed.given), handed.kept
             notes += handed.notes()

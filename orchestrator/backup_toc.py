@@ -55,14 +55,11 @@ class Toc:
             if e.rest.startswith(prefix)
         ]
 
-    def database_owner(self, roles: Iterable[str]) -> str | None:
-        """The owner of the source database (its DATABASE entry), when it is one of ``roles``."""
-        for e in self.entries:
-            if e.rest.startswith("DATABASE - "):
-                for role in roles:
-                    if role and e.rest.endswith(" " + role):
-                        return role
-        return None
+    def database_owner(self, database: str, roles: Iterable[str]) -> str | None:
+        """The owner of the source database ``database`` (its DATABASE entry), when it is
+        one of ``roles``."""
+        key = f"DATABASE - {database}"
+        return self.owners([key], roles).get(key)
 
     def owners(self, keys: Iterable[str], roles: Iterable[str]) -> dict[str, str]:
         """The owner of each object whose key ("<desc> <schema> <tag>") has a listing

@@ -421,6 +421,12 @@ def test_backup_restore_to_a_named_owner_and_as_a_non_superuser(
             "--dir", str(tmp_path), dsn=adm_dsn,
         )
         assert refused.exit_code == 3 and f"GRANT {o1} TO {adm}" in refused.stderr
+        # nor to a superuser: the backup's SECURITY DEFINER code would run as one
+        refused = run(
+            "backup", "restore", str(created["id"]), "--into", "t_never", "--owner", "postgres",
+            "--dir", str(tmp_path), dsn=db_dsn,
+        )
+        assert refused.exit_code == 3 and "--owner postgres is a superuser" in refused.stderr
     finally:
         for t in targets:
             _drop_db(admin, t)

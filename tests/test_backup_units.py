@@ -133,7 +133,8 @@ def test_owners_come_from_the_toc_even_with_spaces_in_names():
         "FUNCTION shop f(integer, shop.t)": "owner1",
         "TABLE public t": "postgres",
     }
-    assert parsed.database_owner(roles) == "postgres"
+    assert parsed.database_owner("shop", roles) == "postgres"
+    assert parsed.database_owner("other", roles) is None
     # one line readable two ways (schema "a", table "b c" vs table "b", owner "c d"): no guess
     ambiguous = toc.parse("1; 1259 1 TABLE a b c d\n")
     assert ambiguous.owners(["TABLE a b", "TABLE a b c"], {"c d", "d"}) == {}
