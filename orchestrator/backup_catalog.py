@@ -1,5 +1,10 @@
 """The backup catalog in the database (maint.backups) and the task lock.
 
+The catalog is written only through the kit's SECURITY DEFINER functions
+(sql/functions/maint.backup_catalog.sql): maint_admin has no INSERT or UPDATE on the
+table. Every write names the journaled run making it, which must be running in this
+session.
+
 Status semantics the health check relies on: 'running' while a dump is in progress,
 'completed' after a successful dump, 'verified' after a successful verification,
 'failed' when the dump or a verification failed.
@@ -10,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -27,6 +31,13 @@ def require_kit(conn: psycopg.Connection) -> None:
         raise NotInstalled(
             f"pgmaint is not installed in database {conn.info.dbname!r} (no maint.backups); "
             "run 'pgmaint deploy'"
+        )
+    if conn.execute(
+        "SELECT to_regprocedure('maint.backup_start(bigint, text, jsonb)')"
+    ).fetchone() == (None,):
+        raise NotInstalled(
+            f"the pgmaint kit in database {conn.info.dbname!r} is older than this CLI "
+            "(no maint.backup_start); run 'pgmaint deploy' to upgrade it"
         )
 
 
@@ -58,51 +69,93 @@ def finish_run(
     )
 
 
-def fail_stale(conn: psycopg.Connection) -> int:
-    """Mark 'running' rows of this database as failed: call only while holding the lock,
-    so any such row belongs to a run that died without closing it."""
-    cur = conn.execute(
-        """UPDATE maint.backups
-              SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
-                  error = 'abandoned: the run ended without recording its outcome'
-            WHERE status = 'running' AND database = pg_catalog.current_database()"""
-    )
-    return cur.rowcount
+def fail_stale(conn: psycopg.Connection, run_id: int) -> int:
+    """Mark 'running' rows of this database left by runs that died as failed (the run
+    ``run_id`` holds the backup lock, so no other backup is in progress)."""
+    row = conn.execute("SELECT maint.backup_fail_stale(%s)", (run_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
-def insert(conn: psycopg.Connection, fmt: str, detail: dict[str, Any]) -> tuple[int, float]:
+def start(
+    conn: psycopg.Connection, run_id: int, fmt: str, detail: dict[str, Any]
+) -> tuple[int, float]:
     """A new 'running' row; returns (id, started_at as epoch seconds)."""
     row = conn.execute(
-        """INSERT INTO maint.backups (format, server_version, verify_level, detail)
-           VALUES (%s, pg_catalog.current_setting('server_version'), 'none', %s)
-           RETURNING id, extract(epoch FROM started_at)::float8""",
-        (fmt, Jsonb(detail)),
+        "SELECT b.id, extract(epoch FROM b.started_at)::float8"
+        "  FROM maint.backup_start(%s, %s, %s) AS b",
+        (run_id, fmt, Jsonb(detail)),
     ).fetchone()
     assert row is not None
     return int(row[0]), float(row[1])
 
 
-def update(conn: psycopg.Connection, backup_id: int, **fields: Any) -> None:
-    """Set columns of a catalog row; ``detail`` is merged, ``finished`` sets finished_at,
-    ``verified`` sets verified_at."""
-    sets = []
-    params: list[Any] = []
-    for name, value in fields.items():
-        if name == "detail":
-            sets.append(sql.SQL("detail = detail || %s"))
-            params.append(Jsonb(value))
-        elif name == "finished":
-            sets.append(sql.SQL("finished_at = pg_catalog.clock_timestamp()"))
-        elif name == "verified":
-            sets.append(sql.SQL("verified_at = pg_catalog.clock_timestamp()"))
-        else:
-            sets.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
-            params.append(value)
-    params.append(backup_id)
+def progress(
+    conn: psycopg.Connection,
+    run_id: int,
+    backup_id: int,
+    *,
+    path: str | None = None,
+    pg_dump_version: str | None = None,
+) -> None:
+    """Where a running backup goes (set once) and which pg_dump makes it."""
     conn.execute(
-        sql.SQL("UPDATE maint.backups SET {} WHERE id = %s").format(sql.SQL(", ").join(sets)),
-        params,
+        "SELECT maint.backup_progress(%s, %s, %s, %s)", (run_id, backup_id, path, pg_dump_version)
     )
+
+
+def finish(
+    conn: psycopg.Connection,
+    run_id: int,
+    backup_id: int,
+    *,
+    ok: bool,
+    bytes_: int | None = None,
+    manifest_sha256: str | None = None,
+    error: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Close a running backup: 'completed' (size, manifest checksum) or 'failed' (error)."""
+    conn.execute(
+        "SELECT 1 FROM maint.backup_finish(%s, %s, %s, %s, %s, %s, %s)",
+        (
+            run_id,
+            backup_id,
+            "completed" if ok else "failed",
+            bytes_,
+            manifest_sha256,
+            error,
+            None if detail is None else Jsonb(detail),
+        ),
+    )
+
+
+def record_verification(
+    conn: psycopg.Connection,
+    run_id: int,
+    backup_id: int,
+    path: str,
+    *,
+    level: str,
+    ok: bool,
+    result: str,
+    detail: dict[str, Any],
+) -> bool:
+    """'verified' or 'failed' with the verification's outcome; False when this catalog
+    has no backup ``backup_id`` at ``path`` (another database's, or an older catalog's)."""
+    row = conn.execute(
+        "SELECT maint.backup_record_verification(%s, %s, %s, %s, %s, %s, %s)",
+        (run_id, backup_id, path, level, ok, result, Jsonb(detail)),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def mark_pruned(conn: psycopg.Connection, run_id: int, backup_id: int, path: str) -> bool:
+    """Note ``pruned_at`` in the row of a backup whose files retention deleted."""
+    row = conn.execute(
+        "SELECT maint.backup_mark_pruned(%s, %s, %s)", (run_id, backup_id, path)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def get(conn: psycopg.Connection, backup_id: int) -> dict[str, Any] | None:

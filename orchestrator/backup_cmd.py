@@ -320,7 +320,7 @@ def verify_cmd(
         )
         try:
             with _cleanup_on_sigterm():
-                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs)
+                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs, run_id=run_id)
         except BaseException as exc:
             catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
             raise
@@ -466,11 +466,8 @@ def prune_cmd(
             if execute:
                 prune_mod.execute(p)
                 for item in p.delete:
-                    catalog.update(
-                        conn,
-                        item["id"],
-                        detail={"pruned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                    )
+                    if item["id"] is not None:
+                        catalog.mark_pruned(conn, run_id, item["id"], item["path"])
         except BaseException as exc:
             catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
             raise
@@ -519,6 +516,12 @@ def prune_cmd(
 @click.option("--into", "into", required=True, help="Name of the new database.")
 @click.option("--force", is_flag=True, help="Drop and replace the database if it exists.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--owner",
+    default=None,
+    help="Give the new database and everything in it to this role (default: a superuser "
+    "hands objects back to their owners in the backup; otherwise they stay maint_restore's).",
+)
 @dir_option
 @database_option
 @click.pass_context
@@ -528,21 +531,27 @@ def restore_cmd(
     into: str,
     force: bool,
     jobs: int,
+    owner: str | None,
     directory: Path | None,
     database: str | None,
 ) -> None:
-    """Restore backup BACKUP_ID into a new database (globals first when the backup has them)."""
+    """Restore backup BACKUP_ID into a new database (globals first when the backup has them).
+
+    The restore runs as the role maint_restore, so no code inside the backup runs with
+    your rights; ownership is handed over afterwards (see --owner).
+    """
     s = settings(ctx)
     with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
         entry = verify_mod.locate(backup_root(directory), database or conn.info.dbname, backup_id)
-        r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs)
+        r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs, owner=owner)
     emit(
         ctx,
         asdict(r),
         lambda out: (
             out.print(
                 f"[green]restored backup {r.backup_id}[/] into database {r.database!r} "
-                f"in {r.seconds:.1f}s" + (" (globals first)" if r.globals_restored else "")
+                f"as {r.restored_as} in {r.seconds:.1f}s"
+                + (" (globals first)" if r.globals_restored else "")
             ),
             [out.print(f"  note {n}") for n in r.notes],
         ),

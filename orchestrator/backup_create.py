@@ -205,12 +205,12 @@ def _create_locked(
     dbdir = files.database_dir(opts.root, database)
     dbdir.mkdir(parents=True, exist_ok=True)
     swept = files.sweep(dbdir)
-    abandoned = catalog.fail_stale(conn)
-    backup_id, started = catalog.insert(conn, opts.fmt, {"run_id": run_id})
+    abandoned = catalog.fail_stale(conn, run_id)
+    backup_id, started = catalog.start(conn, run_id, opts.fmt, {"run_id": run_id})
     name = files.backup_name(started, backup_id)
     partial = dbdir / f"{files.PARTIAL_PREFIX}{name}"
     final = dbdir / name
-    catalog.update(conn, backup_id, path=str(final))
+    catalog.progress(conn, run_id, backup_id, path=str(final))
     try:
         # validate the timeout with the server's own parser before anything else
         conn.execute(
@@ -218,7 +218,7 @@ def _create_locked(
         )
         conn.execute("RESET lock_timeout")
         tools = find_tools(conn.info.server_version)
-        catalog.update(conn, backup_id, pg_dump_version=tools.version)
+        catalog.progress(conn, run_id, backup_id, pg_dump_version=tools.version)
         compress_args, compress_name = compression_args(opts.compress, tools.major)
         props = facts.database_properties(conn)
         space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
@@ -272,17 +272,17 @@ def _create_locked(
                 files.remove(final)
         message = str(exc) or type(exc).__name__
         with contextlib.suppress(psycopg.Error):
-            catalog.update(conn, backup_id, status="failed", error=message, finished=True)
+            catalog.finish(conn, run_id, backup_id, ok=False, error=message)
         if isinstance(exc, psycopg.Error):
             raise BackupError(db.error_line(exc)) from exc
         raise
-    catalog.update(
+    catalog.finish(
         conn,
+        run_id,
         backup_id,
-        status="completed",
-        bytes=total,
+        ok=True,
+        bytes_=total,
         manifest_sha256=sha,
-        finished=True,
         detail={
             "manifest": str(final / files.MANIFEST),
             "compression": compress_name,
@@ -302,7 +302,9 @@ def _create_locked(
         if progress:
             progress(f"verifying ({opts.verify})", total)
         entry = files.Entry(final, backup_id, manifest, None, None)
-        result.verify = backup_verify.verify(conn, opts.dsn, entry, opts.verify, jobs=opts.jobs)
+        result.verify = backup_verify.verify(
+            conn, opts.dsn, entry, opts.verify, jobs=opts.jobs, run_id=run_id
+        )
         result.seconds = time.monotonic() - t0
     return result
 

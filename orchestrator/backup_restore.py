@@ -3,6 +3,14 @@
 Refuses an existing target unless ``force`` (which drops it first). The files are
 checked against the manifest before anything is created; a failed restore drops the
 half-restored database it created.
+
+The restore itself runs as maint_restore (orchestrator.backup_load), so no code of the
+backup's object owners runs with our rights. Afterwards, as our own role, which runs
+no code of theirs: a superuser hands the database and every object back to its owner
+in the backup's table of contents, or to ``owner``, then restores privileges (with
+their original grantors) and, last, event triggers. Without a superuser everything
+stays owned by maint_restore, or goes to ``owner``; privileges and event triggers are
+not restored.
 """
 
 from __future__ import annotations
@@ -17,9 +25,14 @@ from typing import Any
 import psycopg
 
 from orchestrator import backup_files as files
+from orchestrator import backup_load as load_mod
+from orchestrator import backup_owners as owners
+from orchestrator import backup_runas as runas
+from orchestrator import backup_toc as toc_mod
 from orchestrator import backup_verify as verify
+from orchestrator import db
 from orchestrator.backup_errors import BackupError, PreflightRefused, VerificationFailed
-from orchestrator.backup_tools import child_conninfo, find_tools
+from orchestrator.backup_tools import APPLICATION_NAME, ClientTools, child_conninfo, find_tools
 
 
 @dataclass
@@ -29,6 +42,9 @@ class RestoreResult:
     seconds: float
     globals_restored: bool
     notes: list[str] = field(default_factory=list)
+    restored_as: str = runas.ROLE
+    owners: dict[str, int] = field(default_factory=dict)  # new owner -> objects handed over
+    kept: list[str] = field(default_factory=list)  # objects still owned by maint_restore
 
 
 def database_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -69,6 +85,62 @@ def restore_globals(conn: psycopg.Connection, dsn: str, psql: str, path: Path) -
     return notes
 
 
+def check_owner(conn: psycopg.Connection, me: runas.Caller, owner: str) -> None:
+    row = conn.execute(
+        "SELECT pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'), r.rolsuper"
+        "  FROM pg_catalog.pg_roles AS r WHERE r.rolname = %s",
+        (owner,),
+    ).fetchone()
+    if row is None:
+        raise PreflightRefused(f"--owner {owner}: no such role")
+    if owner == runas.ROLE:
+        raise PreflightRefused(f"--owner {owner}: restored databases are {owner}'s already")
+    if row[1]:
+        raise PreflightRefused(
+            f"--owner {owner} is a superuser: the backup's SECURITY DEFINER functions, views "
+            "and triggers would then run with a superuser's rights; leave out --owner (a "
+            "superuser hands objects back to their owners in the backup) or name a role "
+            "without SUPERUSER"
+        )
+    if not me.superuser and not row[0]:
+        raise PreflightRefused(
+            f"--owner {owner}: {me.name} may give objects only to roles it is a member of "
+            f"(an administrator runs: GRANT {owner} TO {me.name})"
+        )
+
+
+def _privileges_and_event_triggers(
+    tools: ClientTools, dsn: str, into: str, archive: Path, toc: toc_mod.Toc
+) -> list[str]:
+    """As the superuser, after the hand-back: GRANT/REVOKE and default privileges with
+    their original grantors, then event triggers (created last: they would fire on our
+    own statements). Failures (a grantee role missing here) are reported, not fatal."""
+    listing = toc.lines(
+        lambda e: (toc_mod.is_privilege(e) or toc_mod.is_event_trigger(e)) and not toc_mod.is_cron(e)
+    )
+    if not listing:
+        return []
+    target, env = child_conninfo(dsn, into)
+    proc = load_mod.pg_restore(tools, archive, listing, target, env, exit_on_error=False)
+    errors = Counter(
+        ln.split("ERROR:", 1)[1].strip() for ln in proc.stderr.splitlines() if "ERROR:" in ln
+    )
+    n_priv = sum(1 for e in toc.entries if toc_mod.is_privilege(e) and not toc_mod.is_cron(e))
+    n_evt = len(toc.named("EVENT TRIGGER - "))
+    notes = []
+    if n_priv:
+        notes.append(f"privileges restored ({n_priv} GRANT/REVOKE entries, original grantors)")
+    if n_evt:
+        notes.append(f"{n_evt} event trigger(s) restored last")
+    if proc.returncode != 0 and not errors:
+        errors[toc_mod.last_error(proc)] += 1
+    notes += [
+        f"privileges/event triggers: {msg}" + (f" (x{n})" if n > 1 else "")
+        for msg, n in errors.items()
+    ]
+    return notes
+
+
 def restore(
     conn: psycopg.Connection,
     dsn: str,
@@ -77,6 +149,7 @@ def restore(
     *,
     force: bool = False,
     jobs: int = 1,
+    owner: str | None = None,
 ) -> RestoreResult:
     assert entry.manifest is not None and entry.backup_id is not None
     t0 = time.monotonic()
@@ -93,27 +166,59 @@ def restore(
     problems = verify.check_hashes(entry)
     if problems:
         raise VerificationFailed(f"backup {entry.backup_id} is damaged: " + "; ".join(problems))
+    me = runas.check_role(conn)
+    if owner is not None:
+        check_owner(conn, me, owner)
     major = int(str(entry.manifest["pg_dump_version"]).split(".")[0].split()[0])
     tools = find_tools(max(conn.info.server_version, major * 10000))
+    archive = verify.archive_path(entry)
     notes: list[str] = []
     globals_info: dict[str, Any] | None = entry.manifest.get("globals")
     if globals_info:
         notes += restore_globals(conn, dsn, tools.path("psql"), entry.path / globals_info["file"])
     if force:
         verify.drop_database(conn, into)
-    verify.create_like(conn, into, entry.manifest["database_properties"])
-    superuser = conn.execute(
-        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
-    ).fetchone()[0]  # type: ignore[index]
+    result = RestoreResult(entry.backup_id, into, 0.0, bool(globals_info))
     try:
-        notes += verify.pg_restore_into(
-            tools, dsn, into, verify.archive_path(entry), jobs=jobs, no_owner=not superuser
-        )
+        with load_mod.load(
+            conn, dsn, tools, archive, into, entry.manifest["database_properties"], jobs=jobs
+        ) as loaded:
+            notes += loaded.notes
+        # maint_restore's part is over; what follows runs no code of the restored owners
+        if me.superuser or owner is not None:
+            with db.connection(dsn, dbname=into, application_name=APPLICATION_NAME) as target:
+                target.execute(
+                    "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
+                )
+                handed = owners.hand_back(
+                    target,
+                    into,
+                    toc=loaded.plan.toc,
+                    source_database=entry.manifest["database"],
+                    owner=owner,
+                )
+            result.owners, result.kept = dict(handed.given), handed.kept
+            notes += handed.notes()
+        else:
+            notes.append(
+                f"database {into!r} and everything in it stay owned by {runas.ROLE}: only a "
+                f"superuser can hand objects back to their owners (or name one: --owner ROLE)"
+            )
+        if me.superuser:
+            notes += _privileges_and_event_triggers(tools, dsn, into, archive, loaded.plan.toc)
+        else:
+            notes.append(
+                "privileges (GRANT/REVOKE) not restored: restoring them with their original "
+                "grantors needs a superuser"
+            )
+            if loaded.plan.event_triggers:
+                notes.append(
+                    f"{len(loaded.plan.event_triggers)} event trigger(s) not restored: "
+                    "creating one needs a superuser"
+                )
     except BaseException:
         verify.drop_database(conn, into)
         raise
-    if not superuser:
-        notes.append("restored without original owners (--no-owner): you are not a superuser")
-    return RestoreResult(
-        entry.backup_id, into, round(time.monotonic() - t0, 3), bool(globals_info), notes
-    )
+    result.notes = notes
+    result.seconds = round(time.monotonic() - t0, 3)
+    return result

@@ -6,8 +6,10 @@ Levels, each including the cheaper checks before it:
            snapshot recorded (cheap, but a truncated dump still lists fine);
   read     + ``pg_restore -f /dev/null``: every data block read and decompressed;
   restore  list + a restore into a scratch database created with the source's encoding
-           and locale (``--exit-on-error``), then row counts, sequence values and object
-           counts compared with the manifest. The scratch database is always dropped.
+           and locale (``--exit-on-error``), run as the unprivileged role maint_restore
+           (orchestrator.backup_load), then row counts, sequence values and object counts,
+           read as maint_restore too, compared with the manifest. The scratch database is
+           always dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import contextlib
 import re
 import secrets
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,9 +30,11 @@ from psycopg import sql
 from orchestrator import backup_catalog as catalog
 from orchestrator import backup_facts as facts
 from orchestrator import backup_files as files
+from orchestrator import backup_load as load_mod
+from orchestrator import backup_runas as runas
 from orchestrator import db
 from orchestrator.backup_errors import BackupError, PreflightRefused
-from orchestrator.backup_tools import APPLICATION_NAME, ClientTools, child_conninfo, find_tools
+from orchestrator.backup_tools import ClientTools, find_tools
 
 LEVELS = ("list", "read", "restore")
 TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
@@ -173,25 +176,6 @@ def read_through(tools: ClientTools, archive: Path) -> list[str]:
     )
 
 
-def cron_filter(toc_text: str) -> tuple[str | None, list[str]]:
-    """A ``pg_restore -L`` list without pg_cron, which installs only in the server's cron
-    database: a scratch or new database is never it. None when there is no pg_cron."""
-    if not re.search(r"^\d+; \d+ \d+ EXTENSION - pg_cron ", toc_text, re.M):
-        return None, []
-    kept = [
-        ln
-        for ln in toc_text.splitlines()
-        if not re.match(
-            r"^\d+; \d+ \d+ (EXTENSION - pg_cron|COMMENT - EXTENSION pg_cron"
-            r"|[A-Z ]+? cron )",
-            ln,
-        )
-    ]
-    return "\n".join(kept) + "\n", [
-        "pg_cron left out of the restore (it installs only in the cron database)"
-    ]
-
-
 def scratch_prefix(conn: psycopg.Connection) -> str:
     """Scratch databases of verifications of the database ``conn`` is connected to."""
     row = conn.execute(
@@ -236,52 +220,8 @@ def verify_lock(conn: psycopg.Connection) -> Iterator[bool]:
             conn.execute("SELECT maint.task_unlock(%s)", (catalog.VERIFY_TASK,))
 
 
-def create_like(conn: psycopg.Connection, name: str, props: dict[str, Any]) -> None:
-    """CREATE DATABASE with the source's encoding and locale, from template0."""
-    stmt = sql.SQL(
-        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
-    ).format(
-        sql.Identifier(name),
-        sql.Literal(props["encoding"]),
-        sql.Literal(props["collate"]),
-        sql.Literal(props["ctype"]),
-    )
-    if props.get("locale_provider") == "icu":
-        stmt += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(
-            sql.Literal(props["icu_locale"])
-        )
-    conn.execute(stmt)
-
-
 def drop_database(conn: psycopg.Connection, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def pg_restore_into(
-    tools: ClientTools, dsn: str, dbname: str, archive: Path, *, jobs: int, no_owner: bool
-) -> list[str]:
-    """Restore an archive into an existing database with --exit-on-error; returns notes
-    (raises BackupError with pg_restore's error)."""
-    target, env = child_conninfo(dsn, dbname)
-    proc = _run([tools.path("pg_restore"), "--list", str(archive)])
-    if proc.returncode != 0:
-        raise BackupError(f"pg_restore --list failed: {_last_error(proc)}")
-    listing, notes = cron_filter(proc.stdout)
-    args = [tools.path("pg_restore"), "--exit-on-error", "--no-password"]
-    if no_owner:
-        args.append("--no-owner")
-    if jobs > 1:
-        args.append(f"--jobs={jobs}")
-    with tempfile.TemporaryDirectory(prefix="pgmaint-restore-") as tmp:
-        if listing is not None:
-            list_file = Path(tmp) / "toc.list"
-            list_file.write_text(listing)
-            args.append(f"--use-list={list_file}")
-        args += ["--dbname", target, str(archive)]
-        proc = _run(args, env)
-    if proc.returncode != 0:
-        raise BackupError(f"pg_restore failed: {_last_error(proc)}")
-    return notes
 
 
 def restore_and_compare(
@@ -297,9 +237,39 @@ def restore_and_compare(
             if swept:
                 notes.append(f"dropped {len(swept)} scratch database(s) of an earlier run")
         name = f"{prefix}{entry.manifest['id']}_{secrets.token_hex(3)}"
-        create_like(conn, name, entry.manifest["database_properties"])
-        problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name)
+        try:
+            problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name)
+        finally:
+            drop_database(conn, name)
         return problems, notes + more
+
+
+def _unforce_row_security(scratch: psycopg.Connection) -> None:
+    """The scratch tables belong to maint_restore, and an owner bypasses row level
+    security unless it is FORCEd: unforce it so every row is counted."""
+    for schema, table in scratch.execute(
+        """SELECT n.nspname, c.relname FROM pg_catalog.pg_class AS c
+             JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE c.relforcerowsecurity AND c.relkind IN ('r', 'p')"""
+    ).fetchall():
+        scratch.execute(
+            sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY").format(
+                sql.Identifier(schema, table)
+            )
+        )
+
+
+def _scratch_facts(login: runas.Login, name: str) -> dict[str, Any]:
+    """The restored database's facts, read on a session of maint_restore."""
+    with login.connect(name, autocommit=True) as scratch:
+        _unforce_row_security(scratch)
+        scratch.autocommit = False
+        scratch.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        # an error rather than silently filtered counts if a policy still applied
+        scratch.execute("SELECT pg_catalog.set_config('row_security', 'off', true)")
+        actual = facts.collect(scratch)
+        scratch.rollback()
+        return actual
 
 
 def _restore_compare(
@@ -310,33 +280,44 @@ def _restore_compare(
     jobs: int,
     name: str,
 ) -> tuple[list[str], list[str]]:
+    """Restore as maint_restore and read the scratch database's facts as maint_restore."""
     assert entry.manifest is not None
+    props = entry.manifest["database_properties"]
     try:
-        notes = pg_restore_into(tools, dsn, name, archive_path(entry), jobs=jobs, no_owner=True)
-        with db.connection(
-            dsn, dbname=name, autocommit=False, application_name=APPLICATION_NAME
-        ) as scratch:
-            scratch.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            actual = facts.collect(scratch)
-            scratch.rollback()
-        expected = dict(entry.manifest["facts"])
-        if notes:  # pg_cron left out: its extension row is the one expected difference
-            expected["objects"] = {
-                k: v for k, v in expected["objects"].items() if k != "extensions"
-            }
-            actual["objects"] = {k: v for k, v in actual["objects"].items() if k != "extensions"}
-        return facts.compare(expected, actual), notes
+        with load_mod.load(conn, dsn, tools, archive_path(entry), name, props, jobs=jobs) as loaded:
+            try:
+                actual = _scratch_facts(loaded.login, name)
+            except psycopg.Error as exc:
+                problem = f"could not read the restored scratch database: {db.error_line(exc)}"
+                return [problem], loaded.notes
     except BackupError as exc:
         return [str(exc)], []
-    finally:
-        drop_database(conn, name)
+    notes = loaded.notes
+    if loaded.plan.event_triggers:
+        notes.append(
+            f"{len(loaded.plan.event_triggers)} event trigger(s) not restored (creating one "
+            f"needs a superuser, and it would fire on later DDL): "
+            + ", ".join(loaded.plan.event_triggers)
+        )
+    expected = dict(entry.manifest["facts"])
+    if loaded.plan.skipped_cron:  # pg_cron left out: its extension row is the one expected difference
+        expected["objects"] = {k: v for k, v in expected["objects"].items() if k != "extensions"}
+        actual["objects"] = {k: v for k, v in actual["objects"].items() if k != "extensions"}
+    return facts.compare(expected, actual), notes
 
 
 def verify(
-    conn: psycopg.Connection | None, dsn: str, entry: files.Entry, level: str, *, jobs: int = 1
+    conn: psycopg.Connection | None,
+    dsn: str,
+    entry: files.Entry,
+    level: str,
+    *,
+    jobs: int = 1,
+    run_id: int | None = None,
 ) -> VerifyResult:
     """Verify one backup at ``level``; records the outcome in verify.json and, when
-    ``conn`` (the source database) is given, in its catalog row."""
+    ``conn`` (the source database) and the journaled ``run_id`` making the verification
+    are given, in its catalog row."""
     if level not in LEVELS:
         raise ValueError(f"unknown verify level {level!r}: use list, read or restore")
     assert entry.manifest is not None and entry.backup_id is not None
@@ -377,24 +358,21 @@ def verify(
     result.at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with contextlib.suppress(OSError):
         files.write_json_atomic(entry.path / files.VERIFY_FILE, asdict(result))
-    if conn is not None:
-        record(conn, result)
+    if conn is not None and run_id is not None:
+        record(conn, run_id, result)
     return result
 
 
-def record(conn: psycopg.Connection, result: VerifyResult) -> None:
-    """Update the backup's catalog row: 'verified' on success, 'failed' otherwise."""
-    row = catalog.get(conn, result.backup_id)
-    if row is None or row["path"] != result.path:
-        return  # a backup of another database (or a copy): its catalog is elsewhere
-    fields: dict[str, Any] = {"error": None} if result.ok else {"error": result.summary()}
-    catalog.update(
+def record(conn: psycopg.Connection, run_id: int, result: VerifyResult) -> bool:
+    """Update the backup's catalog row: 'verified' on success, 'failed' otherwise; False
+    when the backup is not in this catalog (another database's, or a copy)."""
+    return catalog.record_verification(
         conn,
+        run_id,
         result.backup_id,
-        status="verified" if result.ok else "failed",
-        verify_level=result.level,
-        verify_result=result.summary(),
-        verified=True,
-        detail={"verify": asdict(result)},
-        **fields,
+        result.path,
+        level=result.level,
+        ok=result.ok,
+        result=result.summary(),
+        detail=asdict(result),
     )

@@ -139,3 +139,69 @@ def schema_dump(dsn: str) -> list[str]:
         for ln in out.splitlines()
         if not ln.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))
     ]
+
+
+def role_dsn(pg_server: Any, dbname: str, role: str) -> str:
+    """A DSN of the test server for another login role (``Server.dsn(user=)`` collides)."""
+    from psycopg import conninfo
+
+    return conninfo.make_conninfo(pg_server.dsn(dbname), user=role)
+
+
+# The issue's reproduction and its variants: owner code that makes its owner superuser
+# when it runs as anyone else with the rights to do so (it returns normally for its
+# owner, so the source database works). Each variant makes pg_restore run it.
+ESCALATE = """
+CREATE SCHEMA shop AUTHORIZATION {owner};
+SET ROLE {owner};
+CREATE FUNCTION shop.escalate(x integer) RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user <> {owner_lit} THEN
+        EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+    END IF;
+    RETURN x;
+END $$;
+-- declared IMMUTABLE so index expressions and generated columns may use it
+CREATE FUNCTION shop.f(x integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN shop.escalate(x);
+END $$;
+CREATE TABLE shop.t (id integer PRIMARY KEY);
+INSERT INTO shop.t SELECT generate_series(1, 20);
+{variant}
+RESET ROLE;
+"""
+ESCALATION_VARIANTS = {
+    # pg_restore's COPY evaluates the CHECK
+    "check": "ALTER TABLE shop.t ADD CONSTRAINT t_check CHECK (shop.f(id) > 0);",
+    # ... and the domain's CHECK for each value
+    "domain": "CREATE DOMAIN shop.d AS integer CHECK (shop.f(VALUE) > 0);"
+    " CREATE TABLE shop.u (v shop.d); INSERT INTO shop.u VALUES (1), (2);",
+    # CREATE INDEX runs it as the table's owner: whoever restores with --no-owner
+    "index": "CREATE INDEX t_f_idx ON shop.t ((shop.f(id)));",
+    # generated columns are computed by the COPY
+    "generated": "ALTER TABLE shop.t ADD COLUMN g integer GENERATED ALWAYS AS (shop.f(id)) STORED;",
+    # REFRESH MATERIALIZED VIEW runs the query as the view's owner
+    "matview": "CREATE MATERIALIZED VIEW shop.mv AS SELECT shop.f(id) AS v FROM shop.t;",
+}
+
+
+def escalation_sql(variant: str, owner: str) -> str:
+    return ESCALATE.format(
+        owner=f'"{owner}"', owner_lit=f"'{owner}'", variant=ESCALATION_VARIANTS[variant]
+    )
+
+
+def is_superuser(conn: psycopg.Connection, role: str) -> bool:
+    return bool(
+        conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0]
+    )
+
+
+def scratch_databases(conn: psycopg.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'"
+        ).fetchall()
+    ]

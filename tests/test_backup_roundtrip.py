@@ -211,7 +211,8 @@ def test_list_shows_backups_from_manifests(db, db_dsn, tmp_path):
 
 def test_non_superuser_with_maint_admin_can_back_up_and_verify(db, pg_server, tmp_path, make_role):
     db.execute("CREATE TABLE public.accounts AS SELECT g AS id FROM generate_series(1, 50) g")
-    role = make_role("maint_admin", "pg_read_all_data", attributes="CREATEDB")
+    # the restore test runs as maint_restore: the role creates a database owned by it
+    role = make_role("maint_admin", "pg_read_all_data", "maint_restore", attributes="CREATEDB")
     # (Server.dsn(..., user=) collides with its own user keyword)
     dsn = conninfo.make_conninfo(pg_server.dsn(db.info.dbname), user=role)
     code, created = run_json(
@@ -219,5 +220,6 @@ def test_non_superuser_with_maint_admin_can_back_up_and_verify(db, pg_server, tm
     )
     assert code == 0, created
     assert created["status"] == "verified"
-    row = db.execute("SELECT status, verify_level FROM maint.backups").fetchone()
-    assert row == ("verified", "restore")
+    assert "restored as maint_restore (no password needed)" in created["verify"]["notes"]
+    row = db.execute("SELECT status, verify_level, created_by, verified_by FROM maint.backups").fetchone()
+    assert row == ("verified", "restore", role, role)

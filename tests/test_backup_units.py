@@ -69,26 +69,87 @@ def test_database_dir_is_path_safe(tmp_path):
     assert os.sep not in files.database_dir(tmp_path, "x/y").name
 
 
-def test_cron_filter_drops_pg_cron_only():
-    from orchestrator.backup_verify import cron_filter
+TOC_TEXT = "\n".join(
+    [
+        ";",
+        "; Archive created at 2026-11-28 20:46:10 UTC",
+        "3480; 1262 16453 DATABASE - shop postgres",
+        "2; 3079 16385 EXTENSION - pg_cron ",
+        "3333; 0 0 COMMENT - EXTENSION pg_cron ",
+        "4; 3079 16386 EXTENSION - hstore ",
+        "3334; 0 0 COMMENT - EXTENSION hstore ",
+        "10; 2615 16586 SCHEMA - ext postgres",
+        "9; 2615 16457 SCHEMA - my schema own er2",
+        "3400; 0 16400 TABLE DATA cron job postgres",
+        "3401; 0 16500 TABLE DATA public cronicle postgres",
+        "216; 1259 16456 TABLE public t postgres",
+        "223; 1259 16634 TABLE my schema a table own er2",
+        "298; 1255 16625 FUNCTION shop f(integer, shop.t) owner1",
+        "3483; 0 0 ACL shop TABLE t owner1",
+        "2181; 826 16968 DEFAULT ACL shop DEFAULT PRIVILEGES FOR TABLES owner1",
+        "3323; 3466 16638 EVENT TRIGGER - e1 postgres",
+        "3484; 0 0 COMMENT - EVENT TRIGGER e1 postgres",
+    ]
+)
 
-    toc = "\n".join(
-        [
-            ";",
-            "2; 3079 16385 EXTENSION - pg_cron ",
-            "3333; 0 0 COMMENT - EXTENSION pg_cron ",
-            "3400; 0 16400 TABLE DATA cron job postgres",
-            "3401; 0 16500 TABLE DATA public cronicle postgres",
-            "216; 1259 16456 TABLE public t postgres",
-        ]
+
+def test_restore_list_leaves_out_cron_event_triggers_privileges_and_precreated_parts():
+    from orchestrator import backup_load as load
+    from orchestrator import backup_toc as toc
+
+    parsed = toc.parse(TOC_TEXT)
+    assert len(parsed.entries) == 16  # comment lines are not entries
+    plan = load.Plan(parsed, extensions=[("hstore", "ext")])
+    kept = load.main_list(plan, {"ext"}, {"postgres", "own er2", "owner1"}).splitlines()
+    assert kept == [
+        "9; 2615 16457 SCHEMA - my schema own er2",
+        "3401; 0 16500 TABLE DATA public cronicle postgres",  # not pg_cron's
+        "216; 1259 16456 TABLE public t postgres",
+        "223; 1259 16634 TABLE my schema a table own er2",
+        "298; 1255 16625 FUNCTION shop f(integer, shop.t) owner1",
+    ]
+    assert parsed.named("EVENT TRIGGER - ") == ["e1"]
+    # without pre-created extensions (not a superuser) hstore is restored as maint_restore
+    plain = load.main_list(load.Plan(parsed), set(), {"postgres"})
+    assert "EXTENSION - hstore" in plain and "SCHEMA - ext postgres" in plain
+    assert "pg_cron" not in plain and " cron job " not in plain
+
+
+def test_owners_come_from_the_toc_even_with_spaces_in_names():
+    from orchestrator import backup_toc as toc
+
+    parsed = toc.parse(TOC_TEXT)
+    roles = {"postgres", "own er2", "owner1", "er2"}
+    keys = [
+        "SCHEMA - my schema",
+        "TABLE my schema a table",
+        "FUNCTION shop f(integer, shop.t)",
+        "TABLE public t",
+        "TABLE public missing",
+    ]
+    assert parsed.owners(keys, roles) == {
+        "SCHEMA - my schema": "own er2",
+        "TABLE my schema a table": "own er2",
+        "FUNCTION shop f(integer, shop.t)": "owner1",
+        "TABLE public t": "postgres",
+    }
+    assert parsed.database_owner("shop", roles) == "postgres"
+    assert parsed.database_owner("other", roles) is None
+    # one line readable two ways (schema "a", table "b c" vs table "b", owner "c d"): no guess
+    ambiguous = toc.parse("1; 1259 1 TABLE a b c d\n")
+    assert ambiguous.owners(["TABLE a b", "TABLE a b c"], {"c d", "d"}) == {}
+
+
+def test_create_extension_statements_are_parsed_not_executed():
+    from orchestrator.backup_toc import CREATE_EXTENSION, unquote
+
+    text = (
+        "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
+        'CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA "My ""Ext""";\n'
+        "CREATE EXTENSION IF NOT EXISTS x WITH SCHEMA y; DROP TABLE z;\n"
     )
-    listing, notes = cron_filter(toc)
-    assert listing is not None and notes
-    kept = listing.splitlines()
-    assert "3401; 0 16500 TABLE DATA public cronicle postgres" in kept
-    assert "216; 1259 16456 TABLE public t postgres" in kept
-    assert not any("pg_cron" in ln or " cron job " in ln for ln in kept)
-    assert cron_filter("216; 1259 16456 TABLE public t postgres\n") == (None, [])
+    found = [(unquote(a), unquote(b)) for a, b in CREATE_EXTENSION.findall(text)]
+    assert found == [("hstore", "public"), ("uuid-ossp", 'My "Ext"')]
 
 
 def test_an_ambiguous_backup_id_is_refused(tmp_path):
