@@ -208,4 +208,5 @@ $$;
 
 COMMENT ON FUNCTION maint._condition_function_refused(oid) IS 'Internal: why a function may not be called from a rule condition (NULL: it may)';
 COMMENT ON FUNCTION maint._cleanup_check_condition(regclass, text) IS 'Internal: validate a rule condition (allow-list of columns, constants, built-in pure functions)';
-GRANT EXECUTE ON FUNCTION maint._condition_function_refused(oid) TO maint_monitor;
+GRANT EXECUTE ON FUNCTION maint._condition_function_refused(oid), maint._cleanup_check_condition(regclass, text)
+    TO maint_monitor;
