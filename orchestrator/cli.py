@@ -63,6 +63,12 @@ def _kit_missing(exc: psycopg.Error) -> bool:
     return isinstance(exc, missing) and ('"maint.' in text or "maint." in text or '"maint"' in text)
 
 
+# commands that check trust in the kit themselves (deploy: with its own hint; demo: in the
+# database it creates), need none (uninstall reads only pg_catalog and drops the kit),
+# or never use the kit (sandbox)
+UNGUARDED = frozenset({"deploy", "uninstall", "demo", "sandbox"})
+
+
 @click.group(cls=PgmaintGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--dsn",
@@ -78,6 +84,10 @@ def _kit_missing(exc: psycopg.Error) -> bool:
 def cli(ctx: click.Context, dsn: str, as_json: bool, verbose: bool) -> None:
     """pgmaint: PostgreSQL maintenance that lives in the database (schema maint)."""
     ctx.obj = Settings(dsn=dsn, json=as_json, verbose=verbose)
+    if ctx.invoked_subcommand not in UNGUARDED:
+        # every connection a command opens to the kit database first checks that the kit
+        # is owned by you or a superuser (orchestrator.trust)
+        ctx.with_resource(db.kit_guard(dsn))
 
 
 def main() -> None:
@@ -162,7 +172,8 @@ def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str
 @click.option("--yes", is_flag=True, help="Really remove schema maint and the kit's cron jobs.")
 @click.pass_context
 def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
-    """Remove schema maint and this database's maint: cron jobs (roles and your tables stay)."""
+    """Remove schemas maint and maint_exec and this database's maint: cron jobs (roles and
+    your tables stay)."""
     if not yes:
         raise click.UsageError(
             "uninstall drops schema maint with the run journal and archive; pass --yes to confirm"
@@ -174,11 +185,12 @@ def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
         ctx,
         asdict(r),
         lambda out: out.print(
-            f"removed schema maint from database {r.database!r}"
+            f"removed schema {' and '.join(r.dropped_schemas)} from database {r.database!r}"
             + (f" and {len(r.removed_jobs)} cron job(s): {', '.join(r.removed_jobs)}"
                if r.removed_jobs else "")
             + (f" ({r.cron_note})" if r.cron_note else "")
-            + "; roles maint_admin and maint_monitor are left for other databases"
+            + "; roles maint_admin, maint_monitor, maint_runner and maint_restore are left for "
+            "other databases"
         ),
     )
 
@@ -189,7 +201,7 @@ def status_cmd(ctx: click.Context) -> None:
     """Installed version, pending migrations and the state of the journal."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
-        p = deploy.plan(conn)
+        p = deploy.plan(conn, verify=False)  # the connection is checked (kit_guard)
         runs = journal.summary(conn) if p.installed_version else None
         data = {"database": p.database, "kit_version": p.kit_version,
                 "installed_version": p.installed_version,

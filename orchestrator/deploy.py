@@ -26,12 +26,14 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 from yoyo.internalmigrations import needs_upgrading, upgrade
 
-from orchestrator import __version__, cron
+from orchestrator import __version__, cron, trust
 from orchestrator.db import error_line
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.paths import sql_dir
 
 SCHEMA = "maint"
+EXEC_SCHEMA = "maint_exec"  # executors, created by migration 0090
+EXEC_COMMENT_PREFIX = "pgmaint executors"
 MIGRATION_TABLE = "_yoyo_migration"
 # pg_advisory_lock(int, int) key of deploy/uninstall: class 'main', object 'depl'
 DEPLOY_LOCK = (1835100526, 1684369516)
@@ -116,39 +118,56 @@ def _digest(path: Path) -> str:
 
 
 def _schema_state(conn: psycopg.Connection) -> str:
-    """'absent', 'kit' (a pgmaint installation) or 'foreign' (someone else's schema)."""
+    """'absent', 'kit' (a pgmaint installation) or 'foreign' (someone else's schema maint,
+    or someone else's schema maint_exec where the kit would create its own)."""
     row = conn.execute(
-        "SELECT n.oid IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL"
-        " FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_namespace AS n"
-        " ON n.nspname = %s",
-        (SCHEMA,),
+        "SELECT n.oid IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL,"
+        "       x.oid IS NOT NULL, pg_catalog.obj_description(x.oid, 'pg_namespace')"
+        " FROM (SELECT 1) AS one"
+        " LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s"
+        " LEFT JOIN pg_catalog.pg_namespace AS x ON x.nspname = %s",
+        (SCHEMA, EXEC_SCHEMA),
     ).fetchone()
     assert row is not None
-    exists, has_bookkeeping = row
+    exists, has_bookkeeping, exec_exists, exec_comment = row
+    if exec_exists and not _kit_exec_schema(exec_comment):
+        return "foreign"
     if not exists:
-        return "absent"
+        return "foreign" if exec_exists else "absent"
     return "kit" if has_bookkeeping else "foreign"
 
 
+def _kit_exec_schema(comment: str | None) -> bool:
+    """Schema maint_exec is the kit's when migration 0090 created it (it carries the
+    kit's comment); a maint_exec schema of its own is never touched."""
+    return bool(comment) and str(comment).startswith(EXEC_COMMENT_PREFIX)
+
+
 def _foreign_schema_error(conn: psycopg.Connection) -> DeployError:
+    """Which schema is in the way (maint first, then maint_exec) and what is in it."""
+    row = conn.execute(
+        "SELECT to_regnamespace('maint') IS NOT NULL AND to_regclass('maint._yoyo_migration') IS NULL"
+    ).fetchone()
+    schema = SCHEMA if row and row[0] else EXEC_SCHEMA
     objects = [
         r[0]
         for r in conn.execute(
             """
-            SELECT format('%s %s', kind, name) FROM (
+            SELECT format('%%s %%s', kind, name) FROM (
                 SELECT 'relation' AS kind, c.oid::regclass::text AS name
-                  FROM pg_catalog.pg_class c WHERE c.relnamespace = 'maint'::regnamespace
+                  FROM pg_catalog.pg_class c WHERE c.relnamespace = %(nsp)s::regnamespace
                 UNION ALL
                 SELECT 'function', p.oid::regprocedure::text
-                  FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'maint'::regnamespace
+                  FROM pg_catalog.pg_proc p WHERE p.pronamespace = %(nsp)s::regnamespace
             ) AS o ORDER BY 1 LIMIT 5
-            """
+            """,
+            {"nsp": schema},
         )
     ]
     what = ", ".join(objects) if objects else "no objects"
     return DeployError(
-        f'schema "maint" already exists in this database and is not a pgmaint installation '
-        f"({what}); pgmaint needs that name: rename it (ALTER SCHEMA maint RENAME TO ...) "
+        f'schema "{schema}" already exists in this database and is not a pgmaint installation '
+        f"({what}); pgmaint needs that name: rename it (ALTER SCHEMA {schema} RENAME TO ...) "
         "and deploy again. Nothing was changed."
     )
 
@@ -170,13 +189,18 @@ def _applied_ids(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT migration_id FROM maint._yoyo_migration")}
 
 
-def plan(conn: psycopg.Connection, root: Path | None = None) -> DeployPlan:
-    """What a deploy would do, without changing anything."""
+def plan(conn: psycopg.Connection, root: Path | None = None, *, verify: bool = True) -> DeployPlan:
+    """What a deploy would do, without changing anything.
+
+    An existing installation is read only when the connecting role may trust it
+    (:mod:`orchestrator.trust`); ``verify=False`` when the caller checked already."""
     root = root or sql_dir()
     _check_server(conn)
     state = _schema_state(conn)
     if state == "foreign":
         raise _foreign_schema_error(conn)
+    if state == "kit" and verify:
+        trust.require(conn, deploying=True)
     migrations = read_migrations(str(root / "migrations"))
     applied = _applied_ids(conn) if state == "kit" else set()
     installed_version, recorded = _installed(conn) if state == "kit" else (None, {})
@@ -354,16 +378,20 @@ def _deploy_locked(
 
 # --- uninstall ------------------------------------------------------------------------
 
+# objects outside the kit's schemas (%(kit)s: maint, and maint_exec when it is the kit's)
+# that depend on objects inside them
 FOREIGN_DEPENDENTS_SQL = """
-WITH members AS (
+WITH kit AS (
+    SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY (%(kit)s::name[])
+), members AS (
     SELECT 'pg_class'::regclass AS classid, c.oid AS objid FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = 'maint'::regnamespace
+     WHERE c.relnamespace IN (SELECT oid FROM kit)
     UNION ALL
     SELECT 'pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p
-     WHERE p.pronamespace = 'maint'::regnamespace
+     WHERE p.pronamespace IN (SELECT oid FROM kit)
     UNION ALL
     SELECT 'pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
-     WHERE t.typnamespace = 'maint'::regnamespace
+     WHERE t.typnamespace IN (SELECT oid FROM kit)
 ), deps AS (
     -- a view depends on tables through its _RETURN rule: name the view itself
     SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass
@@ -400,7 +428,7 @@ WITH members AS (
 )
 SELECT pg_catalog.pg_describe_object(classid, objid, objsubid)
   FROM dependents
- WHERE nsp IS DISTINCT FROM 'maint'::regnamespace
+ WHERE nsp IS NULL OR nsp NOT IN (SELECT oid FROM kit)
  ORDER BY 1
 """
 
@@ -410,13 +438,17 @@ class UninstallResult:
     database: str
     removed_jobs: list[str]
     cron_note: str | None
+    dropped_schemas: list[str] = field(default_factory=lambda: [SCHEMA])
 
 
 def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") -> UninstallResult:
-    """Drop schema maint (with yoyo's bookkeeping in it) and this database's maint: jobs.
+    """Drop schema maint (with yoyo's bookkeeping in it), the kit's schema maint_exec (with
+    the executors in it, owned by table owners) and this database's maint: jobs.
 
-    Refuses, changing nothing, when objects outside the schema depend on it. Roles stay:
-    they are cluster-wide and other databases may use them.
+    Refuses, changing nothing, when objects outside those schemas depend on them. Roles
+    stay: they are cluster-wide and other databases may use them. Needs no trust in the
+    installation (it is the way out of one a superuser must not use): it reads only
+    pg_catalog and pg_cron's tables, and dropping runs no code of the kit's owner.
     """
     if not conn.autocommit:
         raise ValueError("uninstall needs an autocommit connection")
@@ -424,24 +456,32 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
     try:
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
         _lock(conn, lock_timeout)
-        state = _schema_state(conn)
-        if state == "absent":
+        conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")  # fully qualified names below
+        row = conn.execute(
+            "SELECT to_regnamespace('maint') IS NOT NULL,"
+            "       to_regclass('maint._yoyo_migration') IS NOT NULL,"
+            "       pg_catalog.obj_description(to_regnamespace('maint_exec'), 'pg_namespace')"
+        ).fetchone()
+        assert row is not None
+        exists, has_bookkeeping, exec_comment = row
+        if not exists:
             raise NotInstalled(f"pgmaint is not installed in database {conn.info.dbname!r}")
-        if state == "foreign":
+        if not has_bookkeeping:
             raise PgmaintError(
                 f'schema "maint" in database {conn.info.dbname!r} is not a pgmaint installation; '
                 "not touching it"
             )
-        conn.execute("SET LOCAL search_path = pg_catalog")  # fully qualified names below
-        dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL)]
+        schemas = [SCHEMA] + ([EXEC_SCHEMA] if _kit_exec_schema(exec_comment) else [])
+        dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL, {"kit": schemas})]
         if dependents:
             shown = "; ".join(dependents[:10])
             more = f" and {len(dependents) - 10} more" if len(dependents) > 10 else ""
             raise PgmaintError(
-                f"objects outside schema maint depend on it and would be dropped too: "
-                f"{shown}{more}. Remove or change them first; nothing was changed."
+                f"objects outside schema {' and '.join(schemas)} depend on it and would be "
+                f"dropped too: {shown}{more}. Remove or change them first; nothing was changed."
             )
-        conn.execute("DROP SCHEMA maint CASCADE")
+        for schema in reversed(schemas):
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         removed, note = cron.unschedule_kit_jobs(conn, dsn, conn.info.dbname)
         conn.execute("COMMIT")
     except BaseException:
@@ -450,4 +490,4 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         raise
     finally:
         _unlock(conn)
-    return UninstallResult(conn.info.dbname, removed, note)
+    return UninstallResult(conn.info.dbname, removed, note, schemas)
