@@ -67,7 +67,7 @@ def run_checks(
             f"pgmaint health checks are not installed in database {conn.info.dbname!r}; "
             "run 'pgmaint deploy'"
         )
-    with conn.cursor(row_factory=dict_row) as cur:
+    with db.pinned(conn), conn.cursor(row_factory=dict_row) as cur:
         config = {
             r["check_name"]: r
             for r in cur.execute(
@@ -91,12 +91,13 @@ def run_checks(
         cron_jobs, cron_error = cron_jobs_from_cron_database(conn, dsn)
     for name in names:
         try:
-            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            with db.pinned(conn), conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
                     sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))
                 )
                 if name == "cron_jobs" and cron_jobs is not None:
-                    cur.execute("SELECT set_config('pgmaint.cron_jobs', %s, true)", (cron_jobs,))
+                    cur.execute("SELECT pg_catalog.set_config('pgmaint.cron_jobs', %s, true)",
+                                (cron_jobs,))
                 cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
                 found = cur.fetchall()
                 if name == "cron_jobs" and cron_error:
@@ -145,11 +146,12 @@ def cron_jobs_from_cron_database(
     ``maint.cron_jobs_query()`` returns): the CLI never runs a query text read from the
     checked database in another one.
     """
-    row = conn.execute(
-        "SELECT current_setting('cron.database_name', true),"
-        " coalesce((SELECT params->>'window' FROM maint.check_config"
-        "           WHERE check_name = 'cron_jobs'), '24 hours')"
-    ).fetchone()
+    with db.pinned(conn):
+        row = conn.execute(
+            "SELECT current_setting('cron.database_name', true),"
+            " coalesce((SELECT params->>'window' FROM maint.check_config"
+            "           WHERE check_name = 'cron_jobs'), '24 hours')"
+        ).fetchone()
     if row is None or row[0] is None or row[0] == conn.info.dbname:
         return None, None
     cron_db, window = row

@@ -12,6 +12,7 @@ from typing import Any
 import click
 import psycopg
 from rich.console import Console
+from rich.text import Text
 
 from orchestrator import __version__, db, deploy, journal, sandbox, schedule
 from orchestrator.errors import NotInstalled, PgmaintError
@@ -107,9 +108,20 @@ def main() -> None:
     callback=lambda _ctx, _param, value: _duration(value),
     help="How long to wait for another deploy or for table locks (e.g. 30s, 2min, 500ms).",
 )
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Superuser only: take over a kit another role deployed (ownership, drop what the kit "
+    "does not define, revoke foreign grants), keeping its data; then deploy.",
+)
 @click.pass_context
-def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str) -> None:
-    """Install or upgrade the kit: pending migrations, then every function file."""
+def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str, adopt: bool) -> None:
+    """Install or upgrade the kit: pending migrations, then every function file.
+
+    Over an existing installation, refuses (changing nothing) unless the kit is owned by you
+    or a superuser: a superuser's deploy would otherwise run another role's code."""
+    if adopt and dry_run:
+        raise click.UsageError("--adopt changes ownership and cannot be combined with --dry-run")
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         where = db.describe(conn)
@@ -137,13 +149,15 @@ def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str
 
             emit(ctx, data, render_plan)
             return
-        r = deploy.deploy(conn, force=force, lock_timeout=lock_timeout)
+        r = deploy.deploy(conn, force=force, lock_timeout=lock_timeout, adopt=adopt)
         data = {"dry_run": False, "database": r.plan.database, "version": r.plan.kit_version,
                 "previous_version": r.plan.installed_version, "changed": r.changed,
                 "applied_migrations": r.applied_migrations, "applied_files": r.applied_files,
-                "stale_routines": r.stale_routines}
+                "stale_routines": r.stale_routines, "adopted": r.adopted}
 
         def render(out: Console) -> None:
+            for line in r.adopted:
+                out.print(Text(f"adopt: {line}"))
             if not r.changed:
                 out.print(
                     f"[green]up to date[/]: pgmaint {r.plan.kit_version} in {where}; "

@@ -113,10 +113,10 @@ def kit_job_ids(conn: psycopg.Connection, kit_db: str) -> list[tuple[int, str]]:
 
 
 def _unschedule(conn: psycopg.Connection, kit_db: str) -> list[str]:
-    if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
-        return []
-    jobs = kit_job_ids(conn, kit_db)
-    with conn.transaction():  # all of them or none
+    with db.pinned(conn):  # all of them or none
+        if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
+            return []
+        jobs = kit_job_ids(conn, kit_db)
         for jobid, _ in jobs:
-            conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+            conn.execute("SELECT cron.unschedule(%s::pg_catalog.int8)", (jobid,))
     return [name for _, name in jobs]

@@ -32,6 +32,20 @@ def kit_guard(dsn: str) -> Iterator[None]:
         _kit_dsn.reset(token)
 
 
+PIN_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+
+
+@contextmanager
+def pinned(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A transaction (a savepoint inside an open one) in which unqualified names resolve
+    only in pg_catalog: a function or operator that the owner of schema public (in
+    PostgreSQL 15 the database owner) created cannot stand in for a catalog one that
+    matches less exactly. The setting lasts until the outermost transaction ends."""
+    with conn.transaction():
+        conn.execute(PIN_SEARCH_PATH)
+        yield conn
+
+
 def _guarded(dsn: str, overrides: dict[str, object]) -> bool:
     return _kit_dsn.get() == dsn and all(
         v is None for k, v in overrides.items() if k != "application_name"
@@ -55,6 +69,11 @@ def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> p
     if _guarded(dsn, overrides):
         try:
             trust.require(conn)
+            # for the whole session, unqualified names resolve only in pg_catalog: the owner
+            # of schema public (in PostgreSQL 15 the database owner) could otherwise create
+            # a function or operator there that matches the CLI's SQL better than the catalog's
+            with conn.transaction():
+                conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
         except BaseException:
             conn.close()
             raise

@@ -26,7 +26,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 from yoyo.internalmigrations import needs_upgrading, upgrade
 
-from orchestrator import __version__, cron, trust
+from orchestrator import __version__, cron, db, trust
 from orchestrator.db import error_line
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.paths import sql_dir
@@ -83,6 +83,7 @@ class DeployResult:
     applied_files: list[str] = field(default_factory=list)
     stale_routines: list[str] = field(default_factory=list)
     changed: bool = False
+    adopted: list[str] = field(default_factory=list)  # what deploy --adopt did
 
 
 class _ConnectionBackend(PostgresqlPsycopgBackend):
@@ -194,7 +195,11 @@ def plan(conn: psycopg.Connection, root: Path | None = None, *, verify: bool = T
 
     An existing installation is read only when the connecting role may trust it
     (:mod:`orchestrator.trust`); ``verify=False`` when the caller checked already."""
-    root = root or sql_dir()
+    with db.pinned(conn):
+        return _plan(conn, root or sql_dir(), verify)
+
+
+def _plan(conn: psycopg.Connection, root: Path, verify: bool) -> DeployPlan:
     _check_server(conn)
     state = _schema_state(conn)
     if state == "foreign":
@@ -239,11 +244,14 @@ def deploy(
     *,
     force: bool = False,
     lock_timeout: str = "60s",
+    adopt: bool = False,
 ) -> DeployResult:
     """Apply pending migrations and the function files under one advisory lock.
 
     ``conn`` must be in autocommit mode. Everything happens in one transaction, except
     a migration marked ``-- transactional: false``, which commits what came before it.
+    An existing installation must be trustworthy for the connecting role
+    (:mod:`orchestrator.trust`); with ``adopt`` a superuser first takes it over.
     """
     root = root or sql_dir()
     if not conn.autocommit:
@@ -255,8 +263,13 @@ def deploy(
         conn.execute(
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
         )
+        # only catalog functions and operators resolve by name (the database owner may own
+        # schema public); yoyo's steps set their own search_path later
+        conn.execute(db.PIN_SEARCH_PATH)
         _lock(conn, lock_timeout)
-        result = _deploy_locked(conn, backend, migrations, root, force, lock_timeout)
+        adopted = _adopt(conn, root) if adopt else []
+        result = _deploy_locked(conn, backend, migrations, root, force or adopt, lock_timeout)
+        result.adopted = adopted
         backend.commit()
     except BaseException:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -282,12 +295,13 @@ def _unlock(conn: psycopg.Connection) -> None:
         return
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
         conn.execute("ROLLBACK")
-    conn.execute(
-        "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
-        " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
-        " AND classid = %s AND objid = %s AND objsubid = 2",
-        (*DEPLOY_LOCK, *DEPLOY_LOCK),
-    )
+    with db.pinned(conn):
+        conn.execute(
+            "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
+            " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
+            " AND classid = %s::pg_catalog.oid AND objid = %s::pg_catalog.oid AND objsubid = 2",
+            (*DEPLOY_LOCK, *DEPLOY_LOCK),
+        )
 
 
 def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
@@ -295,6 +309,83 @@ def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
     are unqualified, so they point at maint; DDL waits for locks at most lock_timeout."""
     conn.execute("SET LOCAL search_path = maint, pg_catalog")
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+
+
+def _apply_function_files(
+    conn: psycopg.Connection, root: Path, names: list[str], *, revoke_public: bool = True
+) -> list[str]:
+    """Apply the function files (``CREATE OR REPLACE``) in name order, then revoke EXECUTE
+    from PUBLIC on every routine of the kit; returns the files' names."""
+    # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),
+    # so files apply in name order without a dependency graph
+    conn.execute("SET LOCAL check_function_bodies = off")
+    conn.execute("SET LOCAL client_min_messages = warning")
+    applied = []
+    for name in names:
+        path = root / "functions" / name
+        try:
+            conn.execute(path.read_text(encoding="utf-8"))  # no params: '%' stays literal
+        except psycopg.Error as exc:
+            raise DeployError(f"{name} failed: {error_line(exc)}") from exc
+        applied.append(name)
+    if revoke_public:
+        conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
+    return applied
+
+
+def _adopt(conn: psycopg.Connection, root: Path) -> list[str]:
+    """Take over a kit another role deployed (superuser only), in the deploy transaction:
+    see trust.adopt_before_files / adopt_after_files. Refuses, changing nothing, unless
+    the kit is then trustworthy for you."""
+    row = conn.execute(
+        "SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
+    ).fetchone()
+    if not (row and row[0]):
+        raise DeployError(
+            f"--adopt takes ownership of the kit from another role and needs a superuser; "
+            f"{conn.info.user} is not one. Nothing was changed."
+        )
+    state = _schema_state(conn)
+    if state == "absent":
+        raise NotInstalled(
+            f"pgmaint is not installed in database {conn.info.dbname!r}: nothing to adopt; "
+            "run 'pgmaint deploy'"
+        )
+    if state == "foreign":
+        raise _foreign_schema_error(conn)
+    # the bookkeeping is read below as it is: a plain table runs no code of its owner when
+    # read by a superuser (no triggers on SELECT, row security bypassed), a view would
+    not_tables = [r[0] for r in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c"
+        " WHERE c.oid IN (to_regclass('maint._yoyo_migration'), to_regclass('maint.deployments'))"
+        "   AND c.relkind <> 'r'")]
+    if not_tables:
+        raise trust.KitUntrusted(
+            f"cannot adopt the kit in database {conn.info.dbname!r}: {not_tables[0]} is not a "
+            "table any more. Uninstall and deploy again instead. Nothing was changed."
+        )
+    pending = plan(conn, root, verify=False).pending_migrations
+    if pending:
+        raise DeployError(
+            f"--adopt works on an installation of this kit version, and migrations are pending "
+            f"({', '.join(pending)}): have its owner deploy first, or uninstall and deploy again. "
+            "Nothing was changed."
+        )
+    kit_sql = [p.read_text(encoding="utf-8")
+               for p in [*sorted((root / "migrations").glob("*.sql")), *_function_files(root)]]
+    done = trust.adopt_before_files(conn, kit_sql)
+    # (no REVOKE on every routine yet: adopt_after_files tells the kit's routines by the
+    # catalog rows this transaction wrote, and _deploy_locked revokes afterwards)
+    _apply_function_files(conn, root, [p.name for p in _function_files(root)], revoke_public=False)
+    conn.execute(db.PIN_SEARCH_PATH)
+    done += trust.adopt_after_files(conn)
+    me, found = trust.problems(conn)
+    if found:
+        raise trust.KitUntrusted(
+            f"cannot adopt the kit in database {conn.info.dbname!r}: even after taking it over, "
+            f"{trust.describe(me, found)}. Uninstall and deploy again instead. Nothing was changed."
+        )
+    return done
 
 
 def _deploy_locked(
@@ -339,18 +430,7 @@ def _deploy_locked(
             raise DeployError(f"migration {migration.id} failed: {error_line(exc)}") from exc
         result.applied_migrations.append(migration.id)
 
-    # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),
-    # so files apply in name order without a dependency graph
-    conn.execute("SET LOCAL check_function_bodies = off")
-    conn.execute("SET LOCAL client_min_messages = warning")
-    for fs in the_plan.files:
-        path = root / "functions" / fs.name
-        try:
-            conn.execute(path.read_text(encoding="utf-8"))  # no params: '%' stays literal
-        except psycopg.Error as exc:
-            raise DeployError(f"{fs.name} failed: {error_line(exc)}") from exc
-        result.applied_files.append(fs.name)
-    conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
+    result.applied_files = _apply_function_files(conn, root, [f.name for f in the_plan.files])
 
     declared = set()
     for fs in the_plan.files:
@@ -454,9 +534,9 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         raise ValueError("uninstall needs an autocommit connection")
     conn.execute("BEGIN")
     try:
+        conn.execute(db.PIN_SEARCH_PATH)  # only catalog functions and operators resolve by name
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
         _lock(conn, lock_timeout)
-        conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")  # fully qualified names below
         row = conn.execute(
             "SELECT to_regnamespace('maint') IS NOT NULL,"
             "       to_regclass('maint._yoyo_migration') IS NOT NULL,"

@@ -186,14 +186,13 @@ def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: 
     """Create/update the default jobs in the pg_cron database. Returns (cron db, actions)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(conn), db.pinned(cron_conn):
         require_runner(cron_conn, [conn.info.dbname, cron_db])
         actions = plan_install(conn, cron_conn, include, keep_cron_details)
         if not dry_run:
-            with cron_conn.transaction():
-                for action in actions:
-                    if action.statement:
-                        cron_conn.execute(_checked(action))
+            for action in actions:  # in one transaction: all of them or none
+                if action.statement:
+                    cron_conn.execute(_checked(action))
     return cron_db, actions
 
 
@@ -272,7 +271,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
     """This database's kit jobs with last run and next run (UTC)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         with cron_conn.cursor(row_factory=dict_row) as cur:
@@ -283,7 +282,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
             ]
     for job in jobs:
         row = conn.execute(
-            "SELECT maint.cron_next_runs(%s), pg_catalog.now()", (job["schedule"],)
+            "SELECT maint.cron_next_runs(%s::pg_catalog.text), pg_catalog.now()", (job["schedule"],)
         ).fetchone()
         assert row is not None
         job["next_run"], now = row
@@ -297,7 +296,7 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
     _require_kit(conn)
     cron_db = cron_target(conn)
     kit_db = conn.info.dbname
-    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = cron.kit_job_ids(cron_conn, kit_db)
@@ -312,9 +311,8 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
                 ]
             if not jobs:
                 raise PgmaintError(f"no kit job {full!r} for database {kit_db!r}")
-        with cron_conn.transaction():
-            for jobid, _ in jobs:
-                cron_conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+        for jobid, _ in jobs:  # in one transaction: all of them or none
+            cron_conn.execute("SELECT cron.unschedule(%s::pg_catalog.int8)", (jobid,))
     return [j[1] for j in jobs]
 
 

@@ -26,9 +26,11 @@ can stand in for a catalog function or operator while it runs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from orchestrator.errors import PgmaintError
 
@@ -267,23 +269,34 @@ def _remedy(p: Problem) -> str:
     if p.reason in ("CREATE", "TRIGGER"):
         target = "SCHEMA maint" if p.what == "schema maint" else f"TABLE {p.what}"
         return f"Have the kit's owner run REVOKE {p.reason} ON {target} FROM {p.role}."
+    if p.reason == "dependency":
+        return ("Have that removed, or have the kit uninstalled and deployed again by a "
+                "superuser.")
     return f"Connect as {p.role}, or have it uninstalled and deployed again by a superuser."
+
+
+def describe(me: str, found: list[Problem]) -> str:
+    """The first problem and how many more, as part of a sentence."""
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return _because(found[0], me) + more
 
 
 def message(database: str, me: str, found: list[Problem], *, deploying: bool = False) -> str:
     """One line: the first problem, how many more, and what to do."""
     first = found[0]
-    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
     if not deploying:
-        return (f"refusing to use pgmaint in database {database!r}: {_because(first, me)}{more}. "
+        return (f"refusing to use pgmaint in database {database!r}: {describe(me, found)}. "
                 f"{_remedy(first)}")
-    if first.reason in ("owner", "dependency"):
+    if first.reason == "owner":
         remedy = (f"Deploy as {first.role}, or as a superuser run 'pgmaint uninstall --yes' and "
                   "deploy again, or take the kit over with 'pgmaint deploy --adopt'.")
+    elif first.reason == "dependency":
+        remedy = ("Have that removed, or as a superuser run 'pgmaint uninstall --yes' and deploy "
+                  "again, or take the kit over with 'pgmaint deploy --adopt'.")
     else:
         remedy = _remedy(first)
-    return (f"refusing to deploy over pgmaint in database {database!r}: {_because(first, me)}"
-            f"{more}. {remedy} Nothing was changed.")
+    return (f"refusing to deploy over pgmaint in database {database!r}: {describe(me, found)}. "
+            f"{remedy} Nothing was changed.")
 
 
 def require(conn: psycopg.Connection, *, deploying: bool = False) -> None:
@@ -291,3 +304,199 @@ def require(conn: psycopg.Connection, *, deploying: bool = False) -> None:
     me, found = problems(conn)
     if found:
         raise KitUntrusted(message(conn.info.dbname, me, found, deploying=deploying))
+
+
+# --- taking a kit over (pgmaint deploy --adopt) -------------------------------------------
+#
+# A superuser takes ownership of a kit another role deployed, keeping its journal, archive
+# and rules. Only statements that run no code of the previous owner are used: ALTER ...
+# OWNER, DROP TRIGGER / RULE / POLICY / ROUTINE, REVOKE, and then the kit's own function
+# files (deploy.py). What the kit does not declare is dropped, never adopted: adopting a
+# routine would turn the previous owner's code into the superuser's.
+
+KIT_ROLES = ("maint_monitor", "maint_admin", "maint_runner", "maint_restore")
+
+_DECLARED_TRIGGER = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?TRIGGER\s+(\w+)\s.*?\sON\s+maint\.(\w+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_DECLARED_POLICY = re.compile(r"CREATE\s+POLICY\s+(\w+)\s+ON\s+maint\.(\w+)", re.IGNORECASE)
+
+# objects in maint whose owner adopt changes, with the statement for each (relations that a
+# table owns, such as indexes and identity sequences, follow their table)
+_OWNED_SQL = """
+SELECT format('ALTER %s %s OWNER TO CURRENT_USER',
+              CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW'
+                             WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                             WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' END,
+              c.oid::regclass)
+  FROM pg_class c
+ WHERE c.relnamespace = 'maint'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+   AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
+   AND NOT (c.relkind = 'S' AND EXISTS (
+       SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT format('ALTER %s %s OWNER TO CURRENT_USER',
+              CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype)
+  FROM pg_type t
+ WHERE t.typnamespace = 'maint'::regnamespace AND t.typrelid = 0
+   AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
+   AND t.typowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
+UNION ALL
+SELECT format('ALTER OPERATOR %s OWNER TO CURRENT_USER', o.oid::regoperator)
+  FROM pg_operator o
+ WHERE o.oprnamespace = 'maint'::regnamespace
+   AND o.oprowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
+"""
+
+# kinds of objects the kit never creates in maint: adopt refuses rather than guess
+_UNEXPECTED_SQL = """
+SELECT pg_describe_object(x.classid, x.objid, 0) FROM (
+    SELECT 'pg_opclass'::regclass AS classid, oid AS objid, opcnamespace AS nsp FROM pg_opclass
+    UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfnamespace FROM pg_opfamily
+    UNION ALL SELECT 'pg_collation'::regclass, oid, collnamespace FROM pg_collation
+    UNION ALL SELECT 'pg_conversion'::regclass, oid, connamespace FROM pg_conversion
+    UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgnamespace FROM pg_ts_config
+    UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictnamespace FROM pg_ts_dict
+    UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxnamespace FROM pg_statistic_ext
+    UNION ALL SELECT 'pg_extension'::regclass, oid, extnamespace FROM pg_extension
+) AS x
+ WHERE x.nsp = 'maint'::regnamespace
+ ORDER BY 1
+"""
+
+
+def _declared(kit_sql: list[str]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(trigger, table) and (policy, table) pairs on maint tables that the kit's SQL creates."""
+    triggers: set[tuple[str, str]] = set()
+    policies: set[tuple[str, str]] = set()
+    for text in kit_sql:
+        triggers |= {(t.lower(), r.lower()) for t, r in _DECLARED_TRIGGER.findall(text)}
+        policies |= {(p.lower(), r.lower()) for p, r in _DECLARED_POLICY.findall(text)}
+    return triggers, policies
+
+
+def adopt_before_files(conn: psycopg.Connection, kit_sql: list[str]) -> list[str]:
+    """First half of taking the kit over, in the caller's transaction: ownership of the
+    schemas, relations, types and operators; triggers, rules and policies on maint
+    relations that the kit does not declare are dropped. Returns what was done."""
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+    unexpected = [r[0] for r in conn.execute(_UNEXPECTED_SQL)]
+    if unexpected:
+        raise KitUntrusted(
+            f"cannot adopt the kit: {unexpected[0]} lives in schema maint and is not the kit's; "
+            "uninstall and deploy again. Nothing was changed."
+        )
+    done: list[str] = []
+    for schema in ("maint", "maint_exec"):
+        row = conn.execute(
+            "SELECT nspowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)"
+            " FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        if row and row[0]:
+            conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO CURRENT_USER").format(sql.Identifier(schema)))
+            done.append(f"schema {schema} now owned by you")
+    statements = [r[0] for r in conn.execute(_OWNED_SQL)]
+    for statement in statements:
+        conn.execute(statement)
+    if statements:
+        done.append(f"{len(statements)} relation(s)/type(s)/operator(s) now owned by you")
+    triggers, policies = _declared(kit_sql)
+    for name, table, oid, calls_kit in conn.execute(
+        "SELECT t.tgname::text, c.relname::text, c.oid::regclass::text,"
+        "       p.pronamespace = 'maint'::regnamespace"
+        "  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE c.relnamespace = 'maint'::regnamespace AND NOT t.tgisinternal"
+    ).fetchall():
+        if (name, table) in triggers and calls_kit:
+            continue  # the kit's own, calling a kit function (re-applied from the files)
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
+        done.append(f"dropped trigger {name} on {oid}")
+    for name, oid in conn.execute(
+        "SELECT r.rulename::text, c.oid::regclass::text FROM pg_rewrite r JOIN pg_class c"
+        " ON c.oid = r.ev_class WHERE c.relnamespace = 'maint'::regnamespace"
+        "   AND r.rulename <> '_RETURN'"
+    ).fetchall():
+        conn.execute(sql.SQL("DROP RULE {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
+        done.append(f"dropped rule {name} on {oid}")
+    for name, table, oid in conn.execute(
+        "SELECT p.polname::text, c.relname::text, c.oid::regclass::text FROM pg_policy p"
+        " JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = 'maint'::regnamespace"
+    ).fetchall():
+        if (name, table) not in policies:
+            conn.execute(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
+            done.append(f"dropped policy {name} on {oid}")
+    return done
+
+
+def adopt_after_files(conn: psycopg.Connection) -> list[str]:
+    """Second half, after the function files were applied in this same transaction:
+    routines they did not (re)create are dropped (only the files define the kit's code),
+    the rest become yours, and privileges held by roles other than the kit's are revoked.
+    Returns what was done."""
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+    done: list[str] = []
+    # CREATE OR REPLACE rewrites a routine's catalog row: those this transaction did not
+    # write are not the kit's
+    undeclared = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.pronamespace = 'maint'::regnamespace"
+        "   AND p.xmin::text::bigint <> pg_catalog.txid_current() % 4294967296 ORDER BY 1"
+    )]
+    for routine in undeclared:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(routine)))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            raise KitUntrusted(
+                f"cannot adopt the kit: routine {routine} is not the kit's and other objects use "
+                f"it ({exc.diag.message_detail or exc}); uninstall and deploy again. Nothing was "
+                "changed."
+            ) from exc
+        done.append(f"dropped routine {routine} (not defined by the kit's files)")
+    owned = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.pronamespace = 'maint'::regnamespace"
+        "   AND p.proowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) ORDER BY 1"
+    )]
+    for routine in owned:
+        conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO CURRENT_USER").format(sql.SQL(routine)))
+    if owned:
+        done.append(f"{len(owned)} routine(s) now owned by you")
+    allowed = [*KIT_ROLES]
+    grants = conn.execute(
+        """
+        SELECT 'SCHEMA' AS kind, 'maint' AS name, a.grantee, a.privilege_type
+          FROM pg_namespace n, LATERAL aclexplode(n.nspacl) a WHERE n.nspname = 'maint'
+        UNION ALL
+        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text,
+               a.grantee, a.privilege_type
+          FROM pg_class c, LATERAL aclexplode(c.relacl) a
+         WHERE c.relnamespace = 'maint'::regnamespace
+        UNION ALL
+        SELECT 'ROUTINE', p.oid::regprocedure::text, a.grantee, a.privilege_type
+          FROM pg_proc p, LATERAL aclexplode(p.proacl) a
+         WHERE p.pronamespace = 'maint'::regnamespace
+        """
+    ).fetchall()
+    me = conn.execute("SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER").fetchone()
+    kit_oids = {r[0] for r in conn.execute(
+        "SELECT oid FROM pg_roles WHERE rolname = ANY(%s)", (allowed,))}
+    revoked: set[tuple[str, str, int]] = set()
+    for kind, name, grantee, privilege in grants:
+        if me and grantee == me[0]:
+            continue
+        if grantee in kit_oids and not (kind == "SCHEMA" and privilege == "CREATE"):
+            continue
+        target = sql.SQL("maint") if kind == "SCHEMA" else sql.SQL(name)
+        who = (sql.SQL("PUBLIC") if grantee == 0 else
+               sql.SQL("{}").format(sql.Identifier(str(conn.execute(
+                   "SELECT rolname FROM pg_roles WHERE oid = %s", (grantee,)).fetchone()[0]))))  # type: ignore[index]
+        what = sql.SQL("CREATE") if kind == "SCHEMA" and grantee in kit_oids else sql.SQL("ALL")
+        if (kind, name, grantee) in revoked:
+            continue
+        revoked.add((kind, name, grantee))
+        conn.execute(sql.SQL("REVOKE {} ON {} {} FROM {}").format(what, sql.SQL(kind), target, who))
+        done.append(f"revoked {'CREATE' if what.as_string(conn) == 'CREATE' else 'all'} on "
+                    f"{kind.lower()} {name} from {who.as_string(conn)}")
+    return done

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from orchestrator import db, deploy, trust
+from orchestrator import db as dbmod
+from orchestrator import deploy, trust
 from orchestrator.cli import cli
 from tests.support import deploy_to
 
@@ -214,18 +215,25 @@ def test_executors_are_owned_by_table_owners_by_design(pg_server, make_role, db)
     assert trust.problems(db)[1] == [trust.Problem("schema maint_exec", owner1, "owner")]
 
 
-def test_the_guard_checks_only_connections_to_the_kit_database(pg_server, dbo_kit):
+def test_the_guard_checks_only_connections_to_the_kit_database(pg_server, dbo_kit, db):
     name, _dbo = dbo_kit
     dsn = pg_server.dsn(name)
-    with db.connection(dsn) as conn:  # outside a command: no guard
+    with dbmod.connection(dsn) as conn:  # outside a command: no guard
         assert conn.info.dbname == name
-    with db.kit_guard(dsn):
+    trusted = pg_server.dsn(db.info.dbname)
+    with dbmod.kit_guard(trusted):
+        for autocommit in (True, False):
+            with dbmod.connection(trusted, autocommit=autocommit) as conn:
+                # checked, and the session resolves unqualified names in pg_catalog only
+                assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                assert conn.execute("SHOW search_path").fetchone()[0] == "pg_catalog, pg_temp"
+    with dbmod.kit_guard(dsn):
         with pytest.raises(trust.KitUntrusted):
-            db.connect(dsn)
+            dbmod.connect(dsn)
         with pytest.raises(trust.KitUntrusted):
-            db.connect(dsn, autocommit=False, application_name="pgmaint-progress")
+            dbmod.connect(dsn, autocommit=False, application_name="pgmaint-progress")
         # pg_cron's database, restore scratch databases: other databases, never the kit
-        with db.connection(dsn, dbname="postgres") as other:
+        with dbmod.connection(dsn, dbname="postgres") as other:
             assert other.info.dbname == "postgres"
 
 
@@ -256,4 +264,102 @@ def test_uninstall_and_deploy_of_a_dbo_kit_as_superuser_run_none_of_its_code(pg_
     assert not is_superuser(admin, dbo)
     with pg_server.connect(name) as conn:
         assert deploy.uninstall(conn, pg_server.dsn(name)).dropped_schemas == ["maint", "maint_exec"]
+    assert not is_superuser(admin, dbo)
+
+
+# --- a superuser takes a kit over: pgmaint deploy --adopt -----------------------------------
+
+
+def plant(conn: psycopg.Connection, dbo: str) -> None:
+    """What a hostile kit owner can leave behind: tampered and extra routines (one granted
+    to the monitor role), triggers on the bookkeeping, a rule, a policy, extra grants."""
+    conn.execute("INSERT INTO maint.runs (task, dry_run, source, status, finished_at)"
+                 " VALUES ('kept', true, 'sql', 'succeeded', now())")
+    conn.execute(
+        "CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN NULL; END $$")
+    tamper(conn, "health_check", dbo)
+    conn.execute("CREATE FUNCTION maint.version(text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER"
+                 f" AS $$ BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN $1; END $$")
+    conn.execute("GRANT EXECUTE ON FUNCTION maint.version(text) TO maint_monitor, PUBLIC")
+    for table in ("_yoyo_migration", "deployments", "runs"):
+        conn.execute(f"CREATE TRIGGER zz BEFORE INSERT OR UPDATE OR DELETE ON maint.{table}"
+                     " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+    conn.execute("CREATE RULE zz_rule AS ON UPDATE TO maint.check_config DO ALSO NOTIFY x")
+    conn.execute("CREATE POLICY zz_policy ON maint.runs USING (true)")
+    conn.execute("GRANT ALL ON maint.runs TO PUBLIC")
+
+
+def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit):
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        plant(conn, dbo)
+    refused = invoke("--dsn", pg_server.dsn(name, user=dbo), "deploy", "--adopt")
+    assert refused.exit_code == 1 and "--adopt takes ownership" in refused.stderr
+
+    result = invoke("--dsn", pg_server.dsn(name), "--json", "deploy", "--adopt")
+    assert result.exit_code == 0, result.output
+    adopted = json.loads(result.output)["adopted"]
+    for needle in ("schema maint now owned by you", "schema maint_exec now owned by you",
+                   "dropped trigger zz on maint._yoyo_migration", "dropped trigger zz on maint.runs",
+                   "dropped rule zz_rule on maint.check_config", "dropped policy zz_policy on maint.runs",
+                   "dropped routine maint.version(text) (not defined by the kit's files)",
+                   "revoked all on table maint.runs from PUBLIC"):
+        assert needle in adopted, (needle, adopted)
+    assert not is_superuser(admin, dbo)
+
+    with pg_server.connect(name) as conn:
+        assert trust.problems(conn)[1] == []
+        assert conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'maint'::regnamespace"
+            " AND (proowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+            "      OR strpos(prosrc, %s) > 0)", (dbo,)).fetchone()[0] == 0
+        assert conn.execute("SELECT task FROM maint.runs").fetchall() == [("kept",)]
+        # the kit's own trigger is back (re-created from its file), calling the kit's function
+        assert conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'maint.cleanup_rules'::regclass"
+            " AND NOT tgisinternal").fetchall() == [("cleanup_rules_guard",)]
+    check = invoke("--dsn", pg_server.dsn(name), "check", "--only", "superusers")
+    assert check.exit_code in (0, 1, 2), check.output
+    assert not is_superuser(admin, dbo)
+
+
+def test_adopt_refuses_what_it_cannot_make_trustworthy(pg_server, admin, dbo_kit):
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE FUNCTION public.stamp() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$")
+        conn.execute("ALTER TABLE maint.runs ADD COLUMN note text DEFAULT public.stamp()")
+    result = invoke("--dsn", pg_server.dsn(name), "deploy", "--adopt")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith(f"Error: cannot adopt the kit in database {name!r}: even after taking it "
+                           "over, default value for column note of table maint.runs uses function "
+                           f"public.stamp(), owned by {dbo}"), line
+    assert line.endswith("Uninstall and deploy again instead. Nothing was changed.")
+    with pg_server.connect(name) as conn:  # rolled back: still dbo's
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'maint'"
+                            ).fetchone()[0] == dbo
+
+
+# --- names a database owner can hijack --------------------------------------------------------
+
+
+def test_deploy_and_uninstall_resolve_no_operator_of_the_database_owner(pg_server, admin, make_role,
+                                                                      make_database):
+    """In PostgreSQL 15 the database owner owns schema public: an operator there that matches
+    a query's argument types better than the catalog's would run with the caller's rights."""
+    dbo = make_role()
+    name = make_database(owner=dbo)
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)  # the kit is the superuser's: trusted
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.oid_eq_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS $$"
+            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN $1 = $2::oid;"
+            " EXCEPTION WHEN OTHERS THEN RETURN $1 = $2::oid; END $$")
+        conn.execute("CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer,"
+                     " FUNCTION = public.oid_eq_int)")
+    assert invoke("--dsn", dsn, "deploy", "--force").exit_code == 0
+    assert invoke("--dsn", dsn, "status").exit_code == 0
+    assert invoke("--dsn", dsn, "uninstall", "--yes").exit_code == 0
     assert not is_superuser(admin, dbo)
