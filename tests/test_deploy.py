@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from orchestrator import __version__, deploy
 from orchestrator.errors import PgmaintError
-from tests.support import copy_sql, deploy_to, migration_ids, previous_release_sql, schema_dump
+from tests.support import (
+    SQL_DIR,
+    copy_sql,
+    deploy_to,
+    migration_ids,
+    previous_release_sql,
+    schema_dump,
+)
 
 
 def test_deploy_into_empty_database(pg_server, make_database):
@@ -413,6 +423,26 @@ def test_uninstall_refuses_when_user_objects_depend_on_the_executors(pg_server, 
         assert conn.execute("SELECT to_regnamespace('maint_exec') IS NOT NULL").fetchone()[0]
 
 
+def release_before(migration: str, tmp_path: Path) -> Path:
+    """The sql/ tree as it was just before ``migration`` was added (from git history)."""
+    root = SQL_DIR.parent
+    git = shutil.which("git")
+    if git is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: no earlier release")
+    added = subprocess.run(
+        [git, "log", "--diff-filter=A", "--format=%H", "-1", "--", f"sql/migrations/{migration}"],
+        cwd=root, capture_output=True, text=True, check=False,
+    ).stdout.strip()
+    archive = subprocess.run([git, "archive", "--format=tar", f"{added}^", "sql"], cwd=root,
+                             capture_output=True, check=False)
+    if not added or archive.returncode != 0:
+        pytest.skip(f"history before {migration} is not available")
+    target = tmp_path / f"before-{migration}"
+    target.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "sql"
+
+
 def test_foreign_maint_exec_schema_is_refused_and_left_alone(pg_server, make_database, tmp_path):
     fresh = make_database()
     with pg_server.connect(fresh) as conn:
@@ -429,7 +459,7 @@ def test_foreign_maint_exec_schema_is_refused_and_left_alone(pg_server, make_dat
     # a kit from before the executors, and a schema of the same name created since
     older = make_database()
     dsn = pg_server.dsn(older)
-    deploy_to(dsn, previous_release_sql(tmp_path))
+    deploy_to(dsn, release_before("0090_security_model.sql", tmp_path))
     with pg_server.connect(older) as conn:
         conn.execute("CREATE SCHEMA maint_exec")
         conn.execute("CREATE TABLE maint_exec.jobs (id int)")
