@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from rich.console import Console
 
-from orchestrator import db
+from orchestrator import cron, db
 from orchestrator.errors import PgmaintError
 from orchestrator.health_formats import (
     SEVERITY,
@@ -67,7 +67,7 @@ def run_checks(
             f"pgmaint health checks are not installed in database {conn.info.dbname!r}; "
             "run 'pgmaint deploy'"
         )
-    with conn.cursor(row_factory=dict_row) as cur:
+    with db.pinned(conn), conn.cursor(row_factory=dict_row) as cur:
         config = {
             r["check_name"]: r
             for r in cur.execute(
@@ -91,12 +91,13 @@ def run_checks(
         cron_jobs, cron_error = cron_jobs_from_cron_database(conn, dsn)
     for name in names:
         try:
-            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            with db.pinned(conn), conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
                     sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))
                 )
                 if name == "cron_jobs" and cron_jobs is not None:
-                    cur.execute("SELECT set_config('pgmaint.cron_jobs', %s, true)", (cron_jobs,))
+                    cur.execute("SELECT pg_catalog.set_config('pgmaint.cron_jobs', %s, true)",
+                                (cron_jobs,))
                 cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
                 found = cur.fetchall()
                 if name == "cron_jobs" and cron_error:
@@ -141,28 +142,39 @@ def cron_jobs_from_cron_database(
 
     Returns (jobs as JSON text, None), or (None, why not) when it could not be read, or
     (None, None) when there is nothing to do (pg_cron absent, or in this database). The
-    query text comes from the kit (``maint.cron_jobs_query()``), so the SQL check and
-    this path judge the same data the same way.
+    query ships in the package (``cron.KIT_JOBS_QUERY``, the text the kit's own
+    ``maint.cron_jobs_query()`` returns): the CLI never runs a query text read from the
+    checked database in another one.
     """
-    row = conn.execute(
-        "SELECT current_setting('cron.database_name', true),"
-        " coalesce((SELECT params->>'window' FROM maint.check_config"
-        "           WHERE check_name = 'cron_jobs'), '24 hours'),"
-        " maint.cron_jobs_query()"
-    ).fetchone()
+    with db.pinned(conn):
+        row = conn.execute(
+            "SELECT current_setting('cron.database_name', true),"
+            " coalesce((SELECT params->>'window' FROM maint.check_config"
+            "           WHERE check_name = 'cron_jobs'), '24 hours')"
+        ).fetchone()
     if row is None or row[0] is None or row[0] == conn.info.dbname:
         return None, None
-    cron_db, window, query = row
+    cron_db, window = row
     try:
         with db.connection(dsn, dbname=cron_db) as cron_conn:
+            sees_all = cron_conn.execute(
+                "SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r"
+                " WHERE r.rolname = current_user"
+            ).fetchone()
+            if not (sees_all and sees_all[0]):
+                # an empty list would look healthy: say why it cannot be judged
+                return None, (
+                    f"pg_cron shows {cron_conn.info.user} only its own jobs, and the kit's jobs "
+                    f"run as {cron.RUNNER}: run this check as a superuser"
+                )
             if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
                 return None, f"pg_cron is not created in database {cron_db}"
-            # the query text comes from the checked database: run it read-only, so a
-            # tampered kit cannot change anything in the cron database
+            # read-only, and only catalog operators and functions resolve by name
             with cron_conn.transaction():
                 cron_conn.execute("SET TRANSACTION READ ONLY")
+                cron_conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
                 cur = psycopg.RawCursor(cron_conn)
-                cur.execute(query, (window, conn.info.dbname, cron_db))
+                cur.execute(cron.KIT_JOBS_QUERY, (window, conn.info.dbname, cron_db))
                 jobs = cur.fetchone()
     except (psycopg.Error, PgmaintError) as exc:
         message = db.error_line(exc) if isinstance(exc, psycopg.Error) else exc.format_message()

@@ -12,6 +12,7 @@ from typing import Any
 import click
 import psycopg
 from rich.console import Console
+from rich.text import Text
 
 from orchestrator import __version__, db, deploy, journal, sandbox, schedule
 from orchestrator.errors import NotInstalled, PgmaintError
@@ -63,6 +64,12 @@ def _kit_missing(exc: psycopg.Error) -> bool:
     return isinstance(exc, missing) and ('"maint.' in text or "maint." in text or '"maint"' in text)
 
 
+# commands that check trust in the kit themselves (deploy: with its own hint; demo: in the
+# database it creates), need none (uninstall reads only pg_catalog and drops the kit),
+# or never use the kit (sandbox)
+UNGUARDED = frozenset({"deploy", "uninstall", "demo", "sandbox"})
+
+
 @click.group(cls=PgmaintGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--dsn",
@@ -78,6 +85,10 @@ def _kit_missing(exc: psycopg.Error) -> bool:
 def cli(ctx: click.Context, dsn: str, as_json: bool, verbose: bool) -> None:
     """pgmaint: PostgreSQL maintenance that lives in the database (schema maint)."""
     ctx.obj = Settings(dsn=dsn, json=as_json, verbose=verbose)
+    if ctx.invoked_subcommand not in UNGUARDED:
+        # every connection a command opens to the kit database first checks that the kit
+        # is owned by you or a superuser (orchestrator.trust)
+        ctx.with_resource(db.kit_guard(dsn))
 
 
 def main() -> None:
@@ -97,9 +108,20 @@ def main() -> None:
     callback=lambda _ctx, _param, value: _duration(value),
     help="How long to wait for another deploy or for table locks (e.g. 30s, 2min, 500ms).",
 )
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Superuser only: take over a kit another role deployed (ownership, drop what the kit "
+    "does not define, revoke foreign grants), keeping its data; then deploy.",
+)
 @click.pass_context
-def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str) -> None:
-    """Install or upgrade the kit: pending migrations, then every function file."""
+def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str, adopt: bool) -> None:
+    """Install or upgrade the kit: pending migrations, then every function file.
+
+    Over an existing installation, refuses (changing nothing) unless the kit is owned by you
+    or a superuser: a superuser's deploy would otherwise run another role's code."""
+    if adopt and dry_run:
+        raise click.UsageError("--adopt changes ownership and cannot be combined with --dry-run")
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         where = db.describe(conn)
@@ -127,13 +149,15 @@ def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str
 
             emit(ctx, data, render_plan)
             return
-        r = deploy.deploy(conn, force=force, lock_timeout=lock_timeout)
+        r = deploy.deploy(conn, force=force, lock_timeout=lock_timeout, adopt=adopt)
         data = {"dry_run": False, "database": r.plan.database, "version": r.plan.kit_version,
                 "previous_version": r.plan.installed_version, "changed": r.changed,
                 "applied_migrations": r.applied_migrations, "applied_files": r.applied_files,
-                "stale_routines": r.stale_routines}
+                "stale_routines": r.stale_routines, "adopted": r.adopted}
 
         def render(out: Console) -> None:
+            for line in r.adopted:
+                out.print(Text(f"adopt: {line}"))
             if not r.changed:
                 out.print(
                     f"[green]up to date[/]: pgmaint {r.plan.kit_version} in {where}; "
@@ -162,7 +186,8 @@ def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str
 @click.option("--yes", is_flag=True, help="Really remove schema maint and the kit's cron jobs.")
 @click.pass_context
 def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
-    """Remove schema maint and this database's maint: cron jobs (roles and your tables stay)."""
+    """Remove schemas maint and maint_exec and this database's maint: cron jobs (roles and
+    your tables stay)."""
     if not yes:
         raise click.UsageError(
             "uninstall drops schema maint with the run journal and archive; pass --yes to confirm"
@@ -174,11 +199,12 @@ def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
         ctx,
         asdict(r),
         lambda out: out.print(
-            f"removed schema maint from database {r.database!r}"
+            f"removed schema {' and '.join(r.dropped_schemas)} from database {r.database!r}"
             + (f" and {len(r.removed_jobs)} cron job(s): {', '.join(r.removed_jobs)}"
                if r.removed_jobs else "")
             + (f" ({r.cron_note})" if r.cron_note else "")
-            + "; roles maint_admin and maint_monitor are left for other databases"
+            + "; roles maint_admin, maint_monitor, maint_runner and maint_restore are left for "
+            "other databases"
         ),
     )
 
@@ -189,7 +215,7 @@ def status_cmd(ctx: click.Context) -> None:
     """Installed version, pending migrations and the state of the journal."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
-        p = deploy.plan(conn)
+        p = deploy.plan(conn, verify=False)  # the connection is checked (kit_guard)
         runs = journal.summary(conn) if p.installed_version else None
         data = {"database": p.database, "kit_version": p.kit_version,
                 "installed_version": p.installed_version,
@@ -352,19 +378,23 @@ def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_
 @schedule_group.command("list")
 @click.pass_context
 def schedule_list(ctx: click.Context) -> None:
-    """This database's kit jobs: schedule (UTC), next run, last status and duration."""
+    """This database's kit jobs: schedule (UTC), the role each runs as, next run, last status."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         jobs = schedule.list_jobs(conn, s.dsn)
-    cols = ["jobname", "schedule", "next_run_in", "active", "last_status", "last_start",
+        superuser = conn.info.parameter_status("is_superuser") == "on"
+    cols = ["jobname", "schedule", "username", "next_run_in", "active", "last_status", "last_start",
             "last_duration", "last_message"]
 
     def render(out: Console) -> None:
         if not jobs:
-            out.print("no kit jobs scheduled; run 'pgmaint schedule install'")
+            out.print("no kit jobs scheduled; run 'pgmaint schedule install'" if superuser else
+                      f"no kit jobs visible to you: pg_cron shows each role only its own jobs, and "
+                      f"the kit's run as {schedule.RUNNER}; a superuser sees them all")
             return
-        out.print(table("pgmaint jobs (times UTC)", ["job", "schedule (UTC)", "next run", "active",
-                                                      "last status", "last start", "took", "message"],
+        out.print(table("pgmaint jobs (times UTC)", ["job", "schedule (UTC)", "runs as", "next run",
+                                                      "active", "last status", "last start", "took",
+                                                      "message"],
                         ([j[c] for c in cols] for j in jobs)))
 
     emit(ctx, jobs, render)

@@ -13,6 +13,37 @@ from orchestrator import db
 from orchestrator.errors import PgmaintError
 
 JOB_PREFIX = "maint:"
+RUNNER = "maint_runner"  # the role every kit job runs as (pg_cron's job username; migration 0090)
+
+# The kit's pg_cron jobs with their recent history, as one jsonb array; $1 the window
+# (interval), $2 the kit database (NULL: every database), $3 the cron database. `pgmaint
+# check` runs this text, shipped in the package, in the cron database when that is not the
+# kit's; it is the same text as maint.cron_jobs_query() returns for the check inside the
+# kit database (tests/test_cron_security.py keeps them equal), but the CLI never runs a
+# query text read from the database.
+KIT_JOBS_QUERY = """
+SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'jobid', j.jobid, 'jobname', j.jobname, 'database', j.database, 'schedule', j.schedule,
+           'command', j.command, 'active', j.active, 'runs', r.total, 'failed', r.failed,
+           'last_status', l.status, 'last_start', l.start_time, 'last_end', l.end_time,
+           'last_message', l.return_message, 'running_since', x.start_time) ORDER BY j.jobname), '[]')
+  FROM cron.job AS j
+ CROSS JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE d.status = 'failed') AS failed, count(*) AS total
+         FROM cron.job_run_details AS d
+        WHERE d.jobid = j.jobid AND d.start_time > pg_catalog.now() - $1::interval) AS r
+  LEFT JOIN LATERAL (
+       SELECT d.status, d.start_time, d.end_time, d.return_message
+         FROM cron.job_run_details AS d
+        WHERE d.jobid = j.jobid AND d.status IN ('succeeded', 'failed')
+        ORDER BY d.start_time DESC NULLS LAST LIMIT 1) AS l ON true
+  LEFT JOIN LATERAL (
+       SELECT d.start_time FROM cron.job_run_details AS d
+        WHERE d.jobid = j.jobid AND d.status IN ('starting', 'running')
+        ORDER BY d.start_time LIMIT 1) AS x ON true
+ WHERE j.jobname LIKE 'maint:%'
+   AND ($2::text IS NULL OR j.database = $2::text OR j.jobname = 'maint:cron-details-trim@' || $3::text)
+"""
 
 
 def cron_database(conn: psycopg.Connection) -> str | None:
@@ -32,13 +63,28 @@ def unschedule_kit_jobs(
     transaction), otherwise a short connection to the cron database.
     """
     cron_db = cron_database(conn)
+    superuser = conn.info.parameter_status("is_superuser") == "on"
+    removal = (f"a superuser removes them with SELECT cron.unschedule(jobid) FROM cron.job "
+               f"WHERE jobname LIKE '{JOB_PREFIX}%@{kit_db}'")
     if cron_db is None:
-        return [], "pg_cron is not loaded on this server: no jobs to remove"
+        row = conn.execute(
+            "SELECT pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')"
+        ).fetchone()
+        if superuser or (row and row[0]):
+            return [], "pg_cron is not loaded on this server: no jobs to remove"
+        # cron.database_name is visible to superusers and pg_read_all_settings only
+        return [], (f"{conn.info.user} may not read pg_cron's settings: kit jobs for this "
+                    f"database, if any, are left; {removal} in pg_cron's database")
+    note = None
+    if not superuser:
+        # pg_cron's row security shows a role only its own jobs
+        note = (f"pg_cron shows {conn.info.user} only its own jobs: kit jobs that run as "
+                f"{RUNNER}, if any, are left; {removal} in database {cron_db}")
     if cron_db == kit_db:
-        return _unschedule(conn, kit_db), None
+        return _unschedule(conn, kit_db), note
     try:
         with db.connection(dsn, dbname=cron_db) as cron_conn:
-            return _unschedule(cron_conn, kit_db), None
+            return _unschedule(cron_conn, kit_db), note
     except (psycopg.Error, PgmaintError) as exc:
         raise PgmaintError(
             f"could not remove the kit's jobs from pg_cron database {cron_db!r}: "
@@ -67,10 +113,10 @@ def kit_job_ids(conn: psycopg.Connection, kit_db: str) -> list[tuple[int, str]]:
 
 
 def _unschedule(conn: psycopg.Connection, kit_db: str) -> list[str]:
-    if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
-        return []
-    jobs = kit_job_ids(conn, kit_db)
-    with conn.transaction():  # all of them or none
+    with db.pinned(conn):  # all of them or none
+        if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
+            return []
+        jobs = kit_job_ids(conn, kit_db)
         for jobid, _ in jobs:
-            conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+            conn.execute("SELECT cron.unschedule(%s::pg_catalog.int8)", (jobid,))
     return [name for _, name in jobs]

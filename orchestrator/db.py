@@ -4,13 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import psycopg
 from psycopg import conninfo
 
+from orchestrator import trust
 from orchestrator.errors import ConnectionFailed
 
 APPLICATION_NAME = "pgmaint"
+
+# The DSN of the kit database while a CLI command runs (set by the click group): every
+# connection opened with exactly this DSN (no dbname/user/host override) is checked by
+# trust.require before it is handed out, so each command that uses the kit is covered
+# wherever it connects. Connections to other databases (pg_cron's, restore scratch
+# databases) are not: they never call the kit.
+_kit_dsn: ContextVar[str | None] = ContextVar("pgmaint_kit_dsn", default=None)
+
+
+@contextmanager
+def kit_guard(dsn: str) -> Iterator[None]:
+    """While active, connections to ``dsn`` are refused unless the kit there is trusted."""
+    token = _kit_dsn.set(dsn)
+    try:
+        yield
+    finally:
+        _kit_dsn.reset(token)
+
+
+PIN_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+
+
+@contextmanager
+def pinned(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A transaction (a savepoint inside an open one) in which unqualified names resolve
+    only in pg_catalog: a function or operator that the owner of schema public (in
+    PostgreSQL 15 the database owner) created cannot stand in for a catalog one that
+    matches less exactly. The setting lasts until the outermost transaction ends."""
+    with conn.transaction():
+        conn.execute(PIN_SEARCH_PATH)
+        yield conn
+
+
+def _guarded(dsn: str, overrides: dict[str, object]) -> bool:
+    return _kit_dsn.get() == dsn and all(
+        v is None for k, v in overrides.items() if k != "application_name"
+    )
 
 
 def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> psycopg.Connection:
@@ -18,14 +57,27 @@ def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> p
 
     ``overrides`` replace keywords of the DSN (for example ``dbname=`` to reach the
     pg_cron database). ``application_name`` defaults to ``pgmaint`` so the journal
-    records CLI runs with source ``cli``.
+    records CLI runs with source ``cli``. Under :func:`kit_guard`, a connection to the
+    kit database is checked with :func:`orchestrator.trust.require` first.
     """
     params: dict[str, object] = {"application_name": APPLICATION_NAME}
     params.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, **params)
+        conn = psycopg.connect(dsn, autocommit=autocommit, **params)
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
+    if _guarded(dsn, overrides):
+        try:
+            trust.require(conn)
+            # for the whole session, unqualified names resolve only in pg_catalog: the owner
+            # of schema public (in PostgreSQL 15 the database owner) could otherwise create
+            # a function or operator there that matches the CLI's SQL better than the catalog's
+            with conn.transaction():
+                conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        except BaseException:
+            conn.close()
+            raise
+    return conn
 
 
 @contextmanager

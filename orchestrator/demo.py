@@ -19,7 +19,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.rule import Rule
 
-from orchestrator import cron, db, deploy
+from orchestrator import cron, db, deploy, trust
 from orchestrator.errors import PgmaintError
 from orchestrator.output import console, table
 
@@ -114,10 +114,11 @@ def schedule_section(conn: psycopg.Connection, out: Console) -> None:
     cron_db, actions = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
     out.print(f"pg_cron lives in database {cron_db!r}: "
               f"{sum(a.action == 'create' for a in actions)} job(s) created there with "
-              "cron.schedule_in_database")
+              f"cron.schedule_in_database, each running as {schedule.RUNNER} (not as you)")
     jobs = schedule.list_jobs(conn, dsn)
-    out.print(table("pgmaint schedule list", ["job", "schedule (UTC)", "next run", "command"],
-                    ((j["jobname"], j["schedule"], j["next_run_in"], j["command"]) for j in jobs)))
+    out.print(table("pgmaint schedule list", ["job", "schedule (UTC)", "runs as", "next run", "command"],
+                    ((j["jobname"], j["schedule"], j["username"], j["next_run_in"], j["command"])
+                     for j in jobs)))
 
 
 def _sections() -> list[tuple[str, Section]]:
@@ -144,6 +145,9 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         _load_app(conn)
         result = deploy.deploy(conn)
+        # the demo database is new and the kit was just deployed by this role, but the
+        # sections use the kit like every command does: only after the trust check
+        trust.require(conn)
         version = conn.execute("SELECT maint.version()").fetchone()
         out.print(Rule(f"pgmaint {version[0] if version else '?'} demo"))
         out.print(

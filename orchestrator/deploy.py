@@ -26,12 +26,14 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 from yoyo.internalmigrations import needs_upgrading, upgrade
 
-from orchestrator import __version__, cron
+from orchestrator import __version__, cron, db, trust
 from orchestrator.db import error_line
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.paths import sql_dir
 
 SCHEMA = "maint"
+EXEC_SCHEMA = "maint_exec"  # executors, created by migration 0090
+EXEC_COMMENT_PREFIX = "pgmaint executors"
 MIGRATION_TABLE = "_yoyo_migration"
 # pg_advisory_lock(int, int) key of deploy/uninstall: class 'main', object 'depl'
 DEPLOY_LOCK = (1835100526, 1684369516)
@@ -81,6 +83,7 @@ class DeployResult:
     applied_files: list[str] = field(default_factory=list)
     stale_routines: list[str] = field(default_factory=list)
     changed: bool = False
+    adopted: list[str] = field(default_factory=list)  # what deploy --adopt did
 
 
 class _ConnectionBackend(PostgresqlPsycopgBackend):
@@ -116,39 +119,56 @@ def _digest(path: Path) -> str:
 
 
 def _schema_state(conn: psycopg.Connection) -> str:
-    """'absent', 'kit' (a pgmaint installation) or 'foreign' (someone else's schema)."""
+    """'absent', 'kit' (a pgmaint installation) or 'foreign' (someone else's schema maint,
+    or someone else's schema maint_exec where the kit would create its own)."""
     row = conn.execute(
-        "SELECT n.oid IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL"
-        " FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_namespace AS n"
-        " ON n.nspname = %s",
-        (SCHEMA,),
+        "SELECT n.oid IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL,"
+        "       x.oid IS NOT NULL, pg_catalog.obj_description(x.oid, 'pg_namespace')"
+        " FROM (SELECT 1) AS one"
+        " LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s"
+        " LEFT JOIN pg_catalog.pg_namespace AS x ON x.nspname = %s",
+        (SCHEMA, EXEC_SCHEMA),
     ).fetchone()
     assert row is not None
-    exists, has_bookkeeping = row
+    exists, has_bookkeeping, exec_exists, exec_comment = row
+    if exec_exists and not _kit_exec_schema(exec_comment):
+        return "foreign"
     if not exists:
-        return "absent"
+        return "foreign" if exec_exists else "absent"
     return "kit" if has_bookkeeping else "foreign"
 
 
+def _kit_exec_schema(comment: str | None) -> bool:
+    """Schema maint_exec is the kit's when migration 0090 created it (it carries the
+    kit's comment); a maint_exec schema of its own is never touched."""
+    return bool(comment) and str(comment).startswith(EXEC_COMMENT_PREFIX)
+
+
 def _foreign_schema_error(conn: psycopg.Connection) -> DeployError:
+    """Which schema is in the way (maint first, then maint_exec) and what is in it."""
+    row = conn.execute(
+        "SELECT to_regnamespace('maint') IS NOT NULL AND to_regclass('maint._yoyo_migration') IS NULL"
+    ).fetchone()
+    schema = SCHEMA if row and row[0] else EXEC_SCHEMA
     objects = [
         r[0]
         for r in conn.execute(
             """
-            SELECT format('%s %s', kind, name) FROM (
+            SELECT format('%%s %%s', kind, name) FROM (
                 SELECT 'relation' AS kind, c.oid::regclass::text AS name
-                  FROM pg_catalog.pg_class c WHERE c.relnamespace = 'maint'::regnamespace
+                  FROM pg_catalog.pg_class c WHERE c.relnamespace = %(nsp)s::regnamespace
                 UNION ALL
                 SELECT 'function', p.oid::regprocedure::text
-                  FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'maint'::regnamespace
+                  FROM pg_catalog.pg_proc p WHERE p.pronamespace = %(nsp)s::regnamespace
             ) AS o ORDER BY 1 LIMIT 5
-            """
+            """,
+            {"nsp": schema},
         )
     ]
     what = ", ".join(objects) if objects else "no objects"
     return DeployError(
-        f'schema "maint" already exists in this database and is not a pgmaint installation '
-        f"({what}); pgmaint needs that name: rename it (ALTER SCHEMA maint RENAME TO ...) "
+        f'schema "{schema}" already exists in this database and is not a pgmaint installation '
+        f"({what}); pgmaint needs that name: rename it (ALTER SCHEMA {schema} RENAME TO ...) "
         "and deploy again. Nothing was changed."
     )
 
@@ -170,13 +190,22 @@ def _applied_ids(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT migration_id FROM maint._yoyo_migration")}
 
 
-def plan(conn: psycopg.Connection, root: Path | None = None) -> DeployPlan:
-    """What a deploy would do, without changing anything."""
-    root = root or sql_dir()
+def plan(conn: psycopg.Connection, root: Path | None = None, *, verify: bool = True) -> DeployPlan:
+    """What a deploy would do, without changing anything.
+
+    An existing installation is read only when the connecting role may trust it
+    (:mod:`orchestrator.trust`); ``verify=False`` when the caller checked already."""
+    with db.pinned(conn):
+        return _plan(conn, root or sql_dir(), verify)
+
+
+def _plan(conn: psycopg.Connection, root: Path, verify: bool) -> DeployPlan:
     _check_server(conn)
     state = _schema_state(conn)
     if state == "foreign":
         raise _foreign_schema_error(conn)
+    if state == "kit" and verify:
+        trust.require(conn, deploying=True)
     migrations = read_migrations(str(root / "migrations"))
     applied = _applied_ids(conn) if state == "kit" else set()
     installed_version, recorded = _installed(conn) if state == "kit" else (None, {})
@@ -215,11 +244,14 @@ def deploy(
     *,
     force: bool = False,
     lock_timeout: str = "60s",
+    adopt: bool = False,
 ) -> DeployResult:
     """Apply pending migrations and the function files under one advisory lock.
 
     ``conn`` must be in autocommit mode. Everything happens in one transaction, except
     a migration marked ``-- transactional: false``, which commits what came before it.
+    An existing installation must be trustworthy for the connecting role
+    (:mod:`orchestrator.trust`); with ``adopt`` a superuser first takes it over.
     """
     root = root or sql_dir()
     if not conn.autocommit:
@@ -231,8 +263,13 @@ def deploy(
         conn.execute(
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
         )
+        # only catalog functions and operators resolve by name (the database owner may own
+        # schema public); yoyo's steps set their own search_path later
+        conn.execute(db.PIN_SEARCH_PATH)
         _lock(conn, lock_timeout)
-        result = _deploy_locked(conn, backend, migrations, root, force, lock_timeout)
+        adopted = _adopt(conn, root) if adopt else []
+        result = _deploy_locked(conn, backend, migrations, root, force or adopt, lock_timeout)
+        result.adopted = adopted
         backend.commit()
     except BaseException:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -258,12 +295,13 @@ def _unlock(conn: psycopg.Connection) -> None:
         return
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
         conn.execute("ROLLBACK")
-    conn.execute(
-        "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
-        " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
-        " AND classid = %s AND objid = %s AND objsubid = 2",
-        (*DEPLOY_LOCK, *DEPLOY_LOCK),
-    )
+    with db.pinned(conn):
+        conn.execute(
+            "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
+            " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
+            " AND classid = %s::pg_catalog.oid AND objid = %s::pg_catalog.oid AND objsubid = 2",
+            (*DEPLOY_LOCK, *DEPLOY_LOCK),
+        )
 
 
 def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
@@ -271,6 +309,83 @@ def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
     are unqualified, so they point at maint; DDL waits for locks at most lock_timeout."""
     conn.execute("SET LOCAL search_path = maint, pg_catalog")
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+
+
+def _apply_function_files(
+    conn: psycopg.Connection, root: Path, names: list[str], *, revoke_public: bool = True
+) -> list[str]:
+    """Apply the function files (``CREATE OR REPLACE``) in name order, then revoke EXECUTE
+    from PUBLIC on every routine of the kit; returns the files' names."""
+    # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),
+    # so files apply in name order without a dependency graph
+    conn.execute("SET LOCAL check_function_bodies = off")
+    conn.execute("SET LOCAL client_min_messages = warning")
+    applied = []
+    for name in names:
+        path = root / "functions" / name
+        try:
+            conn.execute(path.read_text(encoding="utf-8"))  # no params: '%' stays literal
+        except psycopg.Error as exc:
+            raise DeployError(f"{name} failed: {error_line(exc)}") from exc
+        applied.append(name)
+    if revoke_public:
+        conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
+    return applied
+
+
+def _adopt(conn: psycopg.Connection, root: Path) -> list[str]:
+    """Take over a kit another role deployed (superuser only), in the deploy transaction:
+    see trust.adopt_before_files / adopt_after_files. Refuses, changing nothing, unless
+    the kit is then trustworthy for you."""
+    row = conn.execute(
+        "SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
+    ).fetchone()
+    if not (row and row[0]):
+        raise DeployError(
+            f"--adopt takes ownership of the kit from another role and needs a superuser; "
+            f"{conn.info.user} is not one. Nothing was changed."
+        )
+    state = _schema_state(conn)
+    if state == "absent":
+        raise NotInstalled(
+            f"pgmaint is not installed in database {conn.info.dbname!r}: nothing to adopt; "
+            "run 'pgmaint deploy'"
+        )
+    if state == "foreign":
+        raise _foreign_schema_error(conn)
+    # the bookkeeping is read below as it is: a plain table runs no code of its owner when
+    # read by a superuser (no triggers on SELECT, row security bypassed), a view would
+    not_tables = [r[0] for r in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c"
+        " WHERE c.oid IN (to_regclass('maint._yoyo_migration'), to_regclass('maint.deployments'))"
+        "   AND c.relkind <> 'r'")]
+    if not_tables:
+        raise trust.KitUntrusted(
+            f"cannot adopt the kit in database {conn.info.dbname!r}: {not_tables[0]} is not a "
+            "table any more. Uninstall and deploy again instead. Nothing was changed."
+        )
+    pending = plan(conn, root, verify=False).pending_migrations
+    if pending:
+        raise DeployError(
+            f"--adopt works on an installation of this kit version, and migrations are pending "
+            f"({', '.join(pending)}): have its owner deploy first, or uninstall and deploy again. "
+            "Nothing was changed."
+        )
+    kit_sql = [p.read_text(encoding="utf-8")
+               for p in [*sorted((root / "migrations").glob("*.sql")), *_function_files(root)]]
+    done = trust.adopt_before_files(conn, kit_sql)
+    # (no REVOKE on every routine yet: adopt_after_files tells the kit's routines by the
+    # catalog rows this transaction wrote, and _deploy_locked revokes afterwards)
+    _apply_function_files(conn, root, [p.name for p in _function_files(root)], revoke_public=False)
+    conn.execute(db.PIN_SEARCH_PATH)
+    done += trust.adopt_after_files(conn)
+    me, found = trust.problems(conn)
+    if found:
+        raise trust.KitUntrusted(
+            f"cannot adopt the kit in database {conn.info.dbname!r}: even after taking it over, "
+            f"{trust.describe(me, found)}. Uninstall and deploy again instead. Nothing was changed."
+        )
+    return done
 
 
 def _deploy_locked(
@@ -315,18 +430,7 @@ def _deploy_locked(
             raise DeployError(f"migration {migration.id} failed: {error_line(exc)}") from exc
         result.applied_migrations.append(migration.id)
 
-    # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),
-    # so files apply in name order without a dependency graph
-    conn.execute("SET LOCAL check_function_bodies = off")
-    conn.execute("SET LOCAL client_min_messages = warning")
-    for fs in the_plan.files:
-        path = root / "functions" / fs.name
-        try:
-            conn.execute(path.read_text(encoding="utf-8"))  # no params: '%' stays literal
-        except psycopg.Error as exc:
-            raise DeployError(f"{fs.name} failed: {error_line(exc)}") from exc
-        result.applied_files.append(fs.name)
-    conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
+    result.applied_files = _apply_function_files(conn, root, [f.name for f in the_plan.files])
 
     declared = set()
     for fs in the_plan.files:
@@ -354,16 +458,20 @@ def _deploy_locked(
 
 # --- uninstall ------------------------------------------------------------------------
 
+# objects outside the kit's schemas (%(kit)s: maint, and maint_exec when it is the kit's)
+# that depend on objects inside them
 FOREIGN_DEPENDENTS_SQL = """
-WITH members AS (
+WITH kit AS (
+    SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY (%(kit)s::name[])
+), members AS (
     SELECT 'pg_class'::regclass AS classid, c.oid AS objid FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = 'maint'::regnamespace
+     WHERE c.relnamespace IN (SELECT oid FROM kit)
     UNION ALL
     SELECT 'pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p
-     WHERE p.pronamespace = 'maint'::regnamespace
+     WHERE p.pronamespace IN (SELECT oid FROM kit)
     UNION ALL
     SELECT 'pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
-     WHERE t.typnamespace = 'maint'::regnamespace
+     WHERE t.typnamespace IN (SELECT oid FROM kit)
 ), deps AS (
     -- a view depends on tables through its _RETURN rule: name the view itself
     SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass
@@ -400,7 +508,7 @@ WITH members AS (
 )
 SELECT pg_catalog.pg_describe_object(classid, objid, objsubid)
   FROM dependents
- WHERE nsp IS DISTINCT FROM 'maint'::regnamespace
+ WHERE nsp IS NULL OR nsp NOT IN (SELECT oid FROM kit)
  ORDER BY 1
 """
 
@@ -410,38 +518,50 @@ class UninstallResult:
     database: str
     removed_jobs: list[str]
     cron_note: str | None
+    dropped_schemas: list[str] = field(default_factory=lambda: [SCHEMA])
 
 
 def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") -> UninstallResult:
-    """Drop schema maint (with yoyo's bookkeeping in it) and this database's maint: jobs.
+    """Drop schema maint (with yoyo's bookkeeping in it), the kit's schema maint_exec (with
+    the executors in it, owned by table owners) and this database's maint: jobs.
 
-    Refuses, changing nothing, when objects outside the schema depend on it. Roles stay:
-    they are cluster-wide and other databases may use them.
+    Refuses, changing nothing, when objects outside those schemas depend on them. Roles
+    stay: they are cluster-wide and other databases may use them. Needs no trust in the
+    installation (it is the way out of one a superuser must not use): it reads only
+    pg_catalog and pg_cron's tables, and dropping runs no code of the kit's owner.
     """
     if not conn.autocommit:
         raise ValueError("uninstall needs an autocommit connection")
     conn.execute("BEGIN")
     try:
+        conn.execute(db.PIN_SEARCH_PATH)  # only catalog functions and operators resolve by name
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
         _lock(conn, lock_timeout)
-        state = _schema_state(conn)
-        if state == "absent":
+        row = conn.execute(
+            "SELECT to_regnamespace('maint') IS NOT NULL,"
+            "       to_regclass('maint._yoyo_migration') IS NOT NULL,"
+            "       pg_catalog.obj_description(to_regnamespace('maint_exec'), 'pg_namespace')"
+        ).fetchone()
+        assert row is not None
+        exists, has_bookkeeping, exec_comment = row
+        if not exists:
             raise NotInstalled(f"pgmaint is not installed in database {conn.info.dbname!r}")
-        if state == "foreign":
+        if not has_bookkeeping:
             raise PgmaintError(
                 f'schema "maint" in database {conn.info.dbname!r} is not a pgmaint installation; '
                 "not touching it"
             )
-        conn.execute("SET LOCAL search_path = pg_catalog")  # fully qualified names below
-        dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL)]
+        schemas = [SCHEMA] + ([EXEC_SCHEMA] if _kit_exec_schema(exec_comment) else [])
+        dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL, {"kit": schemas})]
         if dependents:
             shown = "; ".join(dependents[:10])
             more = f" and {len(dependents) - 10} more" if len(dependents) > 10 else ""
             raise PgmaintError(
-                f"objects outside schema maint depend on it and would be dropped too: "
-                f"{shown}{more}. Remove or change them first; nothing was changed."
+                f"objects outside schema {' and '.join(schemas)} depend on it and would be "
+                f"dropped too: {shown}{more}. Remove or change them first; nothing was changed."
             )
-        conn.execute("DROP SCHEMA maint CASCADE")
+        for schema in reversed(schemas):
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         removed, note = cron.unschedule_kit_jobs(conn, dsn, conn.info.dbname)
         conn.execute("COMMIT")
     except BaseException:
@@ -450,4 +570,4 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         raise
     finally:
         _unlock(conn)
-    return UninstallResult(conn.info.dbname, removed, note)
+    return UninstallResult(conn.info.dbname, removed, note, schemas)

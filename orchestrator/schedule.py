@@ -2,7 +2,13 @@
 
 The kit database says *what* to schedule (``maint.default_plan``) and *how* to get there
 from the jobs that exist (``maint.schedule_actions``); this module only carries the jobs
-between the kit database and the pg_cron database and runs the statements there.
+between the kit database and the pg_cron database and runs the statements there, after
+checking that each is one of the three pg_cron calls it expects, with literals only.
+
+Every job runs as ``maint_runner`` (pg_cron's job username), a non-superuser member of
+maint_admin created by the kit: whoever installs the plan, the jobs never run with the
+installer's rights. pg_cron lets only a superuser create a job for another role, so
+installing needs a superuser; anyone else is refused with a clear line.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from orchestrator import cron, db
-from orchestrator.cron import JOB_PREFIX, cron_database
+from orchestrator.cron import JOB_PREFIX, RUNNER, cron_database
 from orchestrator.errors import NotInstalled, PgmaintError
 
 PLAN_PARTS = ("health", "retention", "cleanup", "purge", "optimize")
@@ -27,11 +34,67 @@ class CronUnavailable(PgmaintError):
     """pg_cron cannot be used (not loaded, or its extension not created)."""
 
 
+class RunnerUnavailable(PgmaintError):
+    """The kit's jobs cannot be made to run as maint_runner (role missing, not a superuser)."""
+
+
+def require_runner(cron_conn: psycopg.Connection, databases: list[str]) -> None:
+    """Refuse unless jobs can be created to run as maint_runner: the role exists, is a
+    member of maint_admin and may connect to ``databases`` (where its jobs run), and the
+    installer is a superuser (pg_cron's rule for creating a job for another role). Roles
+    are cluster-wide: any database of the server can tell."""
+    row = cron_conn.execute(
+        "SELECT current_user::text,"
+        "       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),"
+        "       EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = %(runner)s)",
+        {"runner": RUNNER},
+    ).fetchone()
+    assert row is not None
+    me, superuser, exists = row
+    if not exists:
+        raise RunnerUnavailable(
+            f"role {RUNNER} does not exist: the kit's pg_cron jobs run as {RUNNER}; "
+            f"a superuser runs once: CREATE ROLE {RUNNER} LOGIN; GRANT maint_admin TO {RUNNER};"
+        )
+    if not superuser:
+        raise RunnerUnavailable(
+            f"only a superuser may install or change the kit's pg_cron jobs: they run as {RUNNER}, "
+            f"and pg_cron lets only a superuser schedule a job for another role ({me} is not a "
+            "superuser); run 'pgmaint schedule install' as one"
+        )
+    row = cron_conn.execute(
+        "SELECT pg_catalog.pg_has_role(%(runner)s, 'maint_admin', 'MEMBER'),"
+        "       ARRAY(SELECT d.datname::text FROM pg_catalog.pg_database d"
+        "              WHERE d.datname = ANY (%(dbs)s)"
+        "                AND NOT pg_catalog.has_database_privilege(%(runner)s, d.oid, 'CONNECT')"
+        "              ORDER BY 1)",
+        {"runner": RUNNER, "dbs": sorted(set(databases))},
+    ).fetchone()
+    assert row is not None
+    member, no_connect = row
+    if not member:
+        raise RunnerUnavailable(
+            f"role {RUNNER} is not a member of maint_admin, so the kit's jobs could not run its "
+            f"tasks; a superuser runs once: GRANT maint_admin TO {RUNNER};"
+        )
+    if no_connect:
+        grants = " ".join(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO " + RUNNER + ";").format(
+                sql.Identifier(d)).as_string(cron_conn)
+            for d in no_connect
+        )
+        raise RunnerUnavailable(
+            f"role {RUNNER} may not connect to database(s) {', '.join(no_connect)}, where the "
+            f"kit's jobs run; a superuser runs: {grants}"
+        )
+
+
 @dataclass
 class Action:
     job: str
     action: str  # create | update | unchanged | remove
     statement: str | None
+    jobid: int | None = None  # the existing job's id (update, remove, unchanged)
 
 
 def _require_kit(conn: psycopg.Connection) -> None:
@@ -63,7 +126,7 @@ def _existing_jobs(
         )
     with cron_conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT jobid, jobname, schedule, command, database, active FROM cron.job"
+            "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job"
             " WHERE jobname LIKE %s AND (database = %s OR jobname = ANY(%s)) ORDER BY jobname",
             (JOB_PREFIX + "%", kit_db, extra_names),
         )
@@ -101,13 +164,21 @@ def plan_install(
         extra.append(trim_name)
         if "purge" in include:
             desired.append({"job": trim_name, "schedule": "30 3 1 * *", "command": trim_command,
-                            "database": cron_db})
+                            "database": cron_db, "username": RUNNER})
     existing = _existing_jobs(cron_conn, kit_db, extra)
     rows = conn.execute(
         "SELECT job, action, statement FROM maint.schedule_actions(%s, %s, %s)",
         (Jsonb(existing), Jsonb(desired), manage),
     ).fetchall()
-    return [Action(*row) for row in rows]
+    ids = {str(j["jobname"]): int(j["jobid"]) for j in existing}
+    actions = [Action(job, action, statement, ids.get(job)) for job, action, statement in rows]
+    if "purge" in include and not cron_conn.execute(
+        "SELECT pg_catalog.has_schema_privilege(%s, 'cron', 'USAGE')", (RUNNER,)
+    ).fetchone()[0]:  # type: ignore[index]
+        # pg_cron grants nobody USAGE on its schema: without it maint_runner cannot trim
+        # its own rows of cron.job_run_details (row security shows it only those)
+        actions.append(Action(f"{RUNNER}: USAGE ON SCHEMA cron", "grant", GRANT_CRON_USAGE))
+    return actions
 
 
 def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: bool = False,
@@ -115,27 +186,51 @@ def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: 
     """Create/update the default jobs in the pg_cron database. Returns (cron db, actions)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(conn), db.pinned(cron_conn):
+        require_runner(cron_conn, [conn.info.dbname, cron_db])
         actions = plan_install(conn, cron_conn, include, keep_cron_details)
         if not dry_run:
-            with cron_conn.transaction():
-                for action in actions:
-                    if action.statement:
-                        cron_conn.execute(_checked(action.statement))
+            for action in actions:  # in one transaction: all of them or none
+                if action.statement:
+                    cron_conn.execute(_checked(action))
     return cron_db, actions
 
 
-# the only statements the kit's SQL may hand over for the cron database: one call of
-# cron.schedule_in_database / cron.alter_job / cron.unschedule, literals only
-_ALLOWED = re.compile(
-    r"SELECT cron\.(schedule_in_database|alter_job|unschedule)\((?:[^;']|'(?:[^']|'')*')*\)"
+# the only statements the kit's SQL may hand over for the cron database, each one call
+# of a pg_cron function with plain literals in fixed places (no E'' strings and no
+# backslashes, which standard_conforming_strings = off would read differently)
+_LIT = r"'(?:[^'\\]|'')*'"
+_CREATE = re.compile(
+    rf"SELECT cron\.schedule_in_database\((?P<job>{_LIT}), {_LIT}, {_LIT}, {_LIT}, '{RUNNER}'\)"
 )
+_ALTER = re.compile(
+    rf"SELECT cron\.alter_job\((?P<jobid>[0-9]+), schedule => {_LIT}, command => {_LIT}, "
+    rf"database => {_LIT}, username => '{RUNNER}', active => true\)"
+)
+_UNSCHEDULE = re.compile(r"SELECT cron\.unschedule\((?P<jobid>[0-9]+)\)")
+GRANT_CRON_USAGE = f"GRANT USAGE ON SCHEMA cron TO {RUNNER}"
 
 
-def _checked(statement: str) -> str:
-    """Refuse anything but the expected pg_cron calls (the statements come from the kit's
-    SQL in the kit database, and are run with the caller's rights in the cron database)."""
-    if not _ALLOWED.fullmatch(statement):
+def _checked(action: Action) -> str:
+    """The action's statement, if it is the pg_cron call expected for it: a new kit job of
+    that name running as maint_runner, or a change or removal of that very job (its id).
+    Anything else is refused: the statements come from the kit's SQL in the kit database
+    and run with the caller's (a superuser's) rights in the cron database."""
+    statement = action.statement or ""
+    quoted = "'" + action.job.replace("'", "''") + "'"
+    create, alter = _CREATE.fullmatch(statement), _ALTER.fullmatch(statement)
+    unschedule = _UNSCHEDULE.fullmatch(statement)
+    ok = (
+        action.job.startswith(JOB_PREFIX)
+        and (
+            (action.action == "create" and create is not None and create["job"] == quoted)
+            or (action.action == "update" and alter is not None
+                and action.jobid is not None and int(alter["jobid"]) == action.jobid)
+            or (action.action == "remove" and unschedule is not None
+                and action.jobid is not None and int(unschedule["jobid"]) == action.jobid)
+        )
+    ) or (action.action == "grant" and statement == GRANT_CRON_USAGE)
+    if not ok:
         raise PgmaintError(f"refusing an unexpected statement for the cron database: {statement[:80]}")
     return statement
 
@@ -176,7 +271,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
     """This database's kit jobs with last run and next run (UTC)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         with cron_conn.cursor(row_factory=dict_row) as cur:
@@ -187,7 +282,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
             ]
     for job in jobs:
         row = conn.execute(
-            "SELECT maint.cron_next_runs(%s), pg_catalog.now()", (job["schedule"],)
+            "SELECT maint.cron_next_runs(%s::pg_catalog.text), pg_catalog.now()", (job["schedule"],)
         ).fetchone()
         assert row is not None
         job["next_run"], now = row
@@ -201,7 +296,7 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
     _require_kit(conn)
     cron_db = cron_target(conn)
     kit_db = conn.info.dbname
-    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = cron.kit_job_ids(cron_conn, kit_db)
@@ -216,9 +311,8 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
                 ]
             if not jobs:
                 raise PgmaintError(f"no kit job {full!r} for database {kit_db!r}")
-        with cron_conn.transaction():
-            for jobid, _ in jobs:
-                cron_conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+        for jobid, _ in jobs:  # in one transaction: all of them or none
+            cron_conn.execute("SELECT cron.unschedule(%s::pg_catalog.int8)", (jobid,))
     return [j[1] for j in jobs]
 
 

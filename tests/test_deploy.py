@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from orchestrator import __version__, deploy
 from orchestrator.errors import PgmaintError
-from tests.support import copy_sql, deploy_to, migration_ids, previous_release_sql, schema_dump
+from tests.support import (
+    SQL_DIR,
+    copy_sql,
+    deploy_to,
+    migration_ids,
+    previous_release_sql,
+    schema_dump,
+)
 
 
 def test_deploy_into_empty_database(pg_server, make_database):
@@ -317,8 +327,10 @@ def test_uninstall_removes_schema_and_kit_jobs_only(pg_server, make_database, ad
         assert result.removed_jobs == ["maint:test-job"]
         left = {r[0] for r in admin.execute("SELECT jobname FROM cron.job")}
         assert {"nightly-report", "maint:other-db"} <= left and "maint:test-job" not in left
+        assert result.dropped_schemas == ["maint", "maint_exec"]
         with pg_server.connect(name) as conn:
             assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+            assert conn.execute("SELECT to_regnamespace('maint_exec')").fetchone()[0] is None
             assert conn.execute(
                 "SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM public.orders o"
             ).fetchone()[0] == checksum
@@ -382,3 +394,92 @@ def test_non_transactional_migration_runs_on_its_own(pg_server, make_database, t
             "SELECT count(*) FROM maint._yoyo_migration WHERE migration_id = '0998_index_runs_concurrently'"
         ).fetchone() == (1,)
     assert not deploy_to(dsn, root).changed
+
+
+def test_uninstall_drops_the_executors_and_a_second_deploy_works(pg_server, make_role, make_database):
+    owner1 = make_role()
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    with pg_server.connect(name) as conn:
+        # an executor as the kit makes them: in maint_exec, owned by the table's owner
+        conn.execute("CREATE FUNCTION maint_exec.exec_owner1() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute(f'ALTER FUNCTION maint_exec.exec_owner1() OWNER TO "{owner1}"')
+        assert deploy.uninstall(conn, dsn).dropped_schemas == ["maint", "maint_exec"]
+        assert conn.execute("SELECT to_regnamespace('maint_exec')").fetchone()[0] is None
+    again = deploy_to(dsn)
+    assert again.changed and again.applied_migrations == migration_ids()
+
+
+def test_uninstall_refuses_when_user_objects_depend_on_the_executors(pg_server, make_database):
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)
+    with pg_server.connect(name) as conn:
+        conn.execute("CREATE FUNCTION maint_exec.exec_x() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute("CREATE VIEW public.uses_exec AS SELECT maint_exec.exec_x() AS x")
+        with pytest.raises(PgmaintError, match=r"view public.uses_exec.*nothing was changed"):
+            deploy.uninstall(conn, dsn)
+        assert conn.execute("SELECT to_regnamespace('maint_exec') IS NOT NULL").fetchone()[0]
+
+
+def release_before(migration: str, tmp_path: Path) -> Path:
+    """The sql/ tree as it was just before ``migration`` was added (from git history)."""
+    root = SQL_DIR.parent
+    git = shutil.which("git")
+    if git is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: no earlier release")
+    added = subprocess.run(
+        [git, "log", "--diff-filter=A", "--format=%H", "-1", "--", f"sql/migrations/{migration}"],
+        cwd=root, capture_output=True, text=True, check=False,
+    ).stdout.strip()
+    archive = subprocess.run([git, "archive", "--format=tar", f"{added}^", "sql"], cwd=root,
+                             capture_output=True, check=False)
+    if not added or archive.returncode != 0:
+        pytest.skip(f"history before {migration} is not available")
+    target = tmp_path / f"before-{migration}"
+    target.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "sql"
+
+
+def test_foreign_maint_exec_schema_is_refused_and_left_alone(pg_server, make_database, tmp_path):
+    fresh = make_database()
+    with pg_server.connect(fresh) as conn:
+        conn.execute("CREATE SCHEMA maint_exec")
+        conn.execute("CREATE TABLE maint_exec.jobs (id int)")
+    with pytest.raises(deploy.DeployError) as err:
+        deploy_to(pg_server.dsn(fresh))
+    message = str(err.value)
+    assert 'schema "maint_exec" already exists' in message and "maint_exec.jobs" in message
+    assert "ALTER SCHEMA maint_exec RENAME TO" in message and "Nothing was changed" in message
+    with pg_server.connect(fresh) as conn:
+        assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
+
+    # a kit from before the executors, and a schema of the same name created since
+    older = make_database()
+    dsn = pg_server.dsn(older)
+    deploy_to(dsn, release_before("0090_security_model.sql", tmp_path))
+    with pg_server.connect(older) as conn:
+        conn.execute("CREATE SCHEMA maint_exec")
+        conn.execute("CREATE TABLE maint_exec.jobs (id int)")
+    with pytest.raises(deploy.DeployError, match='schema "maint_exec" already exists'):
+        deploy_to(dsn)
+    with pg_server.connect(older) as conn:
+        assert deploy.uninstall(conn, dsn).dropped_schemas == ["maint"]
+        assert conn.execute("SELECT to_regclass('maint_exec.jobs')").fetchone()[0] == "maint_exec.jobs"
+
+
+def test_uninstall_by_a_non_superuser_says_which_jobs_it_cannot_see(pg_server, make_role, make_database, db):
+    """(``db``: the template deploy, as a superuser, created the kit's roles.)"""
+    owner = make_role()
+    name = make_database(owner=owner)
+    dsn = pg_server.dsn(name, user=owner)
+    deploy_to(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        result = deploy.uninstall(conn, dsn)
+    assert result.removed_jobs == [] and result.dropped_schemas == ["maint", "maint_exec"]
+    assert result.cron_note is not None
+    # cron.database_name is hidden from roles without pg_read_all_settings
+    assert result.cron_note.startswith(f"{owner} may not read pg_cron's settings: kit jobs for this"
+                                       " database, if any, are left; a superuser removes them with")

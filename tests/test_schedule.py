@@ -151,7 +151,8 @@ def test_cli_install_is_idempotent_and_spares_other_jobs(pg_server, db, admin, c
     dry = runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "install", "--include", "purge",
                               "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert {a["action"] for a in json.loads(dry.output)["actions"]} == {"create"}
+    assert {a["action"] for a in json.loads(dry.output)["actions"]
+            if a["job"].startswith("maint:")} == {"create"}
     assert set(cron_jobs(admin, db.info.dbname)) == {"nightly-report"}
 
     first = runner.invoke(cli, ["--dsn", dsn, "schedule", "install", "--include", "purge"])
@@ -164,13 +165,17 @@ def test_cli_install_is_idempotent_and_spares_other_jobs(pg_server, db, admin, c
         "CALL maint.purge_history(dry_run => 'false', keep => '90 days', keep_cron_details => '30 days')",
         db.info.dbname, True)
     assert jobs["maint:cron-details-trim@postgres"][3] == "postgres"
+    # the kit's jobs run as maint_runner, not as the superuser who installed them
+    assert dict(admin.execute("SELECT jobname, username FROM cron.job WHERE jobname LIKE 'maint:%'")) == {
+        purge: "maint_runner", "maint:cron-details-trim@postgres": "maint_runner"}
 
     second = runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "install", "--include", "purge"])
     assert {a["action"] for a in json.loads(second.output)["actions"]} == {"unchanged"}
     assert cron_jobs(admin, db.info.dbname) == jobs  # same job ids, nothing touched
 
     listed = json.loads(runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "list"]).output)
-    assert [j["jobname"] for j in listed] == ["maint:cron-details-trim@postgres", purge]
+    assert [(j["jobname"], j["username"]) for j in listed] == [
+        ("maint:cron-details-trim@postgres", "maint_runner"), (purge, "maint_runner")]
     assert all(j["next_run_in"].startswith("in ") for j in listed)
 
     # a job changed by hand is put back in place (same job id)
@@ -205,20 +210,42 @@ def kit_in_cron_db(pg_server, admin):
         deploy.uninstall(conn, dsn)
 
 
-def test_sql_schedule_defaults_and_custom_jobs_when_pg_cron_is_here(kit_in_cron_db):
+def test_sql_schedule_defaults_and_custom_jobs_when_pg_cron_is_here(kit_in_cron_db, pg_server,
+                                                                     make_role):
     conn = kit_in_cron_db
     conn.execute("SELECT cron.schedule('users-own-job', '0 6 * * *', 'SELECT 1')")
+    conn.execute("REVOKE USAGE ON SCHEMA cron FROM maint_runner")
     first = conn.execute("SELECT job, action FROM maint.schedule_defaults(ARRAY['purge'])").fetchall()
-    assert first == [("maint:purge-history@postgres", "create")]
+    # purge_history, run as maint_runner, trims its own rows of cron.job_run_details
+    assert first == [("maint:purge-history@postgres", "create"),
+                     ("maint_runner: USAGE ON SCHEMA cron", "grant")]
     again = conn.execute("SELECT job, action FROM maint.schedule_defaults(ARRAY['purge'])").fetchall()
     assert again == [("maint:purge-history@postgres", "unchanged")]
+    assert conn.execute("SELECT username FROM cron.job WHERE jobname = 'maint:purge-history@postgres'"
+                        ).fetchone() == ("maint_runner",)
+    # a job running as another role is updated to run as maint_runner (same job)
+    conn.execute("SELECT cron.alter_job(jobid, username => current_user) FROM cron.job"
+                 " WHERE jobname = 'maint:purge-history@postgres'")
+    assert conn.execute("SELECT job, action FROM maint.schedule_defaults(ARRAY['purge'])").fetchall() == [
+        ("maint:purge-history@postgres", "update")]
+    assert conn.execute("SELECT username FROM cron.job WHERE jobname = 'maint:purge-history@postgres'"
+                        ).fetchone() == ("maint_runner",)
+    # only a superuser may schedule for another role in pg_cron: maint_admin is told so
+    adm = make_role("maint_admin")
+    with pg_server.connect("postgres", user=adm) as as_adm:
+        for call in ("SELECT * FROM maint.schedule_defaults(ARRAY['purge'])",
+                     "SELECT maint.schedule('mine', '0 4 * * *', 'purge_runs')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match=f"only a superuser may create or change .*\\({adm} is not"):
+                as_adm.execute(call)
 
     jobid = conn.execute(
         "SELECT maint.schedule('nightly-journal', '15 4 * * *', 'purge_runs', '{\"dry_run\": false}')"
     ).fetchone()[0]
-    assert conn.execute("SELECT jobname, schedule, command FROM cron.job WHERE jobid = %s",
+    assert conn.execute("SELECT jobname, schedule, command, username FROM cron.job WHERE jobid = %s",
                         (jobid,)).fetchone() == (
-        "maint:nightly-journal@postgres", "15 4 * * *", "CALL maint.purge_runs(dry_run => 'false')")
+        "maint:nightly-journal@postgres", "15 4 * * *", "CALL maint.purge_runs(dry_run => 'false')",
+        "maint_runner")
     count = conn.execute("SELECT count(*) FROM cron.job").fetchone()[0]
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid cron schedule"):
         conn.execute("SELECT maint.schedule('bad', '0 25 * * *', 'purge_runs')")
@@ -368,9 +395,10 @@ def test_jobs_really_run_are_journaled_and_failures_reported(pg_server, db, admi
     A kit job runs a committing procedure and is journaled with source cron; a job that
     fails is reported critical by `pgmaint check`, which reads pg_cron's database itself."""
     name = db.info.dbname
-    admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+    # as `schedule install` creates them: running as maint_runner, not as the installer
+    admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s, 'maint_runner')",
                   (f"maint:journal@{name}", "CALL maint.purge_runs(dry_run => true)", name))
-    admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', 'SELECT 1 / 0', %s)",
+    admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', 'SELECT 1 / 0', %s, 'maint_runner')",
                   (f"maint:broken@{name}", name))
     deadline = time.monotonic() + 75
     while time.monotonic() < deadline:
@@ -382,8 +410,8 @@ def test_jobs_really_run_are_journaled_and_failures_reported(pg_server, db, admi
             break
         time.sleep(1)
     assert db.execute(
-        "SELECT status, source, dry_run FROM maint.runs WHERE task = 'purge_runs'"
-    ).fetchone() == ("succeeded", "cron", True)
+        "SELECT status, source, dry_run, invoked_by FROM maint.runs WHERE task = 'purge_runs'"
+    ).fetchone() == ("succeeded", "cron", True, "maint_runner")
 
     # from SQL in the kit database: pg_cron lives elsewhere, so the check is honest about it
     sql_rows = db.execute(
@@ -476,6 +504,8 @@ def test_full_default_plan_installs_exactly_the_expected_jobs(pg_server, db, adm
         ("optimize-plan", "30 4 * * *")]}
     expected["maint:cron-details-trim@postgres"] = "30 3 1 * *"
     assert {job: row[1] for job, row in jobs.items()} == expected
+    assert dict(admin.execute("SELECT jobname, username FROM cron.job WHERE jobname LIKE 'maint:%'")) == \
+        dict.fromkeys(expected, "maint_runner")
     # every command is one statement the kit accepts, and runs (dry runs where it matters)
     for job, (_jobid, _schedule, command, database, active) in jobs.items():
         assert active and command.count(";") == 0, job

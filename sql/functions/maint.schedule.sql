@@ -4,6 +4,9 @@
 -- the cron database with cron.schedule_in_database. Every kit job is named
 -- 'maint:<job>@<database>' (pg_cron job names are unique per user across the server,
 -- and several databases may carry the kit). Times are UTC: pg_cron 1.4 has no time zones.
+-- Every kit job runs as the role maint_runner (pg_cron's job username; migration 0090), never
+-- as whoever installed it: only a superuser may create jobs for another role in pg_cron, so
+-- installing and changing the kit's jobs needs a superuser.
 
 -- maint.cron_status() -> one row: whether pg_cron can be used from this database and,
 -- when not, what to do about it (message).
@@ -58,6 +61,35 @@ BEGIN
     SELECT s.message INTO v_message FROM maint.cron_status() AS s;
     IF v_message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_message USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;
+
+-- maint._require_runner(): raise unless the kit's jobs can be created to run as
+-- maint_runner: the role exists (a member of maint_admin) and the caller is a superuser
+-- (pg_cron lets only a superuser name another role as a job's username).
+CREATE OR REPLACE FUNCTION maint._require_runner()
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'maint_runner') THEN
+        RAISE EXCEPTION 'role maint_runner does not exist: the kit''s pg_cron jobs run as maint_runner'
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'a superuser runs once: CREATE ROLE maint_runner LOGIN; GRANT maint_admin TO maint_runner;';
+    END IF;
+    IF NOT pg_catalog.pg_has_role('maint_runner', 'maint_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'role maint_runner is not a member of maint_admin: the kit''s jobs could not run its tasks'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'a superuser runs once: GRANT maint_admin TO maint_runner;';
+    END IF;
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'only a superuser may create or change the kit''s pg_cron jobs: they run as '
+                        'maint_runner, and pg_cron lets only a superuser schedule a job for another role '
+                        '(% is not a superuser)', current_user
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
 END
 $$;
@@ -238,10 +270,12 @@ $$;
 
 -- maint.schedule_actions(p_existing jsonb, p_desired jsonb, p_manage text[]) -> what to do
 --   p_existing: kit jobs as in cron.job ([{jobid, jobname, schedule, command, database,
---   active}]); p_desired: [{job, schedule, command, database}] (database defaults to this
---   one); p_manage: the job names this plan owns (existing ones not desired are removed).
---   Returns one row per job with action create|update|unchanged|remove and the statement
---   to run in the cron database. Used by maint.schedule_defaults() and by the CLI.
+--   username, active}]); p_desired: [{job, schedule, command, database, username}] (database
+--   defaults to this one, username to maint_runner); p_manage: the job names this plan owns
+--   (existing ones not desired are removed). Returns one row per job with action
+--   create|update|unchanged|remove and the statement to run in the cron database (a job
+--   running as another role is updated to run as the desired one). Used by
+--   maint.schedule_defaults(), maint.schedule() and the CLI.
 CREATE OR REPLACE FUNCTION maint.schedule_actions(p_existing jsonb, p_desired jsonb, p_manage text[])
     RETURNS TABLE (job text, action text, statement text)
     LANGUAGE sql
@@ -249,30 +283,32 @@ CREATE OR REPLACE FUNCTION maint.schedule_actions(p_existing jsonb, p_desired js
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH existing AS (
-        SELECT e.jobid, e.jobname, e.schedule, e.command, e.database, e.active
+        SELECT e.jobid, e.jobname, e.schedule, e.command, e.database, e.username, e.active
           FROM pg_catalog.jsonb_to_recordset(coalesce(p_existing, '[]'::jsonb))
-               AS e (jobid bigint, jobname text, schedule text, command text, database text, active boolean)
+               AS e (jobid bigint, jobname text, schedule text, command text, database text,
+                     username text, active boolean)
     ), desired AS (
-        SELECT d.job, d.schedule, d.command, coalesce(d.database, pg_catalog.current_database()) AS database
+        SELECT d.job, d.schedule, d.command, coalesce(d.database, pg_catalog.current_database()) AS database,
+               coalesce(d.username, 'maint_runner') AS username
           FROM pg_catalog.jsonb_to_recordset(coalesce(p_desired, '[]'::jsonb))
-               AS d (job text, schedule text, command text, database text)
+               AS d (job text, schedule text, command text, database text, username text)
     )
     SELECT d.job,
            CASE WHEN e.jobid IS NULL THEN 'create'
-                WHEN (e.schedule, e.command, e.database, e.active)
-                     IS NOT DISTINCT FROM (d.schedule, d.command, d.database, true)
+                WHEN (e.schedule, e.command, e.database, e.username, e.active)
+                     IS NOT DISTINCT FROM (d.schedule, d.command, d.database, d.username, true)
                 THEN 'unchanged'
                 ELSE 'update' END,
            CASE WHEN e.jobid IS NULL THEN
-                    pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L)',
-                                      d.job, d.schedule, d.command, d.database)
-                WHEN (e.schedule, e.command, e.database, e.active)
-                     IS NOT DISTINCT FROM (d.schedule, d.command, d.database, true)
+                    pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)',
+                                      d.job, d.schedule, d.command, d.database, d.username)
+                WHEN (e.schedule, e.command, e.database, e.username, e.active)
+                     IS NOT DISTINCT FROM (d.schedule, d.command, d.database, d.username, true)
                 THEN NULL
                 -- pg_cron 1.4: re-scheduling a name does not move it to another database
                 ELSE pg_catalog.format('SELECT cron.alter_job(%s, schedule => %L, command => %L, '
-                                       || 'database => %L, active => true)',
-                                       e.jobid, d.schedule, d.command, d.database)
+                                       || 'database => %L, username => %L, active => true)',
+                                       e.jobid, d.schedule, d.command, d.database, d.username)
            END
       FROM desired AS d
       LEFT JOIN existing AS e ON e.jobname = d.job
@@ -298,11 +334,30 @@ BEGIN
     EXECUTE $q$
         SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'jobid', j.jobid, 'jobname', j.jobname, 'schedule', j.schedule,
-                   'command', j.command, 'database', j.database, 'active', j.active)), '[]')
+                   'command', j.command, 'database', j.database, 'username', j.username,
+                   'active', j.active)), '[]')
           FROM cron.job AS j
          WHERE j.jobname LIKE 'maint:%' AND j.database = pg_catalog.current_database()
     $q$ INTO v_jobs;
     RETURN v_jobs;
+END
+$$;
+
+-- maint._grant_cron_usage() -> boolean: grant maint_runner USAGE on schema cron (pg_cron
+-- grants it to nobody) so that purge_history, run as maint_runner, can trim its own rows
+-- of cron.job_run_details (row security shows a role only its own); true when granted now.
+CREATE OR REPLACE FUNCTION maint._grant_cron_usage()
+    RETURNS boolean
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.has_schema_privilege('maint_runner', 'cron', 'USAGE') THEN
+        RETURN false;
+    END IF;
+    GRANT USAGE ON SCHEMA cron TO maint_runner;
+    RETURN true;
 END
 $$;
 
@@ -327,6 +382,7 @@ DECLARE
     v_row record;
 BEGIN
     PERFORM maint._require_cron_here();
+    PERFORM maint._require_runner();
     SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('job', p.job, 'schedule', p.schedule,
                                                               'command', p.command))
       INTO v_desired
@@ -341,6 +397,11 @@ BEGIN
         action := v_row.action;
         RETURN NEXT;
     END LOOP;
+    IF 'purge' = ANY (include) AND maint._grant_cron_usage() THEN
+        job := 'maint_runner: USAGE ON SCHEMA cron';
+        action := 'grant';
+        RETURN NEXT;
+    END IF;
 END
 $$;
 
@@ -376,6 +437,7 @@ BEGIN
     PERFORM maint.cron_validate(v_schedule);
     v_command := maint.job_command(p_task, p_params);
     PERFORM maint._require_cron_here();
+    PERFORM maint._require_runner();
     SELECT * INTO v_action FROM maint.schedule_actions(
         maint._kit_jobs(),
         pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
@@ -383,6 +445,9 @@ BEGIN
         ARRAY[]::text[]);
     IF v_action.statement IS NOT NULL THEN
         EXECUTE v_action.statement;
+    END IF;
+    IF p_task = 'purge_history' THEN
+        PERFORM maint._grant_cron_usage();
     END IF;
     EXECUTE 'SELECT jobid FROM cron.job WHERE jobname = $1 AND database = pg_catalog.current_database()'
         INTO v_jobid USING v_job;
@@ -441,7 +506,7 @@ COMMENT ON FUNCTION maint.unschedule(text) IS 'Remove one kit pg_cron job of thi
 COMMENT ON FUNCTION maint.unschedule_all() IS 'Remove every kit pg_cron job of this database';
 
 GRANT EXECUTE ON FUNCTION
-    maint.cron_status(), maint._require_cron_here(), maint.schedulable_tasks(),
+    maint.cron_status(), maint._require_cron_here(), maint._require_runner(), maint.schedulable_tasks(),
     maint.job_command(text, jsonb), maint.job_name(text, text),
     maint.default_jobs(interval, interval, interval, interval),
     maint.default_plan(text[], interval, interval, interval, interval),
@@ -449,6 +514,7 @@ GRANT EXECUTE ON FUNCTION
 TO maint_monitor;
 GRANT EXECUTE ON FUNCTION
     maint._kit_jobs(),
+    maint._grant_cron_usage(),
     maint.schedule_defaults(text[], interval, interval, interval, interval),
     maint.schedule(text, text, text, jsonb),
     maint.unschedule(text),

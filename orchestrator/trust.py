@@ -1,0 +1,502 @@
+"""Trust in the kit: refuse to use a kit that a role other than you (or a superuser) controls.
+
+Every kit function is SECURITY DEFINER or runs with the caller's rights, and every kit
+table can carry triggers, rules, policies and defaults: whoever owns them decides what
+code runs when the CLI calls a function or reads a table. If ``dbo`` (a non-superuser
+database owner) deployed the kit, a superuser's ``pgmaint check`` would run ``dbo``'s
+code with superuser rights. So before the CLI touches the kit it checks, reading only
+``pg_catalog``, that
+
+* schemas ``maint`` and ``maint_exec`` are owned by the connecting role (current_user) or
+  by a superuser (the executors inside ``maint_exec`` are owned by table owners by design;
+  the kit validates them before each call, and the CLI never calls them);
+* every object in ``maint`` (function, procedure, aggregate, table, view, materialized
+  view, sequence, index, type, domain, operator, operator class and family, collation,
+  conversion, text search configuration and dictionary, statistics object, extension)
+  is owned by such a role;
+* every trigger, rule, policy, default, constraint and index of the kit, and every kit
+  routine and view, depends only on functions, operators, types and relations owned by
+  such a role (a trigger on ``maint.runs`` calling ``public.f()`` owned by ``dbo`` fails);
+* no other role may create objects in ``maint`` or add triggers to its tables (it could
+  add code after this check).
+
+The query runs with ``search_path = pg_catalog, pg_temp``, so no object of another role
+can stand in for a catalog function or operator while it runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from orchestrator.errors import PgmaintError
+
+KIT_SCHEMAS = ("maint", "maint_exec")
+
+# Every row is one reason not to trust the kit: what, owned by (or granted to) whom, why.
+# Reads pg_catalog only; ordered so that the most direct reason comes first.
+TRUST_SQL = """
+WITH me AS (
+    SELECT r.oid, r.rolname FROM pg_catalog.pg_roles AS r
+     WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+), trusted AS (
+    SELECT r.oid FROM pg_catalog.pg_roles AS r
+     WHERE r.rolsuper OR r.oid OPERATOR(pg_catalog.=) (SELECT me.oid FROM me)
+), kit AS (
+    SELECT n.oid FROM pg_catalog.pg_namespace AS n
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'maint'
+), owned AS (
+    SELECT 1 AS ord, 'schema' AS kind, pg_catalog.quote_ident(n.nspname) AS name,
+           n.nspowner AS owner
+      FROM pg_catalog.pg_namespace AS n
+     WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['maint', 'maint_exec']::pg_catalog.name[])
+    UNION ALL
+    SELECT 2, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
+                             WHEN 'w' THEN 'window function' ELSE 'function' END,
+           p.oid::pg_catalog.regprocedure::pg_catalog.text, p.proowner
+      FROM pg_catalog.pg_proc AS p WHERE p.pronamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
+    SELECT 3, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                             WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                             WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                             WHEN 'c' THEN 'composite type' ELSE 'index' END,
+           c.oid::pg_catalog.regclass::pg_catalog.text, c.relowner
+      FROM pg_catalog.pg_class AS c WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
+    -- types of their own (row types and array types follow their relation or element)
+    SELECT 4, CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END,
+           t.oid::pg_catalog.regtype::pg_catalog.text, t.typowner
+      FROM pg_catalog.pg_type AS t
+     WHERE t.typnamespace IN (SELECT kit.oid FROM kit)
+       AND t.typrelid OPERATOR(pg_catalog.=) 0
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type AS e
+                        WHERE e.typarray OPERATOR(pg_catalog.=) t.oid)
+    UNION ALL
+    SELECT 5, 'operator', o.oid::pg_catalog.regoperator::pg_catalog.text, o.oprowner
+      FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
+    SELECT 6, 'object', pg_catalog.pg_describe_object(x.classid, x.objid, 0), x.owner
+      FROM (SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass AS classid, oc.oid AS objid,
+                   oc.opcowner AS owner, oc.opcnamespace AS nsp FROM pg_catalog.pg_opclass AS oc
+            UNION ALL
+            SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, f.oid, f.opfowner, f.opfnamespace
+              FROM pg_catalog.pg_opfamily AS f
+            UNION ALL
+            SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid, co.collowner,
+                   co.collnamespace FROM pg_catalog.pg_collation AS co
+            UNION ALL
+            SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, cv.oid, cv.conowner,
+                   cv.connamespace FROM pg_catalog.pg_conversion AS cv
+            UNION ALL
+            SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, tc.oid, tc.cfgowner,
+                   tc.cfgnamespace FROM pg_catalog.pg_ts_config AS tc
+            UNION ALL
+            SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, td.oid, td.dictowner,
+                   td.dictnamespace FROM pg_catalog.pg_ts_dict AS td
+            UNION ALL
+            SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, s.oid, s.stxowner,
+                   s.stxnamespace FROM pg_catalog.pg_statistic_ext AS s
+            UNION ALL
+            SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, x.oid, x.extowner,
+                   x.extnamespace FROM pg_catalog.pg_extension AS x) AS x
+     WHERE x.nsp IN (SELECT kit.oid FROM kit)
+), kit_relations AS (
+    SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
+), dependers AS (
+    -- the kit's own objects, and what hangs on its tables: triggers, rules (views),
+    -- policies, defaults, constraints (indexes are relations of the kit themselves)
+    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, kr.oid AS objid
+      FROM kit_relations AS kr
+    UNION ALL
+    SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid FROM pg_catalog.pg_proc AS p
+     WHERE p.pronamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
+    SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type AS t
+     WHERE t.typnamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
+    SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, tg.oid FROM pg_catalog.pg_trigger AS tg
+     WHERE tg.tgrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+    UNION ALL
+    SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, rw.oid FROM pg_catalog.pg_rewrite AS rw
+     WHERE rw.ev_class IN (SELECT kr.oid FROM kit_relations AS kr)
+    UNION ALL
+    SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, po.oid FROM pg_catalog.pg_policy AS po
+     WHERE po.polrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+    UNION ALL
+    SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, ad.oid FROM pg_catalog.pg_attrdef AS ad
+     WHERE ad.adrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+    UNION ALL
+    SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, cn.oid
+      FROM pg_catalog.pg_constraint AS cn
+     WHERE cn.conrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+        OR cn.connamespace IN (SELECT kit.oid FROM kit)
+), referenced AS (
+    SELECT DISTINCT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
+           CASE d.refclassid
+               WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass
+                   THEN (SELECT p.proowner FROM pg_catalog.pg_proc AS p
+                          WHERE p.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass
+                   THEN (SELECT o.oprowner FROM pg_catalog.pg_operator AS o
+                          WHERE o.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_type'::pg_catalog.regclass
+                   THEN (SELECT t.typowner FROM pg_catalog.pg_type AS t
+                          WHERE t.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_class'::pg_catalog.regclass
+                   THEN (SELECT c.relowner FROM pg_catalog.pg_class AS c
+                          WHERE c.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass
+                   THEN (SELECT co.collowner FROM pg_catalog.pg_collation AS co
+                          WHERE co.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_opclass'::pg_catalog.regclass
+                   THEN (SELECT oc.opcowner FROM pg_catalog.pg_opclass AS oc
+                          WHERE oc.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_opfamily'::pg_catalog.regclass
+                   THEN (SELECT f.opfowner FROM pg_catalog.pg_opfamily AS f
+                          WHERE f.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_ts_config'::pg_catalog.regclass
+                   THEN (SELECT tc.cfgowner FROM pg_catalog.pg_ts_config AS tc
+                          WHERE tc.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_ts_dict'::pg_catalog.regclass
+                   THEN (SELECT td.dictowner FROM pg_catalog.pg_ts_dict AS td
+                          WHERE td.oid OPERATOR(pg_catalog.=) d.refobjid)
+           END AS owner,
+           CASE d.refclassid
+               WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass
+                   THEN (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p
+                          WHERE p.oid OPERATOR(pg_catalog.=) d.refobjid)
+               WHEN 'pg_catalog.pg_class'::pg_catalog.regclass
+                   THEN (SELECT c.relnamespace FROM pg_catalog.pg_class AS c
+                          WHERE c.oid OPERATOR(pg_catalog.=) d.refobjid)
+           END AS nsp
+      FROM pg_catalog.pg_depend AS d
+      JOIN dependers AS k
+        ON k.classid OPERATOR(pg_catalog.=) d.classid AND k.objid OPERATOR(pg_catalog.=) d.objid
+     WHERE d.deptype IN ('n', 'a')
+), grants AS (
+    SELECT 'schema maint' AS what, 'CREATE' AS privilege, a.grantee
+      FROM pg_catalog.pg_namespace AS n,
+           LATERAL pg_catalog.aclexplode(n.nspacl) AS a
+     WHERE n.oid IN (SELECT kit.oid FROM kit) AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+    UNION ALL
+    SELECT c.oid::pg_catalog.regclass::pg_catalog.text, a.privilege_type, a.grantee
+      FROM pg_catalog.pg_class AS c,
+           LATERAL pg_catalog.aclexplode(c.relacl) AS a
+     WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER'
+)
+SELECT x.ord, x.what, x.owner, x.reason
+  FROM (
+    SELECT o.ord, o.kind OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.name AS what,
+           coalesce(pg_catalog.quote_ident(r.rolname), o.owner::pg_catalog.text) AS owner,
+           'owner' AS reason
+      FROM owned AS o LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) o.owner
+     WHERE o.owner NOT IN (SELECT trusted.oid FROM trusted)
+    UNION ALL
+    SELECT 10, pg_catalog.pg_describe_object(f.classid, f.objid, f.objsubid)
+               OPERATOR(pg_catalog.||) ' uses '
+               OPERATOR(pg_catalog.||) pg_catalog.pg_describe_object(f.refclassid, f.refobjid, 0),
+           coalesce(pg_catalog.quote_ident(r.rolname), f.owner::pg_catalog.text),
+           'dependency'
+      FROM referenced AS f LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) f.owner
+     WHERE f.owner IS NOT NULL AND f.owner NOT IN (SELECT trusted.oid FROM trusted)
+       -- objects in maint are reported above; executors are validated by the kit itself
+       AND f.nsp IS DISTINCT FROM (SELECT kit.oid FROM kit)
+       AND f.nsp IS DISTINCT FROM pg_catalog.to_regnamespace('maint_exec')
+    UNION ALL
+    SELECT 20, g.what, CASE g.grantee WHEN 0 THEN 'PUBLIC'
+                                      ELSE coalesce(pg_catalog.quote_ident(r.rolname),
+                                                    g.grantee::pg_catalog.text) END,
+           g.privilege
+      FROM grants AS g LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) g.grantee
+     WHERE g.grantee NOT IN (SELECT trusted.oid FROM trusted)
+  ) AS x
+ ORDER BY x.ord, x.what
+"""
+
+
+@dataclass(frozen=True)
+class Problem:
+    what: str  # "function maint.health_check(text[],text[])", "trigger t on table ... uses ..."
+    role: str  # the owner, or the grantee of a privilege
+    reason: str  # owner | dependency | CREATE | TRIGGER
+
+
+class KitUntrusted(PgmaintError):
+    """The kit in this database is controlled by a role that is neither you nor a superuser."""
+
+
+def problems(conn: psycopg.Connection) -> tuple[str, list[Problem]]:
+    """(current_user, every reason not to trust the kit in the database ``conn`` is
+    connected to); no reasons when the kit is trustworthy or not installed. Leaves the
+    connection idle (it works on autocommit and transactional connections alike)."""
+    with conn.transaction():  # a savepoint when the caller's transaction is open
+        row = conn.execute(
+            "SELECT CURRENT_USER::pg_catalog.text, pg_catalog.current_setting('search_path'),"
+            " pg_catalog.current_setting('jit')"
+        ).fetchone()
+        assert row is not None
+        # jit: compiling this catalog query would take longer than running it
+        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),"
+                     " pg_catalog.set_config('jit', 'off', true)")
+        rows = conn.execute(TRUST_SQL).fetchall()
+        # a caller's open transaction keeps its own settings
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true),"
+                     " pg_catalog.set_config('jit', %s, true)", (row[1], row[2]))
+    me = str(row[0])
+    return me, [Problem(str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def _because(p: Problem, me: str) -> str:
+    neither = f"which is neither you ({me}) nor a superuser"
+    if p.reason == "owner":
+        return (f"{p.what} is owned by {p.role}, {neither}: using it would run {p.role}'s code "
+                "with your rights")
+    if p.reason == "dependency":
+        return (f"{p.what}, owned by {p.role}, {neither}: using the kit would run {p.role}'s "
+                "code with your rights")
+    if p.role == "PUBLIC":
+        return (f"{p.what} grants {p.reason} to PUBLIC: any role could add code that pgmaint "
+                "would run with your rights")
+    return (f"{p.what} grants {p.reason} to {p.role}, {neither}: {p.role} could add code that "
+            "pgmaint would run with your rights")
+
+
+def _remedy(p: Problem) -> str:
+    if p.reason in ("CREATE", "TRIGGER"):
+        target = "SCHEMA maint" if p.what == "schema maint" else f"TABLE {p.what}"
+        return f"Have the kit's owner run REVOKE {p.reason} ON {target} FROM {p.role}."
+    if p.reason == "dependency":
+        return ("Have that removed, or have the kit uninstalled and deployed again by a "
+                "superuser.")
+    return f"Connect as {p.role}, or have it uninstalled and deployed again by a superuser."
+
+
+def describe(me: str, found: list[Problem]) -> str:
+    """The first problem and how many more, as part of a sentence."""
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return _because(found[0], me) + more
+
+
+def message(database: str, me: str, found: list[Problem], *, deploying: bool = False) -> str:
+    """One line: the first problem, how many more, and what to do."""
+    first = found[0]
+    if not deploying:
+        return (f"refusing to use pgmaint in database {database!r}: {describe(me, found)}. "
+                f"{_remedy(first)}")
+    if first.reason == "owner":
+        remedy = (f"Deploy as {first.role}, or as a superuser run 'pgmaint uninstall --yes' and "
+                  "deploy again, or take the kit over with 'pgmaint deploy --adopt'.")
+    elif first.reason == "dependency":
+        remedy = ("Have that removed, or as a superuser run 'pgmaint uninstall --yes' and deploy "
+                  "again, or take the kit over with 'pgmaint deploy --adopt'.")
+    else:
+        remedy = _remedy(first)
+    return (f"refusing to deploy over pgmaint in database {database!r}: {describe(me, found)}. "
+            f"{remedy} Nothing was changed.")
+
+
+def require(conn: psycopg.Connection, *, deploying: bool = False) -> None:
+    """Raise :class:`KitUntrusted` (one line, exit code 1) unless the kit is trustworthy."""
+    me, found = problems(conn)
+    if found:
+        raise KitUntrusted(message(conn.info.dbname, me, found, deploying=deploying))
+
+
+# --- taking a kit over (pgmaint deploy --adopt) -------------------------------------------
+#
+# A superuser takes ownership of a kit another role deployed, keeping its journal, archive
+# and rules. Only statements that run no code of the previous owner are used: ALTER ...
+# OWNER, DROP TRIGGER / RULE / POLICY / ROUTINE, REVOKE, and then the kit's own function
+# files (deploy.py). What the kit does not declare is dropped, never adopted: adopting a
+# routine would turn the previous owner's code into the superuser's.
+
+KIT_ROLES = ("maint_monitor", "maint_admin", "maint_runner", "maint_restore")
+
+_DECLARED_TRIGGER = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?TRIGGER\s+(\w+)\s.*?\sON\s+maint\.(\w+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_DECLARED_POLICY = re.compile(r"CREATE\s+POLICY\s+(\w+)\s+ON\s+maint\.(\w+)", re.IGNORECASE)
+
+# objects in maint whose owner adopt changes, with the statement for each (relations that a
+# table owns, such as indexes and identity sequences, follow their table)
+_OWNED_SQL = """
+SELECT format('ALTER %s %s OWNER TO CURRENT_USER',
+              CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW'
+                             WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                             WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' END,
+              c.oid::regclass)
+  FROM pg_class c
+ WHERE c.relnamespace = 'maint'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+   AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
+   AND NOT (c.relkind = 'S' AND EXISTS (
+       SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT format('ALTER %s %s OWNER TO CURRENT_USER',
+              CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype)
+  FROM pg_type t
+ WHERE t.typnamespace = 'maint'::regnamespace AND t.typrelid = 0
+   AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
+   AND t.typowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
+UNION ALL
+SELECT format('ALTER OPERATOR %s OWNER TO CURRENT_USER', o.oid::regoperator)
+  FROM pg_operator o
+ WHERE o.oprnamespace = 'maint'::regnamespace
+   AND o.oprowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
+"""
+
+# kinds of objects the kit never creates in maint: adopt refuses rather than guess
+_UNEXPECTED_SQL = """
+SELECT pg_describe_object(x.classid, x.objid, 0) FROM (
+    SELECT 'pg_opclass'::regclass AS classid, oid AS objid, opcnamespace AS nsp FROM pg_opclass
+    UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfnamespace FROM pg_opfamily
+    UNION ALL SELECT 'pg_collation'::regclass, oid, collnamespace FROM pg_collation
+    UNION ALL SELECT 'pg_conversion'::regclass, oid, connamespace FROM pg_conversion
+    UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgnamespace FROM pg_ts_config
+    UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictnamespace FROM pg_ts_dict
+    UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxnamespace FROM pg_statistic_ext
+    UNION ALL SELECT 'pg_extension'::regclass, oid, extnamespace FROM pg_extension
+) AS x
+ WHERE x.nsp = 'maint'::regnamespace
+ ORDER BY 1
+"""
+
+
+def _declared(kit_sql: list[str]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(trigger, table) and (policy, table) pairs on maint tables that the kit's SQL creates."""
+    triggers: set[tuple[str, str]] = set()
+    policies: set[tuple[str, str]] = set()
+    for text in kit_sql:
+        triggers |= {(t.lower(), r.lower()) for t, r in _DECLARED_TRIGGER.findall(text)}
+        policies |= {(p.lower(), r.lower()) for p, r in _DECLARED_POLICY.findall(text)}
+    return triggers, policies
+
+
+def adopt_before_files(conn: psycopg.Connection, kit_sql: list[str]) -> list[str]:
+    """First half of taking the kit over, in the caller's transaction: ownership of the
+    schemas, relations, types and operators; triggers, rules and policies on maint
+    relations that the kit does not declare are dropped. Returns what was done."""
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+    unexpected = [r[0] for r in conn.execute(_UNEXPECTED_SQL)]
+    if unexpected:
+        raise KitUntrusted(
+            f"cannot adopt the kit: {unexpected[0]} lives in schema maint and is not the kit's; "
+            "uninstall and deploy again. Nothing was changed."
+        )
+    done: list[str] = []
+    for schema in ("maint", "maint_exec"):
+        row = conn.execute(
+            "SELECT nspowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)"
+            " FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        if row and row[0]:
+            conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO CURRENT_USER").format(sql.Identifier(schema)))
+            done.append(f"schema {schema} now owned by you")
+    statements = [r[0] for r in conn.execute(_OWNED_SQL)]
+    for statement in statements:
+        conn.execute(statement)
+    if statements:
+        done.append(f"{len(statements)} relation(s)/type(s)/operator(s) now owned by you")
+    triggers, policies = _declared(kit_sql)
+    for name, table, oid, calls_kit in conn.execute(
+        "SELECT t.tgname::text, c.relname::text, c.oid::regclass::text,"
+        "       p.pronamespace = 'maint'::regnamespace"
+        "  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE c.relnamespace = 'maint'::regnamespace AND NOT t.tgisinternal"
+    ).fetchall():
+        if (name, table) in triggers and calls_kit:
+            continue  # the kit's own, calling a kit function (re-applied from the files)
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
+        done.append(f"dropped trigger {name} on {oid}")
+    for name, oid in conn.execute(
+        "SELECT r.rulename::text, c.oid::regclass::text FROM pg_rewrite r JOIN pg_class c"
+        " ON c.oid = r.ev_class WHERE c.relnamespace = 'maint'::regnamespace"
+        "   AND r.rulename <> '_RETURN'"
+    ).fetchall():
+        conn.execute(sql.SQL("DROP RULE {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
+        done.append(f"dropped rule {name} on {oid}")
+    for name, table, oid in conn.execute(
+        "SELECT p.polname::text, c.relname::text, c.oid::regclass::text FROM pg_policy p"
+        " JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = 'maint'::regnamespace"
+    ).fetchall():
+        if (name, table) not in policies:
+            conn.execute(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
+            done.append(f"dropped policy {name} on {oid}")
+    return done
+
+
+def adopt_after_files(conn: psycopg.Connection) -> list[str]:
+    """Second half, after the function files were applied in this same transaction:
+    routines they did not (re)create are dropped (only the files define the kit's code),
+    the rest become yours, and privileges held by roles other than the kit's are revoked.
+    Returns what was done."""
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+    done: list[str] = []
+    # CREATE OR REPLACE rewrites a routine's catalog row: those this transaction did not
+    # write are not the kit's
+    undeclared = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.pronamespace = 'maint'::regnamespace"
+        "   AND p.xmin::text::bigint <> pg_catalog.txid_current() % 4294967296 ORDER BY 1"
+    )]
+    for routine in undeclared:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(routine)))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            raise KitUntrusted(
+                f"cannot adopt the kit: routine {routine} is not the kit's and other objects use "
+                f"it ({exc.diag.message_detail or exc}); uninstall and deploy again. Nothing was "
+                "changed."
+            ) from exc
+        done.append(f"dropped routine {routine} (not defined by the kit's files)")
+    owned = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.pronamespace = 'maint'::regnamespace"
+        "   AND p.proowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) ORDER BY 1"
+    )]
+    for routine in owned:
+        conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO CURRENT_USER").format(sql.SQL(routine)))
+    if owned:
+        done.append(f"{len(owned)} routine(s) now owned by you")
+    allowed = [*KIT_ROLES]
+    grants = conn.execute(
+        """
+        SELECT 'SCHEMA' AS kind, 'maint' AS name, a.grantee, a.privilege_type
+          FROM pg_namespace n, LATERAL aclexplode(n.nspacl) a WHERE n.nspname = 'maint'
+        UNION ALL
+        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text,
+               a.grantee, a.privilege_type
+          FROM pg_class c, LATERAL aclexplode(c.relacl) a
+         WHERE c.relnamespace = 'maint'::regnamespace
+        UNION ALL
+        SELECT 'ROUTINE', p.oid::regprocedure::text, a.grantee, a.privilege_type
+          FROM pg_proc p, LATERAL aclexplode(p.proacl) a
+         WHERE p.pronamespace = 'maint'::regnamespace
+        """
+    ).fetchall()
+    me = conn.execute("SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER").fetchone()
+    kit_oids = {r[0] for r in conn.execute(
+        "SELECT oid FROM pg_roles WHERE rolname = ANY(%s)", (allowed,))}
+    revoked: set[tuple[str, str, int]] = set()
+    for kind, name, grantee, privilege in grants:
+        if me and grantee == me[0]:
+            continue
+        if grantee in kit_oids and not (kind == "SCHEMA" and privilege == "CREATE"):
+            continue
+        target = sql.SQL("maint") if kind == "SCHEMA" else sql.SQL(name)
+        who = (sql.SQL("PUBLIC") if grantee == 0 else
+               sql.SQL("{}").format(sql.Identifier(str(conn.execute(
+                   "SELECT rolname FROM pg_roles WHERE oid = %s", (grantee,)).fetchone()[0]))))  # type: ignore[index]
+        what = sql.SQL("CREATE") if kind == "SCHEMA" and grantee in kit_oids else sql.SQL("ALL")
+        if (kind, name, grantee) in revoked:
+            continue
+        revoked.add((kind, name, grantee))
+        conn.execute(sql.SQL("REVOKE {} ON {} {} FROM {}").format(what, sql.SQL(kind), target, who))
+        done.append(f"revoked {'CREATE' if what.as_string(conn) == 'CREATE' else 'all'} on "
+                    f"{kind.lower()} {name} from {who.as_string(conn)}")
+    return done

@@ -1,0 +1,365 @@
+"""Trust in the kit: the CLI refuses a kit that a role other than you (or a superuser)
+controls, before it calls any kit function or reads any kit table (issue 10, item 5).
+
+Real, separate login roles: ``dbo`` (a non-superuser database owner who deployed the kit),
+``adm`` (maint_admin), ``mon`` (maint_monitor) and ``owner1`` (a table owner); the
+superuser is the test server's own user.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from orchestrator import db as dbmod
+from orchestrator import deploy, trust
+from orchestrator.cli import cli
+from tests.support import deploy_to
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def is_superuser(conn: psycopg.Connection, role: str) -> bool:
+    return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0]
+
+
+def tamper(conn: psycopg.Connection, name: str, role: str) -> None:
+    """Replace every routine maint.<name> (same signature) with one that makes ``role``
+    superuser when a superuser calls it, as the database owner can do with its own kit."""
+    body = sql.SQL("BEGIN EXECUTE {}; END").format(
+        sql.Literal(f'ALTER ROLE "{role}" SUPERUSER')).as_string(conn)
+    rows = conn.execute(
+        "SELECT prokind, pg_get_function_arguments(oid), pg_get_function_result(oid)"
+        " FROM pg_proc WHERE pronamespace = 'maint'::regnamespace AND proname = %s", (name,),
+    ).fetchall()
+    assert rows, f"no routine maint.{name} to tamper with"
+    for kind, args, result in rows:
+        head = (f"CREATE OR REPLACE PROCEDURE maint.{name}({args})" if kind == "p" else
+                f"CREATE OR REPLACE FUNCTION maint.{name}({args}) RETURNS {result}")
+        conn.execute(f"{head} LANGUAGE plpgsql AS $body${body}$body$")
+
+
+@pytest.fixture
+def dbo_kit(pg_server, make_role, make_database, db):
+    """A database owned by the non-superuser ``dbo``, who deployed the kit into it (``db``:
+    the template deploy, as a superuser, created the kit's roles)."""
+    dbo = make_role()
+    name = make_database(owner=dbo)
+    deploy_to(pg_server.dsn(name, user=dbo))
+    return name, dbo
+
+
+def test_a_kit_the_database_owner_controls_is_refused_to_a_superuser(pg_server, admin, dbo_kit):
+    name, dbo = dbo_kit
+    as_dbo = pg_server.dsn(name, user=dbo)
+    # dbo uses its own kit
+    assert invoke("--dsn", as_dbo, "status").exit_code == 0
+    ok = invoke("--dsn", as_dbo, "--json", "check", "--only", "superusers")
+    assert ok.exit_code in (0, 1, 2), ok.output
+    assert json.loads(ok.output)["rows"]
+
+    with pg_server.connect(name, user=dbo) as conn:
+        for routine in ("health_check", "record_health_check", "apply_retention"):
+            tamper(conn, routine, dbo)
+
+    superuser = pg_server.dsn(name)
+    check = invoke("--dsn", superuser, "check")
+    assert check.exit_code == 3  # UNKNOWN: the checks could not run
+    line = check.stderr.strip()
+    assert line.count("\n") == 0, line
+    assert line.startswith(f"Error: refusing to use pgmaint in database {name!r}: schema maint is "
+                           f"owned by {dbo}, which is neither you ({pg_server.user}) nor a superuser")
+    assert f"Connect as {dbo}, or have it uninstalled and deployed again by a superuser." in line
+    nagios = invoke("--dsn", superuser, "check", "--format", "nagios")
+    assert nagios.exit_code == 3 and nagios.output.startswith("PGMAINT UNKNOWN: refusing to use pgmaint")
+
+    for args in (["run", "retention"], ["run", "retention", "--execute"], ["check", "--record"]):
+        result = invoke("--dsn", superuser, *args)
+        assert result.exit_code in (1, 3), (args, result.output)
+        assert "refusing to use pgmaint" in result.stderr, (args, result.stderr)
+    assert not is_superuser(admin, dbo)
+
+    # the tampered code is live: run by its owner it tries the escalation (and cannot)
+    own = invoke("--dsn", as_dbo, "check", "--only", "superusers")
+    assert own.exit_code == 3 and "ALTER ROLE" not in own.stderr
+    assert "permission denied" in own.stderr or "must be superuser" in own.stderr, own.stderr
+    assert not is_superuser(admin, dbo)
+
+
+COMMANDS = [
+    ["check"], ["run", "retention"], ["run", "orphans"], ["run", "duplicates"], ["run", "all"],
+    ["run", "optimize"], ["run", "optimize", "--execute"], ["rules", "list"], ["undo", "1"],
+    ["history"], ["status"], ["schedule", "list"], ["schedule", "install", "--dry-run"],
+    ["schedule", "remove", "--all"], ["backup", "create"], ["backup", "list"],
+    ["backup", "verify", "1"], ["backup", "prune", "--keep-last", "1"],
+]
+
+
+def test_every_command_that_uses_the_kit_is_covered(pg_server, admin, dbo_kit, tmp_path):
+    name, _dbo = dbo_kit
+    with pg_server.connect(name) as conn:
+        journal_rows = conn.execute("SELECT count(*) FROM maint.runs").fetchone()[0]
+    for args in COMMANDS:
+        result = CliRunner().invoke(
+            cli, ["--dsn", pg_server.dsn(name), *args], env={"PGMAINT_BACKUP_DIR": str(tmp_path)})
+        assert result.exit_code in (1, 3), (args, result.output)
+        assert "refusing to use pgmaint" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM maint.runs").fetchone()[0] == journal_rows
+    assert not list(tmp_path.iterdir())  # no backup was written
+
+
+def test_deploy_over_a_kit_another_role_controls_is_refused(pg_server, dbo_kit):
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        tamper(conn, "health_check", dbo)
+        deployments = conn.execute("SELECT count(*) FROM maint.deployments").fetchone()[0]
+    for args in (["deploy"], ["deploy", "--force"], ["deploy", "--dry-run"]):
+        result = invoke("--dsn", pg_server.dsn(name), *args)
+        assert result.exit_code == 1, (args, result.output)
+        line = result.stderr.strip()
+        assert line.startswith(f"Error: refusing to deploy over pgmaint in database {name!r}: "
+                               f"schema maint is owned by {dbo}"), line
+        assert f"Deploy as {dbo}" in line and "pgmaint uninstall --yes" in line
+        assert line.endswith("Nothing was changed.")
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM maint.deployments").fetchone()[0] == deployments
+        assert "ALTER ROLE" in conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE oid = 'maint.health_check(text[], text[])'::regprocedure"
+        ).fetchone()[0]
+    # its owner may upgrade it, and a superuser may remove it (reading only pg_catalog)
+    assert invoke("--dsn", pg_server.dsn(name, user=dbo), "deploy", "--force").exit_code == 0
+    removed = invoke("--dsn", pg_server.dsn(name), "uninstall", "--yes")
+    assert removed.exit_code == 0, removed.output
+    assert invoke("--dsn", pg_server.dsn(name), "deploy").exit_code == 0
+    assert invoke("--dsn", pg_server.dsn(name), "status").exit_code == 0
+
+
+def test_a_kit_deployed_by_a_superuser_is_usable_by_admin_and_monitor_logins(pg_server, make_role, db):
+    adm, mon = make_role("maint_admin"), make_role("maint_monitor")
+    db.execute("CALL maint.purge_runs(dry_run => true)")
+    for role in (adm, mon):
+        dsn = pg_server.dsn(db.info.dbname, user=role)
+        history = invoke("--dsn", dsn, "--json", "history")
+        assert history.exit_code == 0, history.output
+        assert [r["task"] for r in json.loads(history.output)] == ["purge_runs"]
+        check = invoke("--dsn", dsn, "check", "--only", "superusers")
+        assert check.exit_code in (0, 1, 2), check.output
+        with pg_server.connect(db.info.dbname, user=role) as conn:
+            assert trust.problems(conn) == (role, [])
+
+
+def test_an_untrusted_trigger_on_a_kit_table_is_caught(pg_server, make_role, db, admin):
+    dbo = make_role()
+    name = db.info.dbname
+    db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(dbo)))
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN NULL; END $$")
+    # a superuser attaches it (or dbo does, given TRIGGER on the table): the trigger runs
+    # dbo's function with the rights of whoever writes the journal
+    db.execute("CREATE TRIGGER zz_audit AFTER INSERT ON maint.runs"
+               " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+    result = invoke("--dsn", pg_server.dsn(name), "history")
+    assert result.exit_code == 1
+    assert (f"trigger zz_audit on table maint.runs uses function public.escalate(), owned by {dbo}"
+            in result.stderr), result.stderr
+    assert not is_superuser(admin, dbo)
+
+    db.execute("DROP TRIGGER zz_audit ON maint.runs")
+    db.execute(sql.SQL("GRANT USAGE ON SCHEMA maint TO {0}; GRANT TRIGGER ON maint.runs TO {0}")
+               .format(sql.Identifier(dbo)))
+    granted = invoke("--dsn", pg_server.dsn(name), "history")
+    assert granted.exit_code == 1
+    assert f"maint.runs grants TRIGGER to {dbo}" in granted.stderr
+    assert f"REVOKE TRIGGER ON TABLE maint.runs FROM {dbo}" in granted.stderr
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE TRIGGER zz_audit AFTER INSERT ON maint.runs"
+                     " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+    again = invoke("--dsn", pg_server.dsn(name), "check")
+    assert again.exit_code == 3 and "trigger zz_audit on table maint.runs uses" in again.stderr
+    assert not is_superuser(admin, dbo)
+
+
+def test_objects_and_privileges_in_schema_maint_are_checked(pg_server, make_role, db):
+    dbo = make_role()
+    db.execute(sql.SQL("GRANT CREATE ON SCHEMA maint TO {}").format(sql.Identifier(dbo)))
+    _, found = trust.problems(db)
+    assert found == [trust.Problem("schema maint", dbo, "CREATE")]
+    with pg_server.connect(db.info.dbname, user=dbo) as conn:
+        # a closer match than the kit's own maint.version() for a call with one argument
+        conn.execute("CREATE FUNCTION maint.version(text) RETURNS text LANGUAGE sql AS $$ SELECT $1 $$")
+        conn.execute("CREATE VIEW maint.zz_view AS SELECT 1 AS one")
+    _, found = trust.problems(db)
+    assert [p.what for p in found if p.reason == "owner"] == [
+        "function maint.version(text)", "view maint.zz_view"]
+    with pytest.raises(trust.KitUntrusted, match=r"function maint.version\(text\) is owned by"):
+        trust.require(db)
+
+
+def test_executors_are_owned_by_table_owners_by_design(pg_server, make_role, db):
+    owner1 = make_role()
+    db.execute("CREATE FUNCTION maint_exec.run_as_owner1() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    db.execute(sql.SQL("ALTER FUNCTION maint_exec.run_as_owner1() OWNER TO {}").format(
+        sql.Identifier(owner1)))
+    assert trust.problems(db)[1] == []
+    db.execute(sql.SQL("ALTER SCHEMA maint_exec OWNER TO {}").format(sql.Identifier(owner1)))
+    assert trust.problems(db)[1] == [trust.Problem("schema maint_exec", owner1, "owner")]
+
+
+def test_the_guard_checks_only_connections_to_the_kit_database(pg_server, dbo_kit, db):
+    name, _dbo = dbo_kit
+    dsn = pg_server.dsn(name)
+    with dbmod.connection(dsn) as conn:  # outside a command: no guard
+        assert conn.info.dbname == name
+    trusted = pg_server.dsn(db.info.dbname)
+    with dbmod.kit_guard(trusted):
+        for autocommit in (True, False):
+            with dbmod.connection(trusted, autocommit=autocommit) as conn:
+                # checked, and the session resolves unqualified names in pg_catalog only
+                assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                assert conn.execute("SHOW search_path").fetchone()[0] == "pg_catalog, pg_temp"
+    with dbmod.kit_guard(dsn):
+        with pytest.raises(trust.KitUntrusted):
+            dbmod.connect(dsn)
+        with pytest.raises(trust.KitUntrusted):
+            dbmod.connect(dsn, autocommit=False, application_name="pgmaint-progress")
+        # pg_cron's database, restore scratch databases: other databases, never the kit
+        with dbmod.connection(dsn, dbname="postgres") as other:
+            assert other.info.dbname == "postgres"
+
+
+def test_the_check_leaves_a_transaction_and_its_search_path_as_they_were(db):
+    with psycopg.connect(db.info.dsn, autocommit=False) as conn:
+        assert trust.problems(conn)[1] == []
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # allowed: idle
+        conn.execute("SET LOCAL search_path = maint, pg_catalog")
+        trust.require(conn)
+        assert conn.execute("SHOW search_path").fetchone()[0] == "maint, pg_catalog"
+        conn.rollback()
+
+
+def test_uninstall_and_deploy_of_a_dbo_kit_as_superuser_run_none_of_its_code(pg_server, admin, dbo_kit):
+    """dbo plants code where a superuser's deploy would run it (a trigger on yoyo's
+    bookkeeping table): deploy refuses before touching it, uninstall never runs it."""
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN NULL; END $$")
+        for table in ("_yoyo_migration", "deployments"):
+            conn.execute(f"CREATE TRIGGER zz BEFORE INSERT OR UPDATE OR DELETE ON maint.{table}"
+                         " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+    with pg_server.connect(name) as conn, pytest.raises(trust.KitUntrusted, match="refusing to deploy"):
+        deploy.deploy(conn, force=True)
+    assert not is_superuser(admin, dbo)
+    with pg_server.connect(name) as conn:
+        assert deploy.uninstall(conn, pg_server.dsn(name)).dropped_schemas == ["maint", "maint_exec"]
+    assert not is_superuser(admin, dbo)
+
+
+# --- a superuser takes a kit over: pgmaint deploy --adopt -----------------------------------
+
+
+def plant(conn: psycopg.Connection, dbo: str) -> None:
+    """What a hostile kit owner can leave behind: tampered and extra routines (one granted
+    to the monitor role), triggers on the bookkeeping, a rule, a policy, extra grants."""
+    conn.execute("INSERT INTO maint.runs (task, dry_run, source, status, finished_at)"
+                 " VALUES ('kept', true, 'sql', 'succeeded', now())")
+    conn.execute(
+        "CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN NULL; END $$")
+    tamper(conn, "health_check", dbo)
+    conn.execute("CREATE FUNCTION maint.version(text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER"
+                 f" AS $$ BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN $1; END $$")
+    conn.execute("GRANT EXECUTE ON FUNCTION maint.version(text) TO maint_monitor, PUBLIC")
+    for table in ("_yoyo_migration", "deployments", "runs"):
+        conn.execute(f"CREATE TRIGGER zz BEFORE INSERT OR UPDATE OR DELETE ON maint.{table}"
+                     " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+    conn.execute("CREATE RULE zz_rule AS ON UPDATE TO maint.check_config DO ALSO NOTIFY x")
+    conn.execute("CREATE POLICY zz_policy ON maint.runs USING (true)")
+    conn.execute("GRANT ALL ON maint.runs TO PUBLIC")
+
+
+def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit):
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        plant(conn, dbo)
+    refused = invoke("--dsn", pg_server.dsn(name, user=dbo), "deploy", "--adopt")
+    assert refused.exit_code == 1 and "--adopt takes ownership" in refused.stderr
+
+    result = invoke("--dsn", pg_server.dsn(name), "--json", "deploy", "--adopt")
+    assert result.exit_code == 0, result.output
+    adopted = json.loads(result.output)["adopted"]
+    for needle in ("schema maint now owned by you", "schema maint_exec now owned by you",
+                   "dropped trigger zz on maint._yoyo_migration", "dropped trigger zz on maint.runs",
+                   "dropped rule zz_rule on maint.check_config", "dropped policy zz_policy on maint.runs",
+                   "dropped routine maint.version(text) (not defined by the kit's files)",
+                   "revoked all on table maint.runs from PUBLIC"):
+        assert needle in adopted, (needle, adopted)
+    assert not is_superuser(admin, dbo)
+
+    with pg_server.connect(name) as conn:
+        assert trust.problems(conn)[1] == []
+        assert conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'maint'::regnamespace"
+            " AND (proowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+            "      OR strpos(prosrc, %s) > 0)", (dbo,)).fetchone()[0] == 0
+        assert conn.execute("SELECT task FROM maint.runs").fetchall() == [("kept",)]
+        # the kit's own trigger is back (re-created from its file), calling the kit's function
+        assert conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'maint.cleanup_rules'::regclass"
+            " AND NOT tgisinternal").fetchall() == [("cleanup_rules_guard",)]
+    check = invoke("--dsn", pg_server.dsn(name), "check", "--only", "superusers")
+    assert check.exit_code in (0, 1, 2), check.output
+    assert not is_superuser(admin, dbo)
+
+
+def test_adopt_refuses_what_it_cannot_make_trustworthy(pg_server, admin, dbo_kit):
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE FUNCTION public.stamp() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$")
+        conn.execute("ALTER TABLE maint.runs ADD COLUMN note text DEFAULT public.stamp()")
+    result = invoke("--dsn", pg_server.dsn(name), "deploy", "--adopt")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith(f"Error: cannot adopt the kit in database {name!r}: even after taking it "
+                           "over, default value for column note of table maint.runs uses function "
+                           f"public.stamp(), owned by {dbo}"), line
+    assert line.endswith("Uninstall and deploy again instead. Nothing was changed.")
+    with pg_server.connect(name) as conn:  # rolled back: still dbo's
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'maint'"
+                            ).fetchone()[0] == dbo
+
+
+# --- names a database owner can hijack --------------------------------------------------------
+
+
+def test_deploy_and_uninstall_resolve_no_operator_of_the_database_owner(pg_server, admin, make_role,
+                                                                      make_database):
+    """In PostgreSQL 15 the database owner owns schema public: an operator there that matches
+    a query's argument types better than the catalog's would run with the caller's rights."""
+    dbo = make_role()
+    name = make_database(owner=dbo)
+    dsn = pg_server.dsn(name)
+    deploy_to(dsn)  # the kit is the superuser's: trusted
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.oid_eq_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS $$"
+            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN $1 = $2::oid;"
+            " EXCEPTION WHEN OTHERS THEN RETURN $1 = $2::oid; END $$")
+        conn.execute("CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer,"
+                     " FUNCTION = public.oid_eq_int)")
+    assert invoke("--dsn", dsn, "deploy", "--force").exit_code == 0
+    assert invoke("--dsn", dsn, "status").exit_code == 0
+    assert invoke("--dsn", dsn, "uninstall", "--yes").exit_code == 0
+    assert not is_superuser(admin, dbo)
