@@ -24,6 +24,7 @@ from tests.optimize_support import (
     invalid_unique_index,
     optimize_runs,
     owner_kit,
+    run_cli,
     run_json,
     table_stats,
 )
@@ -282,9 +283,14 @@ def test_planning_works_when_a_non_superuser_deployed_the_kit(kit, pg_server):
             detail = conn.execute("SELECT detail FROM maint.runs WHERE id = %s", (run_id,)).fetchone()[0]
             assert {"public.mine_v", "public.mine_pkey"} <= {a["relation"] for a in detail["actions"]}
             assert all(a["options"] == ["CONCURRENTLY"] for a in detail["actions"])
-        code, data = run_json(pg_server.dsn(kit.dbname, **extra), "--only", "reindex")
-        assert code == 0, data
-        assert 'REINDEX INDEX CONCURRENTLY "public"."mine_v"' in [s["statement"] for s in data["statements"]]
+        if user == kit.dbo:  # the CLI uses a kit only as its owner, or one a superuser owns
+            code, data = run_json(pg_server.dsn(kit.dbname, **extra), "--only", "reindex")
+            assert code == 0, data
+            executed = [s["statement"] for s in data["statements"]]
+            assert 'REINDEX INDEX CONCURRENTLY "public"."mine_v"' in executed
+        else:  # docs/security.md, "Trust in the kit": the others refuse dbo's kit
+            result = run_cli(pg_server.dsn(kit.dbname, **extra), "run", "optimize", "--only", "reindex")
+            assert result.exit_code == 1 and "refusing to use pgmaint" in result.output, result.output
     with pg_server.connect(kit.dbname, user=kit.mon) as mon, \
             pytest.raises(psycopg.errors.InsufficientPrivilege):
         mon.execute("SELECT maint.record_optimize_plan()")
