@@ -65,6 +65,22 @@ BEGIN
 END
 $$;
 
+-- maint._backup_check_detail(p_detail jsonb, p_what text) -> void
+--   A detail document must be a JSON object (or NULL).
+CREATE OR REPLACE FUNCTION maint._backup_check_detail(p_detail jsonb, p_what text)
+    RETURNS void
+    LANGUAGE plpgsql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_detail IS NOT NULL AND pg_catalog.jsonb_typeof(p_detail) <> 'object' THEN
+        RAISE EXCEPTION '% detail must be a JSON object, not %', p_what, pg_catalog.jsonb_typeof(p_detail)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- maint.backup_start(p_run_id bigint, p_format text, p_detail jsonb) -> maint.backups
 --   A new 'running' row for the backup run p_run_id (task backup, this session).
 CREATE OR REPLACE FUNCTION maint.backup_start(
@@ -87,10 +103,7 @@ BEGIN
             pg_catalog.quote_nullable(p_format)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_detail IS NOT NULL AND pg_catalog.jsonb_typeof(p_detail) <> 'object' THEN
-        RAISE EXCEPTION 'backup detail must be a JSON object, not %', pg_catalog.jsonb_typeof(p_detail)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._backup_check_detail(p_detail, 'backup');
     INSERT INTO maint.backups (format, server_version, verify_level, detail, run_id, created_by)
     VALUES (p_format, pg_catalog.current_setting('server_version'), 'none',
             coalesce(p_detail, '{}'::jsonb), p_run_id, session_user)
@@ -188,10 +201,7 @@ BEGIN
             pg_catalog.quote_nullable(p_status)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_detail IS NOT NULL AND pg_catalog.jsonb_typeof(p_detail) <> 'object' THEN
-        RAISE EXCEPTION 'backup detail must be a JSON object, not %', pg_catalog.jsonb_typeof(p_detail)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._backup_check_detail(p_detail, 'backup');
     v_row := maint._backup_running(p_run_id, p_id);
     IF p_status = 'completed' THEN
         IF v_row.path IS NULL THEN
@@ -263,10 +273,7 @@ BEGIN
         RAISE EXCEPTION 'a verification needs its outcome (ok true or false) and a result text'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF p_detail IS NOT NULL AND pg_catalog.jsonb_typeof(p_detail) <> 'object' THEN
-        RAISE EXCEPTION 'verification detail must be a JSON object, not %', pg_catalog.jsonb_typeof(p_detail)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._backup_check_detail(p_detail, 'verification');
     SELECT * INTO v_row FROM maint.backups WHERE id = p_id FOR UPDATE;
     IF NOT FOUND OR v_row.path IS DISTINCT FROM p_path THEN
         RETURN false;
@@ -352,6 +359,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._backup_check_detail(jsonb, text) IS 'Internal: a detail document must be a JSON object';
 COMMENT ON FUNCTION maint.backup_start(bigint, text, jsonb) IS 'Open a running row in the backup catalog for a backup run';
 COMMENT ON FUNCTION maint.backup_progress(bigint, bigint, text, text) IS 'Record the path and pg_dump version of a running backup';
 COMMENT ON FUNCTION maint.backup_finish(bigint, bigint, text, bigint, text, text, jsonb) IS 'Close a running backup as completed or failed';

@@ -45,37 +45,21 @@ END
 $$;
 
 -- maint._cleanup_author_refusal(p_rule maint.cleanup_rules, p_rel regclass) -> text
---   NULL when the rule's author may have the rule carried out (SELECT and DELETE on the
---   table; SELECT on an orphan rule's parent), else why not.
+--   NULL when the rule's author may still have it carried out (maint._author_refusal:
+--   SELECT and DELETE on the table, SELECT on an orphan rule's parent), else why not.
 CREATE OR REPLACE FUNCTION maint._cleanup_author_refusal(p_rule maint.cleanup_rules, p_rel regclass)
     RETURNS text
-    LANGUAGE plpgsql
+    LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_parent regclass;
-BEGIN
-    IF pg_catalog.to_regrole(pg_catalog.quote_ident(p_rule.created_by)) IS NULL THEN
-        RETURN pg_catalog.format('rule %s: its author %s no longer exists; add the rule again as a role that may delete from %s',
-                                 p_rule.id, pg_catalog.quote_ident(p_rule.created_by), p_rel);
-    END IF;
-    IF NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'SELECT')
-       OR NOT pg_catalog.has_table_privilege(p_rule.created_by, p_rel, 'DELETE')
-       OR NOT pg_catalog.has_schema_privilege(p_rule.created_by,
-                  (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel), 'USAGE') THEN
-        RETURN pg_catalog.format('rule %s: its author %s may not SELECT and DELETE on %s',
-                                 p_rule.id, pg_catalog.quote_ident(p_rule.created_by), p_rel);
-    END IF;
-    IF p_rule.kind = 'orphan' THEN
-        v_parent := maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table);
-        IF NOT pg_catalog.has_table_privilege(p_rule.created_by, v_parent, 'SELECT') THEN
-            RETURN pg_catalog.format('rule %s: its author %s may not SELECT on the parent table %s',
-                                     p_rule.id, pg_catalog.quote_ident(p_rule.created_by), v_parent);
-        END IF;
-    END IF;
-    RETURN NULL;
-END
+    SELECT pg_catalog.format('rule %s: its author %s', p_rule.id, r.why)
+      FROM (SELECT coalesce(maint._author_refusal(p_rule.created_by, p_rel, 'SELECT, DELETE'),
+                            CASE WHEN p_rule.kind = 'orphan'
+                                 THEN maint._author_refusal(p_rule.created_by,
+                                          maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table), 'SELECT')
+                            END) AS why) AS r
+     WHERE r.why IS NOT NULL
 $$;
 
 -- maint._cleanup_owner(p_rel regclass) -> oid: the role that owns a table.

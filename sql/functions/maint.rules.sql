@@ -278,9 +278,32 @@ BEGIN
 END
 $$;
 
+-- maint._author_refusal(p_author name, p_rel regclass, p_privileges text) -> text
+--   NULL when p_author may use p_rel's schema and has each of p_privileges (e.g.
+--   'SELECT, DELETE') on it, else which right it lacks. A rule may only do what its author
+--   could do by hand: checked when the rule is added and again at every run.
+CREATE OR REPLACE FUNCTION maint._author_refusal(p_author name, p_rel regclass, p_privileges text)
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN pg_catalog.to_regrole(pg_catalog.quote_ident(p_author)) IS NULL
+            THEN pg_catalog.format('role %s does not exist any more', pg_catalog.quote_ident(p_author))
+        WHEN NOT pg_catalog.has_schema_privilege(p_author, c.relnamespace, 'USAGE')
+            THEN pg_catalog.format('role %s may not use schema %s', pg_catalog.quote_ident(p_author),
+                                   c.relnamespace::pg_catalog.regnamespace)
+        ELSE (SELECT pg_catalog.format('role %s may not %s on %s', pg_catalog.quote_ident(p_author), v.priv, p_rel)
+                FROM pg_catalog.regexp_split_to_table(p_privileges, '\s*,\s*') WITH ORDINALITY AS v(priv, i)
+               WHERE NOT pg_catalog.has_table_privilege(p_author, p_rel, v.priv)
+               ORDER BY v.i LIMIT 1)
+    END
+      FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+$$;
+
 -- maint._rule_author_check(p_author name, p_rel regclass, p_privileges text) -> void
---   Refuses a rule whose author lacks p_privileges (e.g. 'SELECT, DELETE') on p_rel: a
---   rule may only do what its author could do by hand.
+--   Raises when maint._author_refusal refuses: the rule is not added.
 CREATE OR REPLACE FUNCTION maint._rule_author_check(p_author name, p_rel regclass, p_privileges text)
     RETURNS void
     LANGUAGE plpgsql
@@ -288,22 +311,15 @@ CREATE OR REPLACE FUNCTION maint._rule_author_check(p_author name, p_rel regclas
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_priv text;
-    v_nsp oid := (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel);
+    v_refusal text := maint._author_refusal(p_author, p_rel, p_privileges);
 BEGIN
-    IF NOT pg_catalog.has_schema_privilege(p_author, v_nsp, 'USAGE') THEN
-        RAISE EXCEPTION 'role % may not use schema %: a rule''s author must be allowed to do what the rule does',
-            pg_catalog.quote_ident(p_author), v_nsp::pg_catalog.regnamespace
-            USING ERRCODE = 'insufficient_privilege';
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%: a rule''s author must be allowed to do what the rule does', v_refusal
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('the table''s owner runs GRANT USAGE ON SCHEMA %s TO %I; GRANT %s ON %s TO %I',
+                                           (SELECT c.relnamespace::pg_catalog.regnamespace FROM pg_catalog.pg_class AS c
+                                             WHERE c.oid = p_rel), p_author, p_privileges, p_rel, p_author);
     END IF;
-    FOREACH v_priv IN ARRAY pg_catalog.regexp_split_to_array(p_privileges, '\s*,\s*') LOOP
-        IF NOT pg_catalog.has_table_privilege(p_author, p_rel, v_priv) THEN
-            RAISE EXCEPTION 'role % may not % on %: a rule''s author must be allowed to do what the rule does',
-                pg_catalog.quote_ident(p_author), v_priv, p_rel
-                USING ERRCODE = 'insufficient_privilege',
-                      HINT = pg_catalog.format('the table''s owner runs GRANT %s ON %s TO %I', p_privileges, p_rel, p_author);
-        END IF;
-    END LOOP;
 END
 $$;
 
@@ -455,6 +471,7 @@ COMMENT ON FUNCTION maint._add_orphan_rule(name, regclass, name[], regclass, nam
     'Internal: add an orphan rule for an author';
 COMMENT ON FUNCTION maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
     'Internal: add a dedupe rule for an author';
+COMMENT ON FUNCTION maint._author_refusal(name, regclass, text) IS 'Internal: which right an author lacks on a table (NULL: none)';
 COMMENT ON FUNCTION maint._rule_author_check(name, regclass, text) IS 'Internal: refuse a rule its author could not carry out by hand';
 COMMENT ON FUNCTION maint.remove_rule(bigint) IS 'Remove a cleanup rule';
 COMMENT ON FUNCTION maint.enable_rule(bigint, boolean) IS 'Enable or disable a cleanup rule';
@@ -468,6 +485,7 @@ GRANT EXECUTE ON FUNCTION
     maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text),
     maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text),
     maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text),
+    maint._author_refusal(name, regclass, text),
     maint._rule_author_check(name, regclass, text),
     maint.remove_rule(bigint),
     maint.enable_rule(bigint, boolean)
