@@ -206,21 +206,20 @@ $$;
 -- The batch statements below run inside the table owner's executor (maint.executors.sql):
 -- parameters $1 and $2 are text[] (keys carried between batches as text), and each
 -- returns rows (kind, doc): ('r', the removed row as jsonb) for the archive when the rule
--- archives, and one ('m', {...}) with the batch's counts.
+-- archives, else one ('m', {"del": n}).
 
 -- maint._cleanup_result_sql(p_archive boolean, p_meta text) -> text
---   The SELECT that follows a "gone" CTE (the deleted rows): the rows for the archive
---   (when p_archive) and the meta row built by the expression p_meta.
+--   The SELECT that follows a "gone" CTE (the deleted rows): the rows for the archive when
+--   p_archive (their number is the batch's count), else the meta row built by the
+--   expression p_meta.
 CREATE OR REPLACE FUNCTION maint._cleanup_result_sql(p_archive boolean, p_meta text)
     RETURNS text
     LANGUAGE sql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p_archive
-                THEN ' SELECT ''r''::text, pg_catalog.to_jsonb(g) FROM gone AS g UNION ALL'
-                ELSE '' END
-           || ' SELECT ''m''::text, ' || p_meta
+    SELECT CASE WHEN p_archive THEN ' SELECT ''r''::text, pg_catalog.to_jsonb(g) FROM gone AS g'
+                ELSE ' SELECT ''m''::text, ' || p_meta END
 $$;
 
 -- maint._cleanup_deleted_meta() -> text: the meta expression {"del": rows in gone}.
@@ -372,8 +371,8 @@ $$;
 --   One batch of a dedupe run: the next p_batch victims (keyset on their sequence number
 --   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept for
 --   their group still exists with the same key and is another row (so a concurrently
---   removed or changed keeper never costs the whole group). Meta: {"sel": victims in the
---   batch, "del": n, "last": [last seq]}.
+--   removed or changed keeper never costs the whole group). maint._cleanup_victims_sql
+--   says which victims the batch holds.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_sql(
     p_rule maint.cleanup_rules, p_rel regclass, p_identity name[], p_victims text, p_batch integer)
     RETURNS text
@@ -401,11 +400,23 @@ BEGIN
         'RETURNING t.*)%9$s',
         p_victims, p_batch, p_rel, v_join, v_keep, v_key,
         maint._cleanup_key_list('_pgmaint_keep.', p_identity), maint._cleanup_key_list('t.', p_identity),
-        maint._cleanup_result_sql(p_rule.archive,
-            'pg_catalog.jsonb_build_object(''sel'', (SELECT pg_catalog.count(*) FROM batch), '
-            '''del'', (SELECT pg_catalog.count(*) FROM gone), '
-            '''last'', (SELECT ARRAY[pg_catalog.max(b._pgmaint_seq)::text] FROM batch AS b))'));
+        maint._cleanup_result_sql(p_rule.archive, maint._cleanup_deleted_meta()));
 END
+$$;
+
+-- maint._cleanup_victims_sql(p_victims text, p_batch integer) -> text
+--   The next batch of victims in the work table p_victims after sequence number $1[1], as
+--   ('m', {"sel": how many, "last": [their last sequence number]}).
+CREATE OR REPLACE FUNCTION maint._cleanup_victims_sql(p_victims text, p_batch integer)
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT ''m''::text, pg_catalog.jsonb_build_object(''sel'', pg_catalog.count(*), '
+        '''last'', ARRAY[pg_catalog.max(b.s)::text]) FROM (SELECT v._pgmaint_seq AS s FROM pg_temp.%I AS v '
+        'WHERE v._pgmaint_seq > $1[1]::bigint ORDER BY v._pgmaint_seq LIMIT %s) AS b', p_victims, p_batch)
 $$;
 
 -- maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
@@ -467,6 +478,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
     maint._cleanup_range_sql(regclass, name[], text, boolean, boolean, boolean),
     maint._cleanup_result_sql(boolean, text),
+    maint._cleanup_victims_sql(text, integer),
     maint._cleanup_deleted_meta(),
     maint._cleanup_next_id_sql(regclass, name, text),
     maint._cleanup_idrange_sql(regclass, name, text, boolean),

@@ -118,28 +118,31 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_archive_batch(p_exec, p_sql, p_a, p_b, p_lock_ms, p_run, p_rule, p_source) -> jsonb
---   Runs one batch statement in executor p_exec and writes the rows it returns as ('r', row)
---   to maint.archive (run, rule, source table) in the same statement; returns the meta doc
---   with "archived" added.
+-- maint._cleanup_archive_batch(p_exec, p_sql, p_archive, p_a, p_b, p_lock_ms, p_run, p_rule, p_source) -> jsonb
+--   Runs one batch statement in executor p_exec. When the rule archives, the statement
+--   returns the removed rows as ('r', row), written to maint.archive (run, rule, source
+--   table) in the same statement, and their number is the batch's count; otherwise it
+--   returns its ('m', {"del": n}). Returns {"del": n, "archived": n or 0}.
 CREATE OR REPLACE FUNCTION maint._cleanup_archive_batch(
-    p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text, p_run bigint, p_rule bigint, p_source text)
+    p_exec name, p_sql text, p_archive boolean, p_a text[], p_b text[], p_lock_ms text,
+    p_run bigint, p_rule bigint, p_source text)
     RETURNS jsonb
     LANGUAGE plpgsql
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_meta jsonb;
-    v_archived bigint;
+    v_n bigint;
 BEGIN
+    IF NOT p_archive THEN
+        RETURN maint._cleanup_query(p_exec, p_sql, p_a, p_b, p_lock_ms) || '{"archived": 0}'::jsonb;
+    END IF;
     EXECUTE pg_catalog.format(
-        'WITH x AS MATERIALIZED (SELECT e.kind, e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, false) AS e), '
-        'arch AS (INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
-        '         SELECT $5, $6, $7, x.doc FROM x WHERE x.kind = ''r'' RETURNING 1) '
-        'SELECT (SELECT x.doc FROM x WHERE x.kind = ''m''), (SELECT pg_catalog.count(*) FROM arch)', p_exec)
-       INTO v_meta, v_archived USING p_sql, p_a, p_b, p_lock_ms, p_run, p_rule, p_source;
-    RETURN coalesce(v_meta, '{}'::jsonb) || pg_catalog.jsonb_build_object('archived', v_archived);
+        'INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
+        'SELECT $5, $6, $7, e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, false) AS e', p_exec)
+      USING p_sql, p_a, p_b, p_lock_ms, p_run, p_rule, p_source;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN pg_catalog.jsonb_build_object('del', v_n, 'archived', v_n);
 END
 $$;
 
@@ -414,9 +417,11 @@ BEGIN
                     USING ERRCODE = 'object_not_in_prerequisite_state';
             END IF;
             v_identity := coalesce(maint._cleanup_identity(v_rel), ARRAY['ctid']::name[]);
-            v_out := maint._cleanup_archive_batch(v_exec,
-                maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size),
-                p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+            v_out := maint._cleanup_query(v_exec, maint._cleanup_victims_sql(v_victims, v_rule.batch_size),
+                                          p_a, NULL, p_lock_ms)
+                  || maint._cleanup_archive_batch(v_exec,
+                         maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size),
+                         v_rule.archive, p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
         ELSIF p_mode = 'bound' THEN
             v_identity := maint._cleanup_identity(v_unit);
             v_out := pg_catalog.jsonb_build_object('upper', maint._cleanup_query(v_exec,
@@ -426,12 +431,12 @@ BEGIN
             v_identity := maint._cleanup_identity(v_unit);
             v_out := maint._cleanup_archive_batch(v_exec,
                 maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_rule.archive, p_a IS NULL, p_b IS NOT NULL),
-                p_a, p_b, p_lock_ms, p_run, v_rule.id, v_rel::text);
+                v_rule.archive, p_a, p_b, p_lock_ms, p_run, v_rule.id, v_rel::text);
         ELSIF p_mode = 'idrange' THEN
             v_identity := maint._cleanup_identity(v_unit);
             v_out := maint._cleanup_archive_batch(v_exec,
                 maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_rule.archive),
-                p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+                v_rule.archive, p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
         ELSIF p_mode = 'next_id' THEN
             v_identity := maint._cleanup_identity(v_unit);
             v_out := pg_catalog.jsonb_build_object('next', maint._cleanup_query(v_exec,
@@ -439,7 +444,7 @@ BEGIN
         ELSIF p_mode = 'pages' THEN
             v_out := maint._cleanup_archive_batch(v_exec,
                 maint._cleanup_ctid_sql(v_unit, v_pred, v_rule.archive),
-                p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+                v_rule.archive, p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
         ELSE
             RAISE EXCEPTION 'unknown batch mode %', pg_catalog.quote_nullable(p_mode)
                 USING ERRCODE = 'invalid_parameter_value';
@@ -495,7 +500,7 @@ BEGIN
     IF v_rule.archive THEN
         v_doc := maint._cleanup_archive_batch(v_exec, pg_catalog.format(
             'SELECT ''r''::text, pg_catalog.to_jsonb(t) FROM %s AS t', v_part),
-            NULL, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+            true, NULL, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
         v_rows := (v_doc->>'archived')::bigint;
     ELSE
         v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
@@ -548,7 +553,7 @@ COMMENT ON FUNCTION maint._cleanup_owner(regclass) IS 'Internal: the owner of a 
 COMMENT ON FUNCTION maint._cleanup_cutoff(bigint, maint.cleanup_rules) IS 'Internal: a retention rule''s cut-off in a run';
 COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text) IS 'Internal: run a one-row statement in an executor';
 COMMENT ON FUNCTION maint._cleanup_command(name, text, text) IS 'Internal: run a utility statement in an executor';
-COMMENT ON FUNCTION maint._cleanup_archive_batch(name, text, text[], text[], text, bigint, bigint, text) IS 'Internal: run a batch in an executor and archive its rows';
+COMMENT ON FUNCTION maint._cleanup_archive_batch(name, text, boolean, text[], text[], text, bigint, bigint, text) IS 'Internal: run a batch in an executor and archive its rows';
 COMMENT ON FUNCTION maint._cleanup_fail(maint.cleanup_rules, text, text, text) IS 'Internal: a rule error as the journal keeps it';
 COMMENT ON FUNCTION maint._cleanup_batching(maint.cleanup_rules, regclass, regclass, boolean, bigint, numeric, numeric) IS
     'Internal: how a unit of a rule is batched';
