@@ -268,7 +268,10 @@ BEGIN
             ELSE
                 -- the victims, numbered, in a work table of the session owned by the table's owner
                 v_victims := 'pgmaint_victims_' || v_rule.id;
-                PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', v_victims), p_lock_ms);
+                IF pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+                    -- left by an earlier run in this session (the table owner's, or the DROP fails)
+                    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE pg_temp.%I', v_victims), p_lock_ms);
+                END IF;
                 PERFORM maint._cleanup_command(v_exec, pg_catalog.format(
                     'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
                     'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, w.* FROM (%s) AS w',
