@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.backup_support import run
 from tests.security_support import is_superuser, make_cast, owner_grants
 
 
@@ -137,12 +138,14 @@ def test_the_monitor_sees_findings_never_data_it_cannot_read(db, cast):
         assert adm.execute("SELECT count(*) FROM maint.archive_rows").fetchone()[0] == 0
 
 
-def test_squatting_a_task_lock_is_impossible_without_kit_access_and_harmless(db, cast):
-    """The issue's reproduction: nobody takes the advisory key the landed kit used for
-    retention; the kit now keeps its locks in maint.task_locks, which only its functions write."""
+def test_squatting_a_task_lock_is_impossible_without_kit_access_and_harmless(db, cast, db_dsn, tmp_path):
+    """The issue's reproduction: nobody takes the advisory keys the landed kit used for
+    retention and backups (retention failed as 'already running', backup exited 4); the kit
+    now keeps its locks in maint.task_locks, which only its functions write."""
     with cast.as_role(cast.nobody) as nobody:
         assert nobody.execute(
-            "SELECT pg_try_advisory_lock(1835100526, hashtext('pgmaint:retention'))").fetchone() == (True,)
+            "SELECT pg_try_advisory_lock(1835100526, hashtext('pgmaint:retention')),"
+            " pg_try_advisory_lock(1835100526, hashtext('pgmaint:backup'))").fetchone() == (True, True)
         # and the liveness keys the kit hands out next
         nobody.execute("SELECT pg_try_advisory_lock(1835100527, k) FROM generate_series(1, 20) k")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -151,6 +154,8 @@ def test_squatting_a_task_lock_is_impossible_without_kit_access_and_harmless(db,
         db.execute("CALL maint.apply_retention(dry_run => false)")
         status = db.execute("SELECT status FROM maint.runs WHERE task = 'retention'").fetchone()
         assert status == ("succeeded",)
+        backup = run("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+        assert backup.exit_code == 0, backup.output
     # a kit role holding the lock is named: pid, role, application
     with cast.as_role(cast.adm, application_name="nightly-ops") as adm:
         assert adm.execute("SELECT maint.try_task_lock('retention')").fetchone() == (True,)
