@@ -104,17 +104,21 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text) -> void
---   Runs a utility statement (LOCK, DETACH, DROP, CREATE TEMP TABLE, ANALYZE) in executor p_exec.
+-- maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text) -> bigint
+--   Runs a utility statement (LOCK, DETACH, DROP, CREATE TEMP TABLE ... AS, ANALYZE) in
+--   executor p_exec; returns the rows it processed (CREATE TABLE AS: the rows written).
 CREATE OR REPLACE FUNCTION maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text)
-    RETURNS void
+    RETURNS bigint
     LANGUAGE plpgsql
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_doc jsonb;
 BEGIN
-    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM maint_exec.%I($1, NULL, NULL, NULL, $2, true)', p_exec)
-      USING p_sql, p_lock_ms;
+    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, NULL, NULL, NULL, $2, true) AS e', p_exec)
+       INTO v_doc USING p_sql, p_lock_ms;
+    RETURN (v_doc->>'rows')::bigint;
 END
 $$;
 
@@ -272,7 +276,7 @@ BEGIN
                     -- left by an earlier run in this session (the table owner's, or the DROP fails)
                     PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE pg_temp.%I', v_victims), p_lock_ms);
                 END IF;
-                PERFORM maint._cleanup_command(v_exec, pg_catalog.format(
+                v_candidates := maint._cleanup_command(v_exec, pg_catalog.format(
                     'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
                     'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, w.* FROM (%s) AS w',
                     v_victims,
@@ -282,8 +286,8 @@ BEGIN
                 PERFORM maint._cleanup_command(v_exec,
                     pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims), p_lock_ms);
                 v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
-                    'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', (SELECT pg_catalog.count(*) FROM pg_temp.%I), '
-                    '''rows'', (SELECT pg_catalog.count(*) FROM %s))', v_victims, v_rel), NULL, NULL, p_lock_ms);
+                    'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', %s::bigint, '
+                    '''rows'', (SELECT pg_catalog.count(*) FROM %s))', v_candidates, v_rel), NULL, NULL, p_lock_ms);
             END IF;
         ELSIF v_int_key THEN
             -- single integer key: batches are ranges of it between the lowest and highest match

@@ -25,6 +25,8 @@ CREATE OR REPLACE FUNCTION maint._executor_source(p_owner oid)
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.replace($body$
+DECLARE
+    v_rows bigint;
 BEGIN
     -- pgmaint executor (docs/security.md): runs kit-built statements as role @OWNER@ only
     IF (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = CURRENT_USER) IS DISTINCT FROM @OWNER@::pg_catalog.oid THEN
@@ -38,6 +40,10 @@ BEGIN
     END IF;
     IF p_command THEN
         EXECUTE p_sql USING p_a, p_b, p_rows;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        kind := 'm';
+        doc := pg_catalog.jsonb_build_object('rows', v_rows);
+        RETURN NEXT;
         RETURN;
     END IF;
     RETURN QUERY EXECUTE p_sql USING p_a, p_b, p_rows;
