@@ -1,15 +1,21 @@
--- CALL maint._purge_batched(p_task, p_table, p_time_column, p_keep_name, p_keep, p_dry_run,
---                          p_batch_size, p_time_limit, p_lock_timeout)
---   The one batched, journaled purge behind maint.purge_runs, maint.purge_archive and the
---   health history trim of maint.purge_history: deletes the rows of a kit table (bigint
---   id, a timestamptz column) older than now() - p_keep, in keyset batches on id, each its
---   own transaction with its own lock_timeout (a batch that cannot get its locks is retried
---   3 times, then the run fails without having waited in front of anyone), stopping as
---   'partial' at p_time_limit. Journaled as task p_task; a dry run only counts. Raises at
---   the end when the run failed, so pg_cron records the job as failed. p_keep_name is the
---   caller's name for p_keep, used in messages. Only the kit's own history tables.
--- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
--- at the start of every transaction instead.
+-- maint._purge_target(p_task text) -> TABLE(rel regclass, time_column name)
+--   The kit history table a purge task trims and its time column (none for other tasks).
+CREATE OR REPLACE FUNCTION maint._purge_target(p_task text)
+    RETURNS TABLE(rel regclass, time_column name)
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.rel, t.col
+      FROM (VALUES ('purge_runs', 'maint.runs'::pg_catalog.regclass, 'finished_at'::name),
+                   ('purge_archive', 'maint.archive'::pg_catalog.regclass, 'archived_at'::name),
+                   ('purge_health_history', 'maint.health_history'::pg_catalog.regclass, 'recorded_at'::name))
+           AS t(task, rel, col)
+     WHERE t.task = p_task
+$$;
+COMMENT ON FUNCTION maint._purge_target(text) IS 'Internal: the kit table and time column a purge task trims';
+GRANT EXECUTE ON FUNCTION maint._purge_target(text) TO maint_admin;
+
 -- maint._purge_step(p_run bigint, p_cutoff timestamptz, p_last bigint, p_max bigint, p_batch integer) -> jsonb
 --   The part of a purge that touches the kit's history tables, which maint_admin cannot
 --   write (nor, for the archive, read): run p_run (a running purge run of this session)
@@ -32,11 +38,7 @@ DECLARE
     v_a bigint;
     v_b bigint;
 BEGIN
-    SELECT t.rel, t.col INTO v_table, v_column
-      FROM (VALUES ('purge_runs', 'maint.runs'::regclass, 'finished_at'::name),
-                   ('purge_archive', 'maint.archive'::regclass, 'archived_at'::name),
-                   ('purge_health_history', 'maint.health_history'::regclass, 'recorded_at'::name)) AS t(task, rel, col)
-     WHERE t.task = v_run.task;
+    SELECT t.rel, t.time_column INTO v_table, v_column FROM maint._purge_target(v_run.task) AS t;
     IF v_table IS NULL THEN
         RAISE EXCEPTION 'run % is a run of task %, not of a purge', p_run, v_run.task
             USING ERRCODE = 'insufficient_privilege';
@@ -64,10 +66,21 @@ COMMENT ON FUNCTION maint._purge_step(bigint, timestamptz, bigint, bigint, integ
     'Internal: count or delete one batch of a kit history table for a running purge run';
 GRANT EXECUTE ON FUNCTION maint._purge_step(bigint, timestamptz, bigint, bigint, integer) TO maint_admin;
 
+-- CALL maint._purge_batched(p_task, p_keep_name, p_keep, p_dry_run, p_batch_size, p_time_limit,
+--                          p_lock_timeout)
+--   The one batched, journaled purge behind maint.purge_runs, maint.purge_archive and the
+--   health history trim of maint.purge_history: deletes the rows of the kit table of task
+--   p_task (maint._purge_target) older than now() - p_keep, in keyset batches on id, each its
+--   own transaction with its own lock_timeout (a batch that cannot get its locks is retried
+--   3 times, then the run fails without having waited in front of anyone), stopping as
+--   'partial' at p_time_limit. Journaled as task p_task; a dry run only counts. Raises at
+--   the end when the run failed, so pg_cron records the job as failed. p_keep_name is the
+--   caller's name for p_keep, used in messages. The rows are counted and deleted by
+--   maint._purge_step (maint_admin cannot write these tables).
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint._purge_batched(
     p_task text,
-    p_table regclass,
-    p_time_column name,
     p_keep_name text,
     p_keep interval,
     p_dry_run boolean,
@@ -92,10 +105,13 @@ DECLARE
     v_status text := 'succeeded';
     v_error text;
     v_step jsonb;
+    v_table regclass;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF p_table IS NULL OR p_table::text NOT IN ('maint.runs', 'maint.archive', 'maint.health_history') THEN
-        RAISE EXCEPTION 'maint._purge_batched only purges the kit''s history tables, not %', p_table
+    v_table := (SELECT t.rel FROM maint._purge_target(p_task) AS t);
+    IF v_table IS NULL THEN
+        RAISE EXCEPTION 'maint._purge_batched only purges the kit''s history tables; % is not a purge task',
+            pg_catalog.quote_nullable(p_task)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_keep IS NULL OR p_keep < interval '0' THEN
@@ -131,7 +147,7 @@ BEGIN
         PERFORM maint.run_finish(v_run, 'succeeded', v_candidates, 0,
             pg_catalog.jsonb_build_object('would_delete', v_candidates, 'cutoff', v_cutoff));
         RAISE NOTICE '% (dry run): % rows of % from before % would be deleted',
-            p_task, v_candidates, p_table, v_cutoff;
+            p_task, v_candidates, v_table, v_cutoff;
         COMMIT;
         RETURN;
     END IF;
@@ -151,7 +167,7 @@ BEGIN
                 v_retries := v_retries + 1;
                 IF v_retries > 3 THEN
                     v_status := 'failed';
-                    v_error := pg_catalog.format('could not lock %s within %s, %s times', p_table,
+                    v_error := pg_catalog.format('could not lock %s within %s, %s times', v_table,
                                                  p_lock_timeout, v_retries);
                     EXIT;
                 END IF;
@@ -191,10 +207,10 @@ BEGIN
         RAISE EXCEPTION '% was cancelled after deleting % rows: %', p_task, v_deleted, v_error
             USING ERRCODE = 'query_canceled';
     END IF;
-    RAISE NOTICE '%: deleted % rows of % in % batches (%)', p_task, v_deleted, p_table, v_batches, v_status;
+    RAISE NOTICE '%: deleted % rows of % in % batches (%)', p_task, v_deleted, v_table, v_batches, v_status;
 END
 $$;
-COMMENT ON PROCEDURE maint._purge_batched(text, regclass, name, text, interval, boolean, integer, interval, interval) IS
+COMMENT ON PROCEDURE maint._purge_batched(text, text, interval, boolean, integer, interval, interval) IS
     'Batched, journaled purge of a kit history table (behind purge_runs, purge_archive, purge_history)';
-GRANT EXECUTE ON PROCEDURE maint._purge_batched(text, regclass, name, text, interval, boolean, integer, interval, interval)
+GRANT EXECUTE ON PROCEDURE maint._purge_batched(text, text, interval, boolean, integer, interval, interval)
     TO maint_admin;

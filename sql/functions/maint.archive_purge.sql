@@ -15,7 +15,7 @@ CREATE OR REPLACE PROCEDURE maint.purge_archive(
 AS $$
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    CALL maint._purge_batched('purge_archive', 'maint.archive', 'archived_at', 'older_than', older_than,
+    CALL maint._purge_batched('purge_archive', 'older_than', older_than,
                               dry_run, batch_size, time_limit, lock_timeout);
 END
 $$;

@@ -307,8 +307,6 @@ CREATE OR REPLACE PROCEDURE maint._cleanup_execute(
 AS $$
 DECLARE
     v_only regclass;
-    v_only_schema name;
-    v_only_name name;
     v_ids bigint[];
     v_id bigint;
     v_run bigint;
@@ -343,21 +341,8 @@ BEGIN
         RAISE EXCEPTION 'max_fraction must be between 0 and 1, got %', coalesce(p_max_fraction::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_only IS NOT NULL THEN
-        v_only := pg_catalog.to_regclass(p_only);
-        IF v_only IS NULL THEN
-            RAISE EXCEPTION 'only_table: table % does not exist', pg_catalog.quote_literal(p_only)
-                USING ERRCODE = 'undefined_table';
-        END IF;
-        SELECT n.nspname, c.relname INTO v_only_schema, v_only_name
-          FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-         WHERE c.oid = v_only;
-    END IF;
-    SELECT pg_catalog.array_agg(r.id ORDER BY pg_catalog.array_position(ARRAY['retention', 'orphan', 'dedupe'], r.kind), r.id)
-      INTO v_ids
-      FROM maint.cleanup_rules AS r
-     WHERE r.enabled AND r.kind = ANY (p_kinds)
-       AND (v_only IS NULL OR (r.target_schema, r.target_table) = (v_only_schema, v_only_name));
+    v_ids := maint._cleanup_rule_ids(p_kinds, p_only);
+    v_only := pg_catalog.to_regclass(p_only);
 
     v_run := maint.run_start(p_task, pg_catalog.jsonb_build_object(
         'only_table', v_only::text, 'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout,

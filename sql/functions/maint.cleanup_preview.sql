@@ -30,8 +30,12 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_rule_ids(p_kind text, p_only text) -> bigint[]: enabled rules of a kind (optionally on one table).
-CREATE OR REPLACE FUNCTION maint._cleanup_rule_ids(p_kind text, p_only text)
+-- maint._cleanup_rule_ids(p_kinds text[], p_only text) -> bigint[]
+--   The enabled rules of the given kinds (retention, orphan, dedupe, in that order, then by
+--   id), optionally only those on table p_only (as regclass input, resolved with the
+--   caller's search_path; an error names it when it does not exist). Other rules' tables
+--   are matched by name, never resolved, so the caller needs no rights on them.
+CREATE OR REPLACE FUNCTION maint._cleanup_rule_ids(p_kinds text[], p_only text)
     RETURNS bigint[]
     LANGUAGE plpgsql
     STABLE
@@ -39,6 +43,8 @@ CREATE OR REPLACE FUNCTION maint._cleanup_rule_ids(p_kind text, p_only text)
 AS $$
 DECLARE
     v_only regclass;
+    v_schema name;
+    v_name name;
 BEGIN
     IF p_only IS NOT NULL THEN
         v_only := pg_catalog.to_regclass(p_only);
@@ -46,11 +52,15 @@ BEGIN
             RAISE EXCEPTION 'only_table: table % does not exist', pg_catalog.quote_literal(p_only)
                 USING ERRCODE = 'undefined_table';
         END IF;
+        SELECT n.nspname, c.relname INTO v_schema, v_name
+          FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE c.oid = v_only;
     END IF;
-    RETURN (SELECT coalesce(pg_catalog.array_agg(r.id ORDER BY r.id), '{}')
+    RETURN (SELECT coalesce(pg_catalog.array_agg(r.id ORDER BY pg_catalog.array_position(
+                       ARRAY['retention', 'orphan', 'dedupe'], r.kind), r.id), '{}')
               FROM maint.cleanup_rules AS r
-             WHERE r.enabled AND r.kind = p_kind
-               AND (v_only IS NULL OR maint._table_by_name(r.target_schema, r.target_table) = v_only));
+             WHERE r.enabled AND r.kind = ANY (p_kinds)
+               AND (v_only IS NULL OR (r.target_schema, r.target_table) = (v_schema, v_name)));
 END
 $$;
 
@@ -107,7 +117,7 @@ DECLARE
     v_state text;
 BEGIN
     FOR v_rule IN SELECT r.* FROM maint.cleanup_rules AS r
-                   WHERE r.id = ANY (maint._cleanup_rule_ids('retention', only_table)) ORDER BY r.id LOOP
+                   WHERE r.id = ANY (maint._cleanup_rule_ids(ARRAY['retention'], only_table)) ORDER BY r.id LOOP
         rule_id := v_rule.id;
         target := pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table);
         time_column := v_rule.time_column;
@@ -190,7 +200,7 @@ DECLARE
     v_state text;
 BEGIN
     FOR v_rule IN SELECT r.* FROM maint.cleanup_rules AS r
-                   WHERE r.id = ANY (maint._cleanup_rule_ids('orphan', only_table)) ORDER BY r.id LOOP
+                   WHERE r.id = ANY (maint._cleanup_rule_ids(ARRAY['orphan'], only_table)) ORDER BY r.id LOOP
         rule_id := v_rule.id;
         child := pg_catalog.format('%I.%I(%s)', v_rule.target_schema, v_rule.target_table,
                                    maint._cleanup_key_list('', v_rule.columns));
@@ -259,7 +269,7 @@ DECLARE
     v_state text;
 BEGIN
     FOR v_rule IN SELECT r.* FROM maint.cleanup_rules AS r
-                   WHERE r.id = ANY (maint._cleanup_rule_ids('dedupe', only_table)) ORDER BY r.id LOOP
+                   WHERE r.id = ANY (maint._cleanup_rule_ids(ARRAY['dedupe'], only_table)) ORDER BY r.id LOOP
         rule_id := v_rule.id;
         target := pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table);
         key_columns := v_rule.columns;
@@ -323,7 +333,7 @@ COMMENT ON FUNCTION maint.preview_retention(text) IS 'What each retention policy
 COMMENT ON FUNCTION maint.find_orphans(text) IS 'Orphaned rows each orphan rule would remove (changes nothing)';
 COMMENT ON FUNCTION maint.find_duplicates(text) IS 'Duplicate rows each dedupe rule would remove (changes nothing)';
 GRANT EXECUTE ON FUNCTION
-    maint._cleanup_rule_ids(text, text),
+    maint._cleanup_rule_ids(text[], text),
     maint._preview_access(name, regclass, regclass),
     maint._preview_samples_allowed(name, regclass),
     maint._preview_retention(name, text),

@@ -200,8 +200,8 @@ $$;
 --   integer key, the partitions that can be dropped whole, and for a dedupe rule (not in
 --   a dry run) the work table of victims. Never raises for a rule-level problem: returns
 --   {"status": "ok" | "skipped" | "refused" | "failed" | "cancelled", "error", "res": the
---   rule's journal entry so far, "units", "identity", "int_key", "id_lo", "id_hi",
---   "candidates", "rows", "fraction", "victims", "cutoff"}.
+--   rule's journal entry so far (with the cut-off), "units" (each with its batching),
+--   "id_lo", "id_hi", "candidates", "rows", "fraction", "victims"}.
 CREATE OR REPLACE FUNCTION maint._cleanup_preflight(p_run bigint, p_rule_id bigint, p_lock_ms text)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -218,7 +218,6 @@ DECLARE
     v_cutoff timestamptz;
     v_pred text;
     v_res jsonb;
-    v_out jsonb;
     v_doc jsonb;
     v_refusal text;
     v_int_key boolean := false;
@@ -348,7 +347,6 @@ BEGIN
                 'error', maint._cleanup_fail(v_rule, v_res->>'table', v_state, SQLERRM));
     END;
     RETURN pg_catalog.jsonb_build_object('status', 'ok', 'res', v_res, 'units', v_units,
-        'identity', pg_catalog.to_jsonb(v_identity), 'int_key', v_int_key,
         'id_lo', v_doc->'id_lo', 'id_hi', v_doc->'id_hi', 'candidates', v_candidates, 'rows', v_rows,
         'fraction', v_res->'fraction', 'victims', v_victims);
 END

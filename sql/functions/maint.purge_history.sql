@@ -47,7 +47,7 @@ BEGIN
     END IF;
     CALL maint.purge_archive(older_than => keep, dry_run => dry_run);
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    CALL maint._purge_batched('purge_health_history', 'maint.health_history', 'recorded_at', 'keep', keep,
+    CALL maint._purge_batched('purge_health_history', 'keep', keep,
                               dry_run, 10000, interval '15 minutes', interval '2 seconds');
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     CALL maint.purge_runs(keep => keep, dry_run => dry_run);

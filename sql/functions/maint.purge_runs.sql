@@ -23,7 +23,7 @@ AS $$
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     -- finished_at < cutoff never matches a run still going (finished_at is NULL)
-    CALL maint._purge_batched('purge_runs', 'maint.runs', 'finished_at', 'keep', keep, dry_run,
+    CALL maint._purge_batched('purge_runs', 'keep', keep, dry_run,
                               batch_size, time_limit, lock_timeout);
 END
 $$;

@@ -73,7 +73,6 @@ CREATE OR REPLACE FUNCTION maint.try_task_lock(p_task text)
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_row maint.task_locks;
     v_key integer;
     v_holder integer;
 BEGIN
@@ -85,7 +84,7 @@ BEGIN
     -- Never wait. The row is locked with SKIP LOCKED, in this transaction itself (not in a
     -- subtransaction), so another session sees its xmax as this transaction's id and
     -- maint._task_holder can name the holder. A task's first lock inserts its row.
-    SELECT * INTO v_row FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE SKIP LOCKED;
+    PERFORM FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         IF EXISTS (SELECT 1 FROM maint.task_locks AS t WHERE t.task = p_task) THEN
             RETURN false;  -- another transaction has the row
@@ -96,7 +95,7 @@ BEGIN
         EXCEPTION WHEN lock_not_available THEN
             RETURN false;  -- another transaction is inserting it
         END;
-        SELECT * INTO v_row FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE SKIP LOCKED;
+        PERFORM FROM maint.task_locks AS t WHERE t.task = p_task FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
             RETURN false;
         END IF;
