@@ -47,11 +47,16 @@ REFUSED = [
     ("pg_catalog.txid_current() > 0", "txid_current"),
     ("pg_catalog.nextval('shop.audit_id_seq') > 0", "nextval"),
     # reading beyond the row
-    ("EXISTS (SELECT 1 FROM shop.secrets s WHERE s.id = id)", "a subquery"),
-    ("id IN (SELECT s.id FROM shop.secrets s)", "a subquery"),
+    ("EXISTS (SELECT 1 FROM shop.secrets s WHERE s.id = id)", "a subquery|shop.secrets"),
+    ("id IN (SELECT s.id FROM shop.secrets s)", "a subquery|shop.secrets"),
+    ("id IN (SELECT id FROM pg_catalog.pg_class)", "a subquery"),
     ("'shop.secrets'::regclass IS NOT NULL", "another relation"),
     ("t IS NOT NULL", "whole-row"),
     ("pg_catalog.to_jsonb(t) IS NOT NULL", "whole-row|to_jsonb"),
+    # the parser converts literals: a domain's CHECK inside an array or row literal would run
+    # while the condition is checked (reviewer's reproduction), so types are refused first
+    ("id = ANY ('{1}'::shop.d[])", "shop.d"),
+    ("ROW(1)::shop.d IS NOT NULL", "shop.d"),
     # anything outside pg_catalog
     ("shop.note('condition') IS NULL", "shop.note"),
     ("msg::shop.d > 0", "shop.d"),
@@ -120,3 +125,48 @@ def test_direct_writes_by_the_kits_owner_are_checked_by_the_guard_trigger(db, ca
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="belongs to the system or to pgmaint"):
         db.execute("UPDATE maint.cleanup_rules SET target_schema = 'pg_catalog', target_table = 'pg_authid',"
                    " time_column = 'rolvaliduntil' WHERE id = %s", (rule,))
+
+
+def test_checking_a_condition_never_runs_code_of_adms_temporary_types(db, cast):
+    """adm's own session: a temporary domain whose CHECK would act, named qualified or not.
+    The check refuses before it parses the condition, so the CHECK never runs."""
+    with cast.as_role(cast.adm) as adm:
+        adm.execute("CREATE DOMAIN pg_temp.d AS int CHECK (pg_catalog.pg_sleep(0) IS NULL AND"
+                    " pg_catalog.set_config('pgmaint.probe', 'ran', false) IS NOT NULL)")
+        for condition in ("id = ANY ('{1}'::pg_temp.d[])", "id = ANY ('{1}'::d[])"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"temporary type|pg_temp\.d"):
+                adm.execute(ADD, (condition,))
+            assert adm.execute("SELECT current_setting('pgmaint.probe', true)").fetchone()[0] in (None, "")
+
+
+def test_a_column_changed_to_a_domain_after_the_rule_is_refused_before_the_run(db, cast):
+    """owner1 turns a column the condition compares into an array of its domain (whose CHECK
+    would escalate): the next run, as the superuser or maint_runner, refuses the rule before
+    it parses the condition again, and no owner1 code runs."""
+    owner_grants(db, cast.owner1, "ALTER TABLE shop.log ADD COLUMN tags text[] DEFAULT '{a}'")
+    with cast.as_role(cast.adm) as adm:
+        adm.execute(ADD, ("tags = '{b}'",))
+    owner_grants(db, cast.owner1,
+                 "CREATE DOMAIN shop.dt AS text CHECK (shop.note('domain') IS NULL OR true);"
+                 " ALTER TABLE shop.log ALTER COLUMN tags TYPE shop.dt[] USING tags::shop.dt[]")
+    db.execute("TRUNCATE shop.audit")
+    with pytest.raises(psycopg.errors.TriggeredActionException, match="condition is not accepted"):
+        db.execute("CALL maint.apply_retention()")
+    assert "column tags of type shop.dt[]" in db.execute(
+        "SELECT error FROM maint.runs WHERE task = 'retention'").fetchone()[0]
+    assert db.execute("SELECT count(*) FROM shop.audit").fetchone()[0] == 0
+
+
+def test_partition_bounds_are_compared_only_for_built_in_time_types(db, cast):
+    """A range-partitioned table whose key is a domain over timestamptz (owner1's CHECK):
+    the expiry of partitions is never computed as the kit's owner, so no owner1 code runs
+    outside its executor; the rule deletes row by row as owner1 instead."""
+    owner_grants(db, cast.owner1, """
+        CREATE DOMAIN shop.ts AS timestamptz CHECK (shop.note('ts') IS NULL OR true);
+        CREATE TABLE shop.pl (id int, at shop.ts NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE shop.pl_old PARTITION OF shop.pl FOR VALUES FROM ('2000-01-01') TO ('2001-01-01');
+        CREATE TABLE shop.pl_new PARTITION OF shop.pl FOR VALUES FROM ('2001-01-01') TO (MAXVALUE);""")
+    db.execute("TRUNCATE shop.audit")
+    assert db.execute("SELECT count(*) FROM maint._cleanup_expired_partitions('shop.pl', 'at', now())"
+                      ).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM shop.audit").fetchone()[0] == 0

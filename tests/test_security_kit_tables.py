@@ -196,3 +196,83 @@ def test_forged_undo_through_the_archive_needs_the_kits_owner(db, cast):
         db.execute("CALL maint.undo_run(%s)", (run_id,))
     assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'evil'").fetchone()[0] == 0
     assert not is_superuser(db, cast.adm)
+
+
+def test_a_parent_with_another_owners_policies_is_never_read_as_the_childs_owner(db, cast, make_role):
+    """The reviewer's reproduction: owner2's parent table has a policy calling owner2's code;
+    an orphan rule would read it as owner1 (the child's owner), running owner2's code with
+    owner1's rights. Refused when added, and a policy added later refuses the run and the
+    preview, without running owner2's code."""
+    owner2 = make_role()
+    db.execute(f'CREATE SCHEMA shop2 AUTHORIZATION "{owner2}"')
+    owner_grants(db, owner2, f"""
+        CREATE TABLE shop2.parent (id int PRIMARY KEY);
+        INSERT INTO shop2.parent SELECT g FROM generate_series(1, 5) g;
+        CREATE TABLE shop2.hits (n int);
+        CREATE FUNCTION shop2.pol() RETURNS boolean LANGUAGE plpgsql AS $f$
+        BEGIN INSERT INTO shop2.hits VALUES (1); RETURN true; END $f$;
+        GRANT USAGE ON SCHEMA shop2 TO "{cast.owner1}", "{cast.adm}";
+        GRANT SELECT ON shop2.parent TO "{cast.owner1}", "{cast.adm}";
+        GRANT INSERT ON shop2.hits TO PUBLIC; GRANT EXECUTE ON FUNCTION shop2.pol() TO PUBLIC;""")
+    owner_grants(db, cast.owner1, """
+        CREATE TABLE shop.child (id int PRIMARY KEY, parent_id int);
+        INSERT INTO shop.child SELECT g, g FROM generate_series(1, 8) g;""" +
+        f' GRANT SELECT, DELETE ON shop.child TO "{cast.adm}"')
+    # added before the policy exists (by the superuser, who sees every row)
+    rule = db.execute("SELECT maint.add_orphan_rule('shop.child', ARRAY['parent_id'],"
+                      " 'shop2.parent', ARRAY['id'])").fetchone()[0]
+    owner_grants(db, owner2, "ALTER TABLE shop2.parent ENABLE ROW LEVEL SECURITY;"
+                             " CREATE POLICY p ON shop2.parent USING (shop2.pol())")
+    row = db.execute("SELECT orphans, error FROM maint.find_orphans()").fetchone()
+    assert row[0] is None and "row-level security and another owner" in row[1]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security and another owner"):
+        db.execute("SELECT maint.add_orphan_rule('shop.child', ARRAY['id'], 'shop2.parent', ARRAY['id'])")
+    # adm, who sees none of owner2's rows, is refused anyway
+    with cast.as_role(cast.adm) as adm, pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                                       match="row-level security"):
+        adm.execute("SELECT maint.add_orphan_rule('shop.child', ARRAY['id'], 'shop2.parent', ARRAY['id'])")
+    with pytest.raises(psycopg.errors.TriggeredActionException, match="1 of 1 rules failed"):
+        db.execute("CALL maint.clean_orphans(dry_run => false, force => true)")
+    error = db.execute("SELECT detail->'rules'->%s->>'error' FROM maint.runs WHERE task = 'orphans'",
+                       (str(rule),)).fetchone()[0]
+    assert "row-level security and another owner" in error
+    assert db.execute("SELECT count(*) FROM shop2.hits").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM shop.child").fetchone()[0] == 8
+
+
+def test_keys_of_user_types_are_never_compared_as_the_owner(db, cast):
+    """A dedupe key of a domain (whose checks and operators are someone's code): refused.
+    Enums and rows of built-in types compare with built-in code: accepted."""
+    owner_grants(db, cast.owner1, f"""
+        CREATE DOMAIN shop.code AS text CHECK (shop.note('code') IS NULL OR true);
+        CREATE TYPE shop.pair AS (a int, b int);
+        CREATE TABLE shop.pairs (id int PRIMARY KEY, c shop.code, p shop.pair, d shop.status);
+        GRANT SELECT, DELETE ON shop.pairs TO "{cast.adm}";""")
+    with cast.as_role(cast.adm) as adm:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"shop\.pairs\.c \(shop\.code\)"):
+            adm.execute("SELECT maint.add_dedupe_rule('shop.pairs', ARRAY['c'])")
+        adm.execute("SELECT maint.add_dedupe_rule('shop.pairs', ARRAY['d', 'p'])")
+
+
+def test_row_level_security_limits_rules_and_the_archive_to_roles_that_see_every_row(db, cast):
+    """The reviewer's reproduction: under a policy adm sees only its own rows of shop.notes;
+    a rule it wrote would delete (as the owner) every row, and maint.archive_rows would show
+    it the others' rows. Rules need an author that sees every row; the archive view too."""
+    owner_grants(db, cast.owner1, f"""
+        CREATE TABLE shop.notes (id int PRIMARY KEY, at timestamptz NOT NULL, who text, body text);
+        INSERT INTO shop.notes SELECT g, now() - interval '9 days', CASE WHEN g <= 5 THEN '{cast.adm}'
+                                      ELSE 'someone' END, 'body ' || g FROM generate_series(1, 10) g;
+        ALTER TABLE shop.notes ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY mine ON shop.notes USING (who = current_user);
+        GRANT SELECT, DELETE ON shop.notes TO "{cast.adm}";""")
+    with cast.as_role(cast.adm) as adm:
+        assert adm.execute("SELECT count(*) FROM shop.notes").fetchone()[0] == 5
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            adm.execute("SELECT maint.add_retention_policy('shop.notes', 'at', '1 day')")
+    db.execute("SELECT maint.add_retention_policy('shop.notes', 'at', '1 day')")
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    archived = db.execute("SELECT count(*) FROM maint.archive WHERE source_table = 'shop.notes'").fetchone()[0]
+    assert archived == 10
+    with cast.as_role(cast.adm) as adm:
+        assert adm.execute("SELECT count(*) FROM maint.archive_rows"
+                           " WHERE source_table = 'shop.notes'").fetchone()[0] == 0

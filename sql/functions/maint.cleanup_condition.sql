@@ -39,17 +39,52 @@ AS $$
       LEFT JOIN pg_catalog.pg_proc AS p ON p.oid = a.fn
 $$;
 
+-- maint._safe_type(p_type oid, p_depth integer DEFAULT 0) -> boolean
+--   Whether turning text into a value of p_type (a literal's input, a cast) can only run
+--   built-in code: built-in types of pg_catalog, enums (whose input is built in), and
+--   arrays and composites made of such types. A domain's CHECK, a user range's subtype
+--   functions and anything outside pg_catalog are someone's code, and parsing a condition
+--   would run them.
+CREATE OR REPLACE FUNCTION maint._safe_type(p_type oid, p_depth integer DEFAULT 0)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_ty pg_catalog.pg_type;
+BEGIN
+    SELECT * INTO v_ty FROM pg_catalog.pg_type AS t WHERE t.oid = p_type;
+    IF NOT FOUND OR p_depth > 8 THEN
+        RETURN false;
+    ELSIF v_ty.typtype = 'e' THEN
+        RETURN true;
+    ELSIF v_ty.typcategory = 'A' AND v_ty.typelem <> 0 THEN
+        RETURN maint._safe_type(v_ty.typelem, p_depth + 1);
+    ELSIF v_ty.typtype = 'c' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                            WHERE a.attrelid = v_ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                              AND NOT maint._safe_type(a.atttypid, p_depth + 1));
+    END IF;
+    RETURN v_ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND v_ty.typtype IN ('b', 'p', 'r', 'm');
+END
+$$;
+
 -- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
 --   Validates a rule condition for table p_rel and returns it trimmed (NULL for none).
 --   1. Lexically, outside 'literals' and "names": no ";", comments, $-quoting or E''
 --      strings, and balanced parentheses (so it cannot close the parentheses the engine
 --      puts around it and bring its own OR into the WHERE clause).
---   2. It is parsed (never planned or run) into a temporary view over the table, and the
+--   2. Before it is parsed (parsing converts literals, which runs the input code of their
+--      types): it names nothing qualified but t.<column> and pg_catalog.<name>, it names no
+--      column of a type whose input is not built-in code (maint._safe_type), and this
+--      session's temporary schema holds no such type an unqualified name could find.
+--   3. It is parsed (never planned or run) into a temporary view over the table, and the
 --      parse tree is read: only the expression nodes of the allow-list (columns, constants,
 --      operators, function calls, CASE, COALESCE, IN lists, casts between built-in types,
 --      ...); no subqueries, whole-row references or casts to domains; every function and
 --      operator is checked with maint._condition_function_refused.
---   3. Its recorded dependencies: only the table itself, enum types and collations.
+--   4. Its recorded dependencies: only the table itself, enum types and collations.
 --   Refusals raise insufficient_privilege naming everything refused; syntax problems raise
 --   syntax_error or invalid_parameter_value.
 CREATE OR REPLACE FUNCTION maint._cleanup_check_condition(p_rel regclass, p_condition text)
@@ -71,6 +106,7 @@ DECLARE
     v_bad text[] := '{}';
     v_funcs oid[];
     v_ops oid[];
+    v_bare text := '';
     v_allowed_nodes text[] := ARRAY[
         -- the query around the condition
         'QUERY', 'RANGETBLENTRY', 'RTEPERMISSIONINFO', 'ALIAS', 'FROMEXPR', 'RANGETBLREF', 'TARGETENTRY',
@@ -88,6 +124,8 @@ BEGIN
     -- fine), and the parentheses must balance
     WHILE v_i <= pg_catalog.length(v_cond) LOOP
         v_c := pg_catalog.substr(v_cond, v_i, 1);
+        -- the condition with its 'literals' blanked (for the checks of step 2)
+        v_bare := v_bare || CASE WHEN v_quote = '''' OR (v_quote IS NULL AND v_c = '''') THEN ' ' ELSE v_c END;
         IF v_quote IS NOT NULL THEN
             IF v_c = v_quote THEN
                 IF pg_catalog.substr(v_cond, v_i + 1, 1) = v_quote THEN
@@ -116,6 +154,34 @@ BEGIN
     IF v_quote IS NOT NULL OR v_depth <> 0 THEN
         RAISE EXCEPTION 'condition % has unbalanced parentheses or quotes', pg_catalog.quote_literal(v_cond)
             USING ERRCODE = 'syntax_error';
+    END IF;
+
+    -- what the parser would look up or convert: only t.<column> and pg_catalog.<name> may be
+    -- qualified, columns must be of types whose input is built-in code, and no type of this
+    -- session's temporary schema may be found by an unqualified name
+    SELECT v_bad || coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.format('the qualified name %s.%s', r.x[1], r.x[2])), '{}')
+      INTO v_bad
+      FROM pg_catalog.regexp_matches(v_bare,
+               '("(?:[^"]|"")+"|[[:alpha:]_][[:alnum:]_$]*)\s*\.\s*("(?:[^"]|"")+"|[[:alpha:]_][[:alnum:]_$]*)', 'g') AS r(x)
+     WHERE pg_catalog.lower(r.x[1]) NOT IN ('t', 'pg_catalog') AND r.x[1] NOT IN ('"t"', '"pg_catalog"');
+    SELECT v_bad || coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.format('column %I of type %s',
+                                 a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))), '{}')
+      INTO v_bad
+      FROM pg_catalog.pg_attribute AS a
+     WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
+       AND NOT maint._safe_type(a.atttypid)
+       AND EXISTS (SELECT 1 FROM pg_catalog.regexp_matches(v_bare,
+                       '"((?:[^"]|"")+)"|([[:alpha:]_][[:alnum:]_$]*)', 'g') AS w(x)
+                    WHERE coalesce(pg_catalog.replace(w.x[1], '""', '"'), pg_catalog.lower(w.x[2])) = a.attname);
+    SELECT v_bad || coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.format('temporary type %s of this session', t.oid::pg_catalog.regtype)), '{}')
+      INTO v_bad
+      FROM pg_catalog.pg_type AS t
+     WHERE t.typnamespace = pg_catalog.pg_my_temp_schema() AND NOT maint._safe_type(t.oid);
+    IF pg_catalog.cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION 'condition % may only use the table''s columns of built-in or enum types, constants and built-in side-effect-free operators and functions; it uses %',
+            pg_catalog.quote_literal(v_cond), pg_catalog.array_to_string(v_bad, ', ')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'conditions run on every cleanup run as the table''s owner; see docs/security.md';
     END IF;
 
     -- parse it (no planning, no execution) into a view and read the parse tree
@@ -206,7 +272,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._safe_type(oid, integer) IS 'Internal: can a value of this type be made from text by built-in code only';
 COMMENT ON FUNCTION maint._condition_function_refused(oid) IS 'Internal: why a function may not be called from a rule condition (NULL: it may)';
 COMMENT ON FUNCTION maint._cleanup_check_condition(regclass, text) IS 'Internal: validate a rule condition (allow-list of columns, constants, built-in pure functions)';
-GRANT EXECUTE ON FUNCTION maint._condition_function_refused(oid), maint._cleanup_check_condition(regclass, text)
+GRANT EXECUTE ON FUNCTION maint._safe_type(oid, integer), maint._condition_function_refused(oid),
+    maint._cleanup_check_condition(regclass, text)
     TO maint_monitor;

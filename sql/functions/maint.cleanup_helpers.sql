@@ -136,6 +136,53 @@ AS $$
        AND (c.confrelid = p_rel OR c.confrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(p_rel) AS t))
 $$;
 
+-- maint._cleanup_shape_refusal(p_rule maint.cleanup_rules) -> text
+--   NULL when the rule's statements can run as its table's owner without running code of
+--   another role, else why not: the columns it compares (an orphan rule's and its parent's,
+--   a dedupe rule's key and order) must be of types whose operators are built in
+--   (maint._safe_type), and an orphan rule's parent, when another role owns it, must not
+--   have row-level security (its policies would run as the child's owner). Checked when a
+--   rule is added and before every run (tables change).
+CREATE OR REPLACE FUNCTION maint._cleanup_shape_refusal(p_rule maint.cleanup_rules)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rel regclass := maint._cleanup_rel(p_rule.target_schema, p_rule.target_table);
+    v_parent regclass;
+    v_bad text;
+BEGIN
+    IF p_rule.kind = 'retention' THEN
+        RETURN NULL;  -- its time column is compared with a constant of its own type
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s.%I (%s)', c.rel, c.col,
+                                     pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ')
+      INTO v_bad
+      FROM (SELECT v_rel AS rel, u.col
+              FROM pg_catalog.unnest(p_rule.columns || coalesce(ARRAY[p_rule.order_by], '{}'::name[])) AS u(col)
+            UNION ALL
+            SELECT maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table), u.col
+              FROM pg_catalog.unnest(p_rule.parent_columns) AS u(col)
+             WHERE p_rule.kind = 'orphan') AS c
+      JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.rel AND a.attname = c.col
+     WHERE NOT maint._safe_type(a.atttypid);
+    IF v_bad IS NOT NULL THEN
+        RETURN pg_catalog.format('it compares columns of types whose operators are not built in: %s', v_bad);
+    END IF;
+    IF p_rule.kind = 'orphan' THEN
+        v_parent := maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table);
+        IF (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = v_parent)
+           AND NOT pg_catalog.pg_has_role(maint._cleanup_owner(v_rel), maint._cleanup_owner(v_parent), 'USAGE') THEN
+            RETURN pg_catalog.format('it reads %s, which has row-level security and another owner: its policies '
+                                     'would run as the owner of %s', v_parent, v_rel);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 -- maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz) -> text
 --   The WHERE expression (over alias t) that selects the rows a retention or orphan rule
 --   removes. Orphans are found with NOT EXISTS (never NOT IN); a NULL reference is not an orphan.
@@ -421,7 +468,7 @@ $$;
 
 -- maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
 --   -> TABLE(partition regclass, expired boolean)
---   For a table RANGE-partitioned on exactly p_column: every direct partition and whether
+--   For a table RANGE-partitioned on exactly p_column (of type date or timestamp[tz]): every direct partition and whether
 --   all of its range lies before the cut-off (upper bound <= cut-off). The DEFAULT
 --   partition and ranges up to MAXVALUE are never expired. Empty for other tables.
 CREATE OR REPLACE FUNCTION maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
@@ -439,7 +486,11 @@ BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_partitioned_table AS pt
           JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
-         WHERE pt.partrelid = p_rel AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = p_column) THEN
+         WHERE pt.partrelid = p_rel AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = p_column
+           -- the bounds are compared below as the kit's owner: built-in types only (a domain's
+           -- CHECK is its owner's code)
+           AND a.atttypid IN ('pg_catalog.date'::pg_catalog.regtype, 'pg_catalog.timestamp'::pg_catalog.regtype,
+                              'pg_catalog.timestamptz'::pg_catalog.regtype)) THEN
         RETURN;
     END IF;
     v_type := maint._cleanup_column_type(p_rel, p_column);
@@ -462,6 +513,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._cleanup_shape_refusal(maint.cleanup_rules) IS 'Internal: why a rule would run another role''s code as its table''s owner (NULL: it would not)';
 COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
 
 GRANT EXECUTE ON FUNCTION
@@ -472,6 +524,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_size(regclass),
     maint._cleanup_cascades(regclass),
     maint._cleanup_dedupe_where(maint.cleanup_rules),
+    maint._cleanup_shape_refusal(maint.cleanup_rules),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
     maint._cleanup_key_list(text, name[], text),
     maint._cleanup_key_compare(regclass, name[], text, integer),

@@ -1,10 +1,9 @@
 -- Previews of the cleanup rules: plain functions that change nothing, so they work in
 -- any SQL editor. What a rule would remove is counted as the table's owner (in its
 -- executor, as the run would do it), but only for a reader who may SELECT the table (and
--- an orphan rule's parent): for other readers, maint_monitor members among them, the row
--- says so and shows no counts or keys. Sample keys of a table with row-level security
--- are shown only to readers who act as its owner or bypass row security. The public
--- functions hand their caller (CURRENT_USER) to SECURITY DEFINER internals.
+-- an orphan rule's parent) and sees all its rows (row-level security): for other
+-- readers, maint_monitor members among them, the row says so and shows no counts or
+-- keys. The public functions hand their caller (CURRENT_USER) to SECURITY DEFINER internals.
 
 -- maint._cleanup_sample(p_exec name, p_rel regclass, p_pred text, p_n integer) -> text[]
 --   Up to p_n identities (primary key, else ctid) of rows matching p_pred, lowest first,
@@ -64,37 +63,46 @@ BEGIN
 END
 $$;
 
--- maint._preview_access(p_reader name, p_rel regclass, p_parent regclass) -> text
---   NULL when p_reader may see a preview of p_rel (SELECT on it, and on p_parent when
---   given), else why not.
-CREATE OR REPLACE FUNCTION maint._preview_access(p_reader name, p_rel regclass, p_parent regclass DEFAULT NULL)
+-- maint._preview_refusal(p_reader name, p_rel regclass, p_parent regclass) -> text
+--   NULL when p_reader may see a preview of p_rel (maint._author_refusal for SELECT on it,
+--   and on p_parent when given: which includes seeing all its rows), else why not.
+CREATE OR REPLACE FUNCTION maint._preview_refusal(p_reader name, p_rel regclass, p_parent regclass DEFAULT NULL)
     RETURNS text
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN NOT pg_catalog.has_table_privilege(p_reader, p_rel, 'SELECT')
-            THEN pg_catalog.format('role %s may not SELECT on %s: preview withheld', pg_catalog.quote_ident(p_reader), p_rel)
-        WHEN p_parent IS NOT NULL AND NOT pg_catalog.has_table_privilege(p_reader, p_parent, 'SELECT')
-            THEN pg_catalog.format('role %s may not SELECT on %s: preview withheld', pg_catalog.quote_ident(p_reader), p_parent)
-    END
+    SELECT coalesce(maint._author_refusal(p_reader, p_rel, 'SELECT'),
+                    CASE WHEN p_parent IS NOT NULL THEN maint._author_refusal(p_reader, p_parent, 'SELECT') END)
+           || ': preview withheld'
 $$;
 
--- maint._preview_samples_allowed(p_reader name, p_rel regclass) -> boolean
---   Whether p_reader may see sample keys of p_rel, which the preview reads as the table's
---   owner: always, unless the table has row-level security and the reader neither acts as
---   its owner nor bypasses row security.
-CREATE OR REPLACE FUNCTION maint._preview_samples_allowed(p_reader name, p_rel regclass)
-    RETURNS boolean
-    LANGUAGE sql
-    STABLE
+-- maint._preview_rule_refusal(p_reader name, p_rule maint.cleanup_rules, p_rel regclass) -> text
+--   NULL when a rule's preview may be read as its table's owner for p_reader: the reader's
+--   access (maint._preview_refusal) and, as before every run, the rule's shape
+--   (maint._cleanup_shape_refusal) and its condition (maint._cleanup_check_condition).
+CREATE OR REPLACE FUNCTION maint._preview_rule_refusal(p_reader name, p_rule maint.cleanup_rules, p_rel regclass)
+    RETURNS text
+    LANGUAGE plpgsql
+    VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT NOT c.relrowsecurity
-           OR pg_catalog.pg_has_role(p_reader, c.relowner, 'USAGE')
-           OR (SELECT r.rolbypassrls OR r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = p_reader)
-      FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+DECLARE
+    v_refusal text;
+BEGIN
+    v_refusal := coalesce(maint._preview_refusal(p_reader, p_rel,
+                              CASE WHEN p_rule.kind = 'orphan'
+                                   THEN maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table) END),
+                          'rule refused: ' || maint._cleanup_shape_refusal(p_rule));
+    IF v_refusal IS NULL THEN
+        BEGIN
+            PERFORM maint._cleanup_check_condition(p_rel, p_rule.condition);
+        EXCEPTION WHEN OTHERS THEN
+            v_refusal := 'its condition is not accepted any more: ' || SQLERRM;
+        END;
+    END IF;
+    RETURN v_refusal;
+END
 $$;
 
 -- maint._preview_retention(p_reader name, only_table text) -> the rows of maint.preview_retention
@@ -126,7 +134,7 @@ BEGIN
         sample_keys := NULL; partitions_to_drop := NULL; cascades := NULL; error := NULL;
         BEGIN
             v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
-            error := maint._preview_access(v_reader, v_rel);
+            error := maint._preview_rule_refusal(v_reader, v_rule, v_rel);
             IF error IS NULL THEN
                 v_exec := maint._executor(maint._cleanup_owner(v_rel));
                 v_pred := maint._cleanup_predicate(v_rule, cutoff);
@@ -144,7 +152,6 @@ BEGIN
                 sample_keys := CASE WHEN maint._cleanup_identity(v_rel) IS NULL
                                      AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_rel) = 'p'
                                     THEN NULL
-                                    WHEN NOT maint._preview_samples_allowed(v_reader, v_rel) THEN NULL
                                     ELSE maint._cleanup_sample(v_exec, v_rel, v_pred) END;
                 IF v_rule.condition IS NULL THEN
                     SELECT coalesce(pg_catalog.array_agg(p.partition::text ORDER BY p.partition::text), '{}')
@@ -209,7 +216,7 @@ BEGIN
         orphans := NULL; child_rows := NULL; fraction := NULL; sample_keys := NULL; cascades := NULL; error := NULL;
         BEGIN
             v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
-            error := maint._preview_access(v_reader, v_rel, maint._cleanup_rel(v_rule.parent_schema, v_rule.parent_table));
+            error := maint._preview_rule_refusal(v_reader, v_rule, v_rel);
             IF error IS NULL THEN
                 v_exec := maint._executor(maint._cleanup_owner(v_rel));
                 v_pred := maint._cleanup_predicate(v_rule, NULL);
@@ -221,8 +228,7 @@ BEGIN
                 orphans := (v_doc->>'orphans')::bigint;
                 child_rows := (v_doc->>'rows')::bigint;
                 fraction := CASE WHEN child_rows > 0 THEN round(orphans::numeric / child_rows, 4) ELSE 0 END;
-                sample_keys := CASE WHEN maint._preview_samples_allowed(v_reader, v_rel)
-                                    THEN maint._cleanup_sample(v_exec, v_rel, v_pred) END;
+                sample_keys := maint._cleanup_sample(v_exec, v_rel, v_pred);
                 cascades := maint._cleanup_cascades(v_rel);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -278,7 +284,7 @@ BEGIN
         cascades := NULL; error := NULL;
         BEGIN
             v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
-            error := maint._preview_access(v_reader, v_rel);
+            error := maint._preview_rule_refusal(v_reader, v_rule, v_rel);
             IF error IS NULL THEN
                 v_exec := maint._executor(maint._cleanup_owner(v_rel));
                 v_key := maint._cleanup_key_list('t.', v_rule.columns);
@@ -294,8 +300,7 @@ BEGIN
                 groups := (v_doc->>'groups')::bigint;
                 would_delete := (v_doc->>'would_delete')::bigint;
                 table_rows := (v_doc->>'rows')::bigint;
-                sample_keys := CASE WHEN maint._preview_samples_allowed(v_reader, v_rel)
-                                    THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_doc->'sample')) END;
+                sample_keys := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_doc->'sample'));
                 fraction := CASE WHEN table_rows > 0 THEN round(would_delete::numeric / table_rows, 4) ELSE 0 END;
                 cascades := maint._cleanup_cascades(v_rel);
             END IF;
@@ -324,8 +329,8 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION maint._cleanup_sample(name, regclass, text, integer) IS 'Internal: sample keys of matching rows, read in an executor';
-COMMENT ON FUNCTION maint._preview_access(name, regclass, regclass) IS 'Internal: why a reader may not see a preview (NULL: may)';
-COMMENT ON FUNCTION maint._preview_samples_allowed(name, regclass) IS 'Internal: may a reader see sample keys read as the owner';
+COMMENT ON FUNCTION maint._preview_refusal(name, regclass, regclass) IS 'Internal: why a reader may not see a preview (NULL: may)';
+COMMENT ON FUNCTION maint._preview_rule_refusal(name, maint.cleanup_rules, regclass) IS 'Internal: why a rule''s preview is withheld (NULL: it is not)';
 COMMENT ON FUNCTION maint._preview_retention(name, text) IS 'Internal: maint.preview_retention for a reader';
 COMMENT ON FUNCTION maint._find_orphans(name, text) IS 'Internal: maint.find_orphans for a reader';
 COMMENT ON FUNCTION maint._find_duplicates(name, text) IS 'Internal: maint.find_duplicates for a reader';
@@ -334,8 +339,8 @@ COMMENT ON FUNCTION maint.find_orphans(text) IS 'Orphaned rows each orphan rule 
 COMMENT ON FUNCTION maint.find_duplicates(text) IS 'Duplicate rows each dedupe rule would remove (changes nothing)';
 GRANT EXECUTE ON FUNCTION
     maint._cleanup_rule_ids(text[], text),
-    maint._preview_access(name, regclass, regclass),
-    maint._preview_samples_allowed(name, regclass),
+    maint._preview_refusal(name, regclass, regclass),
+    maint._preview_rule_refusal(name, maint.cleanup_rules, regclass),
     maint._preview_retention(name, text),
     maint._find_orphans(name, text),
     maint._find_duplicates(name, text),

@@ -249,6 +249,11 @@ BEGIN
             RETURN pg_catalog.jsonb_build_object('status', 'refused', 'res', v_res,
                 'error', pg_catalog.format('rule %s: its condition is not accepted any more: %s', v_rule.id, SQLERRM));
         END;
+        v_refusal := maint._cleanup_shape_refusal(v_rule);
+        IF v_refusal IS NOT NULL THEN
+            RETURN pg_catalog.jsonb_build_object('status', 'refused', 'res', v_res,
+                'error', pg_catalog.format('rule %s: %s', v_rule.id, v_refusal));
+        END IF;
         v_owner := maint._cleanup_owner(v_rel);
         v_exec := maint._executor(v_owner);
         v_identity := maint._cleanup_identity(v_rel);

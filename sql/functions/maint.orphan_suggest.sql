@@ -1,7 +1,8 @@
 -- maint._suggest_orphan_rules(p_reader name, schema_name name) -> the rows of maint.suggest_orphan_rules
---   The counts are read as the child table's owner (in its executor: the comparison may
---   call operators of user types, which are the owners' code), and only for a reader who
---   may SELECT both tables; for other readers they are NULL.
+--   The counts are read as the child table's owner (in its executor), only for a reader who
+--   may SELECT both tables (and sees all their rows), and only when the rule would be
+--   accepted (maint._cleanup_shape_refusal: built-in key types, no other owner's policies);
+--   otherwise they are NULL.
 CREATE OR REPLACE FUNCTION maint._suggest_orphan_rules(p_reader name, schema_name name DEFAULT NULL)
     RETURNS TABLE(child text, child_column name, parent text, parent_column name, orphans bigint,
                   child_rows bigint, add_rule_sql text)
@@ -14,6 +15,7 @@ DECLARE
     v_reader name := maint._caller(p_reader);
     v_c record;
     v_doc jsonb;
+    v_rule maint.cleanup_rules;
 BEGIN
     FOR v_c IN
         SELECT ch.oid::regclass AS child_rel, a.attname AS col, pa.oid::regclass AS parent_rel, pk.attname AS pcol
@@ -51,7 +53,17 @@ BEGIN
         parent_column := v_c.pcol;
         orphans := NULL;
         child_rows := NULL;
-        IF maint._preview_access(v_reader, v_c.child_rel, v_c.parent_rel) IS NULL
+        SELECT n.nspname, c.relname INTO v_rule.target_schema, v_rule.target_table
+          FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE c.oid = v_c.child_rel;
+        SELECT n.nspname, c.relname INTO v_rule.parent_schema, v_rule.parent_table
+          FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE c.oid = v_c.parent_rel;
+        v_rule.kind := 'orphan';
+        v_rule.columns := ARRAY[v_c.col];
+        v_rule.parent_columns := ARRAY[v_c.pcol];
+        IF maint._preview_refusal(v_reader, v_c.child_rel, v_c.parent_rel) IS NULL
+           AND maint._cleanup_shape_refusal(v_rule) IS NULL
            AND pg_catalog.has_table_privilege(maint._cleanup_owner(v_c.child_rel), v_c.parent_rel, 'SELECT') THEN
             BEGIN
                 v_doc := maint._cleanup_query(maint._executor(maint._cleanup_owner(v_c.child_rel)), pg_catalog.format(

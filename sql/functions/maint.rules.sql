@@ -42,6 +42,25 @@ BEGIN
 END
 $$;
 
+-- maint._rule_shape_check(p_rule maint.cleanup_rules) -> void
+--   Raises when maint._cleanup_shape_refusal refuses the rule being added.
+CREATE OR REPLACE FUNCTION maint._rule_shape_check(p_rule maint.cleanup_rules)
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_refusal text := maint._cleanup_shape_refusal(p_rule);
+BEGIN
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION 'the rule is refused: %', v_refusal
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'cleanup runs as the table''s owner and must not run other roles'' code (docs/security.md)';
+    END IF;
+END
+$$;
+
 -- maint._add_retention_policy(p_author, target, ...) -> bigint: maint.add_retention_policy
 --   with its author (checked by maint._caller).
 CREATE OR REPLACE FUNCTION maint._add_retention_policy(
@@ -160,6 +179,7 @@ BEGIN
     v_rule.columns := child_columns;
     v_rule.parent_columns := parent_columns;
     v_rule.condition := v_cond;
+    PERFORM maint._rule_shape_check(v_rule);
     -- the anti-join must plan (as the child's owner, who runs it): catches columns whose
     -- types cannot be compared
     BEGIN
@@ -217,6 +237,7 @@ DECLARE
     v_id bigint;
     v_col name;
     v_index text;
+    v_rule maint.cleanup_rules;
 BEGIN
     v_author := maint._caller(p_author);
     PERFORM maint._cleanup_check_table(target);
@@ -264,6 +285,13 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = 'remove it first (maint.remove_rule) to change which row is kept';
     END IF;
+    SELECT n.nspname, c.relname INTO v_rule.target_schema, v_rule.target_table
+      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = target;
+    v_rule.kind := 'dedupe';
+    v_rule.columns := key_columns;
+    v_rule.order_by := order_by;
+    PERFORM maint._rule_shape_check(v_rule);
     PERFORM maint._executor(maint._cleanup_owner(target));
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
@@ -279,9 +307,10 @@ END
 $$;
 
 -- maint._author_refusal(p_author name, p_rel regclass, p_privileges text) -> text
---   NULL when p_author may use p_rel's schema and has each of p_privileges (e.g.
---   'SELECT, DELETE') on it, else which right it lacks. A rule may only do what its author
---   could do by hand: checked when the rule is added and again at every run.
+--   NULL when p_author may use p_rel's schema, sees all its rows (row-level security) and
+--   has each of p_privileges (e.g. 'SELECT, DELETE') on it, else which right it lacks. A
+--   rule may only do what its author could do by hand: checked when the rule is added and
+--   again at every run; a preview is shown only to a reader that passes it for SELECT.
 CREATE OR REPLACE FUNCTION maint._author_refusal(p_author name, p_rel regclass, p_privileges text)
     RETURNS text
     LANGUAGE sql
@@ -294,6 +323,9 @@ AS $$
         WHEN NOT pg_catalog.has_schema_privilege(p_author, c.relnamespace, 'USAGE')
             THEN pg_catalog.format('role %s may not use schema %s', pg_catalog.quote_ident(p_author),
                                    c.relnamespace::pg_catalog.regnamespace)
+        WHEN NOT maint._sees_all_rows(p_author, p_rel)
+            THEN pg_catalog.format('role %s does not see every row of %s (row-level security), and the kit acts as its owner',
+                                   pg_catalog.quote_ident(p_author), p_rel)
         ELSE (SELECT pg_catalog.format('role %s may not %s on %s', pg_catalog.quote_ident(p_author), v.priv, p_rel)
                 FROM pg_catalog.regexp_split_to_table(p_privileges, '\s*,\s*') WITH ORDINALITY AS v(priv, i)
                WHERE NOT pg_catalog.has_table_privilege(p_author, p_rel, v.priv)
@@ -471,6 +503,7 @@ COMMENT ON FUNCTION maint._add_orphan_rule(name, regclass, name[], regclass, nam
     'Internal: add an orphan rule for an author';
 COMMENT ON FUNCTION maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
     'Internal: add a dedupe rule for an author';
+COMMENT ON FUNCTION maint._rule_shape_check(maint.cleanup_rules) IS 'Internal: refuse a rule that would run another role''s code as its table''s owner';
 COMMENT ON FUNCTION maint._author_refusal(name, regclass, text) IS 'Internal: which right an author lacks on a table (NULL: none)';
 COMMENT ON FUNCTION maint._rule_author_check(name, regclass, text) IS 'Internal: refuse a rule its author could not carry out by hand';
 COMMENT ON FUNCTION maint.remove_rule(bigint) IS 'Remove a cleanup rule';
@@ -486,6 +519,7 @@ GRANT EXECUTE ON FUNCTION
     maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text),
     maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text),
     maint._author_refusal(name, regclass, text),
+    maint._rule_shape_check(maint.cleanup_rules),
     maint._rule_author_check(name, regclass, text),
     maint.remove_rule(bigint),
     maint.enable_rule(bigint, boolean)

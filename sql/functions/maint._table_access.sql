@@ -1,5 +1,6 @@
--- Finding a table by its name without the caller's rights on its schema (its own file,
--- applied before the views and functions that use it).
+-- How the kit reaches an application table on someone's behalf: finding it by name
+-- without the caller's rights on its schema, and whether a role sees all of its rows.
+-- (Its own file, applied before the views and functions that use it.)
 
 -- maint._table_by_name(p_schema name, p_table name) -> regclass
 --   The relation of that schema and name, from the catalog, or NULL. Unlike to_regclass()
@@ -42,6 +43,25 @@ BEGIN
 END
 $$;
 
+-- maint._sees_all_rows(p_role name, p_rel regclass) -> boolean
+--   Whether p_role sees every row of p_rel when it reads it: always, unless the table has
+--   row-level security and the role neither has its owner's rights nor bypasses row
+--   security. The kit reads and deletes as the owner, so it acts for, or shows rows to, a
+--   role only when that role would see them all.
+CREATE OR REPLACE FUNCTION maint._sees_all_rows(p_role name, p_rel regclass)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NOT c.relrowsecurity
+           OR pg_catalog.pg_has_role(p_role, c.relowner, 'USAGE')
+           OR coalesce((SELECT r.rolbypassrls OR r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = p_role), false)
+      FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+$$;
+
+COMMENT ON FUNCTION maint._sees_all_rows(name, regclass) IS 'Internal: does a role see every row of a table (row-level security)';
 COMMENT ON FUNCTION maint._table_by_name(name, name) IS 'Internal: a relation by schema and name, from the catalog';
 COMMENT ON FUNCTION maint._table_by_name(text) IS 'Internal: a relation by its qualified name, from the catalog';
-GRANT EXECUTE ON FUNCTION maint._table_by_name(name, name), maint._table_by_name(text) TO maint_monitor;
+GRANT EXECUTE ON FUNCTION maint._table_by_name(name, name), maint._table_by_name(text), maint._sees_all_rows(name, regclass)
+    TO maint_monitor;
