@@ -271,8 +271,8 @@ def test_row_level_security_limits_rules_and_the_archive_to_roles_that_see_every
             adm.execute("SELECT maint.add_retention_policy('shop.notes', 'at', '1 day')")
     db.execute("SELECT maint.add_retention_policy('shop.notes', 'at', '1 day')")
     db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
-    archived = db.execute("SELECT count(*) FROM maint.archive WHERE source_table = 'shop.notes'").fetchone()[0]
-    assert archived == 10
+    archived = db.execute("SELECT count(*) FROM maint.archive WHERE source_table = 'shop.notes'")
+    assert archived.fetchone()[0] == 10
     with cast.as_role(cast.adm) as adm:
         assert adm.execute("SELECT count(*) FROM maint.archive_rows"
                            " WHERE source_table = 'shop.notes'").fetchone()[0] == 0
