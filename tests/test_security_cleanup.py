@@ -228,9 +228,47 @@ def test_maint_admin_cannot_call_executors_or_the_steps_for_other_runs(db, cast)
         # a step needs a running cleanup run of this session that includes the rule
         run = adm.execute("SELECT maint.run_start('retention', '{}', false)").fetchone()[0]
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not part of run"):
-            adm.execute("SELECT maint._cleanup_batch(%s, 1, 'shop.log', 'keyset', NULL, NULL, '100')", (run,))
+            adm.execute("SELECT maint._cleanup_batch(%s, 1, 1, '100')", (run,))
         adm.execute("SELECT maint.run_finish(%s, 'succeeded')", (run,))
     assert db.execute("SELECT count(*) FROM shop.log").fetchone()[0] == 40
+
+
+def test_steps_never_hand_keys_to_their_caller(db, cast):
+    """The reviewer's reproduction: adm cannot read shop.secrets, forges a run naming the
+    superuser's rule on it and calls the steps directly. The steps give counts, never keys
+    (a run's position stays in maint.cleanup_cursors, which only the kit reads), refuse a
+    disabled rule, a rule of another kind and a batch without its preflight."""
+    rule = db.execute("SELECT maint.add_retention_policy('shop.secrets', 'at', '5 days 12 hours',"
+                      " batch_size => 1)").fetchone()[0]
+    orphan = db.execute("SELECT maint.add_orphan_rule('shop.secrets', ARRAY['id'], 'shop.log', ARRAY['id'])"
+                        ).fetchone()[0]
+    with cast.as_role(cast.adm) as adm:
+        run = adm.execute("SELECT maint.run_start('retention', %s, false)",
+                          (psycopg.types.json.Jsonb({"rule_ids": [rule, orphan]}),)).fetchone()[0]
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="preflight did not run"):
+            adm.execute("SELECT maint._cleanup_batch(%s, %s, 1, '100')", (run, rule))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is not run by task retention"):
+            adm.execute("SELECT maint._cleanup_preflight(%s, %s, '100')", (run, orphan))
+        pre = adm.execute("SELECT maint._cleanup_preflight(%s, %s, '100')", (run, rule)).fetchone()[0]
+        seen = [pre]
+        for _ in range(3):
+            seen.append(adm.execute("SELECT maint._cleanup_batch(%s, %s, %s, '100')",
+                                    (run, rule, pre["units"][0]["unit"])).fetchone()[0])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            adm.execute("SELECT * FROM maint.cleanup_cursors")
+        adm.execute("SELECT maint.run_finish(%s, 'succeeded')", (run,))
+    assert pre["candidates"] == 15 and all(b["del"] == 1 for b in seen[1:])
+    # counts, names and settings only: no bound, last or next key, no row
+    assert set(pre) == {"status", "res", "units", "candidates", "rows", "fraction", "victims"}, pre
+    assert set(pre["units"][0]) == {"mode", "rel", "unit", "batching"}
+    assert all(set(b) == {"del", "batch", "done"} for b in seen[1:]), seen
+    assert "hush" not in str(seen)
+    db.execute("SELECT maint.enable_rule(%s, false)", (rule,))
+    with cast.as_role(cast.adm) as adm:
+        run = adm.execute("SELECT maint.run_start('retention', %s, false)",
+                          (psycopg.types.json.Jsonb({"rule_ids": [rule]}),)).fetchone()[0]
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="disabled"):
+            adm.execute("SELECT maint._cleanup_preflight(%s, %s, '100')", (run, rule))
 
 
 def test_a_kit_deployed_by_a_non_superuser_acts_only_as_roles_it_has(pg_server, make_role, make_database):

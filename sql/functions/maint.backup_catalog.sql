@@ -19,29 +19,17 @@ CREATE OR REPLACE FUNCTION maint._backup_check_run(p_run_id bigint, p_tasks text
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_run record;
+    v_run maint.runs;
 BEGIN
     IF p_run_id IS NULL THEN
         RAISE EXCEPTION 'a backup catalog write needs the id of the run making it (maint.run_start)'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT r.task, r.status, r.backend_pid INTO v_run FROM maint.runs AS r WHERE r.id = p_run_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no run with id %', p_run_id USING ERRCODE = 'no_data_found';
-    END IF;
+    v_run := maint._own_run(p_run_id);   -- running, and this session's
     IF NOT (v_run.task = ANY (p_tasks)) THEN
         RAISE EXCEPTION 'run % is a run of task %, not of %', p_run_id, v_run.task,
             pg_catalog.array_to_string(p_tasks, ' or ')
             USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF v_run.status <> 'running' THEN
-        RAISE EXCEPTION 'run % of task % is already closed (status %)', p_run_id, v_run.task, v_run.status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF v_run.backend_pid <> pg_catalog.pg_backend_pid() THEN
-        RAISE EXCEPTION 'run % of task % belongs to session %, not this one', p_run_id, v_run.task,
-            v_run.backend_pid
-            USING ERRCODE = 'insufficient_privilege';
     END IF;
 END
 $$;

@@ -44,13 +44,6 @@ DECLARE
     v_unit_rel text;
     v_n integer;
     v_mode text;
-    v_upper text[];
-    v_done boolean;
-    v_id_lo numeric;
-    v_id_hi numeric;
-    v_stride bigint;
-    v_last text[];
-    v_sel bigint;
     v_del bigint;
     v_deleted bigint := 0;
     v_batches integer := 0;
@@ -59,9 +52,6 @@ DECLARE
     v_dropped text[] := '{}';
     v_status text := 'succeeded';
     v_error text;
-    v_nblocks bigint;
-    v_pages bigint;
-    v_block bigint;
     v_notice_at timestamptz := pg_catalog.clock_timestamp();
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_lock_ms text := greatest(1, ceil(extract(epoch FROM p_lock_timeout) * 1000))::bigint::text;
@@ -83,8 +73,6 @@ BEGIN
         v_units := v_pre->'units';
         v_candidates := (v_pre->>'candidates')::bigint;
         v_fraction := (v_pre->>'fraction')::numeric;
-        v_id_lo := (v_pre->>'id_lo')::numeric;
-        v_id_hi := (v_pre->>'id_hi')::numeric;
     END IF;
 
     IF v_status = 'succeeded' AND p_dry_run THEN
@@ -163,31 +151,13 @@ BEGIN
             CONTINUE units;
         END IF;
 
-        -- row-wise batches, as the preflight decided (maint._cleanup_batching)
+        -- row-wise batches, from the unit's position that the preflight stored
         v_mode := v_unit->>'batching';
-        v_last := NULL;
-        IF v_mode = 'dedupe' THEN
-            v_last := ARRAY['0'];   -- keyset on the victims' sequence number in the work table
-        ELSIF v_mode = 'idrange' THEN
-            v_stride := v_rule.batch_size;
-        ELSIF v_mode = 'pages' THEN
-            v_nblocks := (v_unit->>'nblocks')::bigint;
-            v_pages := (v_unit->>'pages')::bigint;
-            v_block := 0;
-        END IF;
         v_attempt := 0;
         LOOP
-            IF (v_mode = 'pages' AND v_block >= v_nblocks) OR (v_mode = 'idrange' AND v_id_lo > v_id_hi) THEN
-                EXIT;
-            END IF;
             IF pg_catalog.clock_timestamp() >= p_deadline THEN
                 v_status := 'partial';
                 EXIT units;
-            END IF;
-            IF v_mode = 'pages' THEN
-                v_last := ARRAY[pg_catalog.format('(%s,0)', v_block), pg_catalog.format('(%s,0)', v_block + v_pages)];
-            ELSIF v_mode = 'idrange' THEN
-                v_last := ARRAY[v_id_lo::text, least(v_id_lo + v_stride - 1, v_id_hi)::text];
             END IF;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
@@ -199,16 +169,7 @@ BEGIN
             PERFORM pg_catalog.set_config('max_parallel_workers_per_gather', '0', true);
             PERFORM pg_catalog.set_config('jit', 'off', true);
             BEGIN
-                IF v_mode = 'keyset' THEN
-                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, 'bound', v_last, NULL, v_lock_ms);
-                    v_upper := CASE WHEN v_b->'upper' IS NULL OR v_b->'upper' = 'null'::jsonb THEN NULL
-                                    ELSE ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_b->'upper')) END;
-                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, 'keyset', v_last, v_upper, v_lock_ms);
-                ELSE
-                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, v_mode, v_last, NULL, v_lock_ms);
-                END IF;
-                v_sel := (v_b->>'sel')::bigint;
-                v_del := (v_b->>'del')::bigint;
+                v_b := maint._cleanup_batch(p_run, p_rule_id, (v_unit->>'unit')::integer, v_lock_ms);
             EXCEPTION
                 WHEN lock_not_available THEN
                     v_attempt := v_attempt + 1;
@@ -231,33 +192,8 @@ BEGIN
                     EXIT units;
             END;
             v_attempt := 0;
-            IF v_mode = 'pages' THEN
-                v_block := v_block + v_pages;
-                v_done := v_block >= v_nblocks;
-            ELSIF v_mode = 'idrange' THEN
-                v_id_lo := v_last[2]::numeric + 1;
-                IF v_del = 0 AND v_id_lo <= v_id_hi THEN
-                    -- an empty range: go straight to the next matching key instead of
-                    -- walking sparse (random, snowflake-like) ids range by range
-                    v_b := maint._cleanup_batch(p_run, p_rule_id, v_unit_rel, 'next_id', ARRAY[v_last[2]], NULL, v_lock_ms);
-                    v_id_lo := coalesce((v_b->>'next')::numeric, v_id_hi + 1);
-                END IF;
-                v_done := v_id_lo > v_id_hi;
-                -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
-                IF v_del < v_rule.batch_size / 2 THEN
-                    v_stride := least(v_stride * 2, v_rule.batch_size::bigint * 64);
-                ELSIF v_del > v_rule.batch_size THEN
-                    v_stride := greatest(v_rule.batch_size, v_stride / 2);
-                END IF;
-            ELSIF v_mode = 'keyset' THEN
-                v_done := v_upper IS NULL;   -- the last batch ran to the end of the key range
-                v_last := v_upper;
-            ELSE
-                v_done := v_sel = 0;
-                v_last := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_b->'last'));
-            END IF;
-            IF v_mode <> 'dedupe' OR v_sel > 0 THEN
-                v_deleted := v_deleted + v_del;
+            IF (v_b->>'batch')::boolean THEN
+                v_deleted := v_deleted + (v_b->>'del')::bigint;
                 v_batches := v_batches + 1;
             END IF;
             PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
@@ -269,7 +205,7 @@ BEGIN
                 RAISE NOTICE 'rule %: % of % rows removed from % (% batches)',
                     v_rule.id, v_deleted, v_candidates, v_res->>'table', v_batches;
             END IF;
-            EXIT WHEN v_done;
+            EXIT WHEN (v_b->>'done')::boolean;
         END LOOP;
     END LOOP;
 

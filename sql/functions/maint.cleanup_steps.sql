@@ -40,6 +40,13 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no cleanup rule with id %', p_rule_id USING ERRCODE = 'no_data_found';
     END IF;
+    -- the journal's rule list comes from the caller: a rule must also be one the task runs
+    IF v_rule.kind <> ALL (CASE v_run.task WHEN 'retention' THEN ARRAY['retention'] WHEN 'orphans' THEN ARRAY['orphan']
+                                            WHEN 'duplicates' THEN ARRAY['dedupe']
+                                            ELSE ARRAY['retention', 'orphan', 'dedupe'] END) THEN
+        RAISE EXCEPTION 'rule % (%) is not run by task %', p_rule_id, v_rule.kind, v_run.task
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     RETURN v_rule;
 END
 $$;
@@ -163,9 +170,15 @@ AS $$
 $$;
 
 -- maint._cleanup_batching(p_rule, p_unit, p_rel, p_int_key, p_candidates, p_id_lo, p_id_hi) -> jsonb
---   How a unit of rows is worked through: {"batching": "dedupe" | "idrange" | "keyset" |
---   "pages"}, with "nblocks" and "pages" (heap pages per batch, sized to about batch_size
---   rows) for a table without primary key.
+--   How a unit of rows is worked through and where it starts: {"batching": ..., "state":
+--   {...}} with
+--     dedupe   keyset on the victims' sequence number in the work table: {"last": 0}
+--     idrange  single integer key, matches not too sparse: consecutive id ranges, widened
+--              while they are sparse: {"lo", "hi", "stride"}
+--     keyset   on the primary key, a bound query then the key range: {"last": null}
+--     pages    no primary key: heap page ranges sized to about batch_size rows:
+--              {"block": 0, "nblocks", "pages"}
+--   The state holds keys of application rows: it is stored in maint.cleanup_cursors.
 CREATE OR REPLACE FUNCTION maint._cleanup_batching(
     p_rule maint.cleanup_rules, p_unit regclass, p_rel regclass, p_int_key boolean, p_candidates bigint,
     p_id_lo numeric, p_id_hi numeric)
@@ -175,23 +188,23 @@ CREATE OR REPLACE FUNCTION maint._cleanup_batching(
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN p_rule.kind = 'dedupe' THEN pg_catalog.jsonb_build_object('batching', 'dedupe')
-        -- single integer key, matches not too sparse: consecutive id ranges, widened while
-        -- they are sparse (very sparse keys, e.g. random ids, use the keyset)
+        WHEN p_rule.kind = 'dedupe'
+            THEN '{"batching": "dedupe", "state": {"last": 0}}'::jsonb
         WHEN p_int_key AND p_unit = p_rel AND p_id_lo IS NOT NULL
              AND p_id_hi - p_id_lo + 1 <= greatest(p_candidates, 1) * 64
-            THEN pg_catalog.jsonb_build_object('batching', 'idrange')
-        -- keyset on the primary key: find the batch's upper key, delete the key range
+            THEN pg_catalog.jsonb_build_object('batching', 'idrange', 'state',
+                     pg_catalog.jsonb_build_object('lo', p_id_lo, 'hi', p_id_hi, 'stride', p_rule.batch_size))
         WHEN maint._cleanup_identity(p_unit) IS NOT NULL AND p_unit = p_rel
-            THEN pg_catalog.jsonb_build_object('batching', 'keyset')
-        -- no primary key: walk the heap in page ranges sized to about batch_size rows
-        ELSE (SELECT pg_catalog.jsonb_build_object('batching', 'pages',
+            THEN '{"batching": "keyset", "state": {"last": null}}'::jsonb
+        ELSE (SELECT pg_catalog.jsonb_build_object('batching', 'pages', 'state', pg_catalog.jsonb_build_object(
+                  'block', 0,
                   'nblocks', pg_catalog.pg_relation_size(p_unit) / pg_catalog.current_setting('block_size')::bigint,
                   'pages', greatest(1, (p_rule.batch_size / greatest(1.0,
-                       CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END))::bigint))
+                       CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END))::bigint)))
                 FROM pg_catalog.pg_class AS c WHERE c.oid = p_unit)
     END
 $$;
+
 
 -- maint._cleanup_preflight(p_run bigint, p_rule_id bigint, p_lock_ms text) -> jsonb
 --   Everything a rule's run needs before its first batch, read as the table's owner:
@@ -200,8 +213,10 @@ $$;
 --   integer key, the partitions that can be dropped whole, and for a dedupe rule (not in
 --   a dry run) the work table of victims. Never raises for a rule-level problem: returns
 --   {"status": "ok" | "skipped" | "refused" | "failed" | "cancelled", "error", "res": the
---   rule's journal entry so far (with the cut-off), "units" (each with its batching),
---   "id_lo", "id_hi", "candidates", "rows", "fraction", "victims"}.
+--   rule's journal entry so far (with the cut-off), "units" (partitions to drop, and units
+--   of rows with their number and batching; their positions are in
+--   maint.cleanup_cursors), "candidates", "rows", "fraction", "victims"}. Only enabled
+--   rules run; the counts are all a caller learns.
 CREATE OR REPLACE FUNCTION maint._cleanup_preflight(p_run bigint, p_rule_id bigint, p_lock_ms text)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -231,6 +246,9 @@ DECLARE
 BEGIN
     v_rule := maint._cleanup_run_rule(p_run, p_rule_id, false);
     SELECT * INTO v_run FROM maint.runs AS r WHERE r.id = p_run;
+    IF NOT v_rule.enabled THEN
+        RAISE EXCEPTION 'rule % is disabled', v_rule.id USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     v_res := pg_catalog.jsonb_build_object('rule_id', v_rule.id, 'kind', v_rule.kind,
         'table', pg_catalog.format('%I.%I', v_rule.target_schema, v_rule.target_table),
         'archive', v_rule.archive, 'author', v_rule.created_by);
@@ -327,13 +345,22 @@ BEGIN
             v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
                 'mode', 'rows', 'rel', v_rel::text));
         END IF;
-        -- how each unit of rows is batched (decided here: the caller may not even be able
-        -- to name the table), see maint._cleanup_batch
-        SELECT pg_catalog.jsonb_agg(CASE WHEN u->>'mode' = 'drop' THEN u ELSE u || maint._cleanup_batching(
-                   v_rule, (u->>'rel')::pg_catalog.regclass, v_rel, v_int_key, v_candidates,
-                   (v_doc->>'id_lo')::numeric, (v_doc->>'id_hi')::numeric) END ORDER BY o)
+        -- how each unit of rows is batched, and where it starts: the position (keys) goes to
+        -- maint.cleanup_cursors, the caller learns only the unit's number and batching
+        SELECT pg_catalog.jsonb_agg(CASE WHEN e.u->>'mode' = 'drop' THEN e.u
+                                         ELSE e.u || pg_catalog.jsonb_build_object('unit', e.o)
+                                                  || maint._cleanup_batching(v_rule, (e.u->>'rel')::pg_catalog.regclass,
+                                                         v_rel, v_int_key, v_candidates, (v_doc->>'id_lo')::numeric,
+                                                         (v_doc->>'id_hi')::numeric) END ORDER BY e.o)
           INTO v_units
           FROM pg_catalog.jsonb_array_elements(v_units) WITH ORDINALITY AS e(u, o);
+        IF NOT v_run.dry_run THEN
+            DELETE FROM maint.cleanup_cursors AS c WHERE c.run_id = p_run AND c.rule_id = v_rule.id;
+            INSERT INTO maint.cleanup_cursors (run_id, rule_id, unit, rel, batching, state)
+            SELECT p_run, v_rule.id, (u->>'unit')::integer, u->>'rel', u->>'batching', u->'state'
+              FROM pg_catalog.jsonb_array_elements(v_units) AS u WHERE u->>'mode' = 'rows';
+        END IF;
+        SELECT pg_catalog.jsonb_agg(u - 'state') INTO v_units FROM pg_catalog.jsonb_array_elements(v_units) AS u;
         v_res := v_res || pg_catalog.jsonb_build_object('candidates', v_candidates, 'table_rows', v_rows,
             'fraction', CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END,
             'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
@@ -352,8 +379,7 @@ BEGIN
                 'error', maint._cleanup_fail(v_rule, v_res->>'table', v_state, SQLERRM));
     END;
     RETURN pg_catalog.jsonb_build_object('status', 'ok', 'res', v_res, 'units', v_units,
-        'id_lo', v_doc->'id_lo', 'id_hi', v_doc->'id_hi', 'candidates', v_candidates, 'rows', v_rows,
-        'fraction', v_res->'fraction', 'victims', v_victims);
+        'candidates', v_candidates, 'rows', v_rows, 'fraction', v_res->'fraction', 'victims', v_victims);
 END
 $$;
 
@@ -378,19 +404,15 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_batch(p_run, p_rule_id, p_unit, p_mode, p_a, p_b, p_lock_ms) -> jsonb
---   One batch of a rule on p_unit (the rule's table or one of its partitions), as the
---   table's owner, with the removed rows archived in the same statement:
---     'bound'   the upper key of the next keyset batch after $1 -> {"upper": [...] or null}
---     'keyset'  delete keys after p_a up to p_b (p_b NULL: to the end)      -> {"del"}
---     'idrange' delete integer keys p_a[1] .. p_a[2]                         -> {"del"}
---     'next_id' the lowest matching integer key above p_a[1]                 -> {"next": "k" or null}
---     'pages'   delete in heap pages p_a[1] .. p_a[2] (tables without key)   -> {"del"}
---     'dedupe'  delete the next victims after sequence number p_a[1]         -> {"sel", "del", "last"}
---   Raises on errors (lock_not_available and query_canceled as they are; other errors
---   with the message maint._redact_error leaves), so the caller can retry or give up.
-CREATE OR REPLACE FUNCTION maint._cleanup_batch(
-    p_run bigint, p_rule_id bigint, p_unit text, p_mode text, p_a text[], p_b text[], p_lock_ms text)
+-- maint._cleanup_batch(p_run bigint, p_rule_id bigint, p_unit integer, p_lock_ms text) -> jsonb
+--   The next batch of unit p_unit of a rule (its table or one of its partitions), as the
+--   table's owner, with the removed rows archived in the same statement, from the unit's
+--   position in maint.cleanup_cursors, which it moves on in the same transaction (so a
+--   batch that fails leaves it where it was). Returns {"del": rows removed, "batch": whether
+--   it counts as a batch, "done": whether the unit is finished}; never a key. Raises on
+--   errors (lock_not_available and query_canceled as they are; other errors with the
+--   message maint._redact_error leaves), so the caller can retry or give up.
+CREATE OR REPLACE FUNCTION maint._cleanup_batch(p_run bigint, p_rule_id bigint, p_unit integer, p_lock_ms text)
     RETURNS jsonb
     LANGUAGE plpgsql
     VOLATILE
@@ -398,7 +420,9 @@ CREATE OR REPLACE FUNCTION maint._cleanup_batch(
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, p_mode NOT IN ('bound', 'next_id'));
+    v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, true);
+    v_cur maint.cleanup_cursors;
+    v_st jsonb;
     v_rel regclass;
     v_unit regclass;
     v_exec name;
@@ -406,11 +430,27 @@ DECLARE
     v_pred text;
     v_refusal text;
     v_victims text;
-    v_out jsonb;
+    v_meta jsonb;
+    v_upper jsonb;
+    v_last text[];
+    v_del bigint := 0;
+    v_counts boolean := true;
+    v_done boolean;
+    v_lo numeric;
+    v_hi numeric;
+    v_to numeric;
+    v_stride numeric;
     v_state text;
 BEGIN
+    SELECT * INTO v_cur FROM maint.cleanup_cursors AS c
+     WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.unit = p_unit FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unit % of rule % has no position in run %: its preflight did not run', p_unit, p_rule_id, p_run
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    v_st := v_cur.state;
     v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
-    v_unit := maint._cleanup_unit(v_rule, p_unit);
+    v_unit := maint._cleanup_unit(v_rule, v_cur.rel);
     v_refusal := maint._cleanup_author_refusal(v_rule, v_rel);
     IF v_refusal IS NOT NULL THEN
         RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'insufficient_privilege';
@@ -418,7 +458,7 @@ BEGIN
     v_exec := maint._executor(maint._cleanup_owner(v_rel));
     v_pred := maint._cleanup_predicate(v_rule, maint._cleanup_cutoff(p_run, v_rule));
     BEGIN
-        IF p_mode = 'dedupe' THEN
+        IF v_cur.batching = 'dedupe' THEN
             v_victims := 'pgmaint_victims_' || v_rule.id;
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
                             WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims))
@@ -427,36 +467,70 @@ BEGIN
                     USING ERRCODE = 'object_not_in_prerequisite_state';
             END IF;
             v_identity := coalesce(maint._cleanup_identity(v_rel), ARRAY['ctid']::name[]);
-            v_out := maint._cleanup_query(v_exec, maint._cleanup_victims_sql(v_victims, v_rule.batch_size),
-                                          p_a, NULL, p_lock_ms)
-                  || maint._cleanup_archive_batch(v_exec,
-                         maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size),
-                         v_rule.archive, p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
-        ELSIF p_mode = 'bound' THEN
+            v_meta := maint._cleanup_query(v_exec, maint._cleanup_victims_sql(v_victims, v_rule.batch_size),
+                                           ARRAY[v_st->>'last'], NULL, p_lock_ms);
+            IF (v_meta->>'sel')::bigint > 0 THEN
+                v_del := maint._cleanup_archive_batch(v_exec,
+                             maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size),
+                             v_rule.archive, ARRAY[v_st->>'last'], NULL, p_lock_ms, p_run, v_rule.id, v_rel::text)->>'del';
+                v_st := pg_catalog.jsonb_set(v_st, '{last}', v_meta->'last'->0);
+            END IF;
+            v_counts := (v_meta->>'sel')::bigint > 0;
+            v_done := NOT v_counts;
+        ELSIF v_cur.batching = 'keyset' THEN
             v_identity := maint._cleanup_identity(v_unit);
-            v_out := pg_catalog.jsonb_build_object('upper', maint._cleanup_query(v_exec,
-                maint._cleanup_bound_sql(v_unit, v_identity, v_pred, v_rule.batch_size, p_a IS NULL),
-                p_a, NULL, p_lock_ms));
-        ELSIF p_mode = 'keyset' THEN
+            v_last := CASE WHEN pg_catalog.jsonb_typeof(v_st->'last') = 'array'
+                           THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_st->'last')) END;
+            v_upper := maint._cleanup_query(v_exec,
+                maint._cleanup_bound_sql(v_unit, v_identity, v_pred, v_rule.batch_size, v_last IS NULL),
+                v_last, NULL, p_lock_ms);
+            v_del := maint._cleanup_archive_batch(v_exec,
+                maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_rule.archive, v_last IS NULL, v_upper IS NOT NULL),
+                v_rule.archive, v_last, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_upper)), p_lock_ms,
+                p_run, v_rule.id, v_rel::text)->>'del';
+            v_st := pg_catalog.jsonb_build_object('last', v_upper);
+            v_done := v_upper IS NULL;   -- the last batch ran to the end of the key range
+        ELSIF v_cur.batching = 'idrange' THEN
             v_identity := maint._cleanup_identity(v_unit);
-            v_out := maint._cleanup_archive_batch(v_exec,
-                maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_rule.archive, p_a IS NULL, p_b IS NOT NULL),
-                v_rule.archive, p_a, p_b, p_lock_ms, p_run, v_rule.id, v_rel::text);
-        ELSIF p_mode = 'idrange' THEN
-            v_identity := maint._cleanup_identity(v_unit);
-            v_out := maint._cleanup_archive_batch(v_exec,
-                maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_rule.archive),
-                v_rule.archive, p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
-        ELSIF p_mode = 'next_id' THEN
-            v_identity := maint._cleanup_identity(v_unit);
-            v_out := pg_catalog.jsonb_build_object('next', maint._cleanup_query(v_exec,
-                maint._cleanup_next_id_sql(v_unit, v_identity[1], v_pred), p_a, NULL, p_lock_ms));
-        ELSIF p_mode = 'pages' THEN
-            v_out := maint._cleanup_archive_batch(v_exec,
-                maint._cleanup_ctid_sql(v_unit, v_pred, v_rule.archive),
-                v_rule.archive, p_a, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
+            v_lo := (v_st->>'lo')::numeric;
+            v_hi := (v_st->>'hi')::numeric;
+            v_stride := (v_st->>'stride')::numeric;
+            v_to := least(v_lo + v_stride - 1, v_hi);
+            IF v_lo <= v_hi THEN
+                v_del := maint._cleanup_archive_batch(v_exec,
+                    maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_rule.archive),
+                    v_rule.archive, ARRAY[v_lo::text, v_to::text], NULL, p_lock_ms, p_run, v_rule.id,
+                    v_rel::text)->>'del';
+                v_lo := v_to + 1;
+                IF v_del = 0 AND v_lo <= v_hi THEN
+                    -- an empty range: go straight to the next matching key instead of
+                    -- walking sparse (random, snowflake-like) ids range by range
+                    v_lo := coalesce((maint._cleanup_query(v_exec, maint._cleanup_next_id_sql(v_unit, v_identity[1], v_pred),
+                                                           ARRAY[v_to::text], NULL, p_lock_ms) #>> '{}')::numeric,
+                                     v_hi + 1);
+                END IF;
+                -- sparse matches: widen the range (up to 64 batches wide); dense: back to batch_size
+                IF v_del < v_rule.batch_size / 2 THEN
+                    v_stride := least(v_stride * 2, v_rule.batch_size::numeric * 64);
+                ELSIF v_del > v_rule.batch_size THEN
+                    v_stride := greatest(v_rule.batch_size, v_stride / 2);
+                END IF;
+            END IF;
+            v_st := pg_catalog.jsonb_build_object('lo', v_lo, 'hi', v_hi, 'stride', v_stride);
+            v_done := v_lo > v_hi;
+        ELSIF v_cur.batching = 'pages' THEN
+            IF (v_st->>'block')::bigint < (v_st->>'nblocks')::bigint THEN
+                v_del := maint._cleanup_archive_batch(v_exec, maint._cleanup_ctid_sql(v_unit, v_pred, v_rule.archive),
+                    v_rule.archive,
+                    ARRAY[pg_catalog.format('(%s,0)', v_st->>'block'),
+                          pg_catalog.format('(%s,0)', (v_st->>'block')::bigint + (v_st->>'pages')::bigint)],
+                    NULL, p_lock_ms, p_run, v_rule.id, v_rel::text)->>'del';
+                v_st := pg_catalog.jsonb_set(v_st, '{block}',
+                            pg_catalog.to_jsonb((v_st->>'block')::bigint + (v_st->>'pages')::bigint));
+            END IF;
+            v_done := (v_st->>'block')::bigint >= (v_st->>'nblocks')::bigint;
         ELSE
-            RAISE EXCEPTION 'unknown batch mode %', pg_catalog.quote_nullable(p_mode)
+            RAISE EXCEPTION 'unknown batching %', pg_catalog.quote_nullable(v_cur.batching)
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     EXCEPTION
@@ -466,7 +540,9 @@ BEGIN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
             RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = maint._redact_error(v_state, SQLERRM);
     END;
-    RETURN v_out;
+    UPDATE maint.cleanup_cursors AS c SET state = v_st
+     WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.unit = p_unit;
+    RETURN pg_catalog.jsonb_build_object('del', v_del, 'batch', v_counts, 'done', v_done);
 END
 $$;
 
@@ -524,8 +600,9 @@ END
 $$;
 
 -- maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text) -> jsonb
---   After a rule's batches: drops its work table (dedupe) and sizes the table under the
---   lock timeout (never waiting in front of the application for a statistic).
+--   After a rule's batches: drops its work table (dedupe) and its positions, and sizes
+--   the table under the lock timeout (never waiting in front of the application for a
+--   statistic).
 --   Returns {"size_after": bytes or null}.
 CREATE OR REPLACE FUNCTION maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text)
     RETURNS jsonb
@@ -553,6 +630,7 @@ BEGIN
             v_size := NULL;
         END;
     END IF;
+    DELETE FROM maint.cleanup_cursors AS c WHERE c.run_id = p_run AND c.rule_id = p_rule_id;
     RETURN pg_catalog.jsonb_build_object('size_after', v_size);
 END
 $$;
@@ -569,7 +647,7 @@ COMMENT ON FUNCTION maint._cleanup_batching(maint.cleanup_rules, regclass, regcl
     'Internal: how a unit of a rule is batched';
 COMMENT ON FUNCTION maint._cleanup_preflight(bigint, bigint, text) IS 'Internal: count and check a rule before its batches (as the table owner)';
 COMMENT ON FUNCTION maint._cleanup_unit(maint.cleanup_rules, text) IS 'Internal: a rule''s table or one of its partitions';
-COMMENT ON FUNCTION maint._cleanup_batch(bigint, bigint, text, text, text[], text[], text) IS 'Internal: one batch of a rule (as the table owner, archived)';
+COMMENT ON FUNCTION maint._cleanup_batch(bigint, bigint, integer, text) IS 'Internal: the next batch of a rule from its position (as the table owner, archived)';
 COMMENT ON FUNCTION maint._cleanup_drop_partition(bigint, bigint, text, text) IS 'Internal: archive and drop an expired partition (as the table owner)';
 COMMENT ON FUNCTION maint._cleanup_rule_done(bigint, bigint, text) IS 'Internal: drop a rule''s work table and size its table';
 
@@ -586,7 +664,7 @@ GRANT EXECUTE ON FUNCTION
 TO maint_monitor;
 GRANT EXECUTE ON FUNCTION
     maint._cleanup_preflight(bigint, bigint, text),
-    maint._cleanup_batch(bigint, bigint, text, text, text[], text[], text),
+    maint._cleanup_batch(bigint, bigint, integer, text),
     maint._cleanup_drop_partition(bigint, bigint, text, text),
     maint._cleanup_rule_done(bigint, bigint, text)
 TO maint_admin;

@@ -107,16 +107,28 @@ BEGIN
            error = 'abandoned: a new run of the task started in the same session before this one was closed'
      WHERE task = p_task AND status = 'running' AND backend_pid = pg_catalog.pg_backend_pid();
 
-    INSERT INTO maint.runs (task, parameters, dry_run, source, application)
+    INSERT INTO maint.runs (task, parameters, dry_run, source, application, backend_start)
     VALUES (p_task, coalesce(p_parameters, '{}'::jsonb), p_dry_run, v_source,
-            pg_catalog.current_setting('application_name'))
+            pg_catalog.current_setting('application_name'), maint._backend_start())
     RETURNING id INTO v_id;
     RETURN v_id;
 END
 $$;
 
+-- maint._backend_start() -> timestamptz: when this session started (with its pid, it names
+-- the session: a later session may get the same pid, not the same start).
+CREATE OR REPLACE FUNCTION maint._backend_start()
+    RETURNS timestamptz
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a
+$$;
+
 -- maint._own_run(p_run_id bigint) -> maint.runs: the running run, checked to belong to
--- this session (another session's run cannot be updated or closed from here).
+-- this session, by pid and session start (another session's run cannot be updated, closed
+-- or continued from here).
 CREATE OR REPLACE FUNCTION maint._own_run(p_run_id bigint)
     RETURNS maint.runs
     LANGUAGE plpgsql
@@ -134,7 +146,8 @@ BEGIN
         RAISE EXCEPTION 'run % of task % is already closed (status %)', p_run_id, v_run.task, v_run.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF v_run.backend_pid <> pg_catalog.pg_backend_pid() THEN
+    IF v_run.backend_pid <> pg_catalog.pg_backend_pid()
+       OR v_run.backend_start IS DISTINCT FROM maint._backend_start() THEN
         RAISE EXCEPTION 'run % of task % belongs to session %, not this one', p_run_id, v_run.task, v_run.backend_pid
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -208,6 +221,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._backend_start() IS 'Internal: when this session started';
 COMMENT ON FUNCTION maint.run_start(text, jsonb, boolean, text) IS 'Open a journaled run of a task (takes the task lock)';
 COMMENT ON FUNCTION maint.run_progress(bigint, bigint, bigint, jsonb) IS 'Record progress of a running run';
 COMMENT ON FUNCTION maint.run_finish(bigint, text, bigint, bigint, jsonb, text) IS 'Close a run with its final status and release the task lock';

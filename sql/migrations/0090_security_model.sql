@@ -14,6 +14,7 @@
 --   direct write on rules, archive, runs, backups, check_config and health_history.
 -- * maint.task_locks: task locks held through the kit's own table instead of advisory
 --   locks any role could take.
+-- * maint.cleanup_cursors: a cleanup run's position in each table, kept from its caller.
 
 DO $roles$
 DECLARE
@@ -72,8 +73,23 @@ REVOKE UPDATE ON maint.check_config FROM maint_admin;
 REVOKE UPDATE (warn, crit, enabled, params, lock_timeout) ON maint.check_config FROM maint_admin;
 REVOKE INSERT, DELETE ON maint.health_history FROM maint_admin;
 
--- who started a run, as the run's session saw it
-ALTER TABLE maint.runs ADD COLUMN application text;
+-- who started a run, as the run's session saw it; the session's start tells it from a later
+-- session that gets the same pid
+ALTER TABLE maint.runs ADD COLUMN application text, ADD COLUMN backend_start timestamptz;
+
+-- where each rule of a running cleanup run stands: its next keys are application data, so
+-- they stay here, written and read only by the kit's steps, never handed to the caller
+CREATE TABLE maint.cleanup_cursors (
+    run_id    bigint  NOT NULL REFERENCES maint.runs (id) ON DELETE CASCADE,
+    rule_id   bigint  NOT NULL,
+    unit      integer NOT NULL,
+    rel       text    NOT NULL,
+    batching  text    NOT NULL,
+    state     jsonb   NOT NULL,
+    PRIMARY KEY (run_id, rule_id, unit)
+);
+COMMENT ON TABLE maint.cleanup_cursors IS
+    'pgmaint: the position of each rule of a running cleanup run (kit functions only)';
 
 CREATE TABLE maint.task_locks (
     task                text        PRIMARY KEY,
