@@ -19,7 +19,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION maint._cleanup_rules_guard() IS 'Internal: validate the tables and conditions written to maint.cleanup_rules';
-GRANT EXECUTE ON FUNCTION maint._cleanup_rules_guard() TO maint_admin;
 
 -- the trigger lives here, next to its function, so both are (re)created together
 DROP TRIGGER IF EXISTS cleanup_rules_guard ON maint.cleanup_rules;

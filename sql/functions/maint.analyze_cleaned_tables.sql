@@ -2,7 +2,8 @@
 --   ANALYZE of one table (schema.table, as the journal names it) for run p_run (a
 --   running, executed analyze_cleaned run of this session), as the table's owner in its
 --   executor: ANALYZE needs the owner (or a superuser), and the owner's index expressions
---   then run as the owner. False when the table no longer exists.
+--   then run as the owner. Only tables of cleanup rules. False when the table no longer
+--   exists.
 CREATE OR REPLACE FUNCTION maint._analyze_table(p_run bigint, p_table text, p_lock_ms text)
     RETURNS boolean
     LANGUAGE plpgsql
@@ -22,6 +23,12 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM maint._cleanup_check_table(v_rel);
+    -- the run's table list comes from the journal, which a maint_admin member writes for
+    -- its own runs: only the tables of cleanup rules are analyzed
+    IF NOT EXISTS (SELECT 1 FROM maint.cleanup_rules AS r
+                    WHERE maint._table_by_name(r.target_schema, r.target_table) = v_rel) THEN
+        RAISE EXCEPTION '% is not the table of a cleanup rule', v_rel USING ERRCODE = 'insufficient_privilege';
+    END IF;
     PERFORM maint._cleanup_command(maint._executor(maint._cleanup_owner(v_rel)),
                                    pg_catalog.format('ANALYZE %s', v_rel), p_lock_ms);
     RETURN true;

@@ -418,7 +418,8 @@ $$;
 --   One batch of a dedupe run: the next p_batch victims (keyset on their sequence number
 --   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept for
 --   their group still exists with the same key and is another row (so a concurrently
---   removed or changed keeper never costs the whole group). maint._cleanup_victims_sql
+--   removed or changed keeper never costs the whole group), and while the victim still
+--   matches the rule (its condition, and its NULL-key filter). maint._cleanup_victims_sql
 --   says which victims the batch holds.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_sql(
     p_rule maint.cleanup_rules, p_rel regclass, p_identity name[], p_victims text, p_batch integer)
@@ -442,12 +443,13 @@ BEGIN
     RETURN pg_catalog.format(
         'WITH batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%1$I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
         'ORDER BY v._pgmaint_seq LIMIT %2$s), '
-        'gone AS (DELETE FROM %3$s AS t USING batch AS b WHERE %4$s AND EXISTS '
+        'gone AS (DELETE FROM %3$s AS t USING batch AS b WHERE %4$s AND %10$s AND EXISTS '
         '(SELECT 1 FROM %3$s AS _pgmaint_keep WHERE %5$s AND %6$s AND ROW(%7$s) IS DISTINCT FROM ROW(%8$s)) '
         'RETURNING t.*)%9$s',
         p_victims, p_batch, p_rel, v_join, v_keep, v_key,
         maint._cleanup_key_list('_pgmaint_keep.', p_identity), maint._cleanup_key_list('t.', p_identity),
-        maint._cleanup_result_sql(p_rule.archive, maint._cleanup_deleted_meta()));
+        maint._cleanup_result_sql(p_rule.archive, maint._cleanup_deleted_meta()),
+        maint._cleanup_dedupe_where(p_rule));
 END
 $$;
 

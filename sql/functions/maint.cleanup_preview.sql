@@ -31,9 +31,10 @@ $$;
 
 -- maint._cleanup_rule_ids(p_kinds text[], p_only text) -> bigint[]
 --   The enabled rules of the given kinds (retention, orphan, dedupe, in that order, then by
---   id), optionally only those on table p_only (as regclass input, resolved with the
---   caller's search_path; an error names it when it does not exist). Other rules' tables
---   are matched by name, never resolved, so the caller needs no rights on them.
+--   id), optionally only those on table p_only (regclass input under the kit's pinned
+--   search_path, so write it schema-qualified; an error names it when it does not exist).
+--   Other rules' tables are matched by name, never resolved, so the caller needs no
+--   rights on them.
 CREATE OR REPLACE FUNCTION maint._cleanup_rule_ids(p_kinds text[], p_only text)
     RETURNS bigint[]
     LANGUAGE plpgsql

@@ -92,10 +92,11 @@ AS $$
       FROM maint.runs AS r WHERE r.id = p_run
 $$;
 
--- maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text) -> jsonb
---   Runs a statement that returns one ('m', doc) row in executor p_exec and returns doc
---   (NULL when it returned no row).
-CREATE OR REPLACE FUNCTION maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text)
+-- maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text, p_rows jsonb) -> jsonb
+--   Runs a statement that returns one ('m', doc) row in executor p_exec ($1 p_a, $2 p_b,
+--   $3 p_rows) and returns doc (NULL when it returned no row).
+CREATE OR REPLACE FUNCTION maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text,
+                                                p_rows jsonb DEFAULT NULL)
     RETURNS jsonb
     LANGUAGE plpgsql
     VOLATILE
@@ -104,9 +105,9 @@ AS $$
 DECLARE
     v_doc jsonb;
 BEGIN
-    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, false) AS e WHERE e.kind = ''m''',
+    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, $2, $3, $5, $4, false) AS e WHERE e.kind = ''m''',
                               p_exec)
-       INTO v_doc USING p_sql, p_a, p_b, p_lock_ms;
+       INTO v_doc USING p_sql, p_a, p_b, p_lock_ms, p_rows;
     RETURN v_doc;
 END
 $$;
@@ -639,7 +640,7 @@ COMMENT ON FUNCTION maint._cleanup_run_rule(bigint, bigint, boolean) IS 'Interna
 COMMENT ON FUNCTION maint._cleanup_author_refusal(maint.cleanup_rules, regclass) IS 'Internal: why a rule''s author may not have it carried out (NULL: may)';
 COMMENT ON FUNCTION maint._cleanup_owner(regclass) IS 'Internal: the owner of a table';
 COMMENT ON FUNCTION maint._cleanup_cutoff(bigint, maint.cleanup_rules) IS 'Internal: a retention rule''s cut-off in a run';
-COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text) IS 'Internal: run a one-row statement in an executor';
+COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text, jsonb) IS 'Internal: run a one-row statement in an executor';
 COMMENT ON FUNCTION maint._cleanup_command(name, text, text) IS 'Internal: run a utility statement in an executor';
 COMMENT ON FUNCTION maint._cleanup_archive_batch(name, text, boolean, text[], text[], text, bigint, bigint, text) IS 'Internal: run a batch in an executor and archive its rows';
 COMMENT ON FUNCTION maint._cleanup_fail(maint.cleanup_rules, text, text, text) IS 'Internal: a rule error as the journal keeps it';

@@ -201,10 +201,6 @@ AS $$
 DECLARE
     v_rows maint.health_result[];
 BEGIN
-    IF keep < interval '1 hour' THEN
-        RAISE EXCEPTION 'keep must be at least 1 hour, got %', keep
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     v_rows := ARRAY(SELECT r FROM maint.health_check("only", skip) AS r);
     PERFORM maint._health_record(v_rows, keep);
     RETURN QUERY SELECT * FROM pg_catalog.unnest(v_rows);

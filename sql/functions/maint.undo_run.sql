@@ -51,7 +51,6 @@ DECLARE
     v_last bigint := 0;
     v_ids bigint[];
     v_rows jsonb;
-    v_doc jsonb;
     v_total bigint := 0;
 BEGIN
     IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
@@ -89,10 +88,7 @@ BEGIN
                    AND a.id > v_last
                  ORDER BY a.id LIMIT 5000) AS c;
         EXIT WHEN v_ids IS NULL;
-        EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, NULL, NULL, $2, NULL, false) AS e WHERE e.kind = ''m''',
-                                  v_exec)
-           INTO v_doc USING v_sql, v_rows;
-        v_total := v_total + v_doc::text::bigint;
+        v_total := v_total + maint._cleanup_query(v_exec, v_sql, NULL, NULL, NULL, v_rows)::text::bigint;
         UPDATE maint.archive AS a SET restored_by = p_undo_run, restored_at = pg_catalog.clock_timestamp()
          WHERE a.id = ANY (v_ids);
         v_last := v_ids[pg_catalog.cardinality(v_ids)];
