@@ -310,8 +310,8 @@ def test_analyze_cleaned_tables_analyzes_only_tables_of_cleanup_rules(db, cast):
     for that table (the reviewer's finding), tables of rules are analyzed as their owner."""
     with cast.as_role(cast.adm) as adm:
         run = adm.execute("SELECT maint.run_start('retention', '{}', false)").fetchone()[0]
-        adm.execute("SELECT maint.run_finish(%s, 'succeeded', 0, 5, %s)",
-                    (run, psycopg.types.json.Jsonb({"rules": {"9": {"table": "shop.secrets", "deleted": 5}}})))
+        forged = psycopg.types.json.Jsonb({"rules": {"9": {"table": "shop.secrets", "deleted": 5}}})
+        adm.execute("SELECT maint.run_finish(%s, 'succeeded', 0, 5, %s)", (run, forged))
         adm.execute("CALL maint.analyze_cleaned_tables()")
         detail = adm.execute("SELECT detail FROM maint.runs WHERE task = 'analyze_cleaned'").fetchone()[0]
     assert detail["analyzed"] == [] and "not the table of a cleanup rule" in detail["skipped"][0]["reason"]
