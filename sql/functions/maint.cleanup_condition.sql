@@ -31,8 +31,12 @@ AS $$
                           'ts_debug|to_reg.*|row_to_json|to_json|to_jsonb|array_to_json|jsonb?_build_.*|'
                           'jsonb?_populate_record.*|jsonb?_to_record.*|.*_agg_.*|.*typanalyze|fmgr_.*|'
                           'binary_upgrade_.*|amvalidate|row_security_active|lo_.*|set_config|currval|lastval|'
-                          'nextval|setval|inet_client_.*|inet_server_.*|getpgusername|version)$')
+                          'nextval|setval|inet_client_.*|inet_server_.*|getpgusername|version|'
+                          'satisfies_hash_partition)$')
             THEN pg_catalog.format('function %s (reads beyond the row, runs SQL or converts through user casts)',
+                                   p.oid::pg_catalog.regprocedure)
+        WHEN p.proname ~ '^(repeat|lpad|rpad|array_fill)$'
+            THEN pg_catalog.format('function %s (builds values of any size from a constant)',
                                    p.oid::pg_catalog.regprocedure)
     END
       FROM (SELECT p_fn AS fn) AS a
@@ -212,9 +216,18 @@ BEGIN
     IF v_tree ~ '\{VAR [^{}]*:varattno 0 ' THEN
         v_bad := v_bad || 'a whole-row reference'::text;
     END IF;
-    IF v_tree ~ ':(consttype|resulttype|funcresulttype|opresulttype) (142|143)\M' THEN
-        v_bad := v_bad || 'the xml type'::text;
-    END IF;
+    -- every type a node yields: xml (its input parses documents) and the reg* types (their
+    -- input and output read the catalogs, by any name or number) are refused like any type
+    -- whose input is not built-in code
+    SELECT v_bad || coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.format('the type %s', ty.oid::pg_catalog.regtype)), '{}')
+      INTO v_bad
+      FROM (SELECT DISTINCT x[2]::oid AS oid
+              FROM pg_catalog.regexp_matches(v_tree, ':(consttype|resulttype|funcresulttype|opresulttype|vartype|casetype|'
+                                                     'coalescetype|minmaxtype|array_typeid|element_typeid|row_typeid) ([0-9]+)', 'g') AS x) AS u
+      JOIN pg_catalog.pg_type AS ty ON ty.oid = u.oid
+      LEFT JOIN pg_catalog.pg_type AS el ON el.oid = ty.typelem AND ty.typcategory = 'A'
+     WHERE coalesce(el.typname, ty.typname) ~ '^(xml|reg[a-z]*)$'
+        OR (ty.typtype <> 'p' AND NOT maint._safe_type(ty.oid));
 
     -- every operator and function called (an operator through its function)
     SELECT pg_catalog.array_agg(DISTINCT o.op) INTO v_ops
