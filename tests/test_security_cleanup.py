@@ -129,7 +129,7 @@ def test_undo_needs_insert_on_the_table_and_restores_only_archived_rows(db, cast
         adm.execute("SELECT maint.add_retention_policy('shop.log', 'at', '30 days 12 hours')")
         adm.execute("CALL maint.apply_retention(dry_run => false)")
         run_id = adm.execute("SELECT id FROM maint.runs WHERE task = 'retention'").fetchone()[0]
-        with pytest.raises(psycopg.Error, match=r"may not INSERT into shop\.log"):
+        with pytest.raises(psycopg.Error, match=r"may not INSERT on shop\.log"):
             adm.execute("CALL maint.undo_run(%s)", (run_id,))
     assert db.execute("SELECT count(*) FROM shop.log").fetchone()[0] == 30
     owner_grants(db, cast.owner1, f'GRANT INSERT ON shop.log TO "{cast.adm}"')

@@ -31,7 +31,9 @@ $$;
 --   Restores the not yet restored archive rows of run p_target_run from table p_source,
 --   in archive order, in chunks, as the table's owner, and marks them restored by
 --   p_undo_run (a running 'undo' run of this session for p_target_run). p_undoer (the
---   caller's role, checked by maint._caller) needs INSERT on the table. Returns the rows
+--   caller's role, checked by maint._caller) needs what maint._author_refusal asks of it
+--   for INSERT: USAGE on the schema, INSERT, and seeing every row (the rows go in as the
+--   owner, past any row-level security policy). Returns the rows
 --   inserted. Columns come from the archived jsonb (jsonb_populate_recordset), stored
 --   generated columns are recomputed, identity values kept (OVERRIDING SYSTEM VALUE).
 CREATE OR REPLACE FUNCTION maint._undo_table(p_undo_run bigint, p_target_run bigint, p_source text, p_undoer name)
@@ -45,6 +47,7 @@ DECLARE
     v_run maint.runs := maint._own_run(p_undo_run);
     v_undoer name := maint._caller(p_undoer);
     v_rel regclass;
+    v_refusal text;
     v_exec name;
     v_cols text;
     v_sql text;
@@ -63,9 +66,9 @@ BEGIN
             USING ERRCODE = 'undefined_table';
     END IF;
     PERFORM maint._cleanup_check_table(v_rel);
-    IF NOT pg_catalog.has_table_privilege(v_undoer, v_rel, 'INSERT') THEN
-        RAISE EXCEPTION 'role % may not INSERT into %: undo puts rows back only for roles that could insert them',
-            pg_catalog.quote_ident(v_undoer), v_rel
+    v_refusal := maint._author_refusal(v_undoer, v_rel, 'INSERT');
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%: undo puts rows back only for roles that could insert every one of them', v_refusal
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     v_exec := maint._executor(maint._cleanup_owner(v_rel));
@@ -100,7 +103,8 @@ $$;
 -- CALL maint.undo_run(run_id bigint, dry_run boolean DEFAULT false)
 --   Puts back the rows a cleanup run archived in maint.archive, table by table in the
 --   order they were removed, all in one transaction: it either restores every row or
---   none. Rows are inserted as each table's owner; the caller needs INSERT on the tables.
+--   none. Rows are inserted as each table's owner; the caller needs INSERT on the tables
+--   (and to see every row of a table with row-level security).
 --   A row that already exists again (unique violation) makes the whole undo fail. Rows of
 --   partitions that were dropped need the partition re-created first. Restored archive
 --   rows are marked (restored_by), so a run cannot be undone twice. Journaled as task
