@@ -53,6 +53,32 @@ BEGIN
 END
 $$;
 
+-- maint._backup_finished(p_id bigint, p_path text, p_action text) -> maint.backups
+--   Row p_id, locked, when it is this catalog's backup at p_path (else NULL: a backup of
+--   another database, or from before the catalog was reset); raises when it is still
+--   running or failed before its dump was complete, as p_action (verified, pruned) needs
+--   a finished one.
+CREATE OR REPLACE FUNCTION maint._backup_finished(p_id bigint, p_path text, p_action text)
+    RETURNS maint.backups
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_row maint.backups;
+BEGIN
+    SELECT * INTO v_row FROM maint.backups WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND OR v_row.path IS DISTINCT FROM p_path THEN
+        RETURN NULL;
+    END IF;
+    IF v_row.status = 'running' THEN
+        RAISE EXCEPTION 'backup % is still running: only a finished backup can be %', p_id, p_action
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN v_row;
+END
+$$;
+
 -- maint._backup_check_detail(p_detail jsonb, p_what text) -> void
 --   A detail document must be a JSON object (or NULL).
 CREATE OR REPLACE FUNCTION maint._backup_check_detail(p_detail jsonb, p_what text)
@@ -262,13 +288,9 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM maint._backup_check_detail(p_detail, 'verification');
-    SELECT * INTO v_row FROM maint.backups WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND OR v_row.path IS DISTINCT FROM p_path THEN
+    v_row := maint._backup_finished(p_id, p_path, 'verified');
+    IF v_row.id IS NULL THEN
         RETURN false;
-    END IF;
-    IF v_row.status = 'running' THEN
-        RAISE EXCEPTION 'backup % is still running: only a finished backup can be verified', p_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     IF v_row.status = 'failed' AND v_row.manifest_sha256 IS NULL THEN
         RAISE EXCEPTION 'backup % failed before its dump was complete (%): there is nothing to verify',
@@ -298,17 +320,10 @@ CREATE OR REPLACE FUNCTION maint.backup_mark_pruned(p_run_id bigint, p_id bigint
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_row maint.backups;
 BEGIN
     PERFORM maint._backup_check_run(p_run_id, ARRAY['backup']);
-    SELECT * INTO v_row FROM maint.backups WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND OR v_row.path IS DISTINCT FROM p_path THEN
+    IF (maint._backup_finished(p_id, p_path, 'pruned')).id IS NULL THEN
         RETURN false;
-    END IF;
-    IF v_row.status = 'running' THEN
-        RAISE EXCEPTION 'backup % is still running: it cannot have been pruned', p_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     UPDATE maint.backups
        SET detail = detail || pg_catalog.jsonb_build_object(
