@@ -27,6 +27,7 @@ from orchestrator import backup_catalog as catalog
 from orchestrator import backup_files as files
 from orchestrator import backup_prune as prune_mod
 from orchestrator import backup_restore as restore_mod
+from orchestrator import backup_runas as runas
 from orchestrator import backup_verify as verify_mod
 from orchestrator import db
 from orchestrator.backup_create import CreateOptions, CreateResult, create
@@ -550,7 +551,7 @@ def restore_cmd(
         lambda out: (
             out.print(
                 f"[green]restored backup {r.backup_id}[/] into database {r.database!r} "
-                f"as {r.restored_as} in {r.seconds:.1f}s"
+                f"as {runas.ROLE} in {r.seconds:.1f}s"
                 + (" (globals first)" if r.globals_restored else "")
             ),
             [out.print(f"  note {n}") for n in r.notes],

@@ -42,7 +42,6 @@ class RestoreResult:
     seconds: float
     globals_restored: bool
     notes: list[str] = field(default_factory=list)
-    restored_as: str = runas.ROLE
     owners: dict[str, int] = field(default_factory=dict)  # new owner -> objects handed over
     kept: list[str] = field(default_factory=list)  # objects still owned by maint_restore
 
@@ -172,6 +171,7 @@ def restore(
     major = int(str(entry.manifest["pg_dump_version"]).split(".")[0].split()[0])
     tools = find_tools(max(conn.info.server_version, major * 10000))
     archive = verify.archive_path(entry)
+    toc = toc_mod.read(tools, archive)
     notes: list[str] = []
     globals_info: dict[str, Any] | None = entry.manifest.get("globals")
     if globals_info:
@@ -181,7 +181,8 @@ def restore(
     result = RestoreResult(entry.backup_id, into, 0.0, bool(globals_info))
     try:
         with load_mod.load(
-            conn, dsn, tools, archive, into, entry.manifest["database_properties"], jobs=jobs
+            conn, dsn, tools, archive, into, entry.manifest["database_properties"],
+            me=me, toc=toc, jobs=jobs,
         ) as loaded:
             notes += loaded.notes
         # maint_restore's part is over; what follows runs no code of the restored owners
@@ -193,7 +194,7 @@ def restore(
                 handed = owners.hand_back(
                     target,
                     into,
-                    toc=loaded.plan.toc,
+                    toc=toc,
                     source_database=entry.manifest["database"],
                     owner=owner,
                 )
@@ -205,7 +206,7 @@ def restore(
                 f"superuser can hand objects back to their owners (or name one: --owner ROLE)"
             )
         if me.superuser:
-            notes += _privileges_and_event_triggers(tools, dsn, into, archive, loaded.plan.toc)
+            notes += _privileges_and_event_triggers(tools, dsn, into, archive, toc)
         else:
             notes.append(
                 "privileges (GRANT/REVOKE) not restored: restoring them with their original "
