@@ -495,6 +495,45 @@ def test_missing_or_unsafe_restore_role_is_refused(db, db_dsn, pg_server, tmp_pa
     assert scratch_databases(admin) == []
 
 
+def test_create_verify_restore_refuses_before_dumping_when_maint_restore_cannot_be_used(
+    db, db_dsn, tmp_path, admin
+):
+    """The restore role is checked before pg_dump runs, not after a dump that then could
+    not be verified."""
+    from orchestrator import backup_files as files
+
+    def attempt():
+        result = run("backup", "create", "--verify", "restore", "--dir", str(tmp_path), dsn=db_dsn)
+        assert result.exit_code == 3
+        assert len(result.stderr.strip().splitlines()) == 1
+        # no pg_dump ran: nothing on disk, the attempt's row failed with the reason
+        assert files.scan(files.database_dir(tmp_path, db.info.dbname)) == []
+        row = db.execute(
+            "SELECT b.status, b.error, b.bytes, r.status FROM maint.backups AS b"
+            "  JOIN maint.runs AS r ON r.id = b.run_id ORDER BY b.id DESC LIMIT 1"
+        ).fetchone()
+        assert row[0] == "failed" and row[2] is None and row[3] == "failed", row
+        return result.stderr, row[1]
+
+    admin.execute(f"ALTER ROLE {RESTORE} RENAME TO {RESTORE}_away")
+    try:
+        stderr, error = attempt()
+    finally:
+        admin.execute(f"ALTER ROLE {RESTORE}_away RENAME TO {RESTORE}")
+    assert f"CREATE ROLE {RESTORE} LOGIN NOINHERIT" in stderr and f"role {RESTORE} does not exist" in error
+
+    admin.execute(f"ALTER ROLE {RESTORE} NOLOGIN")
+    try:
+        stderr, error = attempt()
+    finally:
+        admin.execute(f"ALTER ROLE {RESTORE} LOGIN")
+    assert f"role {RESTORE} cannot log in" in stderr and f"ALTER ROLE {RESTORE} LOGIN" in error
+
+    # with the role usable again the same command dumps and verifies
+    code, created = run_json("backup", "create", "--verify", "restore", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0 and created["verify"]["ok"], created
+
+
 @pytest.fixture
 def restore_role_needs_a_password(admin):
     """pg_hba.conf: maint_restore must give a password (everyone else keeps trust)."""
