@@ -237,6 +237,7 @@ def load(
     with runas.login(conn, dsn, name, me) as login:
         if not me.superuser:
             _own_public(login, name)
+        login.renew()  # a one-time password's validity starts again for pg_restore
         proc = pg_restore(
             tools,
             archive,

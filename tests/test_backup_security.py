@@ -605,3 +605,39 @@ def test_one_time_password_when_maint_restore_cannot_log_in_without_one(
     assert f"cannot connect as {RESTORE}" in msg and "pg_hba.conf" in msg and ".pgpass" in msg
     assert f"the restore never runs as {adm}" in msg
     assert scratch_databases(admin) == []
+
+
+def test_one_time_password_is_renewed_for_each_new_session(
+    db, db_dsn, tmp_path, admin, monkeypatch, restore_role_needs_a_password
+):
+    """A restore that outlasts the password's validity still opens its later sessions
+    (here: 2 seconds, and pg_restore made to take 3)."""
+    import time
+
+    from orchestrator import backup_load
+
+    seed(db)
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    monkeypatch.setattr(runas, "PASSWORD_VALID_SECONDS", 2)
+    real = backup_load.pg_restore
+
+    def slow(*args, **kw):
+        proc = real(*args, **kw)
+        time.sleep(3)
+        return proc
+
+    monkeypatch.setattr(backup_load, "pg_restore", slow)
+    verify = ("backup", "verify", str(created["id"]), "--level", "restore", "--dir", str(tmp_path))
+    code, v = run_json(*verify, dsn=db_dsn)
+    assert code == 0 and v["ok"], v
+    assert any("one-time password (valid 2 seconds for each new session" in n for n in v["notes"])
+    # the control: without renewal the session after pg_restore cannot log in any more
+    monkeypatch.setattr(runas.Login, "renew", lambda self: None)
+    code, v = run_json(*verify, dsn=db_dsn)
+    assert code == 5, v
+    assert v["problems"][0].startswith("could not read the restored scratch database")
+    assert "password authentication failed" in v["problems"][0]
+    assert admin.execute(
+        "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = %s", (RESTORE,)
+    ).fetchone()[0]
