@@ -641,3 +641,57 @@ def test_one_time_password_is_renewed_for_each_new_session(
     assert admin.execute(
         "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = %s", (RESTORE,)
     ).fetchone()[0]
+
+
+def test_one_time_password_is_removed_when_the_restore_fails(
+    db, db_dsn, pg_server, tmp_path, admin, make_role, monkeypatch, restore_role_needs_a_password
+):
+    """pg_restore fails (the owner's CHECK needs more than maint_restore may do) while
+    maint_restore logs in with a one-time password: the password is gone afterwards,
+    whether a superuser or a CREATEROLE role set it."""
+    from orchestrator import backup_load
+
+    owner = make_role()
+    db.execute(escalation_sql("check", owner))
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    # each failing pg_restore ran with a one-time password that was set at that moment
+    during: list[tuple[bool, bool]] = []
+    real = backup_load.pg_restore
+
+    def spy(tools, archive, listing, conninfo, env, **kw):
+        set_now = admin.execute(
+            "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s", (RESTORE,)
+        ).fetchone()[0]
+        during.append(("PGPASSWORD" in env, set_now))
+        return real(tools, archive, listing, conninfo, env, **kw)
+
+    monkeypatch.setattr(backup_load, "pg_restore", spy)
+
+    def password_gone() -> bool:
+        return admin.execute(
+            "SELECT rolpassword IS NULL AND coalesce(rolvaliduntil = 'infinity', true)"
+            "  FROM pg_authid WHERE rolname = %s",
+            (RESTORE,),
+        ).fetchone()[0]
+
+    verify = ("backup", "verify", str(created["id"]), "--level", "restore", "--dir", str(tmp_path))
+    code, v = run_json(*verify, dsn=db_dsn)
+    assert code == 5 and v["problems"][0].startswith("pg_restore failed:"), v
+    assert password_gone()
+
+    target = f"t_restored_{uuid.uuid4().hex[:8]}"
+    result = run(
+        "backup", "restore", str(created["id"]), "--into", target, "--dir", str(tmp_path), dsn=db_dsn
+    )
+    assert result.exit_code == 1 and "pg_restore failed" in result.stderr
+    assert password_gone()
+    assert admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None
+
+    creator = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB CREATEROLE")
+    code, v = run_json(*verify, dsn=role_dsn(pg_server, db.info.dbname, creator))
+    assert code == 5 and v["problems"][0].startswith("pg_restore failed:"), v
+    assert password_gone()
+    assert during == [(True, True)] * 3
+    assert not is_superuser(admin, owner)
+    assert scratch_databases(admin) == []
