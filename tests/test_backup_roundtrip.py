@@ -114,6 +114,13 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
                 ).fetchone()[0]
                 == 201
             )
+        # everything here was postgres': it stays maint_restore's until an administrator
+        # has reviewed it and runs the listed statements
+        assert r["owners"] == {"pg_database_owner": 1}  # schema public
+        assert {w["owner"] for w in r["superuser_owned"]} == {"postgres"}
+        with psycopg.connect(target_dsn, autocommit=True) as conn:
+            for w in r["superuser_owned"]:
+                conn.execute(w["statement"])
         assert schema_dump(target_dsn) == schema_dump(seeded)
 
         # an existing database is never overwritten without --force
