@@ -27,6 +27,7 @@ from orchestrator import backup_catalog as catalog
 from orchestrator import backup_files as files
 from orchestrator import backup_prune as prune_mod
 from orchestrator import backup_restore as restore_mod
+from orchestrator import backup_runas as runas
 from orchestrator import backup_verify as verify_mod
 from orchestrator import db
 from orchestrator.backup_create import CreateOptions, CreateResult, create
@@ -520,7 +521,8 @@ def prune_cmd(
     "--owner",
     default=None,
     help="Give the new database and everything in it to this role (default: a superuser "
-    "hands objects back to their owners in the backup; otherwise they stay maint_restore's).",
+    "hands objects back to their owners in the backup, never to a superuser; otherwise they "
+    "stay maint_restore's).",
 )
 @dir_option
 @database_option
@@ -544,18 +546,27 @@ def restore_cmd(
     with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
         entry = verify_mod.locate(backup_root(directory), database or conn.info.dbname, backup_id)
         r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs, owner=owner)
-    emit(
-        ctx,
-        asdict(r),
-        lambda out: (
+
+    def render(out: Console) -> None:
+        out.print(
+            f"[green]restored backup {r.backup_id}[/] into database {r.database!r} "
+            f"as {runas.ROLE} in {r.seconds:.1f}s"
+            + (" (globals first)" if r.globals_restored else ""),
+            highlight=False,
+        )
+        for n in r.notes:
+            out.print(f"  note {n}", markup=False, highlight=False)
+        if r.superuser_owned:
             out.print(
-                f"[green]restored backup {r.backup_id}[/] into database {r.database!r} "
-                f"as {r.restored_as} in {r.seconds:.1f}s"
-                + (" (globals first)" if r.globals_restored else "")
-            ),
-            [out.print(f"  note {n}") for n in r.notes],
-        ),
-    )
+                f"review these {len(r.superuser_owned)} object(s) in {r.database!r}, then give "
+                "them back as a superuser:",
+                markup=False,
+                highlight=False,
+            )
+            for w in r.superuser_owned:
+                out.print(f"  {w['statement']};", markup=False, highlight=False)
+
+    emit(ctx, asdict(r), render)
 
 
 # --- demo ----------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """``pgmaint backup create``: one pg_dump inside an exported snapshot, made durable.
 
 Order of work (each step's failure leaves no backup behind and a 'failed' catalog row):
-lock (maint.run_start) → sweep leftovers → pick pg_dump → free-space preflight →
-catalog row → export snapshot → start pg_dump on it → count rows / read sequences in the
-same snapshot while pg_dump runs → wait → globals → hash + fsync → rename into place →
-manifest last → catalog 'completed' → optional verification.
+lock (maint.run_start) → sweep leftovers → catalog row → pick pg_dump → free-space
+preflight → maint_restore preflight (``--verify restore``) → export snapshot → start
+pg_dump on it → count rows / read sequences in the same snapshot while pg_dump runs →
+wait → globals → hash + fsync → rename into place → manifest last → catalog
+'completed' → optional verification.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import psycopg
 from orchestrator import backup_catalog as catalog
 from orchestrator import backup_facts as facts
 from orchestrator import backup_files as files
+from orchestrator import backup_runas as runas
 from orchestrator import db
 from orchestrator.backup_errors import BackupError, PreflightRefused
 from orchestrator.backup_tools import (
@@ -222,6 +224,10 @@ def _create_locked(
         compress_args, compress_name = compression_args(opts.compress, tools.major)
         props = facts.database_properties(conn)
         space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
+        if opts.verify == "restore":
+            # refused now rather than after a dump that could then not be verified; the
+            # verification checks the role again (a dump may take hours)
+            runas.check_role(conn)
         partial.mkdir(mode=0o700)  # dumps hold all the data: owner only
         manifest = _dump(conn, opts, tools, compress_args, partial, progress)
         if opts.with_globals:

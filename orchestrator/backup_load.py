@@ -1,16 +1,17 @@
 """Loading an archive into a new database as maint_restore: the restore test of
 ``backup verify --level restore`` / ``create --verify restore`` and ``backup restore``.
 
-1. Check maint_restore (exists, plain, member of nothing) and that we may create a
-   database it owns.
-2. Create the database from template0 with the source's encoding and locale. As a
+The caller has checked maint_restore (``runas.check_role``: exists, plain, member of
+nothing, and we may create a database it owns) and read the archive's table of contents.
+
+1. Create the database from template0 with the source's encoding and locale. As a
    superuser we own it at first, create the extensions the archive lists (server-
    installed code, not code of the database's users), give them schemas we create
    ourselves, give ``public`` to maint_restore and only then the database itself:
    maint_restore can do nothing there before the extensions are in. Otherwise the
    database is created owned by maint_restore, which makes ``public`` its own, and
    trusted extensions are restored as maint_restore (untrusted ones fail clearly).
-3. ``pg_restore --exit-on-error --no-owner --no-privileges --no-tablespaces`` on a
+2. ``pg_restore --exit-on-error --no-owner --no-privileges --no-tablespaces`` on a
    session of maint_restore, from a list without pg_cron (it lives only in the cron
    database), event triggers (creating them needs a superuser) and the pre-created
    extensions.
@@ -29,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from orchestrator import backup_owners as owners
 from orchestrator import backup_runas as runas
 from orchestrator import backup_toc as toc_mod
 from orchestrator import db
@@ -73,8 +75,7 @@ def create_like(
     conn.execute(stmt)
 
 
-def prepare(tools: ClientTools, archive: Path, superuser: bool) -> Plan:
-    toc = toc_mod.read(tools, archive)
+def prepare(tools: ClientTools, archive: Path, toc: toc_mod.Toc, superuser: bool) -> Plan:
     plan = Plan(toc)
     plan.skipped_cron = any(toc_mod.is_cron(e) for e in toc.entries)
     plan.event_triggers = toc.named("EVENT TRIGGER - ")
@@ -205,12 +206,14 @@ def load(
     name: str,
     props: dict[str, Any],
     *,
+    me: runas.Caller,
+    toc: toc_mod.Toc,
     jobs: int = 1,
 ) -> Iterator[Loaded]:
-    """Create database ``name`` and restore ``archive`` into it as maint_restore.
+    """Create database ``name`` and restore ``archive`` (whose table of contents is
+    ``toc``) into it as maint_restore; ``me`` is what ``runas.check_role`` returned.
     The caller drops the database when it is no longer wanted (also on errors)."""
-    me = runas.check_role(conn)
-    plan = prepare(tools, archive, me.superuser)
+    plan = prepare(tools, archive, toc, me.superuser)
     notes: list[str] = []
     created: set[str] = set()
     if me.superuser:
@@ -230,11 +233,11 @@ def load(
         create_like(conn, name, props, owner=runas.ROLE)
     if plan.skipped_cron:
         notes.append("pg_cron left out of the restore (it installs only in the cron database)")
-    roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles").fetchall()}
-    listing = main_list(plan, created, roles)
+    listing = main_list(plan, created, owners.roles(conn))
     with runas.login(conn, dsn, name, me) as login:
         if not me.superuser:
             _own_public(login, name)
+        login.renew()  # a one-time password's validity starts again for pg_restore
         proc = pg_restore(
             tools,
             archive,

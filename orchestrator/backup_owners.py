@@ -8,6 +8,13 @@ archive's table of contents (a superuser hands back), or one role for everything
 (``--owner``). Objects are found through pg_shdepend of *this* database only: unlike
 ``REASSIGN OWNED``, this never touches other databases maint_restore owns (scratch
 databases of concurrent verifications).
+
+Nothing is ever given to a superuser, or to a role that can become one: while the
+restore ran, maint_restore owned every object and ran every owner's code, so one
+owner's code could have rewritten a superuser's function (``CREATE OR REPLACE ...
+SECURITY DEFINER``); handing it to the superuser would give that owner the superuser's
+rights. Such objects stay maint_restore's and are listed, each with the statement that
+gives it back once someone has reviewed it.
 """
 
 from __future__ import annotations
@@ -208,12 +215,55 @@ SELECT 3, NULL, pg_catalog.pg_describe_object(o.classid, o.objid, 0), NULL
 """
 
 
+# Roles that are superusers or can make themselves one: a member of a superuser role
+# (it may give objects to that role), of pg_execute_server_program or
+# pg_write_server_files (the server's OS account), and before PostgreSQL 16 a role with
+# CREATEROLE (it may grant itself those). One row per such role: (name, why).
+POWERFUL = """
+WITH powers AS (
+    SELECT p.oid, p.rolname, p.rolcreaterole
+      FROM pg_catalog.pg_roles AS p
+     WHERE p.rolsuper
+        OR (p.rolcreaterole AND %(createrole)s)
+        OR p.rolname IN ('pg_execute_server_program', 'pg_write_server_files')
+)
+SELECT r.rolname,
+       CASE WHEN r.rolsuper THEN 'a superuser'
+            ELSE 'able to become a superuser ('
+                 || (SELECT pg_catalog.string_agg(
+                                CASE WHEN x.oid = r.oid AND x.rolcreaterole THEN 'CREATEROLE'
+                                     ELSE 'member of ' || x.rolname END,
+                                ', ' ORDER BY x.rolname)
+                       FROM powers AS x
+                      WHERE pg_catalog.pg_has_role(r.oid, x.oid, 'MEMBER'))
+                 || ')' END
+  FROM pg_catalog.pg_roles AS r
+ WHERE r.rolsuper
+    OR EXISTS (SELECT 1 FROM powers AS x WHERE pg_catalog.pg_has_role(r.oid, x.oid, 'MEMBER'))
+"""
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """An object whose owner in the backup is a superuser (or can become one): it stays
+    maint_restore's; ``statement`` gives it back after a review."""
+
+    object: str  # "routine public.f()", "database shop_copy"
+    owner: str
+    why: str  # "a superuser", "able to become a superuser (member of postgres)"
+    statement: str
+
+    def describe(self) -> str:
+        return f"{self.object} ({self.owner} in the backup is {self.why}; after review: {self.statement})"
+
+
 @dataclass
 class HandBack:
     """What changed hands: new owner -> number of objects, and what stayed."""
 
     given: Counter[str] = field(default_factory=Counter)
-    kept: list[str] = field(default_factory=list)  # "what (why)"
+    kept: list[str] = field(default_factory=list)  # "what (why)", withheld ones not included
+    withheld: list[Withheld] = field(default_factory=list)
 
     def notes(self) -> list[str]:
         out = []
@@ -222,6 +272,17 @@ class HandBack:
                 f"ownership handed over: {sum(self.given.values())} object(s) ("
                 + ", ".join(f"{role} {n}" for role, n in sorted(self.given.items()))
                 + ")"
+            )
+        if self.withheld:
+            by_owner = Counter(w.owner for w in self.withheld)
+            out.append(
+                f"{len(self.withheld)} object(s) owned by a superuser in the backup (or by a "
+                f"role that can become one) stay owned by {ROLE} ("
+                + ", ".join(f"{role} {n}" for role, n in sorted(by_owner.items()))
+                + f"): during the restore every owner's code ran as {ROLE}, which owned them, "
+                "so that code could have changed them; review them (definitions, SECURITY "
+                "DEFINER, triggers, defaults, policies, database settings and grants), then "
+                "give each back with its ALTER ... OWNER TO statement"
             )
         if self.kept:
             shown = "; ".join(self.kept[:5]) + (
@@ -242,19 +303,84 @@ def roles(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles").fetchall()}
 
 
+def powerful(conn: psycopg.Connection) -> dict[str, str]:
+    """Role -> why it is, or can become, a superuser: such roles are given nothing."""
+    createrole = conn.info.server_version < 160000
+    return {
+        r[0]: r[1]
+        for r in conn.execute(POWERFUL, {"createrole": createrole}).fetchall()
+    }
+
+
+def _statement(kind: str, name: str, owner: str) -> sql.Composed:
+    """ALTER <kind> <name> OWNER TO <owner>, ``name`` as quoted by the server."""
+    if kind not in KINDS and kind != "DATABASE":
+        raise ValueError(f"unexpected object kind {kind!r}")
+    return sql.SQL("ALTER {} {} OWNER TO {}").format(
+        sql.SQL(kind), sql.SQL(name), sql.Identifier(owner)
+    )
+
+
 def _alter(conn: psycopg.Connection, kind: str, name: str, owner: str) -> str | None:
     """ALTER <kind> <name> OWNER TO <owner>; None when done, else the error."""
-    if kind not in KINDS:
-        raise ValueError(f"unexpected object kind {kind!r}")
     try:
-        conn.execute(
-            sql.SQL("ALTER {} {} OWNER TO {}").format(
-                sql.SQL(kind), sql.SQL(name), sql.Identifier(owner)
-            )
-        )
+        conn.execute(_statement(kind, name, owner))
     except psycopg.Error as exc:
         return error_line(exc)
     return None
+
+
+def reset_database(conn: psycopg.Connection, database: str) -> list[str]:
+    """Undo what maint_restore, owning ``database`` during the restore, could set on it
+    for everyone's later sessions: its settings (``ALTER DATABASE ... SET search_path``
+    would apply to a superuser's sessions there too) and grants (``CREATE`` lets a role
+    create schemas, e.g. one named like a superuser, first in its search_path). Neither
+    comes from the backup (its DATABASE entries are never restored), so the defaults are
+    right. Returns what was undone."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT FROM pg_catalog.pg_db_role_setting AS s
+                           WHERE s.setdatabase = d.oid AND s.setrole = 0),
+                  d.datacl IS NOT NULL AND (
+                      EXISTS (SELECT a.grantor, a.grantee, a.privilege_type, a.is_grantable
+                                FROM pg_catalog.aclexplode(d.datacl) AS a
+                              EXCEPT
+                              SELECT a.grantor, a.grantee, a.privilege_type, a.is_grantable
+                                FROM pg_catalog.aclexplode(pg_catalog.acldefault('d', d.datdba)) AS a)
+                      OR EXISTS (SELECT a.grantor, a.grantee, a.privilege_type, a.is_grantable
+                                   FROM pg_catalog.aclexplode(pg_catalog.acldefault('d', d.datdba)) AS a
+                                 EXCEPT
+                                 SELECT a.grantor, a.grantee, a.privilege_type, a.is_grantable
+                                   FROM pg_catalog.aclexplode(d.datacl) AS a)),
+                  pg_catalog.pg_get_userbyid(d.datdba),
+                  ARRAY(SELECT DISTINCT CASE a.grantee WHEN 0 THEN NULL
+                                        ELSE pg_catalog.pg_get_userbyid(a.grantee) END
+                          FROM pg_catalog.aclexplode(d.datacl) AS a
+                         WHERE a.grantee <> d.datdba)
+             FROM pg_catalog.pg_database AS d WHERE d.datname = %s""",
+        (database,),
+    ).fetchone()
+    assert row is not None
+    settings, grants, owner, grantees = row
+    ident = sql.Identifier(database)
+    undone = []
+    if settings:
+        conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(ident))
+        undone.append("settings")
+    if grants:
+        if grantees:
+            conn.execute(
+                sql.SQL("REVOKE ALL ON DATABASE {} FROM {} CASCADE").format(
+                    ident,
+                    sql.SQL(", ").join(
+                        sql.SQL("PUBLIC") if g is None else sql.Identifier(g) for g in grantees
+                    ),
+                )
+            )
+        # the defaults: CONNECT and TEMPORARY for PUBLIC, everything for the owner
+        conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(ident))
+        conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(ident, sql.Identifier(owner)))
+        undone.append("grants")
+    return undone
 
 
 def hand_back(
@@ -268,23 +394,31 @@ def hand_back(
     """Give the database ``conn`` is connected to and everything in it owned by
     maint_restore to ``owner``, or (``owner`` None) to each object's owner in ``toc``,
     the database to the owner of ``source_database`` there. Objects with no known new
-    owner stay with maint_restore and are reported."""
+    owner, and objects whose new owner is a superuser or can become one, stay with
+    maint_restore and are reported."""
     result = HandBack()
     known = roles(conn)
+    never = powerful(conn)
+
+    def withhold(kind: str, name: str, what: str, new: str) -> bool:
+        """True (and recorded) when ``new`` must not get the object."""
+        if new not in never:
+            return False
+        statement = _statement(kind, name, new).as_string(conn)
+        result.withheld.append(Withheld(what, new, never[new], statement))
+        return True
+
     if owner is None:
         assert toc is not None and source_database is not None
         db_owner = toc.database_owner(source_database, known)
     else:
         db_owner = owner
-    if db_owner is not None:
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                sql.Identifier(database), sql.Identifier(db_owner)
-            )
-        )
-        result.given[db_owner] += 1
-    else:
+    db_name = sql.Identifier(database).as_string(conn)
+    if db_owner is None:
         result.kept.append(f"database {database} (its owner in the backup is not a role here)")
+    elif not withhold("DATABASE", db_name, f"database {database}", db_owner):
+        conn.execute(_statement("DATABASE", db_name, db_owner))
+        result.given[db_owner] += 1
     for phase in (0, 1, 2):
         # again after each phase: altering a table moves its sequences and row type
         objects = [o for o in owned(conn) if o[0] == phase]
@@ -302,7 +436,7 @@ def hand_back(
             if new is None:
                 result.kept.append(f"{kind.lower()} {name} (no owner in the backup's TOC)")
                 continue
-            if new == ROLE:
+            if new == ROLE or withhold(kind, name, f"{kind.lower()} {name}", new):
                 continue
             error = _alter(conn, kind, name, new)
             if error is None:
@@ -313,4 +447,3 @@ def hand_back(
         if kind is None:
             result.kept.append(f"{name} (pgmaint cannot change the owner of this kind)")
     return result
-

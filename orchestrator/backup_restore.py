@@ -6,11 +6,13 @@ half-restored database it created.
 
 The restore itself runs as maint_restore (orchestrator.backup_load), so no code of the
 backup's object owners runs with our rights. Afterwards, as our own role, which runs
-no code of theirs: a superuser hands the database and every object back to its owner
-in the backup's table of contents, or to ``owner``, then restores privileges (with
-their original grantors) and, last, event triggers. Without a superuser everything
-stays owned by maint_restore, or goes to ``owner``; privileges and event triggers are
-not restored.
+no code of theirs: the database's settings and grants go back to the defaults, then a
+superuser hands the database and every object back to its owner in the backup's table
+of contents, or to ``owner``, and restores privileges (with their original grantors).
+Nothing is handed to a superuser (or a role that can become one): such objects stay
+maint_restore's and are listed with the statement that gives each back after a review.
+Event triggers are never created. Without a superuser everything stays owned by
+maint_restore, or goes to ``owner``; privileges are not restored.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,11 @@ class RestoreResult:
     seconds: float
     globals_restored: bool
     notes: list[str] = field(default_factory=list)
-    restored_as: str = runas.ROLE
     owners: dict[str, int] = field(default_factory=dict)  # new owner -> objects handed over
     kept: list[str] = field(default_factory=list)  # objects still owned by maint_restore
+    # of those, the ones a superuser (or a role that can become one) owned in the backup:
+    # {"object", "owner", "why", "statement"}, the statement giving it back after review
+    superuser_owned: list[dict[str, str]] = field(default_factory=list)
 
 
 def database_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -87,7 +91,7 @@ def restore_globals(conn: psycopg.Connection, dsn: str, psql: str, path: Path) -
 
 def check_owner(conn: psycopg.Connection, me: runas.Caller, owner: str) -> None:
     row = conn.execute(
-        "SELECT pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'), r.rolsuper"
+        "SELECT pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')"
         "  FROM pg_catalog.pg_roles AS r WHERE r.rolname = %s",
         (owner,),
     ).fetchone()
@@ -95,12 +99,13 @@ def check_owner(conn: psycopg.Connection, me: runas.Caller, owner: str) -> None:
         raise PreflightRefused(f"--owner {owner}: no such role")
     if owner == runas.ROLE:
         raise PreflightRefused(f"--owner {owner}: restored databases are {owner}'s already")
-    if row[1]:
+    why = owners.powerful(conn).get(owner)
+    if why is not None:
         raise PreflightRefused(
-            f"--owner {owner} is a superuser: the backup's SECURITY DEFINER functions, views "
+            f"--owner {owner} is {why}: the backup's SECURITY DEFINER functions, views "
             "and triggers would then run with a superuser's rights; leave out --owner (a "
             "superuser hands objects back to their owners in the backup) or name a role "
-            "without SUPERUSER"
+            "that is not and cannot become a superuser"
         )
     if not me.superuser and not row[0]:
         raise PreflightRefused(
@@ -109,15 +114,13 @@ def check_owner(conn: psycopg.Connection, me: runas.Caller, owner: str) -> None:
         )
 
 
-def _privileges_and_event_triggers(
+def _privileges(
     tools: ClientTools, dsn: str, into: str, archive: Path, toc: toc_mod.Toc
 ) -> list[str]:
     """As the superuser, after the hand-back: GRANT/REVOKE and default privileges with
-    their original grantors, then event triggers (created last: they would fire on our
-    own statements). Failures (a grantee role missing here) are reported, not fatal."""
-    listing = toc.lines(
-        lambda e: (toc_mod.is_privilege(e) or toc_mod.is_event_trigger(e)) and not toc_mod.is_cron(e)
-    )
+    their original grantors. Failures (a grantee role missing here) are reported, not
+    fatal."""
+    listing = toc.lines(lambda e: toc_mod.is_privilege(e) and not toc_mod.is_cron(e))
     if not listing:
         return []
     target, env = child_conninfo(dsn, into)
@@ -125,20 +128,24 @@ def _privileges_and_event_triggers(
     errors = Counter(
         ln.split("ERROR:", 1)[1].strip() for ln in proc.stderr.splitlines() if "ERROR:" in ln
     )
-    n_priv = sum(1 for e in toc.entries if toc_mod.is_privilege(e) and not toc_mod.is_cron(e))
-    n_evt = len(toc.named("EVENT TRIGGER - "))
-    notes = []
-    if n_priv:
-        notes.append(f"privileges restored ({n_priv} GRANT/REVOKE entries, original grantors)")
-    if n_evt:
-        notes.append(f"{n_evt} event trigger(s) restored last")
     if proc.returncode != 0 and not errors:
         errors[toc_mod.last_error(proc)] += 1
+    entries = len(listing.splitlines())
+    notes = [f"privileges restored ({entries} GRANT/REVOKE entries, original grantors)"]
     notes += [
-        f"privileges/event triggers: {msg}" + (f" (x{n})" if n > 1 else "")
-        for msg, n in errors.items()
+        f"privileges: {msg}" + (f" (x{n})" if n > 1 else "") for msg, n in errors.items()
     ]
     return notes
+
+
+def _event_triggers_note(names: list[str]) -> str:
+    return (
+        f"{len(names)} event trigger(s) not restored ({', '.join(names)}): an event trigger "
+        f"runs its function on everyone's DDL, a superuser's too, and that function was "
+        f"{runas.ROLE}'s during the restore, where restored code could change it; review "
+        "the functions, then create the triggers by hand as a superuser (their definitions: "
+        "pg_restore --file=- with a --use-list of their entries)"
+    )
 
 
 def restore(
@@ -172,6 +179,7 @@ def restore(
     major = int(str(entry.manifest["pg_dump_version"]).split(".")[0].split()[0])
     tools = find_tools(max(conn.info.server_version, major * 10000))
     archive = verify.archive_path(entry)
+    toc = toc_mod.read(tools, archive)
     notes: list[str] = []
     globals_info: dict[str, Any] | None = entry.manifest.get("globals")
     if globals_info:
@@ -181,10 +189,18 @@ def restore(
     result = RestoreResult(entry.backup_id, into, 0.0, bool(globals_info))
     try:
         with load_mod.load(
-            conn, dsn, tools, archive, into, entry.manifest["database_properties"], jobs=jobs
+            conn, dsn, tools, archive, into, entry.manifest["database_properties"],
+            me=me, toc=toc, jobs=jobs,
         ) as loaded:
             notes += loaded.notes
-        # maint_restore's part is over; what follows runs no code of the restored owners
+        # maint_restore's part is over; what follows runs no code of the restored owners.
+        # First undo what maint_restore could set on the database for later sessions.
+        undone = owners.reset_database(conn, into)
+        if undone:
+            notes.append(
+                f"database {' and '.join(undone)} set during the restore reset to the defaults "
+                "(none come from the backup)"
+            )
         if me.superuser or owner is not None:
             with db.connection(dsn, dbname=into, application_name=APPLICATION_NAME) as target:
                 target.execute(
@@ -193,11 +209,13 @@ def restore(
                 handed = owners.hand_back(
                     target,
                     into,
-                    toc=loaded.plan.toc,
+                    toc=toc,
                     source_database=entry.manifest["database"],
                     owner=owner,
                 )
-            result.owners, result.kept = dict(handed.given), handed.kept
+            result.owners = dict(handed.given)
+            result.kept = handed.kept + [w.describe() for w in handed.withheld]
+            result.superuser_owned = [asdict(w) for w in handed.withheld]
             notes += handed.notes()
         else:
             notes.append(
@@ -205,17 +223,14 @@ def restore(
                 f"superuser can hand objects back to their owners (or name one: --owner ROLE)"
             )
         if me.superuser:
-            notes += _privileges_and_event_triggers(tools, dsn, into, archive, loaded.plan.toc)
+            notes += _privileges(tools, dsn, into, archive, toc)
         else:
             notes.append(
                 "privileges (GRANT/REVOKE) not restored: restoring them with their original "
                 "grantors needs a superuser"
             )
-            if loaded.plan.event_triggers:
-                notes.append(
-                    f"{len(loaded.plan.event_triggers)} event trigger(s) not restored: "
-                    "creating one needs a superuser"
-                )
+        if loaded.plan.event_triggers:
+            notes.append(_event_triggers_note(loaded.plan.event_triggers))
     except BaseException:
         verify.drop_database(conn, into)
         raise

@@ -13,7 +13,9 @@ How we log in as maint_restore:
 2. else, when our role may (superuser or CREATEROLE), a random one-time password
    valid for 10 minutes, set as a SCRAM verifier computed here (so the password is in
    no SQL text and no server log), handed to libpq and children only through
-   parameters / ``PGPASSWORD``, and removed again afterwards, also on failure;
+   parameters / ``PGPASSWORD``, its validity renewed whenever a new session logs in
+   with it (a restore may take longer than 10 minutes), and removed again afterwards,
+   also on failure;
 3. else one clear error saying how to let maint_restore connect.
 """
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +37,8 @@ from orchestrator.db import error_line
 
 ROLE = "maint_restore"
 CREATE_ROLE = f"CREATE ROLE {ROLE} LOGIN NOINHERIT"
-PASSWORD_MINUTES = 10
+# how long a one-time password lets a new session log in (renewed before each one)
+PASSWORD_VALID_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,14 @@ class Login:
     env: dict[str, str]
     one_time_password: bool = False
     notes: list[str] = field(default_factory=list)
+    # extends a one-time password's VALID UNTIL; None without one
+    renew_password: Callable[[], None] | None = None
+
+    def renew(self) -> None:
+        """Before a new session logs in (pg_restore, a query connection): a one-time
+        password is valid for PASSWORD_VALID_SECONDS from now on."""
+        if self.renew_password is not None:
+            self.renew_password()
 
     def conninfo(self, dbname: str) -> str:
         """For a child's ``--dbname``: never holds the password."""
@@ -131,6 +142,7 @@ class Login:
         return conninfo.make_conninfo(**params)
 
     def connect(self, dbname: str, **extra: Any) -> psycopg.Connection:
+        self.renew()
         conn = psycopg.connect(**{**self.params, "dbname": dbname}, **extra)
         conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
         return conn
@@ -188,7 +200,7 @@ def login(conn: psycopg.Connection, dsn: str, dbname: str, me: Caller) -> Iterat
         return
     if not (me.superuser or me.createrole):
         raise _unable(me, error, tried_password=False)
-    with _one_time_password(conn, me) as password:
+    with _one_time_password(conn, me) as (password, renew):
         params["password"] = password
         again = _try(params, dbname)
         if again is not None:
@@ -200,14 +212,34 @@ def login(conn: psycopg.Connection, dsn: str, dbname: str, me: Caller) -> Iterat
             env,
             one_time_password=True,
             notes=[
-                f"restored as {ROLE} with a one-time password (valid {PASSWORD_MINUTES} "
-                "minutes, removed afterwards)"
+                f"restored as {ROLE} with a one-time password (valid {_duration()} for each "
+                "new session, removed afterwards)"
             ],
+            renew_password=renew,
         )
 
 
+def _duration() -> str:
+    s = PASSWORD_VALID_SECONDS
+    return f"{s // 60} minutes" if s % 60 == 0 else f"{s} seconds"
+
+
+def _valid_until(conn: psycopg.Connection) -> str:
+    """The server's time PASSWORD_VALID_SECONDS from now, as text for VALID UNTIL."""
+    row = conn.execute(
+        "SELECT (pg_catalog.now() + pg_catalog.make_interval(secs => %s))::text",
+        (PASSWORD_VALID_SECONDS,),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 @contextlib.contextmanager
-def _one_time_password(conn: psycopg.Connection, me: Caller) -> Iterator[str]:
+def _one_time_password(
+    conn: psycopg.Connection, me: Caller
+) -> Iterator[tuple[str, Callable[[], None]]]:
+    """Sets a random password on maint_restore; yields it and a function that renews its
+    validity. Removed when the block ends, also on failure."""
     previous: str | None = None
     if me.superuser:
         previous = conn.execute(
@@ -219,31 +251,40 @@ def _one_time_password(conn: psycopg.Connection, me: Caller) -> Iterator[str]:
                 f"(or remove it: ALTER ROLE {ROLE} PASSWORD NULL) so pgmaint can log in as it"
             )
     until = conn.execute(
-        "SELECT rolvaliduntil::text, (pg_catalog.now() + pg_catalog.make_interval(mins => %s))::text"
-        "  FROM pg_catalog.pg_roles WHERE rolname = %s",
-        (PASSWORD_MINUTES, ROLE),
+        "SELECT rolvaliduntil::text FROM pg_catalog.pg_roles WHERE rolname = %s", (ROLE,)
     ).fetchone()
     assert until is not None
-    old_until, new_until = until
+    old_until = until[0]
     password = secrets.token_urlsafe(32)
     verifier = conn.pgconn.encrypt_password(password.encode(), ROLE.encode(), b"scram-sha-256")
+
+    def still_ours() -> bool:
+        if not me.superuser:
+            return True  # CREATEROLE cannot read pg_authid
+        # another run may have set its own password since: leave that one alone
+        current = conn.execute(
+            "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s", (ROLE,)
+        ).fetchone()
+        return current is not None and current[0] == verifier.decode()
+
+    def renew() -> None:
+        if still_ours():
+            conn.execute(
+                sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
+                    sql.Identifier(ROLE), sql.Literal(_valid_until(conn))
+                )
+            )
+
     conn.execute(
         sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL {}").format(
-            sql.Identifier(ROLE), sql.Literal(verifier.decode()), sql.Literal(new_until)
+            sql.Identifier(ROLE), sql.Literal(verifier.decode()), sql.Literal(_valid_until(conn))
         )
     )
     try:
-        yield password
+        yield password, renew
     finally:
         with contextlib.suppress(psycopg.Error):
-            still_ours = True
-            if me.superuser:
-                # another run may have set its own password since: leave that one alone
-                current = conn.execute(
-                    "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s", (ROLE,)
-                ).fetchone()
-                still_ours = current is not None and current[0] == verifier.decode()
-            if still_ours:
+            if still_ours():
                 conn.execute(
                     sql.SQL("ALTER ROLE {} PASSWORD NULL VALID UNTIL {}").format(
                         sql.Identifier(ROLE),

@@ -85,7 +85,8 @@ class Toc:
         return {k: v for k, v in found.items() if k not in ambiguous}
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+def run_tool(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """A client program (pg_restore) with its output captured and no stdin."""
     return subprocess.run(
         args, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
     )
@@ -110,7 +111,7 @@ def parse(text: str) -> Toc:
 
 def read(tools: ClientTools, archive: Path) -> Toc:
     """Every entry of the archive, the DATABASE entry included (``--create``)."""
-    proc = _run([tools.path("pg_restore"), "--list", "--create", str(archive)])
+    proc = run_tool([tools.path("pg_restore"), "--list", "--create", str(archive)])
     if proc.returncode != 0:
         raise BackupError(f"pg_restore --list failed: {last_error(proc)}")
     return parse(proc.stdout)
@@ -146,7 +147,7 @@ def extensions(tools: ClientTools, archive: Path, toc: Toc) -> list[tuple[str, s
     with tempfile.TemporaryDirectory(prefix="pgmaint-toc-") as tmp:
         list_file = Path(tmp) / "extensions.list"
         list_file.write_text(listing)
-        proc = _run(
+        proc = run_tool(
             [tools.path("pg_restore"), "--file=-", f"--use-list={list_file}", str(archive)]
         )
     if proc.returncode != 0:

@@ -15,9 +15,7 @@ Levels, each including the cheaper checks before it:
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -32,12 +30,12 @@ from orchestrator import backup_facts as facts
 from orchestrator import backup_files as files
 from orchestrator import backup_load as load_mod
 from orchestrator import backup_runas as runas
+from orchestrator import backup_toc as toc_mod
 from orchestrator import db
 from orchestrator.backup_errors import BackupError, PreflightRefused
 from orchestrator.backup_tools import ClientTools, find_tools
 
 LEVELS = ("list", "read", "restore")
-TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 
 
 @dataclass
@@ -115,38 +113,13 @@ def check_hashes(entry: files.Entry) -> list[str]:
     return problems
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, capture_output=True, text=True, check=False, env=env, stdin=subprocess.DEVNULL
-    )
-
-
-def _last_error(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln] or lines
-    return errors[-1] if errors else f"exit code {proc.returncode}"
-
-
-def read_toc(tools: ClientTools, archive: Path) -> list[tuple[int, str]]:
-    """(catalog oid, description) of every entry of ``pg_restore --list``."""
-    proc = _run([tools.path("pg_restore"), "--list", str(archive)])
-    if proc.returncode != 0:
-        raise BackupError(f"pg_restore --list failed: {_last_error(proc)}")
-    out = []
-    for line in proc.stdout.splitlines():
-        m = TOC_LINE.match(line)
-        if m:
-            out.append((int(m.group(3)), m.group(4)))
-    return out
-
-
-def check_toc(toc: list[tuple[int, str]], recorded: dict[str, Any]) -> list[str]:
+def check_toc(toc: toc_mod.Toc, recorded: dict[str, Any]) -> list[str]:
     """Each recorded table and materialized view has a data entry (matched by oid), each
     sequence a SEQUENCE SET, and the large objects are all there."""
     data_oids = {
-        oid for oid, desc in toc if desc.startswith(("TABLE DATA ", "MATERIALIZED VIEW DATA "))
+        e.oid for e in toc.entries if e.rest.startswith(("TABLE DATA ", "MATERIALIZED VIEW DATA "))
     }
-    seq_sets = {desc for _oid, desc in toc if desc.startswith("SEQUENCE SET ")}
+    seq_sets = {e.rest for e in toc.entries if e.rest.startswith("SEQUENCE SET ")}
     problems = []
     for rel in recorded["relations"]:
         if rel["kind"] == "S":
@@ -157,8 +130,9 @@ def check_toc(toc: list[tuple[int, str]], recorded: dict[str, Any]) -> list[str]
         elif rel["oid"] not in data_oids:
             problems.append(f"no data entry for {rel['schema']}.{rel['name']} (oid {rel['oid']})")
     lo = int(recorded.get("large_objects", 0))
-    blobs = sum(1 for _o, d in toc if d.startswith("BLOB ") and not d.startswith("BLOB METADATA"))
-    has_lo_data = any(d.startswith(("BLOBS ", "LARGE OBJECTS ")) for _o, d in toc)
+    descs = [e.rest for e in toc.entries]
+    blobs = sum(1 for d in descs if d.startswith("BLOB ") and not d.startswith("BLOB METADATA"))
+    has_lo_data = any(d.startswith(("BLOBS ", "LARGE OBJECTS ")) for d in descs)
     if lo and not has_lo_data:
         problems.append(f"no large-object data entry for {lo} large object(s)")
     elif lo and blobs and blobs != lo:
@@ -168,11 +142,11 @@ def check_toc(toc: list[tuple[int, str]], recorded: dict[str, Any]) -> list[str]
 
 def read_through(tools: ClientTools, archive: Path) -> list[str]:
     """Read and decompress every block: catches truncation and corruption."""
-    proc = _run([tools.path("pg_restore"), "--file=/dev/null", str(archive)])
+    proc = toc_mod.run_tool([tools.path("pg_restore"), "--file=/dev/null", str(archive)])
     return (
         []
         if proc.returncode == 0
-        else [f"pg_restore could not read the archive: {_last_error(proc)}"]
+        else [f"pg_restore could not read the archive: {toc_mod.last_error(proc)}"]
     )
 
 
@@ -225,10 +199,17 @@ def drop_database(conn: psycopg.Connection, name: str) -> None:
 
 
 def restore_and_compare(
-    conn: psycopg.Connection, dsn: str, tools: ClientTools, entry: files.Entry, jobs: int
+    conn: psycopg.Connection,
+    dsn: str,
+    tools: ClientTools,
+    entry: files.Entry,
+    jobs: int,
+    toc: toc_mod.Toc,
 ) -> tuple[list[str], list[str]]:
-    """(problems, notes) of a test restore into a scratch database, which is always dropped."""
+    """(problems, notes) of a test restore into a scratch database, which is always
+    dropped; ``toc`` is the archive's table of contents."""
     assert entry.manifest is not None
+    me = runas.check_role(conn)
     prefix = scratch_prefix(conn)
     with verify_lock(conn) as locked:
         notes = []
@@ -238,7 +219,7 @@ def restore_and_compare(
                 notes.append(f"dropped {len(swept)} scratch database(s) of an earlier run")
         name = f"{prefix}{entry.manifest['id']}_{secrets.token_hex(3)}"
         try:
-            problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name)
+            problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name, me, toc)
         finally:
             drop_database(conn, name)
         return problems, notes + more
@@ -279,12 +260,16 @@ def _restore_compare(
     entry: files.Entry,
     jobs: int,
     name: str,
+    me: runas.Caller,
+    toc: toc_mod.Toc,
 ) -> tuple[list[str], list[str]]:
     """Restore as maint_restore and read the scratch database's facts as maint_restore."""
     assert entry.manifest is not None
     props = entry.manifest["database_properties"]
     try:
-        with load_mod.load(conn, dsn, tools, archive_path(entry), name, props, jobs=jobs) as loaded:
+        with load_mod.load(
+            conn, dsn, tools, archive_path(entry), name, props, me=me, toc=toc, jobs=jobs
+        ) as loaded:
             try:
                 actual = _scratch_facts(loaded.login, name)
             except psycopg.Error as exc:
@@ -330,8 +315,9 @@ def verify(
         server = conn.info.server_version if conn is not None else 0
         tools = find_tools(max(server, dump_major * 10000))
         archive = archive_path(entry)
+        toc: toc_mod.Toc | None = None
         try:
-            toc = read_toc(tools, archive)
+            toc = toc_mod.read(tools, archive)
             problems = check_toc(toc, entry.manifest["facts"])
         except BackupError as exc:
             problems = [str(exc)]
@@ -345,7 +331,8 @@ def verify(
         if not problems and level == "restore":
             if conn is None:
                 raise PreflightRefused("a restore verification needs a database connection")
-            problems, result.notes = restore_and_compare(conn, dsn, tools, entry, jobs)
+            assert toc is not None
+            problems, result.notes = restore_and_compare(conn, dsn, tools, entry, jobs, toc)
             if not problems:
                 n = len(entry.manifest["facts"]["relations"])
                 result.checks.append(

@@ -205,3 +205,44 @@ def scratch_databases(conn: psycopg.Connection) -> list[str]:
             "SELECT datname FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'"
         ).fetchall()
     ]
+
+
+# A superuser's objects tampered with by another owner's code while the restore runs:
+# pg_restore creates every object as maint_restore, so owner code evaluated later in the
+# restore (here a CHECK evaluated by COPY) can replace postgres' function, which a
+# hand-back would then give to postgres. It only acts when run by someone else than its
+# owner (the restore), so the source database works normally.
+TAMPER = """
+CREATE FUNCTION public.report() RETURNS integer LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE EVENT TRIGGER pgmaint_test_on_ddl ON ddl_command_end EXECUTE FUNCTION public.on_ddl();
+CREATE SCHEMA shop AUTHORIZATION {owner};
+SET ROLE {owner};
+CREATE FUNCTION shop.plant() RETURNS boolean LANGUAGE plpgsql AS $plant$
+BEGIN
+    IF current_user <> {owner_lit} THEN
+        -- route 1: postgres' function becomes SECURITY DEFINER code of the owner's choosing
+        CREATE OR REPLACE FUNCTION public.report() RETURNS integer LANGUAGE plpgsql
+            SECURITY DEFINER AS $r$ BEGIN EXECUTE 'ALTER ROLE {owner} SUPERUSER'; RETURN 1; END $r$;
+        -- route 2: the function of postgres' event trigger, which fires on a superuser's DDL
+        CREATE OR REPLACE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql
+            AS $e$ BEGIN
+                IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                    EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+                END IF;
+            END $e$;
+        -- route 3: settings and grants of the database, which maint_restore owns meanwhile
+        EXECUTE format('ALTER DATABASE %I SET search_path = shop, public',
+                       pg_catalog.current_database());
+        EXECUTE format('GRANT CREATE ON DATABASE %I TO PUBLIC', pg_catalog.current_database());
+    END IF;
+    RETURN true;
+END $plant$;
+CREATE TABLE shop.t (id integer CHECK (shop.plant()));
+INSERT INTO shop.t VALUES (1), (2), (3);
+RESET ROLE;
+"""
+
+
+def tamper_sql(owner: str) -> str:
+    return TAMPER.format(owner=f'"{owner}"', owner_lit=f"'{owner}'")

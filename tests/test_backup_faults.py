@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from backup_support import catalog_rows, pids_of, run, run_json, spawn
 
-from orchestrator import backup_tools
+from orchestrator import backup_toc, backup_tools
 from orchestrator import backup_verify as verify
 from orchestrator.db import with_dbname
 
@@ -166,7 +166,7 @@ def test_truncated_dump_fails_verify_and_read_catches_it_without_hashes(
     assert "bytes, manifest says" in result.stderr
     # the table of contents sits before the data: only reading every block catches it
     tools = backup_tools.find_tools(db.info.server_version)
-    assert verify.read_toc(tools, dump)
+    assert backup_toc.read(tools, dump).entries
     problems = verify.read_through(tools, dump)
     assert problems and "could not read" in problems[0]
 

@@ -114,6 +114,13 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
                 ).fetchone()[0]
                 == 201
             )
+        # everything here was postgres': it stays maint_restore's until an administrator
+        # has reviewed it and runs the listed statements
+        assert r["owners"] == {"pg_database_owner": 1}  # schema public
+        assert {w["owner"] for w in r["superuser_owned"]} == {"postgres"}
+        with psycopg.connect(target_dsn, autocommit=True) as conn:
+            for w in r["superuser_owned"]:
+                conn.execute(w["statement"])
         assert schema_dump(target_dsn) == schema_dump(seeded)
 
         # an existing database is never overwritten without --force
@@ -223,3 +230,43 @@ def test_non_superuser_with_maint_admin_can_back_up_and_verify(db, pg_server, tm
     assert "restored as maint_restore (no password needed)" in created["verify"]["notes"]
     row = db.execute("SELECT status, verify_level, created_by, verified_by FROM maint.backups").fetchone()
     assert row == ("verified", "restore", role, role)
+
+
+def test_each_restore_reads_the_toc_and_checks_maint_restore_once(
+    db, db_dsn, tmp_path, admin, monkeypatch
+):
+    import subprocess
+
+    from orchestrator import backup_runas
+
+    db.execute("CREATE TABLE public.t AS SELECT g AS id FROM generate_series(1, 10) g")
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    calls: list[str] = []  # every child program's first argument, and each role check
+    real_run, real_check = subprocess.run, backup_runas.check_role
+
+    def run_spy(args, **kw):
+        calls.append(args[1])
+        return real_run(args, **kw)
+
+    monkeypatch.setattr(subprocess, "run", run_spy)
+    monkeypatch.setattr(
+        backup_runas, "check_role", lambda conn: calls.append("check_role") or real_check(conn)
+    )
+    code, v = run_json(
+        "backup", "verify", str(created["id"]), "--level", "restore", "--dir", str(tmp_path),
+        dsn=db_dsn,
+    )
+    assert code == 0 and v["ok"], v
+    assert calls.count("--list") == 1 and calls.count("check_role") == 1, calls
+    calls.clear()
+    target = f"t_restored_{uuid.uuid4().hex[:8]}"
+    try:
+        code, r = run_json(
+            "backup", "restore", str(created["id"]), "--into", target, "--dir", str(tmp_path),
+            dsn=db_dsn,
+        )
+        assert code == 0, r
+        assert calls.count("--list") == 1 and calls.count("check_role") == 1, calls
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')

@@ -27,6 +27,7 @@ from backup_support import (
     schema_dump,
     scratch_databases,
     seed,
+    tamper_sql,
 )
 from psycopg import sql
 
@@ -357,17 +358,176 @@ def test_backup_restore_as_superuser_hands_everything_back(
         )
         assert code == 0, r
         target_dsn = with_dbname(db_dsn, target)
-        assert r["restored_as"] == RESTORE and r["kept"] == []
+        assert f"restored as {RESTORE} (no password needed)" in r["notes"]
         assert r["owners"][o1] > 5 and r["owners"][o2] == 2  # schema and table
-        assert _owners(target_dsn) == _owners(db_dsn)
-        assert _database_owner(admin, target) == _database_owner(admin, db.info.dbname)
-        # same definitions, owners, privileges, default privileges and event trigger
-        assert schema_dump(target_dsn) == schema_dump(db_dsn)
+        # what postgres owned (the kit, public.noop_evt(), the database) is not handed to
+        # it: it stays maint_restore's, each object listed with the statement giving it back
+        withheld = r["superuser_owned"]
+        assert {w["owner"] for w in withheld} == {"postgres"} and "postgres" not in r["owners"]
+        objects = {w["object"] for w in withheld}
+        assert {"routine public.noop_evt()", f"database {target}", "schema maint"} <= objects
+        assert len(r["kept"]) == len(withheld)  # nothing else stayed behind
+        assert _database_owner(admin, target) == RESTORE
+        source_owners = _owners(db_dsn)  # pg_shdepend leaves out the bootstrap superuser
+        assert [x for x in _owners(target_dsn) if x[1] != RESTORE] == source_owners
         notes = "\n".join(r["notes"])
-        assert "privileges restored" in notes and "1 event trigger(s) restored last" in notes
+        assert "privileges restored" in notes and "1 event trigger(s) not restored" in notes
         with psycopg.connect(target_dsn) as conn:
             assert conn.execute("SELECT count(*) FROM shop.secret").fetchone()[0] == 10
             assert conn.execute("SELECT last_value FROM shop.tickets").fetchone()[0] == 77
+
+        # after the review an administrator runs the listed statements and creates the
+        # event trigger: the same definitions, owners, privileges and default privileges
+        with psycopg.connect(target_dsn, autocommit=True) as conn:
+            for w in withheld:
+                conn.execute(w["statement"])
+            conn.execute(
+                "CREATE EVENT TRIGGER pgmaint_test_evt ON ddl_command_start"
+                " EXECUTE FUNCTION public.noop_evt()"
+            )
+        assert _owners(target_dsn) == source_owners
+        assert _database_owner(admin, target) == _database_owner(admin, db.info.dbname)
+        assert schema_dump(target_dsn) == schema_dump(db_dsn)
+    finally:
+        _drop_db(admin, target)
+
+
+def test_restored_code_cannot_tamper_its_way_to_superuser_through_the_hand_back(
+    db, db_dsn, pg_server, tmp_path, admin, make_role
+):
+    """The restore runs every owner's code as maint_restore, which owns every restored
+    object meanwhile: o1's CHECK replaces postgres' function and postgres' event trigger
+    function, and sets and grants on the database. None of that reaches a superuser."""
+    o1 = make_role()
+    db.execute(tamper_sql(o1))
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    target, other = (f"t_restored_{uuid.uuid4().hex[:8]}" for _ in range(2))
+    try:
+        code, r = run_json(
+            "backup", "restore", str(created["id"]), "--into", target, "--dir", str(tmp_path),
+            dsn=db_dsn,
+        )
+        assert code == 0, r
+        target_dsn = with_dbname(db_dsn, target)
+        # the restored code did run (as maint_restore) and replaced postgres' function
+        with psycopg.connect(target_dsn) as conn:
+            tampered = conn.execute(
+                "SELECT prosecdef, pg_get_userbyid(proowner) FROM pg_proc"
+                " WHERE oid = 'public.report()'::regprocedure"
+            ).fetchone()
+        # ... but what postgres owned in the backup stays maint_restore's: listed, not handed over
+        assert tampered == (True, RESTORE)
+        kept = {k["object"]: k for k in r["superuser_owned"]}
+        assert kept["routine public.report()"]["owner"] == "postgres"
+        assert kept["routine public.report()"]["statement"] == (
+            'ALTER ROUTINE public.report() OWNER TO "postgres"'
+        )
+        assert "routine public.on_ddl()" in kept
+        assert f"database {target}" in kept and _database_owner(admin, target) == RESTORE
+        assert "postgres" not in r["owners"] and r["owners"][o1] >= 3  # schema, table, function
+        assert any(
+            k.startswith("routine public.report() (postgres in the backup is a superuser")
+            for k in r["kept"]
+        )
+        notes = "\n".join(r["notes"])
+        assert "owned by a superuser in the backup" in notes and "review" in notes
+        assert "1 event trigger(s) not restored" in notes
+
+        # route 1: o1 calls the function postgres would have owned
+        with (
+            psycopg.connect(role_dsn(pg_server, target, o1), autocommit=True) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute("SELECT public.report()")
+        assert not is_superuser(admin, o1)
+        # route 2: a superuser's DDL in the restored database fires no event trigger
+        with psycopg.connect(target_dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
+            conn.execute("CREATE TABLE public.after_restore (x integer)")
+        assert not is_superuser(admin, o1)
+        # route 3: nothing maint_restore set or granted on the database survives the hand-over
+        assert admin.execute(
+            "SELECT count(*) FROM pg_db_role_setting AS s JOIN pg_database AS d ON d.oid = s.setdatabase"
+            " WHERE d.datname = %s",
+            (target,),
+        ).fetchone()[0] == 0
+        assert admin.execute(
+            "SELECT has_database_privilege(%s, %s, 'CREATE')", (o1, target)
+        ).fetchone()[0] is False
+        assert "database settings and grants set during the restore reset" in notes
+
+        # a non-superuser's restore resets the database the same way (it stays maint_restore's)
+        adm = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB")
+        code, r = run_json(
+            "backup", "restore", str(created["id"]), "--into", other, "--dir", str(tmp_path),
+            dsn=role_dsn(pg_server, db.info.dbname, adm),
+        )
+        assert code == 0, r
+        assert "database settings and grants set during the restore reset" in "\n".join(r["notes"])
+        assert admin.execute(
+            "SELECT count(*) FROM pg_db_role_setting AS s JOIN pg_database AS d ON d.oid = s.setdatabase"
+            " WHERE d.datname = %s",
+            (other,),
+        ).fetchone()[0] == 0
+        assert admin.execute(
+            "SELECT has_database_privilege(%s, %s, 'CREATE')", (o1, other)
+        ).fetchone()[0] is False
+        assert not is_superuser(admin, o1)
+    finally:
+        _drop_db(admin, target)
+        _drop_db(admin, other)
+
+
+def test_roles_that_can_become_superuser_are_given_nothing(
+    db, db_dsn, tmp_path, admin, make_role
+):
+    """A member of a superuser role can give its objects to that role: it is treated as
+    one, by the hand-back and by --owner (as are CREATEROLE before PostgreSQL 16 and
+    members of pg_execute_server_program / pg_write_server_files)."""
+    from orchestrator import backup_owners
+
+    member = make_role("postgres")
+    plain = make_role()
+    creator = make_role(attributes="CREATEROLE")
+    programs = make_role("pg_execute_server_program")
+    powerful = backup_owners.powerful(db)
+    assert powerful["postgres"] == "a superuser"
+    assert powerful[member] == "able to become a superuser (member of postgres)"
+    assert powerful[programs] == "able to become a superuser (member of pg_execute_server_program)"
+    assert powerful.get(creator) == (
+        "able to become a superuser (CREATEROLE)" if db.info.server_version < 160000 else None
+    )
+    assert plain not in powerful and RESTORE not in powerful and "pg_database_owner" not in powerful
+
+    db.execute(
+        sql.SQL("CREATE TABLE public.m (x integer); ALTER TABLE public.m OWNER TO {};"
+                " CREATE TABLE public.p (x integer); ALTER TABLE public.p OWNER TO {}").format(
+            sql.Identifier(member), sql.Identifier(plain)
+        )
+    )
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    target = f"t_restored_{uuid.uuid4().hex[:8]}"
+    try:
+        code, r = run_json(
+            "backup", "restore", str(created["id"]), "--into", target, "--dir", str(tmp_path),
+            dsn=db_dsn,
+        )
+        assert code == 0, r
+        assert r["owners"][plain] == 1 and member not in r["owners"]
+        (m,) = [w for w in r["superuser_owned"] if w["owner"] == member]
+        assert m["object"] == "table public.m" and m["why"] == powerful[member]
+        with psycopg.connect(with_dbname(db_dsn, target)) as conn:
+            assert conn.execute(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.m'::regclass"
+            ).fetchone()[0] == RESTORE
+        refused = run(
+            "backup", "restore", str(created["id"]), "--into", "t_never", "--owner", member,
+            "--dir", str(tmp_path), dsn=db_dsn,
+        )
+        assert refused.exit_code == 3
+        assert f"--owner {member} is able to become a superuser (member of postgres)" in refused.stderr
     finally:
         _drop_db(admin, target)
 
@@ -495,6 +655,45 @@ def test_missing_or_unsafe_restore_role_is_refused(db, db_dsn, pg_server, tmp_pa
     assert scratch_databases(admin) == []
 
 
+def test_create_verify_restore_refuses_before_dumping_when_maint_restore_cannot_be_used(
+    db, db_dsn, tmp_path, admin
+):
+    """The restore role is checked before pg_dump runs, not after a dump that then could
+    not be verified."""
+    from orchestrator import backup_files as files
+
+    def attempt():
+        result = run("backup", "create", "--verify", "restore", "--dir", str(tmp_path), dsn=db_dsn)
+        assert result.exit_code == 3
+        assert len(result.stderr.strip().splitlines()) == 1
+        # no pg_dump ran: nothing on disk, the attempt's row failed with the reason
+        assert files.scan(files.database_dir(tmp_path, db.info.dbname)) == []
+        row = db.execute(
+            "SELECT b.status, b.error, b.bytes, r.status FROM maint.backups AS b"
+            "  JOIN maint.runs AS r ON r.id = b.run_id ORDER BY b.id DESC LIMIT 1"
+        ).fetchone()
+        assert row[0] == "failed" and row[2] is None and row[3] == "failed", row
+        return result.stderr, row[1]
+
+    admin.execute(f"ALTER ROLE {RESTORE} RENAME TO {RESTORE}_away")
+    try:
+        stderr, error = attempt()
+    finally:
+        admin.execute(f"ALTER ROLE {RESTORE}_away RENAME TO {RESTORE}")
+    assert f"CREATE ROLE {RESTORE} LOGIN NOINHERIT" in stderr and f"role {RESTORE} does not exist" in error
+
+    admin.execute(f"ALTER ROLE {RESTORE} NOLOGIN")
+    try:
+        stderr, error = attempt()
+    finally:
+        admin.execute(f"ALTER ROLE {RESTORE} LOGIN")
+    assert f"role {RESTORE} cannot log in" in stderr and f"ALTER ROLE {RESTORE} LOGIN" in error
+
+    # with the role usable again the same command dumps and verifies
+    code, created = run_json("backup", "create", "--verify", "restore", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0 and created["verify"]["ok"], created
+
+
 @pytest.fixture
 def restore_role_needs_a_password(admin):
     """pg_hba.conf: maint_restore must give a password (everyone else keeps trust)."""
@@ -565,4 +764,94 @@ def test_one_time_password_when_maint_restore_cannot_log_in_without_one(
     assert len(msg.splitlines()) == 1
     assert f"cannot connect as {RESTORE}" in msg and "pg_hba.conf" in msg and ".pgpass" in msg
     assert f"the restore never runs as {adm}" in msg
+    assert scratch_databases(admin) == []
+
+
+def test_one_time_password_is_renewed_for_each_new_session(
+    db, db_dsn, tmp_path, admin, monkeypatch, restore_role_needs_a_password
+):
+    """A restore that outlasts the password's validity still opens its later sessions
+    (here: 2 seconds, and pg_restore made to take 3)."""
+    import time
+
+    from orchestrator import backup_load
+
+    seed(db)
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    monkeypatch.setattr(runas, "PASSWORD_VALID_SECONDS", 2)
+    real = backup_load.pg_restore
+
+    def slow(*args, **kw):
+        proc = real(*args, **kw)
+        time.sleep(3)
+        return proc
+
+    monkeypatch.setattr(backup_load, "pg_restore", slow)
+    verify = ("backup", "verify", str(created["id"]), "--level", "restore", "--dir", str(tmp_path))
+    code, v = run_json(*verify, dsn=db_dsn)
+    assert code == 0 and v["ok"], v
+    assert any("one-time password (valid 2 seconds for each new session" in n for n in v["notes"])
+    # the control: without renewal the session after pg_restore cannot log in any more
+    monkeypatch.setattr(runas.Login, "renew", lambda self: None)
+    code, v = run_json(*verify, dsn=db_dsn)
+    assert code == 5, v
+    assert v["problems"][0].startswith("could not read the restored scratch database")
+    assert "password authentication failed" in v["problems"][0]
+    assert admin.execute(
+        "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = %s", (RESTORE,)
+    ).fetchone()[0]
+
+
+def test_one_time_password_is_removed_when_the_restore_fails(
+    db, db_dsn, pg_server, tmp_path, admin, make_role, monkeypatch, restore_role_needs_a_password
+):
+    """pg_restore fails (the owner's CHECK needs more than maint_restore may do) while
+    maint_restore logs in with a one-time password: the password is gone afterwards,
+    whether a superuser or a CREATEROLE role set it."""
+    from orchestrator import backup_load
+
+    owner = make_role()
+    db.execute(escalation_sql("check", owner))
+    code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
+    assert code == 0, created
+    # each failing pg_restore ran with a one-time password that was set at that moment
+    during: list[tuple[bool, bool]] = []
+    real = backup_load.pg_restore
+
+    def spy(tools, archive, listing, conninfo, env, **kw):
+        set_now = admin.execute(
+            "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s", (RESTORE,)
+        ).fetchone()[0]
+        during.append(("PGPASSWORD" in env, set_now))
+        return real(tools, archive, listing, conninfo, env, **kw)
+
+    monkeypatch.setattr(backup_load, "pg_restore", spy)
+
+    def password_gone() -> bool:
+        return admin.execute(
+            "SELECT rolpassword IS NULL AND coalesce(rolvaliduntil = 'infinity', true)"
+            "  FROM pg_authid WHERE rolname = %s",
+            (RESTORE,),
+        ).fetchone()[0]
+
+    verify = ("backup", "verify", str(created["id"]), "--level", "restore", "--dir", str(tmp_path))
+    code, v = run_json(*verify, dsn=db_dsn)
+    assert code == 5 and v["problems"][0].startswith("pg_restore failed:"), v
+    assert password_gone()
+
+    target = f"t_restored_{uuid.uuid4().hex[:8]}"
+    result = run(
+        "backup", "restore", str(created["id"]), "--into", target, "--dir", str(tmp_path), dsn=db_dsn
+    )
+    assert result.exit_code == 1 and "pg_restore failed" in result.stderr
+    assert password_gone()
+    assert admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None
+
+    creator = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB CREATEROLE")
+    code, v = run_json(*verify, dsn=role_dsn(pg_server, db.info.dbname, creator))
+    assert code == 5 and v["problems"][0].startswith("pg_restore failed:"), v
+    assert password_gone()
+    assert during == [(True, True)] * 3
+    assert not is_superuser(admin, owner)
     assert scratch_databases(admin) == []
