@@ -44,7 +44,6 @@ DECLARE
     v_unit_rel text;
     v_n integer;
     v_mode text;
-    v_del bigint;
     v_deleted bigint := 0;
     v_batches integer := 0;
     v_retries integer := 0;
@@ -104,55 +103,11 @@ BEGIN
     v_n := pg_catalog.jsonb_array_length(v_units);
     <<units>>
     FOR v_i IN 0 .. v_n - 1 LOOP
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        -- a unit is an expired partition dropped whole (one step) or rows deleted in
+        -- batches from the position the preflight stored
         v_unit := v_units -> v_i;
         v_unit_rel := v_unit->>'rel';
-        IF v_unit->>'mode' = 'drop' THEN
-            v_attempt := 0;
-            LOOP
-                IF pg_catalog.clock_timestamp() >= p_deadline THEN
-                    v_status := 'partial';
-                    EXIT units;
-                END IF;
-                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-                PERFORM pg_catalog.set_config('lock_timeout', v_lock_ms, true);
-                BEGIN
-                    v_del := maint._cleanup_drop_partition(p_run, p_rule_id, v_unit_rel, v_lock_ms);
-                EXCEPTION
-                    WHEN lock_not_available THEN
-                        v_attempt := v_attempt + 1;
-                        v_retries := v_retries + 1;
-                        IF v_attempt > 3 THEN
-                            v_status := 'skipped';
-                            v_error := pg_catalog.format('rule %s: could not lock %s within %s, %s attempts; skipped',
-                                v_rule.id, v_unit_rel, p_lock_timeout, v_attempt);
-                            EXIT units;
-                        END IF;
-                        PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
-                        CONTINUE;
-                    WHEN query_canceled THEN
-                        v_status := 'cancelled';
-                        v_error := pg_catalog.format('rule %s: %s', v_rule.id, SQLERRM);
-                        EXIT units;
-                    WHEN OTHERS THEN
-                        v_status := 'failed';
-                        v_error := pg_catalog.format('rule %s: dropping partition %s: %s', v_rule.id, v_unit_rel, SQLERRM);
-                        EXIT units;
-                END;
-                v_deleted := v_deleted + v_del;
-                v_batches := v_batches + 1;
-                v_dropped := v_dropped || v_unit_rel;
-                PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
-                    p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
-                        'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
-                COMMIT;
-                EXIT;
-            END LOOP;
-            CONTINUE units;
-        END IF;
-
-        -- row-wise batches, from the unit's position that the preflight stored
-        v_mode := v_unit->>'batching';
+        v_mode := coalesce(v_unit->>'batching', v_mode);
         v_attempt := 0;
         LOOP
             IF pg_catalog.clock_timestamp() >= p_deadline THEN
@@ -169,7 +124,12 @@ BEGIN
             PERFORM pg_catalog.set_config('max_parallel_workers_per_gather', '0', true);
             PERFORM pg_catalog.set_config('jit', 'off', true);
             BEGIN
-                v_b := maint._cleanup_batch(p_run, p_rule_id, (v_unit->>'unit')::integer, v_lock_ms);
+                IF v_unit->>'mode' = 'drop' THEN
+                    v_b := pg_catalog.jsonb_build_object('batch', true, 'done', true,
+                               'del', maint._cleanup_drop_partition(p_run, p_rule_id, v_unit_rel, v_lock_ms));
+                ELSE
+                    v_b := maint._cleanup_batch(p_run, p_rule_id, (v_unit->>'unit')::integer, v_lock_ms);
+                END IF;
             EXCEPTION
                 WHEN lock_not_available THEN
                     v_attempt := v_attempt + 1;
@@ -188,13 +148,18 @@ BEGIN
                     EXIT units;
                 WHEN OTHERS THEN
                     v_status := 'failed';
-                    v_error := pg_catalog.format('rule %s (%s on %s): %s', v_rule.id, v_rule.kind, v_res->>'table', SQLERRM);
+                    v_error := pg_catalog.format('rule %s (%s on %s): %s%s', v_rule.id, v_rule.kind, v_res->>'table',
+                        CASE WHEN v_unit->>'mode' = 'drop' THEN pg_catalog.format('dropping partition %s: ', v_unit_rel) ELSE '' END,
+                        SQLERRM);
                     EXIT units;
             END;
             v_attempt := 0;
             IF (v_b->>'batch')::boolean THEN
                 v_deleted := v_deleted + (v_b->>'del')::bigint;
                 v_batches := v_batches + 1;
+            END IF;
+            IF v_unit->>'mode' = 'drop' THEN
+                v_dropped := v_dropped || v_unit_rel;
             END IF;
             PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
                 p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
