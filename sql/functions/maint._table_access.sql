@@ -9,13 +9,17 @@
 --   statements on them run as their owner.
 CREATE OR REPLACE FUNCTION maint._table_by_name(p_schema name, p_table name)
     RETURNS regclass
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.oid::pg_catalog.regclass
-      FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-     WHERE n.nspname = p_schema AND c.relname = p_table
+BEGIN
+    RETURN (
+        SELECT c.oid::pg_catalog.regclass
+          FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE n.nspname = p_schema AND c.relname = p_table
+    );
+END
 $$;
 
 -- maint._table_by_name(p_qualified text) -> regclass
@@ -50,14 +54,18 @@ $$;
 --   role only when that role would see them all.
 CREATE OR REPLACE FUNCTION maint._sees_all_rows(p_role name, p_rel regclass)
     RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT NOT c.relrowsecurity
-           OR pg_catalog.pg_has_role(p_role, c.relowner, 'USAGE')
-           OR coalesce((SELECT r.rolbypassrls OR r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = p_role), false)
-      FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+BEGIN
+    RETURN (
+        SELECT NOT c.relrowsecurity
+               OR pg_catalog.pg_has_role(p_role, c.relowner, 'USAGE')
+               OR coalesce((SELECT r.rolbypassrls OR r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = p_role), false)
+          FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+    );
+END
 $$;
 
 COMMENT ON FUNCTION maint._sees_all_rows(name, regclass) IS 'Internal: does a role see every row of a table (row-level security)';

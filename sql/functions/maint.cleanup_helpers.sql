@@ -91,15 +91,19 @@ $$;
 --   The primary key columns in key order (the keyset of the batches), NULL without one.
 CREATE OR REPLACE FUNCTION maint._cleanup_identity(p_rel regclass)
     RETURNS name[]
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
-      FROM pg_catalog.pg_constraint AS c
-     CROSS JOIN LATERAL pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-     WHERE c.conrelid = p_rel AND c.contype = 'p'
+BEGIN
+    RETURN (
+        SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
+          FROM pg_catalog.pg_constraint AS c
+         CROSS JOIN LATERAL pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+         WHERE c.conrelid = p_rel AND c.contype = 'p'
+    );
+END
 $$;
 
 -- maint._cleanup_size(p_rel regclass) -> bigint
@@ -223,12 +227,16 @@ $$;
 --   "<prefix>col1<suffix>, <prefix>col2<suffix>" with the columns quoted.
 CREATE OR REPLACE FUNCTION maint._cleanup_key_list(p_prefix text, p_cols name[], p_suffix text DEFAULT '')
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.string_agg(p_prefix || pg_catalog.quote_ident(c) || p_suffix, ', ' ORDER BY i)
-      FROM pg_catalog.unnest(p_cols) WITH ORDINALITY AS u(c, i)
+BEGIN
+    RETURN (
+        SELECT pg_catalog.string_agg(p_prefix || pg_catalog.quote_ident(c) || p_suffix, ', ' ORDER BY i)
+          FROM pg_catalog.unnest(p_cols) WITH ORDINALITY AS u(c, i)
+    );
+END
 $$;
 
 -- maint._cleanup_key_compare(p_rel regclass, p_identity name[], p_op text, p_param integer) -> text
@@ -261,22 +269,30 @@ $$;
 --   expression p_meta.
 CREATE OR REPLACE FUNCTION maint._cleanup_result_sql(p_archive boolean, p_meta text)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p_archive THEN ' SELECT ''r''::text, pg_catalog.to_jsonb(g) FROM gone AS g'
-                ELSE ' SELECT ''m''::text, ' || p_meta END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN p_archive THEN ' SELECT ''r''::text, pg_catalog.to_jsonb(g) FROM gone AS g'
+                    ELSE ' SELECT ''m''::text, ' || p_meta END
+    );
+END
 $$;
 
 -- maint._cleanup_deleted_meta() -> text: the meta expression {"del": rows in gone}.
 CREATE OR REPLACE FUNCTION maint._cleanup_deleted_meta()
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'pg_catalog.jsonb_build_object(''del'', (SELECT pg_catalog.count(*) FROM gone))'
+BEGIN
+    RETURN (
+        SELECT 'pg_catalog.jsonb_build_object(''del'', (SELECT pg_catalog.count(*) FROM gone))'
+    );
+END
 $$;
 
 -- maint._cleanup_bound_sql(p_rel, p_identity, p_pred, p_batch, p_first) -> text
@@ -286,15 +302,19 @@ $$;
 CREATE OR REPLACE FUNCTION maint._cleanup_bound_sql(
     p_rel regclass, p_identity name[], p_pred text, p_batch integer, p_first boolean)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format(
-        'SELECT ''m''::text, pg_catalog.to_jsonb(ARRAY[%s]) FROM %s AS t WHERE %s AND (%s) ORDER BY %s OFFSET %s LIMIT 1',
-        maint._cleanup_key_list('t.', p_identity, '::text'), p_rel,
-        CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
-        p_pred, maint._cleanup_key_list('t.', p_identity), p_batch - 1)
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format(
+            'SELECT ''m''::text, pg_catalog.to_jsonb(ARRAY[%s]) FROM %s AS t WHERE %s AND (%s) ORDER BY %s OFFSET %s LIMIT 1',
+            maint._cleanup_key_list('t.', p_identity, '::text'), p_rel,
+            CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
+            p_pred, maint._cleanup_key_list('t.', p_identity), p_batch - 1)
+    );
+END
 $$;
 
 -- maint._cleanup_range_sql(p_rel, p_identity, p_pred, p_archive, p_first, p_bounded) -> text
@@ -304,16 +324,20 @@ $$;
 CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
     p_rel regclass, p_identity name[], p_pred text, p_archive boolean, p_first boolean, p_bounded boolean)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format(
-        'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s',
-        p_rel,
-        CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
-        CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 2) ELSE 'true' END,
-        p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format(
+            'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s',
+            p_rel,
+            CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
+            CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 2) ELSE 'true' END,
+            p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+    );
+END
 $$;
 
 -- maint._cleanup_idrange_sql(p_rel, p_column, p_pred, p_archive) -> text
@@ -322,15 +346,19 @@ $$;
 --   an index range scan with no separate bound query. Meta: {"del": n}.
 CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column name, p_pred text, p_archive boolean)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format(
-        'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s) '
-        'RETURNING t.*)%5$s',
-        p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred,
-        maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format(
+            'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s) '
+            'RETURNING t.*)%5$s',
+            p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred,
+            maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+    );
+END
 $$;
 
 -- maint._cleanup_next_id_sql(p_rel, p_column, p_pred) -> text
@@ -339,13 +367,17 @@ $$;
 --   sparse (random, snowflake-like) ids range by range.
 CREATE OR REPLACE FUNCTION maint._cleanup_next_id_sql(p_rel regclass, p_column name, p_pred text)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.min(t.%1$I)::text) FROM %2$s AS t '
-                             'WHERE t.%1$I > $1[1]::%3$s AND (%4$s)',
-                             p_column, p_rel, maint._cleanup_column_type(p_rel, p_column), p_pred)
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format('SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.min(t.%1$I)::text) FROM %2$s AS t '
+                                 'WHERE t.%1$I > $1[1]::%3$s AND (%4$s)',
+                                 p_column, p_rel, maint._cleanup_column_type(p_rel, p_column), p_pred)
+    );
+END
 $$;
 
 -- maint._cleanup_ctid_sql(p_rel, p_pred, p_archive) -> text
@@ -353,14 +385,18 @@ $$;
 --   without primary key: the page range is the keyset. Meta: {"del": n}.
 CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive boolean)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format(
-        'WITH gone AS (DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s) '
-        'RETURNING t.*)%3$s',
-        p_rel, p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format(
+            'WITH gone AS (DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s) '
+            'RETURNING t.*)%3$s',
+            p_rel, p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+    );
+END
 $$;
 
 -- maint._cleanup_dedupe_where(p_rule maint.cleanup_rules) -> text
@@ -368,14 +404,18 @@ $$;
 --   nulls_equal => false only rows whose key has no NULL. Shared by the preview and the run.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_where(p_rule maint.cleanup_rules)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'))
-           || CASE WHEN p_rule.nulls_equal THEN ''
-                   ELSE ' AND ' || (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
-                                      FROM pg_catalog.unnest(p_rule.columns) AS c) END
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'))
+               || CASE WHEN p_rule.nulls_equal THEN ''
+                       ELSE ' AND ' || (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' AND ')
+                                          FROM pg_catalog.unnest(p_rule.columns) AS c) END
+    );
+END
 $$;
 
 -- maint._cleanup_dedupe_window(p_rule maint.cleanup_rules, p_rel regclass, p_identity name[]) -> text
@@ -458,14 +498,18 @@ $$;
 --   ('m', {"sel": how many, "last": [their last sequence number]}).
 CREATE OR REPLACE FUNCTION maint._cleanup_victims_sql(p_victims text, p_batch integer)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format(
-        'SELECT ''m''::text, pg_catalog.jsonb_build_object(''sel'', pg_catalog.count(*), '
-        '''last'', ARRAY[pg_catalog.max(b.s)::text]) FROM (SELECT v._pgmaint_seq AS s FROM pg_temp.%I AS v '
-        'WHERE v._pgmaint_seq > $1[1]::bigint ORDER BY v._pgmaint_seq LIMIT %s) AS b', p_victims, p_batch)
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format(
+            'SELECT ''m''::text, pg_catalog.jsonb_build_object(''sel'', pg_catalog.count(*), '
+            '''last'', ARRAY[pg_catalog.max(b.s)::text]) FROM (SELECT v._pgmaint_seq AS s FROM pg_temp.%I AS v '
+            'WHERE v._pgmaint_seq > $1[1]::bigint ORDER BY v._pgmaint_seq LIMIT %s) AS b', p_victims, p_batch)
+    );
+END
 $$;
 
 -- maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)

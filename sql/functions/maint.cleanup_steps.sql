@@ -56,27 +56,35 @@ $$;
 --   SELECT and DELETE on the table, SELECT on an orphan rule's parent), else why not.
 CREATE OR REPLACE FUNCTION maint._cleanup_author_refusal(p_rule maint.cleanup_rules, p_rel regclass)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('rule %s: its author %s', p_rule.id, r.why)
-      FROM (SELECT coalesce(maint._author_refusal(p_rule.created_by, p_rel, 'SELECT, DELETE'),
-                            CASE WHEN p_rule.kind = 'orphan'
-                                 THEN maint._author_refusal(p_rule.created_by,
-                                          maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table), 'SELECT')
-                            END) AS why) AS r
-     WHERE r.why IS NOT NULL
+BEGIN
+    RETURN (
+        SELECT pg_catalog.format('rule %s: its author %s', p_rule.id, r.why)
+          FROM (SELECT coalesce(maint._author_refusal(p_rule.created_by, p_rel, 'SELECT, DELETE'),
+                                CASE WHEN p_rule.kind = 'orphan'
+                                     THEN maint._author_refusal(p_rule.created_by,
+                                              maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table), 'SELECT')
+                                END) AS why) AS r
+         WHERE r.why IS NOT NULL
+    );
+END
 $$;
 
 -- maint._cleanup_owner(p_rel regclass) -> oid: the role that owns a table.
 CREATE OR REPLACE FUNCTION maint._cleanup_owner(p_rel regclass)
     RETURNS oid
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+BEGIN
+    RETURN (
+        SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+    );
+END
 $$;
 
 -- maint._cleanup_cutoff(p_run bigint, p_rule maint.cleanup_rules) -> timestamptz
@@ -84,12 +92,16 @@ $$;
 --   (computed once per run, from the journal, so every batch agrees). NULL for other kinds.
 CREATE OR REPLACE FUNCTION maint._cleanup_cutoff(p_run bigint, p_rule maint.cleanup_rules)
     RETURNS timestamptz
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p_rule.kind = 'retention' THEN r.started_at - p_rule.keep END
-      FROM maint.runs AS r WHERE r.id = p_run
+BEGIN
+    RETURN (
+        SELECT CASE WHEN p_rule.kind = 'retention' THEN r.started_at - p_rule.keep END
+          FROM maint.runs AS r WHERE r.id = p_run
+    );
+END
 $$;
 
 -- maint._cleanup_query(p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text, p_rows jsonb) -> jsonb

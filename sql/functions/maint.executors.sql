@@ -20,11 +20,12 @@
 --   installed body with it before every use.
 CREATE OR REPLACE FUNCTION maint._executor_source(p_owner oid)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.replace($body$
+BEGIN
+    RETURN pg_catalog.replace($body$
 DECLARE
     v_rows bigint;
 BEGIN
@@ -48,7 +49,8 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE p_sql USING p_a, p_b, p_rows;
 END
-$body$, '@OWNER@', p_owner::text)
+$body$, '@OWNER@', p_owner::text);
+END
 $$;
 
 -- maint._executor(p_owner oid) -> name
@@ -155,13 +157,17 @@ $$;
 --   (which quote keys) are never journaled.
 CREATE OR REPLACE FUNCTION maint._redact_error(p_sqlstate text, p_message text)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.left(p_sqlstate, 2) = '22'
-                THEN pg_catalog.format('data exception (SQLSTATE %s); the message is withheld because it may quote table data: run the preview as a role that can read the table to see it', p_sqlstate)
-                ELSE p_message END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN pg_catalog.left(p_sqlstate, 2) = '22'
+                    THEN pg_catalog.format('data exception (SQLSTATE %s); the message is withheld because it may quote table data: run the preview as a role that can read the table to see it', p_sqlstate)
+                    ELSE p_message END
+    );
+END
 $$;
 
 COMMENT ON FUNCTION maint._executor_source(oid) IS 'Internal: the body of the executor of a role';

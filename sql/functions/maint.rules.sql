@@ -313,25 +313,29 @@ $$;
 --   again at every run; a preview is shown only to a reader that passes it for SELECT.
 CREATE OR REPLACE FUNCTION maint._author_refusal(p_author name, p_rel regclass, p_privileges text)
     RETURNS text
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN pg_catalog.to_regrole(pg_catalog.quote_ident(p_author)) IS NULL
-            THEN pg_catalog.format('role %s does not exist any more', pg_catalog.quote_ident(p_author))
-        WHEN NOT pg_catalog.has_schema_privilege(p_author, c.relnamespace, 'USAGE')
-            THEN pg_catalog.format('role %s may not use schema %s', pg_catalog.quote_ident(p_author),
-                                   c.relnamespace::pg_catalog.regnamespace)
-        WHEN NOT maint._sees_all_rows(p_author, p_rel)
-            THEN pg_catalog.format('role %s does not see every row of %s (row-level security), and the kit acts as its owner',
-                                   pg_catalog.quote_ident(p_author), p_rel)
-        ELSE (SELECT pg_catalog.format('role %s may not %s on %s', pg_catalog.quote_ident(p_author), v.priv, p_rel)
-                FROM pg_catalog.regexp_split_to_table(p_privileges, '\s*,\s*') WITH ORDINALITY AS v(priv, i)
-               WHERE NOT pg_catalog.has_table_privilege(p_author, p_rel, v.priv)
-               ORDER BY v.i LIMIT 1)
-    END
-      FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN pg_catalog.to_regrole(pg_catalog.quote_ident(p_author)) IS NULL
+                THEN pg_catalog.format('role %s does not exist any more', pg_catalog.quote_ident(p_author))
+            WHEN NOT pg_catalog.has_schema_privilege(p_author, c.relnamespace, 'USAGE')
+                THEN pg_catalog.format('role %s may not use schema %s', pg_catalog.quote_ident(p_author),
+                                       c.relnamespace::pg_catalog.regnamespace)
+            WHEN NOT maint._sees_all_rows(p_author, p_rel)
+                THEN pg_catalog.format('role %s does not see every row of %s (row-level security), and the kit acts as its owner',
+                                       pg_catalog.quote_ident(p_author), p_rel)
+            ELSE (SELECT pg_catalog.format('role %s may not %s on %s', pg_catalog.quote_ident(p_author), v.priv, p_rel)
+                    FROM pg_catalog.regexp_split_to_table(p_privileges, '\s*,\s*') WITH ORDINALITY AS v(priv, i)
+                   WHERE NOT pg_catalog.has_table_privilege(p_author, p_rel, v.priv)
+                   ORDER BY v.i LIMIT 1)
+        END
+          FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+    );
+END
 $$;
 
 -- maint._rule_author_check(p_author name, p_rel regclass, p_privileges text) -> void

@@ -119,11 +119,15 @@ $$;
 -- the session: a later session may get the same pid, not the same start).
 CREATE OR REPLACE FUNCTION maint._backend_start()
     RETURNS timestamptz
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a
+BEGIN
+    RETURN (
+        SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a
+    );
+END
 $$;
 
 -- maint._own_run(p_run_id bigint) -> maint.runs: the running run, checked to belong to
