@@ -113,7 +113,7 @@ def kit_job_ids(conn: psycopg.Connection, kit_db: str) -> list[tuple[int, str]]:
 
 
 def _unschedule(conn: psycopg.Connection, kit_db: str) -> list[str]:
-    with db.pinned(conn):  # all of them or none
+    with conn.transaction():  # all of them or none
         if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = kit_job_ids(conn, kit_db)

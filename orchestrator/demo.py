@@ -142,7 +142,7 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
     with db.connection(db.with_dbname(dsn, dbname)) as conn:
         # the sandbox preloads it; elsewhere the slow_queries check says unknown
         with contextlib.suppress(psycopg.Error):
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public")
         _load_app(conn)
         result = deploy.deploy(conn)
         # the demo database is new and the kit was just deployed by this role, but the

@@ -195,11 +195,7 @@ def plan(conn: psycopg.Connection, root: Path | None = None, *, verify: bool = T
 
     An existing installation is read only when the connecting role may trust it
     (:mod:`orchestrator.trust`); ``verify=False`` when the caller checked already."""
-    with db.pinned(conn):
-        return _plan(conn, root or sql_dir(), verify)
-
-
-def _plan(conn: psycopg.Connection, root: Path, verify: bool) -> DeployPlan:
+    root = root or sql_dir()
     _check_server(conn)
     state = _schema_state(conn)
     if state == "foreign":
@@ -263,9 +259,9 @@ def deploy(
         conn.execute(
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
         )
-        # only catalog functions and operators resolve by name (the database owner may own
-        # schema public); yoyo's steps set their own search_path later
-        conn.execute(db.PIN_SEARCH_PATH)
+        # db.connect pins search_path for the session; deploy() also takes connections
+        # opened elsewhere (tests, benchmarks), so its transaction pins it too
+        db.pin_search_path(conn, local=True)
         _lock(conn, lock_timeout)
         adopted = _adopt(conn, root) if adopt else []
         result = _deploy_locked(conn, backend, migrations, root, force or adopt, lock_timeout)
@@ -295,13 +291,12 @@ def _unlock(conn: psycopg.Connection) -> None:
         return
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
         conn.execute("ROLLBACK")
-    with db.pinned(conn):
-        conn.execute(
-            "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
-            " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
-            " AND classid = %s::pg_catalog.oid AND objid = %s::pg_catalog.oid AND objsubid = 2",
-            (*DEPLOY_LOCK, *DEPLOY_LOCK),
-        )
+    conn.execute(
+        "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
+        " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
+        " AND classid = %s::pg_catalog.oid AND objid = %s::pg_catalog.oid AND objsubid = 2",
+        (*DEPLOY_LOCK, *DEPLOY_LOCK),
+    )
 
 
 def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
@@ -377,7 +372,7 @@ def _adopt(conn: psycopg.Connection, root: Path) -> list[str]:
     # (no REVOKE on every routine yet: adopt_after_files tells the kit's routines by the
     # catalog rows this transaction wrote, and _deploy_locked revokes afterwards)
     _apply_function_files(conn, root, [p.name for p in _function_files(root)], revoke_public=False)
-    conn.execute(db.PIN_SEARCH_PATH)
+    db.pin_search_path(conn, local=True)  # yoyo's steps set maint first
     done += trust.adopt_after_files(conn)
     me, found = trust.problems(conn)
     if found:
@@ -534,7 +529,7 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         raise ValueError("uninstall needs an autocommit connection")
     conn.execute("BEGIN")
     try:
-        conn.execute(db.PIN_SEARCH_PATH)  # only catalog functions and operators resolve by name
+        db.pin_search_path(conn, local=True)  # as in deploy(): any connection may be passed
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
         _lock(conn, lock_timeout)
         row = conn.execute(

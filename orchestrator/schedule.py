@@ -186,7 +186,7 @@ def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: 
     """Create/update the default jobs in the pg_cron database. Returns (cron db, actions)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(conn), db.pinned(cron_conn):
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, cron_conn.transaction():
         require_runner(cron_conn, [conn.info.dbname, cron_db])
         actions = plan_install(conn, cron_conn, include, keep_cron_details)
         if not dry_run:
@@ -271,7 +271,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
     """This database's kit jobs with last run and next run (UTC)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
+    with _cron_connection(conn, dsn, cron_db) as cron_conn:
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         with cron_conn.cursor(row_factory=dict_row) as cur:
@@ -296,7 +296,7 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
     _require_kit(conn)
     cron_db = cron_target(conn)
     kit_db = conn.info.dbname
-    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, cron_conn.transaction():
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = cron.kit_job_ids(cron_conn, kit_db)

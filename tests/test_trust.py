@@ -344,22 +344,53 @@ def test_adopt_refuses_what_it_cannot_make_trustworthy(pg_server, admin, dbo_kit
 # --- names a database owner can hijack --------------------------------------------------------
 
 
-def test_deploy_and_uninstall_resolve_no_operator_of_the_database_owner(pg_server, admin, make_role,
-                                                                      make_database):
+def test_commands_resolve_no_operator_of_the_database_owner(pg_server, admin, make_role, make_database,
+                                                            monkeypatch):
     """In PostgreSQL 15 the database owner owns schema public: an operator there that matches
-    a query's argument types better than the catalog's would run with the caller's rights."""
+    a query's argument types better than the catalog's would run with the caller's rights.
+    Every connection a command opens (to the kit or to pg_cron's database, guarded or not)
+    resolves names in pg_catalog only, for its whole session."""
     dbo = make_role()
     name = make_database(owner=dbo)
     dsn = pg_server.dsn(name)
     deploy_to(dsn)  # the kit is the superuser's: trusted
     with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE TABLE public.hijacked (who text)")
+        conn.execute("GRANT INSERT ON public.hijacked TO PUBLIC")
         conn.execute(
             "CREATE FUNCTION public.oid_eq_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS $$"
-            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN $1 = $2::oid;"
-            " EXCEPTION WHEN OTHERS THEN RETURN $1 = $2::oid; END $$")
+            " BEGIN INSERT INTO public.hijacked VALUES (current_user);"
+            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; EXCEPTION WHEN OTHERS THEN NULL; END;"
+            " RETURN $1 = $2::oid; END $$")
         conn.execute("CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer,"
                      " FUNCTION = public.oid_eq_int)")
-    assert invoke("--dsn", dsn, "deploy", "--force").exit_code == 0
-    assert invoke("--dsn", dsn, "status").exit_code == 0
-    assert invoke("--dsn", dsn, "uninstall", "--yes").exit_code == 0
+        # the operator is live: a session that resolves names in public uses it
+        conn.execute("SELECT count(*) FROM pg_catalog.pg_class WHERE oid = 1259")
+        assert conn.execute("SELECT DISTINCT who FROM public.hijacked").fetchall() == [(dbo,)]
+        conn.execute("DELETE FROM public.hijacked")
+
+    # every pgmaint connection still has the pinned search_path when it is closed
+    paths: list[tuple[str, str]] = []
+    close = psycopg.Connection.close
+
+    def closing(conn: psycopg.Connection) -> None:
+        if (not conn.closed
+                and (conn.info.parameter_status("application_name") or "").startswith("pgmaint")
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+            paths.append((conn.info.dbname, conn.execute("SHOW search_path").fetchone()[0]))
+        close(conn)
+
+    monkeypatch.setattr(psycopg.Connection, "close", closing)
+    for args, codes in ((["deploy", "--force"], {0}), (["status"], {0}), (["check"], {0, 1, 2}),
+                        (["run", "optimize"], {0, 3}), (["run", "optimize", "--execute"], {0, 3}),
+                        (["schedule", "list"], {0}), (["uninstall", "--yes"], {0})):
+        paths.clear()
+        result = invoke("--dsn", dsn, *args)
+        assert result.exit_code in codes, (args, result.output)
+        assert paths and set(paths) <= {(name, "pg_catalog, pg_temp"),
+                                         ("postgres", "pg_catalog, pg_temp")}, (args, paths)
+        if args == ["schedule", "list"]:
+            assert {d for d, _ in paths} == {name, "postgres"}  # pg_cron's database too
     assert not is_superuser(admin, dbo)
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM public.hijacked").fetchone()[0] == 0
