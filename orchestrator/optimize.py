@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator import db
-from orchestrator.errors import PgmaintError
+from orchestrator.errors import ConnectionFailed, PgmaintError
 from orchestrator.output import emit, settings, table
 
 ACTIONS = ("vacuum", "analyze", "reindex")
@@ -303,7 +303,11 @@ SELECT 'index', c.phase,
 
 class ProgressWatcher:
     """Polls pg_stat_progress_* for the executor's backend on a second connection and
-    shows a rich progress bar per statement (only used on a terminal)."""
+    shows a rich progress bar per statement (only used on a terminal).
+
+    The connection is opened in ``__enter__``, on the caller's thread: db.connect's trust
+    check (a context variable, which a new thread would not inherit) and its pinned
+    search_path apply to it like to every other connection; the polling thread only uses it."""
 
     def __init__(self, dsn: str, pid: int, console: Console, interval: float = 0.5) -> None:
         self.dsn, self.pid, self.interval = dsn, pid, interval
@@ -314,17 +318,25 @@ class ProgressWatcher:
         self._task: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.conn: psycopg.Connection | None = None
 
     def __enter__(self) -> ProgressWatcher:
+        try:
+            self.conn = db.connect(self.dsn, application_name="pgmaint-progress")
+        except ConnectionFailed:
+            self.conn = None  # no progress bars; the statements still run
         self.progress.start()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
+        if self.conn is not None:
+            self._thread = threading.Thread(target=self._poll, args=(self.conn,), daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self.conn is not None:
+            self.conn.close()  # a poll still running ends with an error and returns
         self.progress.stop()
 
     def begin(self, action: Action, statement: str) -> None:
@@ -335,23 +347,18 @@ class ProgressWatcher:
             self.progress.update(self._task, total=1, completed=1, phase=outcome.outcome)
             self._task = None
 
-    def _poll(self) -> None:
-        try:
-            conn = db.connect(self.dsn, application_name="pgmaint-progress")
-        except PgmaintError:
-            return
-        with conn:
-            while not self._stop.wait(self.interval):
-                task = self._task
-                if task is None:
-                    continue
-                try:
-                    row = conn.execute(PROGRESS_SQL, {"pid": self.pid}).fetchone()
-                except psycopg.Error:
-                    return
-                if row:
-                    _kind, phase, total, done = row
-                    self.progress.update(task, total=total or None, completed=done or 0, phase=phase)
+    def _poll(self, conn: psycopg.Connection) -> None:
+        while not self._stop.wait(self.interval):
+            task = self._task
+            if task is None:
+                continue
+            try:
+                row = conn.execute(PROGRESS_SQL, {"pid": self.pid}).fetchone()
+            except psycopg.Error:
+                return
+            if row:
+                _kind, phase, total, done = row
+                self.progress.update(task, total=total or None, completed=done or 0, phase=phase)
 
 
 # --- the executor -----------------------------------------------------------------------
