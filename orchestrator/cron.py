@@ -63,7 +63,7 @@ def unschedule_kit_jobs(
     transaction), otherwise a short connection to the cron database.
     """
     cron_db = cron_database(conn)
-    superuser = conn.info.parameter_status("is_superuser") == "on"
+    superuser = db.is_superuser(conn)
     removal = (f"a superuser removes them with SELECT cron.unschedule(jobid) FROM cron.job "
                f"WHERE jobname LIKE '{JOB_PREFIX}%@{kit_db}'")
     if cron_db is None:

@@ -45,6 +45,17 @@ def pin_search_path(conn: psycopg.Connection, *, local: bool = False) -> None:
     conn.execute("SELECT pg_catalog.set_config('search_path', %s, %s)", (SEARCH_PATH, local))
 
 
+def is_superuser(conn: psycopg.Connection) -> bool:
+    """Whether the current role (current_user: a SET ROLE counts) is a superuser, read
+    from pg_roles now (the ``is_superuser`` parameter the server reported describes the
+    session user)."""
+    row = conn.execute(
+        "SELECT r.rolsuper FROM pg_catalog.pg_roles AS r"
+        " WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _guarded(dsn: str, overrides: dict[str, object]) -> bool:
     return _kit_dsn.get() == dsn and all(
         v is None for k, v in overrides.items() if k != "application_name"

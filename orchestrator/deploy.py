@@ -332,10 +332,7 @@ def _adopt(conn: psycopg.Connection, root: Path) -> list[str]:
     """Take over a kit another role deployed (superuser only), in the deploy transaction:
     see trust.adopt_before_files / adopt_after_files. Refuses, changing nothing, unless
     the kit is then trustworthy for you."""
-    row = conn.execute(
-        "SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
-    ).fetchone()
-    if not (row and row[0]):
+    if not db.is_superuser(conn):
         raise DeployError(
             f"--adopt takes ownership of the kit from another role and needs a superuser; "
             f"{conn.info.user} is not one. Nothing was changed."

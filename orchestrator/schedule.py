@@ -45,18 +45,17 @@ def require_runner(cron_conn: psycopg.Connection, databases: list[str]) -> None:
     are cluster-wide: any database of the server can tell."""
     row = cron_conn.execute(
         "SELECT current_user::text,"
-        "       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),"
         "       EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = %(runner)s)",
         {"runner": RUNNER},
     ).fetchone()
     assert row is not None
-    me, superuser, exists = row
+    me, exists = row
     if not exists:
         raise RunnerUnavailable(
             f"role {RUNNER} does not exist: the kit's pg_cron jobs run as {RUNNER}; "
             f"a superuser runs once: CREATE ROLE {RUNNER} LOGIN; GRANT maint_admin TO {RUNNER};"
         )
-    if not superuser:
+    if not db.is_superuser(cron_conn):
         raise RunnerUnavailable(
             f"only a superuser may install or change the kit's pg_cron jobs: they run as {RUNNER}, "
             f"and pg_cron lets only a superuser schedule a job for another role ({me} is not a "
