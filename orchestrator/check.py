@@ -156,16 +156,10 @@ def cron_jobs_from_cron_database(
     cron_db, window = row
     try:
         with db.connection(dsn, dbname=cron_db) as cron_conn:
-            sees_all = cron_conn.execute(
-                "SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r"
-                " WHERE r.rolname = current_user"
-            ).fetchone()
-            if not (sees_all and sees_all[0]):
+            if not cron.sees_all_jobs(cron_conn):
                 # an empty list would look healthy: say why it cannot be judged
-                return None, (
-                    f"pg_cron shows {cron_conn.info.user} only its own jobs, and the kit's jobs "
-                    f"run as {cron.RUNNER}: run this check as a superuser"
-                )
+                return None, (f"{cron.only_own_jobs(cron_conn.info.user)}: run this check as a "
+                              "superuser")
             if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
                 return None, f"pg_cron is not created in database {cron_db}"
             # read-only (the connection resolves names in pg_catalog only: db.connect)

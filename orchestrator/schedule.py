@@ -253,6 +253,14 @@ class _Borrowed:
         return None
 
 
+def _require_all_jobs(cron_conn: psycopg.Connection, command: str) -> None:
+    """Refuse in one line when the kit's jobs are invisible to this role: an empty list, or
+    "no such job", would be wrong."""
+    if not cron.sees_all_jobs(cron_conn):
+        raise PgmaintError(f"{cron.only_own_jobs(cron_conn.info.user)}; run 'pgmaint schedule "
+                           f"{command}' as a superuser")
+
+
 JOBS_SQL = """
 SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.active, j.username,
        d.status AS last_status, d.start_time AS last_start,
@@ -271,6 +279,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
     _require_kit(conn)
     cron_db = cron_target(conn)
     with _cron_connection(conn, dsn, cron_db) as cron_conn:
+        _require_all_jobs(cron_conn, "list")
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         with cron_conn.cursor(row_factory=dict_row) as cur:
@@ -296,6 +305,7 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
     cron_db = cron_target(conn)
     kit_db = conn.info.dbname
     with _cron_connection(conn, dsn, cron_db) as cron_conn, cron_conn.transaction():
+        _require_all_jobs(cron_conn, "remove")
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = cron.kit_job_ids(cron_conn, kit_db)

@@ -240,3 +240,37 @@ def test_a_monitor_that_cannot_see_the_jobs_is_told_so(pg_server, make_role, db,
     (row,) = json.loads(result.output)["rows"]
     assert row["status"] == "unknown"
     assert f"pg_cron shows {mon} only its own jobs, and the kit's jobs run as {RUNNER}" in row["detail"]
+
+
+def test_schedule_list_and_remove_tell_a_maint_admin_login_why_they_cannot(pg_server, make_role, db,
+                                                                            admin, cleanup_cron):
+    """pg_cron shows a role only its own jobs and grants nobody USAGE on schema cron: a
+    maint_admin login is told so in one line (not 'permission denied for schema cron', not an
+    empty list), and nothing is removed; a BYPASSRLS role that may use schema cron sees them."""
+    name = db.info.dbname
+    installed = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name), "schedule", "install"])
+    assert installed.exit_code == 0, installed.output
+    jobs = kit_jobs(admin, name)
+    assert jobs
+    adm = make_role("maint_admin")
+    for args in (["schedule", "list"], ["--json", "schedule", "list"], ["schedule", "remove", "--all"],
+                 ["schedule", "remove", "retention"]):
+        result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name, user=adm), *args])
+        assert result.exit_code == 1, (args, result.output)
+        line = result.stderr.strip()
+        assert line.count("\n") == 0, line
+        command = "list" if "list" in args else "remove"
+        assert line == (f"Error: pg_cron shows {adm} only its own jobs, and the kit's jobs run as "
+                        f"{RUNNER}: only a superuser sees them; run 'pgmaint schedule {command}' as "
+                        "a superuser"), line
+    assert kit_jobs(admin, name) == jobs
+
+    auditor = make_role("maint_admin", attributes="BYPASSRLS")
+    admin.execute(f'GRANT USAGE ON SCHEMA cron TO "{auditor}"')
+    try:
+        listed = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name, user=auditor), "--json",
+                                          "schedule", "list"])
+        assert listed.exit_code == 0, listed.output
+        assert {j["jobname"] for j in json.loads(listed.output)} == set(jobs)
+    finally:
+        admin.execute(f'REVOKE USAGE ON SCHEMA cron FROM "{auditor}"')
