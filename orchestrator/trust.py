@@ -36,6 +36,35 @@ from orchestrator.errors import PgmaintError
 
 KIT_SCHEMAS = ("maint", "maint_exec")
 
+# Objects of the other catalogs that live in a schema and have an owner (classid, objid,
+# owner, nsp): the kit creates none of them in maint. TRUST_SQL checks their owners;
+# adopt refuses when one exists (_UNEXPECTED_SQL).
+_OTHER_OBJECTS = """
+    SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass AS classid, oc.oid AS objid,
+           oc.opcowner AS owner, oc.opcnamespace AS nsp FROM pg_catalog.pg_opclass AS oc
+    UNION ALL
+    SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, f.oid, f.opfowner, f.opfnamespace
+      FROM pg_catalog.pg_opfamily AS f
+    UNION ALL
+    SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid, co.collowner,
+           co.collnamespace FROM pg_catalog.pg_collation AS co
+    UNION ALL
+    SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, cv.oid, cv.conowner,
+           cv.connamespace FROM pg_catalog.pg_conversion AS cv
+    UNION ALL
+    SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, tc.oid, tc.cfgowner,
+           tc.cfgnamespace FROM pg_catalog.pg_ts_config AS tc
+    UNION ALL
+    SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, td.oid, td.dictowner,
+           td.dictnamespace FROM pg_catalog.pg_ts_dict AS td
+    UNION ALL
+    SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, s.oid, s.stxowner,
+           s.stxnamespace FROM pg_catalog.pg_statistic_ext AS s
+    UNION ALL
+    SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, x.oid, x.extowner,
+           x.extnamespace FROM pg_catalog.pg_extension AS x
+"""
+
 # Every row is one reason not to trust the kit: what, owned by (or granted to) whom, why.
 # Reads pg_catalog only; ordered so that the most direct reason comes first.
 TRUST_SQL = """
@@ -79,29 +108,7 @@ WITH me AS (
       FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
     UNION ALL
     SELECT 6, 'object', pg_catalog.pg_describe_object(x.classid, x.objid, 0), x.owner
-      FROM (SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass AS classid, oc.oid AS objid,
-                   oc.opcowner AS owner, oc.opcnamespace AS nsp FROM pg_catalog.pg_opclass AS oc
-            UNION ALL
-            SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, f.oid, f.opfowner, f.opfnamespace
-              FROM pg_catalog.pg_opfamily AS f
-            UNION ALL
-            SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid, co.collowner,
-                   co.collnamespace FROM pg_catalog.pg_collation AS co
-            UNION ALL
-            SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, cv.oid, cv.conowner,
-                   cv.connamespace FROM pg_catalog.pg_conversion AS cv
-            UNION ALL
-            SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, tc.oid, tc.cfgowner,
-                   tc.cfgnamespace FROM pg_catalog.pg_ts_config AS tc
-            UNION ALL
-            SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, td.oid, td.dictowner,
-                   td.dictnamespace FROM pg_catalog.pg_ts_dict AS td
-            UNION ALL
-            SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, s.oid, s.stxowner,
-                   s.stxnamespace FROM pg_catalog.pg_statistic_ext AS s
-            UNION ALL
-            SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, x.oid, x.extowner,
-                   x.extnamespace FROM pg_catalog.pg_extension AS x) AS x
+      FROM (<OTHER_OBJECTS>) AS x
      WHERE x.nsp IN (SELECT kit.oid FROM kit)
 ), kit_relations AS (
     SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
@@ -177,16 +184,38 @@ WITH me AS (
         ON k.classid OPERATOR(pg_catalog.=) d.classid AND k.objid OPERATOR(pg_catalog.=) d.objid
      WHERE d.deptype IN ('n', 'a')
 ), grants AS (
+    -- CREATE on schema maint: another role could add code after this check
     SELECT 'schema maint' AS what, 'CREATE' AS privilege, a.grantee
       FROM pg_catalog.pg_namespace AS n,
            LATERAL pg_catalog.aclexplode(n.nspacl) AS a
      WHERE n.oid IN (SELECT kit.oid FROM kit) AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+       AND a.grantee NOT IN (SELECT trusted.oid FROM trusted)
     UNION ALL
-    SELECT c.oid::pg_catalog.regclass::pg_catalog.text, a.privilege_type, a.grantee
-      FROM pg_catalog.pg_class AS c,
-           LATERAL pg_catalog.aclexplode(c.relacl) AS a
+    -- any privilege but SELECT on a kit relation or column, held by a role that neither owns
+    -- it nor is a superuser: TRIGGER adds code, the others write what only the kit's
+    -- functions write (the migrations grant nothing but SELECT)
+    SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view '
+                          WHEN 'm' THEN 'materialized view ' WHEN 'f' THEN 'foreign table '
+                          ELSE 'table ' END
+               OPERATOR(pg_catalog.||) c.oid::pg_catalog.regclass::pg_catalog.text,
+           pg_catalog.string_agg(g.privilege, ', ' ORDER BY g.privilege), g.grantee
+      FROM pg_catalog.pg_class AS c
+     CROSS JOIN LATERAL (
+           SELECT a.privilege_type AS privilege, a.grantee
+             FROM pg_catalog.aclexplode(c.relacl) AS a
+           UNION ALL
+           SELECT a.privilege_type OPERATOR(pg_catalog.||) ' ('
+                      OPERATOR(pg_catalog.||) pg_catalog.quote_ident(att.attname)
+                      OPERATOR(pg_catalog.||) ')', a.grantee
+             FROM pg_catalog.pg_attribute AS att,
+                  LATERAL pg_catalog.aclexplode(att.attacl) AS a
+            WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid AND NOT att.attisdropped
+              AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT') AS g
      WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
-       AND a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER'
+       AND g.privilege OPERATOR(pg_catalog.<>) 'SELECT'
+       AND g.grantee OPERATOR(pg_catalog.<>) c.relowner
+       AND g.grantee NOT IN (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolsuper)
+     GROUP BY c.oid, c.relkind, g.grantee
 )
 SELECT x.ord, x.what, x.owner, x.reason
   FROM (
@@ -212,17 +241,16 @@ SELECT x.ord, x.what, x.owner, x.reason
                                                     g.grantee::pg_catalog.text) END,
            g.privilege
       FROM grants AS g LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) g.grantee
-     WHERE g.grantee NOT IN (SELECT trusted.oid FROM trusted)
   ) AS x
- ORDER BY x.ord, x.what
-"""
+ ORDER BY x.ord, x.what, x.owner
+""".replace("<OTHER_OBJECTS>", _OTHER_OBJECTS)
 
 
 @dataclass(frozen=True)
 class Problem:
     what: str  # "function maint.health_check(text[],text[])", "trigger t on table ... uses ..."
     role: str  # the owner, or the grantee of a privilege
-    reason: str  # owner | dependency | CREATE | TRIGGER
+    reason: str  # owner | dependency | the privileges granted ("CREATE", "INSERT, TRIGGER", ...)
 
 
 class KitUntrusted(PgmaintError):
@@ -258,16 +286,28 @@ def _because(p: Problem, me: str) -> str:
     if p.reason == "dependency":
         return (f"{p.what}, owned by {p.role}, {neither}: using the kit would run {p.role}'s "
                 "code with your rights")
-    if p.role == "PUBLIC":
-        return (f"{p.what} grants {p.reason} to PUBLIC: any role could add code that pgmaint "
-                "would run with your rights")
-    return (f"{p.what} grants {p.reason} to {p.role}, {neither}: {p.role} could add code that "
-            "pgmaint would run with your rights")
+    # a privilege: CREATE on schema maint (to a role you do not trust), or anything but
+    # SELECT on a kit relation or column (to a role that does not own it)
+    granted = {privilege.split(" (")[0] for privilege in p.reason.split(", ")}
+    who = "any role" if p.role == "PUBLIC" else p.role
+    to = p.role if p.role == "PUBLIC" else (
+        f"{p.role}, {neither}" if p.what == "schema maint" else f"{p.role}, which does not own it")
+    if granted & {"CREATE", "TRIGGER"}:
+        effect = "could add code that pgmaint would run with your rights"
+    else:
+        effect = ("could write the kit's data directly, which only the kit's functions do "
+                  "(pgmaint never grants that)")
+    return f"{p.what} grants {p.reason} to {to}: {who} {effect}"
+
+
+_GRANT_TARGETS = {"schema ": "SCHEMA", "sequence ": "SEQUENCE", "table ": "TABLE", "view ": "TABLE",
+                  "materialized view ": "TABLE", "foreign table ": "TABLE"}
 
 
 def _remedy(p: Problem) -> str:
-    if p.reason in ("CREATE", "TRIGGER"):
-        target = "SCHEMA maint" if p.what == "schema maint" else f"TABLE {p.what}"
+    if p.reason not in ("owner", "dependency"):
+        prefix = next(k for k in _GRANT_TARGETS if p.what.startswith(k))
+        target = f"{_GRANT_TARGETS[prefix]} {p.what[len(prefix):]}"
         return f"Have the kit's owner run REVOKE {p.reason} ON {target} FROM {p.role}."
     if p.reason == "dependency":
         return ("Have that removed, or have the kit uninstalled and deployed again by a "

@@ -205,6 +205,38 @@ def test_objects_and_privileges_in_schema_maint_are_checked(pg_server, make_role
         trust.require(db)
 
 
+def test_a_write_grant_on_a_kit_table_is_caught(pg_server, make_role, db):
+    """The migrations grant nothing but SELECT on the kit's relations: a later direct write
+    grant (table or column) to another role is a reason to refuse, with the REVOKE to run;
+    SELECT grants are not."""
+    plain = make_role()
+    db.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA maint TO {}").format(sql.Identifier(plain)))
+    assert trust.problems(db)[1] == []
+    db.execute("GRANT INSERT ON maint.archive TO maint_admin")
+    db.execute("GRANT UPDATE (warn, crit) ON maint.check_config TO maint_admin")
+    db.execute("GRANT USAGE ON SEQUENCE maint.task_lock_keys TO PUBLIC")
+    _, found = trust.problems(db)
+    assert found == [
+        trust.Problem("sequence maint.task_lock_keys", "PUBLIC", "USAGE"),
+        trust.Problem("table maint.archive", "maint_admin", "INSERT"),
+        trust.Problem("table maint.check_config", "maint_admin", "UPDATE (crit), UPDATE (warn)"),
+    ]
+    result = invoke("--dsn", pg_server.dsn(db.info.dbname), "history")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line == (
+        f"Error: refusing to use pgmaint in database {db.info.dbname!r}: sequence "
+        "maint.task_lock_keys grants USAGE to PUBLIC: any role could write the kit's data "
+        "directly, which only the kit's functions do (pgmaint never grants that) (and 2 more). "
+        "Have the kit's owner run REVOKE USAGE ON SEQUENCE maint.task_lock_keys FROM PUBLIC."), line
+    db.execute("REVOKE USAGE ON SEQUENCE maint.task_lock_keys FROM PUBLIC")
+    db.execute("REVOKE INSERT ON maint.archive FROM maint_admin")
+    result = invoke("--dsn", pg_server.dsn(db.info.dbname), "history")
+    assert "REVOKE UPDATE (crit), UPDATE (warn) ON TABLE maint.check_config FROM maint_admin" in result.stderr
+    db.execute("REVOKE UPDATE (crit), UPDATE (warn) ON TABLE maint.check_config FROM maint_admin")
+    assert invoke("--dsn", pg_server.dsn(db.info.dbname), "history").exit_code == 0
+
+
 def test_executors_are_owned_by_table_owners_by_design(pg_server, make_role, db):
     owner1 = make_role()
     db.execute("CREATE FUNCTION maint_exec.run_as_owner1() RETURNS int LANGUAGE sql AS 'SELECT 1'")
