@@ -319,10 +319,38 @@ def plant(conn: psycopg.Connection, dbo: str) -> None:
                      " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
     conn.execute("CREATE RULE zz_rule AS ON UPDATE TO maint.check_config DO ALSO NOTIFY x")
     conn.execute("CREATE POLICY zz_policy ON maint.runs USING (true)")
+    conn.execute("ALTER TABLE maint.backups ENABLE ROW LEVEL SECURITY")
     conn.execute("GRANT ALL ON maint.runs TO PUBLIC")
+    # direct writes for the kit's roles, which the kit never grants
+    conn.execute("GRANT INSERT, UPDATE, DELETE ON maint.archive, maint.cleanup_rules TO maint_admin")
+    conn.execute("GRANT UPDATE (warn) ON maint.check_config TO maint_monitor")
+    conn.execute("GRANT CREATE ON SCHEMA maint TO maint_admin")
 
 
-def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit):
+# every privilege other roles hold on the kit's schemas, relations, columns and routines
+KIT_ACLS = """
+SELECT pg_describe_object(x.classid, x.objid, x.objsubid), a.grantee::regrole::text, a.privilege_type
+  FROM (SELECT 'pg_namespace'::regclass AS classid, oid AS objid, 0 AS objsubid, nspacl AS acl
+          FROM pg_namespace WHERE nspname IN ('maint', 'maint_exec')
+        UNION ALL
+        SELECT 'pg_class'::regclass, oid, 0, relacl FROM pg_class
+         WHERE relnamespace = 'maint'::regnamespace
+        UNION ALL
+        SELECT 'pg_class'::regclass, attrelid, attnum, attacl FROM pg_attribute
+         WHERE attrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'maint'::regnamespace)
+        UNION ALL
+        SELECT 'pg_proc'::regclass, oid, 0, proacl FROM pg_proc
+         WHERE pronamespace = 'maint'::regnamespace) AS x,
+       LATERAL aclexplode(x.acl) AS a
+ WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+"""
+
+
+def kit_acls(conn: psycopg.Connection) -> set[tuple[str, str, str]]:
+    return set(conn.execute(KIT_ACLS).fetchall())
+
+
+def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit, db, make_role):
     name, dbo = dbo_kit
     with pg_server.connect(name, user=dbo) as conn:
         plant(conn, dbo)
@@ -334,11 +362,27 @@ def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit
     adopted = json.loads(result.output)["adopted"]
     for needle in ("schema maint now owned by you", "schema maint_exec now owned by you",
                    "dropped trigger zz on maint._yoyo_migration", "dropped trigger zz on maint.runs",
+                   "dropped trigger cleanup_rules_guard on maint.cleanup_rules (its function file "
+                   "created it again)",
                    "dropped rule zz_rule on maint.check_config", "dropped policy zz_policy on maint.runs",
+                   "disabled row level security on maint.backups",
                    "dropped routine maint.version(text) (not defined by the kit's files)",
-                   "revoked all on table maint.runs from PUBLIC"):
-        assert needle in adopted, (needle, adopted)
+                   "revoked DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE on table "
+                   "maint.runs from PUBLIC",
+                   "revoked DELETE, INSERT, UPDATE on table maint.archive from maint_admin",
+                   "revoked DELETE, INSERT, UPDATE on table maint.cleanup_rules from maint_admin",
+                   "revoked UPDATE on column warn of table maint.check_config from maint_monitor",
+                   "revoked CREATE on schema maint from maint_admin"):
+        assert needle in adopted, (needle, "\n".join(adopted))
+    # what the kit grants itself is not reported as revoked: it is granted again
+    assert not [line for line in adopted if "SELECT on table maint.runs from maint_monitor" in line]
     assert not is_superuser(admin, dbo)
+
+    with pg_server.connect(name) as conn:
+        # exactly the privileges of a kit a superuser deployed afresh
+        assert kit_acls(conn) == kit_acls(db)
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'maint'::regnamespace"
+                            " AND relrowsecurity").fetchone()[0] == 0
 
     with pg_server.connect(name) as conn:
         assert trust.problems(conn)[1] == []
@@ -354,6 +398,48 @@ def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit
     check = invoke("--dsn", pg_server.dsn(name), "check", "--only", "superusers")
     assert check.exit_code in (0, 1, 2), check.output
     assert not is_superuser(admin, dbo)
+    kit_roles_still_work(pg_server, name, make_role)
+
+
+def kit_roles_still_work(pg_server, name: str, make_role) -> None:
+    """maint_admin has no direct write on the kit's tables but runs its tasks; maint_monitor
+    reads the journal and runs the checks."""
+    adm, mon = make_role("maint_admin"), make_role("maint_monitor")
+    with pg_server.connect(name, user=adm) as conn:
+        for statement in ("INSERT INTO maint.archive (run_id, source_table, \"row\") VALUES (1, 'x', '{}')",
+                          "DELETE FROM maint.cleanup_rules", "UPDATE maint.check_config SET warn = 1",
+                          "DELETE FROM maint.runs"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    retention = invoke("--dsn", pg_server.dsn(name, user=adm), "run", "retention", "--execute")
+    assert retention.exit_code == 0, retention.output
+    history = invoke("--dsn", pg_server.dsn(name, user=mon), "--json", "history", "--task", "retention")
+    assert history.exit_code == 0, history.output
+    assert [r["status"] for r in json.loads(history.output)] == ["succeeded"]
+    check = invoke("--dsn", pg_server.dsn(name, user=mon), "check", "--only", "superusers")
+    assert check.exit_code in (0, 1, 2), check.output
+
+
+def test_adopt_takes_away_a_write_grant_to_a_kit_role(pg_server, admin, dbo_kit, db, make_role):
+    """The reviewer's reproduction: dbo gave maint_admin direct writes on kit tables; adopt
+    exited 0 and maint_admin could still INSERT into maint.archive."""
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("GRANT INSERT, UPDATE, DELETE ON maint.archive, maint.cleanup_rules TO maint_admin")
+    # dbo's own CLI now refuses its kit: the write grant is no grant of the kit's
+    own = invoke("--dsn", pg_server.dsn(name, user=dbo), "history")
+    assert own.exit_code == 1
+    assert ("table maint.archive grants DELETE, INSERT, UPDATE to maint_admin, which does not own "
+            "it") in own.stderr, own.stderr
+    assert "REVOKE DELETE, INSERT, UPDATE ON TABLE maint.archive FROM maint_admin" in own.stderr
+    result = invoke("--dsn", pg_server.dsn(name), "--json", "deploy", "--adopt")
+    assert result.exit_code == 0, result.output
+    assert "revoked DELETE, INSERT, UPDATE on table maint.archive from maint_admin" in json.loads(
+        result.output)["adopted"]
+    with pg_server.connect(name) as conn:
+        assert trust.problems(conn)[1] == []
+        assert kit_acls(conn) == kit_acls(db)
+    kit_roles_still_work(pg_server, name, make_role)
 
 
 def test_adopt_refuses_what_it_cannot_make_trustworthy(pg_server, admin, dbo_kit):
