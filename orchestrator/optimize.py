@@ -135,8 +135,14 @@ class Action:
     size_bytes: int | None
     numbers: dict[str, Any] = field(default_factory=dict)
     target: Target | None = None
-    relation: str = ""
-    table_name: str = ""
+
+    @property
+    def relation(self) -> str:
+        return self.target.display if self.target else f"(oid {self.relid})"
+
+    @property
+    def table_name(self) -> str:
+        return self.target.owning_table.display if self.target else ""
 
 
 @dataclass
@@ -248,10 +254,20 @@ SELECT p.seq, p.action, p.relation::pg_catalog.oid AS relid, p.options, p.statem
  ORDER BY p.seq
 """
 
+# display only (advice is never executed): the names come from the catalog, quoted
 ADVICE_SQL = """
-SELECT u.relation::pg_catalog.oid AS relid, u.table_name::pg_catalog.oid AS table_oid,
+SELECT coalesce(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
+                '(oid ' OPERATOR(pg_catalog.||) u.relation::pg_catalog.oid::pg_catalog.text
+                    OPERATOR(pg_catalog.||) ')') AS "index",
+       coalesce(pg_catalog.quote_ident(tn.nspname) OPERATOR(pg_catalog.||) '.'
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.relname), '') AS "table",
        u.statement, u.reason, u.index_bytes
   FROM maint.plan_unused_indexes() AS u
+  LEFT JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) u.relation::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  LEFT JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) u.table_name::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace AS tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace
 """
 
 
@@ -267,21 +283,13 @@ def plan(conn: psycopg.Connection, only: Sequence[str]) -> list[Action]:
             seq=row["seq"], action=str(row["action"]), relid=row["relid"], options=list(row["options"] or []),
             statement=row["statement"] or "", reason=row["reason"] or "", size_bytes=row["size_bytes"],
             numbers=row["numbers"] or {}, target=target,
-            relation=target.display if target else f"(oid {row['relid']})",
-            table_name=target.owning_table.display if target else "",
         ))
     return actions
 
 
 def unused_index_advice(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(ADVICE_SQL)
-        rows = cur.fetchall()
-    targets = resolve(conn, [r["relid"] for r in rows] + [r["table_oid"] for r in rows])
-    return [{"index": targets[r["relid"]].display if r["relid"] in targets else f"(oid {r['relid']})",
-             "table": targets[r["table_oid"]].display if r["table_oid"] in targets else "",
-             "statement": r["statement"], "reason": r["reason"], "index_bytes": r["index_bytes"]}
-            for r in rows]
+        return list(cur.execute(ADVICE_SQL).fetchall())
 
 
 # --- progress ---------------------------------------------------------------------------
