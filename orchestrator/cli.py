@@ -64,9 +64,9 @@ def _kit_missing(exc: psycopg.Error) -> bool:
     return isinstance(exc, missing) and ('"maint.' in text or "maint." in text or '"maint"' in text)
 
 
-# commands that check trust in the kit themselves (deploy: with its own hint; demo: in the
-# database it creates), need none (uninstall reads only pg_catalog and drops the kit),
-# or never use the kit (sandbox)
+# commands that check trust in the kit themselves (deploy: with its own hint), use only a
+# kit they deployed into a database they just created (demo), need none (uninstall reads
+# only pg_catalog and drops the kit), or never use the kit (sandbox)
 UNGUARDED = frozenset({"deploy", "uninstall", "demo", "sandbox"})
 
 

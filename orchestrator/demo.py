@@ -19,7 +19,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.rule import Rule
 
-from orchestrator import cron, db, deploy, trust
+from orchestrator import cron, db, deploy
 from orchestrator.errors import PgmaintError
 from orchestrator.output import console, table
 
@@ -144,10 +144,7 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
         with contextlib.suppress(psycopg.Error):
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public")
         _load_app(conn)
-        result = deploy.deploy(conn)
-        # the demo database is new and the kit was just deployed by this role, but the
-        # sections use the kit like every command does: only after the trust check
-        trust.require(conn)
+        result = deploy.deploy(conn)  # into a database created just now: this role's own kit
         version = conn.execute("SELECT maint.version()").fetchone()
         out.print(Rule(f"pgmaint {version[0] if version else '?'} demo"))
         out.print(
