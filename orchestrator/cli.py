@@ -359,17 +359,20 @@ def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_
     s = settings(ctx)
     parts = [p.strip() for p in include.split(",") if p.strip()]
     with db.connection(s.dsn) as conn:
-        cron_db, actions = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
+        cron_db, planned = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
                                             keep_cron_details=keep_cron_details)
         kit_db = conn.info.dbname
     data = {"dry_run": dry_run, "database": kit_db, "cron_database": cron_db,
-            "actions": [asdict(a) for a in actions]}
+            "actions": [asdict(a) for a in planned.actions], "grants": planned.grants}
 
     def render(out: Console) -> None:
         verb = "would" if dry_run else "did"
         out.print(f"pg_cron database: {cron_db}; jobs for database {kit_db!r} (times in UTC)")
-        out.print(table(None, ["job", "action"], ((a.job, a.action) for a in actions)))
-        changed = sum(a.action != "unchanged" for a in actions)
+        out.print(table(None, ["job", "action"], ((a.job, a.action) for a in planned.actions)))
+        for grant in planned.grants:
+            out.print(f"{'would run' if dry_run else 'ran'} {grant}: the jobs need it (pg_cron "
+                      "grants nobody USAGE on its schema)")
+        changed = planned.changes
         out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
 
     emit(ctx, data, render)

@@ -111,9 +111,9 @@ def schedule_section(conn: psycopg.Connection, out: Console) -> None:
         params["password"] = conn.info.password
     dsn = conninfo.make_conninfo(**params)
     out.print("pgmaint schedule install   (times are UTC: pg_cron 1.4 has no time zones)")
-    cron_db, actions = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
+    cron_db, planned = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
     out.print(f"pg_cron lives in database {cron_db!r}: "
-              f"{sum(a.action == 'create' for a in actions)} job(s) created there with "
+              f"{sum(a.action == 'create' for a in planned.actions)} job(s) created there with "
               f"cron.schedule_in_database, each running as {schedule.RUNNER} (not as you)")
     jobs = schedule.list_jobs(conn, dsn)
     out.print(table("pgmaint schedule list", ["job", "schedule (UTC)", "runs as", "next run", "command"],

@@ -96,6 +96,19 @@ class Action:
     jobid: int | None = None  # the existing job's id (update, remove, unchanged)
 
 
+@dataclass
+class InstallPlan:
+    """What `schedule install` does: one Action per kit job, and the privileges the jobs
+    need that are missing (not jobs: GRANT USAGE ON SCHEMA cron TO maint_runner)."""
+
+    actions: list[Action]
+    grants: list[str]
+
+    @property
+    def changes(self) -> int:
+        return sum(a.action != "unchanged" for a in self.actions) + len(self.grants)
+
+
 def _require_kit(conn: psycopg.Connection) -> None:
     if conn.execute("SELECT to_regprocedure('maint.schedule_actions(jsonb, jsonb, text[])')").fetchone() == (
         None,
@@ -137,8 +150,9 @@ def plan_install(
     cron_conn: psycopg.Connection,
     include: list[str],
     keep_cron_details: str = "30 days",
-) -> list[Action]:
-    """What `schedule install` would do: one Action per job (computed by the kit's SQL)."""
+) -> InstallPlan:
+    """What `schedule install` would do: one Action per job (computed by the kit's SQL), and
+    the grant the jobs need."""
     _require_kit(conn)
     kit_db, cron_db = conn.info.dbname, cron_conn.info.dbname
     with conn.cursor(row_factory=dict_row) as cur:
@@ -171,28 +185,31 @@ def plan_install(
     ).fetchall()
     ids = {str(j["jobname"]): int(j["jobid"]) for j in existing}
     actions = [Action(job, action, statement, ids.get(job)) for job, action, statement in rows]
+    grants = []
     if "purge" in include and not cron_conn.execute(
         "SELECT pg_catalog.has_schema_privilege(%s, 'cron', 'USAGE')", (RUNNER,)
     ).fetchone()[0]:  # type: ignore[index]
         # pg_cron grants nobody USAGE on its schema: without it maint_runner cannot trim
         # its own rows of cron.job_run_details (row security shows it only those)
-        actions.append(Action(f"{RUNNER}: USAGE ON SCHEMA cron", "grant", GRANT_CRON_USAGE))
-    return actions
+        grants.append(GRANT_CRON_USAGE)
+    return InstallPlan(actions, grants)
 
 
 def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: bool = False,
-            keep_cron_details: str = "30 days") -> tuple[str, list[Action]]:
-    """Create/update the default jobs in the pg_cron database. Returns (cron db, actions)."""
+            keep_cron_details: str = "30 days") -> tuple[str, InstallPlan]:
+    """Create/update the default jobs in the pg_cron database. Returns (cron db, plan)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
     with _cron_connection(conn, dsn, cron_db) as cron_conn, cron_conn.transaction():
         require_runner(cron_conn, [conn.info.dbname, cron_db])
-        actions = plan_install(conn, cron_conn, include, keep_cron_details)
+        planned = plan_install(conn, cron_conn, include, keep_cron_details)
         if not dry_run:
-            for action in actions:  # in one transaction: all of them or none
+            for action in planned.actions:  # in one transaction: all of them or none
                 if action.statement:
                     cron_conn.execute(_checked(action))
-    return cron_db, actions
+            for grant in planned.grants:  # the module's own statements
+                cron_conn.execute(grant)
+    return cron_db, planned
 
 
 # the only statements the kit's SQL may hand over for the cron database, each one call
@@ -228,7 +245,7 @@ def _checked(action: Action) -> str:
             or (action.action == "remove" and unschedule is not None
                 and action.jobid is not None and int(unschedule["jobid"]) == action.jobid)
         )
-    ) or (action.action == "grant" and statement == GRANT_CRON_USAGE)
+    )
     if not ok:
         raise PgmaintError(f"refusing an unexpected statement for the cron database: {statement[:80]}")
     return statement
