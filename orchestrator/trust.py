@@ -18,7 +18,10 @@ code with superuser rights. So before the CLI touches the kit it checks, reading
   routine and view, depends only on functions, operators, types and relations owned by
   such a role (a trigger on ``maint.runs`` calling ``public.f()`` owned by ``dbo`` fails);
 * no other role may create objects in ``maint`` or add triggers to its tables (it could
-  add code after this check).
+  add code after this check);
+* no role but a relation's owner (or a superuser) holds a privilege other than SELECT on
+  a kit relation or column: the kit's tables are written only through its functions, and
+  its migrations grant nothing else.
 
 The query runs with ``search_path = pg_catalog, pg_temp``, so no object of another role
 can stand in for a catalog function or operator while it runs.
