@@ -126,6 +126,10 @@ WITH me AS (
     SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type AS t
      WHERE t.typnamespace IN (SELECT kit.oid FROM kit)
     UNION ALL
+    -- an operator runs its function (and estimators) with the caller's rights
+    SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_operator AS o
+     WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
     SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, tg.oid FROM pg_catalog.pg_trigger AS tg
      WHERE tg.tgrelid IN (SELECT kr.oid FROM kit_relations AS kr)
     UNION ALL

@@ -442,6 +442,34 @@ def test_adopt_takes_away_a_write_grant_to_a_kit_role(pg_server, admin, dbo_kit,
     kit_roles_still_work(pg_server, name, make_role)
 
 
+def test_adopt_resolves_no_name_in_the_kit_it_takes_over(pg_server, admin, dbo_kit):
+    """Until the kit is checked, adopt never puts schema maint on search_path: an operator
+    dbo left there (a better match for `oid = regnamespace` than the catalog's) is never
+    called, and adopt refuses the kit because of it. A sequence counts the calls: nextval
+    is not undone by the rollback."""
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE SEQUENCE public.hits")
+        conn.execute("GRANT USAGE ON SEQUENCE public.hits TO PUBLIC")
+        conn.execute("CREATE FUNCTION public.hit(oid, regnamespace) RETURNS boolean LANGUAGE plpgsql"
+                     " AS $$ BEGIN PERFORM nextval('public.hits'); RETURN $1 = $2::oid; END $$")
+        conn.execute("CREATE OPERATOR maint.= (LEFTARG = oid, RIGHTARG = regnamespace,"
+                     " FUNCTION = public.hit)")
+        # live for a session that resolves names in maint first (as yoyo's steps do)
+        conn.execute("SET search_path = maint, pg_catalog")
+        conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'maint'::regnamespace")
+        conn.execute("RESET search_path")
+        calls = conn.execute("SELECT last_value FROM public.hits").fetchone()[0]
+        assert calls > 0
+    result = invoke("--dsn", pg_server.dsn(name), "deploy", "--adopt")
+    assert result.exit_code == 1
+    assert ("even after taking it over, operator maint.=(oid,regnamespace) uses function "
+            f"public.hit(oid,regnamespace), owned by {dbo}") in result.stderr, result.stderr
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT last_value FROM public.hits").fetchone()[0] == calls
+    assert not is_superuser(admin, dbo)
+
+
 def test_adopt_refuses_what_it_cannot_make_trustworthy(pg_server, admin, dbo_kit):
     name, dbo = dbo_kit
     with pg_server.connect(name, user=dbo) as conn:
