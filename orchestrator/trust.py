@@ -15,7 +15,7 @@ code with superuser rights. So before the CLI touches the kit it checks, reading
   conversion, text search configuration and dictionary, statistics object, extension)
   is owned by such a role;
 * every trigger, rule, policy, default, constraint and index of the kit, and every kit
-  routine and view, depends only on functions, operators, types and relations owned by
+  routine, view and operator, depends only on functions, operators, types and relations owned by
   such a role (a trigger on ``maint.runs`` calling ``public.f()`` owned by ``dbo`` fails);
 * no other role may create objects in ``maint`` or add triggers to its tables (it could
   add code after this check);
