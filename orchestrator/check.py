@@ -67,7 +67,7 @@ def run_checks(
             f"pgmaint health checks are not installed in database {conn.info.dbname!r}; "
             "run 'pgmaint deploy'"
         )
-    with db.pinned(conn), conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         config = {
             r["check_name"]: r
             for r in cur.execute(
@@ -91,7 +91,7 @@ def run_checks(
         cron_jobs, cron_error = cron_jobs_from_cron_database(conn, dsn)
     for name in names:
         try:
-            with db.pinned(conn), conn.cursor(row_factory=dict_row) as cur:
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
                     sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))
                 )
@@ -146,33 +146,25 @@ def cron_jobs_from_cron_database(
     ``maint.cron_jobs_query()`` returns): the CLI never runs a query text read from the
     checked database in another one.
     """
-    with db.pinned(conn):
-        row = conn.execute(
-            "SELECT current_setting('cron.database_name', true),"
-            " coalesce((SELECT params->>'window' FROM maint.check_config"
-            "           WHERE check_name = 'cron_jobs'), '24 hours')"
-        ).fetchone()
+    row = conn.execute(
+        "SELECT current_setting('cron.database_name', true),"
+        " coalesce((SELECT params->>'window' FROM maint.check_config"
+        "           WHERE check_name = 'cron_jobs'), '24 hours')"
+    ).fetchone()
     if row is None or row[0] is None or row[0] == conn.info.dbname:
         return None, None
     cron_db, window = row
     try:
         with db.connection(dsn, dbname=cron_db) as cron_conn:
-            sees_all = cron_conn.execute(
-                "SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r"
-                " WHERE r.rolname = current_user"
-            ).fetchone()
-            if not (sees_all and sees_all[0]):
+            if not cron.sees_all_jobs(cron_conn):
                 # an empty list would look healthy: say why it cannot be judged
-                return None, (
-                    f"pg_cron shows {cron_conn.info.user} only its own jobs, and the kit's jobs "
-                    f"run as {cron.RUNNER}: run this check as a superuser"
-                )
+                return None, (f"{cron.only_own_jobs(cron_conn.info.user)}: run this check as a "
+                              "superuser")
             if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
                 return None, f"pg_cron is not created in database {cron_db}"
-            # read-only, and only catalog operators and functions resolve by name
+            # read-only (the connection resolves names in pg_catalog only: db.connect)
             with cron_conn.transaction():
                 cron_conn.execute("SET TRANSACTION READ ONLY")
-                cron_conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
                 cur = psycopg.RawCursor(cron_conn)
                 cur.execute(cron.KIT_JOBS_QUERY, (window, conn.info.dbname, cron_db))
                 jobs = cur.fetchone()

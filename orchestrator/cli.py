@@ -64,9 +64,9 @@ def _kit_missing(exc: psycopg.Error) -> bool:
     return isinstance(exc, missing) and ('"maint.' in text or "maint." in text or '"maint"' in text)
 
 
-# commands that check trust in the kit themselves (deploy: with its own hint; demo: in the
-# database it creates), need none (uninstall reads only pg_catalog and drops the kit),
-# or never use the kit (sandbox)
+# commands that check trust in the kit themselves (deploy: with its own hint), use only a
+# kit they deployed into a database they just created (demo), need none (uninstall reads
+# only pg_catalog and drops the kit), or never use the kit (sandbox)
 UNGUARDED = frozenset({"deploy", "uninstall", "demo", "sandbox"})
 
 
@@ -359,17 +359,20 @@ def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_
     s = settings(ctx)
     parts = [p.strip() for p in include.split(",") if p.strip()]
     with db.connection(s.dsn) as conn:
-        cron_db, actions = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
+        cron_db, planned = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
                                             keep_cron_details=keep_cron_details)
         kit_db = conn.info.dbname
     data = {"dry_run": dry_run, "database": kit_db, "cron_database": cron_db,
-            "actions": [asdict(a) for a in actions]}
+            "actions": [asdict(a) for a in planned.actions], "grants": planned.grants}
 
     def render(out: Console) -> None:
         verb = "would" if dry_run else "did"
         out.print(f"pg_cron database: {cron_db}; jobs for database {kit_db!r} (times in UTC)")
-        out.print(table(None, ["job", "action"], ((a.job, a.action) for a in actions)))
-        changed = sum(a.action != "unchanged" for a in actions)
+        out.print(table(None, ["job", "action"], ((a.job, a.action) for a in planned.actions)))
+        for grant in planned.grants:
+            out.print(f"{'would run' if dry_run else 'ran'} {grant}: the jobs need it (pg_cron "
+                      "grants nobody USAGE on its schema)")
+        changed = planned.changes
         out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
 
     emit(ctx, data, render)
@@ -381,16 +384,13 @@ def schedule_list(ctx: click.Context) -> None:
     """This database's kit jobs: schedule (UTC), the role each runs as, next run, last status."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
-        jobs = schedule.list_jobs(conn, s.dsn)
-        superuser = conn.info.parameter_status("is_superuser") == "on"
+        jobs = schedule.list_jobs(conn, s.dsn)  # refuses a role that cannot see the kit's jobs
     cols = ["jobname", "schedule", "username", "next_run_in", "active", "last_status", "last_start",
             "last_duration", "last_message"]
 
     def render(out: Console) -> None:
         if not jobs:
-            out.print("no kit jobs scheduled; run 'pgmaint schedule install'" if superuser else
-                      f"no kit jobs visible to you: pg_cron shows each role only its own jobs, and "
-                      f"the kit's run as {schedule.RUNNER}; a superuser sees them all")
+            out.print("no kit jobs scheduled; run 'pgmaint schedule install'")
             return
         out.print(table("pgmaint jobs (times UTC)", ["job", "schedule (UTC)", "runs as", "next run",
                                                       "active", "last status", "last start", "took",

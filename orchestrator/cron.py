@@ -46,6 +46,25 @@ SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
 """
 
 
+def sees_all_jobs(cron_conn: psycopg.Connection) -> bool:
+    """Whether the connecting role sees every job in ``cron.job``: pg_cron's row security
+    shows a role only the jobs that run as it (the kit's run as maint_runner), and grants
+    nobody USAGE on schema cron. True for a superuser, and for a BYPASSRLS role that may
+    use schema cron. Roles are cluster-wide: any database of the server can tell."""
+    row = cron_conn.execute(
+        "SELECT r.rolsuper OR (r.rolbypassrls AND coalesce(pg_catalog.has_schema_privilege("
+        "           pg_catalog.to_regnamespace('cron'), 'USAGE'), false))"
+        "  FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def only_own_jobs(user: str) -> str:
+    """Why a role that does not see every job cannot judge the kit's (one line, no period)."""
+    return (f"pg_cron shows {user} only its own jobs, and the kit's jobs run as {RUNNER}: "
+            "only a superuser sees them")
+
+
 def cron_database(conn: psycopg.Connection) -> str | None:
     """The database pg_cron runs in, or None when pg_cron is not loaded on this server."""
     row = conn.execute(
@@ -63,7 +82,7 @@ def unschedule_kit_jobs(
     transaction), otherwise a short connection to the cron database.
     """
     cron_db = cron_database(conn)
-    superuser = conn.info.parameter_status("is_superuser") == "on"
+    superuser = db.is_superuser(conn)
     removal = (f"a superuser removes them with SELECT cron.unschedule(jobid) FROM cron.job "
                f"WHERE jobname LIKE '{JOB_PREFIX}%@{kit_db}'")
     if cron_db is None:
@@ -113,7 +132,7 @@ def kit_job_ids(conn: psycopg.Connection, kit_db: str) -> list[tuple[int, str]]:
 
 
 def _unschedule(conn: psycopg.Connection, kit_db: str) -> list[str]:
-    with db.pinned(conn):  # all of them or none
+    with conn.transaction():  # all of them or none
         if conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = kit_job_ids(conn, kit_db)

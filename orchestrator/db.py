@@ -32,18 +32,28 @@ def kit_guard(dsn: str) -> Iterator[None]:
         _kit_dsn.reset(token)
 
 
-PIN_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+# Every connection the CLI opens resolves unqualified names only in pg_catalog (and
+# pg_temp last), for the whole session: the owner of schema public (in PostgreSQL 15 the
+# database owner) could otherwise create a function or operator there that matches the
+# CLI's SQL better than the catalog's and runs with the caller's rights.
+SEARCH_PATH = "pg_catalog, pg_temp"
 
 
-@contextmanager
-def pinned(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """A transaction (a savepoint inside an open one) in which unqualified names resolve
-    only in pg_catalog: a function or operator that the owner of schema public (in
-    PostgreSQL 15 the database owner) created cannot stand in for a catalog one that
-    matches less exactly. The setting lasts until the outermost transaction ends."""
-    with conn.transaction():
-        conn.execute(PIN_SEARCH_PATH)
-        yield conn
+def pin_search_path(conn: psycopg.Connection, *, local: bool = False) -> None:
+    """Set ``search_path`` to :data:`SEARCH_PATH` for the session, or with ``local`` until
+    the current transaction ends (after a step that set its own, such as yoyo's)."""
+    conn.execute("SELECT pg_catalog.set_config('search_path', %s, %s)", (SEARCH_PATH, local))
+
+
+def is_superuser(conn: psycopg.Connection) -> bool:
+    """Whether the current role (current_user: a SET ROLE counts) is a superuser, read
+    from pg_roles now (the ``is_superuser`` parameter the server reported describes the
+    session user)."""
+    row = conn.execute(
+        "SELECT r.rolsuper FROM pg_catalog.pg_roles AS r"
+        " WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _guarded(dsn: str, overrides: dict[str, object]) -> bool:
@@ -57,8 +67,10 @@ def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> p
 
     ``overrides`` replace keywords of the DSN (for example ``dbname=`` to reach the
     pg_cron database). ``application_name`` defaults to ``pgmaint`` so the journal
-    records CLI runs with source ``cli``. Under :func:`kit_guard`, a connection to the
-    kit database is checked with :func:`orchestrator.trust.require` first.
+    records CLI runs with source ``cli``. Every connection gets the pinned
+    ``search_path`` (:data:`SEARCH_PATH`) for its whole session. Under :func:`kit_guard`,
+    a connection to the kit database is checked with :func:`orchestrator.trust.require`
+    before it is handed out.
     """
     params: dict[str, object] = {"application_name": APPLICATION_NAME}
     params.update({k: v for k, v in overrides.items() if v is not None})
@@ -66,17 +78,14 @@ def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> p
         conn = psycopg.connect(dsn, autocommit=autocommit, **params)
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
-    if _guarded(dsn, overrides):
-        try:
+    try:
+        with conn.transaction():  # leaves a non-autocommit connection idle
+            pin_search_path(conn)
+        if _guarded(dsn, overrides):
             trust.require(conn)
-            # for the whole session, unqualified names resolve only in pg_catalog: the owner
-            # of schema public (in PostgreSQL 15 the database owner) could otherwise create
-            # a function or operator there that matches the CLI's SQL better than the catalog's
-            with conn.transaction():
-                conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
-        except BaseException:
-            conn.close()
-            raise
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

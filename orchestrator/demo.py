@@ -19,7 +19,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.rule import Rule
 
-from orchestrator import cron, db, deploy, trust
+from orchestrator import cron, db, deploy
 from orchestrator.errors import PgmaintError
 from orchestrator.output import console, table
 
@@ -111,9 +111,9 @@ def schedule_section(conn: psycopg.Connection, out: Console) -> None:
         params["password"] = conn.info.password
     dsn = conninfo.make_conninfo(**params)
     out.print("pgmaint schedule install   (times are UTC: pg_cron 1.4 has no time zones)")
-    cron_db, actions = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
+    cron_db, planned = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
     out.print(f"pg_cron lives in database {cron_db!r}: "
-              f"{sum(a.action == 'create' for a in actions)} job(s) created there with "
+              f"{sum(a.action == 'create' for a in planned.actions)} job(s) created there with "
               f"cron.schedule_in_database, each running as {schedule.RUNNER} (not as you)")
     jobs = schedule.list_jobs(conn, dsn)
     out.print(table("pgmaint schedule list", ["job", "schedule (UTC)", "runs as", "next run", "command"],
@@ -142,12 +142,9 @@ def run(ctx: click.Context, dsn: str, dbname: str) -> None:
     with db.connection(db.with_dbname(dsn, dbname)) as conn:
         # the sandbox preloads it; elsewhere the slow_queries check says unknown
         with contextlib.suppress(psycopg.Error):
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public")
         _load_app(conn)
-        result = deploy.deploy(conn)
-        # the demo database is new and the kit was just deployed by this role, but the
-        # sections use the kit like every command does: only after the trust check
-        trust.require(conn)
+        result = deploy.deploy(conn)  # into a database created just now: this role's own kit
         version = conn.execute("SELECT maint.version()").fetchone()
         out.print(Rule(f"pgmaint {version[0] if version else '?'} demo"))
         out.print(

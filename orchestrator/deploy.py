@@ -84,6 +84,8 @@ class DeployResult:
     stale_routines: list[str] = field(default_factory=list)
     changed: bool = False
     adopted: list[str] = field(default_factory=list)  # what deploy --adopt did
+    # routines in maint the function files did not (re)write: adopt drops them
+    untouched_routines: list[str] = field(default_factory=list, repr=False)
 
 
 class _ConnectionBackend(PostgresqlPsycopgBackend):
@@ -195,16 +197,17 @@ def plan(conn: psycopg.Connection, root: Path | None = None, *, verify: bool = T
 
     An existing installation is read only when the connecting role may trust it
     (:mod:`orchestrator.trust`); ``verify=False`` when the caller checked already."""
-    with db.pinned(conn):
-        return _plan(conn, root or sql_dir(), verify)
+    return _plan(conn, root or sql_dir(), verify=verify)
 
 
-def _plan(conn: psycopg.Connection, root: Path, verify: bool) -> DeployPlan:
+def _plan(conn: psycopg.Connection, root: Path, *, verify: bool, adopting: bool = False) -> DeployPlan:
     _check_server(conn)
     state = _schema_state(conn)
     if state == "foreign":
         raise _foreign_schema_error(conn)
-    if state == "kit" and verify:
+    if adopting:
+        _check_adoptable(conn, state)
+    elif state == "kit" and verify:
         trust.require(conn, deploying=True)
     migrations = read_migrations(str(root / "migrations"))
     applied = _applied_ids(conn) if state == "kit" else set()
@@ -251,7 +254,10 @@ def deploy(
     ``conn`` must be in autocommit mode. Everything happens in one transaction, except
     a migration marked ``-- transactional: false``, which commits what came before it.
     An existing installation must be trustworthy for the connecting role
-    (:mod:`orchestrator.trust`); with ``adopt`` a superuser first takes it over.
+    (:mod:`orchestrator.trust`); with ``adopt`` a superuser first takes it over: ownership
+    and privileges (trust.take_over), then one forced deploy, then the routines the files
+    do not define are dropped (trust.finish_takeover), and the deployment is recorded only
+    if the kit is then trustworthy.
     """
     root = root or sql_dir()
     if not conn.autocommit:
@@ -263,13 +269,31 @@ def deploy(
         conn.execute(
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
         )
-        # only catalog functions and operators resolve by name (the database owner may own
-        # schema public); yoyo's steps set their own search_path later
-        conn.execute(db.PIN_SEARCH_PATH)
+        # db.connect pins search_path for the session; deploy() also takes connections
+        # opened elsewhere (tests, benchmarks), so its transaction pins it too
+        db.pin_search_path(conn, local=True)
         _lock(conn, lock_timeout)
-        adopted = _adopt(conn, root) if adopt else []
-        result = _deploy_locked(conn, backend, migrations, root, force or adopt, lock_timeout)
-        result.adopted = adopted
+        if adopt and not db.is_superuser(conn):
+            raise DeployError(
+                f"--adopt takes ownership of the kit from another role and needs a superuser; "
+                f"{conn.info.user} is not one. Nothing was changed."
+            )
+        # decided under the lock: a concurrent deploy may have just finished
+        the_plan = _plan(conn, root, verify=True, adopting=adopt)
+        takeover = _take_over(conn, root, the_plan) if adopt else None
+        result = _deploy_locked(conn, backend, migrations, root, the_plan, force or adopt,
+                                lock_timeout)
+        if takeover is not None:
+            result.adopted = trust.finish_takeover(conn, takeover, result.untouched_routines)
+            me, found = trust.problems(conn)
+            if found:
+                raise trust.KitUntrusted(
+                    f"cannot adopt the kit in database {conn.info.dbname!r}: even after taking it "
+                    f"over, {trust.describe(me, found)}. Uninstall and deploy again instead. "
+                    "Nothing was changed."
+                )
+        if result.changed:
+            _record(conn, result)
         backend.commit()
     except BaseException:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -295,13 +319,12 @@ def _unlock(conn: psycopg.Connection) -> None:
         return
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
         conn.execute("ROLLBACK")
-    with db.pinned(conn):
-        conn.execute(
-            "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
-            " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
-            " AND classid = %s::pg_catalog.oid AND objid = %s::pg_catalog.oid AND objsubid = 2",
-            (*DEPLOY_LOCK, *DEPLOY_LOCK),
-        )
+    conn.execute(
+        "SELECT pg_catalog.pg_advisory_unlock(%s, %s) FROM pg_catalog.pg_locks"
+        " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
+        " AND classid = %s::pg_catalog.oid AND objid = %s::pg_catalog.oid AND objsubid = 2",
+        (*DEPLOY_LOCK, *DEPLOY_LOCK),
+    )
 
 
 def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
@@ -311,11 +334,24 @@ def _set_local(conn: psycopg.Connection, lock_timeout: str) -> None:
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
 
 
+# routines in maint whose catalog row this transaction did not write: CREATE OR REPLACE
+# rewrites the row of every routine a function file defines (xmin is the writing
+# transaction; take_over changes routines in a subtransaction, which has an xid of its own)
+UNTOUCHED_SQL = """
+SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text FROM pg_catalog.pg_proc AS p
+ WHERE p.pronamespace OPERATOR(pg_catalog.=) 'maint'::pg_catalog.regnamespace
+   AND p.xmin::pg_catalog.text::pg_catalog.int8 OPERATOR(pg_catalog.<>)
+       (pg_catalog.txid_current() OPERATOR(pg_catalog.%) 4294967296)
+ ORDER BY 1
+"""
+
+
 def _apply_function_files(
-    conn: psycopg.Connection, root: Path, names: list[str], *, revoke_public: bool = True
-) -> list[str]:
+    conn: psycopg.Connection, root: Path, names: list[str]
+) -> tuple[list[str], list[str]]:
     """Apply the function files (``CREATE OR REPLACE``) in name order, then revoke EXECUTE
-    from PUBLIC on every routine of the kit; returns the files' names."""
+    from PUBLIC on every routine of the kit; returns the files' names and the routines in
+    maint the files did not write (told before the REVOKE, which rewrites every row)."""
     # pg_dump's habit: bodies are checked when called (and by the plpgsql_check test),
     # so files apply in name order without a dependency graph
     conn.execute("SET LOCAL check_function_bodies = off")
@@ -328,33 +364,36 @@ def _apply_function_files(
         except psycopg.Error as exc:
             raise DeployError(f"{name} failed: {error_line(exc)}") from exc
         applied.append(name)
-    if revoke_public:
-        conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
-    return applied
+    untouched = [r[0] for r in conn.execute(UNTOUCHED_SQL)]
+    conn.execute("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA maint FROM PUBLIC")
+    return applied, untouched
 
 
-def _adopt(conn: psycopg.Connection, root: Path) -> list[str]:
-    """Take over a kit another role deployed (superuser only), in the deploy transaction:
-    see trust.adopt_before_files / adopt_after_files. Refuses, changing nothing, unless
-    the kit is then trustworthy for you."""
-    row = conn.execute(
-        "SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
-    ).fetchone()
-    if not (row and row[0]):
-        raise DeployError(
-            f"--adopt takes ownership of the kit from another role and needs a superuser; "
-            f"{conn.info.user} is not one. Nothing was changed."
-        )
-    state = _schema_state(conn)
+# the privilege statements of the migrations: written at the start of a line (those inside
+# DO blocks are indented), GRANT / REVOKE ... ON ... and ALTER DEFAULT PRIVILEGES
+_PRIVILEGE_STATEMENT = re.compile(
+    r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES)\s[^;]*?\sON\s[^;]*;", re.MULTILINE
+)
+
+
+def _migration_grants(root: Path) -> list[str]:
+    """Every privilege statement of the migrations, in the order they ran: replayed after
+    adopt revoked everything, they give the kit's roles exactly what a deploy gave them."""
+    return [m.group(0)
+            for path in sorted((root / "migrations").glob("*.sql"))
+            if not path.name.endswith(".rollback.sql")
+            for m in _PRIVILEGE_STATEMENT.finditer(path.read_text(encoding="utf-8"))]
+
+
+def _check_adoptable(conn: psycopg.Connection, state: str) -> None:
+    """--adopt needs an installation whose bookkeeping is plain tables: they are read below
+    as they are (a plain table runs no code of its owner when a superuser reads it: no
+    triggers on SELECT, row security bypassed; a view would)."""
     if state == "absent":
         raise NotInstalled(
             f"pgmaint is not installed in database {conn.info.dbname!r}: nothing to adopt; "
             "run 'pgmaint deploy'"
         )
-    if state == "foreign":
-        raise _foreign_schema_error(conn)
-    # the bookkeeping is read below as it is: a plain table runs no code of its owner when
-    # read by a superuser (no triggers on SELECT, row security bypassed), a view would
     not_tables = [r[0] for r in conn.execute(
         "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c"
         " WHERE c.oid IN (to_regclass('maint._yoyo_migration'), to_regclass('maint.deployments'))"
@@ -364,28 +403,18 @@ def _adopt(conn: psycopg.Connection, root: Path) -> list[str]:
             f"cannot adopt the kit in database {conn.info.dbname!r}: {not_tables[0]} is not a "
             "table any more. Uninstall and deploy again instead. Nothing was changed."
         )
-    pending = plan(conn, root, verify=False).pending_migrations
-    if pending:
+
+
+def _take_over(conn: psycopg.Connection, root: Path, the_plan: DeployPlan) -> trust.Takeover:
+    """Take over a kit another role deployed (superuser only), in the deploy transaction,
+    before its forced deploy (see trust.take_over)."""
+    if the_plan.pending_migrations:
         raise DeployError(
             f"--adopt works on an installation of this kit version, and migrations are pending "
-            f"({', '.join(pending)}): have its owner deploy first, or uninstall and deploy again. "
-            "Nothing was changed."
+            f"({', '.join(the_plan.pending_migrations)}): have its owner deploy first, or "
+            "uninstall and deploy again. Nothing was changed."
         )
-    kit_sql = [p.read_text(encoding="utf-8")
-               for p in [*sorted((root / "migrations").glob("*.sql")), *_function_files(root)]]
-    done = trust.adopt_before_files(conn, kit_sql)
-    # (no REVOKE on every routine yet: adopt_after_files tells the kit's routines by the
-    # catalog rows this transaction wrote, and _deploy_locked revokes afterwards)
-    _apply_function_files(conn, root, [p.name for p in _function_files(root)], revoke_public=False)
-    conn.execute(db.PIN_SEARCH_PATH)
-    done += trust.adopt_after_files(conn)
-    me, found = trust.problems(conn)
-    if found:
-        raise trust.KitUntrusted(
-            f"cannot adopt the kit in database {conn.info.dbname!r}: even after taking it over, "
-            f"{trust.describe(me, found)}. Uninstall and deploy again instead. Nothing was changed."
-        )
-    return done
+    return trust.take_over(conn, _migration_grants(root))
 
 
 def _deploy_locked(
@@ -393,44 +422,48 @@ def _deploy_locked(
     backend: _ConnectionBackend,
     migrations: object,
     root: Path,
+    the_plan: DeployPlan,
     force: bool,
     lock_timeout: str,
 ) -> DeployResult:
-    # decided under the lock: a concurrent deploy may have just finished
-    the_plan = plan(conn, root)
+    """The migrations (yoyo's steps run only when some are pending) and the function files
+    (with search_path pinned to pg_catalog); the caller records the deployment."""
     result = DeployResult(plan=the_plan)
     if the_plan.up_to_date and not force:
         return result
 
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-    _set_local(conn, lock_timeout)
-    if needs_upgrading(backend):
-        upgrade(backend)
-    backend._internal_schema_updated = True
+    if the_plan.pending_migrations:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        _set_local(conn, lock_timeout)
+        if needs_upgrading(backend):
+            upgrade(backend)
+        backend._internal_schema_updated = True
 
-    for migration in backend.to_apply(migrations):
-        try:
-            if migration.use_transactions:
-                migration.process_steps(backend, "apply")
-                backend.log_migration(migration, "apply")
-                backend.mark_one(migration, log=False)
-            else:
-                # e.g. CREATE INDEX CONCURRENTLY: commit what came before, run it alone, and
-                # record it at once (it cannot be rolled back with a later failure)
-                backend.commit()
-                migration.process_steps(backend, "apply")
-                backend.begin()
-                _set_local(conn, lock_timeout)
-                backend.log_migration(migration, "apply")
-                backend.mark_one(migration, log=False)
-                backend.commit()
-                backend.begin()
-                _set_local(conn, lock_timeout)
-        except psycopg.Error as exc:
-            raise DeployError(f"migration {migration.id} failed: {error_line(exc)}") from exc
-        result.applied_migrations.append(migration.id)
+        for migration in backend.to_apply(migrations):
+            try:
+                if migration.use_transactions:
+                    migration.process_steps(backend, "apply")
+                    backend.log_migration(migration, "apply")
+                    backend.mark_one(migration, log=False)
+                else:
+                    # e.g. CREATE INDEX CONCURRENTLY: commit what came before, run it alone,
+                    # and record it at once (it cannot be rolled back with a later failure)
+                    backend.commit()
+                    migration.process_steps(backend, "apply")
+                    backend.begin()
+                    _set_local(conn, lock_timeout)
+                    backend.log_migration(migration, "apply")
+                    backend.mark_one(migration, log=False)
+                    backend.commit()
+                    backend.begin()
+                    _set_local(conn, lock_timeout)
+            except psycopg.Error as exc:
+                raise DeployError(f"migration {migration.id} failed: {error_line(exc)}") from exc
+            result.applied_migrations.append(migration.id)
+        db.pin_search_path(conn, local=True)  # yoyo's steps put maint first
 
-    result.applied_files = _apply_function_files(conn, root, [f.name for f in the_plan.files])
+    result.applied_files, result.untouched_routines = _apply_function_files(
+        conn, root, [f.name for f in the_plan.files])
 
     declared = set()
     for fs in the_plan.files:
@@ -444,16 +477,20 @@ def _deploy_locked(
             (sorted(declared),),
         )
     ]
+    result.changed = True
+    return result
+
+
+def _record(conn: psycopg.Connection, result: DeployResult) -> None:
+    """One row in maint.deployments: the kit version, the migrations applied, each file's sha256."""
     conn.execute(
         "INSERT INTO maint.deployments (version, migrations, files) VALUES (%s, %s, %s)",
         (
-            the_plan.kit_version,
+            result.plan.kit_version,
             result.applied_migrations,
-            psycopg.types.json.Jsonb({f.name: f.sha256 for f in the_plan.files}),
+            psycopg.types.json.Jsonb({f.name: f.sha256 for f in result.plan.files}),
         ),
     )
-    result.changed = True
-    return result
 
 
 # --- uninstall ------------------------------------------------------------------------
@@ -534,7 +571,7 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         raise ValueError("uninstall needs an autocommit connection")
     conn.execute("BEGIN")
     try:
-        conn.execute(db.PIN_SEARCH_PATH)  # only catalog functions and operators resolve by name
+        db.pin_search_path(conn, local=True)  # as in deploy(): any connection may be passed
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
         _lock(conn, lock_timeout)
         row = conn.execute(

@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator import db
-from orchestrator.errors import PgmaintError
+from orchestrator.errors import ConnectionFailed, PgmaintError
 from orchestrator.output import emit, settings, table
 
 ACTIONS = ("vacuum", "analyze", "reindex")
@@ -135,8 +135,14 @@ class Action:
     size_bytes: int | None
     numbers: dict[str, Any] = field(default_factory=dict)
     target: Target | None = None
-    relation: str = ""
-    table_name: str = ""
+
+    @property
+    def relation(self) -> str:
+        return self.target.display if self.target else f"(oid {self.relid})"
+
+    @property
+    def table_name(self) -> str:
+        return self.target.owning_table.display if self.target else ""
 
 
 @dataclass
@@ -248,10 +254,20 @@ SELECT p.seq, p.action, p.relation::pg_catalog.oid AS relid, p.options, p.statem
  ORDER BY p.seq
 """
 
+# display only (advice is never executed): the names come from the catalog, quoted
 ADVICE_SQL = """
-SELECT u.relation::pg_catalog.oid AS relid, u.table_name::pg_catalog.oid AS table_oid,
+SELECT coalesce(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
+                '(oid ' OPERATOR(pg_catalog.||) u.relation::pg_catalog.oid::pg_catalog.text
+                    OPERATOR(pg_catalog.||) ')') AS "index",
+       coalesce(pg_catalog.quote_ident(tn.nspname) OPERATOR(pg_catalog.||) '.'
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.relname), '') AS "table",
        u.statement, u.reason, u.index_bytes
   FROM maint.plan_unused_indexes() AS u
+  LEFT JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) u.relation::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  LEFT JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) u.table_name::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace AS tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace
 """
 
 
@@ -267,21 +283,13 @@ def plan(conn: psycopg.Connection, only: Sequence[str]) -> list[Action]:
             seq=row["seq"], action=str(row["action"]), relid=row["relid"], options=list(row["options"] or []),
             statement=row["statement"] or "", reason=row["reason"] or "", size_bytes=row["size_bytes"],
             numbers=row["numbers"] or {}, target=target,
-            relation=target.display if target else f"(oid {row['relid']})",
-            table_name=target.owning_table.display if target else "",
         ))
     return actions
 
 
 def unused_index_advice(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(ADVICE_SQL)
-        rows = cur.fetchall()
-    targets = resolve(conn, [r["relid"] for r in rows] + [r["table_oid"] for r in rows])
-    return [{"index": targets[r["relid"]].display if r["relid"] in targets else f"(oid {r['relid']})",
-             "table": targets[r["table_oid"]].display if r["table_oid"] in targets else "",
-             "statement": r["statement"], "reason": r["reason"], "index_bytes": r["index_bytes"]}
-            for r in rows]
+        return list(cur.execute(ADVICE_SQL).fetchall())
 
 
 # --- progress ---------------------------------------------------------------------------
@@ -303,7 +311,11 @@ SELECT 'index', c.phase,
 
 class ProgressWatcher:
     """Polls pg_stat_progress_* for the executor's backend on a second connection and
-    shows a rich progress bar per statement (only used on a terminal)."""
+    shows a rich progress bar per statement (only used on a terminal).
+
+    The connection is opened in ``__enter__``, on the caller's thread: db.connect's trust
+    check (a context variable, which a new thread would not inherit) and its pinned
+    search_path apply to it like to every other connection; the polling thread only uses it."""
 
     def __init__(self, dsn: str, pid: int, console: Console, interval: float = 0.5) -> None:
         self.dsn, self.pid, self.interval = dsn, pid, interval
@@ -314,17 +326,25 @@ class ProgressWatcher:
         self._task: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.conn: psycopg.Connection | None = None
 
     def __enter__(self) -> ProgressWatcher:
+        try:
+            self.conn = db.connect(self.dsn, application_name="pgmaint-progress")
+        except ConnectionFailed:
+            self.conn = None  # no progress bars; the statements still run
         self.progress.start()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
+        if self.conn is not None:
+            self._thread = threading.Thread(target=self._poll, args=(self.conn,), daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self.conn is not None:
+            self.conn.close()  # a poll still running ends with an error and returns
         self.progress.stop()
 
     def begin(self, action: Action, statement: str) -> None:
@@ -335,23 +355,18 @@ class ProgressWatcher:
             self.progress.update(self._task, total=1, completed=1, phase=outcome.outcome)
             self._task = None
 
-    def _poll(self) -> None:
-        try:
-            conn = db.connect(self.dsn, application_name="pgmaint-progress")
-        except PgmaintError:
-            return
-        with conn:
-            while not self._stop.wait(self.interval):
-                task = self._task
-                if task is None:
-                    continue
-                try:
-                    row = conn.execute(PROGRESS_SQL, {"pid": self.pid}).fetchone()
-                except psycopg.Error:
-                    return
-                if row:
-                    _kind, phase, total, done = row
-                    self.progress.update(task, total=total or None, completed=done or 0, phase=phase)
+    def _poll(self, conn: psycopg.Connection) -> None:
+        while not self._stop.wait(self.interval):
+            task = self._task
+            if task is None:
+                continue
+            try:
+                row = conn.execute(PROGRESS_SQL, {"pid": self.pid}).fetchone()
+            except psycopg.Error:
+                return
+            if row:
+                _kind, phase, total, done = row
+                self.progress.update(task, total=total or None, completed=done or 0, phase=phase)
 
 
 # --- the executor -----------------------------------------------------------------------

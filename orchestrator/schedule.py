@@ -45,18 +45,17 @@ def require_runner(cron_conn: psycopg.Connection, databases: list[str]) -> None:
     are cluster-wide: any database of the server can tell."""
     row = cron_conn.execute(
         "SELECT current_user::text,"
-        "       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),"
         "       EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = %(runner)s)",
         {"runner": RUNNER},
     ).fetchone()
     assert row is not None
-    me, superuser, exists = row
+    me, exists = row
     if not exists:
         raise RunnerUnavailable(
             f"role {RUNNER} does not exist: the kit's pg_cron jobs run as {RUNNER}; "
             f"a superuser runs once: CREATE ROLE {RUNNER} LOGIN; GRANT maint_admin TO {RUNNER};"
         )
-    if not superuser:
+    if not db.is_superuser(cron_conn):
         raise RunnerUnavailable(
             f"only a superuser may install or change the kit's pg_cron jobs: they run as {RUNNER}, "
             f"and pg_cron lets only a superuser schedule a job for another role ({me} is not a "
@@ -95,6 +94,19 @@ class Action:
     action: str  # create | update | unchanged | remove
     statement: str | None
     jobid: int | None = None  # the existing job's id (update, remove, unchanged)
+
+
+@dataclass
+class InstallPlan:
+    """What `schedule install` does: one Action per kit job, and the privileges the jobs
+    need that are missing (not jobs: GRANT USAGE ON SCHEMA cron TO maint_runner)."""
+
+    actions: list[Action]
+    grants: list[str]
+
+    @property
+    def changes(self) -> int:
+        return sum(a.action != "unchanged" for a in self.actions) + len(self.grants)
 
 
 def _require_kit(conn: psycopg.Connection) -> None:
@@ -138,8 +150,9 @@ def plan_install(
     cron_conn: psycopg.Connection,
     include: list[str],
     keep_cron_details: str = "30 days",
-) -> list[Action]:
-    """What `schedule install` would do: one Action per job (computed by the kit's SQL)."""
+) -> InstallPlan:
+    """What `schedule install` would do: one Action per job (computed by the kit's SQL), and
+    the grant the jobs need."""
     _require_kit(conn)
     kit_db, cron_db = conn.info.dbname, cron_conn.info.dbname
     with conn.cursor(row_factory=dict_row) as cur:
@@ -172,28 +185,31 @@ def plan_install(
     ).fetchall()
     ids = {str(j["jobname"]): int(j["jobid"]) for j in existing}
     actions = [Action(job, action, statement, ids.get(job)) for job, action, statement in rows]
+    grants = []
     if "purge" in include and not cron_conn.execute(
         "SELECT pg_catalog.has_schema_privilege(%s, 'cron', 'USAGE')", (RUNNER,)
     ).fetchone()[0]:  # type: ignore[index]
         # pg_cron grants nobody USAGE on its schema: without it maint_runner cannot trim
         # its own rows of cron.job_run_details (row security shows it only those)
-        actions.append(Action(f"{RUNNER}: USAGE ON SCHEMA cron", "grant", GRANT_CRON_USAGE))
-    return actions
+        grants.append(GRANT_CRON_USAGE)
+    return InstallPlan(actions, grants)
 
 
 def install(conn: psycopg.Connection, dsn: str, include: list[str], *, dry_run: bool = False,
-            keep_cron_details: str = "30 days") -> tuple[str, list[Action]]:
-    """Create/update the default jobs in the pg_cron database. Returns (cron db, actions)."""
+            keep_cron_details: str = "30 days") -> tuple[str, InstallPlan]:
+    """Create/update the default jobs in the pg_cron database. Returns (cron db, plan)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(conn), db.pinned(cron_conn):
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, cron_conn.transaction():
         require_runner(cron_conn, [conn.info.dbname, cron_db])
-        actions = plan_install(conn, cron_conn, include, keep_cron_details)
+        planned = plan_install(conn, cron_conn, include, keep_cron_details)
         if not dry_run:
-            for action in actions:  # in one transaction: all of them or none
+            for action in planned.actions:  # in one transaction: all of them or none
                 if action.statement:
                     cron_conn.execute(_checked(action))
-    return cron_db, actions
+            for grant in planned.grants:  # the module's own statements
+                cron_conn.execute(grant)
+    return cron_db, planned
 
 
 # the only statements the kit's SQL may hand over for the cron database, each one call
@@ -229,7 +245,7 @@ def _checked(action: Action) -> str:
             or (action.action == "remove" and unschedule is not None
                 and action.jobid is not None and int(unschedule["jobid"]) == action.jobid)
         )
-    ) or (action.action == "grant" and statement == GRANT_CRON_USAGE)
+    )
     if not ok:
         raise PgmaintError(f"refusing an unexpected statement for the cron database: {statement[:80]}")
     return statement
@@ -254,6 +270,14 @@ class _Borrowed:
         return None
 
 
+def _require_all_jobs(cron_conn: psycopg.Connection, command: str) -> None:
+    """Refuse in one line when the kit's jobs are invisible to this role: an empty list, or
+    "no such job", would be wrong."""
+    if not cron.sees_all_jobs(cron_conn):
+        raise PgmaintError(f"{cron.only_own_jobs(cron_conn.info.user)}; run 'pgmaint schedule "
+                           f"{command}' as a superuser")
+
+
 JOBS_SQL = """
 SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.active, j.username,
        d.status AS last_status, d.start_time AS last_start,
@@ -271,7 +295,8 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
     """This database's kit jobs with last run and next run (UTC)."""
     _require_kit(conn)
     cron_db = cron_target(conn)
-    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
+    with _cron_connection(conn, dsn, cron_db) as cron_conn:
+        _require_all_jobs(cron_conn, "list")
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         with cron_conn.cursor(row_factory=dict_row) as cur:
@@ -296,7 +321,8 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
     _require_kit(conn)
     cron_db = cron_target(conn)
     kit_db = conn.info.dbname
-    with _cron_connection(conn, dsn, cron_db) as cron_conn, db.pinned(cron_conn):
+    with _cron_connection(conn, dsn, cron_db) as cron_conn, cron_conn.transaction():
+        _require_all_jobs(cron_conn, "remove")
         if cron_conn.execute("SELECT to_regclass('cron.job')").fetchone() == (None,):
             return []
         jobs = cron.kit_job_ids(cron_conn, kit_db)

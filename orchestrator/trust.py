@@ -15,10 +15,13 @@ code with superuser rights. So before the CLI touches the kit it checks, reading
   conversion, text search configuration and dictionary, statistics object, extension)
   is owned by such a role;
 * every trigger, rule, policy, default, constraint and index of the kit, and every kit
-  routine and view, depends only on functions, operators, types and relations owned by
+  routine, view and operator, depends only on functions, operators, types and relations owned by
   such a role (a trigger on ``maint.runs`` calling ``public.f()`` owned by ``dbo`` fails);
 * no other role may create objects in ``maint`` or add triggers to its tables (it could
-  add code after this check).
+  add code after this check);
+* no role but a relation's owner (or a superuser) holds a privilege other than SELECT on
+  a kit relation or column: the kit's tables are written only through its functions, and
+  its migrations grant nothing else.
 
 The query runs with ``search_path = pg_catalog, pg_temp``, so no object of another role
 can stand in for a catalog function or operator while it runs.
@@ -26,7 +29,6 @@ can stand in for a catalog function or operator while it runs.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import psycopg
@@ -35,6 +37,35 @@ from psycopg import sql
 from orchestrator.errors import PgmaintError
 
 KIT_SCHEMAS = ("maint", "maint_exec")
+
+# Objects of the other catalogs that live in a schema and have an owner (classid, objid,
+# owner, nsp): the kit creates none of them in maint. TRUST_SQL checks their owners;
+# adopt refuses when one exists (_UNEXPECTED_SQL).
+_OTHER_OBJECTS = """
+    SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass AS classid, oc.oid AS objid,
+           oc.opcowner AS owner, oc.opcnamespace AS nsp FROM pg_catalog.pg_opclass AS oc
+    UNION ALL
+    SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, f.oid, f.opfowner, f.opfnamespace
+      FROM pg_catalog.pg_opfamily AS f
+    UNION ALL
+    SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid, co.collowner,
+           co.collnamespace FROM pg_catalog.pg_collation AS co
+    UNION ALL
+    SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, cv.oid, cv.conowner,
+           cv.connamespace FROM pg_catalog.pg_conversion AS cv
+    UNION ALL
+    SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, tc.oid, tc.cfgowner,
+           tc.cfgnamespace FROM pg_catalog.pg_ts_config AS tc
+    UNION ALL
+    SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, td.oid, td.dictowner,
+           td.dictnamespace FROM pg_catalog.pg_ts_dict AS td
+    UNION ALL
+    SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, s.oid, s.stxowner,
+           s.stxnamespace FROM pg_catalog.pg_statistic_ext AS s
+    UNION ALL
+    SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, x.oid, x.extowner,
+           x.extnamespace FROM pg_catalog.pg_extension AS x
+"""
 
 # Every row is one reason not to trust the kit: what, owned by (or granted to) whom, why.
 # Reads pg_catalog only; ordered so that the most direct reason comes first.
@@ -79,29 +110,7 @@ WITH me AS (
       FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
     UNION ALL
     SELECT 6, 'object', pg_catalog.pg_describe_object(x.classid, x.objid, 0), x.owner
-      FROM (SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass AS classid, oc.oid AS objid,
-                   oc.opcowner AS owner, oc.opcnamespace AS nsp FROM pg_catalog.pg_opclass AS oc
-            UNION ALL
-            SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, f.oid, f.opfowner, f.opfnamespace
-              FROM pg_catalog.pg_opfamily AS f
-            UNION ALL
-            SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid, co.collowner,
-                   co.collnamespace FROM pg_catalog.pg_collation AS co
-            UNION ALL
-            SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, cv.oid, cv.conowner,
-                   cv.connamespace FROM pg_catalog.pg_conversion AS cv
-            UNION ALL
-            SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, tc.oid, tc.cfgowner,
-                   tc.cfgnamespace FROM pg_catalog.pg_ts_config AS tc
-            UNION ALL
-            SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, td.oid, td.dictowner,
-                   td.dictnamespace FROM pg_catalog.pg_ts_dict AS td
-            UNION ALL
-            SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, s.oid, s.stxowner,
-                   s.stxnamespace FROM pg_catalog.pg_statistic_ext AS s
-            UNION ALL
-            SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, x.oid, x.extowner,
-                   x.extnamespace FROM pg_catalog.pg_extension AS x) AS x
+      FROM (<OTHER_OBJECTS>) AS x
      WHERE x.nsp IN (SELECT kit.oid FROM kit)
 ), kit_relations AS (
     SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
@@ -116,6 +125,10 @@ WITH me AS (
     UNION ALL
     SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type AS t
      WHERE t.typnamespace IN (SELECT kit.oid FROM kit)
+    UNION ALL
+    -- an operator runs its function (and estimators) with the caller's rights
+    SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_operator AS o
+     WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
     UNION ALL
     SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, tg.oid FROM pg_catalog.pg_trigger AS tg
      WHERE tg.tgrelid IN (SELECT kr.oid FROM kit_relations AS kr)
@@ -177,16 +190,38 @@ WITH me AS (
         ON k.classid OPERATOR(pg_catalog.=) d.classid AND k.objid OPERATOR(pg_catalog.=) d.objid
      WHERE d.deptype IN ('n', 'a')
 ), grants AS (
+    -- CREATE on schema maint: another role could add code after this check
     SELECT 'schema maint' AS what, 'CREATE' AS privilege, a.grantee
       FROM pg_catalog.pg_namespace AS n,
            LATERAL pg_catalog.aclexplode(n.nspacl) AS a
      WHERE n.oid IN (SELECT kit.oid FROM kit) AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+       AND a.grantee NOT IN (SELECT trusted.oid FROM trusted)
     UNION ALL
-    SELECT c.oid::pg_catalog.regclass::pg_catalog.text, a.privilege_type, a.grantee
-      FROM pg_catalog.pg_class AS c,
-           LATERAL pg_catalog.aclexplode(c.relacl) AS a
+    -- any privilege but SELECT on a kit relation or column, held by a role that neither owns
+    -- it nor is a superuser: TRIGGER adds code, the others write what only the kit's
+    -- functions write (the migrations grant nothing but SELECT)
+    SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view '
+                          WHEN 'm' THEN 'materialized view ' WHEN 'f' THEN 'foreign table '
+                          ELSE 'table ' END
+               OPERATOR(pg_catalog.||) c.oid::pg_catalog.regclass::pg_catalog.text,
+           pg_catalog.string_agg(g.privilege, ', ' ORDER BY g.privilege), g.grantee
+      FROM pg_catalog.pg_class AS c
+     CROSS JOIN LATERAL (
+           SELECT a.privilege_type AS privilege, a.grantee
+             FROM pg_catalog.aclexplode(c.relacl) AS a
+           UNION ALL
+           SELECT a.privilege_type OPERATOR(pg_catalog.||) ' ('
+                      OPERATOR(pg_catalog.||) pg_catalog.quote_ident(att.attname)
+                      OPERATOR(pg_catalog.||) ')', a.grantee
+             FROM pg_catalog.pg_attribute AS att,
+                  LATERAL pg_catalog.aclexplode(att.attacl) AS a
+            WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid AND NOT att.attisdropped
+              AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT') AS g
      WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
-       AND a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER'
+       AND g.privilege OPERATOR(pg_catalog.<>) 'SELECT'
+       AND g.grantee OPERATOR(pg_catalog.<>) c.relowner
+       AND g.grantee NOT IN (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolsuper)
+     GROUP BY c.oid, c.relkind, g.grantee
 )
 SELECT x.ord, x.what, x.owner, x.reason
   FROM (
@@ -212,17 +247,16 @@ SELECT x.ord, x.what, x.owner, x.reason
                                                     g.grantee::pg_catalog.text) END,
            g.privilege
       FROM grants AS g LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) g.grantee
-     WHERE g.grantee NOT IN (SELECT trusted.oid FROM trusted)
   ) AS x
- ORDER BY x.ord, x.what
-"""
+ ORDER BY x.ord, x.what, x.owner
+""".replace("<OTHER_OBJECTS>", _OTHER_OBJECTS)
 
 
 @dataclass(frozen=True)
 class Problem:
     what: str  # "function maint.health_check(text[],text[])", "trigger t on table ... uses ..."
     role: str  # the owner, or the grantee of a privilege
-    reason: str  # owner | dependency | CREATE | TRIGGER
+    reason: str  # owner | dependency | the privileges granted ("CREATE", "INSERT, TRIGGER", ...)
 
 
 class KitUntrusted(PgmaintError):
@@ -258,16 +292,28 @@ def _because(p: Problem, me: str) -> str:
     if p.reason == "dependency":
         return (f"{p.what}, owned by {p.role}, {neither}: using the kit would run {p.role}'s "
                 "code with your rights")
-    if p.role == "PUBLIC":
-        return (f"{p.what} grants {p.reason} to PUBLIC: any role could add code that pgmaint "
-                "would run with your rights")
-    return (f"{p.what} grants {p.reason} to {p.role}, {neither}: {p.role} could add code that "
-            "pgmaint would run with your rights")
+    # a privilege: CREATE on schema maint (to a role you do not trust), or anything but
+    # SELECT on a kit relation or column (to a role that does not own it)
+    granted = {privilege.split(" (")[0] for privilege in p.reason.split(", ")}
+    who = "any role" if p.role == "PUBLIC" else p.role
+    to = p.role if p.role == "PUBLIC" else (
+        f"{p.role}, {neither}" if p.what == "schema maint" else f"{p.role}, which does not own it")
+    if granted & {"CREATE", "TRIGGER"}:
+        effect = "could add code that pgmaint would run with your rights"
+    else:
+        effect = ("could write the kit's data directly, which only the kit's functions do "
+                  "(pgmaint never grants that)")
+    return f"{p.what} grants {p.reason} to {to}: {who} {effect}"
+
+
+_GRANT_TARGETS = {"schema ": "SCHEMA", "sequence ": "SEQUENCE", "table ": "TABLE", "view ": "TABLE",
+                  "materialized view ": "TABLE", "foreign table ": "TABLE"}
 
 
 def _remedy(p: Problem) -> str:
-    if p.reason in ("CREATE", "TRIGGER"):
-        target = "SCHEMA maint" if p.what == "schema maint" else f"TABLE {p.what}"
+    if p.reason not in ("owner", "dependency"):
+        prefix = next(k for k in _GRANT_TARGETS if p.what.startswith(k))
+        target = f"{_GRANT_TARGETS[prefix]} {p.what[len(prefix):]}"
         return f"Have the kit's owner run REVOKE {p.reason} ON {target} FROM {p.role}."
     if p.reason == "dependency":
         return ("Have that removed, or have the kit uninstalled and deployed again by a "
@@ -310,17 +356,13 @@ def require(conn: psycopg.Connection, *, deploying: bool = False) -> None:
 #
 # A superuser takes ownership of a kit another role deployed, keeping its journal, archive
 # and rules. Only statements that run no code of the previous owner are used: ALTER ...
-# OWNER, DROP TRIGGER / RULE / POLICY / ROUTINE, REVOKE, and then the kit's own function
-# files (deploy.py). What the kit does not declare is dropped, never adopted: adopting a
-# routine would turn the previous owner's code into the superuser's.
-
-KIT_ROLES = ("maint_monitor", "maint_admin", "maint_runner", "maint_restore")
-
-_DECLARED_TRIGGER = re.compile(
-    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?TRIGGER\s+(\w+)\s.*?\sON\s+maint\.(\w+)",
-    re.IGNORECASE | re.DOTALL,
-)
-_DECLARED_POLICY = re.compile(r"CREATE\s+POLICY\s+(\w+)\s+ON\s+maint\.(\w+)", re.IGNORECASE)
+# OWNER, DROP TRIGGER / RULE / POLICY / ROUTINE, REVOKE and the migrations' GRANTs, and
+# then the kit's own function files (deploy.py). What the kit does not define is dropped,
+# never adopted: adopting a routine would turn the previous owner's code into yours.
+#
+# deploy.py runs take_over, then one forced deploy (the function files, with search_path
+# pinned), then finish_takeover, then the trust check, and only then writes the deployment
+# record: nothing of the kit's tables is written before the kit is trusted.
 
 # objects in maint whose owner adopt changes, with the statement for each (relations that a
 # table owns, such as indexes and identity sequences, follow their table)
@@ -352,36 +394,70 @@ SELECT format('ALTER OPERATOR %s OWNER TO CURRENT_USER', o.oid::regoperator)
 
 # kinds of objects the kit never creates in maint: adopt refuses rather than guess
 _UNEXPECTED_SQL = """
-SELECT pg_describe_object(x.classid, x.objid, 0) FROM (
-    SELECT 'pg_opclass'::regclass AS classid, oid AS objid, opcnamespace AS nsp FROM pg_opclass
-    UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfnamespace FROM pg_opfamily
-    UNION ALL SELECT 'pg_collation'::regclass, oid, collnamespace FROM pg_collation
-    UNION ALL SELECT 'pg_conversion'::regclass, oid, connamespace FROM pg_conversion
-    UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgnamespace FROM pg_ts_config
-    UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictnamespace FROM pg_ts_dict
-    UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxnamespace FROM pg_statistic_ext
-    UNION ALL SELECT 'pg_extension'::regclass, oid, extnamespace FROM pg_extension
-) AS x
+SELECT pg_catalog.pg_describe_object(x.classid, x.objid, 0) FROM (<OTHER_OBJECTS>) AS x
  WHERE x.nsp = 'maint'::regnamespace
  ORDER BY 1
+""".replace("<OTHER_OBJECTS>", _OTHER_OBJECTS)
+
+# Every privilege on the kit's schemas, relations, columns and routines, one row per
+# (object, grantee, privilege): (classid, objid, objsubid, object, grantee, privilege). A
+# NULL ACL means PostgreSQL's default (PUBLIC may EXECUTE a routine). Types keep theirs.
+_PRIVILEGES_SQL = """
+WITH acls AS (
+    SELECT 'pg_namespace'::regclass AS classid, n.oid AS objid, 0 AS objsubid,
+           coalesce(n.nspacl, acldefault('n'::"char", n.nspowner)) AS acl
+      FROM pg_namespace n WHERE n.nspname IN ('maint', 'maint_exec')
+    UNION ALL
+    SELECT 'pg_class'::regclass, c.oid, 0,
+           coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
+                                         c.relowner))
+      FROM pg_class c
+     WHERE c.relnamespace = 'maint'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    UNION ALL
+    SELECT 'pg_class'::regclass, a.attrelid, a.attnum, a.attacl
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     WHERE c.relnamespace = 'maint'::regnamespace AND a.attacl IS NOT NULL AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'pg_proc'::regclass, p.oid, 0, coalesce(p.proacl, acldefault('f'::"char", p.proowner))
+      FROM pg_proc p WHERE p.pronamespace = 'maint'::regnamespace
+)
+SELECT x.classid::text, x.objid, x.objsubid, pg_describe_object(x.classid, x.objid, x.objsubid),
+       CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, a.privilege_type
+  FROM acls x CROSS JOIN LATERAL aclexplode(x.acl) a
+  LEFT JOIN pg_roles r ON r.oid = a.grantee
+ WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)
 """
 
-
-def _declared(kit_sql: list[str]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-    """(trigger, table) and (policy, table) pairs on maint tables that the kit's SQL creates."""
-    triggers: set[tuple[str, str]] = set()
-    policies: set[tuple[str, str]] = set()
-    for text in kit_sql:
-        triggers |= {(t.lower(), r.lower()) for t, r in _DECLARED_TRIGGER.findall(text)}
-        policies |= {(p.lower(), r.lower()) for p, r in _DECLARED_POLICY.findall(text)}
-    return triggers, policies
+Privilege = tuple[str, int, int, str, str, str]  # catalog, oid, column, what, grantee, privilege
 
 
-def adopt_before_files(conn: psycopg.Connection, kit_sql: list[str]) -> list[str]:
-    """First half of taking the kit over, in the caller's transaction: ownership of the
-    schemas, relations, types and operators; triggers, rules and policies on maint
-    relations that the kit does not declare are dropped. Returns what was done."""
-    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+@dataclass
+class Takeover:
+    """What take_over did (lines for the user) and what finish_takeover needs."""
+
+    done: list[str]
+    held: set[Privilege]  # privileges of other roles before the take-over
+    dropped_triggers: list[tuple[str, str]]  # (trigger, table)
+
+
+def _privileges(conn: psycopg.Connection) -> set[Privilege]:
+    return {(str(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4]), str(r[5]))
+            for r in conn.execute(_PRIVILEGES_SQL)}
+
+
+def take_over(conn: psycopg.Connection, regrant: list[str]) -> Takeover:
+    """First half of taking the kit over, in the caller's transaction, before the function
+    files run: ownership of the schemas and of every object in maint; every trigger (but
+    PostgreSQL's internal ones), rule (but views' _RETURN) and policy on maint relations
+    dropped (the kit's one trigger, cleanup_rules_guard, is created again by its file);
+    every privilege on the schemas, relations, columns and routines revoked from every role
+    but you, kit roles included; then ``regrant`` (the migrations' GRANT and REVOKE
+    statements, in order) gives the kit's roles exactly what a deploy gives them. Each
+    function file grants EXECUTE on its routines again.
+
+    Routines are changed in a subtransaction: deploy tells the routines the files define by
+    the catalog rows they rewrite in the main transaction (finish_takeover drops the rest).
+    Like everything here, runs with search_path pinned to pg_catalog (deploy() pins it)."""
     unexpected = [r[0] for r in conn.execute(_UNEXPECTED_SQL)]
     if unexpected:
         raise KitUntrusted(
@@ -389,7 +465,7 @@ def adopt_before_files(conn: psycopg.Connection, kit_sql: list[str]) -> list[str
             "uninstall and deploy again. Nothing was changed."
         )
     done: list[str] = []
-    for schema in ("maint", "maint_exec"):
+    for schema in KIT_SCHEMAS:
         row = conn.execute(
             "SELECT nspowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)"
             " FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
@@ -401,49 +477,83 @@ def adopt_before_files(conn: psycopg.Connection, kit_sql: list[str]) -> list[str
         conn.execute(statement)
     if statements:
         done.append(f"{len(statements)} relation(s)/type(s)/operator(s) now owned by you")
-    triggers, policies = _declared(kit_sql)
-    for name, table, oid, calls_kit in conn.execute(
-        "SELECT t.tgname::text, c.relname::text, c.oid::regclass::text,"
-        "       p.pronamespace = 'maint'::regnamespace"
-        "  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
-        " WHERE c.relnamespace = 'maint'::regnamespace AND NOT t.tgisinternal"
-    ).fetchall():
-        if (name, table) in triggers and calls_kit:
-            continue  # the kit's own, calling a kit function (re-applied from the files)
-        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
-        done.append(f"dropped trigger {name} on {oid}")
-    for name, oid in conn.execute(
+    with conn.transaction():  # a subtransaction: see the docstring
+        routines = [r[0] for r in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p"
+            " WHERE p.pronamespace = 'maint'::regnamespace"
+            "   AND p.proowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) ORDER BY 1"
+        )]
+        for routine in routines:
+            conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO CURRENT_USER").format(sql.SQL(routine)))
+    if routines:
+        done.append(f"{len(routines)} routine(s) now owned by you")
+    held = _privileges(conn)  # after the owner changed: the old owner's rights are yours now
+
+    triggers = conn.execute(
+        "SELECT t.tgname::text, c.oid::regclass::text FROM pg_trigger t JOIN pg_class c"
+        " ON c.oid = t.tgrelid WHERE c.relnamespace = 'maint'::regnamespace AND NOT t.tgisinternal"
+        " ORDER BY 2, 1").fetchall()
+    for name, table in triggers:
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.SQL(table)))
+    for name, table in conn.execute(
         "SELECT r.rulename::text, c.oid::regclass::text FROM pg_rewrite r JOIN pg_class c"
         " ON c.oid = r.ev_class WHERE c.relnamespace = 'maint'::regnamespace"
-        "   AND r.rulename <> '_RETURN'"
+        "   AND r.rulename <> '_RETURN' ORDER BY 2, 1"
     ).fetchall():
-        conn.execute(sql.SQL("DROP RULE {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
-        done.append(f"dropped rule {name} on {oid}")
-    for name, table, oid in conn.execute(
-        "SELECT p.polname::text, c.relname::text, c.oid::regclass::text FROM pg_policy p"
-        " JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = 'maint'::regnamespace"
+        conn.execute(sql.SQL("DROP RULE {} ON {}").format(sql.Identifier(name), sql.SQL(table)))
+        done.append(f"dropped rule {name} on {table}")
+    for name, table in conn.execute(
+        "SELECT p.polname::text, c.oid::regclass::text FROM pg_policy p JOIN pg_class c"
+        " ON c.oid = p.polrelid WHERE c.relnamespace = 'maint'::regnamespace ORDER BY 2, 1"
     ).fetchall():
-        if (name, table) not in policies:
-            conn.execute(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.SQL(oid)))
-            done.append(f"dropped policy {name} on {oid}")
-    return done
+        conn.execute(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.SQL(table)))
+        done.append(f"dropped policy {name} on {table}")
+    for (table,) in conn.execute(  # the kit uses no row security
+        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'maint'::regnamespace"
+        "   AND (c.relrowsecurity OR c.relforcerowsecurity) ORDER BY 1"
+    ).fetchall():
+        conn.execute(sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY")
+                     .format(sql.SQL(table)))
+        done.append(f"disabled row level security on {table}")
+
+    grantees = sorted({p[4] for p in held})
+    if grantees:
+        who = sql.SQL(", ").join(sql.SQL("PUBLIC") if g == "PUBLIC" else sql.SQL(g) for g in grantees)
+        schemas = [r[0] for r in conn.execute(
+            "SELECT quote_ident(nspname) FROM pg_namespace WHERE nspname IN ('maint', 'maint_exec')"
+            " ORDER BY 1")]
+        conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {} CASCADE").format(
+            sql.SQL(", ").join(map(sql.SQL, schemas)), who))
+        conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA maint FROM {} CASCADE").format(who))
+        conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA maint FROM {} CASCADE").format(who))
+        with conn.transaction():
+            conn.execute(sql.SQL("REVOKE ALL ON ALL ROUTINES IN SCHEMA maint FROM {} CASCADE")
+                         .format(who))
+    left = sorted(_privileges(conn))
+    if left:
+        raise KitUntrusted(
+            f"cannot adopt the kit: {left[0][3]} still grants {left[0][5]} to {left[0][4]} after "
+            "REVOKE ALL; uninstall and deploy again. Nothing was changed.")
+    for statement in regrant:
+        conn.execute(statement)
+    return Takeover(done, held, [(str(n), str(t)) for n, t in triggers])
 
 
-def adopt_after_files(conn: psycopg.Connection) -> list[str]:
-    """Second half, after the function files were applied in this same transaction:
-    routines they did not (re)create are dropped (only the files define the kit's code),
-    the rest become yours, and privileges held by roles other than the kit's are revoked.
-    Returns what was done."""
-    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
-    done: list[str] = []
-    # CREATE OR REPLACE rewrites a routine's catalog row: those this transaction did not
-    # write are not the kit's
-    undeclared = [r[0] for r in conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p"
-        " WHERE p.pronamespace = 'maint'::regnamespace"
-        "   AND p.xmin::text::bigint <> pg_catalog.txid_current() % 4294967296 ORDER BY 1"
-    )]
-    for routine in undeclared:
+def finish_takeover(conn: psycopg.Connection, takeover: Takeover, untouched: list[str]) -> list[str]:
+    """Second half, after the function files were applied in this same transaction: the
+    routines in maint they did not (re)write (``untouched``) are dropped (only the files
+    define the kit's code). Returns everything the take-over did, including the privileges
+    other roles held before and hold no longer."""
+    done = list(takeover.done)
+    again = {(str(n), str(t)) for n, t in conn.execute(
+        "SELECT t.tgname::text, c.oid::regclass::text FROM pg_trigger t JOIN pg_class c"
+        " ON c.oid = t.tgrelid WHERE c.relnamespace = 'maint'::regnamespace AND NOT t.tgisinternal")}
+    for name, table in takeover.dropped_triggers:
+        done.append(f"dropped trigger {name} on {table}"
+                    + (" (its function file created it again)" if (name, table) in again else ""))
+    dropped: set[int] = set()
+    for routine in untouched:
+        oid = conn.execute("SELECT %s::regprocedure::oid", (routine,)).fetchone()
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(routine)))
@@ -453,50 +563,14 @@ def adopt_after_files(conn: psycopg.Connection) -> list[str]:
                 f"it ({exc.diag.message_detail or exc}); uninstall and deploy again. Nothing was "
                 "changed."
             ) from exc
+        if oid:
+            dropped.add(int(oid[0]))
         done.append(f"dropped routine {routine} (not defined by the kit's files)")
-    owned = [r[0] for r in conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p"
-        " WHERE p.pronamespace = 'maint'::regnamespace"
-        "   AND p.proowner <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) ORDER BY 1"
-    )]
-    for routine in owned:
-        conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO CURRENT_USER").format(sql.SQL(routine)))
-    if owned:
-        done.append(f"{len(owned)} routine(s) now owned by you")
-    allowed = [*KIT_ROLES]
-    grants = conn.execute(
-        """
-        SELECT 'SCHEMA' AS kind, 'maint' AS name, a.grantee, a.privilege_type
-          FROM pg_namespace n, LATERAL aclexplode(n.nspacl) a WHERE n.nspname = 'maint'
-        UNION ALL
-        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text,
-               a.grantee, a.privilege_type
-          FROM pg_class c, LATERAL aclexplode(c.relacl) a
-         WHERE c.relnamespace = 'maint'::regnamespace
-        UNION ALL
-        SELECT 'ROUTINE', p.oid::regprocedure::text, a.grantee, a.privilege_type
-          FROM pg_proc p, LATERAL aclexplode(p.proacl) a
-         WHERE p.pronamespace = 'maint'::regnamespace
-        """
-    ).fetchall()
-    me = conn.execute("SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER").fetchone()
-    kit_oids = {r[0] for r in conn.execute(
-        "SELECT oid FROM pg_roles WHERE rolname = ANY(%s)", (allowed,))}
-    revoked: set[tuple[str, str, int]] = set()
-    for kind, name, grantee, privilege in grants:
-        if me and grantee == me[0]:
+    gone: dict[tuple[str, str], list[str]] = {}
+    for catalog, objid, _sub, what, grantee, privilege in sorted(takeover.held - _privileges(conn)):
+        if catalog == "pg_proc" and objid in dropped:
             continue
-        if grantee in kit_oids and not (kind == "SCHEMA" and privilege == "CREATE"):
-            continue
-        target = sql.SQL("maint") if kind == "SCHEMA" else sql.SQL(name)
-        who = (sql.SQL("PUBLIC") if grantee == 0 else
-               sql.SQL("{}").format(sql.Identifier(str(conn.execute(
-                   "SELECT rolname FROM pg_roles WHERE oid = %s", (grantee,)).fetchone()[0]))))  # type: ignore[index]
-        what = sql.SQL("CREATE") if kind == "SCHEMA" and grantee in kit_oids else sql.SQL("ALL")
-        if (kind, name, grantee) in revoked:
-            continue
-        revoked.add((kind, name, grantee))
-        conn.execute(sql.SQL("REVOKE {} ON {} {} FROM {}").format(what, sql.SQL(kind), target, who))
-        done.append(f"revoked {'CREATE' if what.as_string(conn) == 'CREATE' else 'all'} on "
-                    f"{kind.lower()} {name} from {who.as_string(conn)}")
+        gone.setdefault((what, grantee), []).append(privilege)
+    for (what, grantee), privileges in sorted(gone.items()):
+        done.append(f"revoked {', '.join(sorted(privileges))} on {what} from {grantee}")
     return done

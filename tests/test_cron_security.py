@@ -42,11 +42,18 @@ def test_installed_jobs_run_as_maint_runner_and_list_shows_it(pg_server, db, adm
     name = db.info.dbname
     dsn = pg_server.dsn(name)
     admin.execute(f"REVOKE USAGE ON SCHEMA cron FROM {RUNNER}")
+    dry = CliRunner().invoke(cli, ["--dsn", dsn, "schedule", "install", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"would run GRANT USAGE ON SCHEMA cron TO {RUNNER}: the jobs need it" in dry.output
+    assert "9 change(s) would apply" in dry.output  # 8 jobs and the grant
     first = CliRunner().invoke(cli, ["--dsn", dsn, "--json", "schedule", "install"])
     assert first.exit_code == 0, first.output
-    actions = {a["job"]: a["action"] for a in json.loads(first.output)["actions"]}
-    assert actions.pop(f"{RUNNER}: USAGE ON SCHEMA cron") == "grant"
+    installed = json.loads(first.output)
+    # the grant the trim job needs is reported apart from the jobs
+    assert installed["grants"] == [f"GRANT USAGE ON SCHEMA cron TO {RUNNER}"]
+    actions = {a["job"]: a["action"] for a in installed["actions"]}
     assert set(actions.values()) == {"create"} and len(actions) == 8
+    assert all(job.startswith("maint:") for job in actions)
     assert admin.execute(
         "SELECT has_schema_privilege(%s, 'cron', 'USAGE')", (RUNNER,)).fetchone()[0]
     jobs = kit_jobs(admin, name)
@@ -65,6 +72,7 @@ def test_installed_jobs_run_as_maint_runner_and_list_shows_it(pg_server, db, adm
     again = json.loads(CliRunner().invoke(cli, ["--dsn", dsn, "--json", "schedule", "install"]).output)
     assert {a["job"]: a["action"] for a in again["actions"]} == {
         **dict.fromkeys(jobs, "unchanged"), retention: "update"}
+    assert again["grants"] == []  # granted by the first install
     assert kit_jobs(admin, name)[retention][:2] == (jobs[retention][0], RUNNER)
 
 
@@ -126,7 +134,6 @@ ALTER = ("SELECT cron.alter_job(7, schedule => '0 3 * * *', command => 'CALL mai
         (Action("maint:x@db", "create", CREATE), True),
         (Action("maint:x@db", "update", ALTER, 7), True),
         (Action("maint:x@db", "remove", "SELECT cron.unschedule(7)", 7), True),
-        (Action("maint_runner: USAGE ON SCHEMA cron", "grant", schedule.GRANT_CRON_USAGE), True),
         # another role, or a role computed at run time
         (Action("maint:x@db", "create", CREATE.replace("'maint_runner'", "'postgres'")), False),
         (Action("maint:x@db", "create", CREATE.replace("'maint_runner'", "current_user")), False),
@@ -147,6 +154,8 @@ ALTER = ("SELECT cron.alter_job(7, schedule => '0 3 * * *', command => 'CALL mai
         (Action("maint:x@db", "update", ALTER, 8), False),
         (Action("maint:x@db", "remove", "SELECT cron.unschedule(1)", 7), False),
         (Action("maint:x@db", "remove", "SELECT cron.unschedule(7)", None), False),
+        # a grant is no job action: install runs its own GRANT statement, apart from the jobs
+        (Action("maint_runner: USAGE ON SCHEMA cron", "grant", schedule.GRANT_CRON_USAGE), False),
         (Action("maint_runner: USAGE ON SCHEMA cron", "grant", "GRANT pg_read_server_files TO x"), False),
     ],
 )
@@ -240,3 +249,37 @@ def test_a_monitor_that_cannot_see_the_jobs_is_told_so(pg_server, make_role, db,
     (row,) = json.loads(result.output)["rows"]
     assert row["status"] == "unknown"
     assert f"pg_cron shows {mon} only its own jobs, and the kit's jobs run as {RUNNER}" in row["detail"]
+
+
+def test_schedule_list_and_remove_tell_a_maint_admin_login_why_they_cannot(pg_server, make_role, db,
+                                                                            admin, cleanup_cron):
+    """pg_cron shows a role only its own jobs and grants nobody USAGE on schema cron: a
+    maint_admin login is told so in one line (not 'permission denied for schema cron', not an
+    empty list), and nothing is removed; a BYPASSRLS role that may use schema cron sees them."""
+    name = db.info.dbname
+    installed = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name), "schedule", "install"])
+    assert installed.exit_code == 0, installed.output
+    jobs = kit_jobs(admin, name)
+    assert jobs
+    adm = make_role("maint_admin")
+    for args in (["schedule", "list"], ["--json", "schedule", "list"], ["schedule", "remove", "--all"],
+                 ["schedule", "remove", "retention"]):
+        result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name, user=adm), *args])
+        assert result.exit_code == 1, (args, result.output)
+        line = result.stderr.strip()
+        assert line.count("\n") == 0, line
+        command = "list" if "list" in args else "remove"
+        assert line == (f"Error: pg_cron shows {adm} only its own jobs, and the kit's jobs run as "
+                        f"{RUNNER}: only a superuser sees them; run 'pgmaint schedule {command}' as "
+                        "a superuser"), line
+    assert kit_jobs(admin, name) == jobs
+
+    auditor = make_role("maint_admin", attributes="BYPASSRLS")
+    admin.execute(f'GRANT USAGE ON SCHEMA cron TO "{auditor}"')
+    try:
+        listed = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(name, user=auditor), "--json",
+                                          "schedule", "list"])
+        assert listed.exit_code == 0, listed.output
+        assert {j["jobname"] for j in json.loads(listed.output)} == set(jobs)
+    finally:
+        admin.execute(f'REVOKE USAGE ON SCHEMA cron FROM "{auditor}"')

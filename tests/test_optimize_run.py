@@ -287,3 +287,45 @@ def test_an_interrupted_run_is_journaled_cancelled_and_releases_the_task(db, db_
     assert table_stats(db, "two")["n_dead_tup"] == 18000
     code, _ = run_json(db_dsn, "--execute", "--only", "vacuum")
     assert code == 0
+
+
+def test_the_progress_connection_is_checked_and_pinned_like_every_other(db, db_dsn, make_role):
+    """The watcher's connection is opened on the command's thread: under the CLI's guard it
+    gets the trust check and the pinned search_path (a thread would inherit neither)."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrator import db as dbmod
+    from orchestrator import optimize, trust
+
+    console = Console(file=io.StringIO(), force_terminal=True)
+    with dbmod.kit_guard(db_dsn):
+        with optimize.ProgressWatcher(db_dsn, db.info.backend_pid, console) as watcher:
+            assert watcher.conn is not None
+            assert watcher.conn.execute("SHOW search_path").fetchone()[0] == "pg_catalog, pg_temp"
+        assert watcher.conn.closed
+        nobody = make_role()
+        db.execute(sql.SQL("GRANT CREATE ON SCHEMA maint TO {}").format(sql.Identifier(nobody)))
+        watcher = optimize.ProgressWatcher(db_dsn, db.info.backend_pid, console)
+        with pytest.raises(trust.KitUntrusted, match=f"schema maint grants CREATE to {nobody}"):
+            watcher.__enter__()
+
+
+def test_unused_index_advice_names_come_quoted_from_the_catalog_in_one_query(db, monkeypatch):
+    from orchestrator import optimize
+
+    db.execute('CREATE SCHEMA "Weird Schema"')
+    db.execute('CREATE TABLE "Weird Schema"."T" (id int PRIMARY KEY, v text)')
+    db.execute('INSERT INTO "Weird Schema"."T" SELECT g, md5(g::text) FROM generate_series(1, 2000) g')
+    db.execute('CREATE INDEX "V idx" ON "Weird Schema"."T" (v)')
+    flush_stats(db)
+    # the default thresholds want week-old statistics and 10 MB: take them away for the test
+    monkeypatch.setattr(optimize, "ADVICE_SQL", optimize.ADVICE_SQL.replace(
+        "maint.plan_unused_indexes()", "maint.plan_unused_indexes(min_bytes => 0, min_stats_age => '0')"))
+    monkeypatch.setattr(optimize, "resolve", None)  # no second round trip for names
+    advice = optimize.unused_index_advice(db)
+    assert [(a["index"], a["table"], a["statement"]) for a in advice] == [
+        ('"Weird Schema"."V idx"', '"Weird Schema"."T"',
+         'DROP INDEX CONCURRENTLY "Weird Schema"."V idx"')]
+    assert advice[0]["index_bytes"] > 0

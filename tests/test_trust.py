@@ -205,6 +205,38 @@ def test_objects_and_privileges_in_schema_maint_are_checked(pg_server, make_role
         trust.require(db)
 
 
+def test_a_write_grant_on_a_kit_table_is_caught(pg_server, make_role, db):
+    """The migrations grant nothing but SELECT on the kit's relations: a later direct write
+    grant (table or column) to another role is a reason to refuse, with the REVOKE to run;
+    SELECT grants are not."""
+    plain = make_role()
+    db.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA maint TO {}").format(sql.Identifier(plain)))
+    assert trust.problems(db)[1] == []
+    db.execute("GRANT INSERT ON maint.archive TO maint_admin")
+    db.execute("GRANT UPDATE (warn, crit) ON maint.check_config TO maint_admin")
+    db.execute("GRANT USAGE ON SEQUENCE maint.task_lock_keys TO PUBLIC")
+    _, found = trust.problems(db)
+    assert found == [
+        trust.Problem("sequence maint.task_lock_keys", "PUBLIC", "USAGE"),
+        trust.Problem("table maint.archive", "maint_admin", "INSERT"),
+        trust.Problem("table maint.check_config", "maint_admin", "UPDATE (crit), UPDATE (warn)"),
+    ]
+    result = invoke("--dsn", pg_server.dsn(db.info.dbname), "history")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line == (
+        f"Error: refusing to use pgmaint in database {db.info.dbname!r}: sequence "
+        "maint.task_lock_keys grants USAGE to PUBLIC: any role could write the kit's data "
+        "directly, which only the kit's functions do (pgmaint never grants that) (and 2 more). "
+        "Have the kit's owner run REVOKE USAGE ON SEQUENCE maint.task_lock_keys FROM PUBLIC."), line
+    db.execute("REVOKE USAGE ON SEQUENCE maint.task_lock_keys FROM PUBLIC")
+    db.execute("REVOKE INSERT ON maint.archive FROM maint_admin")
+    result = invoke("--dsn", pg_server.dsn(db.info.dbname), "history")
+    assert "REVOKE UPDATE (crit), UPDATE (warn) ON TABLE maint.check_config FROM maint_admin" in result.stderr
+    db.execute("REVOKE UPDATE (crit), UPDATE (warn) ON TABLE maint.check_config FROM maint_admin")
+    assert invoke("--dsn", pg_server.dsn(db.info.dbname), "history").exit_code == 0
+
+
 def test_executors_are_owned_by_table_owners_by_design(pg_server, make_role, db):
     owner1 = make_role()
     db.execute("CREATE FUNCTION maint_exec.run_as_owner1() RETURNS int LANGUAGE sql AS 'SELECT 1'")
@@ -287,10 +319,38 @@ def plant(conn: psycopg.Connection, dbo: str) -> None:
                      " FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
     conn.execute("CREATE RULE zz_rule AS ON UPDATE TO maint.check_config DO ALSO NOTIFY x")
     conn.execute("CREATE POLICY zz_policy ON maint.runs USING (true)")
+    conn.execute("ALTER TABLE maint.backups ENABLE ROW LEVEL SECURITY")
     conn.execute("GRANT ALL ON maint.runs TO PUBLIC")
+    # direct writes for the kit's roles, which the kit never grants
+    conn.execute("GRANT INSERT, UPDATE, DELETE ON maint.archive, maint.cleanup_rules TO maint_admin")
+    conn.execute("GRANT UPDATE (warn) ON maint.check_config TO maint_monitor")
+    conn.execute("GRANT CREATE ON SCHEMA maint TO maint_admin")
 
 
-def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit):
+# every privilege other roles hold on the kit's schemas, relations, columns and routines
+KIT_ACLS = """
+SELECT pg_describe_object(x.classid, x.objid, x.objsubid), a.grantee::regrole::text, a.privilege_type
+  FROM (SELECT 'pg_namespace'::regclass AS classid, oid AS objid, 0 AS objsubid, nspacl AS acl
+          FROM pg_namespace WHERE nspname IN ('maint', 'maint_exec')
+        UNION ALL
+        SELECT 'pg_class'::regclass, oid, 0, relacl FROM pg_class
+         WHERE relnamespace = 'maint'::regnamespace
+        UNION ALL
+        SELECT 'pg_class'::regclass, attrelid, attnum, attacl FROM pg_attribute
+         WHERE attrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'maint'::regnamespace)
+        UNION ALL
+        SELECT 'pg_proc'::regclass, oid, 0, proacl FROM pg_proc
+         WHERE pronamespace = 'maint'::regnamespace) AS x,
+       LATERAL aclexplode(x.acl) AS a
+ WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+"""
+
+
+def kit_acls(conn: psycopg.Connection) -> set[tuple[str, str, str]]:
+    return set(conn.execute(KIT_ACLS).fetchall())
+
+
+def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit, db, make_role):
     name, dbo = dbo_kit
     with pg_server.connect(name, user=dbo) as conn:
         plant(conn, dbo)
@@ -302,11 +362,27 @@ def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit
     adopted = json.loads(result.output)["adopted"]
     for needle in ("schema maint now owned by you", "schema maint_exec now owned by you",
                    "dropped trigger zz on maint._yoyo_migration", "dropped trigger zz on maint.runs",
+                   "dropped trigger cleanup_rules_guard on maint.cleanup_rules (its function file "
+                   "created it again)",
                    "dropped rule zz_rule on maint.check_config", "dropped policy zz_policy on maint.runs",
+                   "disabled row level security on maint.backups",
                    "dropped routine maint.version(text) (not defined by the kit's files)",
-                   "revoked all on table maint.runs from PUBLIC"):
-        assert needle in adopted, (needle, adopted)
+                   "revoked DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE on table "
+                   "maint.runs from PUBLIC",
+                   "revoked DELETE, INSERT, UPDATE on table maint.archive from maint_admin",
+                   "revoked DELETE, INSERT, UPDATE on table maint.cleanup_rules from maint_admin",
+                   "revoked UPDATE on column warn of table maint.check_config from maint_monitor",
+                   "revoked CREATE on schema maint from maint_admin"):
+        assert needle in adopted, (needle, "\n".join(adopted))
+    # what the kit grants itself is not reported as revoked: it is granted again
+    assert not [line for line in adopted if "SELECT on table maint.runs from maint_monitor" in line]
     assert not is_superuser(admin, dbo)
+
+    with pg_server.connect(name) as conn:
+        # exactly the privileges of a kit a superuser deployed afresh
+        assert kit_acls(conn) == kit_acls(db)
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'maint'::regnamespace"
+                            " AND relrowsecurity").fetchone()[0] == 0
 
     with pg_server.connect(name) as conn:
         assert trust.problems(conn)[1] == []
@@ -321,6 +397,76 @@ def test_a_superuser_takes_a_kit_over_keeping_its_data(pg_server, admin, dbo_kit
             " AND NOT tgisinternal").fetchall() == [("cleanup_rules_guard",)]
     check = invoke("--dsn", pg_server.dsn(name), "check", "--only", "superusers")
     assert check.exit_code in (0, 1, 2), check.output
+    assert not is_superuser(admin, dbo)
+    kit_roles_still_work(pg_server, name, make_role)
+
+
+def kit_roles_still_work(pg_server, name: str, make_role) -> None:
+    """maint_admin has no direct write on the kit's tables but runs its tasks; maint_monitor
+    reads the journal and runs the checks."""
+    adm, mon = make_role("maint_admin"), make_role("maint_monitor")
+    with pg_server.connect(name, user=adm) as conn:
+        for statement in ("INSERT INTO maint.archive (run_id, source_table, \"row\") VALUES (1, 'x', '{}')",
+                          "DELETE FROM maint.cleanup_rules", "UPDATE maint.check_config SET warn = 1",
+                          "DELETE FROM maint.runs"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    retention = invoke("--dsn", pg_server.dsn(name, user=adm), "run", "retention", "--execute")
+    assert retention.exit_code == 0, retention.output
+    history = invoke("--dsn", pg_server.dsn(name, user=mon), "--json", "history", "--task", "retention")
+    assert history.exit_code == 0, history.output
+    assert [r["status"] for r in json.loads(history.output)] == ["succeeded"]
+    check = invoke("--dsn", pg_server.dsn(name, user=mon), "check", "--only", "superusers")
+    assert check.exit_code in (0, 1, 2), check.output
+
+
+def test_adopt_takes_away_a_write_grant_to_a_kit_role(pg_server, admin, dbo_kit, db, make_role):
+    """The reviewer's reproduction: dbo gave maint_admin direct writes on kit tables; adopt
+    exited 0 and maint_admin could still INSERT into maint.archive."""
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("GRANT INSERT, UPDATE, DELETE ON maint.archive, maint.cleanup_rules TO maint_admin")
+    # dbo's own CLI now refuses its kit: the write grant is no grant of the kit's
+    own = invoke("--dsn", pg_server.dsn(name, user=dbo), "history")
+    assert own.exit_code == 1
+    assert ("table maint.archive grants DELETE, INSERT, UPDATE to maint_admin, which does not own "
+            "it") in own.stderr, own.stderr
+    assert "REVOKE DELETE, INSERT, UPDATE ON TABLE maint.archive FROM maint_admin" in own.stderr
+    result = invoke("--dsn", pg_server.dsn(name), "--json", "deploy", "--adopt")
+    assert result.exit_code == 0, result.output
+    assert "revoked DELETE, INSERT, UPDATE on table maint.archive from maint_admin" in json.loads(
+        result.output)["adopted"]
+    with pg_server.connect(name) as conn:
+        assert trust.problems(conn)[1] == []
+        assert kit_acls(conn) == kit_acls(db)
+    kit_roles_still_work(pg_server, name, make_role)
+
+
+def test_adopt_resolves_no_name_in_the_kit_it_takes_over(pg_server, admin, dbo_kit):
+    """Until the kit is checked, adopt never puts schema maint on search_path: an operator
+    dbo left there (a better match for `oid = regnamespace` than the catalog's) is never
+    called, and adopt refuses the kit because of it. A sequence counts the calls: nextval
+    is not undone by the rollback."""
+    name, dbo = dbo_kit
+    with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE SEQUENCE public.hits")
+        conn.execute("GRANT USAGE ON SEQUENCE public.hits TO PUBLIC")
+        conn.execute("CREATE FUNCTION public.hit(oid, regnamespace) RETURNS boolean LANGUAGE plpgsql"
+                     " AS $$ BEGIN PERFORM nextval('public.hits'); RETURN $1 = $2::oid; END $$")
+        conn.execute("CREATE OPERATOR maint.= (LEFTARG = oid, RIGHTARG = regnamespace,"
+                     " FUNCTION = public.hit)")
+        # live for a session that resolves names in maint first (as yoyo's steps do)
+        conn.execute("SET search_path = maint, pg_catalog")
+        conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'maint'::regnamespace")
+        conn.execute("RESET search_path")
+        calls = conn.execute("SELECT last_value FROM public.hits").fetchone()[0]
+        assert calls > 0
+    result = invoke("--dsn", pg_server.dsn(name), "deploy", "--adopt")
+    assert result.exit_code == 1
+    assert ("even after taking it over, operator maint.=(oid,regnamespace) uses function "
+            f"public.hit(oid,regnamespace), owned by {dbo}") in result.stderr, result.stderr
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT last_value FROM public.hits").fetchone()[0] == calls
     assert not is_superuser(admin, dbo)
 
 
@@ -344,22 +490,53 @@ def test_adopt_refuses_what_it_cannot_make_trustworthy(pg_server, admin, dbo_kit
 # --- names a database owner can hijack --------------------------------------------------------
 
 
-def test_deploy_and_uninstall_resolve_no_operator_of_the_database_owner(pg_server, admin, make_role,
-                                                                      make_database):
+def test_commands_resolve_no_operator_of_the_database_owner(pg_server, admin, make_role, make_database,
+                                                            monkeypatch):
     """In PostgreSQL 15 the database owner owns schema public: an operator there that matches
-    a query's argument types better than the catalog's would run with the caller's rights."""
+    a query's argument types better than the catalog's would run with the caller's rights.
+    Every connection a command opens (to the kit or to pg_cron's database, guarded or not)
+    resolves names in pg_catalog only, for its whole session."""
     dbo = make_role()
     name = make_database(owner=dbo)
     dsn = pg_server.dsn(name)
     deploy_to(dsn)  # the kit is the superuser's: trusted
     with pg_server.connect(name, user=dbo) as conn:
+        conn.execute("CREATE TABLE public.hijacked (who text)")
+        conn.execute("GRANT INSERT ON public.hijacked TO PUBLIC")
         conn.execute(
             "CREATE FUNCTION public.oid_eq_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS $$"
-            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; RETURN $1 = $2::oid;"
-            " EXCEPTION WHEN OTHERS THEN RETURN $1 = $2::oid; END $$")
+            " BEGIN INSERT INTO public.hijacked VALUES (current_user);"
+            f" BEGIN ALTER ROLE \"{dbo}\" SUPERUSER; EXCEPTION WHEN OTHERS THEN NULL; END;"
+            " RETURN $1 = $2::oid; END $$")
         conn.execute("CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer,"
                      " FUNCTION = public.oid_eq_int)")
-    assert invoke("--dsn", dsn, "deploy", "--force").exit_code == 0
-    assert invoke("--dsn", dsn, "status").exit_code == 0
-    assert invoke("--dsn", dsn, "uninstall", "--yes").exit_code == 0
+        # the operator is live: a session that resolves names in public uses it
+        conn.execute("SELECT count(*) FROM pg_catalog.pg_class WHERE oid = 1259")
+        assert conn.execute("SELECT DISTINCT who FROM public.hijacked").fetchall() == [(dbo,)]
+        conn.execute("DELETE FROM public.hijacked")
+
+    # every pgmaint connection still has the pinned search_path when it is closed
+    paths: list[tuple[str, str]] = []
+    close = psycopg.Connection.close
+
+    def closing(conn: psycopg.Connection) -> None:
+        if (not conn.closed
+                and (conn.info.parameter_status("application_name") or "").startswith("pgmaint")
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+            paths.append((conn.info.dbname, conn.execute("SHOW search_path").fetchone()[0]))
+        close(conn)
+
+    monkeypatch.setattr(psycopg.Connection, "close", closing)
+    for args, codes in ((["deploy", "--force"], {0}), (["status"], {0}), (["check"], {0, 1, 2}),
+                        (["run", "optimize"], {0, 3}), (["run", "optimize", "--execute"], {0, 3}),
+                        (["schedule", "list"], {0}), (["uninstall", "--yes"], {0})):
+        paths.clear()
+        result = invoke("--dsn", dsn, *args)
+        assert result.exit_code in codes, (args, result.output)
+        assert paths and set(paths) <= {(name, "pg_catalog, pg_temp"),
+                                         ("postgres", "pg_catalog, pg_temp")}, (args, paths)
+        if args == ["schedule", "list"]:
+            assert {d for d, _ in paths} == {name, "postgres"}  # pg_cron's database too
     assert not is_superuser(admin, dbo)
+    with pg_server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM public.hijacked").fetchone()[0] == 0
