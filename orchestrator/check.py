@@ -142,7 +142,7 @@ def cron_jobs_from_cron_database(
 
     Returns (jobs as JSON text, None), or (None, why not) when it could not be read, or
     (None, None) when there is nothing to do (pg_cron absent, or in this database). The
-    query ships in the package (``cron.KIT_JOBS_QUERY``, the text the kit's own
+    query ships in the package (``cron.kit_jobs_query()``, the text the kit's own
     ``maint.cron_jobs_query()`` returns): the CLI never runs a query text read from the
     checked database in another one.
     """
@@ -166,7 +166,7 @@ def cron_jobs_from_cron_database(
             with cron_conn.transaction():
                 cron_conn.execute("SET TRANSACTION READ ONLY")
                 cur = psycopg.RawCursor(cron_conn)
-                cur.execute(cron.KIT_JOBS_QUERY, (window, conn.info.dbname, cron_db))
+                cur.execute(cron.kit_jobs_query(), (window, conn.info.dbname, cron_db))
                 jobs = cur.fetchone()
     except (psycopg.Error, PgmaintError) as exc:
         message = db.error_line(exc) if isinstance(exc, psycopg.Error) else exc.format_message()

@@ -7,43 +7,30 @@ not be the kit's database; jobs for the kit are created there with
 
 from __future__ import annotations
 
+import functools
+
 import psycopg
 
 from orchestrator import db
 from orchestrator.errors import PgmaintError
+from orchestrator.paths import sql_dir
 
 JOB_PREFIX = "maint:"
 RUNNER = "maint_runner"  # the role every kit job runs as (pg_cron's job username; migration 0090)
 
-# The kit's pg_cron jobs with their recent history, as one jsonb array; $1 the window
-# (interval), $2 the kit database (NULL: every database), $3 the cron database. `pgmaint
-# check` runs this text, shipped in the package, in the cron database when that is not the
-# kit's; it is the same text as maint.cron_jobs_query() returns for the check inside the
-# kit database (tests/test_cron_security.py keeps them equal), but the CLI never runs a
-# query text read from the database.
-KIT_JOBS_QUERY = """
-SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-           'jobid', j.jobid, 'jobname', j.jobname, 'database', j.database, 'schedule', j.schedule,
-           'command', j.command, 'active', j.active, 'runs', r.total, 'failed', r.failed,
-           'last_status', l.status, 'last_start', l.start_time, 'last_end', l.end_time,
-           'last_message', l.return_message, 'running_since', x.start_time) ORDER BY j.jobname), '[]')
-  FROM cron.job AS j
- CROSS JOIN LATERAL (
-       SELECT count(*) FILTER (WHERE d.status = 'failed') AS failed, count(*) AS total
-         FROM cron.job_run_details AS d
-        WHERE d.jobid = j.jobid AND d.start_time > pg_catalog.now() - $1::interval) AS r
-  LEFT JOIN LATERAL (
-       SELECT d.status, d.start_time, d.end_time, d.return_message
-         FROM cron.job_run_details AS d
-        WHERE d.jobid = j.jobid AND d.status IN ('succeeded', 'failed')
-        ORDER BY d.start_time DESC NULLS LAST LIMIT 1) AS l ON true
-  LEFT JOIN LATERAL (
-       SELECT d.start_time FROM cron.job_run_details AS d
-        WHERE d.jobid = j.jobid AND d.status IN ('starting', 'running')
-        ORDER BY d.start_time LIMIT 1) AS x ON true
- WHERE j.jobname LIKE 'maint:%'
-   AND ($2::text IS NULL OR j.database = $2::text OR j.jobname = 'maint:cron-details-trim@' || $3::text)
-"""
+
+@functools.cache
+def kit_jobs_query() -> str:
+    """The query that collects the kit's pg_cron jobs with their recent history, as one
+    jsonb array ($1 the window, $2 the kit database or NULL, $3 the cron database).
+
+    `pgmaint check` runs it in the cron database when that is not the kit's. It is the
+    text maint.cron_jobs_query() returns, read from the kit's SQL file that ships in this
+    package, never from the database: a kit owner could replace the function, and the
+    CLI may be a superuser."""
+    text = (sql_dir() / "functions" / "maint.health_kit.sql").read_text(encoding="utf-8")
+    body = text.split("CREATE OR REPLACE FUNCTION maint.cron_jobs_query()", 1)[1]
+    return body.split("$q$", 2)[1]
 
 
 def sees_all_jobs(cron_conn: psycopg.Connection) -> bool:

@@ -204,7 +204,7 @@ def test_the_trim_job_as_maint_runner_deletes_its_own_run_details_only(pg_server
 
 
 def test_the_packaged_cron_query_is_the_kits_own(db):
-    assert db.execute("SELECT maint.cron_jobs_query()").fetchone()[0] == cron.KIT_JOBS_QUERY
+    assert db.execute("SELECT maint.cron_jobs_query()").fetchone()[0] == cron.kit_jobs_query()
 
 
 FORGED = """

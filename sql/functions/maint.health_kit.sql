@@ -3,9 +3,10 @@
 -- maint.cron_jobs_query() -> text: the query that collects the kit's pg_cron jobs with
 -- their recent history as one jsonb array. Parameters: $1 window (interval), $2 the kit
 -- database (NULL: every database), $3 the cron database. The cron_jobs check runs it
--- when pg_cron lives in this database. When it lives elsewhere, `pgmaint check` runs its
--- own copy of this text (shipped in the package, never read from here) in the cron
--- database and hands the result back (setting pgmaint.cron_jobs).
+-- when pg_cron lives in this database. When it lives elsewhere, `pgmaint check` runs this
+-- text as it reads it from this file in its package (orchestrator.cron.kit_jobs_query, never
+-- from the database) in the cron database and hands the result back (setting
+-- pgmaint.cron_jobs). Keep the text between the $q$ markers.
 CREATE OR REPLACE FUNCTION maint.cron_jobs_query()
     RETURNS text
     LANGUAGE sql
