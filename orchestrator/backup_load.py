@@ -119,7 +119,6 @@ def _precreate(conn: psycopg.Connection, dsn: str, name: str, plan: Plan) -> set
     schemas to maint_restore. Returns the schemas created."""
     created: set[str] = set()
     with db.connection(dsn, dbname=name, application_name=APPLICATION_NAME) as target:
-        target.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
         for ext, schema in plan.extensions:
             exists = target.execute(
                 "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)

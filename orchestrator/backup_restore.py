@@ -203,9 +203,6 @@ def restore(
             )
         if me.superuser or owner is not None:
             with db.connection(dsn, dbname=into, application_name=APPLICATION_NAME) as target:
-                target.execute(
-                    "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
-                )
                 handed = owners.hand_back(
                     target,
                     into,

@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo, sql
 
+from orchestrator import db
 from orchestrator.backup_errors import PreflightRefused
 from orchestrator.backup_tools import APPLICATION_NAME
 from orchestrator.db import error_line
@@ -142,9 +143,11 @@ class Login:
         return conninfo.make_conninfo(**params)
 
     def connect(self, dbname: str, **extra: Any) -> psycopg.Connection:
+        """A session as maint_restore with the CLI's pinned search_path; connection errors
+        stay psycopg's (the restore test reports them as its own)."""
         self.renew()
         conn = psycopg.connect(**{**self.params, "dbname": dbname}, **extra)
-        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        db.pin_search_path(conn)
         return conn
 
 
