@@ -363,7 +363,9 @@ $$;
 
 -- maint.schedule_defaults(include, ...) -> one row per job with what was done.
 --   Installs or updates the default plan in place (idempotent; a second call reports
---   every job 'unchanged'); default jobs left out of include are removed.
+--   every job 'unchanged'); default jobs left out of include are removed. When it grants
+--   maint_runner USAGE on schema cron (for the purge job) it says so in one more row,
+--   ('maint_runner: USAGE ON SCHEMA cron', 'grant').
 CREATE OR REPLACE FUNCTION maint.schedule_defaults(
     include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge', 'optimize'],
     retention_time_limit interval DEFAULT '45 minutes',
