@@ -9,6 +9,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.backup_support import run
+from tests.health_support import wait_for
 from tests.security_support import is_superuser, make_cast, owner_grants
 
 
@@ -162,8 +163,11 @@ def test_squatting_a_task_lock_is_impossible_without_kit_access_and_harmless(db,
         with pytest.raises(psycopg.errors.LockNotAvailable) as err:
             db.execute("CALL maint.apply_retention()")
         text = str(err.value)
-        assert f"session {adm.info.backend_pid}, role {cast.adm}, application 'nightly-ops'" in text
-    # its session ended: the lock is free again
+        pid = adm.info.backend_pid
+        assert f"session {pid}, role {cast.adm}, application 'nightly-ops'" in text
+    # its session ended (a backend exits shortly after its client closes): the lock is free
+    wait_for(lambda: db.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
+                                (pid,)).fetchone()[0], 10, "the session to end")
     db.execute("CALL maint.apply_retention()")
 
 
