@@ -292,6 +292,17 @@ def deploy(
                     f"over, {trust.describe(me, found)}. Uninstall and deploy again instead. "
                     "Nothing was changed."
                 )
+        elif result.changed:
+            # the migrations and files add no code of another role (grants an earlier
+            # release gave, trust.left_by_earlier_release, are the migrations' to revoke,
+            # and the CLI refuses the kit while one is left)
+            me, found = trust.problems(conn)
+            found = [p for p in found if not trust.left_by_earlier_release(p)]
+            if found:
+                raise trust.KitUntrusted(
+                    f"refusing to deploy over pgmaint in database {conn.info.dbname!r}: after the "
+                    f"migrations, {trust.describe(me, found)}. Nothing was changed."
+                )
         if result.changed:
             _record(conn, result)
         backend.commit()

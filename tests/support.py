@@ -48,25 +48,47 @@ def migration_ids() -> list[str]:
 
 
 def previous_release_sql(tmp_path: Path) -> Path:
-    """The sql/ tree as it was just before the newest migration was added (from git), so an
-    upgrade test starts from function files that match their migrations."""
+    """The sql/ tree of the previous release (from git), so an upgrade test starts from
+    function files that match their migrations.
+
+    A released migration is never edited, so the previous release is the newest commit
+    before the newest migration was added whose migrations all read as ours do: starting
+    just before the newest migration was added, while a migration there differs from ours
+    (it was edited before release), go back to just before that migration was added."""
     import pytest
 
     root = SQL_DIR.parent
-    newest = sorted(p for p in (SQL_DIR / "migrations").glob("*.sql"))[-1]
     git = shutil.which("git")
     if git is None or not (root / ".git").exists():
         pytest.skip("not a git checkout: no earlier release to upgrade from")
-    added = subprocess.run(
-        [git, "log", "--diff-filter=A", "--format=%H", "-1", "--", str(newest.relative_to(root))],
-        cwd=root, capture_output=True, text=True, check=False,
-    ).stdout.strip()
-    if not added:
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([git, *args], cwd=root, capture_output=True, text=True, check=False)
+
+    def added(path: str) -> str:
+        return run("log", "--diff-filter=A", "--format=%H", "-1", "--", path).stdout.strip()
+
+    newest = sorted(p for p in (SQL_DIR / "migrations").glob("*.sql"))[-1]
+    commit = added(str(newest.relative_to(root)))
+    if not commit:
         pytest.skip(f"{newest.name} is not committed yet: no earlier release to compare with")
+    candidate = f"{commit}^"
+    for _ in range(100):
+        listed = run("ls-tree", "--name-only", candidate, "sql/migrations/")
+        if listed.returncode != 0:
+            pytest.skip(f"history before {newest.name} is not available (shallow clone?)")
+        edited = [path for path in listed.stdout.split()
+                  if run("diff", "--quiet", candidate, "--", path).returncode != 0]
+        if not edited:
+            break
+        # migrations edited since: they were not released yet at candidate
+        first = min((added(path) for path in edited),
+                    key=lambda c: int(run("rev-list", "--count", c).stdout))
+        candidate = f"{first}^"
     target = tmp_path / "previous"
     target.mkdir()
     archive = subprocess.run(
-        [git, "archive", "--format=tar", f"{added}^", "sql"], cwd=root, capture_output=True, check=False,
+        [git, "archive", "--format=tar", candidate, "sql"], cwd=root, capture_output=True, check=False,
     )
     if archive.returncode != 0:
         pytest.skip(f"history before {newest.name} is not available (shallow clone?)")

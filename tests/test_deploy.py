@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestrator import __version__, deploy
+from orchestrator import __version__, deploy, trust
 from orchestrator.errors import PgmaintError
 from tests.support import (
     SQL_DIR,
@@ -135,8 +135,9 @@ def test_upgrade_applies_a_migration_added_after_the_first_deploy(pg_server, mak
 
 
 def test_incremental_deploy_matches_fresh_deploy(pg_server, make_database, tmp_path):
-    """Deploying the release before the newest migration, then this one, gives the same schema
-    as deploying this one at once. The earlier release is taken from git history."""
+    """Deploying the previous release, then this one, gives the same schema as deploying this
+    one at once, and a kit the CLI trusts (earlier releases granted maint_admin writes on the
+    kit's tables). The earlier release is taken from git history."""
     older = previous_release_sql(tmp_path)
     fresh, stepwise = make_database(), make_database()
     deploy_to(pg_server.dsn(fresh))
@@ -144,6 +145,8 @@ def test_incremental_deploy_matches_fresh_deploy(pg_server, make_database, tmp_p
     result = deploy_to(pg_server.dsn(stepwise))
     assert result.applied_migrations  # the upgrade really applied something
     assert schema_dump(pg_server.dsn(stepwise)) == schema_dump(pg_server.dsn(fresh))
+    with psycopg.connect(pg_server.dsn(stepwise)) as conn:
+        assert trust.problems(conn)[1] == []
 
 
 def test_failed_migration_changes_nothing(pg_server, make_database, tmp_path):

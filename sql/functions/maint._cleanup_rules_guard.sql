@@ -26,3 +26,6 @@ CREATE TRIGGER cleanup_rules_guard
     BEFORE INSERT OR UPDATE OF kind, target_schema, target_table, time_column, columns, parent_schema, parent_table,
         parent_columns, order_by, condition ON maint.cleanup_rules
     FOR EACH ROW EXECUTE FUNCTION maint._cleanup_rules_guard();
+-- a trigger function is called by its trigger, never directly (releases before the security
+-- model granted it to maint_admin)
+REVOKE ALL ON FUNCTION maint._cleanup_rules_guard() FROM PUBLIC, maint_admin;
