@@ -2,10 +2,16 @@
 
 For a log table of --rows rows (append-only: ids grow with time) with 50% expired:
   * rows/s of one unbatched DELETE (the baseline), of CALL maint.apply_retention with
-    archive off and on (keyset batches of --batch rows), and of partition-drop retention
-    of the same data (10 range partitions, 5 expired);
+    archive off and on (keyset batches of --batch rows), and the archive's size against
+    the removed rows' share of the table's heap;
   * the latency a concurrent workload sees meanwhile: a second connection updating random
-    *live* rows in a bounded loop; p99 and max against the same loop on an idle table.
+    *live* rows in a bounded loop; p99 and max against the same loop on an idle table, and
+    every error it got (a deadlock, a lock timeout);
+  * partition retention of the same data (10 range partitions, 5 expired), archive off
+    and on: seconds, and again with twice the rows per partition (O(1): the same time);
+    then once more while a long reader keeps scanning the old partitions through the
+    parent, with the workload updating through the parent: no error, no wait beyond the
+    rule's lock timeout.
 Then orphan and duplicate removal on --rows/5 rows with 10% to go, against one statement.
 
 Starts a throwaway server (orchestrator.sandbox, fsync off) unless PGMAINT_DSN is set.
@@ -34,13 +40,15 @@ KEEP = "100 days"
 
 
 class Workload(threading.Thread):
-    """UPDATE of one random live row per iteration, until stopped (at most max_ops)."""
+    """UPDATE of one random live row per iteration, until stopped (at most max_ops); every
+    error (deadlock, timeout) is kept, the loop goes on."""
 
     def __init__(self, dsn: str, lo: int, hi: int, max_ops: int = 500_000) -> None:
         super().__init__(daemon=True)
         self.dsn, self.lo, self.hi, self.max_ops = dsn, lo, hi, max_ops
         self.stop = threading.Event()
         self.lat: list[float] = []
+        self.errors: list[str] = []
 
     def run(self) -> None:
         rnd = random.Random(7)
@@ -50,9 +58,36 @@ class Workload(threading.Thread):
                 if self.stop.is_set():
                     break
                 t = time.perf_counter()
-                conn.execute("UPDATE bench.api_log SET status = status + 1 WHERE id = %s",
-                             (rnd.randint(self.lo, self.hi),))
+                try:
+                    conn.execute("UPDATE bench.api_log SET status = status + 1 WHERE id = %s",
+                                 (rnd.randint(self.lo, self.hi),))
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc).splitlines()[0])
                 self.lat.append(time.perf_counter() - t)
+
+
+class LongReader(threading.Thread):
+    """A report that scans the old rows through the parent for half a second at a time
+    (holding its locks on the parent and the old partitions), again and again."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn = dsn
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop.is_set():
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT count(*) FROM bench.api_log WHERE created_at < "
+                                     f"date_trunc('day', now()) - interval '{KEEP}'")
+                        conn.execute("SELECT pg_sleep(0.5)")
+                except psycopg.Error as exc:
+                    if "does not exist" not in str(exc):
+                        self.errors.append(str(exc).splitlines()[0])
+                time.sleep(0.05)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -62,24 +97,34 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(len(s) * p))]
 
 
-def timed(dsn: str, rows: int,
-          fn: Callable[[psycopg.Connection], None]) -> tuple[float, list[float], float]:
-    """Run fn on its own connection while the workload runs.
+ERRORS: list[str] = []   # every error a workload got, reported at the end
+
+
+def timed(dsn: str, rows: int, fn: Callable[[psycopg.Connection], None],
+          reader: bool = False) -> tuple[float, list[float], float]:
+    """Run fn on its own connection while the workload runs (and a long reader, if asked).
 
     Returns (seconds, latencies of the live-row workload, worst wait of a probe that
-    updates random *doomed* rows meanwhile -- what a delete's row locks cost others)."""
+    updates random *doomed* rows meanwhile -- what a delete's row locks cost others).
+    The workloads' errors go to ERRORS."""
     w = Workload(dsn, rows // 2 + 1, rows)
     probe = Workload(dsn, 1, rows // 2)
+    long_reader = LongReader(dsn) if reader else None
     w.start()
     time.sleep(0.3)   # let the workload warm up
     probe.start()
+    if long_reader is not None:
+        long_reader.start()
+        time.sleep(0.2)
     with psycopg.connect(dsn, autocommit=True) as conn:
         t = time.perf_counter()
         fn(conn)
         elapsed = time.perf_counter() - t
-    for x in (w, probe):
-        x.stop.set()
-        x.join()
+    for x in (w, probe, long_reader):
+        if x is not None:
+            x.stop.set()
+            x.join()
+    ERRORS.extend(w.errors + probe.errors + (long_reader.errors if long_reader else []))
     return elapsed, w.lat, max(probe.lat, default=0.0)
 
 
@@ -106,7 +151,7 @@ def make_log(conn: psycopg.Connection, rows: int, partitioned: bool = False) -> 
 
 def retention_rule(conn: psycopg.Connection, archive: bool, batch: int) -> None:
     conn.execute("DELETE FROM maint.cleanup_rules")
-    conn.execute("TRUNCATE maint.archive")
+    conn.execute("CALL maint.purge_archive(older_than => '0', dry_run => false)")
     conn.execute("SELECT maint.add_retention_policy('bench.api_log', 'created_at', %s, "
                  "batch_size => %s, archive => %s)", (KEEP, batch, archive))
 
@@ -119,8 +164,8 @@ def expired(conn: psycopg.Connection) -> int:
 
 
 def report(name: str, rows: int, secs: float, lat: list[float], base: float | None,
-           idle_p99: float, doomed: float) -> None:
-    ratio = f"{rows / secs / base:6.0%}" if base else "  base"
+           idle_p99: float, doomed: float, label: str = "  base") -> None:
+    ratio = f"{rows / secs / base:6.0%}" if base else f"{label:>6}"
     p99 = pct(lat, 0.99)
     print(f"{name:30} {rows:>10,} rows {secs:7.2f} s {rows / secs:>11,.0f} rows/s {ratio} "
           f"| live rows: p99 {p99 * 1000:6.2f} ms ({p99 / idle_p99:4.1f}x idle) "
@@ -164,24 +209,71 @@ def bench_retention(dsn: str, rows: int, batch: int) -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             make_log(conn, rows)
             retention_rule(conn, archive, batch)
+            heap = conn.execute("SELECT pg_relation_size('bench.api_log')").fetchone()
         secs, lat, doomed = timed(dsn, rows, lambda c: c.execute(
             "CALL maint.apply_retention(dry_run => false, force => true, time_limit => '1 hour')"))
         name = f"apply_retention archive {'on' if archive else 'off'}"
         report(name, n, secs, lat, base, idle_p99, doomed)
+        if archive and heap is not None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                size = conn.execute(
+                    "SELECT coalesce(sum(pg_relation_size(c.oid)), 0) FROM pg_class AS c "
+                    "WHERE c.relnamespace = 'maint_archive'::regnamespace AND c.relkind = 'r'"
+                ).fetchone()
+            removed = heap[0] * n / rows   # the removed rows' share of the table's heap
+            print(f"{'archive size':30} {size[0] / 1e6 if size else 0:10.1f} MB for "
+                  f"{removed / 1e6:.1f} MB of removed rows' heap: "
+                  f"{(size[0] if size else 0) / removed:.2f}x")
 
+    # partition retention: O(1) whatever the partitions hold (twice the rows, same time)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench.src_small")
+        conn.execute("ALTER TABLE bench.src RENAME TO src_small")
+        conn.execute("CREATE TABLE bench.src AS SELECT * FROM bench.src_small")
+    times: dict[tuple[int, bool], float] = {}
+    for size in (rows, 2 * rows):
+        if size != rows:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                # twice the rows in the same ranges: each row again with an id above them
+                conn.execute("INSERT INTO bench.src SELECT id + %s, created_at, method, path, status "
+                             "FROM bench.src_small", (rows,))
+        for archive in (False, True):
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                make_log(conn, size, partitioned=True)
+                retention_rule(conn, archive, batch)
+            secs, lat, doomed = timed(dsn, size, lambda c: c.execute(
+                "CALL maint.apply_retention(dry_run => false, force => true, time_limit => '1 hour')"))
+            times[(size, archive)] = secs
+            res, left = last_rule_result(dsn)
+            assert left == 0, f"partition retention left {left} expired rows"
+            report(f"partitions {'kept' if archive else 'dropped'} ({len(res['partitions_dropped'])} of "
+                   f"{DAYS // 20 + 1}), {size // (DAYS // 20):,}/part", size // 2, secs, lat, None,
+                   idle_p99, doomed, label="")
+    for archive in (False, True):
+        ratio = times[(2 * rows, archive)] / times[(rows, archive)]
+        print(f"{'partition retention, archive ' + ('on' if archive else 'off'):30} "
+              f"{times[(rows, archive)]:.3f} s; twice the rows per partition: {ratio:.2f}x the time")
+    # with a long reader scanning the old partitions through the parent, and the workload
+    # updating through the parent: no error, no wait beyond the lock timeout
     with psycopg.connect(dsn, autocommit=True) as conn:
         make_log(conn, rows, partitioned=True)
-        retention_rule(conn, False, batch)
+        retention_rule(conn, True, batch)
     secs, lat, doomed = timed(dsn, rows, lambda c: c.execute(
-        "CALL maint.apply_retention(dry_run => false, force => true, time_limit => '1 hour')"))
+        "CALL maint.apply_retention(dry_run => false, force => true, time_limit => '1 hour')"),
+        reader=True)
+    res, left = last_rule_result(dsn)
+    report(f"partitions kept, long reader ({len(res['partitions_dropped'])}, "
+           f"{res.get('lock_retries', 0)} retries)", n, secs, lat, None, idle_p99, doomed,
+           label="")
+
+
+def last_rule_result(dsn: str) -> tuple[dict, int]:
+    """The last run's (first) rule result and how many expired rows are left."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT detail FROM maint.runs ORDER BY id DESC LIMIT 1").fetchone()
+        row = conn.execute("SELECT detail FROM maint.runs WHERE task = 'retention' "
+                           "ORDER BY id DESC LIMIT 1").fetchone()
         assert row is not None
-        res = next(iter(row[0]["rules"].values()))
-        left = expired(conn)
-    assert left == 0, f"partition retention left {left} expired rows"
-    report(f"partition drop ({len(res['partitions_dropped'])} of {DAYS // 20 + 1})", n, secs, lat,
-           base, idle_p99, doomed)
+        return next(iter(row[0]["rules"].values())), expired(conn)
 
 
 def bench_orphans_dupes(dsn: str, rows: int, batch: int) -> None:
@@ -274,7 +366,8 @@ def main() -> None:
         t = time.perf_counter()
         bench_retention(dsn, args.rows, args.batch)
         bench_orphans_dupes(dsn, args.rows, args.batch)
-        print(f"\ntotal {time.perf_counter() - t:.1f} s")
+        print(f"\ntotal {time.perf_counter() - t:.1f} s; errors the application got: "
+              f"{len(ERRORS)}{': ' + '; '.join(sorted(set(ERRORS))) if ERRORS else ''}")
     finally:
         if box is not None:
             box.destroy()

@@ -33,7 +33,7 @@ from orchestrator import db
 from orchestrator.backup_create import CreateOptions, CreateResult, create
 from orchestrator.backup_errors import VerificationFailed
 from orchestrator.backup_tools import APPLICATION_NAME
-from orchestrator.output import console, emit, settings, table
+from orchestrator.output import console, emit, human_bytes, settings, table
 
 DIR_ENV = "PGMAINT_BACKUP_DIR"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
@@ -44,17 +44,6 @@ def parse_size(text: str) -> int:
     if not m:
         raise click.BadParameter(f"{text!r} is not a size such as 500MB, 2GB or 1048576")
     return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
-
-
-def human(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def backup_root(directory: Path | None) -> Path:
@@ -121,7 +110,7 @@ def _progress(ctx: click.Context) -> Iterator[Callable[[str, int], None] | None]
         task = bar.add_task("starting", size="")
 
         def update(phase: str, written: int) -> None:
-            bar.update(task, description=phase, size=human(written))
+            bar.update(task, description=phase, size=human_bytes(written))
 
         yield update
 
@@ -263,7 +252,7 @@ def _report_create(ctx: click.Context, r: CreateResult) -> None:
         if r.swept:
             out.print(f"swept {len(r.swept)} leftover(s) of earlier runs: {', '.join(r.swept)}")
         out.print(
-            f"[green]backup {r.backup_id}[/] of {r.database!r}: {human(r.bytes)} "
+            f"[green]backup {r.backup_id}[/] of {r.database!r}: {human_bytes(r.bytes)} "
             f"({data['compression']}, {data['tables']} tables, {data['rows']} rows, "
             f"{data['large_objects']} large objects) in {r.seconds:.1f}s -> {r.path}"
         )
@@ -411,7 +400,7 @@ def list_cmd(
                         r["started_at"],
                         "" if r["age_days"] is None else _age(r["age_days"]),
                         r["format"],
-                        human(r["bytes"]),
+                        human_bytes(r["bytes"]),
                         r["verified"] and f"{r['verified']} {r['verified_at']}",
                         Path(r["path"]).name + (f" ({r['reason']})" if r["reason"] else ""),
                     ]
@@ -493,7 +482,7 @@ def prune_cmd(
         verb = "deleted" if execute else "would delete"
 
         def line(x: dict[str, Any]) -> str:
-            return f"{x['id']:>6}  {x['started_at']}  {human(x['bytes']):>9}  {x['reason']}"
+            return f"{x['id']:>6}  {x['started_at']}  {human_bytes(x['bytes']):>9}  {x['reason']}"
 
         for k in p.keep:
             out.print(f"keep         {line(k)}")
@@ -505,7 +494,7 @@ def prune_cmd(
                 + (" (removed)" if execute else "")
             )
         out.print(
-            f"{'freed' if execute else 'would free'} {human(p.freed_bytes)}"
+            f"{'freed' if execute else 'would free'} {human_bytes(p.freed_bytes)}"
             + ("" if execute else "; run again with --execute to delete")
         )
 
@@ -586,7 +575,7 @@ def demo_section(conn: psycopg.Connection, out: Console) -> None:
     r = create(CreateOptions(dsn=dsn, root=root, verify="restore"))
     data = _create_data(r)
     out.print(
-        f"backup {r.backup_id}: {human(r.bytes)}, {data['tables']} tables, "
+        f"backup {r.backup_id}: {human_bytes(r.bytes)}, {data['tables']} tables, "
         f"{data['rows']} rows, in {r.seconds:.1f}s -> {r.path}"
     )
     if r.verify is not None:

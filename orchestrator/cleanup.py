@@ -20,7 +20,7 @@ from rich.console import Console
 
 from orchestrator import db
 from orchestrator.errors import PgmaintError
-from orchestrator.output import console, emit, format_value, settings, table
+from orchestrator.output import console, emit, format_value, human_bytes, settings, table
 
 # exit code of a run that stopped early (time limit, locks) without failing
 EXIT_PARTIAL = 3
@@ -103,8 +103,8 @@ def rule_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
     return [rules[k] for k in sorted(rules, key=int)]
 
 
-RULE_COLUMNS = ["rule", "kind", "table", "status", "would go", "of rows", "removed", "batches",
-                "seconds", "note"]
+RULE_COLUMNS = ["rule", "kind", "table", "status", "would go", "of rows", "removed", "bytes",
+                "vacuum reclaims", "batches", "seconds", "note"]
 
 
 def _rule_cells(r: dict[str, Any]) -> list[Any]:
@@ -121,8 +121,13 @@ def _rule_cells(r: dict[str, Any]) -> list[Any]:
         notes.append(r["error"])
     if r.get("archive") is False:
         notes.append("archive off")
+    if r.get("bytes_freed"):
+        notes.append(f"{human_bytes(r['bytes_freed'])} freed at once")
+    if r.get("rows_estimated"):
+        notes.append(f"{r['rows_estimated']} of the rows removed are the planner's estimate")
     return [r.get("rule_id"), r.get("kind"), r.get("table"), r.get("status"), r.get("candidates"),
-            r.get("table_rows"), r.get("deleted"), r.get("batches"), r.get("duration_s"),
+            r.get("table_rows"), r.get("deleted"), human_bytes(r.get("bytes_removed")),
+            human_bytes(r.get("vacuum_reclaimable_bytes")), r.get("batches"), r.get("duration_s"),
             "; ".join(notes)]
 
 

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from orchestrator import __version__, db, deploy, journal, sandbox, schedule
 from orchestrator.errors import NotInstalled, PgmaintError
-from orchestrator.output import Settings, emit, settings, table
+from orchestrator.output import Settings, emit, human_bytes, settings, table
 
 
 class PgmaintGroup(click.Group):
@@ -250,9 +250,12 @@ def history_cmd(ctx: click.Context, task: str | None, limit: int) -> None:
     with db.connection(s.dsn) as conn:
         rows = journal.history(conn, task=task, limit=limit)
     cols = ["id", "task", "status", "dry_run", "source", "started_at", "duration",
-            "rows_examined", "rows_affected", "error"]
+            "rows_examined", "rows_affected", "bytes_removed", "vacuum_reclaimable_bytes", "error"]
+    shown = {"bytes_removed": "bytes removed", "vacuum_reclaimable_bytes": "vacuum reclaims"}
     emit(ctx, rows, lambda out: out.print(
-        table(None, cols, ([r[c] for c in cols] for r in rows)) if rows else "no runs"))
+        table(None, [shown.get(c, c) for c in cols],
+              ([human_bytes(r[c]) if c in shown else r[c] for c in cols] for r in rows))
+        if rows else "no runs"))
 
 
 # --- sandbox -----------------------------------------------------------------------------

@@ -34,6 +34,10 @@ from orchestrator.paths import sql_dir
 SCHEMA = "maint"
 EXEC_SCHEMA = "maint_exec"  # executors, created by migration 0090
 EXEC_COMMENT_PREFIX = "pgmaint executors"
+ARCHIVE_SCHEMA = "maint_archive"  # archive sets, created by migration 0093
+# the kit's schemas besides maint, each told from someone else's by the comment the
+# migration that created it gave it
+SIDE_SCHEMAS = {EXEC_SCHEMA: EXEC_COMMENT_PREFIX, ARCHIVE_SCHEMA: "pgmaint archive sets"}
 MIGRATION_TABLE = "_yoyo_migration"
 # pg_advisory_lock(int, int) key of deploy/uninstall: class 'main', object 'depl'
 DEPLOY_LOCK = (1835100526, 1684369516)
@@ -120,38 +124,43 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _side_schemas(conn: psycopg.Connection) -> dict[str, bool]:
+    """The kit's schemas besides maint that exist, and whether each is the kit's (a
+    migration created it and gave it the kit's comment); one of its own is never touched."""
+    return {
+        str(name): bool(comment) and str(comment).startswith(SIDE_SCHEMAS[str(name)])
+        for name, comment in conn.execute(
+            "SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace')"
+            " FROM pg_catalog.pg_namespace AS n WHERE n.nspname = ANY (%s::name[])",
+            (list(SIDE_SCHEMAS),),
+        )
+    }
+
+
 def _schema_state(conn: psycopg.Connection) -> str:
     """'absent', 'kit' (a pgmaint installation) or 'foreign' (someone else's schema maint,
-    or someone else's schema maint_exec where the kit would create its own)."""
+    or someone else's schema maint_exec or maint_archive where the kit would create its own)."""
     row = conn.execute(
-        "SELECT n.oid IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL,"
-        "       x.oid IS NOT NULL, pg_catalog.obj_description(x.oid, 'pg_namespace')"
-        " FROM (SELECT 1) AS one"
-        " LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s"
-        " LEFT JOIN pg_catalog.pg_namespace AS x ON x.nspname = %s",
-        (SCHEMA, EXEC_SCHEMA),
+        "SELECT to_regnamespace('maint') IS NOT NULL, to_regclass('maint._yoyo_migration') IS NOT NULL"
     ).fetchone()
     assert row is not None
-    exists, has_bookkeeping, exec_exists, exec_comment = row
-    if exec_exists and not _kit_exec_schema(exec_comment):
+    exists, has_bookkeeping = row
+    side = _side_schemas(conn)
+    if not all(side.values()):
         return "foreign"
     if not exists:
-        return "foreign" if exec_exists else "absent"
+        return "foreign" if side else "absent"
     return "kit" if has_bookkeeping else "foreign"
 
 
-def _kit_exec_schema(comment: str | None) -> bool:
-    """Schema maint_exec is the kit's when migration 0090 created it (it carries the
-    kit's comment); a maint_exec schema of its own is never touched."""
-    return bool(comment) and str(comment).startswith(EXEC_COMMENT_PREFIX)
-
-
 def _foreign_schema_error(conn: psycopg.Connection) -> DeployError:
-    """Which schema is in the way (maint first, then maint_exec) and what is in it."""
+    """Which schema is in the way (maint first, then maint_exec, maint_archive) and what is in it."""
     row = conn.execute(
         "SELECT to_regnamespace('maint') IS NOT NULL AND to_regclass('maint._yoyo_migration') IS NULL"
     ).fetchone()
-    schema = SCHEMA if row and row[0] else EXEC_SCHEMA
+    side = _side_schemas(conn)
+    schema = SCHEMA if row and row[0] else next(
+        (name for name in SIDE_SCHEMAS if name in side and not side[name]), next(iter(side), SCHEMA))
     objects = [
         r[0]
         for r in conn.execute(
@@ -570,8 +579,9 @@ class UninstallResult:
 
 
 def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") -> UninstallResult:
-    """Drop schema maint (with yoyo's bookkeeping in it), the kit's schema maint_exec (with
-    the executors in it, owned by table owners) and this database's maint: jobs.
+    """Drop schema maint (with yoyo's bookkeeping in it), the kit's schemas maint_exec (with
+    the executors in it, owned by table owners) and maint_archive (archive sets, owned by
+    table owners) and this database's maint: jobs.
 
     Refuses, changing nothing, when objects outside those schemas depend on them. Roles
     stay: they are cluster-wide and other databases may use them. Needs no trust in the
@@ -587,11 +597,10 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         _lock(conn, lock_timeout)
         row = conn.execute(
             "SELECT to_regnamespace('maint') IS NOT NULL,"
-            "       to_regclass('maint._yoyo_migration') IS NOT NULL,"
-            "       pg_catalog.obj_description(to_regnamespace('maint_exec'), 'pg_namespace')"
+            "       to_regclass('maint._yoyo_migration') IS NOT NULL"
         ).fetchone()
         assert row is not None
-        exists, has_bookkeeping, exec_comment = row
+        exists, has_bookkeeping = row
         if not exists:
             raise NotInstalled(f"pgmaint is not installed in database {conn.info.dbname!r}")
         if not has_bookkeeping:
@@ -599,7 +608,8 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
                 f'schema "maint" in database {conn.info.dbname!r} is not a pgmaint installation; '
                 "not touching it"
             )
-        schemas = [SCHEMA] + ([EXEC_SCHEMA] if _kit_exec_schema(exec_comment) else [])
+        side = _side_schemas(conn)
+        schemas = [SCHEMA] + [name for name in SIDE_SCHEMAS if side.get(name)]
         dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL, {"kit": schemas})]
         if dependents:
             shown = "; ".join(dependents[:10])

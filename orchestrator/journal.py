@@ -31,8 +31,9 @@ def history(conn: psycopg.Connection, *, task: str | None = None, limit: int = 2
             SELECT r.id, r.task, {_STATUS} AS status, r.dry_run, r.source, r.started_at,
                    coalesce(r.finished_at, pg_catalog.clock_timestamp()) - r.started_at AS duration,
                    r.rows_examined, r.rows_affected, r.error, r.parameters, r.detail,
-                   r.invoked_by
+                   r.invoked_by, s.bytes_removed, s.vacuum_reclaimable_bytes, s.bytes_freed
               FROM maint.runs AS r
+              LEFT JOIN maint.cleanup_space AS s ON s.run_id = r.id
              WHERE %(task)s::text IS NULL OR r.task = %(task)s
              ORDER BY r.id DESC
              LIMIT %(limit)s

@@ -77,3 +77,15 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def human_bytes(n: int | None) -> str:
+    """A byte count for people: 512 B, 1.5 kB, 3.2 MB ... ('' for None)."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"

@@ -7,9 +7,11 @@ database owner) deployed the kit, a superuser's ``pgmaint check`` would run ``db
 code with superuser rights. So before the CLI touches the kit it checks, reading only
 ``pg_catalog``, that
 
-* schemas ``maint`` and ``maint_exec`` are owned by the connecting role (current_user) or
-  by a superuser (the executors inside ``maint_exec`` are owned by table owners by design;
-  the kit validates them before each call, and the CLI never calls them);
+* schemas ``maint``, ``maint_exec`` and ``maint_archive`` are owned by the connecting role
+  (current_user) or by a superuser (the executors inside ``maint_exec`` and the archive
+  sets inside ``maint_archive`` are owned by table owners by design; the kit validates
+  executors before each call and touches archive sets only through them, and the CLI
+  never calls or reads them);
 * every object in ``maint`` (function, procedure, aggregate, table, view, materialized
   view, sequence, index, type, domain, operator, operator class and family, collation,
   conversion, text search configuration and dictionary, statistics object, extension)
@@ -36,7 +38,7 @@ from psycopg import sql
 
 from orchestrator.errors import PgmaintError
 
-KIT_SCHEMAS = ("maint", "maint_exec")
+KIT_SCHEMAS = ("maint", "maint_exec", "maint_archive")
 
 # Objects of the other catalogs that live in a schema and have an owner (classid, objid,
 # owner, nsp): the kit creates none of them in maint. TRUST_SQL checks their owners;
@@ -83,7 +85,8 @@ WITH me AS (
     SELECT 1 AS ord, 'schema' AS kind, pg_catalog.quote_ident(n.nspname) AS name,
            n.nspowner AS owner
       FROM pg_catalog.pg_namespace AS n
-     WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['maint', 'maint_exec']::pg_catalog.name[])
+     WHERE n.nspname OPERATOR(pg_catalog.=)
+           ANY (ARRAY['maint', 'maint_exec', 'maint_archive']::pg_catalog.name[])
     UNION ALL
     SELECT 2, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
                              WHEN 'w' THEN 'window function' ELSE 'function' END,
@@ -425,7 +428,7 @@ _PRIVILEGES_SQL = """
 WITH acls AS (
     SELECT 'pg_namespace'::regclass AS classid, n.oid AS objid, 0 AS objsubid,
            coalesce(n.nspacl, acldefault('n'::"char", n.nspowner)) AS acl
-      FROM pg_namespace n WHERE n.nspname IN ('maint', 'maint_exec')
+      FROM pg_namespace n WHERE n.nspname IN ('maint', 'maint_exec', 'maint_archive')
     UNION ALL
     SELECT 'pg_class'::regclass, c.oid, 0,
            coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
@@ -539,7 +542,8 @@ def take_over(conn: psycopg.Connection, regrant: list[str]) -> Takeover:
     if grantees:
         who = sql.SQL(", ").join(sql.SQL("PUBLIC") if g == "PUBLIC" else sql.SQL(g) for g in grantees)
         schemas = [r[0] for r in conn.execute(
-            "SELECT quote_ident(nspname) FROM pg_namespace WHERE nspname IN ('maint', 'maint_exec')"
+            "SELECT quote_ident(nspname) FROM pg_namespace"
+            " WHERE nspname IN ('maint', 'maint_exec', 'maint_archive')"
             " ORDER BY 1")]
         conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {} CASCADE").format(
             sql.SQL(", ").join(map(sql.SQL, schemas)), who))

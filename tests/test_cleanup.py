@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import psycopg
 import pytest
 
@@ -25,6 +23,9 @@ from tests.cleanup_support import (
 EXPIRED = f"""SELECT id FROM {LOG} WHERE "Created At" < now() - interval '240 hours'"""
 
 
+ARCHIVED = "SELECT coalesce(sum(rows_archived - rows_restored), 0) FROM maint.archive_summary"
+
+
 def add_log_policy(db: psycopg.Connection, **opts: object) -> int:
     extra = "".join(f", {k} => %({k})s" for k in opts)
     row = db.execute(
@@ -44,7 +45,7 @@ def test_dry_run_changes_nothing_and_reports_exact_counts(db):
     expected = len(ids(db, EXPIRED))
     db.execute("CALL maint.apply_retention()")
     assert table_md5(db, LOG) == before
-    assert count(db, "SELECT count(*) FROM maint.archive") == 0
+    assert count(db, ARCHIVED) == 0
     run = last_run(db, "retention")
     assert (run["status"], run["dry_run"], run["rows_examined"], run["rows_affected"]) == (
         "succeeded",
@@ -70,11 +71,11 @@ def test_execute_removes_exactly_the_expired_rows_in_keyset_batches_and_archives
     assert res["batches"] == -(-len(expired) // 100) and res["keyset"] == "id"
     archived = ids(
         db,
-        "SELECT (row->>'id')::bigint FROM maint.archive WHERE run_id = %s AND rule_id = %s",
-        (run["id"], rule),
+        "SELECT (row->>'id')::bigint FROM maint.archive_rows(%s)",
+        (run["id"],),
     )
     assert archived == expired
-    assert {r[0] for r in db.execute("SELECT DISTINCT source_table FROM maint.archive")} == {LOG}
+    assert {r[0] for r in db.execute("SELECT DISTINCT source_table FROM maint.archive_summary")} == {LOG}
     assert res["size_before"] > 0 and res["size_after"] > 0
 
 
@@ -108,7 +109,7 @@ def test_undo_conflict_fails_clearly_and_restores_nothing(db):
         db.execute("CALL maint.undo_run(%s)", (run_id,))
     assert count(db, f"SELECT count(*) FROM {LOG}") == n + 1
     assert last_run(db, "undo")["status"] == "failed"
-    assert count(db, "SELECT count(*) FROM maint.archive WHERE restored_by IS NOT NULL") == 0
+    assert count(db, "SELECT count(*) FROM maint.archive_sets WHERE restored_by IS NOT NULL") == 0
 
 
 def test_table_without_primary_key_is_walked_in_page_ranges(db):
@@ -195,7 +196,7 @@ def test_partitioned_retention_drops_whole_partitions_and_cleans_the_straddling_
     assert res["deleted"] == expired and res["batches"] == 2 + -(-in_p3 // 100)
     assert table_md5(db, names[3]) == p4
     assert (
-        count(db, "SELECT count(*) FROM maint.archive WHERE run_id = %s", (run["id"],)) == expired
+        count(db, "SELECT count(*) FROM maint.archive_rows(%s)", (run["id"],)) == expired
     )
 
 
@@ -305,7 +306,7 @@ def test_run_all_cleanup_is_one_run_over_every_kind(db):
         r["kind"] for r in sorted(run["detail"]["rules"].values(), key=lambda r: r["rule_id"])
     ] == ["retention", "orphan", "dedupe"]
     assert count(db, "SELECT count(*) FROM maint.runs") == 1
-    assert run["rows_affected"] == count(db, "SELECT count(*) FROM maint.archive")
+    assert run["rows_affected"] == count(db, ARCHIVED)
     # --only restricts to one table
     db.execute(f"CALL maint.run_all_cleanup(only_table => '{USERS}')")
     assert list(last_run(db)["detail"]["rules"]) == ["3"]
@@ -342,7 +343,7 @@ def test_time_limit_stops_cleanly_as_partial(db):
     assert 0 < res["deleted"] < res["candidates"]
     assert run["detail"]["rules"]["2"]["status"] == "not_started"
     assert count(db, f"SELECT count(*) FROM {LOG}") == 3000 - res["deleted"]
-    assert count(db, "SELECT count(*) FROM maint.archive") == res["deleted"]
+    assert count(db, ARCHIVED) == res["deleted"]
 
 
 def test_cascading_foreign_keys_are_named_in_preview_and_run(db):
@@ -380,7 +381,28 @@ BAD_RULES = [
     (
         f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '-1 day')",
         psycopg.errors.InvalidParameterValue,
-        "non-negative",
+        "keep must be an interval from 0 to 1000 years",
+    ),
+    (   # accepted once, and every run then failed: now() - keep is out of range
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '1000000 years')",
+        psycopg.errors.InvalidParameterValue,
+        "keep must be an interval from 0 to 1000 years, got 1000000 years",
+    ),
+    (
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '1 day', max_fraction => 1.5)",
+        psycopg.errors.InvalidParameterValue,
+        "max_fraction must be between 0 and 1",
+    ),
+    (
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '1 day', archive_keep => '-1 day')",
+        psycopg.errors.InvalidParameterValue,
+        "archive_keep must be a positive interval",
+    ),
+    (
+        f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '1 day', archive => false, "
+        "archive_keep => '1 day')",
+        psycopg.errors.InvalidParameterValue,
+        "archive_keep is given but archive is off",
     ),
     (
         "SELECT maint.add_retention_policy('x; drop table maint.runs', 'Created At', '1 day')",
@@ -488,21 +510,31 @@ def test_rules_view_disable_and_remove(db):
         db.execute("SELECT maint.remove_rule(%s)", (rule,))
 
 
-def test_purge_archive_dry_run_then_execute(db):
+def test_purge_archive_drops_whole_runs_once_due(db):
+    """The archive goes by whole runs: each rule's archive_keep (or older_than), never part
+    of a run; the journal keeps a run while its archive is kept (undo needs both)."""
     make_log(db, rows=300)
     add_log_policy(db)
     db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
-    n = count(db, "SELECT count(*) FROM maint.archive")
+    first = last_run(db, "retention")["id"]
+    n = count(db, ARCHIVED)
+    tables = "SELECT count(*) FROM pg_class WHERE relnamespace = 'maint_archive'::regnamespace"
+    assert n > 0 and count(db, tables) == 1
     db.execute("CALL maint.purge_archive(older_than => '0')")
-    assert count(db, "SELECT count(*) FROM maint.archive") == n
+    assert count(db, ARCHIVED) == n
     assert last_run(db, "purge_archive")["rows_examined"] == n
-    db.execute("CALL maint.purge_archive(older_than => '1 day', dry_run => false)")
-    assert count(db, "SELECT count(*) FROM maint.archive") == n
-    db.execute("UPDATE maint.archive SET archived_at = archived_at - %s", (timedelta(days=2),))
-    db.execute(
-        "CALL maint.purge_archive(older_than => '1 day', dry_run => false, batch_size => 10)"
-    )
-    assert count(db, "SELECT count(*) FROM maint.archive") == 0
+    # not due: kept for the rule's archive_keep (7 days for retention)
+    db.execute("CALL maint.purge_archive(dry_run => false)")
+    assert count(db, ARCHIVED) == n
+    # purge_runs leaves a run whose archive is kept
+    db.execute("CALL maint.purge_runs(keep => '0', dry_run => false)")
+    assert count(db, "SELECT count(*) FROM maint.runs WHERE id = %s", (first,)) == 1
+    db.execute("UPDATE maint.archive_sets SET keep_until = now() - interval '1 second'")
+    db.execute("CALL maint.purge_archive(dry_run => false)")
+    assert count(db, ARCHIVED) == 0 and count(db, tables) == 0
+    assert last_run(db, "purge_archive")["detail"]["runs_purged"] == 1
+    db.execute("CALL maint.purge_runs(keep => '0', dry_run => false)")
+    assert count(db, "SELECT count(*) FROM maint.runs WHERE id = %s", (first,)) == 0
 
 
 def test_sparse_matches_widen_the_id_ranges_and_remove_exactly_them(db):
@@ -521,19 +553,29 @@ def test_sparse_matches_widen_the_id_ranges_and_remove_exactly_them(db):
     assert count(db, f"SELECT count(*) FROM {LOG}") == 5000 - len(expected)
 
 
-def test_undo_of_dropped_partitions_fails_clearly_until_they_exist_again(db):
+def test_undo_attaches_the_detached_partitions_again(db):
+    """With archive on, an expired partition is detached and kept (in maint_archive), not
+    copied: undo moves it back and attaches it with its bounds, all or nothing."""
     names = make_partitioned(db)
     db.execute(f"SELECT maint.add_retention_policy('{PART}', 'At', '25 days')")
     before = table_md5(db, PART, "id")
     db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
     run_id = last_run(db, "retention")["id"]
     n = count(db, f"SELECT count(*) FROM {PART}")
-    with pytest.raises(psycopg.errors.CheckViolation, match="no partition of relation"):
+    kept = db.execute("SELECT archive_table, partition_name FROM maint.archive_sets "
+                      "WHERE storage = 'partition' ORDER BY id").fetchall()
+    assert [k[1] for k in kept] == names[:2]
+    db.execute(f"CREATE TABLE {names[0]} (id int)")
+    with pytest.raises(psycopg.errors.DuplicateTable, match="a table of that name exists again"):
         db.execute("CALL maint.undo_run(%s)", (run_id,))
     assert count(db, f"SELECT count(*) FROM {PART}") == n  # all or nothing
-    db.execute(f"CREATE TABLE {names[0]} PARTITION OF {PART} DEFAULT")
+    db.execute(f"DROP TABLE {names[0]}")
     db.execute("CALL maint.undo_run(%s)", (run_id,))
     assert table_md5(db, PART, "id") == before
+    assert [r[0] for r in db.execute(
+        f"SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = '{PART}'::regclass ORDER BY 1"
+    )] == names
+    assert count(db, "SELECT count(*) FROM pg_class WHERE relnamespace = 'maint_archive'::regnamespace") == 0
 
 
 def test_conditions_may_not_call_user_code_and_direct_writes_are_checked_too(db):

@@ -67,7 +67,8 @@ def test_session_killed_mid_run_leaves_committed_batches_consistent(db, pg_serve
     t = threading.Thread(target=run)
     t.start()
     deadline = time.monotonic() + 20
-    while count(db, "SELECT count(*) FROM maint.archive") < 50 and time.monotonic() < deadline:
+    while (count(db, "SELECT coalesce(sum(rows), 0) FROM maint.archive_sets") < 50
+           and time.monotonic() < deadline):
         time.sleep(0.02)
     db.execute("SELECT pg_terminate_backend(%s)", (pid,))
     t.join(20)
@@ -77,7 +78,7 @@ def test_session_killed_mid_run_leaves_committed_batches_consistent(db, pg_serve
         time.sleep(0.02)
     run = last_run(db, "retention")
     archived = ids(
-        db, "SELECT (row->>'id')::bigint FROM maint.archive WHERE run_id = %s", (run["id"],)
+        db, "SELECT (row->>'id')::bigint FROM maint.archive_rows(%s)", (run["id"],)
     )
     remaining = ids(db, f"SELECT id FROM {LOG}")
     assert 50 <= len(archived) < len(expired)  # stopped midway

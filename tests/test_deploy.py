@@ -408,7 +408,7 @@ def test_uninstall_drops_the_executors_and_a_second_deploy_works(pg_server, make
         # an executor as the kit makes them: in maint_exec, owned by the table's owner
         conn.execute("CREATE FUNCTION maint_exec.exec_owner1() RETURNS int LANGUAGE sql AS 'SELECT 1'")
         conn.execute(f'ALTER FUNCTION maint_exec.exec_owner1() OWNER TO "{owner1}"')
-        assert deploy.uninstall(conn, dsn).dropped_schemas == ["maint", "maint_exec"]
+        assert deploy.uninstall(conn, dsn).dropped_schemas == ["maint", "maint_exec", "maint_archive"]
         assert conn.execute("SELECT to_regnamespace('maint_exec')").fetchone()[0] is None
     again = deploy_to(dsn)
     assert again.changed and again.applied_migrations == migration_ids()

@@ -8,7 +8,6 @@ CREATE OR REPLACE FUNCTION maint._purge_target(p_task text)
 AS $$
     SELECT t.rel, t.col
       FROM (VALUES ('purge_runs', 'maint.runs'::pg_catalog.regclass, 'finished_at'::name),
-                   ('purge_archive', 'maint.archive'::pg_catalog.regclass, 'archived_at'::name),
                    ('purge_health_history', 'maint.health_history'::pg_catalog.regclass, 'recorded_at'::name))
            AS t(task, rel, col)
      WHERE t.task = p_task
@@ -19,10 +18,11 @@ GRANT EXECUTE ON FUNCTION maint._purge_target(text) TO maint_admin;
 -- maint._purge_step(p_run bigint, p_cutoff timestamptz, p_last bigint, p_max bigint, p_batch integer) -> jsonb
 --   The part of a purge that touches the kit's history tables, which maint_admin cannot
 --   write (nor, for the archive, read): run p_run (a running purge run of this session)
---   names the table through its task (purge_runs: maint.runs, purge_archive:
---   maint.archive, purge_health_history: maint.health_history). With p_batch NULL it
---   counts the rows older than p_cutoff -> {"candidates", "max_id"}; otherwise it deletes
---   the next p_batch of them with id in (p_last, p_max] -> {"deleted", "last_id"}.
+--   names the table through its task (purge_runs: maint.runs, purge_health_history:
+--   maint.health_history). With p_batch NULL it counts the rows older than p_cutoff ->
+--   {"candidates", "max_id"}; otherwise it deletes the next p_batch of them with id in
+--   (p_last, p_max] -> {"deleted", "last_id"}. A run whose archive is still kept stays in
+--   the journal (undo needs it) until maint.purge_archive has dropped that archive.
 CREATE OR REPLACE FUNCTION maint._purge_step(p_run bigint, p_cutoff timestamptz, p_last bigint, p_max bigint,
                                              p_batch integer)
     RETURNS jsonb
@@ -37,15 +37,20 @@ DECLARE
     v_column name;
     v_a bigint;
     v_b bigint;
+    v_keep text := '';
 BEGIN
     SELECT t.rel, t.time_column INTO v_table, v_column FROM maint._purge_target(v_run.task) AS t;
     IF v_table IS NULL THEN
         RAISE EXCEPTION 'run % is a run of task %, not of a purge', p_run, v_run.task
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF v_run.task = 'purge_runs' THEN
+        v_keep := ' AND NOT EXISTS (SELECT 1 FROM maint.archive_sets AS s WHERE s.run_id = t.id)'
+                  ' AND NOT EXISTS (SELECT 1 FROM maint.archive AS a WHERE a.run_id = t.id)';
+    END IF;
     IF p_batch IS NULL THEN
         -- rows still running have no finished_at: NULL < cutoff is never true
-        EXECUTE pg_catalog.format('SELECT count(*), max(t.id) FROM %s AS t WHERE t.%I < $1', v_table, v_column)
+        EXECUTE pg_catalog.format('SELECT count(*), max(t.id) FROM %s AS t WHERE t.%I < $1%s', v_table, v_column, v_keep)
            INTO v_a, v_b USING p_cutoff;
         RETURN pg_catalog.jsonb_build_object('candidates', v_a, 'max_id', v_b);
     END IF;
@@ -54,10 +59,10 @@ BEGIN
     END IF;
     EXECUTE pg_catalog.format(
         'WITH batch AS (SELECT t.id FROM %1$s AS t'
-        '                WHERE t.id > $1 AND t.id <= $2 AND t.%2$I < $3'
+        '                WHERE t.id > $1 AND t.id <= $2 AND t.%2$I < $3%3$s'
         '                ORDER BY t.id LIMIT $4),'
         '     gone AS (DELETE FROM %1$s AS t USING batch AS b WHERE t.id = b.id RETURNING t.id)'
-        ' SELECT count(*), max(gone.id) FROM gone', v_table, v_column)
+        ' SELECT count(*), max(gone.id) FROM gone', v_table, v_column, v_keep)
        INTO v_a, v_b USING p_last, p_max, p_cutoff, p_batch;
     RETURN pg_catalog.jsonb_build_object('deleted', v_a, 'last_id', v_b);
 END
@@ -68,7 +73,7 @@ GRANT EXECUTE ON FUNCTION maint._purge_step(bigint, timestamptz, bigint, bigint,
 
 -- CALL maint._purge_batched(p_task, p_keep_name, p_keep, p_dry_run, p_batch_size, p_time_limit,
 --                          p_lock_timeout)
---   The one batched, journaled purge behind maint.purge_runs, maint.purge_archive and the
+--   The one batched, journaled purge behind maint.purge_runs and the
 --   health history trim of maint.purge_history: deletes the rows of the kit table of task
 --   p_task (maint._purge_target) older than now() - p_keep, in keyset batches on id, each its
 --   own transaction with its own lock_timeout (a batch that cannot get its locks is retried
@@ -211,6 +216,6 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE maint._purge_batched(text, text, interval, boolean, integer, interval, interval) IS
-    'Batched, journaled purge of a kit history table (behind purge_runs, purge_archive, purge_history)';
+    'Batched, journaled purge of a kit history table (behind purge_runs and purge_history)';
 GRANT EXECUTE ON PROCEDURE maint._purge_batched(text, text, interval, boolean, integer, interval, interval)
     TO maint_admin;

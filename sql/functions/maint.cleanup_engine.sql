@@ -45,6 +45,11 @@ DECLARE
     v_n integer;
     v_mode text;
     v_deleted bigint := 0;
+    v_bytes bigint := 0;
+    v_estimated bigint := 0;
+    v_freed bigint := 0;
+    v_part_bytes bigint := 0;
+    v_max_fraction numeric;
     v_batches integer := 0;
     v_retries integer := 0;
     v_attempt integer := 0;
@@ -74,16 +79,20 @@ BEGIN
         v_fraction := (v_pre->>'fraction')::numeric;
     END IF;
 
+    -- the rule's own guard (expiry tables lose most rows every night), else the run's
+    v_max_fraction := coalesce(v_rule.max_fraction, p_max_fraction);
+    v_res := v_res || pg_catalog.jsonb_build_object('max_fraction', v_max_fraction);
     IF v_status = 'succeeded' AND p_dry_run THEN
         v_status := 'dry_run';
         v_res := v_res || pg_catalog.jsonb_build_object('would_refuse',
-            v_fraction > p_max_fraction AND NOT p_force);
-    ELSIF v_status = 'succeeded' AND v_fraction > p_max_fraction AND NOT p_force THEN
+            v_fraction > v_max_fraction AND NOT p_force);
+    ELSIF v_status = 'succeeded' AND v_fraction > v_max_fraction AND NOT p_force THEN
         v_status := 'refused';
         v_error := pg_catalog.format(
-            'rule %s (%s on %s) refused: it would remove %s of %s rows (%s%%), more than max_fraction %s%%; pass force => true to allow it',
+            'rule %s (%s on %s) refused: it would remove %s of %s rows (%s%%), more than max_fraction %s%%%s; pass force => true to allow it',
             v_rule.id, v_rule.kind, v_res->>'table', v_candidates, v_pre->>'rows',
-            round(v_fraction * 100, 1), round(p_max_fraction * 100, 1));
+            round(v_fraction * 100, 1), round(v_max_fraction * 100, 1),
+            CASE WHEN v_rule.max_fraction IS NOT NULL THEN ' (the rule''s)' ELSE '' END);
     ELSIF v_status = 'succeeded' AND v_candidates = 0 THEN
         v_units := '[]'::jsonb;  -- nothing to do: no batches
     END IF;
@@ -125,8 +134,12 @@ BEGIN
             PERFORM pg_catalog.set_config('jit', 'off', true);
             BEGIN
                 IF v_unit->>'mode' = 'drop' THEN
-                    v_b := pg_catalog.jsonb_build_object('batch', true, 'done', true,
-                               'del', maint._cleanup_drop_partition(p_run, p_rule_id, v_unit_rel, v_lock_ms));
+                    -- short attempts (at most 200 ms, never more than the lock timeout), more
+                    -- of them: while it waits for the parent, the application's statements
+                    -- on the table queue behind it
+                    v_b := maint._cleanup_drop_partition(p_run, p_rule_id, v_unit_rel,
+                                                         least(v_lock_ms::bigint, 200)::text)
+                           || '{"batch": true, "done": true}'::jsonb;
                 ELSE
                     v_b := maint._cleanup_batch(p_run, p_rule_id, (v_unit->>'unit')::integer, v_lock_ms);
                 END IF;
@@ -134,13 +147,13 @@ BEGIN
                 WHEN lock_not_available THEN
                     v_attempt := v_attempt + 1;
                     v_retries := v_retries + 1;
-                    IF v_attempt > 3 THEN
+                    IF v_attempt > (CASE WHEN v_unit->>'mode' = 'drop' THEN 10 ELSE 3 END) THEN
                         v_status := 'skipped';
                         v_error := pg_catalog.format('rule %s: could not lock %s within %s, %s attempts; skipped',
                             v_rule.id, v_unit_rel, p_lock_timeout, v_attempt);
                         EXIT units;
                     END IF;
-                    PERFORM pg_catalog.pg_sleep(0.1 * v_attempt);
+                    PERFORM pg_catalog.pg_sleep(least(0.1 * v_attempt, 1.0));
                     CONTINUE;
                 WHEN query_canceled THEN
                     v_status := 'cancelled';
@@ -156,10 +169,18 @@ BEGIN
             v_attempt := 0;
             IF (v_b->>'batch')::boolean THEN
                 v_deleted := v_deleted + (v_b->>'del')::bigint;
+                v_bytes := v_bytes + coalesce((v_b->>'bytes')::bigint, 0);
                 v_batches := v_batches + 1;
             END IF;
             IF v_unit->>'mode' = 'drop' THEN
                 v_dropped := v_dropped || v_unit_rel;
+                IF (v_b->>'estimated')::boolean THEN
+                    v_estimated := v_estimated + (v_b->>'del')::bigint;
+                END IF;
+                v_part_bytes := v_part_bytes + (v_b->>'bytes')::bigint;
+                IF NOT (v_b->>'archived')::boolean THEN
+                    v_freed := v_freed + (v_b->>'bytes')::bigint;   -- a dropped partition's space is free at once
+                END IF;
             END IF;
             PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
                 p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
@@ -178,7 +199,10 @@ BEGIN
     v_res := v_res || maint._cleanup_rule_done(p_run, p_rule_id, v_lock_ms)
         || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
         'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,
+        'rows_estimated', v_estimated, 'bytes_removed', v_bytes, 'bytes_freed', v_freed,
+        'vacuum_reclaimable_bytes', v_bytes - v_part_bytes,
         'batches', v_batches, 'lock_retries', v_retries, 'partitions_dropped', pg_catalog.to_jsonb(v_dropped),
+        'partitions_archived', v_rule.archive AND pg_catalog.cardinality(v_dropped) > 0,
         'batching', v_mode,
         'duration_s', round(extract(epoch FROM pg_catalog.clock_timestamp() - v_started)::numeric, 3));
     p_rules := coalesce(p_rules, '{}'::jsonb) || pg_catalog.jsonb_build_object(v_rule.id::text, v_res);
@@ -340,3 +364,25 @@ GRANT EXECUTE ON PROCEDURE
     maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean),
     maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean)
 TO maint_admin;
+
+-- maint.cleanup_space: per cleanup run, the space its rules removed (from the journal):
+--   rows_removed              rows deleted or in detached partitions
+--   bytes_removed             their own size (pg_column_size of each row; a partition's size)
+--   bytes_freed               free at once: partitions dropped with archive off
+--   vacuum_reclaimable_bytes  rows deleted in batches: dead space VACUUM makes reusable
+--   archived_bytes            what the run's archive sets hold (maint.archive_sets)
+CREATE OR REPLACE VIEW maint.cleanup_space AS
+SELECT r.id AS run_id, r.task,
+       coalesce(sum((e.value->>'deleted')::bigint), 0)::bigint AS rows_removed,
+       coalesce(sum((e.value->>'bytes_removed')::bigint), 0)::bigint AS bytes_removed,
+       coalesce(sum((e.value->>'bytes_freed')::bigint), 0)::bigint AS bytes_freed,
+       coalesce(sum((e.value->>'vacuum_reclaimable_bytes')::bigint), 0)::bigint AS vacuum_reclaimable_bytes,
+       (SELECT coalesce(sum(s.bytes), 0) FROM maint.archive_sets AS s
+         WHERE s.run_id = r.id AND s.restored_by IS NULL)::bigint AS archived_bytes
+  FROM maint.runs AS r
+ CROSS JOIN LATERAL pg_catalog.jsonb_each(coalesce(r.detail->'rules', '{}'::jsonb)) AS e
+ WHERE r.task IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
+ GROUP BY r.id, r.task;
+COMMENT ON VIEW maint.cleanup_space IS
+    'Per cleanup run: rows and bytes removed, bytes freed at once, dead space VACUUM makes reusable, archive held';
+GRANT SELECT ON maint.cleanup_space TO maint_monitor;

@@ -260,38 +260,26 @@ $$;
 
 -- The batch statements below run inside the table owner's executor (maint.executors.sql):
 -- parameters $1 and $2 are text[] (keys carried between batches as text), and each
--- returns rows (kind, doc): ('r', the removed row as jsonb) for the archive when the rule
--- archives, else one ('m', {"del": n}).
+-- returns one row ('m', {"del": rows removed, "bytes": their size}); when the rule
+-- archives, the same statement inserts the removed rows into the run's archive set.
 
--- maint._cleanup_result_sql(p_archive boolean, p_meta text) -> text
---   The SELECT that follows a "gone" CTE (the deleted rows): the rows for the archive when
---   p_archive (their number is the batch's count), else the meta row built by the
---   expression p_meta.
-CREATE OR REPLACE FUNCTION maint._cleanup_result_sql(p_archive boolean, p_meta text)
+-- maint._cleanup_result_sql(p_archive text, p_rel regclass) -> text
+--   What follows a "gone" CTE (the rows deleted from p_rel): with an archive table
+--   p_archive, a second CTE that inserts them there in the same statement; then the meta
+--   row {"del": rows, "bytes": their own size (pg_column_size of each row)}.
+CREATE OR REPLACE FUNCTION maint._cleanup_result_sql(p_archive text, p_rel regclass)
     RETURNS text
     LANGUAGE plpgsql
-    IMMUTABLE
+    STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN p_archive THEN ' SELECT ''r''::text, pg_catalog.to_jsonb(g) FROM gone AS g'
-                    ELSE ' SELECT ''m''::text, ' || p_meta END
-    );
-END
-$$;
-
--- maint._cleanup_deleted_meta() -> text: the meta expression {"del": rows in gone}.
-CREATE OR REPLACE FUNCTION maint._cleanup_deleted_meta()
-    RETURNS text
-    LANGUAGE plpgsql
-    IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (
-        SELECT 'pg_catalog.jsonb_build_object(''del'', (SELECT pg_catalog.count(*) FROM gone))'
-    );
+    RETURN CASE WHEN p_archive IS NULL THEN ''
+                ELSE pg_catalog.format(', _pgmaint_archived AS (INSERT INTO %s (%s) SELECT %s FROM gone AS g)',
+                                       p_archive, maint._archive_columns(p_rel, ''), maint._archive_columns(p_rel, 'g.'))
+           END
+           || ' SELECT ''m''::text, pg_catalog.jsonb_build_object(''del'', pg_catalog.count(*), '
+              '''bytes'', coalesce(pg_catalog.sum(pg_catalog.pg_column_size(g.*)), 0)) FROM gone AS g';
 END
 $$;
 
@@ -320,9 +308,9 @@ $$;
 -- maint._cleanup_range_sql(p_rel, p_identity, p_pred, p_archive, p_first, p_bounded) -> text
 --   One keyset batch as one statement: delete the rows matching p_pred whose key is
 --   after the last key ($1) and up to the batch's upper key ($2, when bounded) -- a range
---   scan of the primary key index. Meta: {"del": n}.
+--   scan of the primary key index. p_archive: the archive set's table, or NULL.
 CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
-    p_rel regclass, p_identity name[], p_pred text, p_archive boolean, p_first boolean, p_bounded boolean)
+    p_rel regclass, p_identity name[], p_pred text, p_archive text, p_first boolean, p_bounded boolean)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
@@ -335,7 +323,7 @@ BEGIN
             p_rel,
             CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
             CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 2) ELSE 'true' END,
-            p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+            p_pred, maint._cleanup_result_sql(p_archive, p_rel))
     );
 END
 $$;
@@ -343,8 +331,8 @@ $$;
 -- maint._cleanup_idrange_sql(p_rel, p_column, p_pred, p_archive) -> text
 --   One batch over a range of a single-column integer primary key ($1 = ARRAY[from,
 --   to], inclusive, as text, so the type's maximum never overflows): the cheapest keyset,
---   an index range scan with no separate bound query. Meta: {"del": n}.
-CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column name, p_pred text, p_archive boolean)
+--   an index range scan with no separate bound query. p_archive: the archive set's table, or NULL.
+CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column name, p_pred text, p_archive text)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
@@ -356,7 +344,7 @@ BEGIN
             'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s) '
             'RETURNING t.*)%5$s',
             p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred,
-            maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+            maint._cleanup_result_sql(p_archive, p_rel))
     );
 END
 $$;
@@ -382,8 +370,8 @@ $$;
 
 -- maint._cleanup_ctid_sql(p_rel, p_pred, p_archive) -> text
 --   One batch over a range of heap pages ($1 = ARRAY[from tid, to tid]) of a table
---   without primary key: the page range is the keyset. Meta: {"del": n}.
-CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive boolean)
+--   without primary key: the page range is the keyset. p_archive: the archive set's table, or NULL.
+CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive text)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
@@ -394,7 +382,7 @@ BEGIN
         SELECT pg_catalog.format(
             'WITH gone AS (DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s) '
             'RETURNING t.*)%3$s',
-            p_rel, p_pred, maint._cleanup_result_sql(p_archive, maint._cleanup_deleted_meta()))
+            p_rel, p_pred, maint._cleanup_result_sql(p_archive, p_rel))
     );
 END
 $$;
@@ -454,15 +442,15 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_dedupe_sql(p_rule, p_rel, p_identity, p_victims, p_batch) -> text
+-- maint._cleanup_dedupe_sql(p_rule, p_rel, p_identity, p_victims, p_batch, p_archive) -> text
 --   One batch of a dedupe run: the next p_batch victims (keyset on their sequence number
 --   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept for
 --   their group still exists with the same key and is another row (so a concurrently
 --   removed or changed keeper never costs the whole group), and while the victim still
 --   matches the rule (its condition, and its NULL-key filter). maint._cleanup_victims_sql
---   says which victims the batch holds.
+--   says which victims the batch holds. p_archive: the archive set's table, or NULL.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_sql(
-    p_rule maint.cleanup_rules, p_rel regclass, p_identity name[], p_victims text, p_batch integer)
+    p_rule maint.cleanup_rules, p_rel regclass, p_identity name[], p_victims text, p_batch integer, p_archive text)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
@@ -488,7 +476,7 @@ BEGIN
         'RETURNING t.*)%9$s',
         p_victims, p_batch, p_rel, v_join, v_keep, v_key,
         maint._cleanup_key_list('_pgmaint_keep.', p_identity), maint._cleanup_key_list('t.', p_identity),
-        maint._cleanup_result_sql(p_rule.archive, maint._cleanup_deleted_meta()),
+        maint._cleanup_result_sql(p_archive, p_rel),
         maint._cleanup_dedupe_where(p_rule));
 END
 $$;
@@ -575,14 +563,13 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_key_list(text, name[], text),
     maint._cleanup_key_compare(regclass, name[], text, integer),
     maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
-    maint._cleanup_range_sql(regclass, name[], text, boolean, boolean, boolean),
-    maint._cleanup_result_sql(boolean, text),
+    maint._cleanup_range_sql(regclass, name[], text, text, boolean, boolean),
+    maint._cleanup_result_sql(text, regclass),
     maint._cleanup_victims_sql(text, integer),
-    maint._cleanup_deleted_meta(),
     maint._cleanup_next_id_sql(regclass, name, text),
-    maint._cleanup_idrange_sql(regclass, name, text, boolean),
-    maint._cleanup_ctid_sql(regclass, text, boolean),
+    maint._cleanup_idrange_sql(regclass, name, text, text),
+    maint._cleanup_ctid_sql(regclass, text, text),
     maint._cleanup_dedupe_window(maint.cleanup_rules, regclass, name[]),
-    maint._cleanup_dedupe_sql(maint.cleanup_rules, regclass, name[], text, integer),
+    maint._cleanup_dedupe_sql(maint.cleanup_rules, regclass, name[], text, integer, text),
     maint._cleanup_expired_partitions(regclass, name, timestamptz)
 TO maint_monitor;

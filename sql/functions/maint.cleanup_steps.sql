@@ -8,7 +8,8 @@
 --   * build every statement themselves from the rule, and run it in the table owner's
 --     executor (maint._executor), so the table's triggers, constraints, defaults and index
 --     expressions run as the owner, never as the caller (a superuser's pg_cron job, say);
---   * write the archive themselves (maint_admin cannot write maint.archive).
+--   * archive removed rows in the same statement, into the run's archive set of the rule
+--     (a table of maint_archive owned by the table's owner: maint.archive_sets.sql).
 -- docs/security.md describes the model; docs/cleanup.md the batching.
 
 -- maint._cleanup_run_rule(p_run bigint, p_rule_id bigint, p_write boolean) -> maint.cleanup_rules
@@ -142,31 +143,27 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_archive_batch(p_exec, p_sql, p_archive, p_a, p_b, p_lock_ms, p_run, p_rule, p_source) -> jsonb
---   Runs one batch statement in executor p_exec. When the rule archives, the statement
---   returns the removed rows as ('r', row), written to maint.archive (run, rule, source
---   table) in the same statement, and their number is the batch's count; otherwise it
---   returns its ('m', {"del": n}). Returns {"del": n, "archived": n or 0}.
-CREATE OR REPLACE FUNCTION maint._cleanup_archive_batch(
-    p_exec name, p_sql text, p_archive boolean, p_a text[], p_b text[], p_lock_ms text,
-    p_run bigint, p_rule bigint, p_source text)
+-- maint._cleanup_delete_batch(p_exec, p_sql, p_a, p_b, p_lock_ms, p_set) -> jsonb
+--   Runs one batch statement in executor p_exec and returns its {"del": rows removed,
+--   "bytes": their size}. When the rule archives (p_set, the run's archive set of the
+--   rule), the statement itself wrote the rows to the set's table; the set's counts move
+--   on in the same transaction.
+CREATE OR REPLACE FUNCTION maint._cleanup_delete_batch(
+    p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text, p_set bigint)
     RETURNS jsonb
     LANGUAGE plpgsql
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_n bigint;
+    v_doc jsonb := maint._cleanup_query(p_exec, p_sql, p_a, p_b, p_lock_ms);
 BEGIN
-    IF NOT p_archive THEN
-        RETURN maint._cleanup_query(p_exec, p_sql, p_a, p_b, p_lock_ms) || '{"archived": 0}'::jsonb;
+    IF p_set IS NOT NULL AND (v_doc->>'del')::bigint > 0 THEN
+        UPDATE maint.archive_sets AS s
+           SET rows = s.rows + (v_doc->>'del')::bigint, bytes = s.bytes + (v_doc->>'bytes')::bigint
+         WHERE s.id = p_set;
     END IF;
-    EXECUTE pg_catalog.format(
-        'INSERT INTO maint.archive (run_id, rule_id, source_table, "row") '
-        'SELECT $5, $6, $7, e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, false) AS e', p_exec)
-      USING p_sql, p_a, p_b, p_lock_ms, p_run, p_rule, p_source;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN pg_catalog.jsonb_build_object('del', v_n, 'archived', v_n);
+    RETURN v_doc;
 END
 $$;
 
@@ -254,6 +251,9 @@ DECLARE
     v_candidates bigint;
     v_rows bigint;
     v_part record;
+    v_parts regclass[] := '{}';
+    v_drop regclass[] := '{}';
+    v_estimated bigint := 0;
     v_owner oid;
     v_state text;
 BEGIN
@@ -297,7 +297,46 @@ BEGIN
         IF pg_catalog.cardinality(v_identity) = 1 THEN
             v_int_key := maint._cleanup_column_type(v_rel, v_identity[1]) IN ('smallint', 'integer', 'bigint');
         END IF;
-        IF v_rule.kind = 'dedupe' THEN
+        -- retention of a table range-partitioned on the time column: whole expired plain
+        -- partitions (owned by the table's owner) are detached (one step each, O(1)), rows
+        -- are deleted only from the others
+        IF v_rule.kind = 'retention' AND v_rule.condition IS NULL THEN
+            FOR v_part IN SELECT * FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, v_cutoff) LOOP
+                v_parts := v_parts || v_part.partition;
+                IF v_part.expired AND maint._cleanup_owner(v_part.partition) = v_owner
+                   AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_part.partition) = 'r' THEN
+                    v_drop := v_drop || v_part.partition;
+                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'mode', 'drop', 'rel', v_part.partition::text));
+                ELSIF v_identity IS NULL THEN
+                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'mode', 'rows', 'rel', v_part.partition::text));
+                END IF;
+            END LOOP;
+        END IF;
+        IF pg_catalog.cardinality(v_parts) > 0 THEN
+            -- partitions: nothing is counted in those to detach (the planner's estimate,
+            -- reltuples), and in the others only rows their range allows (constraint
+            -- exclusion skips a partition wholly after the cut-off without reading it), so
+            -- the preflight costs the same whatever the partitions hold
+            -- (a partition never analyzed has no estimate: it is counted)
+            PERFORM pg_catalog.set_config('constraint_exclusion', 'on', true);
+            v_doc := maint._cleanup_query(v_exec, (
+                SELECT pg_catalog.format('SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', 0%s, '
+                                         '''rows'', 0%s, ''estimated'', 0%s)',
+                           pg_catalog.string_agg(CASE WHEN p.rel <> ALL (v_drop)
+                               THEN pg_catalog.format(' + (SELECT pg_catalog.count(*) FROM %s AS t WHERE %s)', p.rel, v_pred)
+                               ELSE ' + ' || p.n END, ''),
+                           pg_catalog.string_agg(' + ' || p.n, ''),
+                           pg_catalog.string_agg(CASE WHEN p.rel = ANY (v_drop) AND c.reltuples >= 0
+                                                      THEN ' + ' || p.n ELSE '' END, ''))
+                  FROM pg_catalog.unnest(v_parts) AS u(rel) JOIN pg_catalog.pg_class AS c ON c.oid = u.rel
+                 CROSS JOIN LATERAL (SELECT u.rel, CASE WHEN c.relkind = 'r' AND c.reltuples >= 0 THEN c.reltuples::bigint::text
+                                                        ELSE pg_catalog.format('(SELECT pg_catalog.count(*) FROM %s)', u.rel)
+                                                   END AS n) AS p),
+                NULL, NULL, p_lock_ms);
+            v_estimated := (v_doc->>'estimated')::bigint;
+        ELSIF v_rule.kind = 'dedupe' THEN
             v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
             IF v_run.dry_run THEN
                 v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
@@ -341,19 +380,6 @@ BEGIN
         END IF;
         v_candidates := (v_doc->>'candidates')::bigint;
         v_rows := (v_doc->>'rows')::bigint;
-        -- retention of a table range-partitioned on the time column: drop whole expired
-        -- partitions (owned by the table's owner), delete rows only from the others
-        IF v_rule.kind = 'retention' AND v_rule.condition IS NULL THEN
-            FOR v_part IN SELECT * FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, v_cutoff) LOOP
-                IF v_part.expired AND maint._cleanup_owner(v_part.partition) = v_owner THEN
-                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                        'mode', 'drop', 'rel', v_part.partition::text));
-                ELSIF v_identity IS NULL THEN
-                    v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                        'mode', 'rows', 'rel', v_part.partition::text));
-                END IF;
-            END LOOP;
-        END IF;
         IF pg_catalog.jsonb_array_length(v_units) = 0 OR v_identity IS NOT NULL THEN
             v_units := v_units || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
                 'mode', 'rows', 'rel', v_rel::text));
@@ -376,6 +402,7 @@ BEGIN
         SELECT pg_catalog.jsonb_agg(u - 'state') INTO v_units FROM pg_catalog.jsonb_array_elements(v_units) AS u;
         v_res := v_res || pg_catalog.jsonb_build_object('candidates', v_candidates, 'table_rows', v_rows,
             'fraction', CASE WHEN v_rows > 0 THEN round(v_candidates::numeric / v_rows, 4) ELSE 0 END,
+            'rows_estimated', v_estimated,
             'partitions_to_drop', (SELECT coalesce(pg_catalog.jsonb_agg(u->'rel'), '[]'::jsonb)
                                      FROM pg_catalog.jsonb_array_elements(v_units) AS u WHERE u->>'mode' = 'drop'));
     EXCEPTION
@@ -454,6 +481,9 @@ DECLARE
     v_to numeric;
     v_stride numeric;
     v_state text;
+    v_set maint.archive_sets;
+    v_arch text;
+    v_doc jsonb;
 BEGIN
     SELECT * INTO v_cur FROM maint.cleanup_cursors AS c
      WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.unit = p_unit FOR UPDATE;
@@ -470,6 +500,10 @@ BEGIN
     END IF;
     v_exec := maint._executor(maint._cleanup_owner(v_rel));
     v_pred := maint._cleanup_predicate(v_rule, maint._cleanup_cutoff(p_run, v_rule));
+    IF v_rule.archive THEN
+        v_set := maint._archive_set(p_run, v_rule, v_rel, v_exec);
+        v_arch := pg_catalog.format('maint_archive.%I', v_set.archive_table);
+    END IF;
     BEGIN
         IF v_cur.batching = 'dedupe' THEN
             v_victims := 'pgmaint_victims_' || v_rule.id;
@@ -483,9 +517,9 @@ BEGIN
             v_meta := maint._cleanup_query(v_exec, maint._cleanup_victims_sql(v_victims, v_rule.batch_size),
                                            ARRAY[v_st->>'last'], NULL, p_lock_ms);
             IF (v_meta->>'sel')::bigint > 0 THEN
-                v_del := maint._cleanup_archive_batch(v_exec,
-                             maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size),
-                             v_rule.archive, ARRAY[v_st->>'last'], NULL, p_lock_ms, p_run, v_rule.id, v_rel::text)->>'del';
+                v_doc := maint._cleanup_delete_batch(v_exec,
+                             maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size, v_arch),
+                             ARRAY[v_st->>'last'], NULL, p_lock_ms, v_set.id);
                 v_st := pg_catalog.jsonb_set(v_st, '{last}', v_meta->'last'->0);
             END IF;
             v_counts := (v_meta->>'sel')::bigint > 0;
@@ -497,10 +531,9 @@ BEGIN
             v_upper := maint._cleanup_query(v_exec,
                 maint._cleanup_bound_sql(v_unit, v_identity, v_pred, v_rule.batch_size, v_last IS NULL),
                 v_last, NULL, p_lock_ms);
-            v_del := maint._cleanup_archive_batch(v_exec,
-                maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_rule.archive, v_last IS NULL, v_upper IS NOT NULL),
-                v_rule.archive, v_last, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_upper)), p_lock_ms,
-                p_run, v_rule.id, v_rel::text)->>'del';
+            v_doc := maint._cleanup_delete_batch(v_exec,
+                maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_arch, v_last IS NULL, v_upper IS NOT NULL),
+                v_last, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_upper)), p_lock_ms, v_set.id);
             v_st := pg_catalog.jsonb_build_object('last', v_upper);
             v_done := v_upper IS NULL;   -- the last batch ran to the end of the key range
         ELSIF v_cur.batching = 'idrange' THEN
@@ -510,10 +543,10 @@ BEGIN
             v_stride := (v_st->>'stride')::numeric;
             v_to := least(v_lo + v_stride - 1, v_hi);
             IF v_lo <= v_hi THEN
-                v_del := maint._cleanup_archive_batch(v_exec,
-                    maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_rule.archive),
-                    v_rule.archive, ARRAY[v_lo::text, v_to::text], NULL, p_lock_ms, p_run, v_rule.id,
-                    v_rel::text)->>'del';
+                v_doc := maint._cleanup_delete_batch(v_exec,
+                    maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_arch),
+                    ARRAY[v_lo::text, v_to::text], NULL, p_lock_ms, v_set.id);
+                v_del := (v_doc->>'del')::bigint;
                 v_lo := v_to + 1;
                 IF v_del = 0 AND v_lo <= v_hi THEN
                     -- an empty range: go straight to the next matching key instead of
@@ -533,11 +566,10 @@ BEGIN
             v_done := v_lo > v_hi;
         ELSIF v_cur.batching = 'pages' THEN
             IF (v_st->>'block')::bigint < (v_st->>'nblocks')::bigint THEN
-                v_del := maint._cleanup_archive_batch(v_exec, maint._cleanup_ctid_sql(v_unit, v_pred, v_rule.archive),
-                    v_rule.archive,
+                v_doc := maint._cleanup_delete_batch(v_exec, maint._cleanup_ctid_sql(v_unit, v_pred, v_arch),
                     ARRAY[pg_catalog.format('(%s,0)', v_st->>'block'),
                           pg_catalog.format('(%s,0)', (v_st->>'block')::bigint + (v_st->>'pages')::bigint)],
-                    NULL, p_lock_ms, p_run, v_rule.id, v_rel::text)->>'del';
+                    NULL, p_lock_ms, v_set.id);
                 v_st := pg_catalog.jsonb_set(v_st, '{block}',
                             pg_catalog.to_jsonb((v_st->>'block')::bigint + (v_st->>'pages')::bigint));
             END IF;
@@ -555,18 +587,27 @@ BEGIN
     END;
     UPDATE maint.cleanup_cursors AS c SET state = v_st
      WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.unit = p_unit;
-    RETURN pg_catalog.jsonb_build_object('del', v_del, 'batch', v_counts, 'done', v_done);
+    RETURN pg_catalog.jsonb_build_object('del', coalesce((v_doc->>'del')::bigint, 0),
+        'bytes', coalesce((v_doc->>'bytes')::bigint, 0), 'batch', v_counts, 'done', v_done);
 END
 $$;
 
--- maint._cleanup_drop_partition(p_run, p_rule_id, p_partition, p_lock_ms) -> bigint
---   Removes an expired partition of a retention rule's table as the table's owner: locks
---   it (no row may arrive between the copy to the archive and the DETACH), archives its
---   rows when the rule archives, detaches and drops it. Returns the number of rows it had.
---   The partition is checked again to be a direct partition of the rule's table, owned by
---   the same role, whose whole range lies before the run's cut-off.
+-- maint._cleanup_drop_partition(p_run, p_rule_id, p_partition, p_lock_ms) -> jsonb
+--   Removes an expired partition of a retention rule's table as the table's owner, in
+--   O(1) whatever its size: no row is counted or copied. Locks in the application's order
+--   -- the parent (waiting at most the lock timeout), then the partition without waiting
+--   (NOWAIT: a session reading the partition directly makes this attempt fail at once,
+--   and the caller retries) -- so no application statement waits longer than the lock
+--   timeout and no deadlock can form. Then DETACH, and when the rule archives, the
+--   detached partition becomes the run's archive set (moved to maint_archive as
+--   set_<id>; undo attaches it again); otherwise it is dropped. Returns {"del": rows
+--   (the planner's estimate, reltuples, unless the partition was never analyzed: then
+--   counted before locking), "estimated", "bytes": its size, "archived": whether it was
+--   kept}. The partition is checked again to be a direct
+--   plain partition of the rule's table, owned by the same role, whose whole range lies
+--   before the run's cut-off.
 CREATE OR REPLACE FUNCTION maint._cleanup_drop_partition(p_run bigint, p_rule_id bigint, p_partition text, p_lock_ms text)
-    RETURNS bigint
+    RETURNS jsonb
     LANGUAGE plpgsql
     VOLATILE
     SECURITY DEFINER
@@ -576,10 +617,14 @@ DECLARE
     v_rule maint.cleanup_rules := maint._cleanup_run_rule(p_run, p_rule_id, true);
     v_rel regclass;
     v_part regclass;
+    v_owner oid;
     v_exec name;
     v_refusal text;
-    v_doc jsonb;
     v_rows bigint;
+    v_bound text;
+    v_bytes bigint;
+    v_estimated boolean;
+    v_set maint.archive_sets;
 BEGIN
     v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
     v_part := maint._cleanup_unit(v_rule, p_partition);
@@ -587,28 +632,51 @@ BEGIN
     IF v_refusal IS NOT NULL THEN
         RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'insufficient_privilege';
     END IF;
+    v_owner := maint._cleanup_owner(v_rel);
     IF v_rule.kind <> 'retention' OR v_rule.condition IS NOT NULL OR NOT EXISTS (
             SELECT 1 FROM maint._cleanup_expired_partitions(v_rel, v_rule.time_column, maint._cleanup_cutoff(p_run, v_rule)) AS p
              WHERE p.partition = v_part AND p.expired)
-       OR maint._cleanup_owner(v_part) <> maint._cleanup_owner(v_rel) THEN
+       OR maint._cleanup_owner(v_part) <> v_owner
+       OR (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_part) <> 'r' THEN
         RAISE EXCEPTION 'partition % of % is not expired for rule %', v_part, v_rel, v_rule.id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    v_exec := maint._executor(maint._cleanup_owner(v_rel));
-    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_part), p_lock_ms);
-    IF v_rule.archive THEN
-        v_doc := maint._cleanup_archive_batch(v_exec, pg_catalog.format(
-            'SELECT ''r''::text, pg_catalog.to_jsonb(t) FROM %s AS t', v_part),
-            true, NULL, NULL, p_lock_ms, p_run, v_rule.id, v_rel::text);
-        v_rows := (v_doc->>'archived')::bigint;
-    ELSE
-        v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
-            'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s', v_part), NULL, NULL, p_lock_ms);
-        v_rows := v_doc::text::bigint;
+    -- from the catalog, before any lock: no row is counted while a lock is held (a
+    -- partition never analyzed has no estimate and is counted here, before locking)
+    SELECT c.reltuples::bigint, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+      INTO v_rows, v_bound
+      FROM pg_catalog.pg_class AS c WHERE c.oid = v_part;
+    v_exec := maint._executor(v_owner);
+    v_estimated := v_rows >= 0;
+    IF NOT v_estimated THEN
+        v_rows := maint._cleanup_query(v_exec, pg_catalog.format('SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s', v_part),
+                                       NULL, NULL, p_lock_ms)::text::bigint;
     END IF;
+    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', v_rel), p_lock_ms);
+    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_part),
+                                   p_lock_ms);
     PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', v_rel, v_part), p_lock_ms);
-    PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_part), p_lock_ms);
-    RETURN v_rows;
+    v_bytes := pg_catalog.pg_table_size(v_part);
+    IF v_rule.archive THEN
+        v_set := maint._archive_set_new(p_run, v_rule, v_rel::text, 'partition', v_owner);
+        UPDATE maint.archive_sets AS s
+           SET partition_name = v_part::text, partition_bound = v_bound, rows = v_rows, rows_estimated = v_estimated,
+               bytes = v_bytes
+         WHERE s.id = v_set.id;
+        -- renamed where it is first, so no name in maint_archive can be in the way
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s RENAME TO %I', v_part,
+                                       'pgmaint_archive_' || v_set.archive_table), p_lock_ms);
+        PERFORM maint._archive_schema_access(v_owner, true);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA maint_archive',
+            (SELECT n.nspname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+              WHERE c.oid = v_part), 'pgmaint_archive_' || v_set.archive_table), p_lock_ms);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE maint_archive.%I RENAME TO %I',
+            'pgmaint_archive_' || v_set.archive_table, v_set.archive_table), p_lock_ms);
+        PERFORM maint._archive_schema_access(v_owner, false);
+    ELSE
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_part), p_lock_ms);
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('del', v_rows, 'estimated', v_estimated, 'bytes', v_bytes, 'archived', v_rule.archive);
 END
 $$;
 
@@ -616,7 +684,8 @@ $$;
 --   After a rule's batches: drops its work table (dedupe) and its positions, and sizes
 --   the table under the lock timeout (never waiting in front of the application for a
 --   statistic).
---   Returns {"size_after": bytes or null}.
+--   Returns {"size_after": bytes or null, "archive_sets": the run's sets of the rule,
+--   "dead_tuples": the table's dead rows as its statistics count them now}.
 CREATE OR REPLACE FUNCTION maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -629,6 +698,7 @@ DECLARE
     v_rel regclass := maint._table_by_name(v_rule.target_schema, v_rule.target_table);
     v_victims regclass := pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', 'pgmaint_victims_' || v_rule.id));
     v_size bigint;
+    v_set maint.archive_sets;
 BEGIN
     IF v_victims IS NOT NULL AND v_rel IS NOT NULL
        AND (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = v_victims) = maint._cleanup_owner(v_rel) THEN
@@ -644,7 +714,17 @@ BEGIN
         END;
     END IF;
     DELETE FROM maint.cleanup_cursors AS c WHERE c.run_id = p_run AND c.rule_id = p_rule_id;
-    RETURN pg_catalog.jsonb_build_object('size_after', v_size);
+    -- a row set whose batches found nothing to remove holds nothing to undo
+    FOR v_set IN SELECT * FROM maint.archive_sets AS s
+                  WHERE s.run_id = p_run AND s.rule_id = p_rule_id AND s.storage = 'rows' AND s.rows = 0 LOOP
+        PERFORM maint._archive_set_drop(v_set, p_lock_ms);
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('size_after', v_size,
+        -- undo checks that every set is still there
+        'archive_sets', (SELECT pg_catalog.count(*) FROM maint.archive_sets AS s
+                          WHERE s.run_id = p_run AND s.rule_id = p_rule_id),
+        -- dead rows the table's statistics count now: what VACUUM will make reusable
+        'dead_tuples', CASE WHEN v_rel IS NOT NULL THEN pg_catalog.pg_stat_get_dead_tuples(v_rel) END);
 END
 $$;
 
@@ -654,14 +734,14 @@ COMMENT ON FUNCTION maint._cleanup_owner(regclass) IS 'Internal: the owner of a 
 COMMENT ON FUNCTION maint._cleanup_cutoff(bigint, maint.cleanup_rules) IS 'Internal: a retention rule''s cut-off in a run';
 COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text, jsonb) IS 'Internal: run a one-row statement in an executor';
 COMMENT ON FUNCTION maint._cleanup_command(name, text, text) IS 'Internal: run a utility statement in an executor';
-COMMENT ON FUNCTION maint._cleanup_archive_batch(name, text, boolean, text[], text[], text, bigint, bigint, text) IS 'Internal: run a batch in an executor and archive its rows';
+COMMENT ON FUNCTION maint._cleanup_delete_batch(name, text, text[], text[], text, bigint) IS 'Internal: run a batch in an executor and count it in its archive set';
 COMMENT ON FUNCTION maint._cleanup_fail(maint.cleanup_rules, text, text, text) IS 'Internal: a rule error as the journal keeps it';
 COMMENT ON FUNCTION maint._cleanup_batching(maint.cleanup_rules, regclass, regclass, boolean, bigint, numeric, numeric) IS
     'Internal: how a unit of a rule is batched';
 COMMENT ON FUNCTION maint._cleanup_preflight(bigint, bigint, text) IS 'Internal: count and check a rule before its batches (as the table owner)';
 COMMENT ON FUNCTION maint._cleanup_unit(maint.cleanup_rules, text) IS 'Internal: a rule''s table or one of its partitions';
 COMMENT ON FUNCTION maint._cleanup_batch(bigint, bigint, integer, text) IS 'Internal: the next batch of a rule from its position (as the table owner, archived)';
-COMMENT ON FUNCTION maint._cleanup_drop_partition(bigint, bigint, text, text) IS 'Internal: archive and drop an expired partition (as the table owner)';
+COMMENT ON FUNCTION maint._cleanup_drop_partition(bigint, bigint, text, text) IS 'Internal: detach an expired partition and keep it as the archive, or drop it (as the table owner, O(1))';
 COMMENT ON FUNCTION maint._cleanup_rule_done(bigint, bigint, text) IS 'Internal: drop a rule''s work table and size its table';
 
 -- the steps check the run, the rule and the author themselves; the helpers that run

@@ -388,11 +388,44 @@ AS $$
        AND maint.task_lock_holder(r.task) IS DISTINCT FROM r.backend_pid
 $$;
 
+-- maint.health_archive_size(p_cfg maint.check_config) -> SETOF maint.health_result
+--   The archive of removed rows (archive sets and the jsonb rows of earlier releases, from
+--   maint.archive_summary): critical above crit bytes, warning above warn bytes or above
+--   params.max_share of the database's size, ok otherwise. The archive is kept for each
+--   rule's archive_keep; a large one means long keeps or a purge that does not run.
+CREATE OR REPLACE FUNCTION maint.health_archive_size(p_cfg maint.check_config)
+    RETURNS SETOF maint.health_result
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT maint._health_row(
+               CASE WHEN x.bytes > p_cfg.crit THEN 'critical'
+                    WHEN x.bytes > p_cfg.warn OR x.bytes > x.db * (p_cfg.params->>'max_share')::numeric THEN 'warning'
+                    ELSE 'ok' END,
+               'database', pg_catalog.current_database()::text,
+               pg_catalog.format('the archive of removed rows holds %s rows of %s runs in %s (%s%% of the database); '
+                                 'the oldest is kept until %s',
+                                 x.rows, x.runs, pg_catalog.pg_size_pretty(x.bytes),
+                                 round(100.0 * x.bytes / greatest(x.db, 1), 1), coalesce(x.keep_until::text, '-')),
+               x.bytes,
+               'purge what is due (CALL maint.purge_archive(dry_run => false)), schedule it, or shorten the '
+               'rules'' archive_keep (maint.rules)',
+               'CALL maint.purge_archive(dry_run => false);',
+               pg_catalog.jsonb_build_object('rows', x.rows, 'runs', x.runs, 'database_bytes', x.db))
+      FROM (SELECT coalesce(sum(a.bytes), 0)::bigint AS bytes, coalesce(sum(a.rows_archived - a.rows_restored), 0) AS rows,
+                   pg_catalog.count(DISTINCT a.run_id) AS runs, pg_catalog.min(a.keep_until) AS keep_until,
+                   pg_catalog.pg_database_size(pg_catalog.current_database()) AS db
+              FROM maint.archive_summary AS a
+             WHERE a.rows_restored < a.rows_archived) AS x
+$$;
+
 GRANT EXECUTE ON FUNCTION
     maint.cron_jobs_query(),
     maint._cron_job_findings(jsonb, maint.check_config),
     maint._cron_connection_finding(),
     maint.health_cron_jobs(maint.check_config),
     maint.health_backup_freshness(maint.check_config),
-    maint.health_pgmaint_runs(maint.check_config)
+    maint.health_pgmaint_runs(maint.check_config),
+    maint.health_archive_size(maint.check_config)
 TO maint_monitor;

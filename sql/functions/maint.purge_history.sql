@@ -1,5 +1,6 @@
 -- CALL maint.purge_history(keep, keep_cron_details, dry_run)
---   The monthly trim: the archive of removed rows (maint.purge_archive), health history
+--   The monthly trim: the archive of removed rows past each rule's archive_keep
+--   (maint.purge_archive), health history
 --   samples (task purge_health_history), the run journal (maint.purge_runs), and pg_cron's
 --   cron.job_run_details when pg_cron lives in this database (elsewhere
 --   `pgmaint schedule install` trims it there with a job of its own). The batched parts are
@@ -45,7 +46,8 @@ BEGIN
             v_failed := v_failed || ('cron.job_run_details: ' || SQLERRM);
         END;
     END IF;
-    CALL maint.purge_archive(older_than => keep, dry_run => dry_run);
+    -- the archive goes by each rule's archive_keep, whole runs at a time
+    CALL maint.purge_archive(dry_run => dry_run);
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     CALL maint._purge_batched('purge_health_history', 'keep', keep,
                               dry_run, 10000, interval '15 minutes', interval '2 seconds');

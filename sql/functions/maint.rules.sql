@@ -6,8 +6,10 @@
 -- to SELECT an orphan rule's parent) when the rule is added and again at every run; the
 -- rule is carried out as the table's owner (docs/security.md).
 
--- maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean) -> void
-CREATE OR REPLACE FUNCTION maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean)
+-- maint._cleanup_check_options(p_batch_size, p_archive, p_enabled, p_max_fraction, p_archive_keep) -> void
+--   Raises when an option every kind of rule takes is out of range.
+CREATE OR REPLACE FUNCTION maint._cleanup_check_options(p_batch_size integer, p_archive boolean, p_enabled boolean,
+                                                        p_max_fraction numeric, p_archive_keep interval)
     RETURNS void
     LANGUAGE plpgsql
     IMMUTABLE
@@ -21,6 +23,19 @@ BEGIN
     IF p_archive IS NULL OR p_enabled IS NULL THEN
         RAISE EXCEPTION 'archive and enabled must be true or false, not NULL'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_max_fraction IS NOT NULL AND p_max_fraction NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'max_fraction must be between 0 and 1 (or NULL: the run''s), got %', p_max_fraction
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_archive_keep IS NOT NULL AND (p_archive_keep <= interval '0' OR p_archive_keep > interval '100 years') THEN
+        RAISE EXCEPTION 'archive_keep must be a positive interval of at most 100 years (or NULL: the kind''s default), got %',
+            p_archive_keep
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_archive_keep IS NOT NULL AND NOT p_archive THEN
+        RAISE EXCEPTION 'archive_keep is given but archive is off: nothing would be kept'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;
@@ -71,7 +86,9 @@ CREATE OR REPLACE FUNCTION maint._add_retention_policy(
     batch_size integer DEFAULT 10000,
     archive boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    condition text DEFAULT NULL
+    condition text DEFAULT NULL,
+    max_fraction numeric DEFAULT NULL,
+    archive_keep interval DEFAULT NULL
 )
     RETURNS bigint
     LANGUAGE plpgsql
@@ -95,11 +112,11 @@ BEGIN
             target, pg_catalog.quote_ident(time_column), v_type
             USING ERRCODE = 'datatype_mismatch';
     END IF;
-    IF keep IS NULL OR keep < interval '0' THEN
-        RAISE EXCEPTION 'keep must be a non-negative interval, got %', coalesce(keep::text, 'NULL')
+    IF keep IS NULL OR keep < interval '0' OR keep > interval '1000 years' THEN
+        RAISE EXCEPTION 'keep must be an interval from 0 to 1000 years, got %', coalesce(keep::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
+    PERFORM maint._cleanup_check_options(batch_size, archive, enabled, max_fraction, archive_keep);
     v_cond := maint._cleanup_check_condition(target, condition);
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
      WHERE r.kind = 'retention' AND r.time_column = _add_retention_policy.time_column
@@ -112,8 +129,10 @@ BEGIN
     PERFORM maint._executor(maint._cleanup_owner(target));
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
-           (kind, target_schema, target_table, time_column, keep, condition, batch_size, archive, enabled, created_by)
-    SELECT 'retention', n.nspname, c.relname, time_column, keep, v_cond, batch_size, archive, enabled, v_author
+           (kind, target_schema, target_table, time_column, keep, condition, batch_size, archive, enabled, created_by,
+            max_fraction, archive_keep)
+    SELECT 'retention', n.nspname, c.relname, time_column, keep, v_cond, batch_size, archive, enabled, v_author,
+           max_fraction, archive_keep
       FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
      WHERE c.oid = target
     RETURNING r.id INTO v_id;
@@ -132,7 +151,9 @@ CREATE OR REPLACE FUNCTION maint._add_orphan_rule(
     batch_size integer DEFAULT 10000,
     archive boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    condition text DEFAULT NULL
+    condition text DEFAULT NULL,
+    max_fraction numeric DEFAULT NULL,
+    archive_keep interval DEFAULT NULL
 )
     RETURNS bigint
     LANGUAGE plpgsql
@@ -167,7 +188,7 @@ BEGIN
         PERFORM maint._cleanup_column_type(child, child_columns[i]);
         PERFORM maint._cleanup_column_type(parent, parent_columns[i]);
     END LOOP;
-    PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
+    PERFORM maint._cleanup_check_options(batch_size, archive, enabled, max_fraction, archive_keep);
     v_cond := maint._cleanup_check_condition(child, condition);
     SELECT n.nspname, c.relname INTO v_rule.parent_schema, v_rule.parent_table
       FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
@@ -203,9 +224,10 @@ BEGIN
     PERFORM maint._cleanup_notice_cascades(child);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, columns, parent_schema, parent_table, parent_columns,
-            condition, batch_size, archive, enabled, created_by)
+            condition, batch_size, archive, enabled, created_by, max_fraction, archive_keep)
     VALUES ('orphan', v_rule.target_schema, v_rule.target_table, child_columns, v_rule.parent_schema,
-            v_rule.parent_table, parent_columns, v_cond, batch_size, archive, enabled, v_author)
+            v_rule.parent_table, parent_columns, v_cond, batch_size, archive, enabled, v_author,
+            max_fraction, archive_keep)
     RETURNING r.id INTO v_id;
     RETURN v_id;
 END
@@ -223,7 +245,9 @@ CREATE OR REPLACE FUNCTION maint._add_dedupe_rule(
     batch_size integer DEFAULT 10000,
     archive boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    condition text DEFAULT NULL
+    condition text DEFAULT NULL,
+    max_fraction numeric DEFAULT NULL,
+    archive_keep interval DEFAULT NULL
 )
     RETURNS bigint
     LANGUAGE plpgsql
@@ -275,7 +299,7 @@ BEGIN
             key_columns, target, v_index
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM maint._cleanup_check_options(batch_size, archive, enabled);
+    PERFORM maint._cleanup_check_options(batch_size, archive, enabled, max_fraction, archive_keep);
     v_cond := maint._cleanup_check_condition(target, condition);
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
      WHERE r.kind = 'dedupe' AND r.columns = key_columns AND r.condition IS NOT DISTINCT FROM v_cond
@@ -296,9 +320,9 @@ BEGIN
     PERFORM maint._cleanup_notice_cascades(target);
     INSERT INTO maint.cleanup_rules AS r
            (kind, target_schema, target_table, columns, keep_which, order_by, nulls_equal,
-            condition, batch_size, archive, enabled, created_by)
+            condition, batch_size, archive, enabled, created_by, max_fraction, archive_keep)
     SELECT 'dedupe', n.nspname, c.relname, key_columns, keep, order_by, nulls_equal,
-           v_cond, batch_size, archive, enabled, v_author
+           v_cond, batch_size, archive, enabled, v_author, max_fraction, archive_keep
       FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
      WHERE c.oid = target
     RETURNING r.id INTO v_id;
@@ -359,13 +383,22 @@ BEGIN
 END
 $$;
 
--- maint.add_retention_policy(target, time_column, keep, batch_size, archive, enabled, condition) -> bigint
+-- maint.add_retention_policy(target, time_column, keep, batch_size, archive, enabled, condition,
+--                            max_fraction, archive_keep) -> bigint
 --   Rows of target whose time_column is older than now() - keep are removed by
---   maint.apply_retention. condition: optional extra boolean expression over the table
---   (e.g. status = 'suspended'; only columns, constants and built-in side-effect-free
---   operators and functions). For a table RANGE-partitioned on time_column, whole expired
---   partitions are detached and dropped (archived first when archive is on). The caller
---   becomes the rule's author and needs SELECT and DELETE on target.
+--   maint.apply_retention (a timestamp without time zone or date column is read as UTC).
+--   condition: optional extra boolean expression over the table (e.g. status =
+--   'suspended'; only columns, constants and built-in side-effect-free operators and
+--   functions). For a table RANGE-partitioned on time_column, whole expired partitions are
+--   detached: kept as the archive when archive is on, dropped otherwise.
+--   Options every add_* function takes:
+--     archive       keep removed rows in the run's archive set for undo (default on)
+--     max_fraction  this rule's guard: refuse a run that would remove more of the table
+--                   (0..1; NULL: the run's max_fraction, 0.5 by default). Expiry tables
+--                   (sessions, tokens, caches) that lose most rows every night set 1.
+--     archive_keep  how long the archive of this rule's runs is kept (NULL: 7 days for
+--                   retention, 30 days for orphans and duplicates; maint.purge_archive)
+--   The caller becomes the rule's author and needs SELECT and DELETE on target.
 CREATE OR REPLACE FUNCTION maint.add_retention_policy(
     target regclass,
     time_column name,
@@ -373,21 +406,26 @@ CREATE OR REPLACE FUNCTION maint.add_retention_policy(
     batch_size integer DEFAULT 10000,
     archive boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    condition text DEFAULT NULL
+    condition text DEFAULT NULL,
+    max_fraction numeric DEFAULT NULL,
+    archive_keep interval DEFAULT NULL
 )
     RETURNS bigint
     LANGUAGE sql
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT maint._add_retention_policy(CURRENT_USER, target, time_column, keep, batch_size, archive, enabled, condition)
+    SELECT maint._add_retention_policy(CURRENT_USER, target, time_column, keep, batch_size, archive, enabled, condition,
+                                       max_fraction, archive_keep)
 $$;
 
--- maint.add_orphan_rule(child, child_columns, parent, parent_columns, batch_size, archive, enabled, condition) -> bigint
+-- maint.add_orphan_rule(child, child_columns, parent, parent_columns, batch_size, archive, enabled, condition,
+--                       max_fraction, archive_keep) -> bigint
 --   Child rows whose reference (all child_columns non-NULL) has no parent row with equal
 --   parent_columns are removed by maint.clean_orphans. For references without a foreign
 --   key. The caller becomes the rule's author and needs SELECT and DELETE on child and
 --   SELECT on parent; the child's owner, as whom the cleanup runs, needs SELECT on parent.
+--   archive, max_fraction, archive_keep: as for maint.add_retention_policy.
 CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
     child regclass,
     child_columns name[],
@@ -396,7 +434,9 @@ CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
     batch_size integer DEFAULT 10000,
     archive boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    condition text DEFAULT NULL
+    condition text DEFAULT NULL,
+    max_fraction numeric DEFAULT NULL,
+    archive_keep interval DEFAULT NULL
 )
     RETURNS bigint
     LANGUAGE sql
@@ -404,17 +444,19 @@ CREATE OR REPLACE FUNCTION maint.add_orphan_rule(
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT maint._add_orphan_rule(CURRENT_USER, child, child_columns, parent, parent_columns, batch_size,
-                                  archive, enabled, condition)
+                                  archive, enabled, condition, max_fraction, archive_keep)
 $$;
 
--- maint.add_dedupe_rule(target, key_columns, keep, order_by, nulls_equal, batch_size, archive, enabled, condition) -> bigint
+-- maint.add_dedupe_rule(target, key_columns, keep, order_by, nulls_equal, batch_size, archive, enabled, condition,
+--                       max_fraction, archive_keep) -> bigint
 --   Rows equal on key_columns beyond the one kept are removed by maint.remove_duplicates.
 --   keep: 'oldest' (default) or 'newest' by order_by (NULLs last), ties and no order_by
 --   broken by the primary key (else ctid). nulls_equal (default true): NULL key values
 --   count as equal, as GROUP BY does; false leaves rows with a NULL in the key alone, as
 --   a default unique index would. A key already covered by a unique constraint or index
 --   is refused: it cannot have duplicates to remove. The caller becomes the rule's author
---   and needs SELECT and DELETE on target.
+--   and needs SELECT and DELETE on target. archive, max_fraction, archive_keep: as for
+--   maint.add_retention_policy.
 CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
     target regclass,
     key_columns name[],
@@ -424,7 +466,9 @@ CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
     batch_size integer DEFAULT 10000,
     archive boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    condition text DEFAULT NULL
+    condition text DEFAULT NULL,
+    max_fraction numeric DEFAULT NULL,
+    archive_keep interval DEFAULT NULL
 )
     RETURNS bigint
     LANGUAGE sql
@@ -432,7 +476,7 @@ CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT maint._add_dedupe_rule(CURRENT_USER, target, key_columns, keep, order_by, nulls_equal, batch_size,
-                                  archive, enabled, condition)
+                                  archive, enabled, condition, max_fraction, archive_keep)
 $$;
 
 -- maint.remove_rule(rule_id bigint) -> void: delete a rule (its archived rows stay).
@@ -489,23 +533,25 @@ SELECT r.id,
        r.enabled,
        r.archive,
        r.batch_size,
+       r.max_fraction,
+       coalesce(r.archive_keep, maint._archive_keep_default(r.kind)) AS archive_keep,
        r.created_at,
        r.created_by
   FROM maint.cleanup_rules AS r;
 COMMENT ON VIEW maint.rules IS 'pgmaint cleanup rules, one line each (disable with maint.enable_rule(id, false), drop with maint.remove_rule(id))';
 GRANT SELECT ON maint.rules TO maint_monitor;
 
-COMMENT ON FUNCTION maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text) IS
+COMMENT ON FUNCTION maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text, numeric, interval) IS
     'Add a retention policy: rows older than now() - keep go (partitions are dropped when the table is range-partitioned on the column)';
-COMMENT ON FUNCTION maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text) IS
+COMMENT ON FUNCTION maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text, numeric, interval) IS
     'Add an orphan rule: child rows whose reference has no parent row go';
-COMMENT ON FUNCTION maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
+COMMENT ON FUNCTION maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text, numeric, interval) IS
     'Add a dedupe rule: rows equal on the key beyond the one kept go';
-COMMENT ON FUNCTION maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text) IS
+COMMENT ON FUNCTION maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text, numeric, interval) IS
     'Internal: add a retention policy for an author';
-COMMENT ON FUNCTION maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text) IS
+COMMENT ON FUNCTION maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text, numeric, interval) IS
     'Internal: add an orphan rule for an author';
-COMMENT ON FUNCTION maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text) IS
+COMMENT ON FUNCTION maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text, numeric, interval) IS
     'Internal: add a dedupe rule for an author';
 COMMENT ON FUNCTION maint._rule_shape_check(maint.cleanup_rules) IS 'Internal: refuse a rule that would run another role''s code as its table''s owner';
 COMMENT ON FUNCTION maint._author_refusal(name, regclass, text) IS 'Internal: which right an author lacks on a table (NULL: none)';
@@ -514,14 +560,14 @@ COMMENT ON FUNCTION maint.remove_rule(bigint) IS 'Remove a cleanup rule';
 COMMENT ON FUNCTION maint.enable_rule(bigint, boolean) IS 'Enable or disable a cleanup rule';
 
 GRANT EXECUTE ON FUNCTION
-    maint._cleanup_check_options(integer, boolean, boolean),
+    maint._cleanup_check_options(integer, boolean, boolean, numeric, interval),
     maint._cleanup_notice_cascades(regclass),
-    maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text),
-    maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text),
-    maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text),
-    maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text),
-    maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text),
-    maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text),
+    maint.add_retention_policy(regclass, name, interval, integer, boolean, boolean, text, numeric, interval),
+    maint.add_orphan_rule(regclass, name[], regclass, name[], integer, boolean, boolean, text, numeric, interval),
+    maint.add_dedupe_rule(regclass, name[], text, name, boolean, integer, boolean, boolean, text, numeric, interval),
+    maint._add_retention_policy(name, regclass, name, interval, integer, boolean, boolean, text, numeric, interval),
+    maint._add_orphan_rule(name, regclass, name[], regclass, name[], integer, boolean, boolean, text, numeric, interval),
+    maint._add_dedupe_rule(name, regclass, name[], text, name, boolean, integer, boolean, boolean, text, numeric, interval),
     maint._author_refusal(name, regclass, text),
     maint._rule_shape_check(maint.cleanup_rules),
     maint._rule_author_check(name, regclass, text),

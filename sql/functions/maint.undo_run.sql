@@ -1,30 +1,136 @@
 -- Undo: put back the rows a cleanup run archived. The archive is written only by the
--- cleanup engine (maint_admin cannot write maint.archive), rows go back only into the
--- table they came from, never into pg_catalog, information_schema, maint or maint_exec,
--- and they are inserted as the table's owner (in its executor), as the cleanup deleted
--- them: the table's triggers, constraints, defaults and index expressions never run with
--- the rights of whoever calls the undo. The caller must be allowed to INSERT into each
--- table.
+-- cleanup engine: archive sets (maint.archive_sets.sql) and, from earlier releases, the
+-- jsonb rows of maint.archive. Rows go back only into the table they came from, never
+-- into pg_catalog, information_schema, maint, maint_exec or maint_archive, and they are
+-- inserted as the table's owner (in its executor), as the cleanup deleted them: the
+-- table's triggers, constraints, defaults and index expressions never run with the rights
+-- of whoever calls the undo. The caller must be allowed to INSERT into each table.
 
 -- maint._undo_plan(p_target_run bigint) -> TABLE(source_table text, first_id bigint, pending bigint,
---                                                archived bigint, table_exists boolean)
---   Per table the run archived: the first archive id, the rows still to restore, all rows
---   archived and whether the table still exists (counts only; the archive itself is
---   readable by maint_admin only through maint.archive_rows, for the tables it may read).
+--                                                archived bigint, table_exists boolean, sets bigint[])
+--   Per table the run archived, in the order it was archived: the rows still to restore,
+--   all rows archived (a detached partition counts the planner's estimate), whether the
+--   table still exists, and the archive sets not yet restored (first_id orders the
+--   tables; jsonb rows of earlier releases have no set). Counts only: the archive itself
+--   is read as each table's owner.
 CREATE OR REPLACE FUNCTION maint._undo_plan(p_target_run bigint)
-    RETURNS TABLE(source_table text, first_id bigint, pending bigint, archived bigint, table_exists boolean)
+    RETURNS TABLE(source_table text, first_id bigint, pending bigint, archived bigint, table_exists boolean,
+                  sets bigint[])
     LANGUAGE sql
     STABLE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT a.source_table, pg_catalog.min(a.id) FILTER (WHERE a.restored_by IS NULL),
-           pg_catalog.count(*) FILTER (WHERE a.restored_by IS NULL), pg_catalog.count(*),
-           maint._table_by_name(a.source_table) IS NOT NULL
-      FROM maint.archive AS a
-     WHERE a.run_id = p_target_run
-     GROUP BY a.source_table
+    SELECT x.source_table, pg_catalog.min(x.first_id), sum(x.pending)::bigint, sum(x.archived)::bigint,
+           maint._table_by_name(x.source_table) IS NOT NULL,
+           pg_catalog.array_agg(x.set_id ORDER BY x.set_id) FILTER (WHERE x.set_id IS NOT NULL AND x.first_id IS NOT NULL)
+      FROM (SELECT a.source_table, pg_catalog.min(a.id) FILTER (WHERE a.restored_by IS NULL) AS first_id,
+                   pg_catalog.count(*) FILTER (WHERE a.restored_by IS NULL) AS pending, pg_catalog.count(*) AS archived,
+                   NULL::bigint AS set_id
+              FROM maint.archive AS a
+             WHERE a.run_id = p_target_run
+             GROUP BY a.source_table
+            UNION ALL
+            SELECT s.source_table, CASE WHEN s.restored_by IS NULL THEN s.id END,
+                   CASE WHEN s.restored_by IS NULL THEN s.rows ELSE 0 END, s.rows, s.id
+              FROM maint.archive_sets AS s
+             WHERE s.run_id = p_target_run) AS x
+     GROUP BY x.source_table
      ORDER BY 2 NULLS LAST
+$$;
+
+-- maint._undo_set(p_undo_run, p_target_run, p_set_id, p_undoer) -> bigint
+--   Puts back one archive set of run p_target_run, as the source table's owner, for
+--   p_undoer (who needs what maint._author_refusal asks for INSERT): a row set's rows are
+--   inserted with their own types (stored generated columns recomputed, identity values
+--   kept), and its table dropped; a detached partition is moved back under its name and
+--   attached again with its bounds. Refuses, before changing anything, a set whose table
+--   is gone or changed, or that holds another number of rows than the run archived (the
+--   archive is incomplete). Returns the rows put back (for a partition, as it holds now).
+CREATE OR REPLACE FUNCTION maint._undo_set(p_undo_run bigint, p_target_run bigint, p_set_id bigint, p_undoer name)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs := maint._own_run(p_undo_run);
+    v_undoer name := maint._caller(p_undoer);
+    v_set maint.archive_sets;
+    v_rel regclass;
+    v_arch regclass;
+    v_refusal text;
+    v_exec name;
+    v_cols text;
+    v_n bigint;
+    v_schema name;
+    v_name name;
+BEGIN
+    IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
+        RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO v_set FROM maint.archive_sets AS s
+     WHERE s.id = p_set_id AND s.run_id = p_target_run AND s.restored_by IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'archive set % is not an unrestored set of run %', p_set_id, p_target_run
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    v_rel := maint._table_by_name(v_set.source_table);
+    IF v_rel IS NULL THEN
+        RAISE EXCEPTION 'table % of run % no longer exists', v_set.source_table, p_target_run
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    PERFORM maint._cleanup_check_table(v_rel);
+    v_refusal := maint._author_refusal(v_undoer, v_rel, 'INSERT');
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%: undo puts rows back only for roles that could insert every one of them', v_refusal
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF maint._cleanup_owner(v_rel) <> v_set.owner_oid THEN
+        RAISE EXCEPTION 'table % changed owner since run % archived its rows: its archive is the former owner''s',
+            v_rel, p_target_run
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    v_arch := maint._archive_set_table(v_set);
+    v_exec := maint._executor(v_set.owner_oid);
+    IF v_set.storage = 'rows' THEN
+        v_n := maint._archive_set_count(v_set);
+        IF v_n <> v_set.rows THEN
+            RAISE EXCEPTION 'archive set % of run % (%) is incomplete: it holds % of the % rows the run archived; nothing was restored',
+                v_set.id, p_target_run, v_set.source_table, v_n, v_set.rows
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
+          FROM pg_catalog.pg_attribute AS a
+         WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+        v_n := maint._cleanup_command(v_exec, pg_catalog.format(
+            'INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', v_rel, v_cols, v_cols, v_arch), NULL);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_arch), NULL);
+    ELSE
+        -- a detached partition: back under its name, attached with its bounds again
+        v_schema := (pg_catalog.parse_ident(v_set.partition_name))[1];
+        v_name := (pg_catalog.parse_ident(v_set.partition_name))[2];
+        IF pg_catalog.to_regclass(v_set.partition_name) IS NOT NULL THEN
+            RAISE EXCEPTION 'cannot put partition % of run % back: a table of that name exists again',
+                v_set.partition_name, p_target_run
+                USING ERRCODE = 'duplicate_table';
+        END IF;
+        v_n := maint._archive_set_count(v_set);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s RENAME TO %I', v_arch,
+                                       'pgmaint_restore_' || v_set.archive_table), NULL);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE maint_archive.%I SET SCHEMA %I',
+                                       'pgmaint_restore_' || v_set.archive_table, v_schema), NULL);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I',
+                                       v_schema, 'pgmaint_restore_' || v_set.archive_table, v_name), NULL);
+        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %I.%I %s',
+                                       v_rel, v_schema, v_name, v_set.partition_bound), NULL);
+    END IF;
+    UPDATE maint.archive_sets AS s SET restored_by = p_undo_run, restored_at = pg_catalog.clock_timestamp()
+     WHERE s.id = v_set.id;
+    RETURN v_n;
+END
 $$;
 
 -- maint._undo_table(p_undo_run, p_target_run, p_source, p_undoer) -> bigint
@@ -101,14 +207,16 @@ END
 $$;
 
 -- CALL maint.undo_run(run_id bigint, dry_run boolean DEFAULT false)
---   Puts back the rows a cleanup run archived in maint.archive, table by table in the
---   order they were removed, all in one transaction: it either restores every row or
---   none. Rows are inserted as each table's owner; the caller needs INSERT on the tables
---   (and to see every row of a table with row-level security).
---   A row that already exists again (unique violation) makes the whole undo fail. Rows of
---   partitions that were dropped need the partition re-created first. Restored archive
---   rows are marked (restored_by), so a run cannot be undone twice. Journaled as task
---   'undo'; dry_run only counts.
+--   Puts back the rows a cleanup run archived, table by table in the order they were
+--   removed, all in one transaction: it either restores every row or none. Rows are
+--   inserted as each table's owner from the run's archive sets (a detached partition is
+--   attached again); the caller needs INSERT on the tables (and to see every row of a
+--   table with row-level security). A row that already exists again (unique violation),
+--   or an archive that is incomplete (a set missing, changed or holding other rows than
+--   the run archived), makes the whole undo fail with nothing restored. Restored sets are
+--   marked (restored_by), so a run cannot be undone twice. A run whose session was killed
+--   is closed as abandoned first and can then be undone. Journaled as task 'undo';
+--   dry_run only counts.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint.undo_run(run_id bigint, dry_run boolean DEFAULT false)
@@ -128,6 +236,8 @@ DECLARE
     v_detail text;
     v_current text;
     v_shown text;
+    v_set bigint;
+    v_sets_made bigint;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF run_id IS NULL OR dry_run IS NULL THEN
@@ -138,11 +248,18 @@ BEGIN
         RAISE EXCEPTION 'no run with id %', run_id USING ERRCODE = 'no_data_found';
     END IF;
     IF v_target.status = 'running' THEN
+        -- a run whose session is gone (killed, crashed) is closed as abandoned first
+        PERFORM maint.mark_abandoned_runs(v_target.task);
+        SELECT * INTO v_target FROM maint.runs AS r WHERE r.id = undo_run.run_id;
+    END IF;
+    IF v_target.status = 'running' THEN
         RAISE EXCEPTION 'run % (%) is still running; undo it when it has finished', run_id, v_target.task
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     SELECT coalesce(sum(p.pending), 0), coalesce(sum(p.archived), 0) INTO v_pending, v_archived
       FROM maint._undo_plan(run_id) AS p;
+    SELECT sum((e.value->>'archive_sets')::bigint) INTO v_sets_made
+      FROM pg_catalog.jsonb_each(coalesce(v_target.detail->'rules', '{}'::jsonb)) AS e;
     IF v_pending = 0 THEN
         RAISE EXCEPTION 'run % (%) has no archived rows left to restore', run_id, v_target.task
             USING ERRCODE = 'no_data_found',
@@ -155,7 +272,17 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
-        FOR v_src IN SELECT p.source_table, p.pending, p.table_exists
+        -- every set the run made must still be there: a purge never splits a run, so a
+        -- missing one means the archive is incomplete
+        IF v_sets_made IS NOT NULL AND v_sets_made > (SELECT count(*) FROM maint._undo_plan(run_id) AS p,
+                                                             pg_catalog.unnest(p.sets) AS u)
+                                                      + (SELECT count(*) FROM maint.archive_sets AS s
+                                                          WHERE s.run_id = undo_run.run_id AND s.restored_by IS NOT NULL) THEN
+            RAISE EXCEPTION 'the archive of run % is incomplete: the run made % archive sets, % are left; nothing was restored',
+                run_id, v_sets_made, (SELECT count(*) FROM maint.archive_sets AS s WHERE s.run_id = undo_run.run_id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        FOR v_src IN SELECT p.source_table, p.pending, p.table_exists, p.sets
                        FROM maint._undo_plan(run_id) AS p WHERE p.pending > 0 LOOP
             v_current := v_src.source_table;
             IF dry_run THEN
@@ -165,7 +292,11 @@ BEGIN
                 END IF;
                 v_n := v_src.pending;
             ELSE
-                v_n := maint._undo_table(v_run, run_id, v_src.source_table, CURRENT_USER);
+                v_n := 0;
+                FOR v_set IN SELECT u.id FROM pg_catalog.unnest(coalesce(v_src.sets, '{}')) AS u(id) ORDER BY u.id LOOP
+                    v_n := v_n + maint._undo_set(v_run, run_id, v_set, CURRENT_USER);
+                END LOOP;
+                v_n := v_n + maint._undo_table(v_run, run_id, v_src.source_table, CURRENT_USER);
             END IF;
             v_tables := v_tables || pg_catalog.jsonb_build_object(v_src.source_table, v_n);
             v_total := v_total + v_n;
@@ -195,8 +326,10 @@ END
 $$;
 
 COMMENT ON FUNCTION maint._undo_plan(bigint) IS 'Internal: per table, the rows a run archived and how many are still to restore';
+COMMENT ON FUNCTION maint._undo_set(bigint, bigint, bigint, name) IS 'Internal: put back one archive set of a run (as the table owner)';
 COMMENT ON FUNCTION maint._undo_table(bigint, bigint, text, name) IS 'Internal: restore one table''s archived rows of a run (as the table owner)';
 COMMENT ON PROCEDURE maint.undo_run(bigint, boolean) IS
     'Put back the rows a cleanup run archived (all or nothing; as each table''s owner; journaled as task undo)';
-GRANT EXECUTE ON FUNCTION maint._undo_plan(bigint), maint._undo_table(bigint, bigint, text, name) TO maint_admin;
+GRANT EXECUTE ON FUNCTION maint._undo_plan(bigint), maint._undo_table(bigint, bigint, text, name),
+    maint._undo_set(bigint, bigint, bigint, name) TO maint_admin;
 GRANT EXECUTE ON PROCEDURE maint.undo_run(bigint, boolean) TO maint_admin;

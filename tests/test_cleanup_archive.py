@@ -1,0 +1,333 @@
+"""The cleanup engine's second generation: the typed archive, whole-run purges, undo that
+refuses an incomplete archive, per-rule guards and keeps, O(1) partition retention that
+never deadlocks the application, and the space a run frees (docs/cleanup.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from tests.cleanup_support import LOG, count, last_run, make_log, rule_result, table_md5
+
+ARCHIVED = "SELECT coalesce(sum(rows_archived - rows_restored), 0) FROM maint.archive_summary"
+ARCHIVE_TABLES = "SELECT count(*) FROM pg_class WHERE relnamespace = 'maint_archive'::regnamespace"
+
+
+def make_typed(db: psycopg.Connection, rows: int = 400) -> None:
+    """Columns whose values a jsonb round trip would change: json (key order, duplicate keys,
+    spaces), numeric scale, timestamps, bytea, arrays, a domain, identity and generated."""
+    db.execute("CREATE SCHEMA typed")
+    db.execute("CREATE DOMAIN typed.code AS text CHECK (VALUE ~ '^[a-z]+$')")
+    db.execute("""CREATE TABLE typed.events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        local_at timestamp,
+        doc json,
+        amount numeric(12, 4),
+        raw bytea,
+        tags text[],
+        code typed.code,
+        doubled bigint GENERATED ALWAYS AS (id * 2) STORED)""")
+    db.execute(
+        """INSERT INTO typed.events (at, local_at, doc, amount, raw, tags, code)
+        SELECT now() - g * interval '1 hour', timestamp '2026-01-01 12:34:56.789' + g * interval '1 minute',
+               ('{"b": 1,  "a": [1, 2.50], "a": "dup", "n": ' || g || '}')::json,
+               g * 1.5, decode(md5(g::text), 'hex'), ARRAY['x' || g, NULL], 'abc'
+          FROM generate_series(1, %s) AS g""",
+        (rows,),
+    )
+
+
+def test_archive_is_typed_and_undo_puts_back_every_value_byte_for_byte(db):
+    make_typed(db)
+    before = table_md5(db, "typed.events")
+    rule = db.execute(
+        "SELECT maint.add_retention_policy('typed.events', 'at', '100 hours 30 minutes', batch_size => 50)"
+    ).fetchone()[0]
+    removed_heap = count(
+        db,
+        "SELECT sum(pg_column_size(t.*)) FROM typed.events AS t "
+        "WHERE at < now() - interval '100 hours 30 minutes'",
+    )
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    run = last_run(db, "retention")
+    res = rule_result(run, rule)
+    assert res["deleted"] == 300 and res["archived"] == 300 and res["archive_sets"] == 1
+    # one set: a table with the source's own columns and types
+    set_table, rows, nbytes = db.execute(
+        "SELECT archive_table, rows, bytes FROM maint.archive_sets WHERE run_id = %s", (run["id"],)
+    ).fetchone()
+    types = db.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (f"maint_archive.{set_table}",),
+    ).fetchall()
+    assert types == [
+        ("id", "bigint"),
+        ("at", "timestamp with time zone"),
+        ("local_at", "timestamp without time zone"),
+        ("doc", "json"),
+        ("amount", "numeric(12,4)"),
+        ("raw", "bytea"),
+        ("tags", "text[]"),
+        ("code", "typed.code"),
+        ("doubled", "bigint"),
+    ]
+    assert rows == 300 and nbytes == removed_heap == res["bytes_removed"]
+    assert res["vacuum_reclaimable_bytes"] == removed_heap and res["bytes_freed"] == 0
+    # the archived json is the text that was removed, not a jsonb normalization
+    doc = db.execute("SELECT row->>'doc' FROM maint.archive_rows(%s) LIMIT 1", (run["id"],)).fetchone()[0]
+    assert doc is not None
+    db.execute("CALL maint.undo_run(%s)", (run["id"],))
+    assert table_md5(db, "typed.events") == before
+    assert (
+        db.execute("SELECT doc::text FROM typed.events WHERE id = 399").fetchone()[0]
+        == '{"b": 1,  "a": [1, 2.50], "a": "dup", "n": 399}'
+    )
+    assert count(db, ARCHIVE_TABLES) == 0  # a restored set is dropped
+
+
+def test_archive_takes_about_the_removed_rows_own_size(db):
+    make_log(db, rows=20000)
+    db.execute("VACUUM ANALYZE " + LOG)
+    heap = count(db, f"SELECT pg_relation_size('{LOG}')")
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '5000 hours')")
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    removed = rule_result(last_run(db, "retention"), 1)["deleted"]
+    archive = count(
+        db,
+        "SELECT sum(pg_relation_size(c.oid)) FROM pg_class AS c "
+        "WHERE c.relnamespace = 'maint_archive'::regnamespace",
+    )
+    # the jsonb archive of earlier releases took about 4x
+    assert archive <= 1.3 * heap * removed / 20000, (archive, heap, removed)
+
+
+def test_purge_never_splits_a_run_and_undo_refuses_an_incomplete_archive(db):
+    make_log(db, rows=600)
+    db.execute("CREATE TABLE public.tokens (id int PRIMARY KEY, expires_at timestamptz NOT NULL)")
+    db.execute(
+        "INSERT INTO public.tokens SELECT g, now() - g * interval '1 minute' FROM generate_series(1, 50) g"
+    )
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '100 hours', batch_size => 100)")
+    db.execute(
+        "SELECT maint.add_retention_policy('public.tokens', 'expires_at', '0', archive_keep => '1 day')"
+    )
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    run = last_run(db, "retention")["id"]
+    assert count(db, "SELECT count(*) FROM maint.archive_sets WHERE run_id = %s", (run,)) == 2
+    # the tokens' set is past its keep, the log's (7 days) is not: the run stays whole
+    db.execute(
+        "UPDATE maint.archive_sets SET keep_until = now() - interval '1 minute' "
+        "WHERE source_table = 'public.tokens'"
+    )
+    db.execute("CALL maint.purge_archive(dry_run => false)")
+    assert count(db, "SELECT count(*) FROM maint.archive_sets WHERE run_id = %s", (run,)) == 2
+    # an archive set that lost rows (its owner deleted some): undo refuses, nothing restored
+    set_table = db.execute(
+        "SELECT archive_table FROM maint.archive_sets WHERE source_table = 'public.tokens'"
+    ).fetchone()[0]
+    db.execute(f"DELETE FROM maint_archive.{set_table} WHERE id = 1")
+    log_rows = count(db, f"SELECT count(*) FROM {LOG}")
+    with pytest.raises(
+        psycopg.errors.ObjectNotInPrerequisiteState,
+        match=r"is incomplete: it holds 49 of the 50 rows the run archived",
+    ):
+        db.execute("CALL maint.undo_run(%s)", (run,))
+    assert count(db, f"SELECT count(*) FROM {LOG}") == log_rows
+    assert count(db, "SELECT count(*) FROM public.tokens") == 0
+    # a set gone altogether: refused too
+    db.execute(f"DROP TABLE maint_archive.{set_table}")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="incomplete"):
+        db.execute("CALL maint.undo_run(%s)", (run,))
+    assert count(db, f"SELECT count(*) FROM {LOG}") == log_rows
+    assert last_run(db, "undo")["status"] == "failed"
+
+
+def test_per_rule_max_fraction_lets_the_nightly_job_clean_expiry_tables(db):
+    """Tokens lose most rows every night: the rule's own guard (1.0) lets the default job
+    (max_fraction 0.5, no force) run it, while a log rule over the guard is still refused."""
+    make_log(db, rows=100)
+    db.execute("CREATE TABLE public.tokens (id int PRIMARY KEY, expires_at timestamptz NOT NULL)")
+    db.execute(
+        "INSERT INTO public.tokens SELECT g, now() + (g - 90) * interval '1 minute' "
+        "FROM generate_series(1, 100) g"
+    )
+    tokens = db.execute(
+        "SELECT maint.add_retention_policy('public.tokens', 'expires_at', '0', max_fraction => 1)"
+    ).fetchone()[0]
+    log = db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '10 hours')").fetchone()[0]
+    assert db.execute(
+        "SELECT max_fraction, archive_keep FROM maint.rules WHERE id = %s", (tokens,)
+    ).fetchone() == (1, timedelta(days=7))
+    with pytest.raises(psycopg.errors.TriggeredActionException, match=r"rule 2 .* more than max_fraction 50"):
+        db.execute("CALL maint.apply_retention(dry_run => false)")
+    run = last_run(db, "retention")
+    assert rule_result(run, tokens)["status"] == "succeeded" and rule_result(run, tokens)["deleted"] == 90
+    assert rule_result(run, log)["status"] == "refused"
+    assert count(db, "SELECT count(*) FROM public.tokens") == 10
+
+
+def test_undo_of_a_killed_run_needs_no_manual_step(db, pg_server):
+    make_log(db, rows=3000)
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '240 hours', batch_size => 1)")
+    worker = pg_server.connect(db.info.dbname)
+    pid = worker.info.backend_pid
+    t = threading.Thread(
+        target=lambda: _swallow(worker, "CALL maint.apply_retention(dry_run => false, force => true)")
+    )
+    t.start()
+    deadline = time.monotonic() + 20
+    while (
+        count(db, "SELECT coalesce(sum(rows), 0) FROM maint.archive_sets") < 30
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    t.join(20)
+    worker.close()
+    while count(db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)):
+        time.sleep(0.02)
+    run = last_run(db, "retention")
+    assert run["status"] == "running"  # nobody closed it yet
+    db.execute("CALL maint.undo_run(%s)", (run["id"],))
+    assert last_run(db, "retention")["status"] == "abandoned"
+    assert count(db, f"SELECT count(*) FROM {LOG}") == 3000
+
+
+def _swallow(conn: psycopg.Connection, statement: str) -> None:
+    with contextlib.suppress(psycopg.Error):  # the kill lands here
+        conn.execute(statement)
+
+
+def make_parted(db: psycopg.Connection, per_part: int = 2000) -> None:
+    """bench-like: 6 monthly-ish partitions of 10 days, the first 3 expired, plus a future one."""
+    db.execute("CREATE SCHEMA parted")
+    db.execute(
+        "CREATE TABLE parted.log (id bigint NOT NULL, at timestamptz NOT NULL, v int, "
+        "PRIMARY KEY (id, at)) PARTITION BY RANGE (at)"
+    )
+    for i in range(6):
+        db.execute(
+            f"CREATE TABLE parted.log_{i} PARTITION OF parted.log FOR VALUES "
+            f"FROM (date_trunc('day', now()) - interval '{60 - 10 * i} days') "
+            f"TO (date_trunc('day', now()) - interval '{50 - 10 * i} days')"
+        )
+    db.execute(
+        "CREATE TABLE parted.log_future PARTITION OF parted.log FOR VALUES "
+        "FROM (date_trunc('day', now()) - interval '0 days') TO (MAXVALUE)"
+    )
+    db.execute(
+        "INSERT INTO parted.log SELECT g, date_trunc('day', now()) - interval '60 days' "
+        "+ (g - 1) * (interval '60 days' / %s), 0 FROM generate_series(1, %s) AS g",
+        (6 * per_part, 6 * per_part),
+    )
+    db.execute("ANALYZE parted.log")
+
+
+def test_partition_retention_detaches_in_app_lock_order_without_deadlock(db, pg_server):
+    """Updates through the parent and a long reader run all along: no application statement
+    fails (a deadlock, or a wait past its own lock_timeout of 1 s, more than the rule's
+    200 ms attempts), and every expired partition is detached and kept as the archive."""
+    make_parted(db)
+    expired = count(
+        db,
+        "SELECT (SELECT count(*) FROM parted.log_0) + (SELECT count(*) FROM parted.log_1)"
+        " + (SELECT count(*) FROM parted.log_2)",
+    )
+    db.execute("SELECT maint.add_retention_policy('parted.log', 'at', '30 days', max_fraction => 1)")
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def updater() -> None:
+        with pg_server.connect(db.info.dbname) as conn:
+            conn.execute("SET lock_timeout = '1s'")
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    conn.execute("UPDATE parted.log SET v = v + 1 WHERE id = %s", (6000 + i % 5000,))
+                except psycopg.Error as exc:
+                    errors.append(str(exc))
+
+    def reader() -> None:
+        with pg_server.connect(db.info.dbname) as conn:
+            conn.execute("SET lock_timeout = '1s'")
+            while not stop.is_set():
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT count(*) FROM parted.log WHERE at < now() - interval '30 days'")
+                        conn.execute("SELECT pg_sleep(0.3)")
+                except psycopg.Error as exc:
+                    errors.append(str(exc))
+                time.sleep(0.05)
+
+    threads = [
+        threading.Thread(target=updater),
+        threading.Thread(target=updater),
+        threading.Thread(target=reader),
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    try:
+        db.execute(
+            "CALL maint.apply_retention(dry_run => false, lock_timeout => '1s', time_limit => '2 minutes')"
+        )
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    run = last_run(db, "retention")
+    res = rule_result(run, 1)
+    assert res["status"] == "succeeded", res
+    assert res["partitions_dropped"] == ["parted.log_0", "parted.log_1", "parted.log_2"]
+    # the planner's estimate (the partitions were analyzed: exact here), no row counted
+    # (the partition straddling the cut-off loses its few expired rows one by one)
+    assert res["partitions_archived"] and res["rows_estimated"] == expired <= res["deleted"] < expired + 10
+    assert count(db, "SELECT count(*) FROM parted.log WHERE at < now() - interval '30 days'") == 0
+    # three detached partitions with their primary key indexes, and the straddling one's rows
+    assert count(db, ARCHIVE_TABLES) == 3 + 3 + 1
+    db.execute("CALL maint.undo_run(%s)", (run["id"],))
+    assert count(db, "SELECT count(*) FROM parted.log") == 12000
+
+
+def test_partition_retention_with_archive_off_drops_and_frees_at_once(db):
+    make_parted(db)
+    db.execute(
+        "SELECT maint.add_retention_policy('parted.log', 'at', '30 days', archive => false, "
+        "max_fraction => 1)"
+    )
+    size = count(
+        db,
+        "SELECT sum(pg_table_size(c)) FROM unnest(ARRAY['parted.log_0', 'parted.log_1', "
+        "'parted.log_2']::regclass[]) AS c",
+    )
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    res = rule_result(last_run(db, "retention"), 1)
+    assert res["bytes_freed"] == size
+    assert res["bytes_removed"] == res["bytes_freed"] + res["vacuum_reclaimable_bytes"]
+    assert 0 < res["vacuum_reclaimable_bytes"] < 8192  # the straddling partition's few rows
+    assert count(db, ARCHIVE_TABLES) == 0
+    assert db.execute("SELECT to_regclass('parted.log_0')").fetchone()[0] is None
+    space = db.execute("SELECT rows_removed, bytes_freed FROM maint.cleanup_space").fetchone()
+    assert space == (res["deleted"], res["bytes_freed"])
+
+
+def test_archive_size_is_a_health_finding(db):
+    make_log(db, rows=1000)
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '100 hours')")
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    ok = db.execute("SELECT status FROM maint.health_check(ARRAY['archive_size'])").fetchall()
+    assert ok == [("ok",)]
+    db.execute("SELECT maint.check_configure('archive_size', warn => 1000)")
+    status, value, detail = db.execute(
+        "SELECT status, value, detail FROM maint.health_check(ARRAY['archive_size'])"
+    ).fetchone()
+    assert status == "warning" and value > 1000 and " rows of 1 runs in " in detail
