@@ -103,8 +103,8 @@ def rule_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
     return [rules[k] for k in sorted(rules, key=int)]
 
 
-RULE_COLUMNS = ["rule", "kind", "table", "status", "would go", "of rows", "removed", "bytes",
-                "vacuum reclaims", "batches", "seconds", "note"]
+RULE_COLUMNS = ["rule", "kind", "table", "status", "would go", "of rows", "removed", "batches",
+                "seconds", "note"]
 
 
 def _rule_cells(r: dict[str, Any]) -> list[Any]:
@@ -123,12 +123,15 @@ def _rule_cells(r: dict[str, Any]) -> list[Any]:
         notes.append("archive off")
     if r.get("bytes_freed"):
         notes.append(f"{human_bytes(r['bytes_freed'])} freed at once")
+    if r.get("vacuum_reclaimable_bytes"):
+        notes.append(f"{human_bytes(r['vacuum_reclaimable_bytes'])} for VACUUM to reclaim")
     if r.get("rows_estimated"):
         notes.append(f"{r['rows_estimated']} of the rows removed are the planner's estimate")
+    removed = r.get("deleted")
+    if removed and r.get("bytes_removed"):
+        removed = f"{removed} ({human_bytes(r['bytes_removed'])})"
     return [r.get("rule_id"), r.get("kind"), r.get("table"), r.get("status"), r.get("candidates"),
-            r.get("table_rows"), r.get("deleted"), human_bytes(r.get("bytes_removed")),
-            human_bytes(r.get("vacuum_reclaimable_bytes")), r.get("batches"), r.get("duration_s"),
-            "; ".join(notes)]
+            r.get("table_rows"), removed, r.get("batches"), r.get("duration_s"), "; ".join(notes)]
 
 
 def render_run(out: Console, run: dict[str, Any]) -> None:

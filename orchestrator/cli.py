@@ -250,12 +250,17 @@ def history_cmd(ctx: click.Context, task: str | None, limit: int) -> None:
     with db.connection(s.dsn) as conn:
         rows = journal.history(conn, task=task, limit=limit)
     cols = ["id", "task", "status", "dry_run", "source", "started_at", "duration",
-            "rows_examined", "rows_affected", "bytes_removed", "vacuum_reclaimable_bytes", "error"]
-    shown = {"bytes_removed": "bytes removed", "vacuum_reclaimable_bytes": "vacuum reclaims"}
+            "examined", "affected", "space", "error"]
+
+    def cells(r: dict[str, Any]) -> list[Any]:
+        # a cleanup run's space (maint.cleanup_space): removed, and what VACUUM makes reusable
+        space = (f"{human_bytes(r['bytes_removed'])}, vacuum {human_bytes(r['vacuum_reclaimable_bytes'])}"
+                 if r.get("bytes_removed") else None)
+        return [r["id"], r["task"], r["status"], r["dry_run"], r["source"], r["started_at"],
+                r["duration"], r["rows_examined"], r["rows_affected"], space, r["error"]]
+
     emit(ctx, rows, lambda out: out.print(
-        table(None, [shown.get(c, c) for c in cols],
-              ([human_bytes(r[c]) if c in shown else r[c] for c in cols] for r in rows))
-        if rows else "no runs"))
+        table(None, cols, (cells(r) for r in rows)) if rows else "no runs"))
 
 
 # --- sandbox -----------------------------------------------------------------------------

@@ -318,16 +318,3 @@ def test_partition_retention_with_archive_off_drops_and_frees_at_once(db):
     assert db.execute("SELECT to_regclass('parted.log_0')").fetchone()[0] is None
     space = db.execute("SELECT rows_removed, bytes_freed FROM maint.cleanup_space").fetchone()
     assert space == (res["deleted"], res["bytes_freed"])
-
-
-def test_archive_size_is_a_health_finding(db):
-    make_log(db, rows=1000)
-    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '100 hours')")
-    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
-    ok = db.execute("SELECT status FROM maint.health_check(ARRAY['archive_size'])").fetchall()
-    assert ok == [("ok",)]
-    db.execute("SELECT maint.check_configure('archive_size', warn => 1000)")
-    status, value, detail = db.execute(
-        "SELECT status, value, detail FROM maint.health_check(ARRAY['archive_size'])"
-    ).fetchone()
-    assert status == "warning" and value > 1000 and " rows of 1 runs in " in detail

@@ -225,3 +225,19 @@ def test_pgmaint_runs_visible_to_monitor(db, pg_server, make_role):
             raise AssertionError("maint_monitor must not record")
         except psycopg.errors.InsufficientPrivilege:
             pass
+
+
+def test_archive_size_is_a_health_finding(db):
+    """'archive_size': the archive of removed rows against its thresholds (bytes, share)."""
+    from tests.cleanup_support import LOG, make_log
+
+    make_log(db, rows=1000)
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '100 hours')")
+    db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+    ok = db.execute("SELECT status FROM maint.health_check(ARRAY['archive_size'])").fetchall()
+    assert ok == [("ok",)]
+    db.execute("SELECT maint.check_configure('archive_size', warn => 1000)")
+    status, value, detail = db.execute(
+        "SELECT status, value, detail FROM maint.health_check(ARRAY['archive_size'])"
+    ).fetchone()
+    assert status == "warning" and value > 1000 and " rows of 1 runs in " in detail

@@ -106,7 +106,8 @@ def test_job_command_rejects_bad_tasks_and_parameters(db, task, params, message)
 def test_default_plan_jobs_and_times(db):
     rows = db.execute("SELECT job, schedule FROM maint.default_jobs()").fetchall()
     assert rows == [
-        ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("orphans", "0 1 * * 0"),
+        ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("purge-archive", "30 2 * * *"),
+        ("orphans", "0 1 * * 0"),
         ("duplicates", "0 1 * * 0"), ("analyze-cleaned", "0 3 * * 0"), ("purge-history", "0 3 1 * *"),
         ("optimize-plan", "30 4 * * *"),
     ]
@@ -503,7 +504,8 @@ def test_full_default_plan_installs_exactly_the_expected_jobs(pg_server, db, adm
     assert result.exit_code == 0, result.output
     jobs = cron_jobs(admin, name)
     expected = {f"maint:{j}@{name}": s for j, s in [
-        ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("orphans", "0 1 * * 0"),
+        ("health-sample", "*/5 * * * *"), ("retention", "0 2 * * *"), ("purge-archive", "30 2 * * *"),
+        ("orphans", "0 1 * * 0"),
         ("duplicates", "0 1 * * 0"), ("analyze-cleaned", "0 3 * * 0"), ("purge-history", "0 3 1 * *"),
         ("optimize-plan", "30 4 * * *")]}
     expected["maint:cron-details-trim@postgres"] = "30 3 1 * *"
