@@ -15,6 +15,7 @@ import hashlib
 import re
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from orchestrator.paths import sql_dir
 SCHEMA = "maint"
 EXEC_SCHEMA = "maint_exec"  # executors, created by migration 0090
 EXEC_COMMENT_PREFIX = "pgmaint executors"
+ARCHIVE_SCHEMA = "maint_archive"  # typed archive tables; uninstall drops it with maint
 MIGRATION_TABLE = "_yoyo_migration"
 # pg_advisory_lock(int, int) key of deploy/uninstall: class 'main', object 'depl'
 DEPLOY_LOCK = (1835100526, 1684369516)
@@ -569,9 +571,15 @@ class UninstallResult:
     dropped_schemas: list[str] = field(default_factory=lambda: [SCHEMA])
 
 
-def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") -> UninstallResult:
+def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s",
+              before_drop: Callable[[psycopg.Connection], None] | None = None) -> UninstallResult:
     """Drop schema maint (with yoyo's bookkeeping in it), the kit's schema maint_exec (with
-    the executors in it, owned by table owners) and this database's maint: jobs.
+    the executors in it, owned by table owners), schema maint_archive (typed archive
+    tables) when it exists, and this database's maint: jobs.
+
+    ``before_drop`` is called inside the transaction, under the deploy lock, just before
+    anything is dropped (the CLI checks there that no more archived rows are at risk than
+    the user confirmed); an exception from it changes nothing.
 
     Refuses, changing nothing, when objects outside those schemas depend on them. Roles
     stay: they are cluster-wide and other databases may use them. Needs no trust in the
@@ -588,10 +596,12 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
         row = conn.execute(
             "SELECT to_regnamespace('maint') IS NOT NULL,"
             "       to_regclass('maint._yoyo_migration') IS NOT NULL,"
-            "       pg_catalog.obj_description(to_regnamespace('maint_exec'), 'pg_namespace')"
+            "       pg_catalog.obj_description(to_regnamespace('maint_exec'), 'pg_namespace'),"
+            "       to_regnamespace(%s) IS NOT NULL",
+            (ARCHIVE_SCHEMA,),
         ).fetchone()
         assert row is not None
-        exists, has_bookkeeping, exec_comment = row
+        exists, has_bookkeeping, exec_comment, has_archive_schema = row
         if not exists:
             raise NotInstalled(f"pgmaint is not installed in database {conn.info.dbname!r}")
         if not has_bookkeeping:
@@ -599,7 +609,10 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
                 f'schema "maint" in database {conn.info.dbname!r} is not a pgmaint installation; '
                 "not touching it"
             )
-        schemas = [SCHEMA] + ([EXEC_SCHEMA] if _kit_exec_schema(exec_comment) else [])
+        schemas = [SCHEMA] + ([EXEC_SCHEMA] if _kit_exec_schema(exec_comment) else []) + (
+            [ARCHIVE_SCHEMA] if has_archive_schema else [])
+        if before_drop is not None:
+            before_drop(conn)
         dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL, {"kit": schemas})]
         if dependents:
             shown = "; ".join(dependents[:10])
