@@ -134,7 +134,33 @@ def _rule_cells(r: dict[str, Any]) -> list[Any]:
             r.get("table_rows"), removed, r.get("batches"), r.get("duration_s"), "; ".join(notes)]
 
 
-def render_run(out: Console, run: dict[str, Any]) -> None:
+def restorable_rows(conn: psycopg.Connection, run_id: int) -> int:
+    """How many rows the run archived that are not restored yet (what ``pgmaint undo``
+    can put back), from maint.archive_summary."""
+    row = conn.execute(
+        "SELECT coalesce(sum(s.rows_archived - s.rows_restored), 0)::bigint"
+        " FROM maint.archive_summary AS s WHERE s.run_id = %s",
+        (run_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _undo_hint(run: dict[str, Any], restorable: int) -> str | None:
+    """The line about undo after an executed run: only a run with rows in the archive can
+    be undone (rules with archive off remove rows for good)."""
+    if run["dry_run"] or not run["rows_affected"]:
+        return None
+    if restorable <= 0:
+        return (f"the {run['rows_affected']} removed rows are not in the archive (archive off): "
+                "pgmaint undo cannot bring them back")
+    if restorable < run["rows_affected"]:
+        return (f"undo with: pgmaint undo {run['id']} (puts back the {restorable} archived rows; "
+                f"the other {run['rows_affected'] - restorable} removed rows were not archived)")
+    return f"undo with: pgmaint undo {run['id']}"
+
+
+def render_run(out: Console, run: dict[str, Any], restorable: int = 0) -> None:
+    """``restorable``: the run's rows in the archive (:func:`restorable_rows`)."""
     rows = rule_rows(run)
     mode = "dry run" if run["dry_run"] else "executed"
     out.print(
@@ -149,8 +175,9 @@ def render_run(out: Console, run: dict[str, Any]) -> None:
                   "add_orphan_rule / add_dedupe_rule)")
     if run["dry_run"] and rows:
         out.print("dry run: nothing changed; add --execute to remove these rows")
-    elif not run["dry_run"] and run["rows_affected"]:
-        out.print(f"undo with: pgmaint undo {run['id']}")
+    hint = _undo_hint(run, restorable)
+    if hint:
+        out.print(hint)
 
 
 def _run_command(which: str) -> click.Command:
@@ -175,8 +202,10 @@ def _run_command(which: str) -> click.Command:
             run, error = call_cleanup(conn, which, execute=execute, time_limit=time_limit,
                                       lock_timeout=lock_timeout, only=only,
                                       max_fraction=max_fraction, force=force)
-        assert run is not None
-        emit(ctx, {**run, "rules": rule_rows(run)}, lambda out: render_run(out, run))
+            assert run is not None
+            restorable = restorable_rows(conn, run["id"])
+        emit(ctx, {**run, "rules": rule_rows(run), "restorable_rows": restorable},
+             lambda out: render_run(out, run, restorable))
         if error is not None or run["status"] == "failed":
             raise PgmaintError(run["error"] or (db.error_line(error) if error else "run failed"))
         if run["status"] == "partial":
@@ -302,7 +331,7 @@ def demo_section(conn: psycopg.Connection, out: Console) -> None:
     out.print("[bold]pgmaint run all --execute[/] (CALL maint.run_all_cleanup(dry_run => false))")
     run, error = call_cleanup(conn, "all", execute=True)
     assert run is not None
-    render_run(out, run)
+    render_run(out, run, restorable_rows(conn, run["id"]))
     if error is not None:
         out.print(f"[red]{db.error_line(error)}[/]")
     users = conn.execute("SELECT count(*) FROM app.users").fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +15,7 @@ import psycopg
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator import __version__, db, deploy, journal, sandbox, schedule
+from orchestrator import __version__, db, deploy, journal, sandbox, schedule, uninstall_guard
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.output import Settings, emit, human_bytes, settings, table
 
@@ -183,21 +184,30 @@ def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str
 
 
 @cli.command("uninstall")
-@click.option("--yes", is_flag=True, help="Really remove schema maint and the kit's cron jobs.")
+@click.option("--yes", is_flag=True, help="Really remove schema maint and the kit's cron jobs, "
+              "also when its archive holds rows that were never restored.")
 @click.pass_context
 def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
-    """Remove schemas maint and maint_exec and this database's maint: cron jobs (roles and
-    your tables stay)."""
-    if not yes:
-        raise click.UsageError(
-            "uninstall drops schema maint with the run journal and archive; pass --yes to confirm"
-        )
+    """Remove schemas maint, maint_exec and maint_archive and this database's maint: cron
+    jobs (roles and your tables stay).
+
+    When the archive holds rows that were never restored, says how many and asks you to type
+    the database's name (or takes --yes)."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
-        r = deploy.uninstall(conn, s.dsn)
+        at_risk = uninstall_guard.count(conn)
+        if at_risk.nothing and not yes:
+            raise click.UsageError(
+                "uninstall drops schema maint with the run journal and archive; pass --yes to confirm"
+            )
+        if not at_risk.nothing:
+            _confirm_loss(conn.info.dbname, at_risk, yes)
+        r = deploy.uninstall(conn, s.dsn, before_drop=uninstall_guard.no_more_than(at_risk))
+    data = {**asdict(r), "unrestored_rows": at_risk.rows, "unrestored_runs": at_risk.runs,
+            "archive_tables": at_risk.archive_tables}
     emit(
         ctx,
-        asdict(r),
+        data,
         lambda out: out.print(
             f"removed schema {' and '.join(r.dropped_schemas)} from database {r.database!r}"
             + (f" and {len(r.removed_jobs)} cron job(s): {', '.join(r.removed_jobs)}"
@@ -207,6 +217,22 @@ def uninstall_cmd(ctx: click.Context, yes: bool) -> None:
             "other databases"
         ),
     )
+
+
+def _confirm_loss(database: str, at_risk: uninstall_guard.AtRisk, yes: bool) -> None:
+    """Say what uninstall would lose; go on with --yes or when the user types the database's
+    name at a terminal, else stop (changing nothing)."""
+    loss = uninstall_guard.describe(database, at_risk)
+    if yes:
+        click.echo(f"warning: {loss}", err=True)
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{loss}. Pass --yes to uninstall anyway; nothing was changed")
+    click.echo(f"warning: {loss}.", err=True)
+    answer = click.prompt(f"Type the database name ({database}) to uninstall anyway",
+                          default="", show_default=False, err=True)
+    if answer.strip() != database:
+        raise PgmaintError("not confirmed; nothing was changed")
 
 
 @cli.command("status")

@@ -15,6 +15,7 @@ import hashlib
 import re
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -578,10 +579,15 @@ class UninstallResult:
     dropped_schemas: list[str] = field(default_factory=lambda: [SCHEMA])
 
 
-def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") -> UninstallResult:
+def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s",
+              before_drop: Callable[[psycopg.Connection], None] | None = None) -> UninstallResult:
     """Drop schema maint (with yoyo's bookkeeping in it), the kit's schemas maint_exec (with
     the executors in it, owned by table owners) and maint_archive (archive sets, owned by
     table owners) and this database's maint: jobs.
+
+    ``before_drop`` is called inside the transaction, under the deploy lock, just before
+    anything is dropped (the CLI checks there that no more archived rows are at risk than
+    the user confirmed); an exception from it changes nothing.
 
     Refuses, changing nothing, when objects outside those schemas depend on them. Roles
     stay: they are cluster-wide and other databases may use them. Needs no trust in the
@@ -610,6 +616,8 @@ def uninstall(conn: psycopg.Connection, dsn: str, *, lock_timeout: str = "60s") 
             )
         side = _side_schemas(conn)
         schemas = [SCHEMA] + [name for name in SIDE_SCHEMAS if side.get(name)]
+        if before_drop is not None:
+            before_drop(conn)
         dependents = [r[0] for r in conn.execute(FOREIGN_DEPENDENTS_SQL, {"kit": schemas})]
         if dependents:
             shown = "; ".join(dependents[:10])

@@ -9,7 +9,17 @@ from rich.console import Console
 
 from orchestrator import cleanup
 from orchestrator.cli import cli
-from tests.cleanup_support import LOG, count, last_run, make_log, table_md5
+from tests.cleanup_support import (
+    ITEMS,
+    LOG,
+    ORDERS,
+    USERS,
+    count,
+    last_run,
+    make_log,
+    make_shop,
+    table_md5,
+)
 
 
 def invoke(dsn: str, *args: str):
@@ -47,6 +57,51 @@ def test_run_dry_run_execute_and_undo(db, db_dsn):
 
     r = invoke(db_dsn, "undo", str(data["id"]))
     assert r.exit_code == 1 and "no archived rows left" in r.output
+
+
+def test_undo_hint_only_for_runs_with_rows_in_the_archive(db, db_dsn):
+    make_log(db)  # row g is g hours old: about 280 of 1000 rows are older than 30 days
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '30 days', archive => false)")
+    make_shop(db)  # orphaned items (archive off), duplicate users (archive on)
+    db.execute(f"""SELECT maint.add_orphan_rule('{ITEMS}', ARRAY['Order Id'], '{ORDERS}', ARRAY['id'],
+                                                archive => false)""")
+    db.execute(f"SELECT maint.add_dedupe_rule('{USERS}', ARRAY['E-mail'], order_by => 'Created')")
+    orphans = count(db, f"""SELECT count(*) FROM {ITEMS} i WHERE i."Order Id" IS NOT NULL
+                             AND NOT EXISTS (SELECT FROM {ORDERS} o WHERE o.id = i."Order Id")""")
+
+    dry = invoke(db_dsn, "run", "all")
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: nothing changed" in dry.output and "undo" not in dry.output
+
+    gone = invoke(db_dsn, "run", "retention", "--execute")  # archive off: removed for good
+    assert gone.exit_code == 0, gone.output
+    removed = last_run(db, "retention")["rows_affected"]
+    assert removed > 250 and count(db, f"SELECT count(*) FROM {LOG}") == 1000 - removed
+    assert "undo with" not in gone.output
+    assert (f"the {removed} removed rows are not in the archive (archive off): pgmaint undo "
+            "cannot bring them back") in gone.output
+    refused = invoke(db_dsn, "undo", str(last_run(db, "retention")["id"]))
+    assert refused.exit_code == 1 and "restored" not in refused.output
+
+    mixed = invoke(db_dsn, "run", "all", "--execute", "--force")
+    assert mixed.exit_code == 0, mixed.output
+    run = last_run(db, "cleanup_all")
+    archived = count(db, "SELECT count(*) FROM maint.archive WHERE run_id = %s", (run["id"],))
+    assert archived > 0 and run["rows_affected"] == orphans + archived
+    assert (f"undo with: pgmaint undo {run['id']} (puts back the {archived} archived rows; the "
+            f"other {orphans} removed rows were not archived)") in mixed.output
+
+    undone = invoke(db_dsn, "undo", str(run["id"]))
+    assert undone.exit_code == 0 and f"restored {archived} rows" in undone.output
+    assert cleanup.restorable_rows(db, run["id"]) == 0
+
+    kept = invoke(db_dsn, "run", "duplicates", "--execute", "--force")  # archive on only
+    assert kept.exit_code == 0, kept.output
+    dup_run = last_run(db, "duplicates")
+    assert dup_run["rows_affected"] == archived
+    assert f"undo with: pgmaint undo {dup_run['id']}\n" in kept.output
+    data = json.loads(invoke(db_dsn, "--json", "run", "duplicates", "--execute").output)
+    assert data["rows_affected"] == 0 and data["restorable_rows"] == 0  # nothing left to remove
 
 
 def test_time_limit_gives_partial_exit_code(db, db_dsn):
