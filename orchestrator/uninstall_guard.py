@@ -89,11 +89,13 @@ def describe(database: str, at_risk: AtRisk) -> str:
                      f"was not counted ({at_risk.not_counted}); rows in it that were never "
                      "restored")
     elif at_risk.rows:
+        tables = (f" (in {at_risk.archive_tables:,} table{'s' if at_risk.archive_tables != 1 else ''} "
+                  f"of schema {ARCHIVE_SCHEMA})" if at_risk.archive_tables else "")
         parts.append(f"schema maint in database {database!r} holds {at_risk.rows:,} archived "
                      f"row{'s' if at_risk.rows != 1 else ''} of {at_risk.runs:,} "
                      f"run{'s' if at_risk.runs != 1 else ''} that "
-                     f"{'were' if at_risk.rows != 1 else 'was'} never restored")
-    if at_risk.archive_tables:
+                     f"{'were' if at_risk.rows != 1 else 'was'} never restored{tables}")
+    if at_risk.archive_tables and (at_risk.not_counted or not at_risk.rows):
         parts.append(f"schema {ARCHIVE_SCHEMA} holds {at_risk.archive_tables:,} archive "
                      f"table{'s' if at_risk.archive_tables != 1 else ''}")
     return " and ".join(parts) + "; they will be lost"

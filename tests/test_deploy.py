@@ -330,7 +330,7 @@ def test_uninstall_removes_schema_and_kit_jobs_only(pg_server, make_database, ad
         assert result.removed_jobs == ["maint:test-job"]
         left = {r[0] for r in admin.execute("SELECT jobname FROM cron.job")}
         assert {"nightly-report", "maint:other-db"} <= left and "maint:test-job" not in left
-        assert result.dropped_schemas == ["maint", "maint_exec"]
+        assert result.dropped_schemas == ["maint", "maint_exec", "maint_archive"]
         with pg_server.connect(name) as conn:
             assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
             assert conn.execute("SELECT to_regnamespace('maint_exec')").fetchone()[0] is None
@@ -481,7 +481,7 @@ def test_uninstall_by_a_non_superuser_says_which_jobs_it_cannot_see(pg_server, m
     deploy_to(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         result = deploy.uninstall(conn, dsn)
-    assert result.removed_jobs == [] and result.dropped_schemas == ["maint", "maint_exec"]
+    assert result.removed_jobs == [] and result.dropped_schemas == ["maint", "maint_exec", "maint_archive"]
     assert result.cron_note is not None
     # cron.database_name is hidden from roles without pg_read_all_settings
     assert result.cron_note.startswith(f"{owner} may not read pg_cron's settings: kit jobs for this"

@@ -30,6 +30,11 @@ WRITES = [
     "UPDATE maint.archive SET source_table = 'pg_catalog.pg_authid'",
     "DELETE FROM maint.archive",
     "SELECT * FROM maint.archive",
+    "INSERT INTO maint.archive_sets (run_id, source_table, storage, archive_table, owner_oid, keep_until)"
+    " VALUES (1, 'pg_catalog.pg_authid', 'rows', 'set_1', 10, now())",
+    "UPDATE maint.archive_sets SET source_table = 'pg_catalog.pg_authid'",
+    "DELETE FROM maint.archive_sets",
+    "CREATE TABLE maint_archive.set_999 (rolname name, rolsuper boolean)",
     "DELETE FROM maint.runs",
     "UPDATE maint.runs SET status = 'succeeded'",
     "INSERT INTO maint.runs (task, dry_run, source) VALUES ('retention', false, 'sql')",
@@ -205,6 +210,34 @@ def test_forged_undo_through_the_archive_needs_the_kits_owner(db, cast):
         db.execute("CALL maint.undo_run(%s)", (run_id,))
     assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'evil'").fetchone()[0] == 0
     assert not is_superuser(db, cast.adm)
+
+
+def test_forged_archive_set_cannot_restore_into_the_catalog_and_sets_are_their_owners(db, cast):
+    """A set row pointing at pg_catalog.pg_authid (as only the kit's owner could write it) is
+    refused before anything is inserted; the archive tables belong to the table's owner, and
+    maint_admin reads none of them directly (only maint.archive_rows, for tables it may read)."""
+    db.execute("SELECT maint.add_retention_policy('shop.log', 'at', '30 days 12 hours')")
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    run_id = db.execute("SELECT id FROM maint.runs WHERE task = 'retention'").fetchone()[0]
+    set_table, owner = db.execute(
+        "SELECT s.archive_table, pg_get_userbyid(c.relowner) FROM maint.archive_sets AS s"
+        " JOIN pg_class AS c ON c.oid = ('maint_archive.' || s.archive_table)::regclass").fetchone()
+    assert owner == cast.owner1
+    with cast.as_role(cast.adm) as adm:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            adm.execute(f"SELECT * FROM maint_archive.{set_table}")
+        assert adm.execute("SELECT count(*) FROM maint.archive_rows(%s)", (run_id,)).fetchone()[0] == 10
+    with cast.as_role(cast.mon) as mon, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        mon.execute("SELECT * FROM maint.archive_rows(%s)", (run_id,))
+    # the owner may not create anything in maint_archive outside the kit's steps
+    with cast.as_role(cast.owner1) as o, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        o.execute("CREATE TABLE maint_archive.mine (x int)")
+    left = db.execute("SELECT count(*) FROM shop.log").fetchone()[0]
+    db.execute("UPDATE maint.archive_sets SET source_table = 'pg_catalog.pg_authid'")
+    with pytest.raises(psycopg.Error, match="pg_authid"):
+        db.execute("CALL maint.undo_run(%s)", (run_id,))
+    assert db.execute("SELECT count(*) FROM shop.log").fetchone()[0] == left
+    assert not is_superuser(db, cast.adm) and not is_superuser(db, cast.owner1)
 
 
 def test_a_parent_with_another_owners_policies_is_never_read_as_the_childs_owner(db, cast, make_role):

@@ -295,7 +295,8 @@ def test_uninstall_and_deploy_of_a_dbo_kit_as_superuser_run_none_of_its_code(pg_
         deploy.deploy(conn, force=True)
     assert not is_superuser(admin, dbo)
     with pg_server.connect(name) as conn:
-        assert deploy.uninstall(conn, pg_server.dsn(name)).dropped_schemas == ["maint", "maint_exec"]
+        assert deploy.uninstall(conn, pg_server.dsn(name)).dropped_schemas == [
+            "maint", "maint_exec", "maint_archive"]
     assert not is_superuser(admin, dbo)
 
 
