@@ -45,14 +45,14 @@ def test_installed_jobs_run_as_maint_runner_and_list_shows_it(pg_server, db, adm
     dry = CliRunner().invoke(cli, ["--dsn", dsn, "schedule", "install", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert f"would run GRANT USAGE ON SCHEMA cron TO {RUNNER}: the jobs need it" in dry.output
-    assert "9 change(s) would apply" in dry.output  # 8 jobs and the grant
+    assert "10 change(s) would apply" in dry.output  # 9 jobs and the grant
     first = CliRunner().invoke(cli, ["--dsn", dsn, "--json", "schedule", "install"])
     assert first.exit_code == 0, first.output
     installed = json.loads(first.output)
     # the grant the trim job needs is reported apart from the jobs
     assert installed["grants"] == [f"GRANT USAGE ON SCHEMA cron TO {RUNNER}"]
     actions = {a["job"]: a["action"] for a in installed["actions"]}
-    assert set(actions.values()) == {"create"} and len(actions) == 8
+    assert set(actions.values()) == {"create"} and len(actions) == 9
     assert all(job.startswith("maint:") for job in actions)
     assert admin.execute(
         "SELECT has_schema_privilege(%s, 'cron', 'USAGE')", (RUNNER,)).fetchone()[0]

@@ -48,6 +48,7 @@ $$;
 -- maint._archive_schema_access(p_owner oid, p_grant boolean) -> void
 --   Gives role p_owner USAGE and CREATE on schema maint_archive (p_grant) or takes CREATE
 --   back: the owner may create or move its archive tables only inside the step doing it.
+--   Sessions doing it take turns (a lock on row 'maint_archive grants' of maint.task_locks).
 CREATE OR REPLACE FUNCTION maint._archive_schema_access(p_owner oid, p_grant boolean)
     RETURNS void
     LANGUAGE plpgsql
@@ -60,6 +61,10 @@ BEGIN
     IF v_role = CURRENT_USER THEN
         RETURN;  -- the kit's owner owns the schema
     END IF;
+    -- concurrent GRANTs on one schema would fail with "tuple concurrently updated": they
+    -- take turns on a row only the kit's functions may lock (held to the end of the
+    -- transaction, bounded by its lock_timeout)
+    PERFORM FROM maint.task_locks AS t WHERE t.task = 'maint_archive grants' FOR UPDATE;
     IF p_grant THEN
         EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA maint_archive TO %I', v_role);
     ELSE

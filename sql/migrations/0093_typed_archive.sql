@@ -83,3 +83,6 @@ DROP VIEW IF EXISTS maint.rules;
 DROP FUNCTION IF EXISTS maint._undo_plan(bigint);
 -- the archive is purged by whole runs, not in batches of rows
 DROP PROCEDURE IF EXISTS maint.purge_archive(interval, boolean, integer, interval, interval);
+-- sessions that grant CREATE on maint_archive for a moment take turns on this row (concurrent
+-- GRANTs on one schema fail); only the kit's functions can lock it
+INSERT INTO maint.task_locks (task) VALUES ('maint_archive grants');
