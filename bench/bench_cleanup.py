@@ -217,7 +217,7 @@ def bench_retention(dsn: str, rows: int, batch: int) -> None:
         if archive and heap is not None:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 size = conn.execute(
-                    "SELECT coalesce(sum(pg_relation_size(c.oid)), 0) FROM pg_class AS c "
+                    "SELECT coalesce(sum(pg_relation_size(c.oid)), 0)::bigint FROM pg_class AS c "
                     "WHERE c.relnamespace = 'maint_archive'::regnamespace AND c.relkind = 'r'"
                 ).fetchone()
             removed = heap[0] * n / rows   # the removed rows' share of the table's heap

@@ -49,6 +49,9 @@ DECLARE
     v_estimated bigint := 0;
     v_freed bigint := 0;
     v_part_bytes bigint := 0;
+    v_counted bigint := 0;
+    v_row_deleted bigint;
+    v_done jsonb;
     v_max_fraction numeric;
     v_batches integer := 0;
     v_retries integer := 0;
@@ -169,13 +172,14 @@ BEGIN
             v_attempt := 0;
             IF (v_b->>'batch')::boolean THEN
                 v_deleted := v_deleted + (v_b->>'del')::bigint;
-                v_bytes := v_bytes + coalesce((v_b->>'bytes')::bigint, 0);
                 v_batches := v_batches + 1;
             END IF;
             IF v_unit->>'mode' = 'drop' THEN
                 v_dropped := v_dropped || v_unit_rel;
                 IF (v_b->>'estimated')::boolean THEN
                     v_estimated := v_estimated + (v_b->>'del')::bigint;
+                ELSE
+                    v_counted := v_counted + (v_b->>'del')::bigint;
                 END IF;
                 v_part_bytes := v_part_bytes + (v_b->>'bytes')::bigint;
                 IF NOT (v_b->>'archived')::boolean THEN
@@ -196,11 +200,18 @@ BEGIN
     END LOOP;
 
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    v_res := v_res || maint._cleanup_rule_done(p_run, p_rule_id, v_lock_ms)
+    v_done := maint._cleanup_rule_done(p_run, p_rule_id, v_lock_ms);
+    -- the space of the rows deleted in batches (not of detached partitions): their archive
+    -- set's size, or without an archive the table's heap bytes per row times their number
+    v_row_deleted := v_deleted - v_estimated - v_counted;
+    v_bytes := CASE WHEN v_rule.archive THEN (v_done->>'archived_row_bytes')::bigint
+                    ELSE round(v_row_deleted * (v_res->>'row_bytes')::numeric)::bigint END;
+    v_res := v_res || v_done
         || pg_catalog.jsonb_build_object('status', v_status, 'error', v_error,
         'deleted', v_deleted, 'archived', CASE WHEN v_rule.archive THEN v_deleted ELSE 0 END,
-        'rows_estimated', v_estimated, 'bytes_removed', v_bytes, 'bytes_freed', v_freed,
-        'vacuum_reclaimable_bytes', v_bytes - v_part_bytes,
+        'rows_estimated', v_estimated, 'bytes_removed', v_part_bytes + coalesce(v_bytes, 0), 'bytes_freed', v_freed,
+        'bytes_estimated', NOT v_rule.archive AND v_row_deleted > 0,
+        'vacuum_reclaimable_bytes', coalesce(v_bytes, 0),
         'batches', v_batches, 'lock_retries', v_retries, 'partitions_dropped', pg_catalog.to_jsonb(v_dropped),
         'partitions_archived', v_rule.archive AND pg_catalog.cardinality(v_dropped) > 0,
         'batching', v_mode,

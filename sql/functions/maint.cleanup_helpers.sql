@@ -120,6 +120,27 @@ AS $$
             SELECT pt.relid FROM pg_catalog.pg_partition_tree(p_rel) AS pt) AS t
 $$;
 
+-- maint._cleanup_row_bytes(p_rel regclass) -> numeric
+--   The heap bytes per row of a table (of its leaf partitions, for a partitioned one),
+--   from the catalog's page and row counts (no lock, no scan): what a removed row's space
+--   is worth when it was not archived. NULL while the table was never vacuumed or analyzed.
+CREATE OR REPLACE FUNCTION maint._cleanup_row_bytes(p_rel regclass)
+    RETURNS numeric
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT round(sum(c.relpages)::numeric * pg_catalog.current_setting('block_size')::numeric
+                     / nullif(sum(c.reltuples)::numeric, 0), 1)
+          FROM pg_catalog.pg_class AS c
+         WHERE c.relkind = 'r' AND c.reltuples > 0
+           AND (c.oid = p_rel OR c.oid IN (SELECT pt.relid FROM pg_catalog.pg_partition_tree(p_rel) AS pt))
+    );
+END
+$$;
+
 -- maint._cleanup_cascades(p_rel regclass) -> text[]
 --   Foreign keys below the table that delete or modify rows when a row of it is deleted
 --   (ON DELETE CASCADE / SET NULL / SET DEFAULT). Those rows change without being archived.
@@ -258,28 +279,30 @@ AS $$
     END
 $$;
 
--- The batch statements below run inside the table owner's executor (maint.executors.sql):
--- parameters $1 and $2 are text[] (keys carried between batches as text), and each
--- returns one row ('m', {"del": rows removed, "bytes": their size}); when the rule
--- archives, the same statement inserts the removed rows into the run's archive set.
+-- The batch statements below run inside the table owner's executor (maint.executors.sql)
+-- as commands: parameters $1 and $2 are text[] (keys carried between batches as text), and
+-- the row count is the rows the batch removed; when the rule archives, the same statement
+-- inserts them into the run's archive set (maint._cleanup_delete_sql).
 
--- maint._cleanup_result_sql(p_archive text, p_rel regclass) -> text
---   What follows a "gone" CTE (the rows deleted from p_rel): with an archive table
---   p_archive, a second CTE that inserts them there in the same statement; then the meta
---   row {"del": rows, "bytes": their own size (pg_column_size of each row)}.
-CREATE OR REPLACE FUNCTION maint._cleanup_result_sql(p_archive text, p_rel regclass)
+-- maint._cleanup_delete_sql(p_with text, p_delete text, p_archive text, p_rel regclass) -> text
+--   One batch statement from its DELETE (over alias t, of rows of p_rel) and the CTEs it
+--   needs (p_with, or NULL). Without an archive (p_archive NULL) the plain DELETE: its row
+--   count is the batch's (a DELETE in a CTE costs about twice as much). With one, the
+--   DELETE returns the removed rows to an INSERT into the archive set's table, in the same
+--   statement: the INSERT's row count is the batch's.
+CREATE OR REPLACE FUNCTION maint._cleanup_delete_sql(p_with text, p_delete text, p_archive text, p_rel regclass)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN CASE WHEN p_archive IS NULL THEN ''
-                ELSE pg_catalog.format(', _pgmaint_archived AS (INSERT INTO %s (%s) SELECT %s FROM gone AS g)',
-                                       p_archive, maint._archive_columns(p_rel, ''), maint._archive_columns(p_rel, 'g.'))
-           END
-           || ' SELECT ''m''::text, pg_catalog.jsonb_build_object(''del'', pg_catalog.count(*), '
-              '''bytes'', coalesce(pg_catalog.sum(pg_catalog.pg_column_size(g.*)), 0)) FROM gone AS g';
+    IF p_archive IS NULL THEN
+        RETURN coalesce('WITH ' || p_with || ' ', '') || p_delete;
+    END IF;
+    RETURN pg_catalog.format('WITH %sgone AS (%s RETURNING t.*) INSERT INTO %s (%s) SELECT %s FROM gone AS g',
+                             coalesce(p_with || ', ', ''), p_delete, p_archive,
+                             maint._archive_columns(p_rel, ''), maint._archive_columns(p_rel, 'g.'));
 END
 $$;
 
@@ -318,12 +341,12 @@ CREATE OR REPLACE FUNCTION maint._cleanup_range_sql(
 AS $$
 BEGIN
     RETURN (
-        SELECT pg_catalog.format(
-            'WITH gone AS (DELETE FROM %s AS t WHERE %s AND %s AND (%s) RETURNING t.*)%s',
+        SELECT maint._cleanup_delete_sql(NULL, pg_catalog.format(
+            'DELETE FROM %s AS t WHERE %s AND %s AND (%s)',
             p_rel,
             CASE WHEN p_first THEN 'true' ELSE maint._cleanup_key_compare(p_rel, p_identity, '>', 1) END,
             CASE WHEN p_bounded THEN maint._cleanup_key_compare(p_rel, p_identity, '<=', 2) ELSE 'true' END,
-            p_pred, maint._cleanup_result_sql(p_archive, p_rel))
+            p_pred), p_archive, p_rel)
     );
 END
 $$;
@@ -340,11 +363,9 @@ CREATE OR REPLACE FUNCTION maint._cleanup_idrange_sql(p_rel regclass, p_column n
 AS $$
 BEGIN
     RETURN (
-        SELECT pg_catalog.format(
-            'WITH gone AS (DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s) '
-            'RETURNING t.*)%5$s',
-            p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred,
-            maint._cleanup_result_sql(p_archive, p_rel))
+        SELECT maint._cleanup_delete_sql(NULL, pg_catalog.format(
+            'DELETE FROM %1$s AS t WHERE t.%2$I >= $1[1]::%3$s AND t.%2$I <= $1[2]::%3$s AND (%4$s)',
+            p_rel, p_column, maint._cleanup_column_type(p_rel, p_column), p_pred), p_archive, p_rel)
     );
 END
 $$;
@@ -379,10 +400,9 @@ CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, 
 AS $$
 BEGIN
     RETURN (
-        SELECT pg_catalog.format(
-            'WITH gone AS (DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s) '
-            'RETURNING t.*)%3$s',
-            p_rel, p_pred, maint._cleanup_result_sql(p_archive, p_rel))
+        SELECT maint._cleanup_delete_sql(NULL, pg_catalog.format(
+            'DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s)',
+            p_rel, p_pred), p_archive, p_rel)
     );
 END
 $$;
@@ -468,16 +488,16 @@ BEGIN
     SELECT pg_catalog.string_agg(pg_catalog.format('_pgmaint_keep.%1$I IS NOT DISTINCT FROM t.%1$I', c), ' AND ')
       INTO v_key
       FROM pg_catalog.unnest(p_rule.columns) AS c;
-    RETURN pg_catalog.format(
-        'WITH batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%1$I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
-        'ORDER BY v._pgmaint_seq LIMIT %2$s), '
-        'gone AS (DELETE FROM %3$s AS t USING batch AS b WHERE %4$s AND %10$s AND EXISTS '
-        '(SELECT 1 FROM %3$s AS _pgmaint_keep WHERE %5$s AND %6$s AND ROW(%7$s) IS DISTINCT FROM ROW(%8$s)) '
-        'RETURNING t.*)%9$s',
-        p_victims, p_batch, p_rel, v_join, v_keep, v_key,
-        maint._cleanup_key_list('_pgmaint_keep.', p_identity), maint._cleanup_key_list('t.', p_identity),
-        maint._cleanup_result_sql(p_archive, p_rel),
-        maint._cleanup_dedupe_where(p_rule));
+    RETURN maint._cleanup_delete_sql(
+        pg_catalog.format('batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%1$I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
+                          'ORDER BY v._pgmaint_seq LIMIT %2$s)', p_victims, p_batch),
+        pg_catalog.format(
+            'DELETE FROM %1$s AS t USING batch AS b WHERE %2$s AND %8$s AND EXISTS '
+            '(SELECT 1 FROM %1$s AS _pgmaint_keep WHERE %3$s AND %4$s AND ROW(%5$s) IS DISTINCT FROM ROW(%6$s))',
+            p_rel, v_join, v_keep, v_key,
+            maint._cleanup_key_list('_pgmaint_keep.', p_identity), maint._cleanup_key_list('t.', p_identity),
+            NULL, maint._cleanup_dedupe_where(p_rule)),
+        p_archive, p_rel);
 END
 $$;
 
@@ -564,7 +584,8 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_key_compare(regclass, name[], text, integer),
     maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
     maint._cleanup_range_sql(regclass, name[], text, text, boolean, boolean),
-    maint._cleanup_result_sql(text, regclass),
+    maint._cleanup_delete_sql(text, text, text, regclass),
+    maint._cleanup_row_bytes(regclass),
     maint._cleanup_victims_sql(text, integer),
     maint._cleanup_next_id_sql(regclass, name, text),
     maint._cleanup_idrange_sql(regclass, name, text, text),

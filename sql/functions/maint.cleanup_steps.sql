@@ -143,27 +143,29 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_delete_batch(p_exec, p_sql, p_a, p_b, p_lock_ms, p_set) -> jsonb
---   Runs one batch statement in executor p_exec and returns its {"del": rows removed,
---   "bytes": their size}. When the rule archives (p_set, the run's archive set of the
---   rule), the statement itself wrote the rows to the set's table; the set's counts move
---   on in the same transaction.
+-- maint._cleanup_delete_batch(p_exec, p_sql, p_a, p_b, p_lock_ms, p_set) -> bigint
+--   Runs one batch statement (maint._cleanup_delete_sql) as a command in executor p_exec
+--   ($1 p_a, $2 p_b) and returns the rows it removed. When the rule archives (p_set, the
+--   run's archive set of the rule), the statement itself wrote the rows to the set's table;
+--   the set's count moves on in the same transaction.
 CREATE OR REPLACE FUNCTION maint._cleanup_delete_batch(
     p_exec name, p_sql text, p_a text[], p_b text[], p_lock_ms text, p_set bigint)
-    RETURNS jsonb
+    RETURNS bigint
     LANGUAGE plpgsql
     VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_doc jsonb := maint._cleanup_query(p_exec, p_sql, p_a, p_b, p_lock_ms);
+    v_doc jsonb;
+    v_n bigint;
 BEGIN
-    IF p_set IS NOT NULL AND (v_doc->>'del')::bigint > 0 THEN
-        UPDATE maint.archive_sets AS s
-           SET rows = s.rows + (v_doc->>'del')::bigint, bytes = s.bytes + (v_doc->>'bytes')::bigint
-         WHERE s.id = p_set;
+    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, true) AS e', p_exec)
+       INTO v_doc USING p_sql, p_a, p_b, p_lock_ms;
+    v_n := (v_doc->>'rows')::bigint;
+    IF p_set IS NOT NULL AND v_n > 0 THEN
+        UPDATE maint.archive_sets AS s SET rows = s.rows + v_n WHERE s.id = p_set;
     END IF;
-    RETURN v_doc;
+    RETURN v_n;
 END
 $$;
 
@@ -292,6 +294,7 @@ BEGIN
         v_pred := maint._cleanup_predicate(v_rule, v_cutoff);
         v_res := v_res || pg_catalog.jsonb_build_object('cutoff', v_cutoff,
             'cascades', maint._cleanup_cascades(v_rel), 'size_before', maint._cleanup_size(v_rel),
+            'row_bytes', maint._cleanup_row_bytes(v_rel),
             'keyset', coalesce(pg_catalog.array_to_string(v_identity, ','), 'ctid'),
             'owner', pg_catalog.pg_get_userbyid(v_owner));
         IF pg_catalog.cardinality(v_identity) = 1 THEN
@@ -483,7 +486,6 @@ DECLARE
     v_state text;
     v_set maint.archive_sets;
     v_arch text;
-    v_doc jsonb;
 BEGIN
     SELECT * INTO v_cur FROM maint.cleanup_cursors AS c
      WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.unit = p_unit FOR UPDATE;
@@ -517,7 +519,7 @@ BEGIN
             v_meta := maint._cleanup_query(v_exec, maint._cleanup_victims_sql(v_victims, v_rule.batch_size),
                                            ARRAY[v_st->>'last'], NULL, p_lock_ms);
             IF (v_meta->>'sel')::bigint > 0 THEN
-                v_doc := maint._cleanup_delete_batch(v_exec,
+                v_del := maint._cleanup_delete_batch(v_exec,
                              maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size, v_arch),
                              ARRAY[v_st->>'last'], NULL, p_lock_ms, v_set.id);
                 v_st := pg_catalog.jsonb_set(v_st, '{last}', v_meta->'last'->0);
@@ -531,7 +533,7 @@ BEGIN
             v_upper := maint._cleanup_query(v_exec,
                 maint._cleanup_bound_sql(v_unit, v_identity, v_pred, v_rule.batch_size, v_last IS NULL),
                 v_last, NULL, p_lock_ms);
-            v_doc := maint._cleanup_delete_batch(v_exec,
+            v_del := maint._cleanup_delete_batch(v_exec,
                 maint._cleanup_range_sql(v_unit, v_identity, v_pred, v_arch, v_last IS NULL, v_upper IS NOT NULL),
                 v_last, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v_upper)), p_lock_ms, v_set.id);
             v_st := pg_catalog.jsonb_build_object('last', v_upper);
@@ -543,10 +545,9 @@ BEGIN
             v_stride := (v_st->>'stride')::numeric;
             v_to := least(v_lo + v_stride - 1, v_hi);
             IF v_lo <= v_hi THEN
-                v_doc := maint._cleanup_delete_batch(v_exec,
+                v_del := maint._cleanup_delete_batch(v_exec,
                     maint._cleanup_idrange_sql(v_unit, v_identity[1], v_pred, v_arch),
                     ARRAY[v_lo::text, v_to::text], NULL, p_lock_ms, v_set.id);
-                v_del := (v_doc->>'del')::bigint;
                 v_lo := v_to + 1;
                 IF v_del = 0 AND v_lo <= v_hi THEN
                     -- an empty range: go straight to the next matching key instead of
@@ -566,7 +567,7 @@ BEGIN
             v_done := v_lo > v_hi;
         ELSIF v_cur.batching = 'pages' THEN
             IF (v_st->>'block')::bigint < (v_st->>'nblocks')::bigint THEN
-                v_doc := maint._cleanup_delete_batch(v_exec, maint._cleanup_ctid_sql(v_unit, v_pred, v_arch),
+                v_del := maint._cleanup_delete_batch(v_exec, maint._cleanup_ctid_sql(v_unit, v_pred, v_arch),
                     ARRAY[pg_catalog.format('(%s,0)', v_st->>'block'),
                           pg_catalog.format('(%s,0)', (v_st->>'block')::bigint + (v_st->>'pages')::bigint)],
                     NULL, p_lock_ms, v_set.id);
@@ -587,8 +588,7 @@ BEGIN
     END;
     UPDATE maint.cleanup_cursors AS c SET state = v_st
      WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.unit = p_unit;
-    RETURN pg_catalog.jsonb_build_object('del', coalesce((v_doc->>'del')::bigint, 0),
-        'bytes', coalesce((v_doc->>'bytes')::bigint, 0), 'batch', v_counts, 'done', v_done);
+    RETURN pg_catalog.jsonb_build_object('del', v_del, 'batch', v_counts, 'done', v_done);
 END
 $$;
 
@@ -684,7 +684,8 @@ $$;
 --   After a rule's batches: drops its work table (dedupe) and its positions, and sizes
 --   the table under the lock timeout (never waiting in front of the application for a
 --   statistic).
---   Returns {"size_after": bytes or null, "archive_sets": the run's sets of the rule,
+--   Returns {"size_after": bytes or null, "archived_row_bytes": the size of the rule's row
+--   archive sets in this run, "archive_sets": the run's sets of the rule,
 --   "dead_tuples": the table's dead rows as its statistics count them now}.
 CREATE OR REPLACE FUNCTION maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text)
     RETURNS jsonb
@@ -699,6 +700,7 @@ DECLARE
     v_victims regclass := pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', 'pgmaint_victims_' || v_rule.id));
     v_size bigint;
     v_set maint.archive_sets;
+    v_bytes bigint := 0;
 BEGIN
     IF v_victims IS NOT NULL AND v_rel IS NOT NULL
        AND (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = v_victims) = maint._cleanup_owner(v_rel) THEN
@@ -714,12 +716,23 @@ BEGIN
         END;
     END IF;
     DELETE FROM maint.cleanup_cursors AS c WHERE c.run_id = p_run AND c.rule_id = p_rule_id;
-    -- a row set whose batches found nothing to remove holds nothing to undo
+    -- a row set's size is its table's, written densely by the batches (about the rows' own
+    -- size); a set whose batches found nothing to remove holds nothing to undo
     FOR v_set IN SELECT * FROM maint.archive_sets AS s
-                  WHERE s.run_id = p_run AND s.rule_id = p_rule_id AND s.storage = 'rows' AND s.rows = 0 LOOP
-        PERFORM maint._archive_set_drop(v_set, p_lock_ms);
+                  WHERE s.run_id = p_run AND s.rule_id = p_rule_id AND s.storage = 'rows' LOOP
+        IF v_set.rows = 0 THEN
+            PERFORM maint._archive_set_drop(v_set, p_lock_ms);
+        ELSE
+            UPDATE maint.archive_sets AS s
+               SET bytes = (SELECT pg_catalog.pg_relation_size(c.oid)
+                                   + coalesce(pg_catalog.pg_relation_size(nullif(c.reltoastrelid, 0)), 0)
+                              FROM pg_catalog.pg_class AS c WHERE c.oid = maint._archive_set_table(v_set))
+             WHERE s.id = v_set.id
+            RETURNING s.bytes INTO v_set.bytes;
+            v_bytes := v_bytes + v_set.bytes;
+        END IF;
     END LOOP;
-    RETURN pg_catalog.jsonb_build_object('size_after', v_size,
+    RETURN pg_catalog.jsonb_build_object('size_after', v_size, 'archived_row_bytes', v_bytes,
         -- undo checks that every set is still there
         'archive_sets', (SELECT pg_catalog.count(*) FROM maint.archive_sets AS s
                           WHERE s.run_id = p_run AND s.rule_id = p_rule_id),

@@ -117,6 +117,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM maint._cleanup_check_options(batch_size, archive, enabled, max_fraction, archive_keep);
+    -- keep '0' is an expiry column (sessions, tokens, caches): most rows go every night,
+    -- so unless the author says otherwise its guard allows all of them
+    IF keep = interval '0' AND max_fraction IS NULL THEN
+        max_fraction := 1;
+    END IF;
     v_cond := maint._cleanup_check_condition(target, condition);
     SELECT r.id INTO v_id FROM maint.cleanup_rules AS r
      WHERE r.kind = 'retention' AND r.time_column = _add_retention_policy.time_column
@@ -395,7 +400,8 @@ $$;
 --     archive       keep removed rows in the run's archive set for undo (default on)
 --     max_fraction  this rule's guard: refuse a run that would remove more of the table
 --                   (0..1; NULL: the run's max_fraction, 0.5 by default). Expiry tables
---                   (sessions, tokens, caches) that lose most rows every night set 1.
+--                   (sessions, tokens, caches) lose most rows every night: a retention
+--                   rule with keep '0' (an expiry column) gets 1 unless given.
 --     archive_keep  how long the archive of this rule's runs is kept (NULL: 7 days for
 --                   retention, 30 days for orphans and duplicates; maint.purge_archive)
 --   The caller becomes the rule's author and needs SELECT and DELETE on target.
