@@ -331,3 +331,36 @@ def test_partition_retention_with_archive_off_drops_and_frees_at_once(db):
     assert db.execute("SELECT to_regclass('parted.log_0')").fetchone()[0] is None
     space = db.execute("SELECT rows_removed, bytes_freed FROM maint.cleanup_space").fetchone()
     assert space == (res["deleted"], res["bytes_freed"])
+
+
+def test_orphans_found_once_are_each_checked_again_before_they_go(db):
+    """Orphans of a plain table are found once (one anti-join into a work table) and the
+    batches visit only them: a parent that appears between the two saves its rows."""
+    from tests.cleanup_support import ITEMS, ORDERS, make_shop
+
+    make_shop(db)  # items reference orders 1..130; 101..130 do not exist
+    rule = db.execute(
+        f"SELECT maint.add_orphan_rule('{ITEMS}', ARRAY['Order Id'], '{ORDERS}', ARRAY['id'],"
+        " batch_size => 20)"
+    ).fetchone()[0]
+    orphans = count(db, f'SELECT count(*) FROM {ITEMS} WHERE "Order Id" > 100')
+    saved = count(db, f'SELECT count(*) FROM {ITEMS} WHERE "Order Id" = 105')
+    run = db.execute(
+        "SELECT maint.run_start('orphans', %s, false)", (psycopg.types.json.Jsonb({"rule_ids": [rule]}),)
+    ).fetchone()[0]
+    pre = db.execute("SELECT maint._cleanup_preflight(%s, %s, '1000')", (run, rule)).fetchone()[0]
+    assert pre["candidates"] == orphans and pre["units"][0]["batching"] == "victims"
+    db.execute(f"INSERT INTO {ORDERS} VALUES (105, 0)")  # a parent appears
+    deleted, batches = 0, 0
+    while True:
+        b = db.execute("SELECT maint._cleanup_batch(%s, %s, 1, '1000')", (run, rule)).fetchone()[0]
+        deleted += b["del"]
+        batches += b["batch"]
+        if b["done"]:
+            break
+    db.execute("SELECT maint._cleanup_rule_done(%s, %s, '1000')", (run, rule))
+    db.execute("SELECT maint.run_finish(%s, 'succeeded')", (run,))
+    assert deleted == orphans - saved and batches == -(-orphans // 20)
+    assert count(db, f'SELECT count(*) FROM {ITEMS} WHERE "Order Id" = 105') == saved
+    assert count(db, f'SELECT count(*) FROM {ITEMS} WHERE "Order Id" > 100') == saved
+    assert db.execute("SELECT to_regclass(%s)", (f"pg_temp.pgmaint_victims_{rule}",)).fetchone()[0] is None

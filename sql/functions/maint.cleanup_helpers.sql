@@ -501,6 +501,30 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_victims_delete_sql(p_rel, p_identity, p_victims, p_batch, p_pred, p_archive) -> text
+--   One batch of orphans from the work table p_victims (their identity, numbered): the
+--   next p_batch after sequence number $1[1], each deleted by its key only while it still
+--   matches the rule's predicate p_pred (its parent is still missing). p_archive: the
+--   archive set's table, or NULL.
+CREATE OR REPLACE FUNCTION maint._cleanup_victims_delete_sql(
+    p_rel regclass, p_identity name[], p_victims text, p_batch integer, p_pred text, p_archive text)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN maint._cleanup_delete_sql(
+        pg_catalog.format('batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
+                          'ORDER BY v._pgmaint_seq LIMIT %s)', p_victims, p_batch),
+        pg_catalog.format('DELETE FROM %s AS t USING batch AS b WHERE %s AND (%s)', p_rel,
+            (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = b._pgmaint_k%s', c, i), ' AND ' ORDER BY i)
+               FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i)),
+            p_pred),
+        p_archive, p_rel);
+END
+$$;
+
 -- maint._cleanup_victims_sql(p_victims text, p_batch integer) -> text
 --   The next batch of victims in the work table p_victims after sequence number $1[1], as
 --   ('m', {"sel": how many, "last": [their last sequence number]}).
@@ -586,6 +610,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_range_sql(regclass, name[], text, text, boolean, boolean),
     maint._cleanup_delete_sql(text, text, text, regclass),
     maint._cleanup_row_bytes(regclass),
+    maint._cleanup_victims_delete_sql(regclass, name[], text, integer, text, text),
     maint._cleanup_victims_sql(text, integer),
     maint._cleanup_next_id_sql(regclass, name, text),
     maint._cleanup_idrange_sql(regclass, name, text, text),

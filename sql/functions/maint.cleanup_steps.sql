@@ -185,6 +185,7 @@ $$;
 --   How a unit of rows is worked through and where it starts: {"batching": ..., "state":
 --   {...}} with
 --     dedupe   keyset on the victims' sequence number in the work table: {"last": 0}
+--     victims  orphans of a plain table, found once into a work table, the same way
 --     idrange  single integer key, matches not too sparse: consecutive id ranges, widened
 --              while they are sparse: {"lo", "hi", "stride"}
 --     keyset   on the primary key, a bound query then the key range: {"last": null}
@@ -202,6 +203,8 @@ AS $$
     SELECT CASE
         WHEN p_rule.kind = 'dedupe'
             THEN '{"batching": "dedupe", "state": {"last": 0}}'::jsonb
+        WHEN p_rule.kind = 'orphan' AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel) = 'r'
+            THEN '{"batching": "victims", "state": {"last": 0}}'::jsonb
         WHEN p_int_key AND p_unit = p_rel AND p_id_lo IS NOT NULL
              AND p_id_hi - p_id_lo + 1 <= greatest(p_candidates, 1) * 64
             THEN pg_catalog.jsonb_build_object('batching', 'idrange', 'state',
@@ -339,6 +342,29 @@ BEGIN
                                                    END AS n) AS p),
                 NULL, NULL, p_lock_ms);
             v_estimated := (v_doc->>'estimated')::bigint;
+        ELSIF v_rule.kind = 'orphan' AND NOT v_run.dry_run
+              AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_rel) = 'r' THEN
+            -- orphans are found once, with the planner's best anti-join (a hash of the parent),
+            -- into a work table of the session owned by the table's owner; the batches then
+            -- visit only them (each re-checked: a parent that appeared meanwhile saves its row)
+            -- instead of probing the parent for every row of a key range
+            v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
+            v_victims := 'pgmaint_victims_' || v_rule.id;
+            IF pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims)) IS NOT NULL THEN
+                PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE pg_temp.%I', v_victims), p_lock_ms);
+            END IF;
+            v_candidates := maint._cleanup_command(v_exec, pg_catalog.format(
+                'CREATE TEMP TABLE %I ON COMMIT PRESERVE ROWS AS '
+                'SELECT pg_catalog.row_number() OVER (ORDER BY %s) AS _pgmaint_seq, %s FROM %s AS t WHERE %s',
+                v_victims, maint._cleanup_key_list('t.', v_identity),
+                (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I AS _pgmaint_k%s', c, i), ', ' ORDER BY i)
+                   FROM pg_catalog.unnest(v_identity) WITH ORDINALITY AS u(c, i)),
+                v_rel, v_pred), p_lock_ms);
+            PERFORM maint._cleanup_command(v_exec,
+                pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims), p_lock_ms);
+            v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
+                'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', %s::bigint, '
+                '''rows'', (SELECT pg_catalog.count(*) FROM %s))', v_candidates, v_rel), NULL, NULL, p_lock_ms);
         ELSIF v_rule.kind = 'dedupe' THEN
             v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
             IF v_run.dry_run THEN
@@ -507,7 +533,7 @@ BEGIN
         v_arch := pg_catalog.format('maint_archive.%I', v_set.archive_table);
     END IF;
     BEGIN
-        IF v_cur.batching = 'dedupe' THEN
+        IF v_cur.batching IN ('dedupe', 'victims') THEN
             v_victims := 'pgmaint_victims_' || v_rule.id;
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
                             WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_victims))
@@ -520,7 +546,10 @@ BEGIN
                                            ARRAY[v_st->>'last'], NULL, p_lock_ms);
             IF (v_meta->>'sel')::bigint > 0 THEN
                 v_del := maint._cleanup_delete_batch(v_exec,
-                             maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size, v_arch),
+                             CASE WHEN v_cur.batching = 'dedupe'
+                                  THEN maint._cleanup_dedupe_sql(v_rule, v_rel, v_identity, v_victims, v_rule.batch_size, v_arch)
+                                  ELSE maint._cleanup_victims_delete_sql(v_rel, v_identity, v_victims, v_rule.batch_size,
+                                                                         v_pred, v_arch) END,
                              ARRAY[v_st->>'last'], NULL, p_lock_ms, v_set.id);
                 v_st := pg_catalog.jsonb_set(v_st, '{last}', v_meta->'last'->0);
             END IF;
