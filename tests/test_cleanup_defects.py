@@ -9,6 +9,8 @@ import threading
 import time
 
 import psycopg
+import pytest
+from psycopg.rows import dict_row
 
 from tests.cleanup_support import count, ids, last_run, rule_result
 
@@ -80,3 +82,69 @@ def test_dedupe_spares_a_victim_that_stopped_matching_after_the_work_table_was_b
     assert ids(db, "SELECT id FROM public.accounts") == set(range(1, 41)) - (set(range(11, 21)) - {15, 16})
     archived = ids(db, "SELECT (a.row->>'id')::int FROM maint.archive_rows(%s) AS a", (run["id"],))
     assert archived == set(range(11, 21)) - {15, 16}
+
+
+# --- 2. a dedupe key under a NULLS DISTINCT unique index -------------------------------------
+
+
+def make_people(db: psycopg.Connection, index: str | None) -> None:
+    """5 people without an e-mail (NULL), 10 with distinct ones."""
+    db.execute("CREATE TABLE public.people (id integer PRIMARY KEY, email text, name text)")
+    db.execute("""INSERT INTO public.people
+                  SELECT g, CASE WHEN g <= 5 THEN NULL ELSE 'p' || g END, 'n' || g
+                    FROM generate_series(1, 15) AS g""")
+    if index:
+        db.execute(index)
+
+
+@pytest.mark.parametrize(
+    ("index", "args", "message"),
+    [
+        # the default unique constraint treats NULLs as distinct: nulls_equal would delete 4 of 5
+        ("ALTER TABLE public.people ADD UNIQUE (email)", "ARRAY['email']", "treats NULLs as distinct"),
+        # INCLUDE columns are not part of the index's key
+        ("CREATE UNIQUE INDEX people_email_incl ON public.people (email) INCLUDE (name)", "ARRAY['email']",
+         "treats NULLs as distinct"),
+        # a key wider than the index: its duplicates too can only be rows with a NULL e-mail
+        ("CREATE UNIQUE INDEX people_email ON public.people (email)", "ARRAY['email', 'name']",
+         "treats NULLs as distinct"),
+        # taking NULLs as the index does, the key cannot have duplicates
+        ("CREATE UNIQUE INDEX people_email ON public.people (email)", "ARRAY['email'], nulls_equal => false",
+         "cannot have duplicates"),
+        ("CREATE UNIQUE INDEX people_name ON public.people (name) NULLS NOT DISTINCT",
+         "ARRAY['name', 'email']", "cannot have duplicates"),
+    ],
+)
+def test_dedupe_rule_on_a_key_a_unique_index_covers_is_refused(db, index, args, message):
+    make_people(db, index)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message) as err:
+        db.execute(f"SELECT maint.add_dedupe_rule('public.people', {args})")
+    if message == "treats NULLs as distinct":
+        assert "with a NULL in email" in str(err.value)
+        assert "nulls_equal => false" in (err.value.diag.message_hint or "")
+    assert count(db, "SELECT count(*) FROM maint.cleanup_rules") == 0
+    assert count(db, "SELECT count(*) FROM public.people") == 15
+
+
+def test_a_unique_index_created_after_the_rule_stops_its_runs_and_previews(db):
+    """Checked again before every run (and in every batch and preview): a NULLS DISTINCT
+    unique index created after the rule makes the rule fail instead of deleting the NULL rows."""
+    make_people(db, None)
+    rule = db.execute(
+        "SELECT maint.add_dedupe_rule('public.people', ARRAY['email'], batch_size => 2)").fetchone()[0]
+    assert db.execute("SELECT would_delete FROM maint.find_duplicates()").fetchone()[0] == 4
+    db.execute("CREATE UNIQUE INDEX people_email ON public.people (email)")
+
+    with db.cursor(row_factory=dict_row) as cur:
+        preview = cur.execute("SELECT * FROM maint.find_duplicates()").fetchone()
+    assert preview["would_delete"] is None
+    assert "public.people_email, which treats NULLs as distinct" in preview["error"]
+    with pytest.raises(psycopg.errors.TriggeredActionException,
+                       match=r"covered by unique index public\.people_email"):
+        db.execute("CALL maint.remove_duplicates(dry_run => false, force => true)")
+    run = last_run(db, "duplicates")
+    assert run["status"] == "failed" and run["rows_affected"] == 0
+    assert rule_result(run, rule)["status"] == "failed"
+    assert "would delete all but one of the rows with a NULL in email" in rule_result(run, rule)["error"]
+    assert count(db, "SELECT count(*) FROM public.people WHERE email IS NULL") == 5
+    no_running_run_and_free_lock(db, "duplicates")

@@ -407,16 +407,69 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_dedupe_unique_index(p_rel regclass, p_columns name[], p_nulls_equal boolean)
+--   -> TABLE(index_name text, contradicts boolean, nullable_columns name[])
+--   A unique index (or constraint) of p_rel that covers a dedupe key: not partial, on plain
+--   columns, every key column of it (INCLUDE columns aside) among p_columns. Rows equal on
+--   such a key are equal on the index's columns, so they can only be rows the index lets
+--   coexist: none when the index is NULLS NOT DISTINCT or its columns are NOT NULL, and
+--   rows with a NULL in a nullable column of it when it is NULLS DISTINCT (the default).
+--   contradicts: the index is NULLS DISTINCT on nullable_columns while the rule treats NULL
+--   keys as equal (p_nulls_equal), so the rule would delete every such row but one, rows
+--   the index says are distinct. At most one row: an index that contradicts first.
+CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_unique_index(p_rel regclass, p_columns name[], p_nulls_equal boolean)
+    RETURNS TABLE(index_name text, contradicts boolean, nullable_columns name[])
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT i.indexrelid::pg_catalog.regclass::text,
+           p_nulls_equal AND NOT i.indnullsnotdistinct AND k.nullable IS NOT NULL,
+           coalesce(k.nullable, '{}'::name[])
+      FROM pg_catalog.pg_index AS i
+     CROSS JOIN LATERAL (
+           SELECT pg_catalog.bool_and(a.attname = ANY (p_columns)) AS covered,
+                  pg_catalog.array_agg(a.attname ORDER BY u.ord) FILTER (WHERE NOT a.attnotnull) AS nullable
+             FROM pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS u(attnum, ord)
+             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+            WHERE u.ord <= i.indnkeyatts) AS k
+     WHERE i.indrelid = p_rel AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND k.covered
+     ORDER BY 2 DESC, 1
+     LIMIT 1;
+END
+$$;
+
 -- maint._cleanup_dedupe_where(p_rule maint.cleanup_rules) -> text
 --   Which rows a dedupe rule looks at (over alias t): its condition, and with
---   nulls_equal => false only rows whose key has no NULL. Shared by the preview and the run.
+--   nulls_equal => false only rows whose key has no NULL. Shared by the preview, the
+--   preflight and every batch, so each of them re-checks that no unique index created
+--   since the rule was added contradicts the rule's NULL semantics
+--   (maint._cleanup_dedupe_unique_index): such a rule raises instead of deleting rows the
+--   index says are distinct.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_where(p_rule maint.cleanup_rules)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_rel regclass := maint._cleanup_rel(p_rule.target_schema, p_rule.target_table);
+    v_index record;
 BEGIN
+    SELECT * INTO v_index FROM maint._cleanup_dedupe_unique_index(v_rel, p_rule.columns, p_rule.nulls_equal) AS x
+     WHERE x.contradicts;
+    IF FOUND THEN
+        RAISE EXCEPTION 'key (%) of % is covered by unique index %, which treats NULLs as distinct: '
+                        'the rule treats NULL keys as equal (nulls_equal) and would delete all but one of the rows '
+                        'with a NULL in %, which the index allows',
+            pg_catalog.array_to_string(p_rule.columns, ', '), v_rel, v_index.index_name,
+            pg_catalog.array_to_string(v_index.nullable_columns, ', ')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('the index keeps the key unique: remove the rule (SELECT maint.remove_rule(%s))',
+                                           p_rule.id);
+    END IF;
     RETURN (
         SELECT pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'))
                || CASE WHEN p_rule.nulls_equal THEN ''
@@ -567,6 +620,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._cleanup_dedupe_unique_index(regclass, name[], boolean) IS 'Internal: a unique index that covers a dedupe key, and whether the rule''s NULL semantics contradict it';
 COMMENT ON FUNCTION maint._cleanup_shape_refusal(maint.cleanup_rules) IS 'Internal: why a rule would run another role''s code as its table''s owner (NULL: it would not)';
 COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
 
@@ -577,6 +631,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_identity(regclass),
     maint._cleanup_size(regclass),
     maint._cleanup_cascades(regclass),
+    maint._cleanup_dedupe_unique_index(regclass, name[], boolean),
     maint._cleanup_dedupe_where(maint.cleanup_rules),
     maint._cleanup_shape_refusal(maint.cleanup_rules),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
