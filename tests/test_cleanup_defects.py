@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests.cleanup_support import count, ids, last_run, rule_result
@@ -148,3 +150,99 @@ def test_a_unique_index_created_after_the_rule_stops_its_runs_and_previews(db):
     assert "would delete all but one of the rows with a NULL in email" in rule_result(run, rule)["error"]
     assert count(db, "SELECT count(*) FROM public.people WHERE email IS NULL") == 5
     no_running_run_and_free_lock(db, "duplicates")
+
+
+# --- 3. retention on timestamp (without time zone) and date columns --------------------------
+
+TIMEZONES = ["UTC", "America/Los_Angeles", "Asia/Kolkata"]
+HOURS = 720  # rows, one an hour
+
+
+def keep_for_cutoff_late_in_the_utc_day(db: psycopg.Connection) -> str:
+    """A keep of about 20 days that puts the cut-off at 22:xx UTC: local time in Kolkata
+    (+05:30) is then the next day, so a cut-off read in the session's TimeZone moves by a
+    day for date columns and by hours for timestamps; midnight UTC stays an hour away."""
+    hour = db.execute("SELECT extract(hour FROM now() AT TIME ZONE 'UTC')::int").fetchone()[0]
+    return f"{20 * 24 + (hour - 22) % 24} hours"
+
+
+def make_time_tables(db: psycopg.Connection, schema: str, base: datetime) -> None:
+    """Three tables with the same rows relative to base (UTC, naive): ts_log (timestamp),
+    day_log (date), part_log (timestamp, RANGE-partitioned by day)."""
+    s = sql.Identifier(schema)
+    db.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+    db.execute(sql.SQL("CREATE TABLE {}.ts_log (id integer PRIMARY KEY, at timestamp NOT NULL)").format(s))
+    db.execute(sql.SQL("""INSERT INTO {}.ts_log SELECT g, %s::timestamp - (g - 0.5) * interval '1 hour'
+                            FROM generate_series(1, %s) AS g""").format(s), (base, HOURS))
+    db.execute(sql.SQL("CREATE TABLE {}.day_log (id integer PRIMARY KEY, day date NOT NULL)").format(s))
+    db.execute(sql.SQL("""INSERT INTO {}.day_log SELECT g, %s::date - g
+                            FROM generate_series(0, 59) AS g""").format(s), (base.date(),))
+    db.execute(sql.SQL("""CREATE TABLE {}.part_log (id integer, at timestamp NOT NULL, PRIMARY KEY (id, at))
+                            PARTITION BY RANGE (at)""").format(s))
+    for d in range(-32, 2):
+        day = base.date() + timedelta(days=d)
+        db.execute(sql.SQL("CREATE TABLE {}.{} PARTITION OF {}.part_log FOR VALUES FROM ({}) TO ({})").format(
+            s, sql.Identifier(f"{schema}_part_log_{day:%Y%m%d}"), s,
+            sql.Literal(str(day)), sql.Literal(str(day + timedelta(days=1)))))
+    db.execute(sql.SQL("INSERT INTO {}.part_log SELECT id, at FROM {}.ts_log").format(s, s))
+
+
+def test_retention_on_timestamp_and_date_columns_reads_them_as_utc_in_every_session_time_zone(db):
+    """The same rows, the same rule: the preview counts and the run removes the same rows
+    whatever the session's TimeZone (the issue saw 53, 67 or 42 rows go)."""
+    base = db.execute("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+    keep = keep_for_cutoff_late_in_the_utc_day(db)
+    outcome: dict[str, dict[str, object]] = {}
+    try:
+        for i, tz in enumerate(TIMEZONES):
+            schema = f"tz{i}"
+            db.execute("SELECT set_config('TimeZone', %s, false)", (tz,))
+            make_time_tables(db, schema, base)
+            rules = {
+                table: db.execute("SELECT maint.add_retention_policy(%s, %s, %s, batch_size => 50)",
+                                  (f"{schema}.{table}", column, keep)).fetchone()[0]
+                for table, column in (("ts_log", "at"), ("day_log", "day"), ("part_log", "at"))
+            }
+            with db.cursor(row_factory=dict_row) as cur:
+                preview = {r["rule_id"]: r for r in cur.execute("SELECT * FROM maint.preview_retention()")}
+            db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+            run = last_run(db, "retention")
+            assert run["status"] == "succeeded", run["error"]
+            cutoff = datetime.fromisoformat(rule_result(run, rules["ts_log"])["cutoff"]).astimezone(UTC)
+            cutoff = cutoff.replace(tzinfo=None)
+            for table, rule in rules.items():
+                assert preview[rule]["error"] is None
+                assert rule_result(run, rule)["deleted"] == preview[rule]["would_delete"], (tz, table)
+            outcome[tz] = {
+                "would_delete": [preview[rules[t]]["would_delete"] for t in rules],
+                "dropped": sorted(p.split(".")[1] for p in preview[rules["part_log"]]["partitions_to_drop"]),
+                "ts_left": ids(db, sql.SQL("SELECT id FROM {}.ts_log").format(sql.Identifier(schema))),
+                "day_left": ids(db, sql.SQL("SELECT id FROM {}.day_log").format(sql.Identifier(schema))),
+                "part_left": ids(db, sql.SQL("SELECT id FROM {}.part_log").format(sql.Identifier(schema))),
+                "partitions_left": {r[0] for r in db.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " WHERE i.inhparent = %s::regclass", (f"{schema}.part_log",))},
+            }
+            # independently: what UTC says must go, went
+            kept_ts = {g for g in range(1, HOURS + 1) if base - timedelta(hours=g - 0.5) >= cutoff}
+            kept_days = {g for g in range(60) if base.date() - timedelta(days=g) >= cutoff.date()}
+            assert outcome[tz]["ts_left"] == kept_ts, tz
+            assert outcome[tz]["part_left"] == kept_ts, tz
+            assert outcome[tz]["day_left"] == kept_days, tz
+            days = [base.date() + timedelta(days=d) for d in range(-32, 2)]
+            expired = sorted(f"{schema}_part_log_{day:%Y%m%d}" for day in days
+                             if datetime.combine(day + timedelta(days=1), datetime.min.time()) <= cutoff)
+            assert outcome[tz]["dropped"] == expired, tz
+            assert not set(expired) & outcome[tz]["partitions_left"]
+            # the schema is in the partitions' names: compare them without it below
+            outcome[tz]["dropped"] = [n.removeprefix(f"{schema}_") for n in expired]
+            left = outcome[tz]["partitions_left"]
+            outcome[tz]["partitions_left"] = {n.removeprefix(f"{schema}_") for n in left}
+            for rule in rules.values():
+                db.execute("SELECT maint.enable_rule(%s, false)", (rule,))
+    finally:
+        db.execute("RESET TimeZone")
+    first = outcome[TIMEZONES[0]]
+    for tz in TIMEZONES[1:]:
+        assert outcome[tz] == first, tz
+    assert first["would_delete"][0] == HOURS - int(keep.split()[0])

@@ -208,9 +208,37 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_cutoff_literal(p_rel regclass, p_column name, p_cutoff timestamptz) -> text
+--   The cut-off as a constant of the time column's type ('...'::type), to compare the
+--   column with. A timestamptz column gets the instant itself. A timestamp (without time
+--   zone) or date column holds no time zone, so the kit reads it as UTC: the cut-off is
+--   taken AT TIME ZONE 'UTC' (and truncated to its day for a date), never in the session's
+--   TimeZone, so the same rows go whatever TimeZone the caller's session has.
+CREATE OR REPLACE FUNCTION maint._cleanup_cutoff_literal(p_rel regclass, p_column name, p_cutoff timestamptz)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text := maint._cleanup_column_type(p_rel, p_column);
+    v_typid oid;
+BEGIN
+    SELECT a.atttypid INTO v_typid
+      FROM pg_catalog.pg_attribute AS a
+     WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_typid IN ('pg_catalog.timestamp'::pg_catalog.regtype, 'pg_catalog.date'::pg_catalog.regtype) THEN
+        RETURN pg_catalog.format('%L::%s', (p_cutoff AT TIME ZONE 'UTC')::text, v_type);
+    END IF;
+    RETURN pg_catalog.format('%L::%s', p_cutoff::text, v_type);
+END
+$$;
+
 -- maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz) -> text
 --   The WHERE expression (over alias t) that selects the rows a retention or orphan rule
 --   removes. Orphans are found with NOT EXISTS (never NOT IN); a NULL reference is not an orphan.
+--   A retention rule compares its column with maint._cleanup_cutoff_literal (timestamp and
+--   date columns are read as UTC).
 CREATE OR REPLACE FUNCTION maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz)
     RETURNS text
     LANGUAGE plpgsql
@@ -223,8 +251,8 @@ DECLARE
     v_pred text;
 BEGIN
     IF p_rule.kind = 'retention' THEN
-        v_pred := pg_catalog.format('t.%I < %L::%s', p_rule.time_column, p_cutoff,
-                                    maint._cleanup_column_type(v_rel, p_rule.time_column));
+        v_pred := pg_catalog.format('t.%I < %s', p_rule.time_column,
+                                    maint._cleanup_cutoff_literal(v_rel, p_rule.time_column, p_cutoff));
     ELSIF p_rule.kind = 'orphan' THEN
         v_parent := maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table);
         SELECT pg_catalog.format('(%s) AND NOT EXISTS (SELECT 1 FROM %s AS _pgmaint_parent WHERE %s)',
@@ -576,8 +604,9 @@ $$;
 -- maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
 --   -> TABLE(partition regclass, expired boolean)
 --   For a table RANGE-partitioned on exactly p_column (of type date or timestamp[tz]): every direct partition and whether
---   all of its range lies before the cut-off (upper bound <= cut-off). The DEFAULT
---   partition and ranges up to MAXVALUE are never expired. Empty for other tables.
+--   all of its range lies before the cut-off (upper bound <= cut-off, the cut-off as
+--   maint._cleanup_cutoff_literal gives it: in UTC for timestamp and date columns). The
+--   DEFAULT partition and ranges up to MAXVALUE are never expired. Empty for other tables.
 CREATE OR REPLACE FUNCTION maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
     RETURNS TABLE(partition regclass, expired boolean)
     LANGUAGE plpgsql
@@ -610,7 +639,8 @@ BEGIN
         v_upper := pg_catalog.substring(v_part.bound, $re$TO \('((?:[^']|'')*)'\)$re$);
         v_expired := false;
         IF v_upper IS NOT NULL THEN
-            EXECUTE pg_catalog.format('SELECT %L::%s <= %L::%s', pg_catalog.replace(v_upper, '''''', ''''), v_type, p_cutoff, v_type)
+            EXECUTE pg_catalog.format('SELECT %L::%s <= %s', pg_catalog.replace(v_upper, '''''', ''''), v_type,
+                                      maint._cleanup_cutoff_literal(p_rel, p_column, p_cutoff))
                INTO v_expired;
         END IF;
         partition := v_part.rel;
@@ -623,6 +653,7 @@ $$;
 COMMENT ON FUNCTION maint._cleanup_dedupe_unique_index(regclass, name[], boolean) IS 'Internal: a unique index that covers a dedupe key, and whether the rule''s NULL semantics contradict it';
 COMMENT ON FUNCTION maint._cleanup_shape_refusal(maint.cleanup_rules) IS 'Internal: why a rule would run another role''s code as its table''s owner (NULL: it would not)';
 COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
+COMMENT ON FUNCTION maint._cleanup_cutoff_literal(regclass, name, timestamptz) IS 'Internal: a retention cut-off as a constant of the column''s type (UTC for timestamp and date)';
 
 GRANT EXECUTE ON FUNCTION
     maint._cleanup_rel(name, name),
@@ -635,6 +666,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_dedupe_where(maint.cleanup_rules),
     maint._cleanup_shape_refusal(maint.cleanup_rules),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
+    maint._cleanup_cutoff_literal(regclass, name, timestamptz),
     maint._cleanup_key_list(text, name[], text),
     maint._cleanup_key_compare(regclass, name[], text, integer),
     maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),
