@@ -14,7 +14,8 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from tests.cleanup_support import count, ids, last_run, rule_result
+from tests.cleanup_support import LOG, count, ids, last_run, make_log, rule_result
+from tests.optimize_support import dead_table, optimize_runs, run_cli, wait_for_lock_holder
 
 
 def wait_until(predicate, timeout: float = 20, what: str = "condition") -> None:
@@ -246,3 +247,91 @@ def test_retention_on_timestamp_and_date_columns_reads_them_as_utc_in_every_sess
     for tz in TIMEZONES[1:]:
         assert outcome[tz] == first, tz
     assert first["would_delete"][0] == HOURS - int(keep.split()[0])
+
+
+# --- 4. limits PostgreSQL cannot take ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "task", "param"),
+    [
+        ("CALL maint.apply_retention(dry_run => false, force => true, lock_timeout => '30 days')",
+         "retention", "lock_timeout"),
+        ("CALL maint.remove_duplicates(dry_run => false, lock_timeout => '2147483648 ms')",
+         "duplicates", "lock_timeout"),
+        ("CALL maint.run_all_cleanup(dry_run => false, force => true, time_limit => '1000000 years')",
+         "cleanup_all", "time_limit"),
+        ("CALL maint.clean_orphans(dry_run => false, time_limit => '2 years')", "orphans", "time_limit"),
+        ("CALL maint.analyze_cleaned_tables(lock_timeout => '30 days')", "analyze_cleaned", "lock_timeout"),
+        ("CALL maint.analyze_cleaned_tables(time_limit => '1000000 years')", "analyze_cleaned", "time_limit"),
+    ],
+)
+def test_limits_postgresql_cannot_take_fail_before_the_run_starts(db, call, task, param):
+    make_log(db, rows=300)
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '240 hours')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"^{param} must be") as err:
+        db.execute(call)
+    assert "2147483647 ms" in str(err.value) if param == "lock_timeout" else "1 year" in str(err.value)
+    assert count(db, "SELECT count(*) FROM maint.runs") == 0  # nothing started
+    no_running_run_and_free_lock(db, task)
+    assert count(db, f"SELECT count(*) FROM {LOG}") == 300
+    # the task is free: the same call with the largest values accepted runs
+    ok = call.replace("'30 days'", "'2147483647 ms'").replace("'2147483648 ms'", "'24 days'")
+    ok = ok.replace("'1000000 years'", "'1 year'").replace("'2 years'", "'365 days'")
+    db.execute(ok)
+    run = last_run(db, task)
+    assert run["status"] == "succeeded"
+    assert count(db, f"SELECT count(*) FROM {LOG}") == 300 - run["rows_affected"]
+    if task == "retention":
+        assert run["rows_affected"] >= 60
+    no_running_run_and_free_lock(db, task)
+
+
+def test_a_health_check_lock_timeout_the_setting_cannot_take_is_refused(db):
+    setting = "SELECT lock_timeout FROM maint.check_config WHERE check_name = 'long_query'"
+    before = db.execute(setting).fetchone()
+    with pytest.raises(psycopg.errors.InvalidParameterValue,
+                       match=r"^lock_timeout must be at most 2147483647 ms"):
+        db.execute("SELECT maint.check_configure('long_query', lock_timeout => '30 days')")
+    assert db.execute(setting).fetchone() == before
+    statuses = {r[0] for r in db.execute("SELECT status FROM maint.health_check(ARRAY['long_query'])")}
+    assert "unknown" not in statuses
+
+
+def test_optimize_refuses_a_lock_timeout_the_server_cannot_take_before_it_starts(db, db_dsn):
+    from orchestrator import optimize
+    from orchestrator.errors import PgmaintError
+
+    dead_table(db, sql.Identifier("busy"))
+    result = run_cli(db_dsn, "run", "optimize", "--execute", "--lock-timeout", "30d")
+    assert result.exit_code == 2
+    assert "--lock-timeout" in result.output and "2147483647 ms" in result.output
+    result = run_cli(db_dsn, "run", "optimize", "--execute", "--time-limit", "400d")
+    assert result.exit_code == 2 and "--time-limit" in result.output and "1 year" in result.output
+    with psycopg.connect(db_dsn, autocommit=True) as conn, pytest.raises(PgmaintError, match="lock_timeout"):
+        optimize.optimize(conn, only=["vacuum"], execute=True, time_limit=timedelta(minutes=1),
+                          lock_timeout=timedelta(days=30))
+    assert optimize_runs(db) == []
+    assert db.execute("SELECT maint.task_lock_holder('optimize')").fetchone()[0] is None
+    code = run_cli(db_dsn, "run", "optimize", "--execute", "--only", "vacuum").exit_code
+    assert code == 0 and [r["status"] for r in optimize_runs(db)] == ["succeeded"]
+
+
+def test_optimize_lock_timeout_below_a_millisecond_still_bounds_the_wait(db, db_dsn, pg_server):
+    """0.1 ms used to become lock_timeout '0ms', which PostgreSQL reads as: wait forever."""
+    from orchestrator import optimize
+
+    dead_table(db, sql.Identifier("busy"))
+    with pg_server.connect(db.info.dbname) as other:
+        other.execute("BEGIN")
+        other.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        wait_for_lock_holder(db, "busy")
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = '10s'")  # the old behaviour would hang here
+            started = time.monotonic()
+            result = optimize.optimize(conn, only=["vacuum"], execute=True, time_limit=timedelta(minutes=1),
+                                       lock_timeout=timedelta(microseconds=100))
+            took = time.monotonic() - started
+        other.execute("ROLLBACK")
+    [stmt] = [o for o in result.outcomes if o.relation == "public.busy"]
+    assert stmt.outcome == "skipped" and took < 5

@@ -265,14 +265,10 @@ BEGIN
     IF p_force IS NULL THEN
         RAISE EXCEPTION 'force must be true or false' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF p_time_limit IS NULL OR p_time_limit <= interval '0' THEN
-        RAISE EXCEPTION 'time_limit must be a positive interval, got %', coalesce(p_time_limit::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_lock_timeout IS NULL OR p_lock_timeout <= interval '0' THEN
-        RAISE EXCEPTION 'lock_timeout must be a positive interval, got %', coalesce(p_lock_timeout::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    -- limits PostgreSQL cannot take (lock_timeout over 2147483647 ms, a deadline past the
+    -- end of time) would fail after run_start: checked here, before anything starts
+    PERFORM maint._check_time_limit(p_time_limit, 'time_limit');
+    PERFORM maint._check_lock_timeout(p_lock_timeout, 'lock_timeout');
     IF p_max_fraction IS NULL OR p_max_fraction NOT BETWEEN 0 AND 1 THEN
         RAISE EXCEPTION 'max_fraction must be between 0 and 1, got %', coalesce(p_max_fraction::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
