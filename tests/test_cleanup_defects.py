@@ -335,3 +335,72 @@ def test_optimize_lock_timeout_below_a_millisecond_still_bounds_the_wait(db, db_
         other.execute("ROLLBACK")
     [stmt] = [o for o in result.outcomes if o.relation == "public.busy"]
     assert stmt.outcome == "skipped" and took < 5
+
+
+# --- 5. the counts of a killed run --------------------------------------------------------------
+
+
+def test_a_killed_retention_run_is_abandoned_with_the_rows_it_removed(db, pg_server):
+    make_log(db, rows=3000)
+    rule = db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '240 hours', "
+                      "batch_size => 5)").fetchone()[0]
+    worker = pg_server.connect(db.info.dbname)
+    pid = worker.info.backend_pid
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.execute("CALL maint.apply_retention(dry_run => false, force => true)")
+        except BaseException as exc:  # the kill lands here
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    wait_until(lambda: count(db, f"SELECT count(*) FROM {LOG}") <= 2900, what="100 rows removed")
+    # while it runs, the journal already counts what the committed batches removed
+    running = last_run(db, "retention")
+    assert running["status"] == "running" and running["rows_affected"] >= 100
+    candidates = rule_result(running, rule)["candidates"]
+    assert running["rows_examined"] == candidates >= 2760
+    db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    t.join(20)
+    worker.close()
+    assert errors and isinstance(errors[0], psycopg.OperationalError)
+    wait_until(lambda: not count(db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)),
+               what="the killed backend to exit")
+    assert db.execute("SELECT maint.mark_abandoned_runs()").fetchone()[0] == 1
+    run = last_run(db, "retention")
+    gone = 3000 - count(db, f"SELECT count(*) FROM {LOG}")
+    archived = count(db, "SELECT count(*) FROM maint.archive_rows(%s)", (run["id"],))
+    assert run["status"] == "abandoned"
+    assert 100 <= gone < candidates  # stopped midway
+    assert run["rows_affected"] == gone == archived
+    assert rule_result(run, rule)["deleted"] == gone
+    assert f"{gone} rows affected" in run["error"]
+
+
+def test_an_abandoned_run_takes_its_counts_from_the_progress_in_its_detail(db, pg_server):
+    """A run that recorded its progress only in its detail (per rule, as the cleanup tasks
+    do) is abandoned with those counts; a detail that is not what the kit writes is ignored."""
+    with pg_server.connect(db.info.dbname) as other:
+        pid = other.info.backend_pid
+        run_id = other.execute("SELECT maint.run_start('retention', '{}', false)").fetchone()[0]
+        other.execute(
+            "SELECT maint.run_progress(%s, NULL, NULL, %s::jsonb)",
+            (run_id, '{"rules": {"1": {"candidates": 30, "deleted": 12}, "2": {"deleted": "x"},'
+                     ' "3": {"candidates": 1e30, "deleted": -5}, "4": [1]}}'),
+        )
+        with pg_server.connect(db.info.dbname) as third:
+            third_id = third.execute("SELECT maint.run_start('orphans', '{}', false)").fetchone()[0]
+            third.execute("SELECT maint.run_progress(%s, NULL, NULL, '{\"rules\": 7}')", (third_id,))
+            pids = [pid, third.info.backend_pid]
+            db.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (pids,))
+    wait_until(lambda: not count(db, "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)),
+               what="the killed backends to exit")
+    assert db.execute("SELECT maint.mark_abandoned_runs()").fetchone()[0] == 2
+    with db.cursor(row_factory=dict_row) as cur:
+        rows = {r["id"]: r for r in cur.execute("SELECT * FROM maint.runs")}
+    assert rows[run_id]["status"] == "abandoned"
+    assert rows[run_id]["rows_affected"] == 12
+    assert rows[run_id]["rows_examined"] == 9223372036854775807
+    assert (rows[third_id]["status"], rows[third_id]["rows_affected"]) == ("abandoned", 0)

@@ -186,7 +186,14 @@ BEGIN
                     v_freed := v_freed + (v_b->>'bytes')::bigint;   -- a dropped partition's space is free at once
                 END IF;
             END IF;
-            PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
+            -- the run's counts so far (earlier rules plus this one), committed with the batch:
+            -- a run whose session dies keeps what it removed (maint.mark_abandoned_runs)
+            PERFORM maint.run_progress(p_run,
+                (SELECT coalesce(pg_catalog.sum((e.value->>'candidates')::bigint), 0)::bigint
+                   FROM pg_catalog.jsonb_each(coalesce(p_rules, '{}'::jsonb)) AS e) + v_candidates,
+                (SELECT coalesce(pg_catalog.sum((e.value->>'deleted')::bigint), 0)::bigint
+                   FROM pg_catalog.jsonb_each(coalesce(p_rules, '{}'::jsonb)) AS e) + v_deleted,
+                pg_catalog.jsonb_build_object('rules',
                 p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
                     'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
             COMMIT;
