@@ -19,6 +19,7 @@ keywords and ``psycopg.sql.Identifier`` for schema and name (:func:`build`).
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import threading
 import time
@@ -49,9 +50,16 @@ EXIT_PARTIAL = 3
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
+# the largest lock_timeout PostgreSQL takes (an int of milliseconds), and the longest time
+# limit the kit accepts (as maint._check_lock_timeout / maint._check_time_limit do)
+LOCK_TIMEOUT_MAX = timedelta(milliseconds=2147483647)
+TIME_LIMIT_MAX = timedelta(days=365.25)
+_MAXIMUM_TEXT = {LOCK_TIMEOUT_MAX: "2147483647 ms (about 24.8 days)", TIME_LIMIT_MAX: "1 year"}
 
-def parse_duration(text: str, what: str) -> timedelta:
-    """``30m``, ``5s``, ``500ms``, ``1h30m`` or plain seconds; must be positive."""
+
+def parse_duration(text: str, what: str, maximum: timedelta | None = None) -> timedelta:
+    """``30m``, ``5s``, ``500ms``, ``1h30m`` or plain seconds; must be positive (and at
+    most ``maximum`` when given)."""
     value = text.strip().lower()
     seconds: float | None = None
     if re.fullmatch(r"\d+(?:\.\d+)?", value):
@@ -62,7 +70,19 @@ def parse_duration(text: str, what: str) -> timedelta:
         raise click.BadParameter(
             f"{text!r} is not a positive duration (examples: 30m, 5s, 500ms, 1h30m)", param_hint=what
         )
+    if maximum is not None and seconds > maximum.total_seconds():
+        limit = _MAXIMUM_TEXT.get(maximum, str(maximum))
+        raise click.BadParameter(f"{text!r} is longer than the {limit} allowed", param_hint=what)
     return timedelta(seconds=seconds)
+
+
+def lock_timeout_ms(value: timedelta) -> int:
+    """``value`` as PostgreSQL's lock_timeout takes it: whole milliseconds, at least 1 (0
+    would mean wait forever), at most 2147483647."""
+    if value <= timedelta(0) or value > LOCK_TIMEOUT_MAX:
+        raise PgmaintError(
+            f"lock_timeout must be positive and at most 2147483647 ms (about 24.8 days), got {value}")
+    return max(1, math.ceil(value / timedelta(milliseconds=1)))
 
 
 def parse_only(values: Sequence[str]) -> list[str]:
@@ -390,6 +410,10 @@ class Executor:
     ) -> None:
         if not conn.autocommit:
             raise PgmaintError("pgmaint run optimize needs an autocommit connection")
+        # checked before the run starts: a value the server refuses would fail with the run open
+        lock_timeout_ms(lock_timeout)
+        if time_limit <= timedelta(0) or time_limit > TIME_LIMIT_MAX:
+            raise PgmaintError(f"time_limit must be positive and at most 1 year, got {time_limit}")
         self.conn = conn
         self.lock_timeout = lock_timeout
         self.time_limit = time_limit
@@ -413,7 +437,7 @@ class Executor:
         try:
             self.conn.execute(
                 "SELECT pg_catalog.set_config('lock_timeout', %s, false)",
-                (f"{int(self.lock_timeout.total_seconds() * 1000)}ms",),
+                (f"{lock_timeout_ms(self.lock_timeout)}ms",),
             )
             for action in actions:
                 if self.clock() >= deadline:
@@ -670,8 +694,8 @@ def _optimize(ctx: click.Context, execute: bool, time_limit: str, only: tuple[st
     locked in time is skipped and reported); no new statement starts after --time-limit.
     Exit code 3 when something was skipped or not started, 1 when a statement failed.
     """
-    limit = parse_duration(time_limit, "--time-limit")
-    lock = parse_duration(lock_timeout, "--lock-timeout")
+    limit = parse_duration(time_limit, "--time-limit", TIME_LIMIT_MAX)
+    lock = parse_duration(lock_timeout, "--lock-timeout", LOCK_TIMEOUT_MAX)
     actions = parse_only(only)
     s = settings(ctx)
     out_console = Console(stderr=True)

@@ -68,11 +68,12 @@ BEGIN
         RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF dry_run IS NULL OR lock_timeout IS NULL OR lock_timeout <= interval '0'
-       OR time_limit IS NULL OR time_limit <= interval '0' THEN
-        RAISE EXCEPTION 'dry_run must be true or false; lock_timeout and time_limit positive intervals'
-            USING ERRCODE = 'invalid_parameter_value';
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must be true or false' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- before run_start: a lock_timeout PostgreSQL cannot take would fail with the run open
+    PERFORM maint._check_lock_timeout(lock_timeout, 'lock_timeout');
+    PERFORM maint._check_time_limit(time_limit, 'time_limit');
     SELECT pg_catalog.array_agg(DISTINCT rule.value->>'table' ORDER BY rule.value->>'table')
       INTO v_tables
       FROM maint.runs AS r

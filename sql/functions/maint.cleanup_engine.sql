@@ -186,7 +186,14 @@ BEGIN
                     v_freed := v_freed + (v_b->>'bytes')::bigint;   -- a dropped partition's space is free at once
                 END IF;
             END IF;
-            PERFORM maint.run_progress(p_run, NULL, NULL, pg_catalog.jsonb_build_object('rules',
+            -- the run's counts so far (earlier rules plus this one), committed with the batch:
+            -- a run whose session dies keeps what it removed (maint.mark_abandoned_runs)
+            PERFORM maint.run_progress(p_run,
+                (SELECT coalesce(pg_catalog.sum((e.value->>'candidates')::bigint), 0)::bigint
+                   FROM pg_catalog.jsonb_each(coalesce(p_rules, '{}'::jsonb)) AS e) + v_candidates,
+                (SELECT coalesce(pg_catalog.sum((e.value->>'deleted')::bigint), 0)::bigint
+                   FROM pg_catalog.jsonb_each(coalesce(p_rules, '{}'::jsonb)) AS e) + v_deleted,
+                pg_catalog.jsonb_build_object('rules',
                 p_rules || pg_catalog.jsonb_build_object(v_rule.id::text, v_res || pg_catalog.jsonb_build_object(
                     'status', 'running', 'deleted', v_deleted, 'batches', v_batches))));
             COMMIT;
@@ -265,14 +272,10 @@ BEGIN
     IF p_force IS NULL THEN
         RAISE EXCEPTION 'force must be true or false' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF p_time_limit IS NULL OR p_time_limit <= interval '0' THEN
-        RAISE EXCEPTION 'time_limit must be a positive interval, got %', coalesce(p_time_limit::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_lock_timeout IS NULL OR p_lock_timeout <= interval '0' THEN
-        RAISE EXCEPTION 'lock_timeout must be a positive interval, got %', coalesce(p_lock_timeout::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    -- limits PostgreSQL cannot take (lock_timeout over 2147483647 ms, a deadline past the
+    -- end of time) would fail after run_start: checked here, before anything starts
+    PERFORM maint._check_time_limit(p_time_limit, 'time_limit');
+    PERFORM maint._check_lock_timeout(p_lock_timeout, 'lock_timeout');
     IF p_max_fraction IS NULL OR p_max_fraction NOT BETWEEN 0 AND 1 THEN
         RAISE EXCEPTION 'max_fraction must be between 0 and 1, got %', coalesce(p_max_fraction::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';

@@ -208,9 +208,37 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_cutoff_literal(p_rel regclass, p_column name, p_cutoff timestamptz) -> text
+--   The cut-off as a constant of the time column's type ('...'::type), to compare the
+--   column with. A timestamptz column gets the instant itself. A timestamp (without time
+--   zone) or date column holds no time zone, so the kit reads it as UTC: the cut-off is
+--   taken AT TIME ZONE 'UTC' (and truncated to its day for a date), never in the session's
+--   TimeZone, so the same rows go whatever TimeZone the caller's session has.
+CREATE OR REPLACE FUNCTION maint._cleanup_cutoff_literal(p_rel regclass, p_column name, p_cutoff timestamptz)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text := maint._cleanup_column_type(p_rel, p_column);
+    v_typid oid;
+BEGIN
+    SELECT a.atttypid INTO v_typid
+      FROM pg_catalog.pg_attribute AS a
+     WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_typid IN ('pg_catalog.timestamp'::pg_catalog.regtype, 'pg_catalog.date'::pg_catalog.regtype) THEN
+        RETURN pg_catalog.format('%L::%s', (p_cutoff AT TIME ZONE 'UTC')::text, v_type);
+    END IF;
+    RETURN pg_catalog.format('%L::%s', p_cutoff::text, v_type);
+END
+$$;
+
 -- maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz) -> text
 --   The WHERE expression (over alias t) that selects the rows a retention or orphan rule
 --   removes. Orphans are found with NOT EXISTS (never NOT IN); a NULL reference is not an orphan.
+--   A retention rule compares its column with maint._cleanup_cutoff_literal (timestamp and
+--   date columns are read as UTC).
 CREATE OR REPLACE FUNCTION maint._cleanup_predicate(p_rule maint.cleanup_rules, p_cutoff timestamptz)
     RETURNS text
     LANGUAGE plpgsql
@@ -223,8 +251,8 @@ DECLARE
     v_pred text;
 BEGIN
     IF p_rule.kind = 'retention' THEN
-        v_pred := pg_catalog.format('t.%I < %L::%s', p_rule.time_column, p_cutoff,
-                                    maint._cleanup_column_type(v_rel, p_rule.time_column));
+        v_pred := pg_catalog.format('t.%I < %s', p_rule.time_column,
+                                    maint._cleanup_cutoff_literal(v_rel, p_rule.time_column, p_cutoff));
     ELSIF p_rule.kind = 'orphan' THEN
         v_parent := maint._cleanup_rel(p_rule.parent_schema, p_rule.parent_table);
         SELECT pg_catalog.format('(%s) AND NOT EXISTS (SELECT 1 FROM %s AS _pgmaint_parent WHERE %s)',
@@ -407,16 +435,69 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_dedupe_unique_index(p_rel regclass, p_columns name[], p_nulls_equal boolean)
+--   -> TABLE(index_name text, contradicts boolean, nullable_columns name[])
+--   A unique index (or constraint) of p_rel that covers a dedupe key: not partial, on plain
+--   columns, every key column of it (INCLUDE columns aside) among p_columns. Rows equal on
+--   such a key are equal on the index's columns, so they can only be rows the index lets
+--   coexist: none when the index is NULLS NOT DISTINCT or its columns are NOT NULL, and
+--   rows with a NULL in a nullable column of it when it is NULLS DISTINCT (the default).
+--   contradicts: the index is NULLS DISTINCT on nullable_columns while the rule treats NULL
+--   keys as equal (p_nulls_equal), so the rule would delete every such row but one, rows
+--   the index says are distinct. At most one row: an index that contradicts first.
+CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_unique_index(p_rel regclass, p_columns name[], p_nulls_equal boolean)
+    RETURNS TABLE(index_name text, contradicts boolean, nullable_columns name[])
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT i.indexrelid::pg_catalog.regclass::text,
+           p_nulls_equal AND NOT i.indnullsnotdistinct AND k.nullable IS NOT NULL,
+           coalesce(k.nullable, '{}'::name[])
+      FROM pg_catalog.pg_index AS i
+     CROSS JOIN LATERAL (
+           SELECT pg_catalog.bool_and(a.attname = ANY (p_columns)) AS covered,
+                  pg_catalog.array_agg(a.attname ORDER BY u.ord) FILTER (WHERE NOT a.attnotnull) AS nullable
+             FROM pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS u(attnum, ord)
+             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+            WHERE u.ord <= i.indnkeyatts) AS k
+     WHERE i.indrelid = p_rel AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND k.covered
+     ORDER BY 2 DESC, 1
+     LIMIT 1;
+END
+$$;
+
 -- maint._cleanup_dedupe_where(p_rule maint.cleanup_rules) -> text
 --   Which rows a dedupe rule looks at (over alias t): its condition, and with
---   nulls_equal => false only rows whose key has no NULL. Shared by the preview and the run.
+--   nulls_equal => false only rows whose key has no NULL. Shared by the preview, the
+--   preflight and every batch, so each of them re-checks that no unique index created
+--   since the rule was added contradicts the rule's NULL semantics
+--   (maint._cleanup_dedupe_unique_index): such a rule raises instead of deleting rows the
+--   index says are distinct.
 CREATE OR REPLACE FUNCTION maint._cleanup_dedupe_where(p_rule maint.cleanup_rules)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_rel regclass := maint._cleanup_rel(p_rule.target_schema, p_rule.target_table);
+    v_index record;
 BEGIN
+    SELECT * INTO v_index FROM maint._cleanup_dedupe_unique_index(v_rel, p_rule.columns, p_rule.nulls_equal) AS x
+     WHERE x.contradicts;
+    IF FOUND THEN
+        RAISE EXCEPTION 'key (%) of % is covered by unique index %, which treats NULLs as distinct: '
+                        'the rule treats NULL keys as equal (nulls_equal) and would delete all but one of the rows '
+                        'with a NULL in %, which the index allows',
+            pg_catalog.array_to_string(p_rule.columns, ', '), v_rel, v_index.index_name,
+            pg_catalog.array_to_string(v_index.nullable_columns, ', ')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('the index keeps the key unique: remove the rule (SELECT maint.remove_rule(%s))',
+                                           p_rule.id);
+    END IF;
     RETURN (
         SELECT pg_catalog.format('((%s))', coalesce(p_rule.condition, 'true'))
                || CASE WHEN p_rule.nulls_equal THEN ''
@@ -547,8 +628,9 @@ $$;
 -- maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
 --   -> TABLE(partition regclass, expired boolean)
 --   For a table RANGE-partitioned on exactly p_column (of type date or timestamp[tz]): every direct partition and whether
---   all of its range lies before the cut-off (upper bound <= cut-off). The DEFAULT
---   partition and ranges up to MAXVALUE are never expired. Empty for other tables.
+--   all of its range lies before the cut-off (upper bound <= cut-off, the cut-off as
+--   maint._cleanup_cutoff_literal gives it: in UTC for timestamp and date columns). The
+--   DEFAULT partition and ranges up to MAXVALUE are never expired. Empty for other tables.
 CREATE OR REPLACE FUNCTION maint._cleanup_expired_partitions(p_rel regclass, p_column name, p_cutoff timestamptz)
     RETURNS TABLE(partition regclass, expired boolean)
     LANGUAGE plpgsql
@@ -581,7 +663,8 @@ BEGIN
         v_upper := pg_catalog.substring(v_part.bound, $re$TO \('((?:[^']|'')*)'\)$re$);
         v_expired := false;
         IF v_upper IS NOT NULL THEN
-            EXECUTE pg_catalog.format('SELECT %L::%s <= %L::%s', pg_catalog.replace(v_upper, '''''', ''''), v_type, p_cutoff, v_type)
+            EXECUTE pg_catalog.format('SELECT %L::%s <= %s', pg_catalog.replace(v_upper, '''''', ''''), v_type,
+                                      maint._cleanup_cutoff_literal(p_rel, p_column, p_cutoff))
                INTO v_expired;
         END IF;
         partition := v_part.rel;
@@ -591,8 +674,10 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._cleanup_dedupe_unique_index(regclass, name[], boolean) IS 'Internal: a unique index that covers a dedupe key, and whether the rule''s NULL semantics contradict it';
 COMMENT ON FUNCTION maint._cleanup_shape_refusal(maint.cleanup_rules) IS 'Internal: why a rule would run another role''s code as its table''s owner (NULL: it would not)';
 COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
+COMMENT ON FUNCTION maint._cleanup_cutoff_literal(regclass, name, timestamptz) IS 'Internal: a retention cut-off as a constant of the column''s type (UTC for timestamp and date)';
 
 GRANT EXECUTE ON FUNCTION
     maint._cleanup_rel(name, name),
@@ -601,9 +686,11 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_identity(regclass),
     maint._cleanup_size(regclass),
     maint._cleanup_cascades(regclass),
+    maint._cleanup_dedupe_unique_index(regclass, name[], boolean),
     maint._cleanup_dedupe_where(maint.cleanup_rules),
     maint._cleanup_shape_refusal(maint.cleanup_rules),
     maint._cleanup_predicate(maint.cleanup_rules, timestamptz),
+    maint._cleanup_cutoff_literal(regclass, name, timestamptz),
     maint._cleanup_key_list(text, name[], text),
     maint._cleanup_key_compare(regclass, name[], text, integer),
     maint._cleanup_bound_sql(regclass, name[], text, integer, boolean),

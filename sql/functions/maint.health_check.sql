@@ -252,7 +252,8 @@ COMMENT ON FUNCTION maint.record_health_check(text[], text[], interval) IS
 
 -- maint.check_configure(check_name, warn, crit, enabled, params, lock_timeout) -> maint.check_config
 --   Changes a check's settings; NULL keeps the current value, params are merged into the
---   current ones. maint.check_clear removes a threshold. maint.check_config is written
+--   current ones; lock_timeout is positive and at most 2147483647 ms (what the setting
+--   takes). maint.check_clear removes a threshold. maint.check_config is written
 --   only through these two (SECURITY DEFINER) functions.
 CREATE OR REPLACE FUNCTION maint.check_configure(
     check_name text,
@@ -275,6 +276,10 @@ BEGIN
     IF params IS NOT NULL AND pg_catalog.jsonb_typeof(params) <> 'object' THEN
         RAISE EXCEPTION 'params must be a JSON object, got %', params
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lock_timeout IS NOT NULL THEN
+        -- a value the lock_timeout setting cannot take would make the check fail at every run
+        PERFORM maint._check_lock_timeout(lock_timeout, 'lock_timeout');
     END IF;
     UPDATE maint.check_config AS c
        SET warn = coalesce(warn, c.warn),

@@ -265,7 +265,7 @@ DECLARE
     v_cond text;
     v_id bigint;
     v_col name;
-    v_index text;
+    v_index record;
     v_rule maint.cleanup_rules;
 BEGIN
     v_author := maint._caller(p_author);
@@ -287,21 +287,21 @@ BEGIN
     IF nulls_equal IS NULL THEN
         RAISE EXCEPTION 'nulls_equal must be true or false' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- a unique index whose columns are all in the key makes duplicates impossible
-    SELECT i.indexrelid::regclass::text INTO v_index
-      FROM pg_catalog.pg_index AS i
-     WHERE i.indrelid = target AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
-       AND (SELECT pg_catalog.bool_and(a.attname = ANY (key_columns))
-              FROM pg_catalog.unnest(i.indkey::int2[]) AS k(attnum)
-              JOIN pg_catalog.pg_attribute AS a ON a.attrelid = target AND a.attnum = k.attnum)
-       AND (i.indnullsnotdistinct OR NOT nulls_equal
-            OR NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(i.indkey::int2[]) AS k(attnum)
-                             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = target AND a.attnum = k.attnum
-                            WHERE NOT a.attnotnull))
-     LIMIT 1;
-    IF v_index IS NOT NULL THEN
+    -- a unique index whose key columns are all in the key leaves no duplicates to remove,
+    -- except rows with a NULL in it when it is NULLS DISTINCT: those the index lets coexist
+    -- on purpose, and a rule with nulls_equal would delete all of them but one
+    SELECT * INTO v_index FROM maint._cleanup_dedupe_unique_index(target, key_columns, nulls_equal);
+    IF FOUND AND v_index.contradicts THEN
+        RAISE EXCEPTION 'key % of % is covered by unique index %, which treats NULLs as distinct (NULLS DISTINCT): '
+                        'with nulls_equal => true the only duplicates are rows with a NULL in %, which the index '
+                        'allows, and all of them but one would be deleted',
+            key_columns, target, v_index.index_name, pg_catalog.array_to_string(v_index.nullable_columns, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'nulls_equal => false takes NULLs as the index does, and then the index already keeps the key '
+                         'unique: no rule is needed. To treat NULL keys as equal, make the index NULLS NOT DISTINCT.';
+    ELSIF FOUND THEN
         RAISE EXCEPTION 'key % of % is already covered by unique index %: it cannot have duplicates',
-            key_columns, target, v_index
+            key_columns, target, v_index.index_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM maint._cleanup_check_options(batch_size, archive, enabled, max_fraction, archive_keep);
@@ -460,9 +460,10 @@ $$;
 --   broken by the primary key (else ctid). nulls_equal (default true): NULL key values
 --   count as equal, as GROUP BY does; false leaves rows with a NULL in the key alone, as
 --   a default unique index would. A key already covered by a unique constraint or index
---   is refused: it cannot have duplicates to remove. The caller becomes the rule's author
---   and needs SELECT and DELETE on target. archive, max_fraction, archive_keep: as for
---   maint.add_retention_policy.
+--   is refused: it cannot have duplicates to remove, or (NULLS DISTINCT index, nullable
+--   column, nulls_equal => true) its only duplicates are NULL-key rows the index says are
+--   distinct. The caller becomes the rule's author and needs SELECT and DELETE on target.
+--   archive, max_fraction, archive_keep: as for maint.add_retention_policy.
 CREATE OR REPLACE FUNCTION maint.add_dedupe_rule(
     target regclass,
     key_columns name[],

@@ -7,6 +7,10 @@
 --   Marks 'running' runs whose session is gone as 'abandoned' and returns how many.
 --   A run is alive while its session (backend_pid) holds the task's lock (see
 --   maint.task_lock.sql); a crashed or terminated session loses it, which is how we notice.
+--   An abandoned run keeps its last committed progress: rows_examined/rows_affected as
+--   maint.run_progress last recorded them, or, when larger, the sums of the per-rule
+--   'candidates'/'deleted' counts in its detail (the cleanup tasks' progress), so a killed
+--   run reports the rows it had removed; its error says how many.
 CREATE OR REPLACE FUNCTION maint.mark_abandoned_runs(p_task text DEFAULT NULL)
     RETURNS integer
     LANGUAGE plpgsql
@@ -20,15 +24,43 @@ BEGIN
     UPDATE maint.runs AS r
        SET status = 'abandoned',
            finished_at = pg_catalog.clock_timestamp(),
+           rows_examined = greatest(r.rows_examined, p.examined),
+           rows_affected = greatest(r.rows_affected, p.affected),
            error = pg_catalog.format(
-               'abandoned: session %s ended while the run was in progress (last heartbeat %s)',
-               r.backend_pid, coalesce(r.heartbeat_at, r.started_at))
-     WHERE r.status = 'running'
+               'abandoned: session %s ended while the run was in progress (last heartbeat %s; %s rows affected by then)',
+               r.backend_pid, coalesce(r.heartbeat_at, r.started_at), greatest(r.rows_affected, p.affected))
+      FROM maint.runs AS r2
+     CROSS JOIN LATERAL maint._run_detail_counts(r2.detail) AS p
+     WHERE r2.id = r.id
+       AND r.status = 'running'
        AND (p_task IS NULL OR r.task = p_task)
        AND maint.task_lock_holder(r.task) IS DISTINCT FROM r.backend_pid;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END
+$$;
+
+-- maint._run_detail_counts(p_detail jsonb) -> TABLE(examined bigint, affected bigint)
+--   The sums of the per-rule 'candidates' and 'deleted' counts in a run's detail
+--   ({"rules": {"<id>": {...}}}, as the cleanup tasks record their progress); 0 for a
+--   detail without them. Tolerates any detail (the journal's detail is written by the
+--   run's caller): counts that are not numbers or are negative are ignored, and the sums
+--   are capped at bigint's maximum.
+CREATE OR REPLACE FUNCTION maint._run_detail_counts(p_detail jsonb)
+    RETURNS TABLE(examined bigint, affected bigint)
+    LANGUAGE sql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(coalesce(pg_catalog.sum(CASE WHEN pg_catalog.jsonb_typeof(e.value->'candidates') = 'number'
+                                           THEN greatest(0, pg_catalog.trunc((e.value->>'candidates')::numeric)) END), 0),
+                 9223372036854775807)::bigint,
+           least(coalesce(pg_catalog.sum(CASE WHEN pg_catalog.jsonb_typeof(e.value->'deleted') = 'number'
+                                           THEN greatest(0, pg_catalog.trunc((e.value->>'deleted')::numeric)) END), 0),
+                 9223372036854775807)::bigint
+      FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(p_detail->'rules') = 'object'
+                                      THEN p_detail->'rules' ELSE '{}'::jsonb END) AS e
+     WHERE pg_catalog.jsonb_typeof(e.value) = 'object'
 $$;
 
 -- maint.run_start(p_task, p_parameters, p_dry_run, p_source) -> bigint (the run id)
@@ -229,9 +261,11 @@ COMMENT ON FUNCTION maint._backend_start() IS 'Internal: when this session start
 COMMENT ON FUNCTION maint.run_start(text, jsonb, boolean, text) IS 'Open a journaled run of a task (takes the task lock)';
 COMMENT ON FUNCTION maint.run_progress(bigint, bigint, bigint, jsonb) IS 'Record progress of a running run';
 COMMENT ON FUNCTION maint.run_finish(bigint, text, bigint, bigint, jsonb, text) IS 'Close a run with its final status and release the task lock';
+COMMENT ON FUNCTION maint._run_detail_counts(jsonb) IS 'Internal: the per-rule candidate and deleted counts in a run''s detail, summed';
 COMMENT ON FUNCTION maint.mark_abandoned_runs(text) IS 'Mark runs whose session ended without closing them as abandoned';
 
 GRANT EXECUTE ON FUNCTION
+    maint._run_detail_counts(jsonb),
     maint.run_start(text, jsonb, boolean, text),
     maint.run_progress(bigint, bigint, bigint, jsonb),
     maint.run_finish(bigint, text, bigint, bigint, jsonb, text),
