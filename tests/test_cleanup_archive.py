@@ -364,3 +364,53 @@ def test_orphans_found_once_are_each_checked_again_before_they_go(db):
     assert count(db, f'SELECT count(*) FROM {ITEMS} WHERE "Order Id" = 105') == saved
     assert count(db, f'SELECT count(*) FROM {ITEMS} WHERE "Order Id" > 100') == saved
     assert db.execute("SELECT to_regclass(%s)", (f"pg_temp.pgmaint_victims_{rule}",)).fetchone()[0] is None
+
+
+def test_partitions_of_the_same_name_in_two_schemas_are_archived_and_come_back_with_their_indexes(db):
+    """Detached partitions move to maint_archive under their set's name, their indexes too
+    (index names would clash there); undo gives both their names back."""
+    for schema in ("east", "west"):
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(
+            f"CREATE TABLE {schema}.log (id bigint, at timestamptz NOT NULL, PRIMARY KEY (id, at))"
+            " PARTITION BY RANGE (at)"
+        )
+        db.execute(
+            f"CREATE TABLE {schema}.log_old PARTITION OF {schema}.log"
+            " FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')"
+        )
+        db.execute(
+            f"CREATE TABLE {schema}.log_new PARTITION OF {schema}.log"
+            " FOR VALUES FROM ('2020-02-01') TO (MAXVALUE)"
+        )
+        db.execute(f"CREATE INDEX log_at_idx ON {schema}.log_old (at)")
+        db.execute(
+            f"INSERT INTO {schema}.log SELECT g, '2020-01-01'::timestamptz + g * interval '1 hour'"
+            " FROM generate_series(1, 100) g"
+        )
+        db.execute(
+            f"SELECT maint.add_retention_policy('{schema}.log', 'at', '30 days', max_fraction => 1,"
+            " batch_size => 1000)"
+        )
+    db.execute(
+        "UPDATE maint.cleanup_rules SET keep = now() - timestamptz '2020-02-01'"
+    )  # only log_old expires
+    db.execute("CALL maint.apply_retention(dry_run => false)")
+    run = last_run(db, "retention")
+    assert run["status"] == "succeeded", run["error"]
+    assert count(db, "SELECT count(*) FROM maint.archive_sets WHERE storage = 'partition'") == 2
+    assert db.execute("SELECT to_regclass('east.log_old'), to_regclass('west.log_old')").fetchone() == (
+        None,
+        None,
+    )
+    db.execute("CALL maint.undo_run(%s)", (run["id"],))
+    for schema in ("east", "west"):
+        assert count(db, f"SELECT count(*) FROM {schema}.log") == 100
+        indexes = {
+            r[0]
+            for r in db.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass",
+                (f"{schema}.log_old",),
+            )
+        }
+        assert indexes == {f"{schema}.log_old_pkey", f"{schema}.log_at_idx"}

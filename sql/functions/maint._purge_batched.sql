@@ -130,14 +130,8 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be between 1 and 1000000, got %', coalesce(p_batch_size::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_time_limit IS NULL OR p_time_limit <= interval '0' THEN
-        RAISE EXCEPTION 'time_limit must be a positive interval, got %', coalesce(p_time_limit::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_lock_timeout IS NULL OR p_lock_timeout <= interval '0' THEN
-        RAISE EXCEPTION 'lock_timeout must be a positive interval, got %', coalesce(p_lock_timeout::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._check_time_limit(p_time_limit, 'time_limit');
+    PERFORM maint._check_lock_timeout(p_lock_timeout, 'lock_timeout');
 
     v_cutoff := pg_catalog.now() - p_keep;
     v_run := maint.run_start(p_task,

@@ -110,15 +110,8 @@ BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must be true or false' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF time_limit IS NULL OR time_limit <= interval '0' THEN
-        RAISE EXCEPTION 'time_limit must be a positive interval, got %', coalesce(time_limit::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF lock_timeout IS NULL OR lock_timeout <= interval '0' OR lock_timeout > interval '1 hour' THEN
-        RAISE EXCEPTION 'lock_timeout must be a positive interval of at most 1 hour, got %', coalesce(lock_timeout::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_lock_ms := greatest(1, ceil(extract(epoch FROM lock_timeout) * 1000))::bigint::text;
+    PERFORM maint._check_time_limit(time_limit, 'time_limit');
+    v_lock_ms := maint._check_lock_timeout(lock_timeout, 'lock_timeout');
     v_cutoff := pg_catalog.now() - older_than;
     v_run := maint.run_start('purge_archive', pg_catalog.jsonb_build_object('older_than', older_than,
         'time_limit', time_limit, 'lock_timeout', lock_timeout), dry_run);

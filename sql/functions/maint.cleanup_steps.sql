@@ -654,6 +654,8 @@ DECLARE
     v_bytes bigint;
     v_estimated boolean;
     v_set maint.archive_sets;
+    v_indexes jsonb;
+    v_index jsonb;
 BEGIN
     v_rel := maint._cleanup_rel(v_rule.target_schema, v_rule.target_table);
     v_part := maint._cleanup_unit(v_rule, p_partition);
@@ -692,7 +694,20 @@ BEGIN
            SET partition_name = v_part::text, partition_bound = v_bound, rows = v_rows, rows_estimated = v_estimated,
                bytes = v_bytes
          WHERE s.id = v_set.id;
-        -- renamed where it is first, so no name in maint_archive can be in the way
+        -- renamed where it is first, with its indexes (they move along), so no name in
+        -- maint_archive can be in the way; undo gives the indexes their names back
+        SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(pg_catalog.format('%s_i%s', v_set.archive_table, i.n),
+                                                                 c.relname) ORDER BY i.n)
+          INTO v_indexes
+          FROM (SELECT x.indexrelid, pg_catalog.row_number() OVER (ORDER BY x.indexrelid) AS n
+                  FROM pg_catalog.pg_index AS x WHERE x.indrelid = v_part) AS i
+          JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid;
+        FOR v_index IN SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(v_indexes, '[]')) AS e LOOP
+            PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER INDEX %I.%I RENAME TO %I',
+                (SELECT n.nspname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                  WHERE c.oid = v_part), v_index->>1, v_index->>0), p_lock_ms);
+        END LOOP;
+        UPDATE maint.archive_sets AS s SET partition_indexes = v_indexes WHERE s.id = v_set.id;
         PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s RENAME TO %I', v_part,
                                        'pgmaint_archive_' || v_set.archive_table), p_lock_ms);
         PERFORM maint._archive_schema_access(v_owner, true);

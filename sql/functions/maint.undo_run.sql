@@ -66,6 +66,7 @@ DECLARE
     v_n bigint;
     v_schema name;
     v_name name;
+    v_index jsonb;
 BEGIN
     IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
         RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
@@ -124,6 +125,12 @@ BEGIN
                                        'pgmaint_restore_' || v_set.archive_table, v_schema), NULL);
         PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I',
                                        v_schema, 'pgmaint_restore_' || v_set.archive_table, v_name), NULL);
+        -- its indexes get their names back where no other relation took them meanwhile
+        FOR v_index IN SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(v_set.partition_indexes, '[]')) AS e
+                        WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, e.value->>1)) IS NULL LOOP
+            PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER INDEX %I.%I RENAME TO %I',
+                                           v_schema, v_index->>0, v_index->>1), NULL);
+        END LOOP;
         PERFORM maint._cleanup_command(v_exec, pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %I.%I %s',
                                        v_rel, v_schema, v_name, v_set.partition_bound), NULL);
     END IF;

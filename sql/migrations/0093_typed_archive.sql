@@ -22,6 +22,7 @@ CREATE TABLE maint.archive_sets (
     owner_oid        oid         NOT NULL,
     partition_name   text,
     partition_bound  text,
+    partition_indexes jsonb,
     rows             bigint      NOT NULL DEFAULT 0,
     rows_estimated   boolean     NOT NULL DEFAULT false,
     bytes            bigint      NOT NULL DEFAULT 0,
