@@ -141,6 +141,26 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_rows_sql(p_rel regclass) -> text
+--   An expression for the table's rows, the fraction guard's denominator: the planner's
+--   count (reltuples, kept current by autovacuum and ANALYZE) when the table has one,
+--   so a preflight reads the table once (for the candidates), not twice; otherwise a
+--   count(*) (a table never vacuumed or analyzed, a partitioned parent).
+CREATE OR REPLACE FUNCTION maint._cleanup_rows_sql(p_rel regclass)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT CASE WHEN c.relkind = 'r' AND c.reltuples >= 0 THEN c.reltuples::bigint::text
+                    ELSE pg_catalog.format('(SELECT pg_catalog.count(*) FROM %s)', p_rel) END
+          FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
+    );
+END
+$$;
+
 -- maint._cleanup_cascades(p_rel regclass) -> text[]
 --   Foreign keys below the table that delete or modify rows when a row of it is deleted
 --   (ON DELETE CASCADE / SET NULL / SET DEFAULT). Those rows change without being archived.
@@ -697,6 +717,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_range_sql(regclass, name[], text, text, boolean, boolean),
     maint._cleanup_delete_sql(text, text, text, regclass),
     maint._cleanup_row_bytes(regclass),
+    maint._cleanup_rows_sql(regclass),
     maint._cleanup_victims_delete_sql(regclass, name[], text, integer, text, text),
     maint._cleanup_victims_sql(text, integer),
     maint._cleanup_next_id_sql(regclass, name, text),

@@ -364,14 +364,14 @@ BEGIN
                 pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims), p_lock_ms);
             v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
                 'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', %s::bigint, '
-                '''rows'', (SELECT pg_catalog.count(*) FROM %s))', v_candidates, v_rel), NULL, NULL, p_lock_ms);
+                '''rows'', %s)', v_candidates, maint._cleanup_rows_sql(v_rel)), NULL, NULL, p_lock_ms);
         ELSIF v_rule.kind = 'dedupe' THEN
             v_identity := coalesce(v_identity, ARRAY['ctid']::name[]);
             IF v_run.dry_run THEN
                 v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
                     'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', (SELECT pg_catalog.count(*) FROM (%s) AS w), '
-                    '''rows'', (SELECT pg_catalog.count(*) FROM %s))',
-                    maint._cleanup_dedupe_window(v_rule, v_rel, v_identity), v_rel), NULL, NULL, p_lock_ms);
+                    '''rows'', %s)',
+                    maint._cleanup_dedupe_window(v_rule, v_rel, v_identity), maint._cleanup_rows_sql(v_rel)), NULL, NULL, p_lock_ms);
             ELSE
                 -- the victims, numbered, in a work table of the session owned by the table's owner
                 v_victims := 'pgmaint_victims_' || v_rule.id;
@@ -390,7 +390,7 @@ BEGIN
                     pg_catalog.format('CREATE INDEX ON pg_temp.%I (_pgmaint_seq)', v_victims), p_lock_ms);
                 v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
                     'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', %s::bigint, '
-                    '''rows'', (SELECT pg_catalog.count(*) FROM %s))', v_candidates, v_rel), NULL, NULL, p_lock_ms);
+                    '''rows'', %s)', v_candidates, maint._cleanup_rows_sql(v_rel)), NULL, NULL, p_lock_ms);
             END IF;
         ELSIF v_int_key THEN
             -- single integer key: batches are ranges of it between the lowest and highest match
@@ -399,13 +399,13 @@ BEGIN
             v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
                 'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', pg_catalog.count(*), '
                 '''id_lo'', pg_catalog.min(t.%3$I), ''id_hi'', pg_catalog.max(t.%3$I), '
-                '''rows'', (SELECT pg_catalog.count(*) FROM %2$s)) FROM %2$s AS t WHERE %1$s',
-                v_pred, v_rel, v_identity[1]), NULL, NULL, p_lock_ms);
+                '''rows'', %4$s) FROM %2$s AS t WHERE %1$s',
+                v_pred, v_rel, v_identity[1], maint._cleanup_rows_sql(v_rel)), NULL, NULL, p_lock_ms);
         ELSE
             v_doc := maint._cleanup_query(v_exec, pg_catalog.format(
                 'SELECT ''m''::text, pg_catalog.jsonb_build_object(''candidates'', '
-                '(SELECT pg_catalog.count(*) FROM %1$s AS t WHERE %2$s), ''rows'', (SELECT pg_catalog.count(*) FROM %1$s))',
-                v_rel, v_pred), NULL, NULL, p_lock_ms);
+                '(SELECT pg_catalog.count(*) FROM %1$s AS t WHERE %2$s), ''rows'', %3$s)',
+                v_rel, v_pred, maint._cleanup_rows_sql(v_rel)), NULL, NULL, p_lock_ms);
         END IF;
         v_candidates := (v_doc->>'candidates')::bigint;
         v_rows := (v_doc->>'rows')::bigint;
