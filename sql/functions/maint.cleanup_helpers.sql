@@ -563,6 +563,21 @@ BEGIN
 END
 $$;
 
+-- maint._cleanup_victims_batch(p_victims text, p_batch integer) -> text
+--   The CTE "batch" of a work-table batch: the next p_batch victims of the work table
+--   p_victims after sequence number $1[1].
+CREATE OR REPLACE FUNCTION maint._cleanup_victims_batch(p_victims text, p_batch integer)
+    RETURNS text
+    LANGUAGE plpgsql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN pg_catalog.format('batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
+                             'ORDER BY v._pgmaint_seq LIMIT %s)', p_victims, p_batch);
+END
+$$;
+
 -- maint._cleanup_dedupe_sql(p_rule, p_rel, p_identity, p_victims, p_batch, p_archive) -> text
 --   One batch of a dedupe run: the next p_batch victims (keyset on their sequence number
 --   in the work table p_victims, $1 = ARRAY[last seq]) are deleted when the row kept for
@@ -590,8 +605,7 @@ BEGIN
       INTO v_key
       FROM pg_catalog.unnest(p_rule.columns) AS c;
     RETURN maint._cleanup_delete_sql(
-        pg_catalog.format('batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%1$I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
-                          'ORDER BY v._pgmaint_seq LIMIT %2$s)', p_victims, p_batch),
+        maint._cleanup_victims_batch(p_victims, p_batch),
         pg_catalog.format(
             'DELETE FROM %1$s AS t USING batch AS b WHERE %2$s AND %8$s AND EXISTS '
             '(SELECT 1 FROM %1$s AS _pgmaint_keep WHERE %3$s AND %4$s AND ROW(%5$s) IS DISTINCT FROM ROW(%6$s))',
@@ -616,8 +630,7 @@ CREATE OR REPLACE FUNCTION maint._cleanup_victims_delete_sql(
 AS $$
 BEGIN
     RETURN maint._cleanup_delete_sql(
-        pg_catalog.format('batch AS MATERIALIZED (SELECT v.* FROM pg_temp.%I AS v WHERE v._pgmaint_seq > $1[1]::bigint '
-                          'ORDER BY v._pgmaint_seq LIMIT %s)', p_victims, p_batch),
+        maint._cleanup_victims_batch(p_victims, p_batch),
         pg_catalog.format('DELETE FROM %s AS t USING batch AS b WHERE %s AND (%s)', p_rel,
             (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = b._pgmaint_k%s', c, i), ' AND ' ORDER BY i)
                FROM pg_catalog.unnest(p_identity) WITH ORDINALITY AS u(c, i)),
@@ -717,6 +730,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_range_sql(regclass, name[], text, text, boolean, boolean),
     maint._cleanup_delete_sql(text, text, text, regclass),
     maint._cleanup_row_bytes(regclass),
+    maint._cleanup_victims_batch(text, integer),
     maint._cleanup_rows_sql(regclass),
     maint._cleanup_victims_delete_sql(regclass, name[], text, integer, text, text),
     maint._cleanup_victims_sql(text, integer),

@@ -39,6 +39,61 @@ AS $$
      ORDER BY 2 NULLS LAST
 $$;
 
+-- maint._undo_target(p_undo_run, p_target_run, p_source, p_undoer) -> regclass
+--   The table undo run p_undo_run (a running, not dry 'undo' run of this session for run
+--   p_target_run) may put rows back into for p_undoer (maint._caller): p_source, found in
+--   the catalog, accepted by maint._cleanup_check_table (never a catalog or kit schema),
+--   and one p_undoer could insert every row into (maint._author_refusal for INSERT: USAGE,
+--   INSERT, seeing every row; the rows go in as the owner, past any row-level security).
+CREATE OR REPLACE FUNCTION maint._undo_target(p_undo_run bigint, p_target_run bigint, p_source text, p_undoer name)
+    RETURNS regclass
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run maint.runs := maint._own_run(p_undo_run);
+    v_undoer name := maint._caller(p_undoer);
+    v_rel regclass;
+    v_refusal text;
+BEGIN
+    IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
+        RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    v_rel := maint._table_by_name(p_source);
+    IF v_rel IS NULL THEN
+        RAISE EXCEPTION 'table % of run % no longer exists', p_source, p_target_run
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    PERFORM maint._cleanup_check_table(v_rel);
+    v_refusal := maint._author_refusal(v_undoer, v_rel, 'INSERT');
+    IF v_refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%: undo puts rows back only for roles that could insert every one of them', v_refusal
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN v_rel;
+END
+$$;
+
+-- maint._undo_columns(p_rel regclass, p_prefix text) -> text
+--   The columns undo inserts into p_rel (all but dropped and stored generated ones, which
+--   are computed again), quoted, each prefixed with p_prefix.
+CREATE OR REPLACE FUNCTION maint._undo_columns(p_rel regclass, p_prefix text)
+    RETURNS text
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT pg_catalog.string_agg(p_prefix || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+          FROM pg_catalog.pg_attribute AS a
+         WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+    );
+END
+$$;
+
 -- maint._undo_set(p_undo_run, p_target_run, p_set_id, p_undoer) -> bigint
 --   Puts back one archive set of run p_target_run, as the source table's owner, for
 --   p_undoer (who needs what maint._author_refusal asks for INSERT): a row set's rows are
@@ -55,12 +110,9 @@ CREATE OR REPLACE FUNCTION maint._undo_set(p_undo_run bigint, p_target_run bigin
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_run maint.runs := maint._own_run(p_undo_run);
-    v_undoer name := maint._caller(p_undoer);
     v_set maint.archive_sets;
     v_rel regclass;
     v_arch regclass;
-    v_refusal text;
     v_exec name;
     v_cols text;
     v_n bigint;
@@ -68,27 +120,13 @@ DECLARE
     v_name name;
     v_index jsonb;
 BEGIN
-    IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
-        RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
     SELECT * INTO v_set FROM maint.archive_sets AS s
      WHERE s.id = p_set_id AND s.run_id = p_target_run AND s.restored_by IS NULL FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'archive set % is not an unrestored set of run %', p_set_id, p_target_run
             USING ERRCODE = 'no_data_found';
     END IF;
-    v_rel := maint._table_by_name(v_set.source_table);
-    IF v_rel IS NULL THEN
-        RAISE EXCEPTION 'table % of run % no longer exists', v_set.source_table, p_target_run
-            USING ERRCODE = 'undefined_table';
-    END IF;
-    PERFORM maint._cleanup_check_table(v_rel);
-    v_refusal := maint._author_refusal(v_undoer, v_rel, 'INSERT');
-    IF v_refusal IS NOT NULL THEN
-        RAISE EXCEPTION '%: undo puts rows back only for roles that could insert every one of them', v_refusal
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    v_rel := maint._undo_target(p_undo_run, p_target_run, v_set.source_table, p_undoer);
     IF maint._cleanup_owner(v_rel) <> v_set.owner_oid THEN
         RAISE EXCEPTION 'table % changed owner since run % archived its rows: its archive is the former owner''s',
             v_rel, p_target_run
@@ -103,9 +141,7 @@ BEGIN
                 v_set.id, p_target_run, v_set.source_table, v_n, v_set.rows
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
-        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
-          FROM pg_catalog.pg_attribute AS a
-         WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+        v_cols := maint._undo_columns(v_rel, '');
         v_n := maint._cleanup_command(v_exec, pg_catalog.format(
             'INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', v_rel, v_cols, v_cols, v_arch), NULL);
         PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_arch), NULL);
@@ -157,45 +193,21 @@ CREATE OR REPLACE FUNCTION maint._undo_table(p_undo_run bigint, p_target_run big
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_run maint.runs := maint._own_run(p_undo_run);
-    v_undoer name := maint._caller(p_undoer);
     v_rel regclass;
-    v_refusal text;
     v_exec name;
-    v_cols text;
     v_sql text;
     v_last bigint := 0;
     v_ids bigint[];
     v_rows jsonb;
     v_total bigint := 0;
 BEGIN
-    IF v_run.task <> 'undo' OR v_run.dry_run OR (v_run.parameters->>'run_id')::bigint IS DISTINCT FROM p_target_run THEN
-        RAISE EXCEPTION 'run % is not an undo of run %', p_undo_run, p_target_run
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    v_rel := maint._table_by_name(p_source);
-    IF v_rel IS NULL THEN
-        RAISE EXCEPTION 'table % of run % no longer exists', p_source, p_target_run
-            USING ERRCODE = 'undefined_table';
-    END IF;
-    PERFORM maint._cleanup_check_table(v_rel);
-    v_refusal := maint._author_refusal(v_undoer, v_rel, 'INSERT');
-    IF v_refusal IS NOT NULL THEN
-        RAISE EXCEPTION '%: undo puts rows back only for roles that could insert every one of them', v_refusal
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    v_rel := maint._undo_target(p_undo_run, p_target_run, p_source, p_undoer);
     v_exec := maint._executor(maint._cleanup_owner(v_rel));
-    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
-      FROM pg_catalog.pg_attribute AS a
-     WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
     v_sql := pg_catalog.format(
         'WITH ins AS (INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE '
         'SELECT %3$s FROM pg_catalog.jsonb_populate_recordset(NULL::%1$s, $3) AS r RETURNING 1) '
         'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM ins',
-        v_rel, v_cols,
-        (SELECT pg_catalog.string_agg('r.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-           FROM pg_catalog.pg_attribute AS a
-          WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''));
+        v_rel, maint._undo_columns(v_rel, ''), maint._undo_columns(v_rel, 'r.'));
     LOOP
         SELECT pg_catalog.array_agg(c.id ORDER BY c.id), pg_catalog.jsonb_agg(c."row" ORDER BY c.id)
           INTO v_ids, v_rows
@@ -333,6 +345,8 @@ END
 $$;
 
 COMMENT ON FUNCTION maint._undo_plan(bigint) IS 'Internal: per table, the rows a run archived and how many are still to restore';
+COMMENT ON FUNCTION maint._undo_target(bigint, bigint, text, name) IS 'Internal: the table an undo run may put rows back into, checked';
+COMMENT ON FUNCTION maint._undo_columns(regclass, text) IS 'Internal: the columns undo inserts';
 COMMENT ON FUNCTION maint._undo_set(bigint, bigint, bigint, name) IS 'Internal: put back one archive set of a run (as the table owner)';
 COMMENT ON FUNCTION maint._undo_table(bigint, bigint, text, name) IS 'Internal: restore one table''s archived rows of a run (as the table owner)';
 COMMENT ON PROCEDURE maint.undo_run(bigint, boolean) IS
