@@ -119,7 +119,11 @@ BEGIN
     END IF;
     v_set := maint._archive_set_new(p_run, p_rule, p_rel::text, 'rows', v_owner);
     PERFORM maint._archive_schema_access(v_owner, true);
-    PERFORM maint._cleanup_command(p_exec, pg_catalog.format('CREATE TABLE maint_archive.%I (%s)', v_set.archive_table,
+    -- written once, read at most once (undo), dropped whole: autovacuum's insert-driven
+    -- passes would only compete with the run (anti-wraparound vacuum still happens)
+    PERFORM maint._cleanup_command(p_exec, pg_catalog.format(
+        'CREATE TABLE maint_archive.%I (%s) WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+        v_set.archive_table,
         (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s%s', a.attname,
                     pg_catalog.format_type(a.atttypid, a.atttypmod),
                     CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
