@@ -231,6 +231,23 @@ def bench_retention(dsn: str, rows: int, batch: int) -> None:
                   f"{removed / 1e6:.1f} MB of removed rows' heap: "
                   f"{(size[0] if size else 0) / removed:.2f}x")
 
+    # the same three alone on the server: what the engine's work costs against one DELETE,
+    # without two busy loops sharing the two cores (the ratios above include them)
+    quiet: dict[str, float] = {}
+    for name, archive in (("DELETE", None), ("archive off", False), ("archive on", True)):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            make_log(conn, rows)
+            if archive is not None:
+                retention_rule(conn, archive, batch)
+            t = time.perf_counter()
+            conn.execute(f"DELETE FROM bench.api_log WHERE created_at < {cut}" if archive is None
+                         else "CALL maint.apply_retention(dry_run => false, force => true, "
+                              "time_limit => '1 hour')")
+            quiet[name] = time.perf_counter() - t
+    print(f"{'alone on the server':30} one DELETE {quiet['DELETE']:.2f} s; apply_retention archive off "
+          f"{quiet['archive off']:.2f} s ({quiet['DELETE'] / quiet['archive off']:.0%}), archive on "
+          f"{quiet['archive on']:.2f} s ({quiet['DELETE'] / quiet['archive on']:.0%})")
+
     # partition retention: O(1) whatever the partitions hold (twice the rows, same time)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench.src_small")

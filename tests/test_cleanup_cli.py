@@ -173,3 +173,23 @@ def test_demo_section_on_a_small_app(db):
     text = out.export_text()
     assert "maint.find_orphans()" in text and "undo run" in text
     assert table_md5(db, "app.users") == users  # the undo put the duplicates back
+
+
+def test_history_and_run_show_the_space_a_run_removed(db, db_dsn):
+    """The journal's space (maint.cleanup_space) reaches the CLI: bytes removed and what
+    VACUUM will reclaim, never the 0 that a size before/after comparison showed."""
+    make_log(db, rows=2000)
+    db.execute(f"VACUUM ANALYZE {LOG}")
+    db.execute(f"SELECT maint.add_retention_policy('{LOG}', 'Created At', '10 days', archive => false)")
+    run = invoke(db_dsn, "--json", "run", "retention", "--execute", "--force")
+    assert run.exit_code == 0, run.output
+    rule = json.loads(run.output)["rules"][0]
+    assert rule["bytes_removed"] > 0 and rule["vacuum_reclaimable_bytes"] == rule["bytes_removed"]
+    assert rule["bytes_estimated"] is True and rule["bytes_freed"] == 0
+    space = db.execute("SELECT rows_removed, bytes_removed FROM maint.cleanup_space").fetchone()
+    assert space == (rule["deleted"], rule["bytes_removed"])
+    rows = json.loads(invoke(db_dsn, "--json", "history", "--task", "retention").output)
+    assert rows[0]["bytes_removed"] == rule["bytes_removed"]
+    assert rows[0]["vacuum_reclaimable_bytes"] == rule["bytes_removed"]
+    shown = invoke(db_dsn, "history", "--task", "retention").output
+    assert "space" in shown and "vacuum" in shown
