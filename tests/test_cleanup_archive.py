@@ -254,6 +254,7 @@ def test_partition_retention_detaches_in_app_lock_order_without_deadlock(db, pg_
         " + (SELECT count(*) FROM parted.log_2)",
     )
     db.execute("SELECT maint.add_retention_policy('parted.log', 'at', '30 days', max_fraction => 1)")
+    total = count(db, "SELECT count(*) FROM parted.log WHERE at < now() - interval '30 days'")
     stop = threading.Event()
     errors: list[str] = []
 
@@ -302,8 +303,10 @@ def test_partition_retention_detaches_in_app_lock_order_without_deadlock(db, pg_
     assert res["status"] == "succeeded", res
     assert res["partitions_dropped"] == ["parted.log_0", "parted.log_1", "parted.log_2"]
     # the planner's estimate (the partitions were analyzed: exact here), no row counted
-    # (the partition straddling the cut-off loses its few expired rows one by one)
-    assert res["partitions_archived"] and res["rows_estimated"] == expired <= res["deleted"] < expired + 10
+    # (the partition straddling the cut-off loses its few expired rows one by one: how many
+    # depends on the time of day)
+    assert res["partitions_archived"] and res["rows_estimated"] == expired
+    assert total <= res["deleted"] <= total + 1
     assert count(db, "SELECT count(*) FROM parted.log WHERE at < now() - interval '30 days'") == 0
     # three detached partitions with their primary key indexes, and the straddling one's rows
     assert count(db, ARCHIVE_TABLES) == 3 + 3 + 1
@@ -326,9 +329,15 @@ def test_partition_retention_with_archive_off_drops_and_frees_at_once(db):
     res = rule_result(last_run(db, "retention"), 1)
     assert res["bytes_freed"] == size
     assert res["bytes_removed"] == res["bytes_freed"] + res["vacuum_reclaimable_bytes"]
-    assert 0 < res["vacuum_reclaimable_bytes"] < 8192  # the straddling partition's few rows
+    # the straddling partition's few rows (none in the first minutes of a UTC day)
+    assert 0 <= res["vacuum_reclaimable_bytes"] < 8192
+    assert (res["vacuum_reclaimable_bytes"] > 0) == (res["deleted"] > res["rows_estimated"])
     assert count(db, ARCHIVE_TABLES) == 0
-    assert db.execute("SELECT to_regclass('parted.log_0')").fetchone()[0] is None
+    # dropped after the detaching transaction: nothing detached is left behind
+    assert db.execute(
+        "SELECT to_regclass('parted.log_0'), to_regclass('parted.log_1'), to_regclass('parted.log_2')"
+    ).fetchone() == (None, None, None)
+    assert res["left_detached"] == [] and res["status"] == "succeeded"
     space = db.execute("SELECT rows_removed, bytes_freed FROM maint.cleanup_space").fetchone()
     assert space == (res["deleted"], res["bytes_freed"])
 

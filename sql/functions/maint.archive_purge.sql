@@ -49,7 +49,6 @@ DECLARE
     v_set maint.archive_sets;
     v_due record;
     v_bytes bigint := 0;
-    v_rows bigint;
 BEGIN
     IF v_run.task <> 'purge_archive' OR v_run.dry_run THEN
         RAISE EXCEPTION 'run % is not a purge of the archive that removes', p_run USING ERRCODE = 'insufficient_privilege';
@@ -63,7 +62,6 @@ BEGIN
         v_bytes := v_bytes + maint._archive_set_drop(v_set, p_lock_ms);
     END LOOP;
     DELETE FROM maint.archive AS a WHERE a.run_id = p_target;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
     RETURN pg_catalog.jsonb_build_object('sets', v_due.sets, 'rows', v_due.rows, 'bytes', v_bytes);
 END
 $$;

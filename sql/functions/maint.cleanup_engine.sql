@@ -208,6 +208,11 @@ BEGIN
 
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     v_done := maint._cleanup_rule_done(p_run, p_rule_id, v_lock_ms);
+    IF pg_catalog.jsonb_array_length(v_done->'left_detached') > 0 AND v_status = 'succeeded' THEN
+        v_status := 'partial';
+        v_error := pg_catalog.format('rule %s: partitions %s were detached but could not be dropped within %s (a session '
+                                     'was reading them); drop them by hand', v_rule.id, v_done->'left_detached', p_lock_timeout);
+    END IF;
     -- the space of the rows deleted in batches (not of detached partitions): their archive
     -- set's size, or without an archive the table's heap bytes per row times their number
     v_row_deleted := v_deleted - v_estimated - v_counted;

@@ -629,7 +629,9 @@ $$;
 --   and the caller retries) -- so no application statement waits longer than the lock
 --   timeout and no deadlock can form. Then DETACH, and when the rule archives, the
 --   detached partition becomes the run's archive set (moved to maint_archive as
---   set_<id>; undo attaches it again); otherwise it is dropped. Returns {"del": rows
+--   set_<id>; undo attaches it again); otherwise it is dropped once this transaction has
+--   committed (maint._cleanup_rule_done: the parent's lock is not held while the file
+--   system frees the files). Returns {"del": rows
 --   (the planner's estimate, reltuples, unless the partition was never analyzed: then
 --   counted before locking), "estimated", "bytes": its size, "archived": whether it was
 --   kept}. The partition is checked again to be a direct
@@ -718,14 +720,21 @@ BEGIN
             'pgmaint_archive_' || v_set.archive_table, v_set.archive_table), p_lock_ms);
         PERFORM maint._archive_schema_access(v_owner, false);
     ELSE
-        PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_part), p_lock_ms);
+        -- dropped after this transaction (maint._cleanup_rule_done): DROP's file truncation
+        -- takes longer the bigger the partition, and the parent's lock must not wait for it
+        INSERT INTO maint.cleanup_cursors AS c (run_id, rule_id, unit, rel, batching, state)
+        SELECT p_run, v_rule.id, -1 - pg_catalog.count(*)::integer, v_part::text, 'drop',
+               pg_catalog.jsonb_build_object('oid', v_part::oid)
+          FROM maint.cleanup_cursors AS x WHERE x.run_id = p_run AND x.rule_id = v_rule.id AND x.unit < 0;
     END IF;
     RETURN pg_catalog.jsonb_build_object('del', v_rows, 'estimated', v_estimated, 'bytes', v_bytes, 'archived', v_rule.archive);
 END
 $$;
 
 -- maint._cleanup_rule_done(p_run bigint, p_rule_id bigint, p_lock_ms text) -> jsonb
---   After a rule's batches: drops its work table (dedupe) and its positions, and sizes
+--   After a rule's batches: drops the partitions it detached with archive off (in this
+--   transaction, not the detaching one), its work table (orphans, dedupe) and its
+--   positions, and sizes
 --   the table under the lock timeout (never waiting in front of the application for a
 --   statistic).
 --   Returns {"size_after": bytes or null, "archived_row_bytes": the size of the rule's row
@@ -745,6 +754,8 @@ DECLARE
     v_size bigint;
     v_set maint.archive_sets;
     v_bytes bigint := 0;
+    v_cur maint.cleanup_cursors;
+    v_left text[] := '{}';
 BEGIN
     IF v_victims IS NOT NULL AND v_rel IS NOT NULL
        AND (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = v_victims) = maint._cleanup_owner(v_rel) THEN
@@ -759,6 +770,24 @@ BEGIN
             v_size := NULL;
         END;
     END IF;
+    -- partitions this run detached with archive off, dropped now that the parent's lock is
+    -- gone: each still the plain, detached table of the table's owner it was (a session
+    -- reading one directly makes the DROP wait at most the lock timeout; it is then left
+    -- detached, and named)
+    FOR v_cur IN SELECT * FROM maint.cleanup_cursors AS c
+                  WHERE c.run_id = p_run AND c.rule_id = p_rule_id AND c.batching = 'drop' ORDER BY c.unit DESC LOOP
+        IF v_rel IS NOT NULL AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_class AS c
+                 WHERE c.oid = (v_cur.state->>'oid')::oid AND c.relkind = 'r' AND NOT c.relispartition
+                   AND c.relowner = maint._cleanup_owner(v_rel) AND c.oid::pg_catalog.regclass::text = v_cur.rel) THEN
+            BEGIN
+                PERFORM maint._cleanup_command(maint._executor(maint._cleanup_owner(v_rel)),
+                    pg_catalog.format('DROP TABLE %s', (v_cur.state->>'oid')::oid::pg_catalog.regclass), p_lock_ms);
+            EXCEPTION WHEN lock_not_available THEN
+                v_left := v_left || v_cur.rel;
+            END;
+        END IF;
+    END LOOP;
     DELETE FROM maint.cleanup_cursors AS c WHERE c.run_id = p_run AND c.rule_id = p_rule_id;
     -- a row set's size is its table's, written densely by the batches (about the rows' own
     -- size); a set whose batches found nothing to remove holds nothing to undo
@@ -777,6 +806,7 @@ BEGIN
         END IF;
     END LOOP;
     RETURN pg_catalog.jsonb_build_object('size_after', v_size, 'archived_row_bytes', v_bytes,
+        'left_detached', pg_catalog.to_jsonb(v_left),
         -- undo checks that every set is still there
         'archive_sets', (SELECT pg_catalog.count(*) FROM maint.archive_sets AS s
                           WHERE s.run_id = p_run AND s.rule_id = p_rule_id),
