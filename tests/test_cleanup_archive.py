@@ -423,3 +423,31 @@ def test_partitions_of_the_same_name_in_two_schemas_are_archived_and_come_back_w
             )
         }
         assert indexes == {f"{schema}.log_old_pkey", f"{schema}.log_at_idx"}
+
+
+def test_orphans_of_a_partitioned_table_with_a_primary_key_use_the_work_table(db):
+    db.execute("CREATE TABLE public.parents (id int PRIMARY KEY)")
+    db.execute("INSERT INTO public.parents SELECT g FROM generate_series(1, 50) g")
+    db.execute(
+        "CREATE TABLE public.events (id int, at date NOT NULL, parent_id int, PRIMARY KEY (id, at))"
+        " PARTITION BY RANGE (at)"
+    )
+    for name, lo, hi in (("events_a", "2020-01-01", "2021-01-01"),
+                         ("events_b", "2021-01-01", "2022-01-01")):
+        db.execute(f"CREATE TABLE public.{name} PARTITION OF public.events"
+                   f" FOR VALUES FROM ('{lo}') TO ('{hi}')")
+    db.execute(
+        "INSERT INTO public.events SELECT g, date '2020-01-01' + g, 1 + g % 60 FROM generate_series(1, 700) g"
+    )
+    orphans = count(db, "SELECT count(*) FROM public.events WHERE parent_id > 50")
+    rule = db.execute(
+        "SELECT maint.add_orphan_rule('public.events', ARRAY['parent_id'], 'public.parents', ARRAY['id'],"
+        " batch_size => 25)"
+    ).fetchone()[0]
+    before = table_md5(db, "public.events")
+    db.execute("CALL maint.clean_orphans(dry_run => false, force => true)")
+    res = rule_result(last_run(db, "orphans"), rule)
+    assert res["batching"] == "victims" and res["deleted"] == orphans and res["batches"] == -(-orphans // 25)
+    assert count(db, "SELECT count(*) FROM public.events WHERE parent_id > 50") == 0
+    db.execute("CALL maint.undo_run(%s)", (last_run(db, "orphans")["id"],))
+    assert table_md5(db, "public.events") == before

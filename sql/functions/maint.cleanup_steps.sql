@@ -185,7 +185,8 @@ $$;
 --   How a unit of rows is worked through and where it starts: {"batching": ..., "state":
 --   {...}} with
 --     dedupe   keyset on the victims' sequence number in the work table: {"last": 0}
---     victims  orphans of a plain table, found once into a work table, the same way
+--     victims  orphans of a plain table, or of a partitioned one with a primary key,
+--              found once into a work table, the same way
 --     idrange  single integer key, matches not too sparse: consecutive id ranges, widened
 --              while they are sparse: {"lo", "hi", "stride"}
 --     keyset   on the primary key, a bound query then the key range: {"last": null}
@@ -203,7 +204,9 @@ AS $$
     SELECT CASE
         WHEN p_rule.kind = 'dedupe'
             THEN '{"batching": "dedupe", "state": {"last": 0}}'::jsonb
-        WHEN p_rule.kind = 'orphan' AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel) = 'r'
+        -- (a partitioned table needs a primary key: a ctid names a row only within a partition)
+        WHEN p_rule.kind = 'orphan' AND ((SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel) = 'r'
+                                         OR maint._cleanup_identity(p_rel) IS NOT NULL)
             THEN '{"batching": "victims", "state": {"last": 0}}'::jsonb
         WHEN p_int_key AND p_unit = p_rel AND p_id_lo IS NOT NULL
              AND p_id_hi - p_id_lo + 1 <= greatest(p_candidates, 1) * 64
@@ -343,7 +346,7 @@ BEGIN
                 NULL, NULL, p_lock_ms);
             v_estimated := (v_doc->>'estimated')::bigint;
         ELSIF v_rule.kind = 'orphan' AND NOT v_run.dry_run
-              AND (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_rel) = 'r' THEN
+              AND ((SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_rel) = 'r' OR v_identity IS NOT NULL) THEN
             -- orphans are found once, with the planner's best anti-join (a hash of the parent),
             -- into a work table of the session owned by the table's owner; the batches then
             -- visit only them (each re-checked: a parent that appeared meanwhile saves its row)
