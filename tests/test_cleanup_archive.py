@@ -444,6 +444,10 @@ def test_orphans_of_a_partitioned_table_with_a_primary_key_use_the_work_table(db
         "SELECT maint.add_orphan_rule('public.events', ARRAY['parent_id'], 'public.parents', ARRAY['id'],"
         " batch_size => 25)"
     ).fetchone()[0]
+    # an orphan rule's archive is kept 30 days unless it says otherwise (retention: 7)
+    assert db.execute("SELECT archive_keep FROM maint.rules WHERE id = %s", (rule,)).fetchone() == (
+        timedelta(days=30),
+    )
     before = table_md5(db, "public.events")
     db.execute("CALL maint.clean_orphans(dry_run => false, force => true)")
     res = rule_result(last_run(db, "orphans"), rule)

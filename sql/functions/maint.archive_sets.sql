@@ -27,10 +27,11 @@ BEGIN
 END
 $$;
 
--- maint._archive_columns(p_rel regclass, p_prefix text) -> text
---   The columns of p_rel an archive set holds (every column that is not dropped, in
---   order), quoted, each prefixed with p_prefix ('' or 'g.').
-CREATE OR REPLACE FUNCTION maint._archive_columns(p_rel regclass, p_prefix text)
+-- maint._archive_columns(p_rel regclass, p_prefix text, p_generated boolean DEFAULT true) -> text
+--   The columns of p_rel in order, quoted, each prefixed with p_prefix ('', 'g.', 'r.'):
+--   every column that is not dropped (what an archive set holds), or with p_generated
+--   false all but stored generated ones (what undo inserts: those are computed again).
+CREATE OR REPLACE FUNCTION maint._archive_columns(p_rel regclass, p_prefix text, p_generated boolean DEFAULT true)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
@@ -40,7 +41,7 @@ BEGIN
     RETURN (
         SELECT pg_catalog.string_agg(p_prefix || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute AS a
-         WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped AND (p_generated OR a.attgenerated = '')
     );
 END
 $$;
@@ -172,9 +173,7 @@ CREATE OR REPLACE FUNCTION maint._archive_set_count(p_set maint.archive_sets)
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN maint._cleanup_query(maint._executor(p_set.owner_oid), pg_catalog.format(
-        'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s', maint._archive_set_table(p_set)),
-        NULL, NULL, NULL)::text::bigint;
+    RETURN maint._cleanup_count(maint._executor(p_set.owner_oid), maint._archive_set_table(p_set), NULL);
 END
 $$;
 
@@ -207,7 +206,7 @@ END
 $$;
 
 COMMENT ON FUNCTION maint._archive_keep_default(text) IS 'Internal: how long a rule''s archive is kept by default, per kind';
-COMMENT ON FUNCTION maint._archive_columns(regclass, text) IS 'Internal: the columns an archive set holds';
+COMMENT ON FUNCTION maint._archive_columns(regclass, text, boolean) IS 'Internal: the columns an archive set holds, or undo inserts';
 COMMENT ON FUNCTION maint._archive_schema_access(oid, boolean) IS 'Internal: let a table owner create in maint_archive, or no longer';
 COMMENT ON FUNCTION maint._archive_set_new(bigint, maint.cleanup_rules, text, text, oid) IS 'Internal: record a new archive set';
 COMMENT ON FUNCTION maint._archive_set(bigint, maint.cleanup_rules, regclass, name) IS 'Internal: the row archive set of a rule in a run (created at its first batch)';
@@ -224,6 +223,6 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     maint._archive_keep_default(text),
-    maint._archive_columns(regclass, text),
+    maint._archive_columns(regclass, text, boolean),
     maint._archive_set_table(maint.archive_sets)
 TO maint_monitor;

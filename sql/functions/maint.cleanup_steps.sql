@@ -125,10 +125,12 @@ BEGIN
 END
 $$;
 
--- maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text) -> bigint
---   Runs a utility statement (LOCK, DETACH, DROP, CREATE TEMP TABLE ... AS, ANALYZE) in
---   executor p_exec; returns the rows it processed (CREATE TABLE AS: the rows written).
-CREATE OR REPLACE FUNCTION maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text)
+-- maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text, p_a text[], p_b text[]) -> bigint
+--   Runs a statement as a command in executor p_exec ($1 p_a, $2 p_b): a utility
+--   statement (LOCK, DETACH, DROP, CREATE TEMP TABLE ... AS, ANALYZE) or a batch's DELETE
+--   or INSERT; returns the rows it processed (CREATE TABLE AS: the rows written).
+CREATE OR REPLACE FUNCTION maint._cleanup_command(p_exec name, p_sql text, p_lock_ms text,
+                                                  p_a text[] DEFAULT NULL, p_b text[] DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql
     VOLATILE
@@ -137,9 +139,23 @@ AS $$
 DECLARE
     v_doc jsonb;
 BEGIN
-    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, NULL, NULL, NULL, $2, true) AS e', p_exec)
-       INTO v_doc USING p_sql, p_lock_ms;
+    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, $3, $4, NULL, $2, true) AS e', p_exec)
+       INTO v_doc USING p_sql, p_lock_ms, p_a, p_b;
     RETURN (v_doc->>'rows')::bigint;
+END
+$$;
+
+-- maint._cleanup_count(p_exec name, p_rel regclass, p_lock_ms text) -> bigint
+--   The rows of p_rel, counted in executor p_exec (as their owner).
+CREATE OR REPLACE FUNCTION maint._cleanup_count(p_exec name, p_rel regclass, p_lock_ms text)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN maint._cleanup_query(p_exec, pg_catalog.format(
+        'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s', p_rel), NULL, NULL, p_lock_ms)::text::bigint;
 END
 $$;
 
@@ -156,12 +172,8 @@ CREATE OR REPLACE FUNCTION maint._cleanup_delete_batch(
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_doc jsonb;
-    v_n bigint;
+    v_n bigint := maint._cleanup_command(p_exec, p_sql, p_lock_ms, p_a, p_b);
 BEGIN
-    EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, $2, $3, NULL, $4, true) AS e', p_exec)
-       INTO v_doc USING p_sql, p_a, p_b, p_lock_ms;
-    v_n := (v_doc->>'rows')::bigint;
     IF p_set IS NOT NULL AND v_n > 0 THEN
         UPDATE maint.archive_sets AS s SET rows = s.rows + v_n WHERE s.id = p_set;
     END IF;
@@ -685,8 +697,7 @@ BEGIN
     v_exec := maint._executor(v_owner);
     v_estimated := v_rows >= 0;
     IF NOT v_estimated THEN
-        v_rows := maint._cleanup_query(v_exec, pg_catalog.format('SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s', v_part),
-                                       NULL, NULL, p_lock_ms)::text::bigint;
+        v_rows := maint._cleanup_count(v_exec, v_part, p_lock_ms);
     END IF;
     PERFORM maint._cleanup_command(v_exec, pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', v_rel), p_lock_ms);
     PERFORM maint._cleanup_command(v_exec, pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_part),
@@ -823,7 +834,8 @@ COMMENT ON FUNCTION maint._cleanup_author_refusal(maint.cleanup_rules, regclass)
 COMMENT ON FUNCTION maint._cleanup_owner(regclass) IS 'Internal: the owner of a table';
 COMMENT ON FUNCTION maint._cleanup_cutoff(bigint, maint.cleanup_rules) IS 'Internal: a retention rule''s cut-off in a run';
 COMMENT ON FUNCTION maint._cleanup_query(name, text, text[], text[], text, jsonb) IS 'Internal: run a one-row statement in an executor';
-COMMENT ON FUNCTION maint._cleanup_command(name, text, text) IS 'Internal: run a utility statement in an executor';
+COMMENT ON FUNCTION maint._cleanup_command(name, text, text, text[], text[]) IS 'Internal: run a statement as a command in an executor';
+COMMENT ON FUNCTION maint._cleanup_count(name, regclass, text) IS 'Internal: count a table''s rows in an executor';
 COMMENT ON FUNCTION maint._cleanup_delete_batch(name, text, text[], text[], text, bigint) IS 'Internal: run a batch in an executor and count it in its archive set';
 COMMENT ON FUNCTION maint._cleanup_fail(maint.cleanup_rules, text, text, text) IS 'Internal: a rule error as the journal keeps it';
 COMMENT ON FUNCTION maint._cleanup_batching(maint.cleanup_rules, regclass, regclass, boolean, bigint, numeric, numeric) IS

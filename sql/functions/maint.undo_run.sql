@@ -76,24 +76,6 @@ BEGIN
 END
 $$;
 
--- maint._undo_columns(p_rel regclass, p_prefix text) -> text
---   The columns undo inserts into p_rel (all but dropped and stored generated ones, which
---   are computed again), quoted, each prefixed with p_prefix.
-CREATE OR REPLACE FUNCTION maint._undo_columns(p_rel regclass, p_prefix text)
-    RETURNS text
-    LANGUAGE plpgsql
-    STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (
-        SELECT pg_catalog.string_agg(p_prefix || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-          FROM pg_catalog.pg_attribute AS a
-         WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-    );
-END
-$$;
-
 -- maint._undo_set(p_undo_run, p_target_run, p_set_id, p_undoer) -> bigint
 --   Puts back one archive set of run p_target_run, as the source table's owner, for
 --   p_undoer (who needs what maint._author_refusal asks for INSERT): a row set's rows are
@@ -141,7 +123,7 @@ BEGIN
                 v_set.id, p_target_run, v_set.source_table, v_n, v_set.rows
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
-        v_cols := maint._undo_columns(v_rel, '');
+        v_cols := maint._archive_columns(v_rel, '', false);
         v_n := maint._cleanup_command(v_exec, pg_catalog.format(
             'INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', v_rel, v_cols, v_cols, v_arch), NULL);
         PERFORM maint._cleanup_command(v_exec, pg_catalog.format('DROP TABLE %s', v_arch), NULL);
@@ -207,7 +189,7 @@ BEGIN
         'WITH ins AS (INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE '
         'SELECT %3$s FROM pg_catalog.jsonb_populate_recordset(NULL::%1$s, $3) AS r RETURNING 1) '
         'SELECT ''m''::text, pg_catalog.to_jsonb(pg_catalog.count(*)) FROM ins',
-        v_rel, maint._undo_columns(v_rel, ''), maint._undo_columns(v_rel, 'r.'));
+        v_rel, maint._archive_columns(v_rel, '', false), maint._archive_columns(v_rel, 'r.', false));
     LOOP
         SELECT pg_catalog.array_agg(c.id ORDER BY c.id), pg_catalog.jsonb_agg(c."row" ORDER BY c.id)
           INTO v_ids, v_rows
@@ -346,7 +328,6 @@ $$;
 
 COMMENT ON FUNCTION maint._undo_plan(bigint) IS 'Internal: per table, the rows a run archived and how many are still to restore';
 COMMENT ON FUNCTION maint._undo_target(bigint, bigint, text, name) IS 'Internal: the table an undo run may put rows back into, checked';
-COMMENT ON FUNCTION maint._undo_columns(regclass, text) IS 'Internal: the columns undo inserts';
 COMMENT ON FUNCTION maint._undo_set(bigint, bigint, bigint, name) IS 'Internal: put back one archive set of a run (as the table owner)';
 COMMENT ON FUNCTION maint._undo_table(bigint, bigint, text, name) IS 'Internal: restore one table''s archived rows of a run (as the table owner)';
 COMMENT ON PROCEDURE maint.undo_run(bigint, boolean) IS

@@ -87,3 +87,5 @@ DROP PROCEDURE IF EXISTS maint.purge_archive(interval, boolean, integer, interva
 -- sessions that grant CREATE on maint_archive for a moment take turns on this row (concurrent
 -- GRANTs on one schema fail); only the kit's functions can lock it
 INSERT INTO maint.task_locks (task) VALUES ('maint_archive grants');
+-- a batch runs as a command with its key parameters through the one command helper
+DROP FUNCTION IF EXISTS maint._cleanup_command(name, text, text);
