@@ -199,15 +199,17 @@ class Sandbox:
         fast: bool = False,
         cron: bool = True,
         settings: dict[str, str] | None = None,
+        bindir: Path | None = None,
     ) -> SandboxInfo:
         """Initialise (first time) and start the server; idempotent when already running.
 
         ``cron=False`` leaves pg_cron out (to see how the kit behaves without it);
-        ``settings`` are extra postgresql.conf lines (name -> value, written as given)."""
+        ``settings`` are extra postgresql.conf lines (name -> value, written as given);
+        ``bindir`` picks the server binaries (default: :func:`find_bindir`)."""
         state = self._state()
         if state and self._pid() is not None:
             return self.info()
-        bindir = find_bindir()
+        bindir = bindir or find_bindir()
         self._prepare_dir()
         if not (self.data / "PG_VERSION").exists():
             self._initdb(bindir)
@@ -260,6 +262,7 @@ class Sandbox:
             "timezone = 'UTC'",
             "log_timezone = 'UTC'",
             "lc_messages = 'C'",
+            "password_encryption = 'scram-sha-256'",  # 13's default is still md5
         ]
         if cron:
             lines += [

@@ -1,4 +1,9 @@
-"""Test fixtures: one throwaway PostgreSQL 15 (pg_cron preloaded) per test session.
+"""Test fixtures: one throwaway PostgreSQL server per test session.
+
+By default that is Debian's PostgreSQL 15 with pg_cron preloaded. The version matrix
+(``make test-versions``) sets ``PGMAINT_TEST_PG_MAJOR`` to 13 ... 18 and gets that
+major's server from ``tests/versions/servers.py``; pg_cron exists only for 15, so tests
+that need it ask for the ``pg_cron`` fixture and are skipped elsewhere.
 
 The server is started with the kit's own sandbox code (as the ``postgres`` system user
 when the tests run as root, since PostgreSQL refuses root). pytest-postgresql's noproc
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +32,11 @@ from orchestrator import deploy
 from orchestrator.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "versions"))
+import servers  # noqa: E402  (tests/versions/servers.py: where each major's server lives)
+
+PG_MAJOR = int(os.environ.get("PGMAINT_TEST_PG_MAJOR") or 15)
+HAS_PG_CRON = PG_MAJOR in servers.DEBIAN_MAJORS
 
 
 @dataclass
@@ -55,13 +66,24 @@ def pg_server() -> Iterator[Server]:
     base = Path(tempfile.mkdtemp(prefix="pgmaint-test-"))
     base.chmod(0o755)  # the server may run as `postgres`
     box = Sandbox(base / "pg")
-    info = box.start(fast=True)
+    try:
+        bindir = servers.bindir(PG_MAJOR)
+    except servers.ServerMissing as exc:
+        pytest.exit(str(exc), returncode=4)
+    info = box.start(fast=True, cron=HAS_PG_CRON, bindir=bindir)
     try:
         yield Server(host=info.socket_dir, port=info.port, user=info.user, directory=str(base))
     finally:
         if not os.environ.get("PGMAINT_TEST_KEEP"):
             box.destroy()
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cron(pg_server: Server) -> None:
+    """Tests that need pg_cron: skipped on servers without it (it is packaged for 15 only)."""
+    if not HAS_PG_CRON:
+        pytest.skip(f"pg_cron is not available for PostgreSQL {PG_MAJOR} here")
 
 
 def load_kit(host: str, port: int, user: str, dbname: str, password: str | None = None,
