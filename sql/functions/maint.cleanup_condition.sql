@@ -123,6 +123,13 @@ BEGIN
     IF v_cond IS NULL OR v_cond = '' THEN
         RETURN NULL;
     END IF;
+    -- version-specific: before 15 the node printer named these nodes of the same list
+    -- otherwise (RangeTblEntry, ArrayExpr, CaseExpr, CaseWhen, RowExpr, RowCompareExpr,
+    -- CoalesceExpr, MinMaxExpr, CollateExpr)
+    IF maint._server_version_num() < 150000 THEN
+        v_allowed_nodes := v_allowed_nodes
+            || ARRAY['RTE', 'ARRAY', 'CASE', 'WHEN', 'ROW', 'ROWCOMPARE', 'COALESCE', 'MINMAX', 'COLLATE'];
+    END IF;
     -- outside 'literals' and "names": no statement separator, comment, $-quote or E'...'
     -- string (where \' would hide a quote from this scan; 'e' and status IN ('a','e') are
     -- fine), and the parentheses must balance

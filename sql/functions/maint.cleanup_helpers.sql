@@ -154,7 +154,7 @@ CREATE OR REPLACE FUNCTION maint._cleanup_rows_sql(p_rel regclass)
 AS $$
 BEGIN
     RETURN (
-        SELECT CASE WHEN c.relkind = 'r' AND c.reltuples >= 0 THEN c.reltuples::bigint::text
+        SELECT CASE WHEN c.relkind = 'r' AND maint._reltuples(c.oid) IS NOT NULL THEN maint._reltuples(c.oid)::text
                     ELSE pg_catalog.format('(SELECT pg_catalog.count(*) FROM %s)', p_rel) END
           FROM pg_catalog.pg_class AS c WHERE c.oid = p_rel
     );
@@ -438,20 +438,52 @@ END
 $$;
 
 -- maint._cleanup_ctid_sql(p_rel, p_pred, p_archive) -> text
---   One batch over a range of heap pages ($1 = ARRAY[from tid, to tid]) of a table
---   without primary key: the page range is the keyset. p_archive: the archive set's table, or NULL.
+--   One batch over a range of heap pages ($1 = ARRAY[from tid, to tid], both '(block,0)')
+--   of a table without primary key: the page range is the keyset. p_archive: the archive
+--   set's table, or NULL. Version-specific: 14+ reads the range with a TID range scan;
+--   13 has none (a range condition on ctid scans the whole table, every batch), so there
+--   the batch lists every line pointer the pages can hold and takes a TID scan.
 CREATE OR REPLACE FUNCTION maint._cleanup_ctid_sql(p_rel regclass, p_pred text, p_archive text)
     RETURNS text
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_range text := 't.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid';
 BEGIN
+    IF maint._server_version_num() < 140000 THEN
+        -- MaxHeapTuplesPerPage: (block_size - page header) / (tuple header + line pointer)
+        v_range := pg_catalog.format(
+            't.ctid = ANY (ARRAY(SELECT pg_catalog.format(''(%%s,%%s)'', b, o)::tid'
+            ' FROM pg_catalog.generate_series(($1[1]::point)[0]::bigint, ($1[2]::point)[0]::bigint - 1) AS b,'
+            ' pg_catalog.generate_series(1, %s) AS o))',
+            (pg_catalog.current_setting('block_size')::integer - 24) / 28);
+    END IF;
     RETURN (
         SELECT maint._cleanup_delete_sql(NULL, pg_catalog.format(
-            'DELETE FROM %1$s AS t WHERE t.ctid >= $1[1]::tid AND t.ctid < $1[2]::tid AND (%2$s)',
-            p_rel, p_pred), p_archive, p_rel)
+            'DELETE FROM %1$s AS t WHERE %3$s AND (%2$s)',
+            p_rel, p_pred, v_range), p_archive, p_rel)
     );
+END
+$$;
+
+-- maint._index_nulls_not_distinct(p_index oid) -> boolean
+--   Whether a unique index treats NULLs as equal (NULLS NOT DISTINCT). Version-specific:
+--   the option and pg_index.indnullsnotdistinct exist from PostgreSQL 15; before, never.
+CREATE OR REPLACE FUNCTION maint._index_nulls_not_distinct(p_index oid)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_result boolean := false;
+BEGIN
+    IF maint._server_version_num() >= 150000 THEN
+        SELECT i.indnullsnotdistinct INTO v_result FROM pg_catalog.pg_index AS i WHERE i.indexrelid = p_index;
+    END IF;
+    RETURN coalesce(v_result, false);
 END
 $$;
 
@@ -474,7 +506,7 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT i.indexrelid::pg_catalog.regclass::text,
-           p_nulls_equal AND NOT i.indnullsnotdistinct AND k.nullable IS NOT NULL,
+           p_nulls_equal AND NOT maint._index_nulls_not_distinct(i.indexrelid) AND k.nullable IS NOT NULL,
            coalesce(k.nullable, '{}'::name[])
       FROM pg_catalog.pg_index AS i
      CROSS JOIN LATERAL (
@@ -707,6 +739,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION maint._index_nulls_not_distinct(oid) IS 'Internal: whether a unique index is NULLS NOT DISTINCT (15+; never before)';
 COMMENT ON FUNCTION maint._cleanup_dedupe_unique_index(regclass, name[], boolean) IS 'Internal: a unique index that covers a dedupe key, and whether the rule''s NULL semantics contradict it';
 COMMENT ON FUNCTION maint._cleanup_shape_refusal(maint.cleanup_rules) IS 'Internal: why a rule would run another role''s code as its table''s owner (NULL: it would not)';
 COMMENT ON FUNCTION maint._cleanup_predicate(maint.cleanup_rules, timestamptz) IS 'Internal: WHERE expression of a retention/orphan rule';
@@ -719,6 +752,7 @@ GRANT EXECUTE ON FUNCTION
     maint._cleanup_identity(regclass),
     maint._cleanup_size(regclass),
     maint._cleanup_cascades(regclass),
+    maint._index_nulls_not_distinct(oid),
     maint._cleanup_dedupe_unique_index(regclass, name[], boolean),
     maint._cleanup_dedupe_where(maint.cleanup_rules),
     maint._cleanup_shape_refusal(maint.cleanup_rules),

@@ -349,10 +349,11 @@ BEGIN
                                THEN pg_catalog.format(' + (SELECT pg_catalog.count(*) FROM %s AS t WHERE %s)', p.rel, v_pred)
                                ELSE ' + ' || p.n END, ''),
                            pg_catalog.string_agg(' + ' || p.n, ''),
-                           pg_catalog.string_agg(CASE WHEN p.rel = ANY (v_drop) AND c.reltuples >= 0
+                           pg_catalog.string_agg(CASE WHEN p.rel = ANY (v_drop) AND maint._reltuples(c.oid) IS NOT NULL
                                                       THEN ' + ' || p.n ELSE '' END, ''))
                   FROM pg_catalog.unnest(v_parts) AS u(rel) JOIN pg_catalog.pg_class AS c ON c.oid = u.rel
-                 CROSS JOIN LATERAL (SELECT u.rel, CASE WHEN c.relkind = 'r' AND c.reltuples >= 0 THEN c.reltuples::bigint::text
+                 CROSS JOIN LATERAL (SELECT u.rel, CASE WHEN c.relkind = 'r' AND maint._reltuples(c.oid) IS NOT NULL
+                                                        THEN maint._reltuples(c.oid)::text
                                                         ELSE pg_catalog.format('(SELECT pg_catalog.count(*) FROM %s)', u.rel)
                                                    END AS n) AS p),
                 NULL, NULL, p_lock_ms);
@@ -691,11 +692,11 @@ BEGIN
     END IF;
     -- from the catalog, before any lock: no row is counted while a lock is held (a
     -- partition never analyzed has no estimate and is counted here, before locking)
-    SELECT c.reltuples::bigint, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+    SELECT maint._reltuples(c.oid), pg_catalog.pg_get_expr(c.relpartbound, c.oid)
       INTO v_rows, v_bound
       FROM pg_catalog.pg_class AS c WHERE c.oid = v_part;
     v_exec := maint._executor(v_owner);
-    v_estimated := v_rows >= 0;
+    v_estimated := v_rows IS NOT NULL;
     IF NOT v_estimated THEN
         v_rows := maint._cleanup_count(v_exec, v_part, p_lock_ms);
     END IF;

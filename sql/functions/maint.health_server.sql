@@ -10,8 +10,9 @@
 
 -- maint._health_deltas(p_check text, p_sample jsonb) -> jsonb
 --   {"deltas": {counter: value}, "baseline": "previous sample" | "statistics reset", "since": ts}
---   p_sample holds counters plus stats_reset; a counter that went down or a changed
---   stats_reset means the previous sample is unusable.
+--   p_sample holds counters plus stats_reset (and optionally source, the view they came
+--   from); a counter that went down or a changed stats_reset means the previous sample
+--   is unusable.
 CREATE OR REPLACE FUNCTION maint._health_deltas(p_check text, p_sample jsonb)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -26,13 +27,13 @@ DECLARE
 BEGIN
     v_usable := v_prev IS NOT NULL
         AND (v_prev ->> 'stats_reset')::timestamptz IS NOT DISTINCT FROM (p_sample ->> 'stats_reset')::timestamptz;
-    FOR v_key IN SELECT k FROM pg_catalog.jsonb_object_keys(p_sample) AS k WHERE k <> 'stats_reset' LOOP
+    FOR v_key IN SELECT k FROM pg_catalog.jsonb_object_keys(p_sample) AS k WHERE k NOT IN ('stats_reset', 'source') LOOP
         IF v_usable AND (v_prev ->> v_key IS NULL
                          OR (p_sample ->> v_key)::numeric < (v_prev ->> v_key)::numeric) THEN
             v_usable := false;
         END IF;
     END LOOP;
-    FOR v_key IN SELECT k FROM pg_catalog.jsonb_object_keys(p_sample) AS k WHERE k <> 'stats_reset' LOOP
+    FOR v_key IN SELECT k FROM pg_catalog.jsonb_object_keys(p_sample) AS k WHERE k NOT IN ('stats_reset', 'source') LOOP
         v_out := v_out || pg_catalog.jsonb_build_object(v_key,
             (p_sample ->> v_key)::numeric - CASE WHEN v_usable THEN (v_prev ->> v_key)::numeric ELSE 0 END);
     END LOOP;
@@ -166,10 +167,51 @@ AS $$
      WHERE x.st <> 'ok'
 $$;
 
+-- maint._health_checkpoint_sample() -> jsonb
+--   The checkpointer's counters, whose source moved: pg_stat_bgwriter up to 16,
+--   pg_stat_checkpointer from 17 (18 adds num_done, the checkpoints that completed;
+--   requested ones that were skipped because nothing had changed are not counted then).
+--   Keys: checkpoints_timed, checkpoints_req, stats_reset, source.
+CREATE OR REPLACE FUNCTION maint._health_checkpoint_sample()
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version integer := maint._server_version_num();
+    v_sample jsonb;
+BEGIN
+    IF v_version >= 170000 THEN
+        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', c.num_timed,
+                                             'checkpoints_req', c.num_requested,
+                                             'stats_reset', c.stats_reset,
+                                             'source', 'pg_stat_checkpointer')
+          INTO v_sample
+          FROM pg_catalog.pg_stat_checkpointer AS c;
+        IF v_version >= 180000 THEN
+            SELECT v_sample || pg_catalog.jsonb_build_object('checkpoints_done', c.num_done)
+              INTO v_sample
+              FROM pg_catalog.pg_stat_checkpointer AS c;
+        END IF;
+    ELSE
+        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', b.checkpoints_timed,
+                                             'checkpoints_req', b.checkpoints_req,
+                                             'stats_reset', b.stats_reset,
+                                             'source', 'pg_stat_bgwriter')
+          INTO v_sample
+          FROM pg_catalog.pg_stat_bgwriter AS b;
+    END IF;
+    RETURN v_sample;
+END
+$$;
+COMMENT ON FUNCTION maint._health_checkpoint_sample() IS 'Internal: the checkpointer''s counters, from pg_stat_bgwriter (to 16) or pg_stat_checkpointer (17+)';
+
 -- checkpoints: share of requested checkpoints (max_wal_size too small, or explicit
 -- CHECKPOINTs and CREATE DATABASE) since the previous sample, judged from
 -- params.min_checkpoints checkpoints on; and the age of the last checkpoint against
 -- checkpoint_timeout (params.warn_age_factor / crit_age_factor).
+-- Version-specific source: maint._health_checkpoint_sample().
 CREATE OR REPLACE FUNCTION maint.health_checkpoints(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -177,10 +219,7 @@ CREATE OR REPLACE FUNCTION maint.health_checkpoints(p_cfg maint.check_config)
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH s AS (
-        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', b.checkpoints_timed,
-                                             'checkpoints_req', b.checkpoints_req,
-                                             'stats_reset', b.stats_reset) AS sample
-          FROM pg_catalog.pg_stat_bgwriter AS b
+        SELECT maint._health_checkpoint_sample() AS sample
     ), d AS (
         SELECT s.sample, maint._health_deltas(p_cfg.check_name, s.sample) AS d FROM s
     ), x AS (
@@ -367,7 +406,8 @@ $$;
 
 -- slow_queries: statements of this database in pg_stat_statements with at least
 -- params.min_calls calls and a mean execution time at or above warn / crit (ms).
--- unknown when the extension is not installed here or not loaded.
+-- unknown when the extension is not installed here or not loaded. Version-specific source:
+-- only statements a client sent (toplevel) where pg_stat_statements has it (14+).
 CREATE OR REPLACE FUNCTION maint.health_slow_queries(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
@@ -377,6 +417,7 @@ AS $$
 DECLARE
     v_schema name;
     v_hidden bigint;
+    v_toplevel text;
 BEGIN
     SELECT n.nspname INTO v_schema
       FROM pg_catalog.pg_extension AS e JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
@@ -395,6 +436,14 @@ BEGIN
             p_remediation => 'add pg_stat_statements to shared_preload_libraries and restart the server');
         RETURN;
     END IF;
+    -- version-specific source: toplevel (pg_stat_statements 1.9, PostgreSQL 14+) tells
+    -- statements run inside functions from the ones a client sent; the extension's own
+    -- version decides, since it may be older than the server until ALTER EXTENSION UPDATE
+    v_toplevel := CASE WHEN EXISTS (
+                           SELECT 1 FROM pg_catalog.pg_attribute AS a
+                            WHERE a.attrelid = pg_catalog.format('%I.pg_stat_statements', v_schema)::pg_catalog.regclass
+                              AND a.attname = 'toplevel' AND NOT a.attisdropped)
+                       THEN 'AND s.toplevel' ELSE '' END;
     RETURN QUERY EXECUTE pg_catalog.format($q$ SELECT (q.r).* FROM (
         SELECT maint._health_row(x.st, 'statement', 'queryid ' || x.queryid,
                    pg_catalog.format('statement %%s ran %%s times with a mean of %%s ms (total %%s s, role %%s): %%s',
@@ -411,10 +460,10 @@ BEGIN
                   FROM %I.pg_stat_statements AS s
                  WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database AS d
                                   WHERE d.datname = pg_catalog.current_database())
-                   AND s.calls >= $3 AND s.toplevel) AS x
+                   AND s.calls >= $3 %s) AS x
          WHERE x.st <> 'ok'
          ORDER BY x.mean_exec_time DESC
-         LIMIT $4 OFFSET 0) AS q $q$, v_schema)
+         LIMIT $4 OFFSET 0) AS q $q$, v_schema, v_toplevel)
     USING p_cfg.warn, p_cfg.crit, coalesce((p_cfg.params ->> 'min_calls')::bigint, 100),
           coalesce((p_cfg.params ->> 'limit')::integer, 10);
     IF NOT pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') THEN
@@ -492,6 +541,7 @@ $$;
 
 GRANT EXECUTE ON FUNCTION
     maint._health_deltas(text, jsonb),
+    maint._health_checkpoint_sample(),
     maint._health_counter_status(text, jsonb),
     maint.health_replication_slots(maint.check_config),
     maint.health_archiver(maint.check_config),

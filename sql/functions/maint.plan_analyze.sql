@@ -72,7 +72,7 @@ BEGIN
                     CASE WHEN NOT t.av_enabled THEN ' (autovacuum is off for this table)' ELSE '' END)
            END,
            t.mods, t.n_live_tup, t.av_trigger, t.av_enabled, t.last_an,
-           CASE WHEN t.relpages > 0 OR t.reltuples >= 0  -- 0 pages and -1 tuples: never measured
+           CASE WHEN t.relpages > 0 OR maint._reltuples(t.relid) IS NOT NULL  -- else never measured
                 THEN t.relpages::bigint * pg_catalog.current_setting('block_size')::bigint END
       FROM t
      WHERE t.mods >= v_min

@@ -94,8 +94,8 @@ BEGIN
          GROUP BY x.indexrelid
     ), est AS (
         SELECT x.*,
-               CASE WHEN x.relpages > 0 OR x.reltuples >= 0 THEN x.relpages::bigint * v_bs END AS bytes,
-               CASE WHEN w.known AND x.reltuples >= 0 THEN
+               CASE WHEN x.relpages > 0 OR maint._reltuples(x.indexrelid) IS NOT NULL THEN x.relpages::bigint * v_bs END AS bytes,
+               CASE WHEN w.known AND maint._reltuples(x.indexrelid) IS NOT NULL THEN
                    (pg_catalog.ceil(x.reltuples
                         * (4 + pg_catalog.ceil((8 + CASE WHEN w.has_nulls THEN 4 ELSE 0 END + w.width) / 8.0) * 8)
                         / ((v_bs - 24 - 16)

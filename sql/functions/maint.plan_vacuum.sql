@@ -144,7 +144,7 @@ BEGIN
            j.mxid_age,
            j.cleaned_rows,
            j.last_vac,
-           CASE WHEN j.relpages > 0 OR j.reltuples >= 0  -- 0 pages and -1 tuples: never measured
+           CASE WHEN j.relpages > 0 OR maint._reltuples(j.relid) IS NOT NULL  -- else never measured
                 THEN j.relpages::bigint * pg_catalog.current_setting('block_size')::bigint END,
            j.old_xid OR j.old_mxid
       FROM judged AS j

@@ -298,7 +298,7 @@ BEGIN
             key_columns, target, v_index.index_name, pg_catalog.array_to_string(v_index.nullable_columns, ', ')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'nulls_equal => false takes NULLs as the index does, and then the index already keeps the key '
-                         'unique: no rule is needed. To treat NULL keys as equal, make the index NULLS NOT DISTINCT.';
+                         'unique: no rule is needed. To treat NULL keys as equal, make the index NULLS NOT DISTINCT (PostgreSQL 15+).';
     ELSIF FOUND THEN
         RAISE EXCEPTION 'key % of % is already covered by unique index %: it cannot have duplicates',
             key_columns, target, v_index.index_name
