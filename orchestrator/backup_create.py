@@ -32,6 +32,7 @@ from orchestrator.backup_tools import (
     ClientTools,
     child_conninfo,
     compression_args,
+    compression_methods,
     find_tools,
     redact,
 )
@@ -221,7 +222,9 @@ def _create_locked(
         conn.execute("RESET lock_timeout")
         tools = find_tools(conn.info.server_version)
         catalog.progress(conn, run_id, backup_id, pg_dump_version=tools.version)
-        compress_args, compress_name = compression_args(opts.compress, tools.major)
+        compress_args, compress_name = compression_args(
+            opts.compress, tools.major, compression_methods(tools)
+        )
         props = facts.database_properties(conn)
         space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
         if opts.verify == "restore":

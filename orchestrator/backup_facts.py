@@ -70,10 +70,10 @@ UNION ALL
 SELECT 'large objects', count(*) FROM pg_catalog.pg_largeobject_metadata
 """
 
+# the catalog columns moved between versions: maint.database_properties() picks them
 DATABASE = """
-SELECT pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
-       d.datlocprovider::text, d.daticulocale, pg_catalog.pg_database_size(d.oid)
-  FROM pg_catalog.pg_database AS d WHERE d.datname = pg_catalog.current_database()
+SELECT p.encoding::text, p.lc_collate, p.lc_ctype, p.locale_provider, p.locale, p.size_bytes
+  FROM maint.database_properties() AS p
 """
 
 
@@ -84,14 +84,17 @@ def relations(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def database_properties(conn: psycopg.Connection) -> dict[str, Any]:
-    """Encoding and locale (to create a scratch database like it) and its size."""
+    """Encoding and locale (to create a scratch database like it) and its size.
+
+    ``icu_locale`` is the locale of an ICU or builtin provider (the key predates 17's
+    builtin provider; manifests keep it)."""
     row = conn.execute(DATABASE).fetchone()
     assert row is not None
     return {
         "encoding": row[0],
         "collate": row[1],
         "ctype": row[2],
-        "locale_provider": {"c": "libc", "i": "icu"}.get(row[3], row[3]),
+        "locale_provider": row[3],
         "icu_locale": row[4],
         "size_bytes": row[5],
     }

@@ -70,6 +70,10 @@ def create_like(
         stmt += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(
             sql.Literal(props["icu_locale"])
         )
+    elif props.get("locale_provider") == "builtin":  # PostgreSQL 17+
+        stmt += sql.SQL(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}").format(
+            sql.Literal(props["icu_locale"])
+        )
     if owner is not None:
         stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
     conn.execute(stmt)
@@ -171,6 +175,12 @@ def _explain(error: str) -> str:
     return error
 
 
+# pg_restore 17 and newer open every session with this, a setting servers before 17
+# do not have (and refuse): it cannot be turned off, only left out of a script
+TRANSACTION_TIMEOUT = b"SET transaction_timeout = 0;\n"
+_HEADER = (b"--", b"SET ", b"SELECT pg_catalog.set_config(", b"\\")
+
+
 def pg_restore(
     tools: ClientTools,
     archive: Path,
@@ -178,22 +188,71 @@ def pg_restore(
     conninfo: str,
     env: dict[str, str],
     *,
+    server_version: int,
     jobs: int = 1,
     extra: tuple[str, ...] = (),
     exit_on_error: bool = True,
 ) -> subprocess.CompletedProcess[str]:
+    """Restore the entries of ``listing`` into the database of ``conninfo``.
+
+    A pg_restore of 17 or newer into a server before 17 writes a script instead, which
+    psql runs without the one setting such a server refuses (and in one session:
+    ``jobs`` does not apply then)."""
+    piped = tools.major >= 17 and server_version < 170000
     args = [tools.path("pg_restore"), "--no-password", *extra]
-    if exit_on_error:
+    if exit_on_error and not piped:
         args.append("--exit-on-error")
-    if jobs > 1:
+    if jobs > 1 and not piped:
         args.append(f"--jobs={jobs}")
     with tempfile.TemporaryDirectory(prefix="pgmaint-restore-") as tmp:
         list_file = Path(tmp) / "toc.list"
         list_file.write_text(listing)
-        args += [f"--use-list={list_file}", "--dbname", conninfo, str(archive)]
+        args.append(f"--use-list={list_file}")
+        if piped:
+            return _piped_restore(tools, [*args, "--file=-", str(archive)], conninfo, env,
+                                  exit_on_error=exit_on_error, tmp=Path(tmp))
+        args += ["--dbname", conninfo, str(archive)]
         return subprocess.run(
             args, capture_output=True, text=True, check=False, env=env, stdin=subprocess.DEVNULL
         )
+
+
+def _piped_restore(
+    tools: ClientTools, args: list[str], conninfo: str, env: dict[str, str], *,
+    exit_on_error: bool, tmp: Path,
+) -> subprocess.CompletedProcess[str]:
+    """``pg_restore --file=-`` into psql, leaving out ``SET transaction_timeout`` of the
+    script's header (every other line passes as it is, COPY data included)."""
+    psql_args = [tools.path("psql"), "-X", "-q", "--no-password", "-d", conninfo]
+    if exit_on_error:
+        psql_args += ["-v", "ON_ERROR_STOP=1"]
+    with (tmp / "pg_restore.err").open("w+b") as rerr, (tmp / "psql.err").open("w+b") as perr:
+        reader = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=rerr, env=env,
+                                  stdin=subprocess.DEVNULL)
+        writer = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=perr, env=env)
+        assert reader.stdout is not None and writer.stdin is not None
+        header = True
+        try:
+            for line in reader.stdout:
+                if header:
+                    if line == TRANSACTION_TIMEOUT:
+                        continue
+                    header = line.strip() == b"" or line.startswith(_HEADER)
+                writer.stdin.write(line)
+        except BrokenPipeError:  # psql stopped at an error (ON_ERROR_STOP)
+            pass
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                writer.stdin.close()
+            reader.stdout.close()
+            reader.wait()
+            writer.wait()
+        rerr.seek(0)
+        perr.seek(0)
+        stderr = rerr.read().decode(errors="replace") + perr.read().decode(errors="replace")
+    code = reader.returncode or writer.returncode
+    return subprocess.CompletedProcess(args, code, "", stderr)
 
 
 @contextlib.contextmanager
@@ -243,6 +302,7 @@ def load(
             listing,
             login.conninfo(name),
             login.env,
+            server_version=conn.info.server_version,
             jobs=jobs,
             extra=("--no-owner", "--no-privileges", "--no-tablespaces"),
         )

@@ -115,7 +115,8 @@ def check_owner(conn: psycopg.Connection, me: runas.Caller, owner: str) -> None:
 
 
 def _privileges(
-    tools: ClientTools, dsn: str, into: str, archive: Path, toc: toc_mod.Toc
+    tools: ClientTools, dsn: str, into: str, archive: Path, toc: toc_mod.Toc,
+    server_version: int,
 ) -> list[str]:
     """As the superuser, after the hand-back: GRANT/REVOKE and default privileges with
     their original grantors. Failures (a grantee role missing here) are reported, not
@@ -124,7 +125,8 @@ def _privileges(
     if not listing:
         return []
     target, env = child_conninfo(dsn, into)
-    proc = load_mod.pg_restore(tools, archive, listing, target, env, exit_on_error=False)
+    proc = load_mod.pg_restore(tools, archive, listing, target, env,
+                               server_version=server_version, exit_on_error=False)
     errors = Counter(
         ln.split("ERROR:", 1)[1].strip() for ln in proc.stderr.splitlines() if "ERROR:" in ln
     )
@@ -220,7 +222,7 @@ def restore(
                 f"superuser can hand objects back to their owners (or name one: --owner ROLE)"
             )
         if me.superuser:
-            notes += _privileges(tools, dsn, into, archive, toc)
+            notes += _privileges(tools, dsn, into, archive, toc, conn.info.server_version)
         else:
             notes.append(
                 "privileges (GRANT/REVOKE) not restored: restoring them with their original "

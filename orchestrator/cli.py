@@ -15,7 +15,7 @@ import psycopg
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator import __version__, db, deploy, journal, sandbox, schedule, uninstall_guard
+from orchestrator import __version__, backup_tools, db, deploy, journal, sandbox, schedule, uninstall_guard
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.output import Settings, emit, human_bytes, settings, table
 
@@ -249,6 +249,7 @@ def status_cmd(ctx: click.Context) -> None:
                 "changed_files": [f.name for f in p.files if f.state != "unchanged"],
                 "server_version": conn.info.server_version, "runs": runs}
         where = db.describe(conn)
+    tools_line, data["backup_tools"] = backup_tools.describe(data["server_version"])
 
     def render(out: Console) -> None:
         out.print(f"{where}")
@@ -262,6 +263,7 @@ def status_cmd(ctx: click.Context) -> None:
                 f"journal: {runs['total']} runs, {runs['running']} running, "
                 f"{runs['failed_24h']} failed in the last 24 h"
             )
+        out.print(f"backups: {tools_line}")
 
     emit(ctx, data, render)
 

@@ -80,7 +80,8 @@ SELECT c.oid::regclass::text AS "table",
 
 
 def overview_section(conn: psycopg.Connection, out: Console) -> None:
-    conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")  # the load's counts, now
+    conn.execute("SELECT maint.flush_stats()")  # the load's counts, now
+    conn.execute("SELECT 1")  # (sent when the session goes idle after the call)
     conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
     rows = conn.execute(OVERVIEW_SQL).fetchall()
     out.print(table("Application tables", ["table", "rows", "size", "indexes", "primary key",

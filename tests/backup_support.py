@@ -127,8 +127,10 @@ def catalog_rows(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
 
 def schema_dump(dsn: str) -> list[str]:
     """``pg_dump --schema-only`` without header lines (comments, \\restrict keys)."""
+    with psycopg.connect(dsn) as conn:
+        server = conn.info.server_version
     out = subprocess.run(
-        [find_tools(150000).path("pg_dump"), "--schema-only", "--dbname", dsn],
+        [find_tools(server).path("pg_dump"), "--schema-only", "--dbname", dsn],
         capture_output=True,
         text=True,
         check=True,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import support
 from click.testing import CliRunner, Result
 from psycopg import sql
 
@@ -20,11 +21,9 @@ WEIRD = sql.SQL('"Weird Schema"."Mixed Case"')
 
 
 def flush_stats(conn: psycopg.Connection) -> None:
-    """Make this session's counters visible to others now (PG15 flushes at most once a
-    second otherwise), and drop this session's cached snapshot of them."""
-    conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
-    conn.execute("SELECT 1")  # the flush happens when the session goes idle after the call
-    conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
+    """Make this session's counters visible to others now, and drop this session's
+    cached snapshot of them."""
+    support.flush_stats(conn)
 
 
 def table_stats(conn: psycopg.Connection, table: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from orchestrator import deploy
-from orchestrator.sandbox import find_bindir
+from orchestrator.backup_tools import find_tools
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -28,8 +28,10 @@ def copy_sql(tmp_path: Path) -> Path:
 
 def schema_dump(dsn: str, schema: str = "maint") -> str:
     """pg_dump --schema-only of one schema, without the header and version comments."""
+    with psycopg.connect(dsn) as conn:
+        server = conn.info.server_version
     out = subprocess.run(
-        [str(find_bindir() / "pg_dump"), "--schema-only", "--no-owner", "-n", schema, "-d", dsn],
+        [find_tools(server).path("pg_dump"), "--schema-only", "--no-owner", "-n", schema, "-d", dsn],
         check=True, capture_output=True, text=True,
     ).stdout
     return "\n".join(
@@ -94,3 +96,18 @@ def previous_release_sql(tmp_path: Path) -> Path:
         pytest.skip(f"history before {newest.name} is not available (shallow clone?)")
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target / "sql"
+
+
+def flush_stats(conn: psycopg.Connection) -> None:
+    """Make this session's statistics counters visible to other sessions, and drop this
+    session's cached snapshot of them. 15+ flushes on request (when the session goes
+    idle after the call); 13 and 14 send to the collector at most every 500 ms, when a
+    transaction ends, so wait that out and end one."""
+    if conn.info.server_version >= 150000:
+        conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+    else:
+        conn.execute("SELECT pg_catalog.pg_sleep(0.55)")
+    conn.execute("SELECT 1")
+    if conn.info.server_version < 150000:
+        conn.execute("SELECT pg_catalog.pg_sleep(0.05)")  # the collector writes its file
+    conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")

@@ -2,6 +2,7 @@
 
 import psycopg
 import pytest
+import support
 
 from tests.health_support import find, run_one
 
@@ -9,7 +10,7 @@ from tests.health_support import find, run_one
 def test_never_analyzed_points_to_plan_analyze_and_optimize(db):
     db.execute('CREATE TABLE public."Fresh Rows" (id int)')
     db.execute('INSERT INTO public."Fresh Rows" SELECT generate_series(1, 5000)')
-    db.execute("SELECT pg_stat_force_next_flush()")
+    support.flush_stats(db)
     db.execute("SELECT pg_stat_clear_snapshot()")
     row = find(run_one(db, "never_analyzed"), 'public."Fresh Rows"')
     assert "maint.plan_analyze()" in row["remediation"]

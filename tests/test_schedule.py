@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import support
 from click.testing import CliRunner
 
 from orchestrator import deploy
@@ -336,7 +337,7 @@ def test_analyze_cleaned_tables_analyzes_what_cleanup_changed(pg_server, db):
     assert run[:3] == ("partial", 2, 1)
     assert run[3]["analyzed"] == ['"Shop"."Order Lines"']
     assert run[3]["skipped"] == [{"table": "public.gone", "reason": "no longer exists"}]
-    db.execute("SELECT pg_stat_force_next_flush()")
+    support.flush_stats(db)
     analyzed = db.execute(
         "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
         " WHERE relname IN ('Order Lines', 'untouched') ORDER BY 1"
