@@ -226,6 +226,14 @@ def _create_locked(
             opts.compress, tools.major, compression_methods(tools)
         )
         props = facts.database_properties(conn)
+        hidden = facts.unreadable(conn)
+        if hidden:
+            raise PreflightRefused(
+                f"role {conn.info.user} may not read {len(hidden)} table(s) or sequence(s) the "
+                f"backup holds ({', '.join(hidden[:5])}{', ...' if len(hidden) > 5 else ''}): "
+                "grant pg_read_all_data (PostgreSQL 14+) or SELECT on them, or back up as "
+                "their owner or a superuser"
+            )
         space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
         if opts.verify == "restore":
             # refused now rather than after a dump that could then not be verified; the

@@ -77,6 +77,23 @@ SELECT p.encoding::text, p.lc_collate, p.lc_ctype, p.locale_provider, p.locale, 
 """
 
 
+UNREADABLE = f"""
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+  FROM pg_catalog.pg_class AS c
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm', 'S') AND c.relpersistence <> 't'
+   AND {_USER_NS}
+   AND {_NOT_EXT.format(cls="'pg_catalog.pg_class'", obj="c.oid")}
+   AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+ ORDER BY n.nspname ~ '^maint', n.nspname, c.relname
+"""
+
+
+def unreadable(conn: psycopg.Connection) -> list[str]:
+    """Tables and sequences a backup would dump that this role may not read."""
+    return [r[0] for r in conn.execute(UNREADABLE).fetchall()]
+
+
 def relations(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Tables (leaf and plain), populated materialized views and sequences, no counts yet."""
     rows = conn.execute(RELATIONS).fetchall()

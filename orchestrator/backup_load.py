@@ -150,10 +150,14 @@ def _precreate(conn: psycopg.Connection, dsn: str, name: str, plan: Plan) -> set
     return created
 
 
-def _own_public(login: runas.Login, name: str) -> None:
+def _own_public(login: runas.Login, name: str, server_version: int) -> None:
     """Without a superuser: maint_restore (NOINHERIT) does not get the rights of
     pg_database_owner, which owns ``public``; it swaps in a ``public`` of its own, set
-    up like template0's, before anything is restored."""
+    up like template0's, before anything is restored. Before 15, template0's ``public``
+    belongs to the bootstrap superuser and everybody may create in it, as in the source
+    database: it stays as it is."""
+    if server_version < 150000:
+        return
     with login.connect(name, autocommit=True) as own:
         own.execute("SET ROLE pg_database_owner")
         own.execute("DROP SCHEMA public")
@@ -294,7 +298,7 @@ def load(
     listing = main_list(plan, created, owners.roles(conn))
     with runas.login(conn, dsn, name, me) as login:
         if not me.superuser:
-            _own_public(login, name)
+            _own_public(login, name, conn.info.server_version)
         login.renew()  # a one-time password's validity starts again for pg_restore
         proc = pg_restore(
             tools,
@@ -308,4 +312,11 @@ def load(
         )
         if proc.returncode != 0:
             raise BackupError(f"pg_restore failed: {_explain(toc_mod.last_error(proc))}")
+        server = conn.info.server_version
+        if tools.major >= 17 and server < 170000:
+            notes.append(
+                f"pg_restore {tools.major} into a PostgreSQL {server // 10000} server: restored "
+                "through psql without SET transaction_timeout"
+                + (" (one session: --jobs does not apply)" if jobs > 1 else "")
+            )
         yield Loaded(name, plan, login, login.notes + notes)
