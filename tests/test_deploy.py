@@ -310,7 +310,7 @@ def test_missing_roles_stop_with_the_statements_to_run(pg_server, make_role, mak
         assert conn.execute("SELECT to_regnamespace('maint')").fetchone()[0] is None
 
 
-def test_uninstall_removes_schema_and_kit_jobs_only(pg_server, make_database, admin):
+def test_uninstall_removes_schema_and_kit_jobs_only(pg_server, pg_cron, make_database, admin):
     name, other = make_database(), make_database()
     dsn = pg_server.dsn(name)
     deploy_to(dsn)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import support
 from health_support import (
+    checkpoint,
     configure,
     find,
     flush_stats,
@@ -127,31 +128,19 @@ def test_checksum_failure(dedicated):
         assert "data checksum failure" in row["detail"]
 
 
-def _checkpoint(db: psycopg.Connection) -> None:
-    """CHECKPOINT, then wait until its statistics show: the checkpointer reports them after
-    it has let the CHECKPOINT command return."""
-    def requested() -> int:
-        db.execute("SELECT pg_stat_clear_snapshot()")
-        return db.execute("SELECT checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
-
-    before = requested()
-    db.execute("CHECKPOINT")
-    wait_for(lambda: requested() > before, timeout=10, what="the checkpoint's statistics")
-
-
 def test_checkpoints_requested_since_previous_sample(db):
     # settle the checkpoint that CREATE DATABASE (this test's fixture) requested
-    _checkpoint(db)
+    checkpoint(db)
     record(db, "checkpoints")
     rows = run_one(db, "checkpoints")
     assert only_ok(rows)
     assert "since the previous recorded sample" in rows[0]["detail"]
-    _checkpoint(db)
+    checkpoint(db)
     row = find(run_one(db, "checkpoints"), "checkpoints")
     assert row["status"] == "ok"  # one checkpoint is too few for a verdict (min_checkpoints 3)
     assert "too few checkpoints" in row["detail"]
-    _checkpoint(db)
-    _checkpoint(db)
+    checkpoint(db)
+    checkpoint(db)
     row = find(run_one(db, "checkpoints"), "checkpoints")
     assert row["status"] == "critical"  # 3 of 3 requested = 100 % >= crit 50
     assert row["value"] >= 75  # (a timed checkpoint may slip in)

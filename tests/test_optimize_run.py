@@ -200,7 +200,8 @@ def test_vacuum_by_a_maint_admin_that_does_not_own_the_table_is_reported_skipped
     assert code == 3
     [stmt] = [s for s in data["statements"] if s["relation"] == "public.not_mine"]
     assert stmt["outcome"] == "skipped"
-    assert "only table or database owner can vacuum it" in stmt["message"]
+    assert ("only table or database owner can vacuum it" in stmt["message"]  # before 17
+            or "permission denied to vacuum" in stmt["message"])
     assert table_stats(db, "not_mine")["n_dead_tup"] == 18000
     [run] = optimize_runs(db)
     assert run["status"] == "partial"

@@ -130,12 +130,12 @@ def cron_jobs(admin, database: str) -> dict[str, tuple]:
 
 
 @pytest.fixture
-def cleanup_cron(admin):
+def cleanup_cron(admin, pg_cron):
     yield
     admin.execute("SELECT cron.unschedule(jobid) FROM cron.job")
 
 
-def test_sql_scheduling_names_the_cron_database_and_the_cli(db):
+def test_sql_scheduling_names_the_cron_database_and_the_cli(db, pg_cron):
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
         db.execute("SELECT * FROM maint.schedule_defaults()")
     message = str(err.value)
@@ -202,7 +202,7 @@ def test_cli_remove_needs_a_name_or_all(pg_server, db):
 
 
 @pytest.fixture
-def kit_in_cron_db(pg_server, admin):
+def kit_in_cron_db(pg_server, admin, pg_cron):
     dsn = pg_server.dsn("postgres")
     with psycopg.connect(dsn, autocommit=True) as conn:
         deploy.deploy(conn)
@@ -275,11 +275,11 @@ def test_sql_schedule_defaults_and_custom_jobs_when_pg_cron_is_here(kit_in_cron_
 
 
 @pytest.fixture(scope="module")
-def server_without_cron():
+def server_without_cron(pg_bindir):
     base = Path(tempfile.mkdtemp(prefix="pgmaint-nocron-"))
     base.chmod(0o755)
     box = Sandbox(base / "pg")
-    info = box.start(fast=True, cron=False)
+    info = box.start(fast=True, cron=False, bindir=pg_bindir)
     try:
         with psycopg.connect(info.conninfo(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE app")
@@ -474,7 +474,7 @@ def test_cron_job_findings_judge_overdue_long_running_and_connection_failures(db
 
 
 @pytest.fixture(scope="module")
-def server_with_unreachable_cron():
+def server_with_unreachable_cron(pg_cron):
     """pg_cron loaded without background workers on a server with no TCP listener."""
     base = Path(tempfile.mkdtemp(prefix="pgmaint-cronconn-"))
     base.chmod(0o755)

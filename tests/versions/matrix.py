@@ -38,6 +38,7 @@ COMPAT_SET = [
     "tests/test_cleanup.py",
     "tests/test_cleanup_archive.py",
     "tests/test_optimize_plans.py",
+    "tests/test_optimize_run.py",
     "tests/test_backup_roundtrip.py",
     "tests/test_schedule.py",
 ]
@@ -70,7 +71,7 @@ def run_one(major: int, workdir: Path, extra: list[str]) -> Outcome:
         return out
     junit = workdir / f"pg{major}.xml"
     out.log = workdir / f"pg{major}.log"
-    env = dict(os.environ, PGMAINT_TEST_PG_MAJOR=str(major))
+    env = dict(os.environ, PGMAINT_TEST_PG_MAJOR=str(major), PGMAINT_MATRIX="1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
            f"--junitxml={junit}", *COMPAT_SET, *extra]
     start = time.monotonic()
