@@ -168,10 +168,17 @@ AS $$
 $$;
 
 -- maint._health_checkpoint_sample() -> jsonb
---   The checkpointer's counters, whose source moved: pg_stat_bgwriter up to 16,
---   pg_stat_checkpointer from 17 (18 adds num_done, the checkpoints that completed;
---   requested ones that were skipped because nothing had changed are not counted then).
---   Keys: checkpoints_timed, checkpoints_req, stats_reset, source.
+--   The checkpointer's counters and who wrote the shared buffers, from where each lives
+--   on this version:
+--   - checkpoints: pg_stat_bgwriter up to 16, pg_stat_checkpointer from 17 (18 adds
+--     num_done, the ones that completed; requested ones skipped because nothing had
+--     changed are not done);
+--   - buffer writes: pg_stat_bgwriter up to 15 (its buffers_backend also counts the ring
+--     buffer writes of bulk operations and autovacuum, which are by design); from 16
+--     pg_stat_io, which tells them apart: client backends' writes in the normal context
+--     only (17 removed buffers_backend from pg_stat_bgwriter).
+--   Keys: checkpoints_timed, checkpoints_req, [checkpoints_done], writes_checkpointer,
+--   writes_bgwriter, writes_backend, fsyncs_backend, stats_reset, source.
 CREATE OR REPLACE FUNCTION maint._health_checkpoint_sample()
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -186,7 +193,7 @@ BEGIN
         SELECT pg_catalog.jsonb_build_object('checkpoints_timed', c.num_timed,
                                              'checkpoints_req', c.num_requested,
                                              'stats_reset', c.stats_reset,
-                                             'source', 'pg_stat_checkpointer')
+                                             'source', 'pg_stat_checkpointer, pg_stat_io')
           INTO v_sample
           FROM pg_catalog.pg_stat_checkpointer AS c;
         IF v_version >= 180000 THEN
@@ -202,15 +209,41 @@ BEGIN
           INTO v_sample
           FROM pg_catalog.pg_stat_bgwriter AS b;
     END IF;
+    IF v_version >= 160000 THEN
+        SELECT v_sample || pg_catalog.jsonb_build_object(
+                   'writes_checkpointer', coalesce(pg_catalog.sum(i.writes) FILTER (WHERE i.backend_type = 'checkpointer'), 0),
+                   'writes_bgwriter', coalesce(pg_catalog.sum(i.writes) FILTER (WHERE i.backend_type = 'background writer'), 0),
+                   'writes_backend', coalesce(pg_catalog.sum(i.writes) FILTER (WHERE i.backend_type <> ALL (ARRAY['checkpointer', 'background writer'])
+                                                                            AND i.context = 'normal'), 0),
+                   'fsyncs_backend', coalesce(pg_catalog.sum(i.fsyncs) FILTER (WHERE i.backend_type <> ALL (ARRAY['checkpointer', 'background writer'])
+                                                                            AND i.context = 'normal'), 0))
+          INTO v_sample
+          FROM pg_catalog.pg_stat_io AS i
+         WHERE i.object = 'relation';
+        IF v_version < 170000 THEN
+            v_sample := v_sample || '{"source": "pg_stat_bgwriter, pg_stat_io"}';
+        END IF;
+    ELSE
+        SELECT v_sample || pg_catalog.jsonb_build_object('writes_checkpointer', b.buffers_checkpoint,
+                                                         'writes_bgwriter', b.buffers_clean,
+                                                         'writes_backend', b.buffers_backend,
+                                                         'fsyncs_backend', b.buffers_backend_fsync)
+          INTO v_sample
+          FROM pg_catalog.pg_stat_bgwriter AS b;
+    END IF;
     RETURN v_sample;
 END
 $$;
-COMMENT ON FUNCTION maint._health_checkpoint_sample() IS 'Internal: the checkpointer''s counters, from pg_stat_bgwriter (to 16) or pg_stat_checkpointer (17+)';
+COMMENT ON FUNCTION maint._health_checkpoint_sample() IS 'Internal: checkpoint and buffer-write counters, from pg_stat_bgwriter, pg_stat_checkpointer (17+) and pg_stat_io (16+)';
 
 -- checkpoints: share of requested checkpoints (max_wal_size too small, or explicit
 -- CHECKPOINTs and CREATE DATABASE) since the previous sample, judged from
--- params.min_checkpoints checkpoints on; and the age of the last checkpoint against
--- checkpoint_timeout (params.warn_age_factor / crit_age_factor).
+-- params.min_checkpoints checkpoints on; the age of the last checkpoint against
+-- checkpoint_timeout (params.warn_age_factor / crit_age_factor); and who wrote the shared
+-- buffers ('buffer writes', shown when not ok): backends writing them themselves, rather
+-- than the background writer or the checkpointer, at or above params.backend_warn /
+-- backend_crit % (30 / 60) of params.min_writes (10000) writes or more, and any backend
+-- fsync (critical: the checkpointer's request queue overflowed).
 -- Version-specific source: maint._health_checkpoint_sample().
 CREATE OR REPLACE FUNCTION maint.health_checkpoints(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
@@ -267,6 +300,47 @@ AS $$
                                  WHERE s.name = 'checkpoint_timeout') AS timeout_s) AS g
       ) AS a
      WHERE a.st <> 'ok'
+    UNION ALL
+    SELECT maint._health_row(w.st, 'cluster', 'buffer writes',
+               pg_catalog.format('%s%% of shared buffer writes (%s of %s) were done by backends themselves, '
+                                 'not by the background writer (%s) or the checkpointer (%s); %s backend fsync(s); since %s',
+                                 coalesce(w.pct::text, '-'), w.backend, w.total, w.bgwriter, w.checkpointer,
+                                 w.fsyncs, w.d ->> 'since_text'),
+               w.pct,
+               CASE WHEN w.fsyncs > 0
+                    THEN 'backends had to fsync because the checkpointer''s request queue overflowed: look for '
+                         'slow storage and checkpoints that take too long'
+                    ELSE 'backends evict dirty buffers themselves: raise shared_buffers, or make the background '
+                         'writer more active (bgwriter_lru_maxpages, bgwriter_lru_multiplier, bgwriter_delay)' END,
+               NULL,
+               pg_catalog.jsonb_build_object('backend', w.backend, 'bgwriter', w.bgwriter, 'checkpointer', w.checkpointer,
+                                             'backend_fsyncs', w.fsyncs, 'baseline', w.d ->> 'baseline',
+                                             'source', w.sample ->> 'source'),
+               '%')
+      FROM (
+        SELECT v.*,
+               maint._health_counter_status(
+                   CASE WHEN v.fsyncs > 0 THEN 'critical'
+                        WHEN v.total < coalesce((p_cfg.params ->> 'min_writes')::numeric, 10000) THEN 'ok'
+                        ELSE maint._health_level(v.pct, coalesce((p_cfg.params ->> 'backend_warn')::numeric, 30),
+                                                 coalesce((p_cfg.params ->> 'backend_crit')::numeric, 60)) END,
+                   v.d) AS st
+          FROM (
+            SELECT u.*, CASE WHEN u.total > 0 THEN round(100.0 * u.backend / u.total, 1) END AS pct
+              FROM (
+                SELECT x.sample, x.d,
+                       (x.d -> 'deltas' ->> 'writes_backend')::numeric AS backend,
+                       (x.d -> 'deltas' ->> 'writes_bgwriter')::numeric AS bgwriter,
+                       (x.d -> 'deltas' ->> 'writes_checkpointer')::numeric AS checkpointer,
+                       (x.d -> 'deltas' ->> 'fsyncs_backend')::numeric AS fsyncs,
+                       (x.d -> 'deltas' ->> 'writes_backend')::numeric + (x.d -> 'deltas' ->> 'writes_bgwriter')::numeric
+                           + (x.d -> 'deltas' ->> 'writes_checkpointer')::numeric AS total
+                  FROM (SELECT s.sample, maint._health_deltas(p_cfg.check_name, s.sample) AS d
+                          FROM (SELECT maint._health_checkpoint_sample() AS sample) AS s) AS x
+              ) AS u
+          ) AS v
+      ) AS w
+     WHERE w.st <> 'ok'
 $$;
 
 -- cache_hit_ratio: blks_hit / (blks_hit + blks_read) of this database since the previous

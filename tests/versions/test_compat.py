@@ -100,9 +100,32 @@ def test_checkpoints_are_counted_from_this_version_s_view(db):
     assert row["status"] == "critical", row  # 3 of 3 requested
     assert row["metadata"]["requested"] >= 3
     assert row["metadata"]["baseline"] == "previous sample"
-    source = "pg_stat_checkpointer" if PG_MAJOR >= 17 else "pg_stat_bgwriter"
+    source = {13: "pg_stat_bgwriter", 14: "pg_stat_bgwriter", 15: "pg_stat_bgwriter",
+              16: "pg_stat_bgwriter, pg_stat_io"}.get(PG_MAJOR, "pg_stat_checkpointer, pg_stat_io")
     assert row["metadata"]["sample"]["source"] == source
     assert ("checkpoints_done" in row["metadata"]["sample"]) == (PG_MAJOR >= 18)
+
+
+def test_buffer_writes_are_counted_from_this_version_s_view(db):
+    """Who wrote the shared buffers: pg_stat_bgwriter up to 15, pg_stat_io from 16 (17
+    dropped buffers_backend from pg_stat_bgwriter)."""
+    record(db, "checkpoints")
+    db.execute("CREATE TABLE public.dirty AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
+    db.execute("UPDATE public.dirty SET g = g + 1")
+    checkpoint(db)
+    # every write counts and any backend share warns: the row shows what was measured
+    configure(db, "checkpoints", params={"min_writes": 1, "backend_warn": 0, "backend_crit": 101})
+    row = find(run_one(db, "checkpoints"), "buffer writes")
+    assert row["status"] == "warning", row
+    meta = row["metadata"]
+    assert meta["baseline"] == "previous sample"
+    assert meta["checkpointer"] >= 100, meta  # the table's pages, written by the checkpoint
+    assert meta["backend_fsyncs"] == 0
+    assert meta["source"] == ("pg_stat_bgwriter" if PG_MAJOR < 16 else
+                              "pg_stat_bgwriter, pg_stat_io" if PG_MAJOR == 16 else
+                              "pg_stat_checkpointer, pg_stat_io")
+    assert float(row["value"]) == round(100 * meta["backend"] / (
+        meta["backend"] + meta["bgwriter"] + meta["checkpointer"]), 1)
 
 
 def test_slow_queries_read_this_version_s_pg_stat_statements(db):
