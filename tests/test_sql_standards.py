@@ -98,4 +98,12 @@ def test_plpgsql_check_finds_no_errors(db):
     # pg_cron's tables exist only in the cron database; the kit reaches them through
     # EXECUTE after maint.cron_status() said they are here
     rows = [r for r in rows if not re.fullmatch(r'relation "cron\.\w+" does not exist', r[2])]
+    # a version switch (maint._server_version_num()) has branches for catalogs of other
+    # versions, which plpgsql_check cannot tell from mistakes: the version matrix runs them
+    switched = {name for (name,) in db.execute(
+        r"""SELECT p.oid::regprocedure::text FROM pg_proc p
+            WHERE p.pronamespace = 'maint'::regnamespace
+              AND p.prosrc ~ 'maint\._server_version_num\(\)'""").fetchall()}
+    rows = [r for r in rows if not (r[0] in switched and re.fullmatch(
+        r'(relation|column) "?[\w.]+"? does not exist', r[2]))]
     assert not rows, "\n".join(f"{r[0]} line {r[3]}: {r[2]}" for r in rows)

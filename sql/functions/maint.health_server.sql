@@ -240,7 +240,7 @@ COMMENT ON FUNCTION maint._health_checkpoint_sample() IS 'Internal: checkpoint a
 -- CHECKPOINTs and CREATE DATABASE) since the previous sample, judged from
 -- params.min_checkpoints checkpoints on; the age of the last checkpoint against
 -- checkpoint_timeout (params.warn_age_factor / crit_age_factor); and who wrote the shared
--- buffers ('buffer writes', shown when not ok): backends writing them themselves, rather
+-- buffers ('buffer writes', shown when a warning or critical): backends writing them themselves, rather
 -- than the background writer or the checkpointer, at or above params.backend_warn /
 -- backend_crit % (30 / 60) of params.min_writes (10000) writes or more, and any backend
 -- fsync (critical: the checkpointer's request queue overflowed).
@@ -340,7 +340,7 @@ AS $$
               ) AS u
           ) AS v
       ) AS w
-     WHERE w.st <> 'ok'
+     WHERE w.st IN ('warning', 'critical')  -- not before there is a previous sample to compare with
 $$;
 
 -- cache_hit_ratio: blks_hit / (blks_hit + blks_read) of this database since the previous

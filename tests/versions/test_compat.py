@@ -110,7 +110,8 @@ def test_buffer_writes_are_counted_from_this_version_s_view(db):
     """Who wrote the shared buffers: pg_stat_bgwriter up to 15, pg_stat_io from 16 (17
     dropped buffers_backend from pg_stat_bgwriter)."""
     record(db, "checkpoints")
-    db.execute("CREATE TABLE public.dirty AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
+    db.execute("CREATE TABLE public.dirty AS"
+               " SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
     db.execute("UPDATE public.dirty SET g = g + 1")
     checkpoint(db)
     # every write counts and any backend share warns: the row shows what was measured
