@@ -27,7 +27,7 @@ def flush_stats(conn: psycopg.Connection) -> None:
 
 
 def table_stats(conn: psycopg.Connection, table: str) -> dict[str, Any]:
-    conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
+    support.fresh_stats(conn)
     row = conn.execute(
         "SELECT n_dead_tup, n_live_tup, last_vacuum, last_analyze, n_mod_since_analyze"
         " FROM pg_catalog.pg_stat_user_tables WHERE relid = %s::regclass",

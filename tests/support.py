@@ -99,8 +99,8 @@ def previous_release_sql(tmp_path: Path) -> Path:
 
 
 def flush_stats(conn: psycopg.Connection) -> None:
-    """Make this session's statistics counters visible to other sessions, and drop this
-    session's cached snapshot of them. 15+ flushes on request (when the session goes
+    """Make this session's statistics counters visible to other sessions, and then read
+    fresh ones here (:func:`fresh_stats`). 15+ flushes on request (when the session goes
     idle after the call); 13 and 14 send to the collector at most every 500 ms, when a
     transaction ends, so wait that out and end one."""
     if conn.info.server_version >= 150000:
@@ -108,6 +108,13 @@ def flush_stats(conn: psycopg.Connection) -> None:
     else:
         conn.execute("SELECT pg_catalog.pg_sleep(0.55)")
     conn.execute("SELECT 1")
+    fresh_stats(conn)
+
+
+def fresh_stats(conn: psycopg.Connection) -> None:
+    """Drop this session's cached statistics so the next read sees what other sessions
+    reported. Before 15 a reader accepts a collector file up to 500 ms old, which may
+    predate a report just sent: wait until any file it accepts is newer."""
     if conn.info.server_version < 150000:
-        conn.execute("SELECT pg_catalog.pg_sleep(0.05)")  # the collector writes its file
+        conn.execute("SELECT pg_catalog.pg_sleep(0.6)")
     conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")

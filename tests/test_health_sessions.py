@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from health_support import configure, find, only_ok, run_one, send, sessions, wait_state
+from health_support import configure, find, only_ok, run_one, send, sessions, wait_for, wait_state
 
 
 def test_connections(db, pg_server):
@@ -141,7 +141,10 @@ def test_xmin_horizon_names_a_backend(db, pg_server):
         assert row["object_type"] == "backend"
         assert row["status"] == "warning"
         assert f"session {pid}" in row["detail"]
-    # the session is gone: it no longer shows up
+    # the session is gone (its backend exits a moment after the client closed): it no
+    # longer shows up
+    wait_for(lambda: not db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+             what=f"backend {pid} to exit")
     rows = run_one(db, "xmin_horizon")
     assert not [r for r in rows if r["object_name"] == f"pid {pid}"]
 

@@ -6,6 +6,7 @@ import json
 
 import psycopg
 import pytest
+import support
 from psycopg import sql
 
 from tests.optimize_support import check_config, dead_table, flush_stats, wait_for_lock_holder
@@ -190,7 +191,7 @@ def test_the_nightly_job_command_records_the_plan(db):
     assert db.execute("SELECT parameters->'actions', status FROM maint.runs WHERE id = %s",
                       (second,)).fetchone() == (["vacuum", "analyze", "reindex"], "succeeded")
     # VACUUM itself was not run
-    db.execute("SELECT pg_stat_clear_snapshot()")
+    support.fresh_stats(db)
     assert db.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'nightly'"
                       ).fetchone() == (18000,)
 
