@@ -24,6 +24,8 @@ _IDENT = r'(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")'
 CREATE_EXTENSION = re.compile(
     rf"^CREATE EXTENSION IF NOT EXISTS ({_IDENT}) WITH SCHEMA ({_IDENT});$", re.M
 )
+_LARGE_OBJECT_KEY = re.compile(r"^BLOB - (\d+)$")
+_LARGE_OBJECT_OWNER = re.compile(rf"^ALTER LARGE OBJECT (\d+) OWNER TO ({_IDENT});$", re.M)
 _CRON = re.compile(r"^(EXTENSION - pg_cron |COMMENT - EXTENSION pg_cron |[A-Z ]+? cron )")
 
 
@@ -41,6 +43,10 @@ class Entry:
 @dataclass
 class Toc:
     entries: list[Entry] = field(default_factory=list)
+    # owner of each large object by OID, read from the statements of pg_dump 17+'s
+    # "BLOB METADATA" entries (their tag is a range of OIDs that may interleave with
+    # another owner's range, so the listing alone does not tell)
+    large_objects: dict[int, str] = field(default_factory=dict)
 
     def lines(self, keep: Callable[[Entry], bool] | None = None) -> str:
         """A ``pg_restore --use-list`` file of the entries ``keep`` accepts."""
@@ -82,6 +88,10 @@ class Toc:
                 if len(matches) > 1 or (key in found and found[key] != owner):
                     ambiguous.add(key)
                 found[key] = owner
+        for key in wanted - found.keys():
+            m = _LARGE_OBJECT_KEY.match(key)
+            if m and self.large_objects.get(int(m.group(1))) in role_set:
+                found[key] = self.large_objects[int(m.group(1))]
         return {k: v for k, v in found.items() if k not in ambiguous}
 
 
@@ -110,11 +120,31 @@ def parse(text: str) -> Toc:
 
 
 def read(tools: ClientTools, archive: Path) -> Toc:
-    """Every entry of the archive, the DATABASE entry included (``--create``)."""
+    """Every entry of the archive, the DATABASE entry included (``--create``), and the
+    owners of its large objects when pg_dump 17+ grouped them."""
     proc = run_tool([tools.path("pg_restore"), "--list", "--create", str(archive)])
     if proc.returncode != 0:
         raise BackupError(f"pg_restore --list failed: {last_error(proc)}")
-    return parse(proc.stdout)
+    toc = parse(proc.stdout)
+    toc.large_objects = _large_object_owners(tools, archive, toc)
+    return toc
+
+
+def _large_object_owners(tools: ClientTools, archive: Path, toc: Toc) -> dict[int, str]:
+    """OID -> owner from the ``ALTER LARGE OBJECT .. OWNER TO`` statements pg_restore
+    writes for each large object of a grouped ("BLOB METADATA") entry."""
+    listing = toc.lines(lambda e: e.rest.startswith("BLOB METADATA - "))
+    if not listing:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="pgmaint-toc-") as tmp:
+        list_file = Path(tmp) / "large_objects.list"
+        list_file.write_text(listing)
+        proc = run_tool(
+            [tools.path("pg_restore"), "--file=-", f"--use-list={list_file}", str(archive)]
+        )
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore could not read the large objects: {last_error(proc)}")
+    return {int(oid): unquote(owner) for oid, owner in _LARGE_OBJECT_OWNER.findall(proc.stdout)}
 
 
 def is_cron(e: Entry) -> bool:

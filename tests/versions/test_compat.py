@@ -295,3 +295,28 @@ def test_page_batches_of_a_table_without_primary_key_read_only_their_pages(db):
     deleted = db.execute(statement.replace("$1", "(ARRAY['(2,0)', '(4,0)'])")).rowcount
     assert deleted == on_pages
     assert db.execute("SELECT count(*) FROM public.nokey").fetchone()[0] == 5000 - on_pages
+
+
+def test_large_objects_of_interleaved_owners_are_handed_back_to_each(db, db_dsn, tmp_path, make_role):
+    """pg_dump 17+ groups large objects in TOC entries named by OID ranges, which may
+    interleave between owners: each one's owner comes from the archive's statements."""
+    first, second = make_role(), make_role()
+    made = []
+    for role in (first, second, first, second, first):
+        db.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        made.append((db.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0], role))
+        db.execute("RESET ROLE")
+    code, created = run_json("backup", "create", "--dir", str(tmp_path), "--verify", "none", dsn=db_dsn)
+    assert code == 0, created
+    target = f"{db.info.dbname}_lo"
+    code, restored = run_json("backup", "restore", str(created["id"]), "--dir", str(tmp_path),
+                              "--into", target, dsn=db_dsn)
+    assert code == 0, restored
+    assert not [k for k in restored["kept"] if k.startswith("large object")], restored["kept"]
+    with psycopg.connect(db_dsn.replace(f"dbname={db.info.dbname}", f"dbname={target}"),
+                         autocommit=True) as copy:
+        owners = dict(copy.execute("SELECT oid::bigint, lomowner::regrole::text"
+                                   " FROM pg_largeobject_metadata").fetchall())
+    assert owners == dict(made)
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (target,))
+    db.execute(f'DROP DATABASE "{target}"')
