@@ -54,12 +54,18 @@ class Caller:
 
 
 def caller(conn: psycopg.Connection) -> Caller:
+    """Who we are. ``createrole``: CREATEROLE that may change maint_restore's password,
+    which from PostgreSQL 16 also takes ADMIN OPTION on it (before, any CREATEROLE role
+    could alter every role but superusers)."""
     row = conn.execute(
-        """SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb,
+        """SELECT r.rolname, r.rolsuper,
+                  r.rolcreaterole AND (pg_catalog.current_setting('server_version_num')::int < 160000
+                                       OR pg_catalog.pg_has_role(r.oid, %s, 'USAGE WITH ADMIN OPTION')),
+                  r.rolcreatedb,
                   pg_catalog.pg_has_role(r.oid, %s, 'USAGE')
              FROM pg_catalog.pg_roles AS r
             WHERE r.rolname = current_user""",
-        (ROLE,),
+        (ROLE, ROLE),
     ).fetchone()
     assert row is not None
     return Caller(row[0], bool(row[1]), bool(row[2]), bool(row[3]), bool(row[4]))
@@ -183,7 +189,8 @@ def _unable(me: Caller, error: str, tried_password: bool) -> PreflightRefused:
     how = (
         "a one-time password did not work either"
         if tried_password
-        else f"{me.name} may not set a one-time password (needs SUPERUSER or CREATEROLE)"
+        else f"{me.name} may not set a one-time password (needs SUPERUSER, or CREATEROLE "
+        f"and, from PostgreSQL 16, ADMIN OPTION on {ROLE})"
     )
     return PreflightRefused(
         f"cannot connect as {ROLE} for the restore ({error}; {how}); let {ROLE} connect "

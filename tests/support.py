@@ -118,3 +118,33 @@ def fresh_stats(conn: psycopg.Connection) -> None:
     if conn.info.server_version < 150000:
         conn.execute("SELECT pg_catalog.pg_sleep(0.6)")
     conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
+
+
+def terminate(admin: psycopg.Connection, pid: int, timeout: float = 5.0) -> None:
+    """pg_terminate_backend(pid), then wait until the backend is gone (the two-argument
+    form that waits is 14+)."""
+    import time
+
+    admin.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (pid,))
+    deadline = time.monotonic() + timeout
+    while admin.execute("SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"backend {pid} did not exit within {timeout} s")
+        time.sleep(0.05)
+
+
+def reader_role(make_role, db: psycopg.Connection, *member_of: str, attributes: str = "") -> str:  # type: ignore[no-untyped-def]
+    """A login role in ``member_of`` that may read every table and sequence of ``db``:
+    pg_read_all_data from 14; on 13, which has none, SELECT on all of them."""
+    if db.info.server_version >= 140000:
+        return str(make_role(*member_of, "pg_read_all_data", attributes=attributes))
+    role = str(make_role(*member_of, attributes=attributes))
+    schemas = [n for (n,) in db.execute(
+        "SELECT quote_ident(nspname) FROM pg_namespace"
+        " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'").fetchall()]
+    for kind in ("TABLES", "SEQUENCES"):
+        db.execute(f"GRANT SELECT ON ALL {kind} IN SCHEMA {', '.join(schemas)} TO {role}")
+        # and what this connection's role creates later (the tests' tables)
+        db.execute(f"ALTER DEFAULT PRIVILEGES GRANT SELECT ON {kind} TO {role}")
+    db.execute(f"GRANT USAGE ON SCHEMA {', '.join(schemas)} TO {role}")
+    return role

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import support
 from backup_support import (
     ESCALATION_VARIANTS,
     catalog_rows,
@@ -42,9 +43,9 @@ def _drop_db(admin: psycopg.Connection, name: str) -> None:
 
 
 @pytest.fixture
-def adm(make_role):
+def adm(make_role, db):
     """A maint_admin login that can read everything and run restore tests."""
-    return make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB")
+    return support.reader_role(make_role, db, "maint_admin", RESTORE, attributes="CREATEDB")
 
 
 # --- the catalog ----------------------------------------------------------------------------
@@ -458,7 +459,7 @@ def test_restored_code_cannot_tamper_its_way_to_superuser_through_the_hand_back(
         assert "database settings and grants set during the restore reset" in notes
 
         # a non-superuser's restore resets the database the same way (it stays maint_restore's)
-        adm = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB")
+        adm = support.reader_role(make_role, db, "maint_admin", RESTORE, attributes="CREATEDB")
         code, r = run_json(
             "backup", "restore", str(created["id"]), "--into", other, "--dir", str(tmp_path),
             dsn=role_dsn(pg_server, db.info.dbname, adm),
@@ -539,7 +540,7 @@ def test_backup_restore_to_a_named_owner_and_as_a_non_superuser(
     code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
     assert code == 0, created
     new_owner = make_role()
-    adm = make_role("maint_admin", "pg_read_all_data", RESTORE, new_owner, attributes="CREATEDB")
+    adm = support.reader_role(make_role, db, "maint_admin", RESTORE, new_owner, attributes="CREATEDB")
     adm_dsn = role_dsn(pg_server, db.info.dbname, adm)
     targets = [f"t_restored_{uuid.uuid4().hex[:8]}" for _ in range(3)]
     try:
@@ -609,7 +610,7 @@ def test_extensions_are_created_first_by_a_superuser_and_fail_clearly_otherwise(
         in created["verify"]["notes"]
     )
     # pg_stat_statements is untrusted: maint_restore cannot create it
-    adm = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB")
+    adm = support.reader_role(make_role, db, "maint_admin", RESTORE, attributes="CREATEDB")
     result = run(
         "backup", "verify", str(created["id"]), "--level", "restore", "--dir", str(tmp_path),
         dsn=role_dsn(pg_server, db.info.dbname, adm),
@@ -630,13 +631,14 @@ def test_missing_or_unsafe_restore_role_is_refused(db, db_dsn, pg_server, tmp_pa
     assert code == 0
     verify = ("backup", "verify", "--level", "restore", "--dir", str(tmp_path))
 
-    admin.execute(f"GRANT pg_read_all_data TO {RESTORE}")
+    group = "pg_read_all_data" if db.info.server_version >= 140000 else "pg_read_all_stats"
+    admin.execute(f"GRANT {group} TO {RESTORE}")
     try:
         result = run(*verify, dsn=db_dsn)
     finally:
-        admin.execute(f"REVOKE pg_read_all_data FROM {RESTORE}")
+        admin.execute(f"REVOKE {group} FROM {RESTORE}")
     assert result.exit_code == 3
-    assert f"role {RESTORE} is not safe to restore as (member of pg_read_all_data)" in result.stderr
+    assert f"role {RESTORE} is not safe to restore as (member of {group})" in result.stderr
 
     admin.execute(f"ALTER ROLE {RESTORE} RENAME TO {RESTORE}_away")
     try:
@@ -648,7 +650,7 @@ def test_missing_or_unsafe_restore_role_is_refused(db, db_dsn, pg_server, tmp_pa
     assert len(result.stderr.strip().splitlines()) == 1
 
     # a non-superuser that may not create databases owned by maint_restore
-    adm = make_role("maint_admin", "pg_read_all_data", attributes="CREATEDB")
+    adm = support.reader_role(make_role, db, "maint_admin", attributes="CREATEDB")
     result = run(*verify, dsn=role_dsn(pg_server, db.info.dbname, adm))
     assert result.exit_code == 3
     assert f"GRANT {RESTORE} TO {adm}" in result.stderr
@@ -754,7 +756,7 @@ def test_one_time_password_when_maint_restore_cannot_log_in_without_one(
     assert password not in json.dumps(created)
 
     # a role that may not set passwords gets one line saying how to let maint_restore in
-    adm = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB")
+    adm = support.reader_role(make_role, db, "maint_admin", RESTORE, attributes="CREATEDB")
     result = run(
         "backup", "verify", "--level", "restore", "--dir", str(tmp_path),
         dsn=role_dsn(pg_server, db.info.dbname, adm),
@@ -848,7 +850,9 @@ def test_one_time_password_is_removed_when_the_restore_fails(
     assert password_gone()
     assert admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None
 
-    creator = make_role("maint_admin", "pg_read_all_data", RESTORE, attributes="CREATEDB CREATEROLE")
+    creator = support.reader_role(make_role, db, "maint_admin", RESTORE, attributes="CREATEDB CREATEROLE")
+    if db.info.server_version >= 160000:  # CREATEROLE alters only roles it has ADMIN OPTION on
+        admin.execute(f"GRANT {RESTORE} TO {creator} WITH ADMIN OPTION")
     code, v = run_json(*verify, dsn=role_dsn(pg_server, db.info.dbname, creator))
     assert code == 5 and v["problems"][0].startswith("pg_restore failed:"), v
     assert password_gone()

@@ -22,7 +22,7 @@ RUNNER = "maint_runner"
 
 
 @pytest.fixture
-def cleanup_cron(admin):
+def cleanup_cron(admin, pg_cron):
     yield
     admin.execute("SELECT cron.unschedule(jobid) FROM cron.job")
     admin.execute("DELETE FROM cron.job_run_details")

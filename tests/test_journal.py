@@ -6,6 +6,7 @@ import time
 
 import psycopg
 import pytest
+import support
 from psycopg.types.json import Jsonb
 
 
@@ -63,7 +64,7 @@ def test_a_run_whose_session_died_is_marked_abandoned(pg_server, db, admin):
     run_id = start(victim, dry_run=False)
     pid = victim.info.backend_pid
     assert db.execute("SELECT maint.mark_abandoned_runs()").fetchone()[0] == 0  # still alive
-    admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    support.terminate(admin, pid)
     deadline = time.monotonic() + 5
     while db.execute("SELECT maint.task_lock_holder('demo_task')").fetchone()[0] is not None:
         assert time.monotonic() < deadline
@@ -78,7 +79,7 @@ def test_a_run_whose_session_died_is_marked_abandoned(pg_server, db, admin):
 def test_run_start_itself_notices_an_abandoned_run(pg_server, db, admin):
     victim = pg_server.connect(db.info.dbname)
     run_id = start(victim)
-    admin.execute("SELECT pg_terminate_backend(%s, 5000)", (victim.info.backend_pid,))
+    support.terminate(admin, victim.info.backend_pid)
     time.sleep(0.2)
     new_id = start(db)
     assert run_row(db, run_id)["status"] == "abandoned"

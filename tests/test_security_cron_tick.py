@@ -14,7 +14,7 @@ from tests.security_support import audit, is_superuser, make_cast, owner_grants
 
 @pytest.mark.slow
 def test_a_real_cron_tick_runs_the_retention_job_as_maint_runner_and_triggers_as_the_owner(
-        db, pg_server, make_role, admin):
+        db, pg_server, make_role, admin, pg_cron):
     cast = make_cast(db, pg_server, make_role)
     owner_grants(db, cast.owner1,
                  "CREATE TRIGGER t BEFORE DELETE ON shop.log FOR EACH ROW EXECUTE FUNCTION shop.trg()")
