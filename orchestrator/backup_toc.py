@@ -103,9 +103,14 @@ def run_tool(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def last_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The last error line of pg_restore (``pg_restore: error: ...``) or of psql, which
+    runs the script when pg_restore cannot (``psql:<stdin>:12: ERROR:  ...``, followed by
+    CONTEXT lines), without psql's position prefix."""
     lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln] or lines
-    return errors[-1] if errors else f"exit code {proc.returncode}"
+    errors = [ln for ln in lines if re.search(r"\berror\b", ln, re.IGNORECASE)] or lines
+    if not errors:
+        return f"exit code {proc.returncode}"
+    return re.sub(r"^psql:[^:]*:\d+: ", "", errors[-1])
 
 
 def parse(text: str) -> Toc:

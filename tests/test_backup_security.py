@@ -727,6 +727,13 @@ def test_one_time_password_when_maint_restore_cannot_log_in_without_one(
         return real_run(args, **kw)
 
     monkeypatch.setattr(backup_load.subprocess, "run", spy)
+    real_popen = subprocess.Popen
+
+    def spy_popen(args, **kw):  # pg_restore 17+ into a server before 17 goes through psql
+        seen.append((list(args), dict(kw.get("env") or {})))
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(backup_load.subprocess, "Popen", spy_popen)
     # log every statement of the CLI's session: the password must not show up
     db.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(db.info.dbname)))
     log = Path(pg_server.directory) / "pg" / "server.log"
@@ -745,7 +752,9 @@ def test_one_time_password_when_maint_restore_cannot_log_in_without_one(
         " WHERE rolname = %s",
         (RESTORE,),
     ).fetchone() == (True, True)
-    restores = [(a, e) for a, e in seen if Path(a[0]).name == "pg_restore" and "--exit-on-error" in a]
+    restores = [(a, e) for a, e in seen
+                if (Path(a[0]).name == "pg_restore" and "--exit-on-error" in a)
+                or (Path(a[0]).name == "psql" and "ON_ERROR_STOP=1" in a)]
     assert restores and all(e.get("PGPASSWORD") == password for _a, e in restores)
     assert all(password not in " ".join(a) for a, _e in seen)
     with log.open("rb") as f:

@@ -23,11 +23,23 @@ from pathlib import Path
 import servers
 
 ROOT = Path(__file__).resolve().parents[2]
-# what the matrix runs on every version: the compatibility set (tests/versions/) and
-# the parts of the main suite that cover deploy, health, cleanup, optimize, backups and
-# the schedule SQL. pg_cron tests skip themselves where pg_cron is missing.
+# what the matrix runs on every version: the compatibility set (tests/versions/), the
+# parts of the main suite that cover deploy, health, cleanup, optimize, backups and the
+# schedule SQL, and the security suites (role and privilege rules changed in 14, 16 and
+# 17). pg_cron tests skip themselves where pg_cron is missing; the real pg_cron tick and
+# the CLI and demo modules run with `make test` on 15 only.
 COMPAT_SET = [
     "tests/versions",
+    "tests/test_security_cleanup.py",
+    "tests/test_security_conditions.py",
+    "tests/test_security_kit_tables.py",
+    "tests/test_privileges.py",
+    "tests/test_trust.py",
+    "tests/test_backup_security.py",
+    "tests/test_optimize_security.py",
+    "tests/test_cron_security.py",
+    "tests/test_uninstall.py",
+    "tests/test_journal.py",
     "tests/test_deploy.py",
     "tests/test_health_server.py",
     "tests/test_health_vacuum.py",
