@@ -135,21 +135,31 @@ def read(tools: ClientTools, archive: Path) -> Toc:
     return toc
 
 
-def _large_object_owners(tools: ClientTools, archive: Path, toc: Toc) -> dict[int, str]:
-    """OID -> owner from the ``ALTER LARGE OBJECT .. OWNER TO`` statements pg_restore
-    writes for each large object of a grouped ("BLOB METADATA") entry."""
-    listing = toc.lines(lambda e: e.rest.startswith("BLOB METADATA - "))
+def _script(tools: ClientTools, archive: Path, toc: Toc, keep: Callable[[Entry], bool],
+            what: str) -> str | None:
+    """The SQL pg_restore writes for the entries ``keep`` accepts (None: there are none)."""
+    listing = toc.lines(keep)
     if not listing:
-        return {}
+        return None
     with tempfile.TemporaryDirectory(prefix="pgmaint-toc-") as tmp:
-        list_file = Path(tmp) / "large_objects.list"
+        list_file = Path(tmp) / "entries.list"
         list_file.write_text(listing)
         proc = run_tool(
             [tools.path("pg_restore"), "--file=-", f"--use-list={list_file}", str(archive)]
         )
     if proc.returncode != 0:
-        raise BackupError(f"pg_restore could not read the large objects: {last_error(proc)}")
-    return {int(oid): unquote(owner) for oid, owner in _LARGE_OBJECT_OWNER.findall(proc.stdout)}
+        raise BackupError(f"pg_restore could not read the {what}: {last_error(proc)}")
+    return proc.stdout
+
+
+def _large_object_owners(tools: ClientTools, archive: Path, toc: Toc) -> dict[int, str]:
+    """OID -> owner from the ``ALTER LARGE OBJECT .. OWNER TO`` statements pg_restore
+    writes for each large object of a grouped ("BLOB METADATA") entry."""
+    script = _script(tools, archive, toc, lambda e: e.rest.startswith("BLOB METADATA - "),
+                     "large objects")
+    if script is None:
+        return {}
+    return {int(oid): unquote(owner) for oid, owner in _LARGE_OBJECT_OWNER.findall(script)}
 
 
 def is_cron(e: Entry) -> bool:
@@ -176,19 +186,14 @@ def unquote(ident: str) -> str:
 def extensions(tools: ClientTools, archive: Path, toc: Toc) -> list[tuple[str, str]]:
     """(name, schema) of each extension the archive creates, in archive order, read from
     pg_dump's own ``CREATE EXTENSION IF NOT EXISTS .. WITH SCHEMA ..`` statements."""
-    listing = toc.lines(lambda e: e.rest.startswith("EXTENSION - ") and not is_cron(e))
-    if not listing:
+    def keep(e: Entry) -> bool:
+        return e.rest.startswith("EXTENSION - ") and not is_cron(e)
+
+    script = _script(tools, archive, toc, keep, "extensions")
+    if script is None:
         return []
-    with tempfile.TemporaryDirectory(prefix="pgmaint-toc-") as tmp:
-        list_file = Path(tmp) / "extensions.list"
-        list_file.write_text(listing)
-        proc = run_tool(
-            [tools.path("pg_restore"), "--file=-", f"--use-list={list_file}", str(archive)]
-        )
-    if proc.returncode != 0:
-        raise BackupError(f"pg_restore could not read the extensions: {last_error(proc)}")
-    found = [(unquote(a), unquote(b)) for a, b in CREATE_EXTENSION.findall(proc.stdout)]
-    expected = listing.count("\n")
+    found = [(unquote(a), unquote(b)) for a, b in CREATE_EXTENSION.findall(script)]
+    expected = sum(1 for e in toc.entries if keep(e))
     if len(found) != expected:
         raise BackupError(
             f"the archive lists {expected} extension(s) but {len(found)} CREATE EXTENSION "
