@@ -226,36 +226,69 @@ def _piped_restore(
     exit_on_error: bool, tmp: Path,
 ) -> subprocess.CompletedProcess[str]:
     """``pg_restore --file=-`` into psql, leaving out ``SET transaction_timeout`` of the
-    script's header (every other line passes as it is, COPY data included)."""
+    script's header (every other line passes as it is, COPY data included).
+
+    psql runs backslash meta-commands (``\\!`` runs a shell command as us), and an archive
+    holds names and data of roles we do not trust. pg_restore since 17.6 opens its script
+    with ``\\restrict <random key>``, which makes psql refuse every meta-command but the
+    matching ``\\unrestrict``: a script whose header lacks it never reaches psql."""
     psql_args = [tools.path("psql"), "-X", "-q", "--no-password", "-d", conninfo]
     if exit_on_error:
         psql_args += ["-v", "ON_ERROR_STOP=1"]
     with (tmp / "pg_restore.err").open("w+b") as rerr, (tmp / "psql.err").open("w+b") as perr:
         reader = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=rerr, env=env,
                                   stdin=subprocess.DEVNULL)
-        writer = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=perr, env=env)
-        assert reader.stdout is not None and writer.stdin is not None
-        header = True
+        assert reader.stdout is not None
+        header: list[bytes] = []
+        writer: subprocess.Popen[bytes] | None = None
+        refused = False
+
+        def start() -> subprocess.Popen[bytes] | None:
+            if not any(line.startswith(b"\\restrict ") for line in header):
+                return None
+            psql = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=perr, env=env)
+            assert psql.stdin is not None
+            psql.stdin.writelines(header)
+            return psql
+
         try:
             for line in reader.stdout:
-                if header:
+                if writer is None:
                     if line == TRANSACTION_TIMEOUT:
                         continue
-                    header = line.strip() == b"" or line.startswith(_HEADER)
-                writer.stdin.write(line)
+                    if line.strip() == b"" or line.startswith(_HEADER):
+                        header.append(line)
+                        continue
+                    writer = start()
+                    if writer is None:
+                        refused = True
+                        break
+                writer.stdin.write(line)  # type: ignore[union-attr]
+            if writer is None and not refused:
+                writer = start()
+                refused = writer is None
         except BrokenPipeError:  # psql stopped at an error (ON_ERROR_STOP)
             pass
         finally:
-            with contextlib.suppress(BrokenPipeError):
-                writer.stdin.close()
+            if writer is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    writer.stdin.close()  # type: ignore[union-attr]
+            if refused:
+                reader.kill()
             reader.stdout.close()
             reader.wait()
-            writer.wait()
+            if writer is not None:
+                writer.wait()
+        if refused:
+            return subprocess.CompletedProcess(args, 1, "", (
+                f"error: pg_restore {tools.version} writes scripts without \\restrict, so psql "
+                "would run meta-commands the archive's contents could hold; use pg_restore "
+                "17.6 or newer, or the server's own major version"))
         rerr.seek(0)
         perr.seek(0)
         stderr = rerr.read().decode(errors="replace") + perr.read().decode(errors="replace")
-    code = reader.returncode or writer.returncode
+    code = reader.returncode or (writer.returncode if writer is not None else 0)
     return subprocess.CompletedProcess(args, code, "", stderr)
 
 

@@ -214,3 +214,44 @@ def test_an_ambiguous_backup_id_is_refused(tmp_path):
     assert locate(tmp_path, "app", 2).path.name == "20260302T000000Z-2"
     with pytest.raises(BackupError, match="2 backups of database 'app' have id 1"):
         locate(tmp_path, "app", 1)
+
+
+def _piped_tools(tmp_path, script: str):
+    """pg_restore that prints ``script``; psql that only records what it is given."""
+    from pathlib import Path
+
+    d = tmp_path / "bin"
+    d.mkdir()
+    (tmp_path / "script.sql").write_text(script)
+    (d / "pg_restore").write_text(f"#!/bin/sh\ncat '{tmp_path / 'script.sql'}'\n")
+    (d / "psql").write_text(f"#!/bin/sh\ncat > '{tmp_path / 'psql.in'}'\n")
+    for p in d.iterdir():
+        p.chmod(0o755)
+    return backup_tools.ClientTools(Path(d), 18, "18.0"), tmp_path / "psql.in"
+
+
+def test_a_script_through_psql_loses_only_transaction_timeout(tmp_path):
+    from orchestrator import backup_load
+
+    script = ("\\restrict k3y\nSET statement_timeout = 0;\nSET transaction_timeout = 0;\n\n"
+              "CREATE TABLE t (v text);\nCOPY t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n"
+              "\\unrestrict k3y\n")
+    tools, given = _piped_tools(tmp_path, script)
+    proc = backup_load.pg_restore(tools, tmp_path / "x.dump", "", "dbname=x", {},
+                                  server_version=160000)
+    assert proc.returncode == 0, proc.stderr
+    # the header's SET goes; the same text as COPY data stays
+    assert given.read_text() == script.replace("SET transaction_timeout = 0;\n\n", "\n", 1)
+
+
+def test_a_script_without_restrict_never_reaches_psql(tmp_path):
+    """psql would run the archive's meta-commands (\\! is a shell command as the caller):
+    only a script that opens with \\restrict is handed to it."""
+    from orchestrator import backup_load
+
+    tools, given = _piped_tools(tmp_path, "SET statement_timeout = 0;\n\\! touch pwned\nCREATE TABLE t ();\n")
+    proc = backup_load.pg_restore(tools, tmp_path / "x.dump", "", "dbname=x", {},
+                                  server_version=160000)
+    assert proc.returncode == 1
+    assert "without \\restrict" in proc.stderr and "17.6" in proc.stderr
+    assert not given.exists()

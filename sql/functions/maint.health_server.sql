@@ -335,8 +335,7 @@ AS $$
                        (x.d -> 'deltas' ->> 'fsyncs_backend')::numeric AS fsyncs,
                        (x.d -> 'deltas' ->> 'writes_backend')::numeric + (x.d -> 'deltas' ->> 'writes_bgwriter')::numeric
                            + (x.d -> 'deltas' ->> 'writes_checkpointer')::numeric AS total
-                  FROM (SELECT s.sample, maint._health_deltas(p_cfg.check_name, s.sample) AS d
-                          FROM (SELECT maint._health_checkpoint_sample() AS sample) AS s) AS x
+                  FROM d AS x  -- the sample and deltas of the checkpoints row, read once
               ) AS u
           ) AS v
       ) AS w
