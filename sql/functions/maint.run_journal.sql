@@ -66,8 +66,9 @@ $$;
 -- maint.run_start(p_task, p_parameters, p_dry_run, p_source) -> bigint (the run id)
 --   Takes the task's lock (raising lock_not_available, naming the holding session's pid,
 --   role and application, when another session holds it), and journals a 'running' row.
---   p_source: 'sql' | 'cli' | 'cron'; NULL detects it (pg_cron worker -> cron,
---   application_name pgmaint -> cli, anything else -> sql).
+--   p_source: 'sql' | 'cli' | 'cron' | 'host'; NULL detects it (pg_cron worker -> cron,
+--   application_name pgmaint -> cli, or host when the setting pgmaint.job names the host
+--   job that started it; anything else -> sql). The job's name goes to runs.job.
 CREATE OR REPLACE FUNCTION maint.run_start(
     p_task text,
     p_parameters jsonb DEFAULT '{}'::jsonb,
@@ -85,6 +86,7 @@ DECLARE
     v_id bigint;
     v_other record;
     v_holder record;
+    v_job text;
 BEGIN
     IF p_task IS NULL OR p_task !~ '^[a-z][a-z0-9_.:-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid task name %: use lower-case letters, digits, _ . : -',
@@ -100,15 +102,24 @@ BEGIN
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'run pgmaint tasks on the primary';
     END IF;
+    -- a host job (a systemd timer or crontab entry the kit wrote) names itself in the
+    -- setting pgmaint.job, so that its runs can be told apart in the journal
+    v_job := nullif(pg_catalog.current_setting('pgmaint.job', true), '');
+    IF v_job IS NOT NULL AND v_job !~ '^[a-z0-9][a-z0-9_-]{0,40}$' THEN
+        RAISE EXCEPTION 'invalid job name % in setting pgmaint.job: use lower-case letters, digits, - and _',
+            pg_catalog.quote_literal(v_job)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     v_source := coalesce(p_source,
         CASE
             WHEN (SELECT a.backend_type FROM pg_catalog.pg_stat_activity AS a
                    WHERE a.pid = pg_catalog.pg_backend_pid()) = 'pg_cron' THEN 'cron'
+            WHEN pg_catalog.current_setting('application_name') LIKE 'pgmaint%' AND v_job IS NOT NULL THEN 'host'
             WHEN pg_catalog.current_setting('application_name') LIKE 'pgmaint%' THEN 'cli'
             ELSE 'sql'
         END);
-    IF v_source NOT IN ('sql', 'cli', 'cron') THEN
-        RAISE EXCEPTION 'invalid source %: expected sql, cli or cron', pg_catalog.quote_literal(v_source)
+    IF v_source NOT IN ('sql', 'cli', 'cron', 'host') THEN
+        RAISE EXCEPTION 'invalid source %: expected sql, cli, cron or host', pg_catalog.quote_literal(v_source)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
@@ -139,9 +150,9 @@ BEGIN
            error = 'abandoned: a new run of the task started in the same session before this one was closed'
      WHERE task = p_task AND status = 'running' AND backend_pid = pg_catalog.pg_backend_pid();
 
-    INSERT INTO maint.runs (task, parameters, dry_run, source, application, backend_start)
+    INSERT INTO maint.runs (task, parameters, dry_run, source, application, backend_start, job)
     VALUES (p_task, coalesce(p_parameters, '{}'::jsonb), p_dry_run, v_source,
-            pg_catalog.current_setting('application_name'), maint._backend_start())
+            pg_catalog.current_setting('application_name'), maint._backend_start(), v_job)
     RETURNING id INTO v_id;
     RETURN v_id;
 END
