@@ -380,58 +380,125 @@ def demo_cmd(ctx: click.Context, dbname: str) -> None:
 
 @cli.group("schedule")
 def schedule_group() -> None:
-    """The maintenance plan in pg_cron (all times UTC: pg_cron 1.4 has no time zones)."""
+    """The maintenance plan in pg_cron (default jobs, rule cadences, custom jobs), in local time."""
+
+
+def _print_plan(out: Console, planned: schedule.InstallPlan, cron_db: str, kit_db: str, dry_run: bool) -> None:
+    verb = "would" if dry_run else "did"
+    out.print(f"pg_cron database: {cron_db}; jobs for database {kit_db!r}")
+    out.print(table(None, ["job", "action", "runs as"],
+                    ((a.job, a.action, a.username) for a in planned.actions)))
+    for grant in planned.grants:
+        out.print(f"{'would run' if dry_run else 'ran'} {grant}: maint_runner's jobs need it")
+    changed = planned.changes
+    out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
+
+
+def _plan_data(planned: schedule.InstallPlan, cron_db: str, kit_db: str, dry_run: bool) -> dict[str, Any]:
+    return {"dry_run": dry_run, "database": kit_db, "cron_database": cron_db,
+            "actions": [asdict(a) for a in planned.actions], "grants": planned.grants}
 
 
 @schedule_group.command("install")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-@click.option("--include", default=",".join(schedule.PLAN_PARTS), show_default=True,
-              help="Comma-separated parts of the plan: health, retention, cleanup, purge, optimize.")
-@click.option("--keep-cron-details", default="30 days", show_default=True,
-              help="Age after which pg_cron's run details are trimmed.")
+@click.option("--include", default=None,
+              help="Comma-separated parts of the default plan: health, retention, cleanup, purge, optimize "
+                   "(default: as installed last, at first all).")
+@click.option("--time-zone", "--tz", "time_zone", default=None,
+              help="Time zone of the default plan's times, e.g. Europe/Berlin (default: as installed last, at first UTC).")
+@click.option("--keep-cron-details", default=None,
+              help="Age after which pg_cron's run details are trimmed (default: as installed last, at first 30 days).")
 @click.pass_context
-def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_details: str) -> None:
-    """Create or update the default jobs, in whichever database pg_cron lives."""
+def schedule_install(ctx: click.Context, dry_run: bool, include: str | None, time_zone: str | None,
+                     keep_cron_details: str | None) -> None:
+    """Bring pg_cron in line with the kit's plan, in whichever database pg_cron lives."""
     s = settings(ctx)
-    parts = [p.strip() for p in include.split(",") if p.strip()]
+    parts = [p.strip() for p in include.split(",") if p.strip()] if include is not None else None
     with db.connection(s.dsn) as conn:
         cron_db, planned = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
-                                            keep_cron_details=keep_cron_details)
+                                            keep_cron_details=keep_cron_details, time_zone=time_zone)
         kit_db = conn.info.dbname
-    data = {"dry_run": dry_run, "database": kit_db, "cron_database": cron_db,
-            "actions": [asdict(a) for a in planned.actions], "grants": planned.grants}
+    emit(ctx, _plan_data(planned, cron_db, kit_db, dry_run),
+         lambda out: _print_plan(out, planned, cron_db, kit_db, dry_run))
 
-    def render(out: Console) -> None:
-        verb = "would" if dry_run else "did"
-        out.print(f"pg_cron database: {cron_db}; jobs for database {kit_db!r} (times in UTC)")
-        out.print(table(None, ["job", "action"], ((a.job, a.action) for a in planned.actions)))
-        for grant in planned.grants:
-            out.print(f"{'would run' if dry_run else 'ran'} {grant}: the jobs need it (pg_cron "
-                      "grants nobody USAGE on its schema)")
-        changed = planned.changes
-        out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
 
-    emit(ctx, data, render)
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--param")
+        if key.strip() in params:
+            raise click.BadParameter(f"parameter {key.strip()!r} is given twice", param_hint="--param")
+        params[key.strip()] = value
+    return params
+
+
+@schedule_group.command("add")
+@click.argument("name")
+@click.option("--cron", "cron_expr", required=True, help="Cron expression, e.g. '*/15 * * * *' or '30 2 * * 1-5'.")
+@click.option("--task", required=True, help="A kit task (maint.schedulable_tasks()) or sql:<name> (a SQL task).")
+@click.option("--param", "param", multiple=True, metavar="KEY=VALUE", help="A parameter of the task (repeatable).")
+@click.option("--time-zone", "--tz", "time_zone", default="UTC", show_default=True,
+              help="Time zone the cron expression is read in, e.g. Europe/Berlin.")
+@click.option("--description", default=None, help="What the job is for.")
+@click.option("--dry-run", is_flag=True, help="Check and show; change nothing.")
+@click.pass_context
+def schedule_add(ctx: click.Context, name: str, cron_expr: str, task: str, param: tuple[str, ...],
+                 time_zone: str, description: str | None, dry_run: bool) -> None:
+    """Add (or change) a custom job NAME running one task, wherever pg_cron lives."""
+    s = settings(ctx)
+    params = _params(param)
+    with db.connection(s.dsn) as conn:
+        cron_db, planned = schedule.add_job(conn, s.dsn, name, cron_expr, task, params, time_zone,
+                                            description, dry_run=dry_run)
+        kit_db = conn.info.dbname
+    emit(ctx, _plan_data(planned, cron_db, kit_db, dry_run),
+         lambda out: _print_plan(out, planned, cron_db, kit_db, dry_run))
+
+
+@schedule_group.command("rule")
+@click.argument("rule_id", type=int)
+@click.option("--cron", "cron_expr", default=None, help="The rule's own cadence, e.g. '*/15 * * * *'.")
+@click.option("--time-zone", "--tz", "time_zone", default="UTC", show_default=True,
+              help="Time zone the cron expression is read in.")
+@click.option("--clear", is_flag=True, help="Take the rule's cadence away: it runs with its kind's default job.")
+@click.pass_context
+def schedule_rule(ctx: click.Context, rule_id: int, cron_expr: str | None, time_zone: str, clear: bool) -> None:
+    """Give cleanup rule RULE_ID its own cadence (job rule-<id>), or --clear it."""
+    if (cron_expr is None) != clear:
+        raise click.UsageError("give --cron EXPR or --clear (not both)")
+    s = settings(ctx)
+    with db.connection(s.dsn) as conn:
+        cron_db, planned = schedule.set_rule(conn, s.dsn, rule_id, cron_expr, time_zone)
+        kit_db = conn.info.dbname
+    emit(ctx, _plan_data(planned, cron_db, kit_db, False),
+         lambda out: _print_plan(out, planned, cron_db, kit_db, False))
 
 
 @schedule_group.command("list")
 @click.pass_context
 def schedule_list(ctx: click.Context) -> None:
-    """This database's kit jobs: schedule (UTC), the role each runs as, next run, last status."""
+    """This database's kit jobs: schedule in its own time zone and in pg_cron's (UTC), state, next and last run."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         jobs = schedule.list_jobs(conn, s.dsn)  # refuses a role that cannot see the kit's jobs
-    cols = ["jobname", "schedule", "username", "next_run_in", "active", "last_status", "last_start",
-            "last_duration", "last_message"]
+
+    def local(job: dict[str, Any]) -> str:
+        when = job["next_run_local"]
+        return f"{when:%a %Y-%m-%d %H:%M} {job['time_zone']}" if when else ""
 
     def render(out: Console) -> None:
         if not jobs:
-            out.print("no kit jobs scheduled; run 'pgmaint schedule install'")
+            out.print("no kit jobs; run 'pgmaint schedule install'")
             return
-        out.print(table("pgmaint jobs (times UTC)", ["job", "schedule (UTC)", "runs as", "next run",
-                                                      "active", "last status", "last start", "took",
-                                                      "message"],
-                        ([j[c] for c in cols] for j in jobs)))
+        out.print(table("pgmaint jobs", ["job", "origin", "schedule", "time zone", "pg_cron (UTC)", "state",
+                                         "runs as", "next run (local)", "next run (UTC)", "in", "last status",
+                                         "last start", "took"],
+                        ((j["jobname"], j["origin"], j["schedule"], j["time_zone"], j["cron_schedule"],
+                          j["state"], j["username"], local(j), schedule.utc(j["next_run"]), j["next_run_in"],
+                          j["last_status"], schedule.utc(j["last_start"]), j["last_duration"])
+                         for j in jobs)))
 
     emit(ctx, jobs, render)
 
@@ -441,7 +508,7 @@ def schedule_list(ctx: click.Context) -> None:
 @click.option("--all", "remove_all", is_flag=True, help="Remove every kit job of this database.")
 @click.pass_context
 def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> None:
-    """Remove one kit job (NAME) or all of them (--all); other cron jobs are never touched."""
+    """Remove one kit job (NAME; a custom job leaves the kit too) or all of them (--all); other cron jobs are never touched."""
     if bool(name) == remove_all:
         raise click.UsageError("give a job NAME or --all (not both)")
     s = settings(ctx)

@@ -103,19 +103,33 @@ def trim_job_name(cron_db: str) -> str:
     return f"{JOB_PREFIX}cron-details-trim@{cron_db}"
 
 
+def others_need_trim(conn: psycopg.Connection, kit_db: str) -> bool:
+    """Whether the shared cron-details trim job (in the cron database ``conn`` is connected
+    to) still serves a kit database other than ``kit_db``: one with a purge-history job,
+    other than the cron database itself (whose own purge job trims the table directly)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname LIKE %s"
+        "  AND jobname NOT IN (%s, %s))",
+        (JOB_PREFIX + "purge-history@%", f"{JOB_PREFIX}purge-history@{kit_db}",
+         f"{JOB_PREFIX}purge-history@{conn.info.dbname}"),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def kit_job_ids(conn: psycopg.Connection, kit_db: str) -> list[tuple[int, str]]:
     """(jobid, jobname) of the kit's jobs for ``kit_db`` in the cron database ``conn`` is
-    connected to, plus the cron-details trim job when no other database's kit jobs remain."""
+    connected to: those running there or named ``maint:...@<kit_db>`` (the local-time job
+    runs in the cron database), never the shared cron-details trim job while another kit
+    database's purge job still needs it."""
     trim = trim_job_name(conn.info.dbname)
     rows = conn.execute(
         "SELECT jobid, jobname FROM cron.job WHERE jobname LIKE %s"
-        " AND (database = %s OR (jobname = %s AND NOT EXISTS ("
-        "      SELECT 1 FROM cron.job o WHERE o.jobname LIKE %s AND o.jobname <> %s"
-        "         AND o.database <> %s)))"
+        " AND (database = %s OR right(jobname, %s) = %s OR jobname = %s)"
         " ORDER BY jobname",
-        (JOB_PREFIX + "%", kit_db, trim, JOB_PREFIX + "%", trim, kit_db),
+        (JOB_PREFIX + "%", kit_db, len(kit_db) + 1, "@" + kit_db, trim),
     ).fetchall()
-    return [(int(r[0]), str(r[1])) for r in rows]
+    keep_trim = others_need_trim(conn, kit_db)
+    return [(int(r[0]), str(r[1])) for r in rows if not (r[1] == trim and keep_trim)]
 
 
 def _unschedule(conn: psycopg.Connection, kit_db: str) -> list[str]:

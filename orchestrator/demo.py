@@ -111,7 +111,7 @@ def schedule_section(conn: psycopg.Connection, out: Console) -> None:
     if conn.info.password:
         params["password"] = conn.info.password
     dsn = conninfo.make_conninfo(**params)
-    out.print("pgmaint schedule install   (times are UTC: pg_cron 1.4 has no time zones)")
+    out.print("pgmaint schedule install   (the default plan, in UTC unless --time-zone says otherwise)")
     cron_db, planned = schedule.install(conn, dsn, list(schedule.PLAN_PARTS))
     out.print(f"pg_cron lives in database {cron_db!r}: "
               f"{sum(a.action == 'create' for a in planned.actions)} job(s) created there with "

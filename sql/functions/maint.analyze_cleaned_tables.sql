@@ -78,7 +78,7 @@ BEGIN
       INTO v_tables
       FROM maint.runs AS r
      CROSS JOIN LATERAL pg_catalog.jsonb_each(coalesce(r.detail->'rules', '{}'::jsonb)) AS rule
-     WHERE r.task IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
+     WHERE pg_catalog.split_part(r.task, ':', 1) IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
        AND NOT r.dry_run
        AND r.status IN ('succeeded', 'partial', 'failed', 'abandoned')
        AND r.started_at > pg_catalog.now() - since

@@ -235,10 +235,16 @@ BEGIN
 END
 $$;
 
--- CALL maint._cleanup_execute(task, kinds, dry_run, only_table, time_limit, lock_timeout, max_fraction, force)
+-- CALL maint._cleanup_execute(task, kinds, dry_run, only_table, time_limit, lock_timeout, max_fraction, force,
+--                             rule, scheduled_rules, override_window)
 --   One journaled run of the enabled rules of the given kinds (retention, orphans,
---   duplicates, in that order), optionally only those on one table. Everything under one
---   task lock, so run_all_cleanup never waits for its own sub-tasks.
+--   duplicates, in that order), optionally only those on one table, only one rule (p_rule:
+--   task '<task>:<rule id>', so that a rule on its own cadence never waits for its kind's
+--   run), or only the rules without their own cadence (p_scheduled_rules false: the kind's
+--   default job). Everything under one task lock, so run_all_cleanup never waits for its
+--   own sub-tasks. A task bound to a maintenance window runs only inside it, with its time
+--   limit clipped to the window's end (maint._window_gate); outside, it is journaled as
+--   skipped, unless p_override_window gives the reason for an emergency run.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
 CREATE OR REPLACE PROCEDURE maint._cleanup_execute(
@@ -249,11 +255,16 @@ CREATE OR REPLACE PROCEDURE maint._cleanup_execute(
     p_time_limit interval,
     p_lock_timeout interval,
     p_max_fraction numeric,
-    p_force boolean
+    p_force boolean,
+    p_rule bigint DEFAULT NULL,
+    p_scheduled_rules boolean DEFAULT true,
+    p_override_window text DEFAULT NULL
 )
     LANGUAGE plpgsql
 AS $$
 DECLARE
+    v_rule record;
+    v_params jsonb;
     v_only regclass;
     v_ids bigint[];
     v_id bigint;
@@ -285,12 +296,37 @@ BEGIN
         RAISE EXCEPTION 'max_fraction must be between 0 and 1, got %', coalesce(p_max_fraction::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    v_ids := maint._cleanup_rule_ids(p_kinds, p_only);
+    IF p_scheduled_rules IS NULL THEN
+        RAISE EXCEPTION 'scheduled_rules must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_rule IS NOT NULL THEN
+        SELECT r.id, r.kind, r.enabled INTO v_rule FROM maint.cleanup_rules AS r WHERE r.id = p_rule;
+        IF v_rule.id IS NULL THEN
+            RAISE EXCEPTION 'no cleanup rule with id %', p_rule USING ERRCODE = 'no_data_found';
+        END IF;
+        IF NOT v_rule.enabled THEN
+            RAISE EXCEPTION 'cleanup rule % is disabled: enable it first (SELECT maint.enable_rule(%))', p_rule, p_rule
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        v_ids := ARRAY[p_rule];
+        p_task := CASE v_rule.kind WHEN 'retention' THEN 'retention' WHEN 'orphan' THEN 'orphans'
+                                   ELSE 'duplicates' END || ':' || p_rule;
+    ELSE
+        v_ids := maint._cleanup_rule_ids(p_kinds, p_only);
+        IF NOT p_scheduled_rules THEN
+            v_ids := ARRAY(SELECT i.id FROM pg_catalog.unnest(v_ids) WITH ORDINALITY AS i (id, ord)
+                            WHERE NOT EXISTS (SELECT 1 FROM maint.cleanup_rules AS r
+                                               WHERE r.id = i.id AND r.schedule IS NOT NULL)
+                            ORDER BY i.ord);
+        END IF;
+    END IF;
     v_only := pg_catalog.to_regclass(p_only);
-
-    v_run := maint.run_start(p_task, pg_catalog.jsonb_build_object(
+    v_params := pg_catalog.jsonb_build_object(
         'only_table', v_only::text, 'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout,
-        'max_fraction', p_max_fraction, 'force', p_force, 'rule_ids', coalesce(v_ids, '{}')), p_dry_run);
+        'max_fraction', p_max_fraction, 'force', p_force, 'rule_ids', coalesce(v_ids, '{}'),
+        'scheduled_rules', p_scheduled_rules);
+
+    v_run := maint.run_start(p_task, v_params, p_dry_run);
     COMMIT;
     v_deadline := pg_catalog.clock_timestamp() + p_time_limit;
 
@@ -351,7 +387,8 @@ BEGIN
 END
 $$;
 
--- CALL maint.run_all_cleanup(dry_run, only_table, time_limit, lock_timeout, max_fraction, force)
+-- CALL maint.run_all_cleanup(dry_run, only_table, time_limit, lock_timeout, max_fraction, force,
+--                            scheduled_rules, override_window)
 --   Retention, then orphans, then duplicates: one run of task 'cleanup_all'.
 -- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
 -- at the start of every transaction instead.
@@ -361,27 +398,60 @@ CREATE OR REPLACE PROCEDURE maint.run_all_cleanup(
     time_limit interval DEFAULT '10 minutes',
     lock_timeout interval DEFAULT '2 seconds',
     max_fraction numeric DEFAULT 0.5,
-    force boolean DEFAULT false
+    force boolean DEFAULT false,
+    scheduled_rules boolean DEFAULT true,
+    override_window text DEFAULT NULL
 )
     LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     CALL maint._cleanup_execute('cleanup_all', ARRAY['retention', 'orphan', 'dedupe'], dry_run, only_table,
-                                time_limit, lock_timeout, max_fraction, force);
+                                time_limit, lock_timeout, max_fraction, force, NULL, scheduled_rules,
+                                override_window);
+END
+$$;
+
+-- CALL maint.run_rule(rule_id, dry_run, time_limit, lock_timeout, max_fraction, force, override_window)
+--   One cleanup rule alone, as one run of task '<kind task>:<rule id>' (e.g. 'retention:7'):
+--   what a rule's own cadence runs (maint.set_rule_schedule). The rule must be enabled.
+--   Options as for maint.apply_retention.
+-- It commits, so it cannot carry SET search_path: it pins search_path with set_config()
+-- at the start of every transaction instead.
+CREATE OR REPLACE PROCEDURE maint.run_rule(
+    rule_id bigint,
+    dry_run boolean DEFAULT true,
+    time_limit interval DEFAULT '10 minutes',
+    lock_timeout interval DEFAULT '2 seconds',
+    max_fraction numeric DEFAULT 0.5,
+    force boolean DEFAULT false,
+    override_window text DEFAULT NULL
+)
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF rule_id IS NULL THEN
+        RAISE EXCEPTION 'rule_id must be given' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    CALL maint._cleanup_execute('rule', ARRAY['retention', 'orphan', 'dedupe'], dry_run, NULL,
+                                time_limit, lock_timeout, max_fraction, force, rule_id, true, override_window);
 END
 $$;
 
 COMMENT ON PROCEDURE maint._cleanup_rule(bigint, bigint, boolean, timestamptz, interval, numeric, boolean, jsonb, text) IS
     'Internal: one cleanup rule inside a run (batches, guard, archive)';
-COMMENT ON PROCEDURE maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean) IS
-    'Internal: one journaled cleanup run over the enabled rules of some kinds';
-COMMENT ON PROCEDURE maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean) IS
+COMMENT ON PROCEDURE maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean, bigint, boolean, text) IS
+    'Internal: one journaled cleanup run over the enabled rules of some kinds, or one rule';
+COMMENT ON PROCEDURE maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean, boolean, text) IS
     'Run every enabled cleanup rule (retention, orphans, duplicates) as one run; dry run by default';
+COMMENT ON PROCEDURE maint.run_rule(bigint, boolean, interval, interval, numeric, boolean, text) IS
+    'Run one cleanup rule alone (its own cadence); dry run by default';
 GRANT EXECUTE ON PROCEDURE
     maint._cleanup_rule(bigint, bigint, boolean, timestamptz, interval, numeric, boolean, jsonb, text),
-    maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean),
-    maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean)
+    maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean, bigint, boolean, text),
+    maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean, boolean, text),
+    maint.run_rule(bigint, boolean, interval, interval, numeric, boolean, text)
 TO maint_admin;
 
 -- maint.cleanup_space: per cleanup run, the space its rules removed (from the journal):
@@ -400,7 +470,7 @@ SELECT r.id AS run_id, r.task,
          WHERE s.run_id = r.id AND s.restored_by IS NULL)::bigint AS archived_bytes
   FROM maint.runs AS r
  CROSS JOIN LATERAL pg_catalog.jsonb_each(coalesce(r.detail->'rules', '{}'::jsonb)) AS e
- WHERE r.task IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
+ WHERE pg_catalog.split_part(r.task, ':', 1) IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
  GROUP BY r.id, r.task;
 COMMENT ON VIEW maint.cleanup_space IS
     'Per cleanup run: rows and bytes removed, bytes freed at once, dead space VACUUM makes reusable, archive held';

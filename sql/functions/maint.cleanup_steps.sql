@@ -25,7 +25,7 @@ DECLARE
     v_run maint.runs := maint._own_run(p_run);
     v_rule maint.cleanup_rules;
 BEGIN
-    IF v_run.task NOT IN ('retention', 'orphans', 'duplicates', 'cleanup_all') THEN
+    IF pg_catalog.split_part(v_run.task, ':', 1) NOT IN ('retention', 'orphans', 'duplicates', 'cleanup_all') THEN
         RAISE EXCEPTION 'run % is a run of task %, not of a cleanup task', p_run, v_run.task
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -42,7 +42,7 @@ BEGIN
         RAISE EXCEPTION 'no cleanup rule with id %', p_rule_id USING ERRCODE = 'no_data_found';
     END IF;
     -- the journal's rule list comes from the caller: a rule must also be one the task runs
-    IF v_rule.kind <> ALL (CASE v_run.task WHEN 'retention' THEN ARRAY['retention'] WHEN 'orphans' THEN ARRAY['orphan']
+    IF v_rule.kind <> ALL (CASE pg_catalog.split_part(v_run.task, ':', 1) WHEN 'retention' THEN ARRAY['retention'] WHEN 'orphans' THEN ARRAY['orphan']
                                             WHEN 'duplicates' THEN ARRAY['dedupe']
                                             ELSE ARRAY['retention', 'orphan', 'dedupe'] END) THEN
         RAISE EXCEPTION 'rule % (%) is not run by task %', p_rule_id, v_rule.kind, v_run.task

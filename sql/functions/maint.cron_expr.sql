@@ -77,7 +77,7 @@ $$;
 
 -- maint.cron_validate(p_schedule text) -> text
 --   The schedule with macros expanded to five fields; raises invalid_parameter_value
---   with a message naming the bad field otherwise.
+--   with a message naming the bad field otherwise, or saying that it never fires.
 CREATE OR REPLACE FUNCTION maint.cron_validate(p_schedule text)
     RETURNS text
     LANGUAGE plpgsql
@@ -87,6 +87,8 @@ AS $$
 DECLARE
     v_expr text := pg_catalog.btrim(pg_catalog.lower(coalesce(p_schedule, '')));
     v_fields text[];
+    v_doms integer[];
+    v_months integer[];
 BEGIN
     v_expr := CASE v_expr
         WHEN '@hourly' THEN '0 * * * *'
@@ -108,11 +110,21 @@ BEGIN
     END IF;
     PERFORM maint._cron_field(v_fields[1], 'minute', 0, 59);
     PERFORM maint._cron_field(v_fields[2], 'hour', 0, 23);
-    PERFORM maint._cron_field(v_fields[3], 'day-of-month', 1, 31);
-    PERFORM maint._cron_field(v_fields[4], 'month', 1, 12,
+    v_doms := maint._cron_field(v_fields[3], 'day-of-month', 1, 31);
+    v_months := maint._cron_field(v_fields[4], 'month', 1, 12,
         ARRAY['jan','feb','mar','apr','may','jun','jul','aug','sep','oct','nov','dec']);
     PERFORM maint._cron_field(v_fields[5], 'day-of-week', 0, 7,
         ARRAY['sun','mon','tue','wed','thu','fri','sat']);
+    -- a schedule that never fires: only days of the month that none of its months has
+    -- (pg_cron would accept 0 0 31 2 * and never run it). With the day of the week
+    -- restricted too, either day field matching is enough, so it does fire.
+    IF v_fields[3] NOT LIKE '*%' AND v_fields[5] LIKE '*%' AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.unnest(v_months) AS m, pg_catalog.unnest(v_doms) AS d
+         WHERE d <= (ARRAY[31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[m]) THEN
+        RAISE EXCEPTION 'invalid cron schedule "%": it never fires (day-of-month % does not occur in month %)',
+            p_schedule, v_fields[3], v_fields[4]
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     RETURN pg_catalog.array_to_string(v_fields, ' ');
 END
 $$;

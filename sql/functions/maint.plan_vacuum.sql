@@ -82,7 +82,7 @@ BEGIN
          CROSS JOIN LATERAL pg_catalog.jsonb_each(
                CASE WHEN pg_catalog.jsonb_typeof(r.detail->'rules') = 'object'
                     THEN r.detail->'rules' ELSE '{}'::jsonb END) AS rule
-         WHERE r.task IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
+         WHERE pg_catalog.split_part(r.task, ':', 1) IN ('retention', 'orphans', 'duplicates', 'cleanup_all')
            AND NOT r.dry_run
            AND r.finished_at IS NOT NULL
            AND r.finished_at > pg_catalog.now() - v_since

@@ -1,9 +1,11 @@
 -- Scheduling with pg_cron. pg_cron lives in one database per server
 -- (cron.database_name); these SQL functions manage jobs when that is this database.
--- Otherwise `pgmaint schedule install` reads the same plan from here and applies it in
--- the cron database with cron.schedule_in_database. Every kit job is named
--- 'maint:<job>@<database>' (pg_cron job names are unique per user across the server,
--- and several databases may carry the kit). Times are UTC: pg_cron 1.4 has no time zones.
+-- Otherwise `pgmaint schedule install` reads the same plan from here (maint.schedule_plan,
+-- maint.schedule_plan.sql) and applies it in the cron database with
+-- cron.schedule_in_database. Every kit job is named 'maint:<job>@<database>' (pg_cron job
+-- names are unique per user across the server, and several databases may carry the kit).
+-- Jobs may be given in a time zone: pg_cron 1.4 reads UTC only, so the plan converts them
+-- and a 'local-time' job follows daylight saving (maint.cron_zones.sql).
 -- Every kit job runs as the role maint_runner (pg_cron's job username; migration 0090), never
 -- as whoever installed it: only a superuser may create jobs for another role in pg_cron, so
 -- installing and changing the kit's jobs needs a superuser.
@@ -113,7 +115,9 @@ AS $$
         ('purge_history', 'call', 'trim the archive, the run journal, health history and pg_cron''s run details'),
         ('purge_runs', 'call', 'trim the run journal'),
         ('purge_archive', 'call', 'trim the archive of removed rows'),
-        ('record_optimize_plan', 'select', 'record the vacuum/analyze/reindex plan for the CLI')
+        ('record_optimize_plan', 'select', 'record the vacuum/analyze/reindex plan for the CLI'),
+        ('run_rule', 'call', 'one cleanup rule alone, on its own cadence'),
+        ('run_sql_task', 'call', 'a SQL task (maint.add_sql_task), as the role that registered it')
       ) AS t (task, kind, description)
      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
                     WHERE p.pronamespace = 'maint'::regnamespace AND p.proname = t.task
@@ -212,17 +216,20 @@ AS $$
         (1, 'health', 'health-sample', '*/5 * * * *', 'record_health_check', '{}'::jsonb,
          'every 5 minutes: record a health check sample'),
         (2, 'retention', 'retention', '0 2 * * *', 'apply_retention',
-         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', retention_time_limit),
-         'daily 02:00 UTC: apply retention policies'),
+         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', retention_time_limit,
+                                       'scheduled_rules', false),
+         'daily 02:00 UTC: apply retention policies (rules without their own cadence)'),
         (2, 'retention', 'purge-archive', '30 2 * * *', 'purge_archive',
          pg_catalog.jsonb_build_object('dry_run', false),
          'daily 02:30 UTC: drop the archive of runs past their rules'' archive_keep'),
         (3, 'cleanup', 'orphans', '0 1 * * 0', 'clean_orphans',
-         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', cleanup_time_limit),
-         'Sundays 01:00 UTC: remove orphans'),
+         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', cleanup_time_limit,
+                                       'scheduled_rules', false),
+         'Sundays 01:00 UTC: remove orphans (rules without their own cadence)'),
         (4, 'cleanup', 'duplicates', '0 1 * * 0', 'remove_duplicates',
-         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', cleanup_time_limit),
-         'Sundays 01:00 UTC: remove duplicates'),
+         pg_catalog.jsonb_build_object('dry_run', false, 'time_limit', cleanup_time_limit,
+                                       'scheduled_rules', false),
+         'Sundays 01:00 UTC: remove duplicates (rules without their own cadence)'),
         (5, 'cleanup', 'analyze-cleaned', '0 3 * * 0', 'analyze_cleaned_tables',
          pg_catalog.jsonb_build_object('since', interval '7 days'),
          'Sundays 03:00 UTC: ANALYZE the tables the week''s cleanup runs changed'),
@@ -238,15 +245,17 @@ AS $$
      ORDER BY d.ord
 $$;
 
--- maint.default_plan(include, ...) -> the default maintenance plan with full job names and
--- validated commands (nothing is scheduled). include: any of health, retention, cleanup,
--- purge, optimize (default: all).
+-- maint.default_plan(include, ..., time_zone) -> the default maintenance plan with full
+-- job names and validated commands (nothing is scheduled); schedules are read on
+-- time_zone's clock (default UTC). include: any of health, retention, cleanup, purge,
+-- optimize (default: all).
 CREATE OR REPLACE FUNCTION maint.default_plan(
     include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge', 'optimize'],
     retention_time_limit interval DEFAULT '45 minutes',
     cleanup_time_limit interval DEFAULT '30 minutes',
     keep_history interval DEFAULT '90 days',
-    keep_cron_details interval DEFAULT '30 days'
+    keep_cron_details interval DEFAULT '30 days',
+    time_zone text DEFAULT 'UTC'
 )
     RETURNS TABLE (part text, job text, schedule text, command text, description text)
     LANGUAGE plpgsql
@@ -255,6 +264,7 @@ CREATE OR REPLACE FUNCTION maint.default_plan(
 AS $$
 DECLARE
     v_unknown text[];
+    v_zone text;
 BEGIN
     v_unknown := ARRAY(SELECT coalesce(u, 'NULL') FROM pg_catalog.unnest(include) AS u
                         WHERE u IS NULL OR u NOT IN ('health', 'retention', 'cleanup', 'purge', 'optimize'));
@@ -263,8 +273,10 @@ BEGIN
             coalesce(pg_catalog.array_to_string(v_unknown, ', '), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    v_zone := maint._check_zone(time_zone);
     RETURN QUERY
-        SELECT d.part, maint.job_name(d.job), d.schedule, maint.job_command(d.task, d.params), d.description
+        SELECT d.part, maint.job_name(d.job), d.schedule, maint.job_command(d.task, d.params),
+               pg_catalog.replace(d.description, ' UTC', ' ' || v_zone)
           FROM maint.default_jobs(retention_time_limit, cleanup_time_limit, keep_history,
                                   keep_cron_details) AS d
          WHERE d.part = ANY (include);
@@ -364,18 +376,32 @@ BEGIN
 END
 $$;
 
--- maint.schedule_defaults(include, ...) -> one row per job with what was done.
---   Installs or updates the default plan in place (idempotent; a second call reports
---   every job 'unchanged'); default jobs left out of include are removed. When it grants
---   maint_runner USAGE on schema cron (for the purge job) it says so in one more row,
---   ('maint_runner: USAGE ON SCHEMA cron', 'grant').
-CREATE OR REPLACE FUNCTION maint.schedule_defaults(
-    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge', 'optimize'],
-    retention_time_limit interval DEFAULT '45 minutes',
-    cleanup_time_limit interval DEFAULT '30 minutes',
-    keep_history interval DEFAULT '90 days',
-    keep_cron_details interval DEFAULT '30 days'
-)
+-- maint._grant_cron_alter() -> boolean: grant maint_runner EXECUTE on cron.alter_job (pg_cron
+-- revokes it from PUBLIC) so that the local-time job, run as maint_runner, can move the
+-- schedules of maint_runner's own jobs (pg_cron lets a role alter only its own jobs);
+-- true when granted now.
+CREATE OR REPLACE FUNCTION maint._grant_cron_alter()
+    RETURNS boolean
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.has_function_privilege('maint_runner', 'cron.alter_job(bigint, text, text, text, text, boolean)',
+                                         'EXECUTE') THEN
+        RETURN false;
+    END IF;
+    GRANT EXECUTE ON FUNCTION cron.alter_job(bigint, text, text, text, text, boolean) TO maint_runner;
+    RETURN true;
+END
+$$;
+
+-- maint.schedule_install(p_only text[] DEFAULT NULL) -> TABLE(job text, action text)
+--   Bring pg_cron (in this database) in line with maint.schedule_plan(): create, update or
+--   remove the plan's jobs (idempotent: a second call reports every job 'unchanged').
+--   p_only: only these short job names (and the local-time job). Grants maint_runner what
+--   its jobs need, in extra rows with action 'grant'.
+CREATE OR REPLACE FUNCTION maint.schedule_install(p_only text[] DEFAULT NULL)
     RETURNS TABLE (job text, action text)
     LANGUAGE plpgsql
     VOLATILE
@@ -388,12 +414,21 @@ DECLARE
 BEGIN
     PERFORM maint._require_cron_here();
     PERFORM maint._require_runner();
-    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('job', p.job, 'schedule', p.schedule,
-                                                              'command', p.command))
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'job', p.job, 'schedule', p.cron_schedule, 'command', p.command, 'database', p.database,
+               'username', p.username)), '[]'::jsonb)
       INTO v_desired
-      FROM maint.default_plan(include, retention_time_limit, cleanup_time_limit, keep_history,
-                              keep_cron_details) AS p;
-    SELECT pg_catalog.array_agg(maint.job_name(d.job)) INTO v_manage FROM maint.default_jobs() AS d;
+      FROM maint.schedule_plan(pg_catalog.current_database()) AS p
+     WHERE p_only IS NULL OR p.short_name = ANY (p_only || 'local-time'::text);
+    v_manage := ARRAY(SELECT maint.job_name(n) FROM pg_catalog.unnest(maint.plan_job_names()) AS n
+                       WHERE p_only IS NULL OR n = ANY (p_only || 'local-time'::text)
+                      UNION
+                      SELECT maint.job_name('rule-' || r.id) FROM maint.cleanup_rules AS r
+                       WHERE p_only IS NULL OR 'rule-' || r.id = ANY (p_only));
+    IF p_only IS NULL THEN  -- rule jobs of rules that are gone
+        v_manage := v_manage || ARRAY(SELECT e->>'jobname' FROM pg_catalog.jsonb_array_elements(maint._kit_jobs()) AS e
+                                       WHERE e->>'jobname' ~ '^maint:rule-[0-9]+@');
+    END IF;
     FOR v_row IN SELECT * FROM maint.schedule_actions(maint._kit_jobs(), v_desired, v_manage) LOOP
         IF v_row.statement IS NOT NULL THEN
             EXECUTE v_row.statement;
@@ -402,20 +437,65 @@ BEGIN
         action := v_row.action;
         RETURN NEXT;
     END LOOP;
-    IF 'purge' = ANY (include) AND maint._grant_cron_usage() THEN
+    IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(v_desired) AS e
+                WHERE e->>'command' LIKE 'CALL maint.purge_history(%') AND maint._grant_cron_usage() THEN
         job := 'maint_runner: USAGE ON SCHEMA cron';
         action := 'grant';
         RETURN NEXT;
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(v_desired) AS e
+                WHERE e->>'job' = maint.job_name('local-time')) THEN
+        IF maint._grant_cron_usage() THEN
+            job := 'maint_runner: USAGE ON SCHEMA cron';
+            action := 'grant';
+            RETURN NEXT;
+        END IF;
+        IF maint._grant_cron_alter() THEN
+            job := 'maint_runner: EXECUTE ON cron.alter_job';
+            action := 'grant';
+            RETURN NEXT;
+        END IF;
+    END IF;
 END
 $$;
 
--- maint.schedule(p_name, p_schedule, p_task, p_params) -> bigint (the pg_cron job id)
---   A custom job 'maint:<name>@<database>' running one kit task; validates the name, the
---   cron expression, the task and its parameters before creating anything. Calling it
---   again with the same name updates the job.
+-- maint.schedule_defaults(include, ..., time_zone) -> one row per job with what was done.
+--   Stores the default plan's settings (parts, time zone, limits) and installs the whole
+--   plan in place (idempotent; a second call reports every job 'unchanged'); default
+--   jobs left out of include are removed. Rows with action 'grant' say what maint_runner
+--   was granted (USAGE ON SCHEMA cron for the purge job; EXECUTE ON cron.alter_job for
+--   the local-time job).
+CREATE OR REPLACE FUNCTION maint.schedule_defaults(
+    include text[] DEFAULT ARRAY['health', 'retention', 'cleanup', 'purge', 'optimize'],
+    retention_time_limit interval DEFAULT '45 minutes',
+    cleanup_time_limit interval DEFAULT '30 minutes',
+    keep_history interval DEFAULT '90 days',
+    keep_cron_details interval DEFAULT '30 days',
+    time_zone text DEFAULT 'UTC'
+)
+    RETURNS TABLE (job text, action text)
+    LANGUAGE plpgsql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM maint._require_cron_here();
+    PERFORM maint._require_runner();
+    PERFORM maint._save_schedule_settings(include, time_zone, retention_time_limit, cleanup_time_limit,
+                                          keep_history, keep_cron_details);
+    RETURN QUERY SELECT i.job, i.action FROM maint.schedule_install() AS i;
+END
+$$;
+
+-- maint.schedule(p_name, p_schedule, p_task, p_params, p_time_zone) -> bigint (the pg_cron job id)
+--   A custom job 'maint:<name>@<database>' running one kit task or SQL task: registered
+--   with maint.save_job (which validates the name, the cron expression in p_time_zone, the
+--   task and its parameters before storing anything), then created in pg_cron when it
+--   lives in this database. Elsewhere it returns NULL with a notice: `pgmaint schedule
+--   install` (or `schedule add`) creates it there. Calling it again with the same name
+--   changes the job.
 CREATE OR REPLACE FUNCTION maint.schedule(
-    p_name text, p_schedule text, p_task text, p_params jsonb DEFAULT '{}'::jsonb
+    p_name text, p_schedule text, p_task text, p_params jsonb DEFAULT '{}'::jsonb, p_time_zone text DEFAULT 'UTC'
 )
     RETURNS bigint
     LANGUAGE plpgsql
@@ -423,45 +503,27 @@ CREATE OR REPLACE FUNCTION maint.schedule(
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_job text;
-    v_command text;
-    v_schedule text;
-    v_action record;
+    v_message text;
     v_jobid bigint;
 BEGIN
-    IF p_name IS NULL OR p_name !~ '^[a-z0-9][a-z0-9_-]{0,40}$' THEN
-        RAISE EXCEPTION 'invalid job name %: use lower-case letters, digits, - and _',
-            pg_catalog.quote_nullable(p_name) USING ERRCODE = 'invalid_parameter_value';
+    PERFORM maint.save_job(p_name, p_schedule, p_task, p_params, p_time_zone);
+    SELECT s.message INTO v_message FROM maint.cron_status() AS s;
+    IF v_message IS NOT NULL THEN
+        RAISE NOTICE 'job % is registered; %', p_name, v_message;
+        RETURN NULL;
     END IF;
-    v_job := maint.job_name(p_name);
-    IF v_job IN (SELECT maint.job_name(d.job) FROM maint.default_jobs() AS d) THEN
-        RAISE EXCEPTION 'job name % belongs to the default plan; use maint.schedule_defaults() or another name',
-            p_name USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_schedule := pg_catalog.btrim(p_schedule);
-    PERFORM maint.cron_validate(v_schedule);
-    v_command := maint.job_command(p_task, p_params);
-    PERFORM maint._require_cron_here();
     PERFORM maint._require_runner();
-    SELECT * INTO v_action FROM maint.schedule_actions(
-        maint._kit_jobs(),
-        pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-            'job', v_job, 'schedule', v_schedule, 'command', v_command)),
-        ARRAY[]::text[]);
-    IF v_action.statement IS NOT NULL THEN
-        EXECUTE v_action.statement;
-    END IF;
-    IF p_task = 'purge_history' THEN
-        PERFORM maint._grant_cron_usage();
-    END IF;
+    PERFORM pg_catalog.count(*) FROM maint.schedule_install(ARRAY[p_name]);
     EXECUTE 'SELECT jobid FROM cron.job WHERE jobname = $1 AND database = pg_catalog.current_database()'
-        INTO v_jobid USING v_job;
+        INTO v_jobid USING maint.job_name(p_name);
     RETURN v_jobid;
 END
 $$;
 
--- maint.unschedule(p_name text) -> boolean: remove one kit job of this database
--- (short name as given to maint.schedule, or the full 'maint:...@db' name).
+-- maint.unschedule(p_name text) -> boolean: remove one kit job of this database (short
+-- name as given to maint.schedule, or the full 'maint:...@db' name) from pg_cron, and a
+-- custom job from the kit's register too. pg_cron must live here; `pgmaint schedule
+-- remove` works wherever it lives.
 CREATE OR REPLACE FUNCTION maint.unschedule(p_name text)
     RETURNS boolean
     LANGUAGE plpgsql
@@ -470,8 +532,10 @@ CREATE OR REPLACE FUNCTION maint.unschedule(p_name text)
 AS $$
 DECLARE
     v_jobid bigint;
+    v_short text := pg_catalog.regexp_replace(coalesce(p_name, ''), '^maint:(.*)@[^@]*$', '\1');
 BEGIN
     PERFORM maint._require_cron_here();
+    PERFORM maint.drop_job(v_short);
     EXECUTE $q$SELECT jobid FROM cron.job
                 WHERE jobname IN ($1, maint.job_name($1)) AND jobname LIKE 'maint:%'
                   AND database = pg_catalog.current_database()$q$
@@ -504,9 +568,11 @@ END
 $$;
 
 COMMENT ON FUNCTION maint.cron_status() IS 'Whether pg_cron is usable from this database, and what to do if not';
-COMMENT ON FUNCTION maint.default_plan(text[], interval, interval, interval, interval) IS 'The default maintenance schedule as rows (UTC)';
-COMMENT ON FUNCTION maint.schedule_defaults(text[], interval, interval, interval, interval) IS 'Install or update the default pg_cron jobs (UTC), idempotent';
-COMMENT ON FUNCTION maint.schedule(text, text, text, jsonb) IS 'Create or update a custom pg_cron job running one kit task';
+COMMENT ON FUNCTION maint.default_plan(text[], interval, interval, interval, interval, text) IS 'The default maintenance schedule as rows, in a time zone';
+COMMENT ON FUNCTION maint._grant_cron_alter() IS 'Internal: let maint_runner alter its own pg_cron jobs (the local-time job)';
+COMMENT ON FUNCTION maint.schedule_install(text[]) IS 'Bring pg_cron in this database in line with the kit''s plan, idempotent';
+COMMENT ON FUNCTION maint.schedule_defaults(text[], interval, interval, interval, interval, text) IS 'Store the default plan''s settings and install the plan, idempotent';
+COMMENT ON FUNCTION maint.schedule(text, text, text, jsonb, text) IS 'Register a custom job running one task and create it in pg_cron when it lives here';
 COMMENT ON FUNCTION maint.unschedule(text) IS 'Remove one kit pg_cron job of this database';
 COMMENT ON FUNCTION maint.unschedule_all() IS 'Remove every kit pg_cron job of this database';
 
@@ -514,14 +580,16 @@ GRANT EXECUTE ON FUNCTION
     maint.cron_status(), maint._require_cron_here(), maint._require_runner(), maint.schedulable_tasks(),
     maint.job_command(text, jsonb), maint.job_name(text, text),
     maint.default_jobs(interval, interval, interval, interval),
-    maint.default_plan(text[], interval, interval, interval, interval),
+    maint.default_plan(text[], interval, interval, interval, interval, text),
     maint.schedule_actions(jsonb, jsonb, text[])
 TO maint_monitor;
 GRANT EXECUTE ON FUNCTION
     maint._kit_jobs(),
     maint._grant_cron_usage(),
-    maint.schedule_defaults(text[], interval, interval, interval, interval),
-    maint.schedule(text, text, text, jsonb),
+    maint._grant_cron_alter(),
+    maint.schedule_install(text[]),
+    maint.schedule_defaults(text[], interval, interval, interval, interval, text),
+    maint.schedule(text, text, text, jsonb, text),
     maint.unschedule(text),
     maint.unschedule_all()
 TO maint_admin;

@@ -112,7 +112,6 @@ DROP PROCEDURE IF EXISTS maint.clean_orphans(boolean, text, interval, interval, 
 DROP PROCEDURE IF EXISTS maint.remove_duplicates(boolean, text, interval, interval, numeric, boolean);
 DROP PROCEDURE IF EXISTS maint.run_all_cleanup(boolean, text, interval, interval, numeric, boolean);
 DROP PROCEDURE IF EXISTS maint._cleanup_execute(text, text[], boolean, text, interval, interval, numeric, boolean);
-DROP FUNCTION IF EXISTS maint._cleanup_rule_ids(text[], text);
 DROP FUNCTION IF EXISTS maint.schedule(text, text, text, jsonb);
 DROP FUNCTION IF EXISTS maint.default_plan(text[], interval, interval, interval, interval);
 DROP FUNCTION IF EXISTS maint.schedule_defaults(text[], interval, interval, interval, interval);
