@@ -230,7 +230,9 @@ $$;
 
 -- maint.run_finish(p_run_id, p_status, p_rows_examined, p_rows_affected, p_detail, p_error)
 --   -> maint.runs. Closes the run with a final status (succeeded | failed | partial |
---   cancelled) and releases the task lock held by this session.
+--   cancelled | skipped) and releases the task lock held by this session. 'skipped' (a task
+--   started outside its maintenance window, maint._window_gate) is only for a run that did
+--   nothing: no rows, no detail.
 CREATE OR REPLACE FUNCTION maint.run_finish(
     p_run_id bigint,
     p_status text,
@@ -248,12 +250,18 @@ AS $$
 DECLARE
     v_run maint.runs;
 BEGIN
-    IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'partial', 'cancelled') THEN
-        RAISE EXCEPTION 'invalid final status %: expected succeeded, failed, partial or cancelled',
+    IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'partial', 'cancelled', 'skipped') THEN
+        RAISE EXCEPTION 'invalid final status %: expected succeeded, failed, partial, cancelled or skipped',
             pg_catalog.quote_nullable(p_status)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_run := maint._own_run(p_run_id);
+    IF p_status = 'skipped' AND (greatest(v_run.rows_examined, v_run.rows_affected, p_rows_examined, p_rows_affected) > 0
+                                 OR v_run.detail <> '{}'::jsonb OR coalesce(p_detail, '{}'::jsonb) <> '{}'::jsonb) THEN
+        RAISE EXCEPTION 'run % of task % did work (rows or detail recorded): it cannot be closed as skipped',
+            p_run_id, v_run.task
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE maint.runs
        SET status = p_status,
            finished_at = pg_catalog.clock_timestamp(),
