@@ -520,7 +520,7 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
 
 # --- commands that live in their own modules ---------------------------------------------
 
-from orchestrator import cleanup  # noqa: E402
+from orchestrator import cleanup, schedule_windows  # noqa: E402
 from orchestrator.backup_cmd import backup_group  # noqa: E402
 from orchestrator.check import check_cmd  # noqa: E402
 from orchestrator.optimize import optimize_cmd  # noqa: E402
@@ -529,3 +529,4 @@ cli.add_command(check_cmd)
 cli.add_command(backup_group)
 cleanup.register(cli)  # run retention|orphans|duplicates|all, rules, undo
 cleanup.run_group.add_command(optimize_cmd)  # run optimize
+schedule_windows.register(schedule_group)  # schedule windows, window-add, window-remove

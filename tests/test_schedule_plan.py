@@ -273,3 +273,34 @@ def test_a_one_minute_rule_cadence_runs_that_rule_alone(pg_server, db, admin, cl
     assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM logs").fetchone()[0] == 20  # the other rule waits for its job
     assert db.execute("SELECT count(*) FROM maint.runs WHERE task = 'retention'").fetchone()[0] == 0
+
+
+def test_a_bound_task_waits_for_its_window_then_runs_clipped_to_its_end(pg_server, db, admin, cleanup_cron):
+    tokens = rule_on(db, "tokens")
+    # closed: the window opens in three hours
+    db.execute("SELECT maint.add_window('w', 'daily', to_char(now() AT TIME ZONE 'UTC' + interval '3 hours',"
+               " 'HH24:MI'), '1 hour', ARRAY['retention'])")
+    result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(db.info.dbname), "schedule", "rule", str(tokens),
+                                      "--cron", "* * * * *"])
+    assert result.exit_code == 0, result.output
+    task = f"retention:{tokens}"
+    assert wait_for_run(db, task)[:2] == ("skipped", "cron")
+    skipped = db.execute("SELECT error, parameters->>'next_open' FROM maint.runs WHERE task = %s", (task,)).fetchone()
+    assert "outside maintenance window w" in skipped[0] and skipped[1]
+    assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 20  # nothing ran
+    # the window now opens at the next minute, for three minutes: the next tick runs, and
+    # its 45-minute time limit ends with the window
+    db.execute("SELECT maint.add_window('w', 'daily', to_char(date_trunc('minute', now() AT TIME ZONE 'UTC')"
+               " + interval '1 minute', 'HH24:MI'), '3 minutes', ARRAY['retention'])")
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        ran = db.execute("SELECT status, (parameters->>'time_limit')::interval, parameters->'window'->>'clipped'"
+                         " FROM maint.runs WHERE task = %s AND status NOT IN ('skipped', 'running')", (task,)).fetchone()
+        if ran:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("the rule never ran inside its window")
+    assert ran[0] == "succeeded" and ran[2] == "true"
+    assert ran[1].total_seconds() <= 180
+    assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0

@@ -265,6 +265,7 @@ AS $$
 DECLARE
     v_rule record;
     v_params jsonb;
+    v_gate jsonb;
     v_only regclass;
     v_ids bigint[];
     v_id bigint;
@@ -325,6 +326,22 @@ BEGIN
         'only_table', v_only::text, 'time_limit', p_time_limit, 'lock_timeout', p_lock_timeout,
         'max_fraction', p_max_fraction, 'force', p_force, 'rule_ids', coalesce(v_ids, '{}'),
         'scheduled_rules', p_scheduled_rules);
+
+    -- a task bound to a maintenance window: outside it the gate journals a skipped run
+    -- (committed here) and nothing else happens; inside, the time limit ends with the
+    -- window. Dry runs remove nothing and are never held back.
+    IF NOT p_dry_run THEN
+        v_gate := maint._window_gate(p_task, p_time_limit, p_override_window, v_params, p_dry_run);
+        IF NOT (v_gate->>'run')::boolean THEN
+            COMMIT;
+            RETURN;
+        END IF;
+        p_time_limit := (v_gate->>'time_limit')::interval;
+        IF v_gate ? 'window' THEN
+            v_params := v_params || pg_catalog.jsonb_build_object('time_limit', p_time_limit,
+                                                                  'window', v_gate - 'run' - 'time_limit');
+        END IF;
+    END IF;
 
     v_run := maint.run_start(p_task, v_params, p_dry_run);
     COMMIT;

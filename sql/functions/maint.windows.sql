@@ -199,8 +199,6 @@ AS $$
         (2, 'orphans', 'cleanup: orphan rules (maint.clean_orphans, and orphans:<id>)'),
         (3, 'duplicates', 'cleanup: dedupe rules (maint.remove_duplicates, and duplicates:<id>)'),
         (4, 'cleanup_all', 'cleanup: retention, orphans and duplicates in one run (maint.run_all_cleanup)'),
-        (5, 'purge_archive', 'trim the archive of removed rows (maint.purge_archive)'),
-        (6, 'analyze_cleaned_tables', 'ANALYZE the tables cleanup runs changed (maint.analyze_cleaned_tables)'),
         (7, 'backup_create', 'host: pgmaint backup create'),
         (8, 'backup_verify', 'host: pgmaint backup verify'),
         (9, 'backup_prune', 'host: pgmaint backup prune'),
