@@ -18,6 +18,7 @@ from rich.text import Text
 from orchestrator import __version__, backup_tools, db, deploy, journal, sandbox, schedule, uninstall_guard
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.output import Settings, emit, human_bytes, settings, table
+from orchestrator.schedule_host import host_options, install_command
 
 
 class PgmaintGroup(click.Group):
@@ -389,9 +390,21 @@ def schedule_group() -> None:
               help="Comma-separated parts of the plan: health, retention, cleanup, purge, optimize.")
 @click.option("--keep-cron-details", default="30 days", show_default=True,
               help="Age after which pg_cron's run details are trimmed.")
+@host_options
 @click.pass_context
-def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_details: str) -> None:
-    """Create or update the default jobs, in whichever database pg_cron lives."""
+def schedule_install(ctx: click.Context, dry_run: bool, include: str, keep_cron_details: str,
+                     host_jobs: bool, **host: Any) -> None:
+    """Create or update the default jobs, in whichever database pg_cron lives.
+
+    With --host: the jobs that run outside the database (backups, optimize --execute) as
+    systemd timers or an /etc/cron.d file on this host, registered in the kit."""
+    if host_jobs:
+        install_command(ctx, dry_run=dry_run, **host)
+        return
+    given = [k for k, v in host.items() if v is not None]
+    if given:
+        raise click.UsageError(f"--{given[0].replace('_', '-').replace('host-format', 'format')} "
+                               "applies only with --host")
     s = settings(ctx)
     parts = [p.strip() for p in include.split(",") if p.strip()]
     with db.connection(s.dsn) as conn:
