@@ -138,12 +138,22 @@ def job_argv(base: list[str], dsn: str, job: HostJob) -> list[str]:
 _SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
 
-def systemd_quote(arg: str) -> str:
-    """One ExecStart= word: specifiers (%) and variables ($) doubled, quoted when needed."""
-    text = arg.replace("%", "%%").replace("$", "$$")
+def systemd_quote(arg: str, *, executable: bool = False) -> str:
+    """One ExecStart= word: specifiers (%) doubled, and in arguments variables ($) too
+    (systemd expands none in the executable's name), quoted when needed."""
+    if executable and re.search(r'["\\\x00-\x1f]', arg):
+        # systemd refuses such an executable name ("contains special characters")
+        raise PgmaintError(f"systemd cannot start {arg!r}: its path contains a quote, a backslash or a "
+                           "control character; install pgmaint elsewhere or use --format crontab")
+    text = arg.replace("%", "%%") if executable else arg.replace("%", "%%").replace("$", "$$")
     if _SYSTEMD_PLAIN.match(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def exec_start(argv: list[str]) -> str:
+    """The ExecStart= value that runs ``argv`` (systemd runs it without a shell)."""
+    return " ".join([systemd_quote(argv[0], executable=True), *(systemd_quote(a) for a in argv[1:])])
 
 
 def cron_command(argv: list[str]) -> str:
@@ -256,7 +266,7 @@ def systemd_files(unit_dir: Path, database: str, os_user: str, units: list[Unit]
             + f"[Unit]\nDescription=pgmaint {u.job.name} of database {database}\n"
             "Wants=network-online.target\nAfter=network-online.target\n\n"
             f"[Service]\nType=oneshot\nUser={os_user}\n"
-            f"ExecStart={' '.join(systemd_quote(a) for a in argvs[u.job.name])}\n")
+            f"ExecStart={exec_start(argvs[u.job.name])}\n")
         files[unit_dir / f"{base}.timer"] = (
             _header(database, f"job {u.job.name}")
             + f"[Unit]\nDescription=pgmaint {u.job.name} of database {database}: {u.job.description}\n\n"
