@@ -436,3 +436,14 @@ def test_health_crontab_job_says_where_to_look(db):
     db.execute("UPDATE maint.jobs SET unit = '/etc/cron.d/pgmaint-shop'")
     status, detail = _status(db)
     assert status == "warning" and "/etc/cron.d/pgmaint-shop" in detail and "systemctl status cron" in detail
+
+
+def test_install_as_maint_admin_without_superuser(db, pg_server, make_role, tmp_path):
+    """A maint_admin login role installs and registers; the units connect as that role."""
+    admin = make_role("maint_admin")
+    out = install(pg_server.dsn(db.info.dbname, user=admin), tmp_path / "units", "--os-user", ME,
+                  "--host-include", "optimize")
+    assert [(j["name"], j["action"]) for j in out["jobs"]] == [("optimize", "create")]
+    [job] = sh.list_host_jobs(db)
+    assert f"user={admin}" in job["command"] and job["command"].endswith("--job optimize")
+    assert db.execute("SELECT run_as FROM maint.jobs WHERE name = 'optimize'").fetchone() == (admin,)
