@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check
+APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check cron systemd
 # one sandbox per checkout, outside the checkout (the server may run as `postgres`,
 # which cannot enter a private home directory)
 SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | cut -c1-8)

@@ -34,6 +34,7 @@ from orchestrator.backup_create import CreateOptions, CreateResult, create
 from orchestrator.backup_errors import VerificationFailed
 from orchestrator.backup_tools import APPLICATION_NAME
 from orchestrator.output import console, emit, human_bytes, settings, table
+from orchestrator.schedule_host import job_option
 
 DIR_ENV = "PGMAINT_BACKUP_DIR"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
@@ -172,6 +173,7 @@ def backup_group() -> None:
     show_default=True,
     help="Free space to leave on top of the estimated backup size.",
 )
+@job_option
 @click.pass_context
 def create_cmd(
     ctx: click.Context,
@@ -289,6 +291,7 @@ def _render_verify(out: Console, v: verify_mod.VerifyResult) -> None:
     help="pg_restore workers for --level restore.",
 )
 @dir_option
+@job_option
 @click.pass_context
 def verify_cmd(
     ctx: click.Context,
@@ -304,11 +307,12 @@ def verify_cmd(
     s = settings(ctx)
     with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
         catalog.require_kit(conn)
-        entry = verify_mod.locate(backup_root(directory), conn.info.dbname, backup_id)
+        # journaled from the start: a host job that finds no backup to verify fails in the journal
         run_id = catalog.start_run(
-            conn, catalog.VERIFY_TASK, {"backup_id": entry.backup_id, "level": level}
+            conn, catalog.VERIFY_TASK, {"backup_id": backup_id, "latest": backup_id is None, "level": level}
         )
         try:
+            entry = verify_mod.locate(backup_root(directory), conn.info.dbname, backup_id)
             with _cleanup_on_sigterm():
                 result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs, run_id=run_id)
         except BaseException as exc:
@@ -431,6 +435,7 @@ def _age(days: float) -> str:
 )
 @click.option("--execute", is_flag=True, help="Really delete (default: show the plan only).")
 @dir_option
+@job_option
 @click.pass_context
 def prune_cmd(
     ctx: click.Context,

@@ -18,6 +18,7 @@ from rich.text import Text
 from orchestrator import __version__, backup_tools, db, deploy, journal, sandbox, schedule, uninstall_guard
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.output import Settings, emit, human_bytes, settings, table
+from orchestrator.schedule_host import host_options, install_command
 
 
 class PgmaintGroup(click.Group):
@@ -405,13 +406,25 @@ def _plan_data(planned: schedule.InstallPlan, cron_db: str, kit_db: str, dry_run
               help="Comma-separated parts of the default plan: health, retention, cleanup, purge, optimize "
                    "(default: as installed last, at first all).")
 @click.option("--time-zone", "--tz", "time_zone", default=None,
-              help="Time zone of the default plan's times, e.g. Europe/Berlin (default: as installed last, at first UTC).")
+              help="Time zone of the plan's times, e.g. Europe/Berlin (pg_cron: as installed last, at first "
+                   "UTC; --host: UTC for systemd, the host's zone for crontab).")
 @click.option("--keep-cron-details", default=None,
               help="Age after which pg_cron's run details are trimmed (default: as installed last, at first 30 days).")
+@host_options
 @click.pass_context
 def schedule_install(ctx: click.Context, dry_run: bool, include: str | None, time_zone: str | None,
-                     keep_cron_details: str | None) -> None:
-    """Bring pg_cron in line with the kit's plan, in whichever database pg_cron lives."""
+                     keep_cron_details: str | None, host_jobs: bool, **host: Any) -> None:
+    """Bring pg_cron in line with the kit's plan, in whichever database pg_cron lives.
+
+    With --host: the jobs that run outside the database (backups, optimize --execute) as
+    systemd timers or an /etc/cron.d file on this host, registered in the kit."""
+    if host_jobs:
+        install_command(ctx, dry_run=dry_run, time_zone=time_zone, **host)
+        return
+    given = [k for k, v in host.items() if v is not None]
+    if given:
+        raise click.UsageError(f"--{given[0].replace('_', '-').replace('host-format', 'format')} "
+                               "applies only with --host")
     s = settings(ctx)
     parts = [p.strip() for p in include.split(",") if p.strip()] if include is not None else None
     with db.connection(s.dsn) as conn:

@@ -39,6 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from orchestrator import db
 from orchestrator.errors import ConnectionFailed, PgmaintError
 from orchestrator.output import emit, settings, table
+from orchestrator.schedule_host import job_option
 
 ACTIONS = ("vacuum", "analyze", "reindex")
 TASK = "optimize"
@@ -726,7 +727,7 @@ optimize_cmd = click.command("optimize")(
                          help="Only these actions (repeatable or comma-separated).")(
                 click.option("--lock-timeout", default="5s", show_default=True,
                              help="Skip a statement that cannot get its lock within this long.")(
-                    click.pass_context(_optimize)))))
+                    job_option(click.pass_context(_optimize))))))
 )
 
 
