@@ -390,7 +390,9 @@ def _print_plan(out: Console, planned: schedule.InstallPlan, cron_db: str, kit_d
     out.print(table(None, ["job", "action", "runs as"],
                     ((a.job, a.action, a.username) for a in planned.actions)))
     for grant in planned.grants:
-        out.print(f"{'would run' if dry_run else 'ran'} {grant}: maint_runner's jobs need it")
+        why = ("the jobs need it (pg_cron grants nobody USAGE on its schema)" if grant == schedule.GRANT_CRON_USAGE
+               else "the local-time job needs it to move maint_runner's own jobs (pg_cron revokes it from PUBLIC)")
+        out.print(f"{'would run' if dry_run else 'ran'} {grant}: {why}")
     changed = planned.changes
     out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
 
@@ -497,21 +499,24 @@ def schedule_list(ctx: click.Context) -> None:
     with db.connection(s.dsn) as conn:
         jobs = schedule.list_jobs(conn, s.dsn)  # refuses a role that cannot see the kit's jobs
 
-    def local(job: dict[str, Any]) -> str:
-        when = job["next_run_local"]
-        return f"{when:%a %Y-%m-%d %H:%M} {job['time_zone']}" if when else ""
+    def schedule_text(job: dict[str, Any]) -> str:
+        zone = "" if job["time_zone"] == "UTC" else f" {job['time_zone']}"
+        return f"{job['schedule']}{zone}"
+
+    def next_text(job: dict[str, Any]) -> str:
+        if not job["next_run"]:
+            return job["next_run_in"]
+        local = "" if job["time_zone"] == "UTC" else f"{job['next_run_local']:%a %H:%M} local, "
+        return f"{local}{schedule.utc(job['next_run'])} ({job['next_run_in']})"
 
     def render(out: Console) -> None:
         if not jobs:
             out.print("no kit jobs; run 'pgmaint schedule install'")
             return
-        out.print(table("pgmaint jobs", ["job", "origin", "schedule", "time zone", "pg_cron (UTC)", "state",
-                                         "runs as", "next run (local)", "next run (UTC)", "in", "last status",
-                                         "last start", "took"],
-                        ((j["jobname"], j["origin"], j["schedule"], j["time_zone"], j["cron_schedule"],
-                          j["state"], j["username"], local(j), schedule.utc(j["next_run"]), j["next_run_in"],
-                          j["last_status"], schedule.utc(j["last_start"]), j["last_duration"])
-                         for j in jobs)))
+        out.print(table("pgmaint jobs", ["job", "schedule", "pg_cron (UTC)", "state", "runs as", "next run",
+                                         "last status"],
+                        ((j["jobname"], schedule_text(j), j["cron_schedule"], j["state"], j["username"],
+                          next_text(j), j["last_status"]) for j in jobs)))
 
     emit(ctx, jobs, render)
 

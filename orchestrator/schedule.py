@@ -443,6 +443,7 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
             "time_zone": want["time_zone"] if want else "UTC",
             "cron_schedule": (have or {}).get("schedule") or (want or {}).get("cron_schedule"),
             "username": (have or want or {}).get("username"),
+            "command": (have or want or {}).get("command"),
             "task": (want or {}).get("task"), "description": (want or {}).get("description"),
             "active": bool(have and have["active"]),
             "last_status": (have or {}).get("last_status"), "last_start": (have or {}).get("last_start"),
@@ -466,6 +467,21 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
         job["next_run_in"] = (in_words(job["next_run"] - now) if job["active"]
                               else "inactive" if have else "not installed")
         jobs.append(job)
+    with conn.cursor(row_factory=dict_row) as cur:  # host jobs (systemd timers, crontab) beside them
+        cur.execute("SELECT name, task, schedule, time_zone, host, unit, command, last_status, last_started, next_run,"
+                    "       next_run AT TIME ZONE time_zone AS next_run_local, overdue, now() AS now"
+                    "  FROM maint.host_jobs ORDER BY name")
+        for h in cur.fetchall():
+            jobs.append({
+                "jobname": h["name"], "origin": "host", "schedule": h["schedule"], "time_zone": h["time_zone"],
+                "cron_schedule": None, "username": None, "command": h["command"], "task": h["task"],
+                "description": h["unit"],
+                "active": True, "last_status": h["last_status"], "last_start": h["last_started"],
+                "last_duration": None, "last_message": None,
+                "state": f"host {h['host']}" + (" (overdue)" if h["overdue"] else ""),
+                "next_run": h["next_run"], "next_run_local": h["next_run_local"],
+                "next_run_in": in_words(h["next_run"] - h["now"]) if h["next_run"] else "",
+            })
     return jobs
 
 

@@ -257,7 +257,7 @@ def test_sql_schedule_defaults_and_custom_jobs_when_pg_cron_is_here(kit_in_cron_
         conn.execute("SELECT maint.schedule('bad', '0 25 * * *', 'purge_runs')")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown task"):
         conn.execute("SELECT maint.schedule('bad', '0 4 * * *', 'drop_everything')")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="belongs to the default plan"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="belongs to the kit's plan"):
         conn.execute("SELECT maint.schedule('purge-history', '0 4 * * *', 'purge_runs')")
     assert conn.execute("SELECT count(*) FROM cron.job").fetchone()[0] == count
 

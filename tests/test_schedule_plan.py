@@ -265,7 +265,8 @@ def wait_for_run(db, task: str, timeout: float = 75) -> tuple:
 
 
 def test_a_one_minute_rule_cadence_runs_that_rule_alone(pg_server, db, admin, cleanup_cron):
-    tokens, logs = rule_on(db, "tokens"), rule_on(db, "logs")
+    tokens = rule_on(db, "tokens")
+    rule_on(db, "logs")
     result = CliRunner().invoke(cli, ["--dsn", pg_server.dsn(db.info.dbname), "schedule", "rule", str(tokens),
                                       "--cron", "* * * * *"])
     assert result.exit_code == 0, result.output

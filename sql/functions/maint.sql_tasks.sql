@@ -29,7 +29,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF v_sql ~* '^refresh\s+materialized\s+view\s' THEN
-        v_matview := pg_catalog.substring(v_sql FROM '(?i)^refresh\s+materialized\s+view\s+(?:concurrently\s+)?(.+)$');
+        v_matview := pg_catalog.substring(v_sql, '(?i)^refresh\s+materialized\s+view\s+(?:concurrently\s+)?(.+)$');
         IF v_matview IS NULL OR v_matview ~ '[;()]' OR v_matview ~* '\swith\s' THEN
             RAISE EXCEPTION 'SQL task statement % is not REFRESH MATERIALIZED VIEW [CONCURRENTLY] <name>',
                 pg_catalog.quote_literal(v_sql) USING ERRCODE = 'invalid_parameter_value';

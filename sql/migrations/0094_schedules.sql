@@ -82,8 +82,8 @@ CREATE TABLE maint.maintenance_windows (
     created_by  text        NOT NULL DEFAULT session_user,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     CONSTRAINT maintenance_windows_name_check CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,40}$'),
-    CONSTRAINT maintenance_windows_days_check CHECK (pg_catalog.cardinality(days) BETWEEN 1 AND 7
-        AND 1 <= ALL (days) AND 7 >= ALL (days)),
+    CONSTRAINT maintenance_windows_days_check CHECK (1 <= ALL (days) AND 7 >= ALL (days)),
+    CONSTRAINT maintenance_windows_days_count_check CHECK (pg_catalog.cardinality(days) BETWEEN 1 AND 7),
     CONSTRAINT maintenance_windows_duration_check CHECK (duration > interval '0'
         AND duration <= interval '7 days')
 );
