@@ -35,6 +35,7 @@ from orchestrator.backup_errors import VerificationFailed
 from orchestrator.backup_tools import APPLICATION_NAME
 from orchestrator.output import console, emit, human_bytes, settings, table
 from orchestrator.schedule_host import job_option
+from orchestrator.schedule_windows import host_gate, override_option
 
 DIR_ENV = "PGMAINT_BACKUP_DIR"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
@@ -174,9 +175,11 @@ def backup_group() -> None:
     help="Free space to leave on top of the estimated backup size.",
 )
 @job_option
+@override_option
 @click.pass_context
 def create_cmd(
     ctx: click.Context,
+    override_window: str | None,
     fmt: str,
     jobs: int,
     compress: str | None,
@@ -188,6 +191,7 @@ def create_cmd(
 ) -> None:
     """Dump the database into a new backup, inside an exported snapshot, manifest last."""
     s = settings(ctx)
+    host_gate(ctx, "backup_create", override_window)
     if jobs > 1 and fmt != "directory":
         raise click.UsageError("--jobs needs --format directory")
     from orchestrator.backup_tools import compression_args
@@ -292,9 +296,11 @@ def _render_verify(out: Console, v: verify_mod.VerifyResult) -> None:
 )
 @dir_option
 @job_option
+@override_option
 @click.pass_context
 def verify_cmd(
     ctx: click.Context,
+    override_window: str | None,
     backup_id: int | None,
     latest: bool,
     level: str,
@@ -305,6 +311,7 @@ def verify_cmd(
     if backup_id is not None and latest:
         raise click.UsageError("give a backup ID or --latest, not both")
     s = settings(ctx)
+    host_gate(ctx, "backup_verify", override_window)
     with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
         catalog.require_kit(conn)
         # journaled from the start: a host job that finds no backup to verify fails in the journal
@@ -436,9 +443,11 @@ def _age(days: float) -> str:
 @click.option("--execute", is_flag=True, help="Really delete (default: show the plan only).")
 @dir_option
 @job_option
+@override_option
 @click.pass_context
 def prune_cmd(
     ctx: click.Context,
+    override_window: str | None,
     keep_last: int | None,
     keep_days: float | None,
     execute: bool,
@@ -448,6 +457,8 @@ def prune_cmd(
     if keep_last is None and keep_days is None:
         raise click.UsageError("say what to keep: --keep-last N and/or --keep-days D")
     s = settings(ctx)
+    if execute:  # a dry run removes nothing and is never held back
+        host_gate(ctx, "backup_prune", override_window)
     with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
         catalog.require_kit(conn)
         run_id = catalog.start_run(

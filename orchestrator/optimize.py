@@ -40,6 +40,7 @@ from orchestrator import db
 from orchestrator.errors import ConnectionFailed, PgmaintError
 from orchestrator.output import emit, settings, table
 from orchestrator.schedule_host import job_option
+from orchestrator.schedule_windows import host_gate, override_option
 
 ACTIONS = ("vacuum", "analyze", "reindex")
 TASK = "optimize"
@@ -688,7 +689,7 @@ def optimize(conn: psycopg.Connection, *, only: Sequence[str], execute: bool, ti
 
 
 def _optimize(ctx: click.Context, execute: bool, time_limit: str, only: tuple[str, ...],
-              lock_timeout: str) -> None:
+              lock_timeout: str, override_window: str | None) -> None:
     """Vacuum, analyze and rebuild indexes as the database plans it (dry run unless --execute).
 
     Each statement runs on its own, online, with --lock-timeout (a table that cannot be
@@ -699,6 +700,8 @@ def _optimize(ctx: click.Context, execute: bool, time_limit: str, only: tuple[st
     lock = parse_duration(lock_timeout, "--lock-timeout", LOCK_TIMEOUT_MAX)
     actions = parse_only(only)
     s = settings(ctx)
+    if execute:  # a plan changes nothing and is never held back; a run ends with its window
+        limit = host_gate(ctx, "optimize", override_window, limit) or limit
     out_console = Console(stderr=True)
     with db.connection(s.dsn) as conn:
         watcher = None
@@ -727,7 +730,7 @@ optimize_cmd = click.command("optimize")(
                          help="Only these actions (repeatable or comma-separated).")(
                 click.option("--lock-timeout", default="5s", show_default=True,
                              help="Skip a statement that cannot get its lock within this long.")(
-                    job_option(click.pass_context(_optimize))))))
+                    job_option(override_option(click.pass_context(_optimize)))))))
 )
 
 

@@ -8,11 +8,14 @@ those and renders what they return, local time and UTC side by side.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import click
 import psycopg
+from psycopg import conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from rich.console import Console
@@ -21,6 +24,8 @@ from orchestrator import db
 from orchestrator.cleanup import interval_text
 from orchestrator.errors import PgmaintError
 from orchestrator.output import emit, format_value, settings, table
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def window_gate(conn: psycopg.Connection, task: str, time_limit: str | None, override: str | None,
@@ -38,6 +43,52 @@ def window_gate(conn: psycopg.Connection, task: str, time_limit: str | None, ove
     assert row is not None
     gate: dict[str, Any] = row[0]
     return gate
+
+
+def override_option(f: F) -> F:
+    """``--override-window REASON`` for the host tasks a window may bind."""
+    return click.option(
+        "--override-window", "override_window", default=None, metavar="REASON",
+        help="Run even outside the task's maintenance window (an emergency): the reason is "
+             "journaled with who ran it.")(f)
+
+
+def with_setting(dsn: str, name: str, value: str) -> str:
+    """``dsn`` with ``-c name=value`` added to its options (or to $PGOPTIONS'); spaces and
+    backslashes escaped as libpq's options want them."""
+    params: dict[str, Any] = conninfo.conninfo_to_dict(dsn) if dsn else {}
+    base = str(params.get("options") or os.environ.get("PGOPTIONS", "")).strip()
+    escaped = value.replace("\\", "\\\\").replace(" ", "\\ ")
+    params["options"] = f"{base} -c {name}={escaped}".strip()
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def host_gate(ctx: click.Context, task: str, override: str | None,
+              time_limit: timedelta | None = None) -> timedelta | None:
+    """The window gate for a host task (backup_create, backup_verify, backup_prune, optimize)
+    before it starts: outside its window the skipped run is journaled and the command ends
+    here with one line and exit code 0 (a timer that fires outside the window did its job);
+    inside, the time limit it may use (clipped to the window's end; None when the task has
+    none and the window does not bound it)."""
+    s = settings(ctx)
+    with db.connection(s.dsn, application_name="pgmaint") as conn:
+        gate = window_gate(conn, task, f"{time_limit.total_seconds()} seconds" if time_limit else None,
+                           override, {"override_window": override} if override else {})
+        seconds = conn.execute("SELECT extract(epoch FROM %s::interval)::float8",
+                               (gate.get("time_limit"),)).fetchone()
+    if not gate.get("run"):
+        click.echo(f"{task}: outside maintenance window {gate.get('window')}: not run (journaled as skipped "
+                   f"run {gate.get('run_id')}; next opening {gate.get('next_open')}); "
+                   "--override-window REASON runs it anyway", err=True)
+        ctx.exit(0)
+    if gate.get("override"):
+        click.echo(f"{task}: maintenance window {gate.get('window')} overridden: {override}", err=True)
+        # the task's own run journals the override and who used it (maint.run_start)
+        s.dsn = with_setting(s.dsn, "pgmaint.window_override", str(override))
+        ctx.with_resource(db.kit_guard(s.dsn))
+    if time_limit is None or not seconds or seconds[0] is None:
+        return time_limit
+    return timedelta(seconds=seconds[0])
 
 
 def _opens(value: datetime) -> str:

@@ -305,3 +305,27 @@ def test_a_bound_task_waits_for_its_window_then_runs_clipped_to_its_end(pg_serve
     assert ran[0] == "succeeded" and ran[2] == "true"
     assert ran[1].total_seconds() <= 180
     assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
+
+
+def test_host_tasks_wait_for_their_window_unless_overridden(pg_server, db, tmp_path):
+    dsn = pg_server.dsn(db.info.dbname)
+    db.execute("SELECT maint.add_window('weekend', 'daily', to_char(now() AT TIME ZONE 'UTC' + interval '3 hours',"
+               " 'HH24:MI'), '1 hour', ARRAY['optimize', 'backup_create'])")
+    runner = CliRunner()
+    skipped = runner.invoke(cli, ["--dsn", dsn, "run", "optimize", "--execute", "--job", "nightly-optimize"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "outside maintenance window weekend: not run" in skipped.output
+    assert db.execute("SELECT task, status, source, job FROM maint.runs").fetchall() == [
+        ("optimize", "skipped", "host", "nightly-optimize")]
+    backup = runner.invoke(cli, ["--dsn", dsn, "backup", "create", "--dir", str(tmp_path)])
+    assert backup.exit_code == 0 and "outside maintenance window weekend" in backup.output
+    assert not list(tmp_path.iterdir())  # no backup was written
+    # a plan (no --execute) is never held back; an emergency run says why and who
+    assert runner.invoke(cli, ["--dsn", dsn, "run", "optimize"]).exit_code in (0, 3)
+    forced = runner.invoke(cli, ["--dsn", dsn, "run", "optimize", "--execute", "--override-window",
+                                 "INC-1 disk full"])
+    assert forced.exit_code in (0, 3), forced.output
+    assert "maintenance window weekend overridden: INC-1 disk full" in forced.output
+    override = db.execute("SELECT parameters->'window_override' FROM maint.runs"
+                          " WHERE task = 'optimize' AND status <> 'skipped' AND NOT dry_run").fetchone()[0]
+    assert (override["reason"], override["by"]) == ("INC-1 disk full", "postgres")

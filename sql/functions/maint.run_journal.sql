@@ -150,6 +150,13 @@ BEGIN
            error = 'abandoned: a new run of the task started in the same session before this one was closed'
      WHERE task = p_task AND status = 'running' AND backend_pid = pg_catalog.pg_backend_pid();
 
+    -- an emergency run outside the task's maintenance window (pgmaint's --override-window on
+    -- host tasks sets pgmaint.window_override): the run keeps the reason and who used it
+    IF nullif(pg_catalog.current_setting('pgmaint.window_override', true), '') IS NOT NULL THEN
+        p_parameters := coalesce(p_parameters, '{}'::jsonb) || pg_catalog.jsonb_build_object('window_override',
+            pg_catalog.jsonb_build_object('reason', pg_catalog.current_setting('pgmaint.window_override', true),
+                                          'by', SESSION_USER::text, 'at', pg_catalog.clock_timestamp()));
+    END IF;
     INSERT INTO maint.runs (task, parameters, dry_run, source, application, backend_start, job)
     VALUES (p_task, coalesce(p_parameters, '{}'::jsonb), p_dry_run, v_source,
             pg_catalog.current_setting('application_name'), maint._backend_start(), v_job)
