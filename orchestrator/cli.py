@@ -384,14 +384,17 @@ def schedule_group() -> None:
     """The maintenance plan in pg_cron (default jobs, rule cadences, custom jobs), in local time."""
 
 
-def _print_plan(out: Console, planned: schedule.InstallPlan, cron_db: str, kit_db: str, dry_run: bool) -> None:
+def _print_plan(out: Console, planned: schedule.InstallPlan, cron_db: str, kit_db: str,
+                dry_run: bool) -> None:
     verb = "would" if dry_run else "did"
     out.print(f"pg_cron database: {cron_db}; jobs for database {kit_db!r}")
     out.print(table(None, ["job", "action", "runs as"],
                     ((a.job, a.action, a.username) for a in planned.actions)))
     for grant in planned.grants:
-        why = ("the jobs need it (pg_cron grants nobody USAGE on its schema)" if grant == schedule.GRANT_CRON_USAGE
-               else "the local-time job needs it to move maint_runner's own jobs (pg_cron revokes it from PUBLIC)")
+        why = ("the jobs need it (pg_cron grants nobody USAGE on its schema)"
+               if grant == schedule.GRANT_CRON_USAGE
+               else "the local-time job needs it to move maint_runner's own jobs (pg_cron revokes it "
+                    "from PUBLIC)")
         out.print(f"{'would run' if dry_run else 'ran'} {grant}: {why}")
     changed = planned.changes
     out.print(f"{changed} change(s) {verb} apply" if changed else "schedule already up to date")
@@ -411,7 +414,8 @@ def _plan_data(planned: schedule.InstallPlan, cron_db: str, kit_db: str, dry_run
               help="Time zone of the plan's times, e.g. Europe/Berlin (pg_cron: as installed last, at first "
                    "UTC; --host: UTC for systemd, the host's zone for crontab).")
 @click.option("--keep-cron-details", default=None,
-              help="Age after which pg_cron's run details are trimmed (default: as installed last, at first 30 days).")
+              help="Age after which pg_cron's run details are trimmed (default: as installed last, at "
+                   "first 30 days).")
 @host_options
 @click.pass_context
 def schedule_install(ctx: click.Context, dry_run: bool, include: str | None, time_zone: str | None,
@@ -451,9 +455,12 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 
 @schedule_group.command("add")
 @click.argument("name")
-@click.option("--cron", "cron_expr", required=True, help="Cron expression, e.g. '*/15 * * * *' or '30 2 * * 1-5'.")
-@click.option("--task", required=True, help="A kit task (maint.schedulable_tasks()) or sql:<name> (a SQL task).")
-@click.option("--param", "param", multiple=True, metavar="KEY=VALUE", help="A parameter of the task (repeatable).")
+@click.option("--cron", "cron_expr", required=True,
+              help="Cron expression, e.g. '*/15 * * * *' or '30 2 * * 1-5'.")
+@click.option("--task", required=True,
+              help="A kit task (maint.schedulable_tasks()) or sql:<name> (a SQL task).")
+@click.option("--param", "param", multiple=True, metavar="KEY=VALUE",
+              help="A parameter of the task (repeatable).")
 @click.option("--time-zone", "--tz", "time_zone", default="UTC", show_default=True,
               help="Time zone the cron expression is read in, e.g. Europe/Berlin.")
 @click.option("--description", default=None, help="What the job is for.")
@@ -477,9 +484,11 @@ def schedule_add(ctx: click.Context, name: str, cron_expr: str, task: str, param
 @click.option("--cron", "cron_expr", default=None, help="The rule's own cadence, e.g. '*/15 * * * *'.")
 @click.option("--time-zone", "--tz", "time_zone", default="UTC", show_default=True,
               help="Time zone the cron expression is read in.")
-@click.option("--clear", is_flag=True, help="Take the rule's cadence away: it runs with its kind's default job.")
+@click.option("--clear", is_flag=True,
+              help="Take the rule's cadence away: it runs with its kind's default job.")
 @click.pass_context
-def schedule_rule(ctx: click.Context, rule_id: int, cron_expr: str | None, time_zone: str, clear: bool) -> None:
+def schedule_rule(ctx: click.Context, rule_id: int, cron_expr: str | None, time_zone: str,
+                  clear: bool) -> None:
     """Give cleanup rule RULE_ID its own cadence (job rule-<id>), or --clear it."""
     if (cron_expr is None) != clear:
         raise click.UsageError("give --cron EXPR or --clear (not both)")
@@ -494,7 +503,8 @@ def schedule_rule(ctx: click.Context, rule_id: int, cron_expr: str | None, time_
 @schedule_group.command("list")
 @click.pass_context
 def schedule_list(ctx: click.Context) -> None:
-    """This database's kit jobs: schedule in its own time zone and in pg_cron's (UTC), state, next and last run."""
+    """This database's kit jobs and host jobs: schedule on its own clock and pg_cron's (UTC),
+    state, next and last run."""
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         jobs = schedule.list_jobs(conn, s.dsn)  # refuses a role that cannot see the kit's jobs
@@ -526,7 +536,9 @@ def schedule_list(ctx: click.Context) -> None:
 @click.option("--all", "remove_all", is_flag=True, help="Remove every kit job of this database.")
 @click.pass_context
 def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> None:
-    """Remove one kit job (NAME; a custom job leaves the kit too) or all of them (--all); other cron jobs are never touched."""
+    """Remove one kit job (NAME; a custom job leaves the kit too) or all of them (--all).
+
+    Other cron jobs are never touched."""
     if bool(name) == remove_all:
         raise click.UsageError("give a job NAME or --all (not both)")
     s = settings(ctx)

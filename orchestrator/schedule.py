@@ -142,7 +142,8 @@ def _existing_jobs(cron_conn: psycopg.Connection, kit_db: str) -> list[dict[str,
             "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job"
             " WHERE jobname LIKE %s AND (database = %s OR right(jobname, %s) = %s OR jobname = %s)"
             " ORDER BY jobname",
-            (JOB_PREFIX + "%", kit_db, len(kit_db) + 1, "@" + kit_db, cron.trim_job_name(cron_conn.info.dbname)),
+            (JOB_PREFIX + "%", kit_db, len(kit_db) + 1, "@" + kit_db,
+             cron.trim_job_name(cron_conn.info.dbname)),
         )
         return list(cur.fetchall())
 
@@ -182,12 +183,14 @@ def plan_install(conn: psycopg.Connection, cron_conn: psycopg.Connection,
         # maint.purge_history cannot reach cron.job_run_details in another database: a job
         # running in the cron database trims it for every kit database on the server. It
         # stays while any database's purge job needs it (never removed by a subset install)
-        settings_row = conn.execute("SELECT include, keep_cron_details::text FROM maint.schedule_settings").fetchone()
+        settings_row = conn.execute(
+            "SELECT include, keep_cron_details::text FROM maint.schedule_settings").fetchone()
         assert settings_row is not None
         include, keep = settings_row
         if "purge" in include:
             command = conn.execute(
-                "SELECT format('DELETE FROM cron.job_run_details WHERE end_time < now() - %%L::interval', %s::text)",
+                "SELECT format('DELETE FROM cron.job_run_details"
+                " WHERE end_time < now() - %%L::interval', %s::text)",
                 (keep,)).fetchone()[0]  # type: ignore[index]
             desired.append({"job": trim, "cron_schedule": "30 3 1 * *", "command": command,
                             "database": cron_db, "username": RUNNER})
@@ -216,7 +219,8 @@ def plan_install(conn: psycopg.Connection, cron_conn: psycopg.Connection,
         # switch its jobs' schedules at daylight-saving changes
         grants.append(GRANT_CRON_USAGE)
     if f"{JOB_PREFIX}local-time@{kit_db}" in wanted and not cron_conn.execute(
-        "SELECT pg_catalog.has_function_privilege(%s, 'cron.alter_job(bigint, text, text, text, text, boolean)',"
+        "SELECT pg_catalog.has_function_privilege(%s,"
+        " 'cron.alter_job(bigint, text, text, text, text, boolean)',"
         " 'EXECUTE')", (RUNNER,)
     ).fetchone()[0]:  # type: ignore[index]
         grants.append(GRANT_CRON_ALTER)
@@ -270,7 +274,8 @@ def install(conn: psycopg.Connection, dsn: str, include: list[str] | None = None
     def change() -> InstallPlan:
         if include is not None or keep_cron_details is not None or time_zone is not None:
             conn.execute(
-                "SELECT maint._save_schedule_settings(coalesce(%s::text[], s.include), coalesce(%s::text, s.time_zone),"
+                "SELECT maint._save_schedule_settings(coalesce(%s::text[], s.include),"
+                " coalesce(%s::text, s.time_zone),"
                 " s.retention_time_limit, s.cleanup_time_limit, s.keep_history,"
                 " coalesce(%s::interval, s.keep_cron_details)) FROM maint.schedule_settings s",
                 (include, time_zone, keep_cron_details))
@@ -349,7 +354,8 @@ _ALTER = re.compile(
 )
 _UNSCHEDULE = re.compile(r"SELECT cron\.unschedule\((?P<jobid>[0-9]+)\)")
 GRANT_CRON_USAGE = f"GRANT USAGE ON SCHEMA cron TO {RUNNER}"
-GRANT_CRON_ALTER = f"GRANT EXECUTE ON FUNCTION cron.alter_job(bigint, text, text, text, text, boolean) TO {RUNNER}"
+GRANT_CRON_ALTER = (f"GRANT EXECUTE ON FUNCTION cron.alter_job(bigint, text, text, text, text, boolean)"
+                    f" TO {RUNNER}")
 
 
 def _checked(action: Action) -> str:
@@ -468,12 +474,14 @@ def list_jobs(conn: psycopg.Connection, dsn: str) -> list[dict[str, Any]]:
                               else "inactive" if have else "not installed")
         jobs.append(job)
     with conn.cursor(row_factory=dict_row) as cur:  # host jobs (systemd timers, crontab) beside them
-        cur.execute("SELECT name, task, schedule, time_zone, host, unit, command, last_status, last_started, next_run,"
-                    "       next_run AT TIME ZONE time_zone AS next_run_local, overdue, now() AS now"
+        cur.execute("SELECT name, task, schedule, time_zone, host, unit, command, last_status, last_started,"
+                    "       next_run, next_run AT TIME ZONE time_zone AS next_run_local, overdue,"
+                    "       now() AS now"
                     "  FROM maint.host_jobs ORDER BY name")
         for h in cur.fetchall():
             jobs.append({
-                "jobname": h["name"], "origin": "host", "schedule": h["schedule"], "time_zone": h["time_zone"],
+                "jobname": h["name"], "origin": "host", "schedule": h["schedule"],
+                "time_zone": h["time_zone"],
                 "cron_schedule": None, "username": None, "command": h["command"], "task": h["task"],
                 "description": h["unit"],
                 "active": True, "last_status": h["last_status"], "last_start": h["last_started"],

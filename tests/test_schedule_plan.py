@@ -79,7 +79,8 @@ def test_rarely_firing_expressions_are_accepted(db, expr):
 def rule_on(db, table: str) -> int:
     db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, expires_at timestamptz NOT NULL)")
     db.execute(f"INSERT INTO {table} SELECT g, now() - interval '1 day' FROM generate_series(1, 20) g")
-    return db.execute("SELECT maint.add_retention_policy(%s, 'expires_at', '0')", (f"public.{table}",)).fetchone()[0]
+    return db.execute("SELECT maint.add_retention_policy(%s, 'expires_at', '0')",
+                      (f"public.{table}",)).fetchone()[0]
 
 
 def test_a_rule_with_its_own_cadence_gets_its_own_job_and_leaves_the_kind_job(db):
@@ -93,7 +94,8 @@ def test_a_rule_with_its_own_cadence_gets_its_own_job_and_leaves_the_kind_job(db
     assert f"rule-{logs}" not in plan
 
     db.execute("CALL maint.apply_retention(dry_run => false, scheduled_rules => false)")
-    run = db.execute("SELECT task, parameters->'rule_ids' FROM maint.runs ORDER BY id DESC LIMIT 1").fetchone()
+    run = db.execute("SELECT task, parameters->'rule_ids' FROM maint.runs"
+                     " ORDER BY id DESC LIMIT 1").fetchone()
     assert run == ("retention", [logs])
     assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 20
     db.execute("CALL maint.run_rule(%s, dry_run => false)", (tokens,))
@@ -108,7 +110,8 @@ def test_a_rule_with_its_own_cadence_gets_its_own_job_and_leaves_the_kind_job(db
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="never fires"):
         db.execute("SELECT maint.set_rule_schedule(%s, '0 0 31 2 *')", (tokens,))
     db.execute("SELECT maint.set_rule_schedule(%s, NULL)", (tokens,))
-    assert db.execute("SELECT count(*) FROM maint.schedule_plan('postgres') WHERE origin = 'rule'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM maint.schedule_plan('postgres')"
+                      " WHERE origin = 'rule'").fetchone()[0] == 0
 
 
 def test_custom_job_errors_name_the_problem_and_store_nothing(db):
@@ -154,7 +157,8 @@ def test_custom_jobs_from_the_cli_when_pg_cron_is_in_postgres(pg_server, db, adm
     assert jobs[name][0] == utc_now
     # Europe/Berlin has daylight saving: the local-time job follows it, from pg_cron's database
     assert jobs[f"maint:local-time@{kit_db}"][2:] == ("postgres", "maint_runner")
-    assert db.execute("SELECT name, time_zone FROM maint.jobs").fetchall() == [("journal-trim", "Europe/Berlin")]
+    assert db.execute("SELECT name, time_zone FROM maint.jobs").fetchall() == [
+        ("journal-trim", "Europe/Berlin")]
 
     listed = {j["jobname"]: j for j in json.loads(
         runner.invoke(cli, ["--dsn", dsn, "--json", "schedule", "list"]).output)}
@@ -257,7 +261,8 @@ def wait_for_run(db, task: str, timeout: float = 75) -> tuple:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = db.execute("SELECT status, source, parameters->'rule_ids' FROM maint.runs"
-                         " WHERE task = %s AND status <> 'running' ORDER BY id DESC LIMIT 1", (task,)).fetchone()
+                         " WHERE task = %s AND status <> 'running' ORDER BY id DESC LIMIT 1",
+                         (task,)).fetchone()
         if row:
             return row
         time.sleep(1)
@@ -286,7 +291,8 @@ def test_a_bound_task_waits_for_its_window_then_runs_clipped_to_its_end(pg_serve
     assert result.exit_code == 0, result.output
     task = f"retention:{tokens}"
     assert wait_for_run(db, task)[:2] == ("skipped", "cron")
-    skipped = db.execute("SELECT error, parameters->>'next_open' FROM maint.runs WHERE task = %s", (task,)).fetchone()
+    skipped = db.execute("SELECT error, parameters->>'next_open' FROM maint.runs WHERE task = %s",
+                         (task,)).fetchone()
     assert "outside maintenance window w" in skipped[0] and skipped[1]
     assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 20  # nothing ran
     # the window now opens at the next minute, for three minutes: the next tick runs, and
@@ -295,8 +301,10 @@ def test_a_bound_task_waits_for_its_window_then_runs_clipped_to_its_end(pg_serve
                " + interval '1 minute', 'HH24:MI'), '3 minutes', ARRAY['retention'])")
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        ran = db.execute("SELECT status, (parameters->>'time_limit')::interval, parameters->'window'->>'clipped'"
-                         " FROM maint.runs WHERE task = %s AND status NOT IN ('skipped', 'running')", (task,)).fetchone()
+        ran = db.execute("SELECT status, (parameters->>'time_limit')::interval,"
+                         "       parameters->'window'->>'clipped'"
+                         "  FROM maint.runs WHERE task = %s AND status NOT IN ('skipped', 'running')",
+                         (task,)).fetchone()
         if ran:
             break
         time.sleep(1)
@@ -309,7 +317,8 @@ def test_a_bound_task_waits_for_its_window_then_runs_clipped_to_its_end(pg_serve
 
 def test_host_tasks_wait_for_their_window_unless_overridden(pg_server, db, tmp_path):
     dsn = pg_server.dsn(db.info.dbname)
-    db.execute("SELECT maint.add_window('weekend', 'daily', to_char(now() AT TIME ZONE 'UTC' + interval '3 hours',"
+    db.execute("SELECT maint.add_window('weekend', 'daily',"
+               " to_char(now() AT TIME ZONE 'UTC' + interval '3 hours',"
                " 'HH24:MI'), '1 hour', ARRAY['optimize', 'backup_create'])")
     runner = CliRunner()
     skipped = runner.invoke(cli, ["--dsn", dsn, "run", "optimize", "--execute", "--job", "nightly-optimize"])

@@ -53,6 +53,9 @@ COMPAT_SET = [
     "tests/test_optimize_run.py",
     "tests/test_backup_roundtrip.py",
     "tests/test_schedule.py",
+    "tests/test_schedule_plan.py",
+    "tests/test_schedule_windows.py",
+    "tests/test_health_host_jobs.py",
 ]
 
 
