@@ -517,6 +517,13 @@ def remove(conn: psycopg.Connection, dsn: str, name: str | None) -> list[str]:
                                                (full,))
                 ]
             if not jobs and not registered:
+                host = conn.execute("SELECT host, unit FROM maint.jobs WHERE name = %s AND runs_on = 'host'",
+                                    (short,)).fetchone()
+                if host:
+                    raise PgmaintError(
+                        f"{short} is a host job (on {host[0]}: {host[1]}): leave it out with "
+                        f"'pgmaint schedule install --host --host-include ...' on that host, which removes "
+                        "its files and unregisters it")
                 raise PgmaintError(f"no kit job {full!r} for database {kit_db!r}")
         for jobid, _ in jobs:  # in one transaction: all of them or none
             cron_conn.execute("SELECT cron.unschedule(%s::pg_catalog.int8)", (jobid,))

@@ -195,6 +195,24 @@ def test_the_local_time_job_moves_schedules_as_maint_runner(pg_server, db, admin
     assert kit_jobs(admin)[name][0] == right
 
 
+def test_a_failing_local_time_job_is_a_cron_jobs_finding(pg_server, db, admin, cleanup_cron):
+    dsn, kit_db = pg_server.dsn(db.info.dbname), db.info.dbname
+    assert CliRunner().invoke(cli, ["--dsn", dsn, "schedule", "install", "--include", "retention",
+                                    "--time-zone", "Europe/Berlin"]).exit_code == 0
+    name = f"maint:local-time@{kit_db}"
+    jobid = admin.execute("SELECT jobid FROM cron.job WHERE jobname = %s", (name,)).fetchone()[0]
+    admin.execute(  # what pg_cron writes when the switches ran out
+        "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command, status,"
+        " return_message, start_time, end_time) VALUES (%s, 1, 'postgres', 'maint_runner', 'x', 'failed',"
+        " 'ERROR: invalid input syntax for type integer: \"the local-time schedules of database x end\"',"
+        " now() - interval '1 hour', now() - interval '1 hour')", (jobid,))
+    checked = CliRunner().invoke(cli, ["--dsn", dsn, "--json", "check", "--only", "cron_jobs"])
+    rows = json.loads(checked.output)
+    rows = rows["rows"]
+    finding = next(r for r in rows if r["object_name"] == name)
+    assert finding["status"] == "critical" and "local-time schedules" in finding["detail"]
+
+
 def test_the_shared_trim_job_survives_a_subset_install_and_an_uninstall_elsewhere(
         pg_server, db, admin, make_database, cleanup_cron):
     other = make_database()
@@ -338,3 +356,18 @@ def test_host_tasks_wait_for_their_window_unless_overridden(pg_server, db, tmp_p
     override = db.execute("SELECT parameters->'window_override' FROM maint.runs"
                           " WHERE task = 'optimize' AND status <> 'skipped' AND NOT dry_run").fetchone()[0]
     assert (override["reason"], override["by"]) == ("INC-1 disk full", "postgres")
+
+
+def test_a_sql_task_job_never_runs_as_a_superuser_or_a_role_the_kit_owner_cannot_be(db, admin, make_role):
+    from orchestrator import schedule
+
+    author, owner, superuser = make_role("maint_admin"), make_role(), make_role(attributes="SUPERUSER")
+    action = schedule.Action("maint:t@db", "create", "SELECT 1", None, superuser)
+    with pytest.raises(schedule.PgmaintError, match="never runs as a superuser"):
+        schedule._check_run_as(admin, action, owner)
+    # a kit owned by a role that cannot act as the author: it could rewrite the task's statement
+    action = schedule.Action("maint:t@db", "create", "SELECT 1", None, author)
+    with pytest.raises(schedule.PgmaintError, match=f"the kit's owner {owner} .* may not act as that role"):
+        schedule._check_run_as(admin, action, owner)
+    admin.execute(f"GRANT {author} TO {owner}")
+    schedule._check_run_as(admin, action, owner)  # the owner could act as the author anyway: allowed

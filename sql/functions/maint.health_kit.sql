@@ -34,7 +34,8 @@ SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
         WHERE d.jobid = j.jobid AND d.status IN ('starting', 'running')
         ORDER BY d.start_time LIMIT 1) AS x ON true
  WHERE j.jobname LIKE 'maint:%'
-   AND ($2::text IS NULL OR j.database = $2::text OR j.jobname = 'maint:cron-details-trim@' || $3::text)
+   AND ($2::text IS NULL OR j.database = $2::text OR j.jobname = 'maint:cron-details-trim@' || $3::text
+        OR pg_catalog.right(j.jobname, pg_catalog.length($2::text) + 1) = '@' || $2::text)
 $q$
 $$;
 
