@@ -53,8 +53,9 @@ def test_the_mapping_switches_at_each_change_and_runs_a_job_in_the_changed_hour_
     ("expr", "zone", "message"),
     [
         ("30 0 1 * *", "Europe/Berlin", "a day of the month or a month cannot move with it"),
-        ("0 2 * * *", "CEST", "abbreviation with a fixed offset"),
-        ("0 2 * * *", "Mars/Olympus", "unknown time zone"),
+        ("0 2 * * *", "CEST", "it is an abbreviation"),
+        ("0 2 * * *", "UTC+3", "POSIX time zone string"),
+        ("0 2 * * *", "Mars/Olympus", "knows no zone of that name"),
     ],
 )
 def test_local_times_that_cannot_be_kept_are_refused(db, expr, zone, message):

@@ -9,9 +9,10 @@
 -- once, not twice.
 
 -- maint._check_zone(p_zone text) -> text
---   The zone's canonical name when PostgreSQL knows it by name (pg_timezone_names);
---   raises naming the problem otherwise. Abbreviations (CEST) and POSIX strings are
---   refused: they have a fixed offset and would not follow daylight saving.
+--   The zone's canonical name when PostgreSQL knows it by name (pg_timezone_names), for
+--   schedules, windows and host jobs alike; raises naming the problem otherwise.
+--   Abbreviations (CEST, and CET or EST, which PostgreSQL reads as abbreviations too) and
+--   POSIX strings (UTC+3) are refused: they are fixed offsets that ignore daylight saving.
 CREATE OR REPLACE FUNCTION maint._check_zone(p_zone text)
     RETURNS text
     LANGUAGE plpgsql
@@ -19,27 +20,43 @@ CREATE OR REPLACE FUNCTION maint._check_zone(p_zone text)
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_text text := pg_catalog.btrim(coalesce(p_zone, ''));
+    v_abbrev record;
     v_name text;
+    v_examples text;
 BEGIN
-    IF p_zone IS NULL OR pg_catalog.btrim(p_zone) = '' THEN
-        RAISE EXCEPTION 'time zone must be given (a name such as UTC or Europe/Berlin), got %',
-            coalesce(pg_catalog.quote_literal(p_zone), 'NULL')
+    IF pg_catalog.upper(v_text) = 'UTC' THEN
+        RETURN 'UTC';
+    END IF;
+    IF v_text = '' THEN
+        RAISE EXCEPTION 'invalid time zone: none given (use a named zone such as Europe/Berlin, or UTC)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.abbrev, a.utc_offset INTO v_abbrev
+      FROM pg_catalog.pg_timezone_abbrevs AS a WHERE pg_catalog.upper(a.abbrev) = pg_catalog.upper(v_text);
+    IF FOUND THEN
+        SELECT pg_catalog.string_agg(e.name, ', ') INTO v_examples
+          FROM (SELECT z.name FROM pg_catalog.pg_timezone_names AS z
+                 WHERE z.abbrev = v_abbrev.abbrev AND z.name ~ '^(Europe|America|Asia|Africa|Australia|Pacific|Atlantic|Indian)/'
+                 ORDER BY z.name LIKE 'Europe/%' DESC, z.name LIMIT 3) AS e;
+        RAISE EXCEPTION 'invalid time zone %: it is an abbreviation, which PostgreSQL reads as the fixed offset % (it does not follow daylight-saving changes); use a named zone%',
+            pg_catalog.quote_literal(v_text), v_abbrev.utc_offset,
+            coalesce(' such as ' || v_examples, ' such as Europe/Berlin (see pg_timezone_names)')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT z.name INTO v_name FROM pg_catalog.pg_timezone_names AS z
-     WHERE pg_catalog.lower(z.name) = pg_catalog.lower(pg_catalog.btrim(p_zone))
-     ORDER BY z.name = pg_catalog.btrim(p_zone) DESC, z.name LIMIT 1;
+     WHERE pg_catalog.lower(z.name) = pg_catalog.lower(v_text)
+     ORDER BY z.name = v_text DESC LIMIT 1;
     IF v_name IS NOT NULL THEN
         RETURN v_name;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs AS a
-                WHERE pg_catalog.lower(a.abbrev) = pg_catalog.lower(pg_catalog.btrim(p_zone))) THEN
-        RAISE EXCEPTION 'time zone % is an abbreviation with a fixed offset: give a zone name such as Europe/Berlin, so that daylight saving is followed',
-            pg_catalog.quote_literal(p_zone)
+    IF v_text ~ '[0-9<>]' THEN
+        RAISE EXCEPTION 'invalid time zone %: it is a POSIX time zone string, a fixed offset (PostgreSQL reads UTC+3 as three hours west of Greenwich) without daylight-saving rules; use a named zone such as Europe/Berlin or Etc/GMT-3 (see pg_timezone_names)',
+            pg_catalog.quote_literal(v_text)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RAISE EXCEPTION 'unknown time zone %: give a name from pg_timezone_names, such as UTC or Europe/Berlin',
-        pg_catalog.quote_literal(p_zone)
+    RAISE EXCEPTION 'invalid time zone %: PostgreSQL knows no zone of that name (see pg_timezone_names; e.g. Europe/Berlin, America/New_York, UTC)',
+        pg_catalog.quote_literal(v_text)
         USING ERRCODE = 'invalid_parameter_value';
 END
 $$;

@@ -132,11 +132,7 @@ BEGIN
             pg_catalog.quote_nullable(task) USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_schedule := maint.cron_validate(schedule);
-    IF time_zone IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names AS z
-                                         WHERE z.name = register_host_job.time_zone) THEN
-        RAISE EXCEPTION 'unknown time zone %: use a named zone such as UTC or Europe/Berlin (pg_timezone_names)',
-            pg_catalog.quote_nullable(time_zone) USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    time_zone := maint._check_zone(time_zone);
     IF command IS NULL OR pg_catalog.btrim(command) = '' OR command ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'the command of host job % must be one non-empty line', name
             USING ERRCODE = 'invalid_parameter_value';

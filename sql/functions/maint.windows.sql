@@ -132,58 +132,6 @@ BEGIN
 END
 $$;
 
--- maint._window_zone(p_zone text) -> text: the zone's name as pg_timezone_names spells it, or
---   raise. Only named zones (and UTC): an abbreviation (CEST, and CET, EST, ... which
---   PostgreSQL reads as abbreviations too) is a fixed offset, and a POSIX string (UTC+3) is a
---   fixed offset with the sign the other way round; neither follows daylight saving.
-CREATE OR REPLACE FUNCTION maint._window_zone(p_zone text)
-    RETURNS text
-    LANGUAGE plpgsql
-    STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_text text := pg_catalog.btrim(coalesce(p_zone, ''));
-    v_abbrev record;
-    v_name text;
-    v_examples text;
-BEGIN
-    IF pg_catalog.upper(v_text) = 'UTC' THEN
-        RETURN 'UTC';
-    END IF;
-    IF v_text = '' THEN
-        RAISE EXCEPTION 'invalid time zone: none given (use a named zone such as Europe/Berlin, or UTC)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT a.abbrev, a.utc_offset INTO v_abbrev
-      FROM pg_catalog.pg_timezone_abbrevs AS a WHERE pg_catalog.upper(a.abbrev) = pg_catalog.upper(v_text);
-    IF FOUND THEN
-        SELECT pg_catalog.string_agg(e.name, ', ') INTO v_examples
-          FROM (SELECT z.name FROM pg_catalog.pg_timezone_names AS z
-                 WHERE z.abbrev = v_abbrev.abbrev AND z.name ~ '^(Europe|America|Asia|Africa|Australia|Pacific|Atlantic|Indian)/'
-                 ORDER BY z.name LIKE 'Europe/%' DESC, z.name LIMIT 3) AS e;
-        RAISE EXCEPTION 'invalid time zone %: it is an abbreviation, which PostgreSQL reads as the fixed offset % (it does not follow daylight-saving changes); use a named zone%',
-            pg_catalog.quote_literal(v_text), v_abbrev.utc_offset,
-            coalesce(' such as ' || v_examples, ' such as Europe/Berlin (see pg_timezone_names)')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT z.name INTO v_name FROM pg_catalog.pg_timezone_names AS z
-     WHERE pg_catalog.lower(z.name) = pg_catalog.lower(v_text)
-     ORDER BY z.name = v_text DESC LIMIT 1;
-    IF v_name IS NOT NULL THEN
-        RETURN v_name;
-    END IF;
-    IF v_text ~ '[0-9<>]' THEN
-        RAISE EXCEPTION 'invalid time zone %: it is a POSIX time zone string, a fixed offset (PostgreSQL reads UTC+3 as three hours west of Greenwich) without daylight-saving rules; use a named zone such as Europe/Berlin or Etc/GMT-3 (see pg_timezone_names)',
-            pg_catalog.quote_literal(v_text)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RAISE EXCEPTION 'invalid time zone %: PostgreSQL knows no zone of that name (see pg_timezone_names; e.g. Europe/Berlin, America/New_York, UTC)',
-        pg_catalog.quote_literal(v_text)
-        USING ERRCODE = 'invalid_parameter_value';
-END
-$$;
-
 -- maint.window_tasks() -> the tasks a window may bind: the kit's pg_cron tasks, the host tasks
 -- the CLI runs, and 'sql:<name>' for each SQL task. A per-rule run ('retention:7') is bound
 -- by its kind's task ('retention').
@@ -273,7 +221,7 @@ BEGIN
             coalesce(p_duration::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    v_zone := maint._window_zone(p_time_zone);
+    v_zone := maint._check_zone(p_time_zone);
     v_tasks := ARRAY(SELECT pg_catalog.lower(pg_catalog.btrim(t.task)) FROM pg_catalog.unnest(p_tasks) WITH ORDINALITY AS t (task, ord)
                       GROUP BY pg_catalog.lower(pg_catalog.btrim(t.task)) ORDER BY pg_catalog.min(t.ord));
     IF pg_catalog.cardinality(v_tasks) = 0 THEN
@@ -669,7 +617,6 @@ COMMENT ON FUNCTION maint._window_day(text) IS 'Internal: one ISO day from a nam
 COMMENT ON FUNCTION maint._window_days(text) IS 'Internal: the ISO days a window''s days text stands for';
 COMMENT ON FUNCTION maint._window_days_text(smallint[]) IS 'Internal: ISO days as text (daily, Mon-Fri, Sat,Sun)';
 COMMENT ON FUNCTION maint._window_start(text) IS 'Internal: a window''s HH:MM start time';
-COMMENT ON FUNCTION maint._window_zone(text) IS 'Internal: a window''s named time zone, abbreviations and POSIX strings refused';
 COMMENT ON FUNCTION maint.window_tasks() IS 'The tasks a maintenance window may bind';
 COMMENT ON FUNCTION maint._window_admin(name) IS 'Internal: check that a role of this session may change maintenance windows';
 COMMENT ON FUNCTION maint._add_window(name, text, text, text, interval, text[], text, text) IS
@@ -697,7 +644,6 @@ GRANT EXECUTE ON FUNCTION
     maint._window_days(text),
     maint._window_days_text(smallint[]),
     maint._window_start(text),
-    maint._window_zone(text),
     maint.window_tasks(),
     maint._window_instant(timestamp, text),
     maint._window_occurrences(smallint[], time, interval, text, timestamptz, integer),
