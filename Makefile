@@ -87,12 +87,14 @@ bench: setup
 	$(BIN)/python bench/bench_optimize.py
 	$(BIN)/python bench/bench_cleanup.py
 	$(BIN)/python bench/bench_backup.py
+	$(BIN)/python bench/bench_events.py
 
 bench-quick: setup
 	$(BIN)/python bench/bench_health.py --scale 500
 	$(BIN)/python bench/bench_optimize.py --tables 500
 	$(BIN)/python bench/bench_cleanup.py --rows 100000
 	$(BIN)/python bench/bench_backup.py --scale 5
+	$(BIN)/python bench/bench_events.py --runs 300
 
 clean:
 	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy

@@ -8,7 +8,8 @@ CREATE OR REPLACE FUNCTION maint._purge_target(p_task text)
 AS $$
     SELECT t.rel, t.col
       FROM (VALUES ('purge_runs', 'maint.runs'::pg_catalog.regclass, 'finished_at'::name),
-                   ('purge_health_history', 'maint.health_history'::pg_catalog.regclass, 'recorded_at'::name))
+                   ('purge_health_history', 'maint.health_history'::pg_catalog.regclass, 'recorded_at'::name),
+                   ('purge_events', 'maint.events'::pg_catalog.regclass, 'at'::name))
            AS t(task, rel, col)
      WHERE t.task = p_task
 $$;

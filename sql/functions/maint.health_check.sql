@@ -209,8 +209,9 @@ $$;
 
 -- maint._health_record(p_rows maint.health_result[], p_keep interval) -> integer
 --   Appends check results to maint.health_history (after deleting history older than
---   p_keep, when given) and returns how many. Only rows of known checks with a valid
---   status are accepted.
+--   p_keep, when given), writes an event for each status change since a check's previous
+--   sample (maint._health_events) and returns how many rows. Only rows of known checks
+--   with a valid status are accepted.
 CREATE OR REPLACE FUNCTION maint._health_record(p_rows maint.health_result[], p_keep interval DEFAULT NULL)
     RETURNS integer
     LANGUAGE plpgsql
@@ -242,6 +243,8 @@ BEGIN
            r.warn, r.crit, r.detail, r.remediation, r.fix_sql, coalesce(r.metadata, '{}'::jsonb)
       FROM pg_catalog.unnest(p_rows) AS r;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    -- status changes since each check's previous sample become events (maint.events.sql)
+    PERFORM maint._health_events(pg_catalog.now());
     RETURN v_n;
 END
 $$;

@@ -1,7 +1,7 @@
 -- CALL maint.purge_history(keep, keep_cron_details, dry_run)
 --   The monthly trim: the archive of removed rows past each rule's archive_keep
 --   (maint.purge_archive), health history
---   samples (task purge_health_history), the run journal (maint.purge_runs), and pg_cron's
+--   samples (task purge_health_history), events (task purge_events), the run journal (maint.purge_runs), and pg_cron's
 --   cron.job_run_details when pg_cron lives in this database (elsewhere
 --   `pgmaint schedule install` trims it there with a job of its own). The batched parts are
 --   journaled as their own tasks and run last: a procedure that commits cannot be wrapped
@@ -50,6 +50,9 @@ BEGIN
     CALL maint.purge_archive(dry_run => dry_run);
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     CALL maint._purge_batched('purge_health_history', 'keep', keep,
+                              dry_run, 10000, interval '15 minutes', interval '2 seconds');
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    CALL maint._purge_batched('purge_events', 'keep', keep,
                               dry_run, 10000, interval '15 minutes', interval '2 seconds');
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     CALL maint.purge_runs(keep => keep, dry_run => dry_run);
