@@ -95,4 +95,5 @@ def test_the_monthly_purge_trims_old_events(db):
     old = "SELECT count(*) FROM maint.events WHERE at < now() - interval '90 days'"
     assert db.execute(old).fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM maint.events").fetchone()[0] >= 1
-    assert db.execute("SELECT status FROM maint.runs WHERE task = 'purge_events'").fetchone() == ("succeeded",)
+    purge = db.execute("SELECT status FROM maint.runs WHERE task = 'purge_events'").fetchone()
+    assert purge == ("succeeded",)
