@@ -56,6 +56,7 @@ COMPAT_SET = [
     "tests/test_schedule_plan.py",
     "tests/test_schedule_windows.py",
     "tests/test_health_host_jobs.py",
+    "tests/test_events.py",
 ]
 
 
