@@ -49,7 +49,8 @@ BEGIN
     -- PREPARE parses and analyses exactly one statement (a second one is an error) and
     -- runs nothing; schema-qualify names, the kit's search_path is pinned
     BEGIN
-        EXECUTE 'PREPARE pgmaint_sql_task_check AS ' || v_sql;
+        -- %s: the statement itself is what PREPARE checks (one statement, no ';', see above)
+        EXECUTE pg_catalog.format('PREPARE pgmaint_sql_task_check AS %s', v_sql);
         DEALLOCATE pgmaint_sql_task_check;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'SQL task statement does not check: % (write names schema-qualified)', SQLERRM
