@@ -23,9 +23,10 @@ def test_a_failing_cleanup_run_is_a_critical_event(db):
     assert (kind, severity, obj) == ("run", "critical", "retention")
     assert summary.startswith(f"run {run_id} of task retention ended failed: ")
     assert (detail["run_id"], detail["status"], detail["error"]) == (run_id, "failed", error)
-    # a successful run writes nothing
+    # the next successful run is a recovery
     db.execute("CALL maint.apply_retention(dry_run => false, force => true)")
-    assert len(events(db)) == 1
+    assert [(e[1], e[4]["from"], e[4]["previous_run_id"]) for e in events(db)[1:]] == [
+        ("recovery", "critical", run_id)]
 
 
 def test_a_check_going_ok_warning_ok_writes_a_change_and_a_recovery(db, make_role):

@@ -1,11 +1,13 @@
 -- Events: the outbox of maint.events (migration 0096). Written only here, in the same
 -- transaction as the fact they report, each followed by NOTIFY maint_events (payload: the
 -- event id) so that a listener wakes at once:
---   run     a run ended failed, partial, cancelled or abandoned (trigger on maint.runs);
+--   run     a run ended failed, partial, cancelled or abandoned (trigger on maint.runs), and a
+--           recovery when the task's next run succeeds;
 --   health  a check's status for an object changed between two samples of
 --           maint.record_health_check (warning, critical, unknown; recovery when it is
 --           ok again): the cron_jobs, backup_freshness, archive_size and host_jobs checks
---           turn overdue jobs, stale backups and a full archive into events this way;
+--           turn overdue jobs, stale backups and a full archive into events this way; and a
+--           reminder every maint.notify_settings.remind_after while one stays critical;
 --   backup  a backup failed, or failed its verification (trigger on maint.backups).
 -- An event's text comes from the journal, the health history or the backup catalog, which
 -- maint_monitor reads already; no table data is added to it.
@@ -59,6 +61,46 @@ CREATE TRIGGER runs_event
     FOR EACH ROW
     WHEN (OLD.status = 'running' AND NEW.status IN ('failed', 'partial', 'cancelled', 'abandoned'))
     EXECUTE FUNCTION maint._run_event();
+
+-- maint._run_recovery_event() -> trigger: a recovery when a task's run succeeds and the task's
+-- previous finished run (skipped ones aside) ended failed, partial, cancelled or abandoned.
+CREATE OR REPLACE FUNCTION maint._run_recovery_event()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_prev record;
+BEGIN
+    SELECT r.id, r.status INTO v_prev
+      FROM maint.runs AS r
+     WHERE r.task = NEW.task AND r.id <> NEW.id AND r.started_at <= NEW.started_at
+       AND r.status NOT IN ('running', 'skipped')
+     ORDER BY r.started_at DESC, r.id DESC
+     LIMIT 1;
+    IF v_prev.status IN ('failed', 'partial', 'cancelled', 'abandoned') THEN
+        PERFORM maint._event('run', 'recovery', NEW.task,
+            pg_catalog.format('task %s succeeded again (run %s) after run %s ended %s', NEW.task, NEW.id,
+                              v_prev.id, v_prev.status),
+            pg_catalog.jsonb_build_object('run_id', NEW.id, 'task', NEW.task, 'status', NEW.status,
+                                          'from', CASE WHEN v_prev.status IN ('failed', 'abandoned') THEN 'critical'
+                                                       ELSE 'warning' END,
+                                          'previous_run_id', v_prev.id, 'previous_status', v_prev.status,
+                                          'source', NEW.source, 'job', NEW.job, 'dry_run', NEW.dry_run,
+                                          'started_at', NEW.started_at, 'finished_at', NEW.finished_at));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS runs_recovery_event ON maint.runs;
+CREATE TRIGGER runs_recovery_event
+    AFTER UPDATE OF status ON maint.runs
+    FOR EACH ROW
+    WHEN (OLD.status = 'running' AND NEW.status = 'succeeded')
+    EXECUTE FUNCTION maint._run_recovery_event();
 
 -- maint._backup_event() -> trigger: an event when a backup fails, or fails its verification.
 CREATE OR REPLACE FUNCTION maint._backup_event()
@@ -144,14 +186,62 @@ BEGIN
                                           'detail', v_change.detail, 'recorded_at', p_recorded_at));
         v_n := v_n + 1;
     END LOOP;
+    RETURN v_n + maint._health_reminders(p_recorded_at);
+END
+$$;
+
+-- maint._health_reminders(p_recorded_at timestamptz) -> integer
+--   A reminder (a critical event with detail.reminder true) for each check and object that is
+--   critical in the sample recorded at p_recorded_at and whose last event, a critical one (the
+--   change or the previous reminder), is older than maint.notify_settings.remind_after (NULL:
+--   no reminders). Returns how many were written.
+CREATE OR REPLACE FUNCTION maint._health_reminders(p_recorded_at timestamptz)
+    RETURNS integer
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_after interval := (SELECT s.remind_after FROM maint.notify_settings AS s);
+    v_r record;
+    v_n integer := 0;
+BEGIN
+    IF v_after IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOR v_r IN
+        SELECT h.check_name, h.object_name, h.detail, h.value, h.unit, l.object, l.at,
+               coalesce((l.detail ->> 'since')::timestamptz, l.at) AS since
+          FROM maint.health_history AS h
+         CROSS JOIN LATERAL (SELECT e.object, e.at, e.severity, e.detail FROM maint.events AS e
+                              WHERE e.kind = 'health'
+                                AND e.object = h.check_name || coalesce(':' || h.object_name, '')
+                              ORDER BY e.id DESC LIMIT 1) AS l
+         WHERE h.recorded_at = p_recorded_at AND h.status = 'critical'
+           AND l.severity = 'critical' AND l.at < pg_catalog.now() - v_after
+         ORDER BY 1, 2
+    LOOP
+        PERFORM maint._event('health', 'critical', v_r.object,
+            pg_catalog.format('%s%s still critical since %s%s', v_r.check_name, coalesce(' on ' || v_r.object_name, ''),
+                              pg_catalog.date_trunc('second', v_r.since),
+                              coalesce(': ' || pg_catalog.left(v_r.detail, 200), '')),
+            pg_catalog.jsonb_build_object('check', v_r.check_name, 'object', v_r.object_name, 'from', 'critical',
+                                          'to', 'critical', 'reminder', true, 'since', v_r.since,
+                                          'value', v_r.value, 'unit', v_r.unit, 'detail', v_r.detail,
+                                          'recorded_at', p_recorded_at));
+        v_n := v_n + 1;
+    END LOOP;
     RETURN v_n;
 END
 $$;
 
 COMMENT ON FUNCTION maint._event(text, text, text, text, jsonb) IS 'Internal: record an event and notify maint_events';
 COMMENT ON FUNCTION maint._run_event() IS 'Internal: trigger: an event for a run that ended badly';
+COMMENT ON FUNCTION maint._run_recovery_event() IS 'Internal: trigger: a recovery event when a task succeeds after a bad run';
+COMMENT ON FUNCTION maint._health_reminders(timestamptz) IS 'Internal: reminders for checks that stay critical';
 COMMENT ON FUNCTION maint._backup_event() IS 'Internal: trigger: an event for a failed backup or verification';
 COMMENT ON FUNCTION maint._health_events(timestamptz) IS 'Internal: events for the health status changes of a recorded sample';
 -- written only by the kit: triggers call their functions, _health_record calls _health_events
 REVOKE ALL ON FUNCTION maint._event(text, text, text, text, jsonb), maint._run_event(), maint._backup_event(),
-    maint._health_events(timestamptz) FROM PUBLIC;
+    maint._run_recovery_event(), maint._health_events(timestamptz), maint._health_reminders(timestamptz) FROM PUBLIC;
