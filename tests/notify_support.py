@@ -26,6 +26,7 @@ class HttpReceiver:
         self.codes: list[int] = []
         self.refused: list[dict[str, Any]] = []
         self.delay = 0.0
+        self.arrived = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -33,14 +34,18 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 body["_received"] = time.time()
+                receiver.arrived += 1
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 with receiver._lock:
                     code = receiver.codes.pop(0) if receiver.codes else 200
                     (receiver.posts if code < 300 else receiver.refused).append(body)
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass                # the sender died while we waited (a test kills it)
 
             def log_message(self, *_args: Any) -> None:
                 pass
