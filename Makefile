@@ -88,6 +88,7 @@ bench: setup
 	$(BIN)/python bench/bench_cleanup.py
 	$(BIN)/python bench/bench_backup.py
 	$(BIN)/python bench/bench_events.py
+	$(BIN)/python bench/bench_notify.py
 
 bench-quick: setup
 	$(BIN)/python bench/bench_health.py --scale 500
@@ -95,6 +96,7 @@ bench-quick: setup
 	$(BIN)/python bench/bench_cleanup.py --rows 100000
 	$(BIN)/python bench/bench_backup.py --scale 5
 	$(BIN)/python bench/bench_events.py --runs 300
+	$(BIN)/python bench/bench_notify.py --events 20
 
 clean:
 	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy

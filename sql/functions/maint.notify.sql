@@ -474,8 +474,9 @@ BEGIN
                                   'the watcher stopped', v_where, v_waiting, v_t.oldest_waiting,
                                   coalesce(v_t.last_claim_at::text, 'never'), coalesce(v_t.watcher, 'none')),
                 pg_catalog.round(extract(epoch FROM v_now - v_t.oldest_waiting)::numeric),
-                'start it again: systemctl status pgmaint-notify (journalctl -u pgmaint-notify), or the cron entry '
-                'that runs pgmaint notify; or forget a target no longer used: SELECT maint.notify_forget(name)',
+                pg_catalog.format('start it again: systemctl status pgmaint-notify@%1$s (journalctl -u pgmaint-notify@%1$s), '
+                                  'or the cron entry that runs pgmaint notify; or forget a target no longer used: '
+                                  'SELECT maint.notify_forget(%2$L)', pg_catalog.current_database(), v_t.name),
                 NULL, v_meta, 's');
         ELSIF v_t.retrying > 0 AND v_t.oldest_waiting < v_now - v_failing THEN
             RETURN NEXT maint._health_row('warning', 'notify target', v_t.name,

@@ -57,6 +57,8 @@ COMPAT_SET = [
     "tests/test_schedule_windows.py",
     "tests/test_health_host_jobs.py",
     "tests/test_events.py",
+    "tests/test_notify.py",
+    "tests/test_health_notify.py",
 ]
 
 
