@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,7 +134,7 @@ def _show_preview(ctx: click.Context, chosen: list[targets.Target],
 def notify_test(ctx: click.Context, target: str, config: Path | None) -> None:
     """Send a test message to TARGET: an apprise URL or a target of the config file."""
     chosen = targets.find(target, config)
-    event = render.Event(0, 0, deliver.datetime.now(deliver.UTC), "notify", "info",
+    event = render.Event(0, 0, datetime.now(UTC), "notify", "info",
                          socket.gethostname(), chosen.name,
                          f"test message from pgmaint on {socket.gethostname()}", {}, 1)
     error = send.send(chosen, render.single(event))
