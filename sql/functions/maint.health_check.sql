@@ -106,6 +106,7 @@ DECLARE
     v_rows maint.health_result[];
     v_row maint.health_result;
     v_fn regprocedure;
+    v_fname text;
     v_state text;
     v_msg text;
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
@@ -125,8 +126,10 @@ BEGIN
            AND NOT (c.check_name = ANY (coalesce(skip, '{}'::text[])))
          ORDER BY c.check_name
     LOOP
-        v_fn := pg_catalog.to_regprocedure(
-            pg_catalog.format('maint.%I(maint.check_config)', 'health_' || v_cfg.check_name));
+        -- a custom check (maint.health_custom.sql) runs its stored query; a built-in one its function
+        v_fname := CASE WHEN EXISTS (SELECT 1 FROM maint.custom_checks AS cc WHERE cc.check_name = v_cfg.check_name)
+                        THEN '_health_custom' ELSE 'health_' || v_cfg.check_name END;
+        v_fn := pg_catalog.to_regprocedure(pg_catalog.format('maint.%I(maint.check_config)', v_fname));
         IF v_fn IS NULL THEN
             v_rows := ARRAY[maint._health_row('unknown', 'check', v_cfg.check_name,
                 pg_catalog.format('check function maint.%I(maint.check_config) does not exist',
@@ -136,8 +139,7 @@ BEGIN
             BEGIN
                 PERFORM pg_catalog.set_config('lock_timeout',
                     greatest(1, ceil(extract(epoch FROM v_cfg.lock_timeout) * 1000))::bigint::text, true);
-                EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(r) FROM maint.%I($1) AS r',
-                                          'health_' || v_cfg.check_name)
+                EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(r) FROM maint.%I($1) AS r', v_fname)
                    INTO v_rows USING v_cfg;
                 PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
             EXCEPTION WHEN OTHERS THEN
