@@ -59,6 +59,7 @@ COMPAT_SET = [
     "tests/test_events.py",
     "tests/test_notify.py",
     "tests/test_health_notify.py",
+    "tests/test_health_custom.py",
 ]
 
 
