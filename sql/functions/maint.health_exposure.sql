@@ -16,9 +16,14 @@
 -- The checks read only the catalogs and the privilege functions (has_table_privilege and
 -- friends take any role and need no rights of the caller), so they run with the caller's
 -- rights and give maint_monitor the same answer as a superuser. Conditions evaluated for
--- every relation of the exposed schemas are written out inline; helper functions are
--- called only for findings (a function with a pinned search_path per row is slow on
--- 10,000s of tables).
+-- every relation of the exposed schemas, and the privileges a finding lists, are written
+-- out inline: a function with a pinned search_path called per row is slow on 10,000s of
+-- tables (the one helper called per finding, _health_api_revoke, is for the rarer
+-- findings whose fix is a REVOKE).
+--
+-- The privileges of an API role on a relation, written out in three checks: SELECT,
+-- INSERT and UPDATE on the table or any column (has_any_column_privilege), DELETE on the
+-- table, in that order; NULL when it holds none.
 
 -- maint._health_api_scope(p_params jsonb) -> TABLE (api_nsp oid, api_role oid)
 --   The pairs (exposed schema, API role that may use it) of a check's params. Raises
@@ -58,45 +63,6 @@ END
 $$;
 COMMENT ON FUNCTION maint._health_api_scope(jsonb) IS
     'Internal: the (exposed schema, API role) pairs of an exposure check''s params';
-
--- maint._health_api_privileges(p_rel oid, p_roles oid[]) -> jsonb
---   {"role": ["SELECT", ...], ...}: the privileges among SELECT, INSERT, UPDATE and DELETE
---   that each of p_roles holds on relation p_rel (on the table or on some column).
-CREATE OR REPLACE FUNCTION maint._health_api_privileges(p_rel oid, p_roles oid[])
-    RETURNS jsonb
-    LANGUAGE sql
-    STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_catalog.jsonb_object_agg(x.rolname, x.privs)
-      FROM (SELECT r.rolname,
-                   pg_catalog.jsonb_agg(p.priv ORDER BY p.ord) AS privs
-              FROM pg_catalog.pg_roles AS r
-             CROSS JOIN LATERAL (VALUES (1, 'SELECT'), (2, 'INSERT'), (3, 'UPDATE'), (4, 'DELETE')) AS p(ord, priv)
-             WHERE r.oid = ANY (p_roles)
-               AND CASE WHEN p.priv = 'DELETE' THEN pg_catalog.has_table_privilege(r.oid, p_rel, p.priv)
-                        ELSE pg_catalog.has_any_column_privilege(r.oid, p_rel, p.priv) END
-             GROUP BY r.rolname) AS x
-$$;
-COMMENT ON FUNCTION maint._health_api_privileges(oid, oid[]) IS
-    'Internal: the SELECT/INSERT/UPDATE/DELETE privileges each API role holds on a relation';
-
--- maint._health_api_describe(p_privileges jsonb) -> text
---   'anon: SELECT; authenticated: SELECT, INSERT' for the object of _health_api_privileges.
-CREATE OR REPLACE FUNCTION maint._health_api_describe(p_privileges jsonb)
-    RETURNS text
-    LANGUAGE sql
-    IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_catalog.string_agg(
-               pg_catalog.format('%I: %s', e.key,
-                   (SELECT pg_catalog.string_agg(v, ', ') FROM pg_catalog.jsonb_array_elements_text(e.value) AS v)),
-               '; ' ORDER BY e.key)
-      FROM pg_catalog.jsonb_each(p_privileges) AS e
-$$;
-COMMENT ON FUNCTION maint._health_api_describe(jsonb) IS
-    'Internal: the API roles and their privileges, as text for a finding';
 
 -- maint._health_api_revoke(p_rel oid, p_roles oid[], p_privs text[]) -> text
 --   'REVOKE <privs> ON <schema>.<relation> FROM <grantees>;' naming every grantee of a grant
@@ -147,37 +113,48 @@ CREATE OR REPLACE FUNCTION maint.health_rls_disabled_exposed(p_cfg maint.check_c
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH s AS MATERIALIZED (SELECT * FROM maint._health_api_scope(p_cfg.params)),
-    exposed AS (
-        SELECT c.oid, n.nspname, c.relname, pg_catalog.array_agg(s.api_role) AS roles
+    granted AS (
+        SELECT c.oid, n.nspname, c.relname, r.oid AS api_role, r.rolname, pv.privs
           FROM pg_catalog.pg_class AS c
           JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
           JOIN s ON s.api_nsp = c.relnamespace
-         WHERE c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
-           AND (pg_catalog.has_any_column_privilege(s.api_role, c.oid, 'SELECT, INSERT, UPDATE')
-                OR pg_catalog.has_table_privilege(s.api_role, c.oid, 'DELETE'))
+          JOIN pg_catalog.pg_roles AS r ON r.oid = s.api_role
+         CROSS JOIN LATERAL (
+            SELECT pg_catalog.array_agg(p.priv ORDER BY p.ord) AS privs
+              FROM (VALUES (1, 'SELECT'), (2, 'INSERT'), (3, 'UPDATE'), (4, 'DELETE')) AS p(ord, priv)
+             WHERE CASE WHEN p.priv = 'DELETE' THEN pg_catalog.has_table_privilege(r.oid, c.oid, p.priv)
+                        ELSE pg_catalog.has_any_column_privilege(r.oid, c.oid, p.priv) END
+         ) AS pv
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relrowsecurity AND pv.privs IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                               AND d.objid = c.oid AND d.deptype = 'e')
-         GROUP BY c.oid, n.nspname, c.relname
+    ),
+    exposed AS (
+        SELECT g.oid, g.nspname, g.relname,
+               pg_catalog.array_agg(g.api_role) AS roles,
+               pg_catalog.jsonb_object_agg(g.rolname, g.privs) AS privileges,
+               pg_catalog.string_agg(pg_catalog.format('%I: %s', g.rolname, pg_catalog.array_to_string(g.privs, ', ')),
+                                     '; ' ORDER BY g.rolname) AS described,
+               pg_catalog.bool_or('SELECT' = ANY (g.privs)) AS reads,
+               pg_catalog.bool_or(g.privs <> ARRAY['SELECT']) AS writes
+          FROM granted AS g
+         GROUP BY g.oid, g.nspname, g.relname
     )
     SELECT maint._health_row('critical', 'table', pg_catalog.format('%I.%I', e.nspname, e.relname),
                pg_catalog.format('table %I.%I in exposed schema %I has row level security disabled while API '
                                  'roles may use it (%s): every API caller can %s every row, not only the rows '
                                  'meant for them',
-                                 e.nspname, e.relname, e.nspname, maint._health_api_describe(p.privileges),
-                                 CASE WHEN NOT pg_catalog.jsonb_path_exists(p.privileges, '$.* ? (@ == "SELECT")')
-                                      THEN 'change'
-                                      WHEN pg_catalog.jsonb_path_exists(p.privileges, '$.* ? (@ != "SELECT")')
-                                      THEN 'read and change'
+                                 e.nspname, e.relname, e.nspname, e.described,
+                                 CASE WHEN NOT e.reads THEN 'change' WHEN e.writes THEN 'read and change'
                                       ELSE 'read' END),
                NULL,
                'enable row level security and write policies for the API roles (with none, they get no rows); '
                'or revoke the grants if the API should not reach the table',
                pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY;', e.nspname, e.relname),
                pg_catalog.jsonb_build_object('schema', e.nspname, 'table', e.relname,
-                                             'privileges', p.privileges))
+                                             'privileges', e.privileges))
       FROM exposed AS e
-     CROSS JOIN LATERAL (SELECT maint._health_api_privileges(e.oid, e.roles) AS privileges) AS p
      ORDER BY e.nspname, e.relname
 $$;
 
@@ -233,32 +210,46 @@ CREATE OR REPLACE FUNCTION maint.health_rls_enabled_no_policy(p_cfg maint.check_
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH s AS MATERIALIZED (SELECT * FROM maint._health_api_scope(p_cfg.params)),
-    found AS (
-        SELECT c.oid, n.nspname, c.relname, pg_catalog.array_agg(s.api_role) AS roles
+    granted AS (
+        SELECT c.oid, n.nspname, c.relname, r.oid AS api_role, r.rolname, pv.privs
           FROM pg_catalog.pg_class AS c
           JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
           JOIN s ON s.api_nsp = c.relnamespace
-         WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity
+          JOIN pg_catalog.pg_roles AS r ON r.oid = s.api_role
+         CROSS JOIN LATERAL (
+            SELECT pg_catalog.array_agg(p.priv ORDER BY p.ord) AS privs
+              FROM (VALUES (1, 'SELECT'), (2, 'INSERT'), (3, 'UPDATE'), (4, 'DELETE')) AS p(ord, priv)
+             WHERE CASE WHEN p.priv = 'DELETE' THEN pg_catalog.has_table_privilege(r.oid, c.oid, p.priv)
+                        ELSE pg_catalog.has_any_column_privilege(r.oid, c.oid, p.priv) END
+         ) AS pv
+         WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND pv.privs IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy AS p WHERE p.polrelid = c.oid)
-           AND (pg_catalog.has_any_column_privilege(s.api_role, c.oid, 'SELECT, INSERT, UPDATE')
-                OR pg_catalog.has_table_privilege(s.api_role, c.oid, 'DELETE'))
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                               AND d.objid = c.oid AND d.deptype = 'e')
-         GROUP BY c.oid, n.nspname, c.relname
+    ),
+    found AS (
+        SELECT g.oid, g.nspname, g.relname,
+               pg_catalog.array_agg(g.api_role) AS roles,
+               pg_catalog.jsonb_object_agg(g.rolname, g.privs) AS privileges,
+               pg_catalog.string_agg(pg_catalog.format('%I: %s', g.rolname, pg_catalog.array_to_string(g.privs, ', ')),
+                                     '; ' ORDER BY g.rolname) AS described,
+               pg_catalog.bool_or('SELECT' = ANY (g.privs)) AS reads,
+               pg_catalog.bool_or(g.privs <> ARRAY['SELECT']) AS writes
+          FROM granted AS g
+         GROUP BY g.oid, g.nspname, g.relname
     )
     SELECT maint._health_row('info', 'table', pg_catalog.format('%I.%I', f.nspname, f.relname),
                pg_catalog.format('table %I.%I has row level security enabled but no policy while API roles may use '
                                  'it (%s): the API gets no rows from it and cannot write any',
-                                 f.nspname, f.relname, maint._health_api_describe(p.privileges)),
+                                 f.nspname, f.relname, f.described),
                NULL,
                'if the API should see rows, write policies for its roles (CREATE POLICY ... USING (...)); '
                'if not, revoke the grants (fix_sql) so requests fail clearly instead of returning nothing',
                maint._health_api_revoke(f.oid, f.roles, ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']),
                pg_catalog.jsonb_build_object('schema', f.nspname, 'table', f.relname,
-                                             'privileges', p.privileges))
+                                             'privileges', f.privileges))
       FROM found AS f
-     CROSS JOIN LATERAL (SELECT maint._health_api_privileges(f.oid, f.roles) AS privileges) AS p
      ORDER BY f.nspname, f.relname
 $$;
 
@@ -269,7 +260,8 @@ $$;
 -- UPDATE (USING or WITH CHECK) and DELETE (USING). warning: row level security restricts
 -- nothing for that command. USING (true) on reads is left alone: it is how a table is made
 -- readable by everyone on purpose (splinter leaves it too). A policy without an expression
--- allows nothing (PostgreSQL adds no condition for it), so it is not always true.
+-- allows nothing (PostgreSQL adds no condition for it), so it is not always true. Only
+-- expressions without a column reference (no Var node) are deparsed and compared.
 CREATE OR REPLACE FUNCTION maint.health_rls_policy_always_true(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -279,18 +271,18 @@ AS $$
     WITH s AS MATERIALIZED (SELECT * FROM maint._health_api_scope(p_cfg.params)),
     pol AS (
         SELECT p.oid, p.polname, p.polcmd, p.polroles, c.oid AS relid, c.relnamespace, n.nspname, c.relname,
-               pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using_expr,
-               pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr,
-               pg_catalog.lower(pg_catalog.regexp_replace(pg_catalog.pg_get_expr(p.polqual, p.polrelid),
-                                                          '[\s()]', '', 'g'))
-                   IN ('true', '1=1') AS using_true,
+               u.expr AS using_expr, w.expr AS check_expr,
+               pg_catalog.lower(pg_catalog.regexp_replace(u.expr, '[\s()]', '', 'g')) IN ('true', '1=1') AS using_true,
                pg_catalog.lower(pg_catalog.regexp_replace(
-                   coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid),
-                            CASE WHEN p.polcmd IN ('w', '*') THEN pg_catalog.pg_get_expr(p.polqual, p.polrelid) END),
-                   '[\s()]', '', 'g')) IN ('true', '1=1') AS check_true
+                   coalesce(w.expr, CASE WHEN p.polcmd IN ('w', '*') THEN u.expr END), '[\s()]', '', 'g'))
+                   IN ('true', '1=1') AS check_true
           FROM pg_catalog.pg_policy AS p
           JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid
           JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.strpos(p.polqual::text, '{VAR ') = 0
+                                         THEN pg_catalog.pg_get_expr(p.polqual, p.polrelid) END AS expr) AS u
+         CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.strpos(p.polwithcheck::text, '{VAR ') = 0
+                                         THEN pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) END AS expr) AS w
          WHERE p.polpermissive AND c.relrowsecurity AND c.relkind IN ('r', 'p')
            AND c.relnamespace IN (SELECT s.api_nsp FROM s)
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
@@ -352,11 +344,11 @@ $$;
 -- holds the privilege for). Permissive policies are OR-ed: each one widens what the others
 -- allow (a second policy meant to narrow access should be RESTRICTIVE), and every one is
 -- evaluated for every row (splinter 0006 files it under performance). warning, one row per
--- table naming each role, command and its policies. fix_sql merges the policies into one
--- per command and role list (USING (a) OR (b), the WITH CHECK likewise), which allows
--- exactly what they allowed together; it is given when that removes every overlap (the
--- overlapping policies have the same command and roles), else NULL: merging policies for
--- different roles or commands needs a person to decide.
+-- table naming each role, command and its policies; value: the most policies for one role
+-- and command. fix_sql merges the policies into one per command and role list (USING (a)
+-- OR (b), the WITH CHECK likewise), which allows exactly what they allowed together; it
+-- is given when that removes every overlap (the overlapping policies have the same command
+-- and roles), else NULL: merging policies for different roles or commands needs a person.
 CREATE OR REPLACE FUNCTION maint.health_multiple_permissive_policies(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -364,78 +356,106 @@ CREATE OR REPLACE FUNCTION maint.health_multiple_permissive_policies(p_cfg maint
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH s AS MATERIALIZED (SELECT * FROM maint._health_api_scope(p_cfg.params)),
-    pol AS (
-        SELECT p.oid, p.polname, p.polcmd, p.polroles, p.polqual, p.polwithcheck,
-               c.oid AS relid, c.relnamespace, n.nspname, c.relname,
-               (SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.unnest(p.polroles) AS x) AS role_key
-          FROM pg_catalog.pg_policy AS p
-          JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid
-          JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-         WHERE p.polpermissive AND c.relrowsecurity AND c.relkind IN ('r', 'p')
-           AND c.relnamespace IN (SELECT s.api_nsp FROM s)
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
-                            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                              AND d.objid = c.oid AND d.deptype = 'e')
+    -- permissive policies on tables with row level security that have more than one
+    pol AS MATERIALIZED (
+        SELECT x.* FROM (
+            SELECT p.oid, p.polname, p.polcmd, p.polroles, c.oid AS relid, c.relnamespace,
+                   (SELECT pg_catalog.array_agg(r ORDER BY r) FROM pg_catalog.unnest(p.polroles) AS r) AS role_key,
+                   count(*) OVER (PARTITION BY c.oid) AS on_table
+              FROM pg_catalog.pg_policy AS p
+              JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid
+             WHERE p.polpermissive AND c.relrowsecurity AND c.relkind IN ('r', 'p')
+               AND c.relnamespace IN (SELECT s.api_nsp FROM s)
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                  AND d.objid = c.oid AND d.deptype = 'e')
+        ) AS x
+         WHERE x.on_table > 1
     ),
-    applies AS (
-        SELECT pol.oid, pol.relid, pol.polcmd, pol.role_key, r.rolname, cmd.ord, cmd.command
-          FROM pol
-          JOIN s ON s.api_nsp = pol.relnamespace
-          JOIN pg_catalog.pg_roles AS r ON r.oid = s.api_role
+    -- the commands each API role may run on each of these tables (privileges asked once per
+    -- table, role and command, not per policy)
+    may AS MATERIALIZED (
+        SELECT t.relid, s.api_role, cmd.ord, cmd.code, cmd.command
+          FROM (SELECT DISTINCT pol.relid, pol.relnamespace FROM pol) AS t
+          JOIN s ON s.api_nsp = t.relnamespace
          CROSS JOIN LATERAL (VALUES (1, 'r', 'SELECT'), (2, 'a', 'INSERT'), (3, 'w', 'UPDATE'),
                                     (4, 'd', 'DELETE')) AS cmd(ord, code, command)
-         WHERE pol.polcmd IN (cmd.code, '*')
-           AND (0::oid = ANY (pol.polroles)
-                OR EXISTS (SELECT 1 FROM pg_catalog.unnest(pol.polroles) AS pr
-                            WHERE pg_catalog.pg_has_role(s.api_role, pr, 'USAGE')))
-           AND CASE WHEN cmd.command = 'DELETE' THEN pg_catalog.has_table_privilege(s.api_role, pol.relid, 'DELETE')
-                    ELSE pg_catalog.has_any_column_privilege(s.api_role, pol.relid, cmd.command) END
+         WHERE CASE WHEN cmd.command = 'DELETE' THEN pg_catalog.has_table_privilege(s.api_role, t.relid, 'DELETE')
+                    ELSE pg_catalog.has_any_column_privilege(s.api_role, t.relid, cmd.command) END
     ),
-    overlap AS (
-        SELECT a.relid, a.rolname, a.ord, a.command,
-               pg_catalog.array_agg(a.oid ORDER BY a.oid) AS policies,
-               count(DISTINCT (a.polcmd, a.role_key)) AS kinds
-          FROM applies AS a
-         GROUP BY a.relid, a.rolname, a.ord, a.command
-        HAVING count(*) > 1
-    ),
-    merged AS (  -- one policy per (command, roles) kind that has several overlapping policies
-        SELECT pol.relid, pol.polcmd, pol.role_key,
-               pg_catalog.format('%sCREATE POLICY %I ON %I.%I AS PERMISSIVE FOR %s TO %s%s%s;',
-                   pg_catalog.string_agg(pg_catalog.format('DROP POLICY %I ON %I.%I; ', pol.polname, pol.nspname,
-                                                           pol.relname), '' ORDER BY pol.polname),
-                   (pg_catalog.array_agg(pol.polname ORDER BY pol.polname))[1],
-                   pg_catalog.min(pol.nspname::text), pg_catalog.min(pol.relname::text),
-                   CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
-                                   WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-                   CASE WHEN 0::oid = ANY (pol.role_key) THEN 'PUBLIC'
-                        ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
-                                FROM pg_catalog.pg_roles AS r WHERE r.oid = ANY (pol.role_key)) END,
-                   CASE WHEN pol.polcmd <> 'a' THEN ' USING (' || pg_catalog.string_agg(
-                       '(' || pg_catalog.pg_get_expr(pol.polqual, pol.relid) || ')', ' OR '
-                       ORDER BY pol.polname) || ')' END,
-                   CASE WHEN pol.polcmd IN ('a', 'w', '*') THEN ' WITH CHECK (' || pg_catalog.string_agg(
-                       '(' || pg_catalog.pg_get_expr(coalesce(pol.polwithcheck, pol.polqual), pol.relid) || ')',
-                       ' OR ' ORDER BY pol.polname) || ')' END) AS stmt
+    -- the API roles each policy applies to (to the role, a role it inherits from, or PUBLIC);
+    -- kind: its command and roles, what policies must share to be merged into one
+    covers AS MATERIALIZED (
+        SELECT pol.oid, pol.polname, pol.relid, pol.polcmd, s.api_role,
+               pol.polcmd::text || pol.role_key::text AS kind
           FROM pol
-         WHERE pol.oid IN (SELECT pg_catalog.unnest(o.policies) FROM overlap AS o)
-         GROUP BY pol.relid, pol.polcmd, pol.role_key
+          JOIN s ON s.api_nsp = pol.relnamespace
+         WHERE 0::oid = ANY (pol.polroles)
+            OR EXISTS (SELECT 1 FROM pg_catalog.unnest(pol.polroles) AS pr
+                        WHERE pg_catalog.pg_has_role(s.api_role, pr, 'USAGE'))
+    ),
+    overlap AS MATERIALIZED (
+        SELECT m.relid, m.api_role, m.ord, m.command, pg_catalog.array_agg(cv.oid) AS policies,
+               pg_catalog.array_agg(cv.polname ORDER BY cv.polname) AS names,
+               pg_catalog.min(cv.kind) = pg_catalog.max(cv.kind) AS one_kind
+          FROM may AS m
+          JOIN covers AS cv ON cv.relid = m.relid AND cv.api_role = m.api_role AND cv.polcmd IN (m.code, '*')
+         GROUP BY m.relid, m.api_role, m.ord, m.command
         HAVING count(*) > 1
     ),
     per_table AS (
         SELECT o.relid,
-               pg_catalog.string_agg(pg_catalog.format('%I %s: %s', o.rolname, o.command,
-                   (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(p.polname), ', ' ORDER BY p.polname)
-                      FROM pg_catalog.pg_policy AS p WHERE p.oid = ANY (o.policies))),
-                   '; ' ORDER BY o.rolname, o.ord) AS overlaps,
-               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('role', o.rolname, 'command', o.command,
-                   'policies', (SELECT pg_catalog.jsonb_agg(p.polname ORDER BY p.polname)
-                                  FROM pg_catalog.pg_policy AS p WHERE p.oid = ANY (o.policies)))
-                   ORDER BY o.rolname, o.ord) AS list,
-               pg_catalog.bool_and(o.kinds = 1) AS mergeable,
+               pg_catalog.string_agg(pg_catalog.format('%I %s: %s', r.rolname, o.command,
+                                         (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(x), ', ')
+                                            FROM pg_catalog.unnest(o.names) AS x)),
+                                     '; ' ORDER BY r.rolname, o.ord) AS overlaps,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('role', r.rolname, 'command', o.command,
+                                                                  'policies', pg_catalog.to_jsonb(o.names))
+                                    ORDER BY r.rolname, o.ord) AS list,
+               pg_catalog.bool_and(o.one_kind) AS mergeable,
                pg_catalog.max(pg_catalog.cardinality(o.policies)) AS most
           FROM overlap AS o
+          JOIN pg_catalog.pg_roles AS r ON r.oid = o.api_role
          GROUP BY o.relid
+    ),
+    -- where every overlap is between policies of one kind (command and roles), one merged
+    -- policy per kind with several of them: the statements of fix_sql
+    kinds AS (
+        SELECT pol.relid, pol.polcmd, pol.role_key, pg_catalog.array_agg(pol.oid) AS policies
+          FROM pol
+         WHERE pol.oid IN (SELECT pg_catalog.unnest(o.policies) FROM overlap AS o)
+           AND pol.relid IN (SELECT t.relid FROM per_table AS t WHERE t.mergeable)
+         GROUP BY pol.relid, pol.polcmd, pol.role_key
+        HAVING count(*) > 1
+    ),
+    merged AS (
+        SELECT k.relid, k.polcmd, k.role_key,
+               pg_catalog.format('%sCREATE POLICY %I ON %I.%I AS PERMISSIVE FOR %s TO %s%s%s;',
+                   pg_catalog.string_agg(pg_catalog.format('DROP POLICY %I ON %I.%I; ', p.polname, n.nspname,
+                                                           c.relname), '' ORDER BY p.polname),
+                   (pg_catalog.array_agg(p.polname ORDER BY p.polname))[1],
+                   pg_catalog.min(n.nspname::text), pg_catalog.min(c.relname::text),
+                   CASE k.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                 WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                   CASE WHEN 0::oid = ANY (k.role_key) THEN 'PUBLIC'
+                        ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                                FROM pg_catalog.pg_roles AS r WHERE r.oid = ANY (k.role_key)) END,
+                   CASE WHEN k.polcmd <> 'a' THEN ' USING (' || pg_catalog.string_agg(
+                       '(' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', ' OR '
+                       ORDER BY p.polname) || ')' END,
+                   CASE WHEN k.polcmd IN ('a', 'w', '*') THEN ' WITH CHECK (' || pg_catalog.string_agg(
+                       '(' || pg_catalog.pg_get_expr(coalesce(p.polwithcheck, p.polqual), p.polrelid) || ')',
+                       ' OR ' ORDER BY p.polname) || ')' END) AS stmt
+          FROM kinds AS k
+          JOIN pg_catalog.pg_policy AS p ON p.oid = ANY (k.policies)
+          JOIN pg_catalog.pg_class AS c ON c.oid = k.relid
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+         GROUP BY k.relid, k.polcmd, k.role_key
+    ),
+    fixes AS (
+        SELECT m.relid, pg_catalog.string_agg(m.stmt, ' ' ORDER BY m.polcmd, m.role_key) AS stmts
+          FROM merged AS m
+         GROUP BY m.relid
     )
     SELECT maint._health_row('warning', 'table', pg_catalog.format('%I.%I', n.nspname, c.relname),
                pg_catalog.format('table %I.%I has more than one permissive policy for the same API role and '
@@ -450,14 +470,13 @@ AS $$
                     ELSE 'the policies differ in roles or commands, so no merge is given: write one policy per '
                          'role and command whose condition ORs theirs, or make the ones meant to narrow access '
                          'AS RESTRICTIVE' END,
-               CASE WHEN t.mergeable THEN
-                   'BEGIN; ' || (SELECT pg_catalog.string_agg(m.stmt, ' ' ORDER BY m.polcmd, m.role_key)
-                                   FROM merged AS m WHERE m.relid = t.relid) || ' COMMIT;' END,
+               CASE WHEN t.mergeable THEN 'BEGIN; ' || f.stmts || ' COMMIT;' END,
                pg_catalog.jsonb_build_object('schema', n.nspname, 'table', c.relname, 'overlaps', t.list),
                'count')
       FROM per_table AS t
       JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
       JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+      LEFT JOIN fixes AS f ON f.relid = t.relid
      ORDER BY n.nspname, c.relname
 $$;
 
@@ -480,21 +499,34 @@ CREATE OR REPLACE FUNCTION maint.health_security_definer_view(p_cfg maint.check_
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE s AS MATERIALIZED (SELECT * FROM maint._health_api_scope(p_cfg.params)),
-    candidate AS (
-        SELECT v.oid, n.nspname, v.relname, v.relowner, pg_catalog.array_agg(s.api_role) AS roles
+    granted AS (
+        SELECT v.oid, n.nspname, v.relname, v.relowner, r.oid AS api_role, r.rolname, pv.privs
           FROM pg_catalog.pg_class AS v
           JOIN pg_catalog.pg_namespace AS n ON n.oid = v.relnamespace
           JOIN s ON s.api_nsp = v.relnamespace
-         WHERE v.relkind = 'v'
+          JOIN pg_catalog.pg_roles AS r ON r.oid = s.api_role
+         CROSS JOIN LATERAL (
+            SELECT pg_catalog.array_agg(p.priv ORDER BY p.ord) AS privs
+              FROM (VALUES (1, 'SELECT'), (2, 'INSERT'), (3, 'UPDATE'), (4, 'DELETE')) AS p(ord, priv)
+             WHERE CASE WHEN p.priv = 'DELETE' THEN pg_catalog.has_table_privilege(r.oid, v.oid, p.priv)
+                        ELSE pg_catalog.has_any_column_privilege(r.oid, v.oid, p.priv) END
+         ) AS pv
+         WHERE v.relkind = 'v' AND pv.privs IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(v.reloptions) AS o
                             WHERE CASE WHEN o LIKE 'security\_invoker=%'
                                        THEN pg_catalog.split_part(o, '=', 2)::boolean ELSE false END)
-           AND (pg_catalog.has_any_column_privilege(s.api_role, v.oid, 'SELECT, INSERT, UPDATE')
-                OR pg_catalog.has_table_privilege(s.api_role, v.oid, 'DELETE'))
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                               AND d.objid = v.oid AND d.deptype = 'e')
-         GROUP BY v.oid, n.nspname, v.relname, v.relowner
+    ),
+    candidate AS (
+        SELECT g.oid, g.nspname, g.relname, g.relowner,
+               pg_catalog.array_agg(g.api_role) AS roles,
+               pg_catalog.jsonb_object_agg(g.rolname, g.privs) AS privileges,
+               pg_catalog.string_agg(pg_catalog.format('%I: %s', g.rolname, pg_catalog.array_to_string(g.privs, ', ')),
+                                     '; ' ORDER BY g.rolname) AS described
+          FROM granted AS g
+         GROUP BY g.oid, g.nspname, g.relname, g.relowner
     ),
     -- the relations each candidate reads, and as whom: a view's rule depends on the relations
     -- its query names; a nested view runs as its own owner unless it is security_invoker
@@ -510,7 +542,7 @@ AS $$
         SELECT r.root, d.refobjid,
                CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.unnest(c.reloptions) AS o
                                   WHERE CASE WHEN o LIKE 'security\_invoker=%'
-                                       THEN pg_catalog.split_part(o, '=', 2)::boolean ELSE false END)
+                                             THEN pg_catalog.split_part(o, '=', 2)::boolean ELSE false END)
                     THEN r.runas ELSE c.relowner END,
                r.depth + 1
           FROM reads AS r
@@ -536,7 +568,7 @@ AS $$
     SELECT maint._health_row('warning', 'view', pg_catalog.format('%I.%I', cd.nspname, cd.relname),
                pg_catalog.format('view %I.%I runs with the rights of its owner %I, not of the API roles that '
                                  'may use it (%s)%s',
-                                 cd.nspname, cd.relname, o.rolname, maint._health_api_describe(p.privileges),
+                                 cd.nspname, cd.relname, o.rolname, cd.described,
                                  CASE WHEN sk.tables IS NOT NULL
                                       THEN pg_catalog.format(': it serves rows of %s whose row level security '
                                                              'policies its owner skips',
@@ -555,13 +587,12 @@ AS $$
                     ELSE maint._health_api_revoke(cd.oid, cd.roles, ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
                END,
                pg_catalog.jsonb_build_object('schema', cd.nspname, 'view', cd.relname, 'owner', o.rolname,
-                                             'privileges', p.privileges,
+                                             'privileges', cd.privileges,
                                              'skips_rls', coalesce(pg_catalog.to_jsonb(sk.tables), '[]'::jsonb)))
       FROM candidate AS cd
       JOIN pg_catalog.pg_roles AS o ON o.oid = cd.relowner
       LEFT JOIN skips AS sk ON sk.root = cd.oid
      CROSS JOIN (SELECT maint._server_version_num() >= 150000 AS yes) AS v15
-     CROSS JOIN LATERAL (SELECT maint._health_api_privileges(cd.oid, cd.roles) AS privileges) AS p
      WHERE v15.yes OR sk.tables IS NOT NULL
      ORDER BY cd.nspname, cd.relname
 $$;
@@ -625,8 +656,6 @@ COMMENT ON FUNCTION maint.health_materialized_view_exposed(maint.check_config) I
 
 GRANT EXECUTE ON FUNCTION
     maint._health_api_scope(jsonb),
-    maint._health_api_privileges(oid, oid[]),
-    maint._health_api_describe(jsonb),
     maint._health_api_revoke(oid, oid[], text[]),
     maint.health_rls_disabled_exposed(maint.check_config),
     maint.health_policy_exists_rls_disabled(maint.check_config),
