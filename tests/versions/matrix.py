@@ -60,6 +60,7 @@ COMPAT_SET = [
     "tests/test_notify.py",
     "tests/test_health_notify.py",
     "tests/test_health_custom.py",
+    "tests/test_health_exposure.py",
 ]
 
 
