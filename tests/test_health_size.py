@@ -64,6 +64,10 @@ def bytes_in(db, sample_id: int, kind: str, obj: str) -> int:
     ).fetchone()[0]
 
 
+def pretty(db, size: int) -> str:
+    return db.execute("SELECT pg_size_pretty(%s::bigint)", (size,)).fetchone()[0]
+
+
 def make_table(db, name: str = "big", rows: int = 20000) -> None:
     db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, note text)")
     db.execute(f"INSERT INTO {name} SELECT g, g || repeat('x', 200) FROM generate_series(1, {rows}) g")
@@ -76,19 +80,14 @@ def make_table(db, name: str = "big", rows: int = 20000) -> None:
 
 def test_a_fresh_database_is_silent_and_the_health_job_takes_its_first_samples(db):
     for name in ALL_CHECKS:
-        rows = run_one(db, name)
-        assert {r["status"] for r in rows} == {"ok"}, rows
-    size = find(run_one(db, "database_size"), db.info.dbname)
-    assert size["value"] == db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    assert size["detail"].startswith(f"database {db.info.dbname} takes ")
+        assert only_ok(run_one(db, name)), name
 
     record(db, "connections")
     assert [(s[1], s[2]) for s in samples(db)] == [("ok", "job")]
     baseline = db.execute("SELECT count(*) FROM maint.settings_history").fetchone()[0]
     assert baseline > 200  # every setting once: the baseline
     for name in ALL_CHECKS:  # the first samples alarm nobody
-        rows = run_one(db, name)
-        assert {r["status"] for r in rows} == {"ok"}, rows
+        assert only_ok(run_one(db, name)), name
 
     record(db, "connections")  # younger than sample_every (1 day): no second sample
     assert len(samples(db)) == 1
@@ -330,9 +329,13 @@ def test_growth_forecast(db):
 
 def test_database_size(db):
     make_table(db, "big", 20000)
+    assert only_ok(run_one(db, "database_size"))  # off by default: nothing read
+    configure(db, "database_size", warn=10**15)
     row = find(run_one(db, "database_size"), db.info.dbname)
-    assert row["status"] == "ok" and row["unit"] == "bytes"  # off by default: the size only
-    size = int(row["value"])
+    size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    assert (row["status"], row["unit"]) == ("ok", "bytes")  # the size, below warn
+    assert abs(row["value"] - size) < 1024 * 1024
+    assert row["detail"] == f"database {db.info.dbname} takes {pretty(db, row['value'])} on disk"
     configure(db, "database_size", warn=size // 2, crit=size * 10)
     row = find(run_one(db, "database_size"), db.info.dbname)
     assert row["status"] == "warning"

@@ -13,16 +13,17 @@
 -- indexes too) with ACCESS SHARE, released at once, so they wait behind an ACCESS EXCLUSIVE
 -- lock held or queued (ALTER TABLE, VACUUM FULL, TRUNCATE, DROP in an open transaction).
 -- The sampler therefore ranks relations on the catalog's page counts (pg_class.relpages,
--- kept by VACUUM, ANALYZE and CREATE INDEX: no lock), measures only the few candidates
--- (twice params.tables / params.indexes, plus what was among the largest within
--- params.carry), each in its own subtransaction with a 100 ms lock_timeout, and leaves a
+-- kept by VACUUM, ANALYZE and CREATE INDEX: no lock; a table is a candidate when its heap,
+-- TOAST table or an index is among the largest, and every partitioned table is), measures
+-- only the few candidates (twice params.tables / params.indexes by their estimate, plus
+-- what was among the largest within params.carry), each in its own subtransaction with a 100 ms lock_timeout, and leaves a
 -- relation it cannot lock out of the sample (named in size_samples.skipped); after 10 such
 -- relations it measures no more. A relation dropped meanwhile is left out (the size
 -- functions return NULL). pg_database_size reads the directory and takes no lock. Any
 -- other error becomes a 'failed' sample row: the health job never fails because of it.
 --
 -- The checks run with the caller's rights: database_size reads pg_database_size (CONNECT
--- or pg_read_all_stats), relation_size, growth_rate and growth_forecast read the samples
+-- or pg_read_all_stats; only when it has thresholds), relation_size, growth_rate and growth_forecast read the samples
 -- (maint_monitor may), transaction_locks reads pg_locks and pg_stat_activity, and
 -- settings_drift reads maint.settings_history.
 
@@ -137,66 +138,90 @@ BEGIN
         v_carried := ARRAY[false];
 
         FOR v_c IN
-            WITH RECURSIVE idx_pages AS (
-                SELECT i.indrelid, sum(ic.relpages)::bigint AS pages
-                  FROM pg_catalog.pg_index AS i
-                  JOIN pg_catalog.pg_class AS ic ON ic.oid = i.indexrelid
-                 GROUP BY i.indrelid
-            ), rel AS (
-                SELECT c.oid, c.relkind, c.relispartition,
-                       CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END AS rows_estimate,
-                       pg_catalog.format('%I.%I', n.nspname, c.relname) AS object,
-                       c.relpages::bigint + coalesce(t.relpages, 0)::bigint + coalesce(x.pages, 0) AS pages
-                  FROM pg_catalog.pg_class AS c
-                  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-                  LEFT JOIN pg_catalog.pg_class AS t ON t.oid = c.reltoastrelid
-                  LEFT JOIN idx_pages AS x ON x.indrelid = c.oid
-                 WHERE c.relkind IN ('r', 'm', 'p') AND c.relpersistence <> 't'
+            WITH RECURSIVE carried AS (   -- among the largest in a recent sample, by name now
+                SELECT k.kind, pg_catalog.to_regclass(k.object)::oid AS oid
+                  FROM (SELECT DISTINCT h.kind, h.object FROM maint.size_history AS h
+                         WHERE h.top AND h.kind <> 'database'
+                           AND h.sampled_at > pg_catalog.now() - v_carry) AS k
+            ), ranked AS (   -- the largest heaps, TOAST tables and indexes by the catalog's page counts
+                (SELECT c.oid, 'r'::"char" AS relkind FROM pg_catalog.pg_class AS c
+                  WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
+                  ORDER BY c.relpages DESC LIMIT 2 * v_tables)
+                UNION ALL
+                (SELECT c.oid, 't' FROM pg_catalog.pg_class AS c
+                  WHERE c.relkind = 't' AND c.relpersistence <> 't'
+                  ORDER BY c.relpages DESC LIMIT 2 * v_tables)
+                UNION ALL
+                (SELECT c.oid, 'i' FROM pg_catalog.pg_class AS c
+                  WHERE c.relkind = 'i' AND c.relpersistence <> 't'
+                    AND c.relnamespace <> 'pg_toast'::pg_catalog.regnamespace
+                  ORDER BY c.relpages DESC LIMIT 2 * greatest(v_tables, v_indexes))
             ), tree AS (   -- each top-level partitioned table with everything below it
-                SELECT r.oid AS root, r.oid FROM rel AS r WHERE r.relkind = 'p' AND NOT r.relispartition
+                SELECT c.oid AS root, c.oid FROM pg_catalog.pg_class AS c
+                 WHERE c.relkind = 'p' AND NOT c.relispartition AND c.relpersistence <> 't'
                 UNION ALL
                 SELECT t.root, i.inhrelid FROM tree AS t JOIN pg_catalog.pg_inherits AS i ON i.inhparent = t.oid
+            ), parts AS (
+                SELECT t.root, pg_catalog.array_agg(t.oid) AS oids FROM tree AS t GROUP BY t.root
+            ), tab_oids AS (   -- a large table has a large heap, TOAST table or index
+                SELECT r.oid FROM ranked AS r WHERE r.relkind = 'r'
+                UNION
+                SELECT o.oid FROM pg_catalog.pg_class AS o
+                 WHERE o.reltoastrelid IN (SELECT r.oid FROM ranked AS r WHERE r.relkind = 't')
+                UNION
+                SELECT i.indrelid FROM ranked AS r JOIN pg_catalog.pg_index AS i ON i.indexrelid = r.oid
+                 WHERE r.relkind = 'i'
+                UNION
+                SELECT p.root FROM parts AS p
+                UNION
+                SELECT k.oid FROM carried AS k WHERE k.kind = 'table'
             ), tab AS (
-                SELECT r.oid, r.object, NULL::text AS parent, false AS partitioned, NULL::oid[] AS leaves,
-                       r.rows_estimate, r.pages
-                  FROM rel AS r WHERE r.relkind IN ('r', 'm')
-                UNION ALL
-                SELECT t.root, min(r.object), NULL::text, true,
-                       pg_catalog.array_agg(d.oid) FILTER (WHERE d.relkind = 'r'),
-                       sum(d.rows_estimate) FILTER (WHERE d.relkind = 'r')::bigint, sum(d.pages)::bigint
-                  FROM tree AS t
-                  JOIN rel AS r ON r.oid = t.root
-                  JOIN rel AS d ON d.oid = t.oid
-                 GROUP BY t.root
+                SELECT c.oid, c.relkind = 'p' AS partitioned, pg_catalog.format('%I.%I', n.nspname, c.relname) AS object,
+                       e.pages, e.rows_estimate, e.leaves
+                  FROM tab_oids AS x
+                  JOIN pg_catalog.pg_class AS c ON c.oid = x.oid
+                  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                  LEFT JOIN parts AS p ON p.root = c.oid
+                 CROSS JOIN LATERAL (   -- heap, TOAST and index pages (of the partitions)
+                       SELECT sum(l.relpages::bigint + coalesce(tt.relpages, 0)
+                                  + coalesce((SELECT sum(ic.relpages) FROM pg_catalog.pg_index AS i
+                                                JOIN pg_catalog.pg_class AS ic ON ic.oid = i.indexrelid
+                                               WHERE i.indrelid = l.oid), 0))::bigint AS pages,
+                              sum(CASE WHEN l.reltuples >= 0 THEN l.reltuples END)::bigint AS rows_estimate,
+                              pg_catalog.array_agg(l.oid) AS leaves
+                         FROM pg_catalog.pg_class AS l
+                         LEFT JOIN pg_catalog.pg_class AS tt ON tt.oid = l.reltoastrelid
+                        WHERE l.oid = ANY (coalesce(p.oids, ARRAY[c.oid])) AND l.relkind IN ('r', 'm')) AS e
+                 WHERE c.relkind IN ('r', 'm', 'p') AND c.relpersistence <> 't'
             ), ind AS (
                 SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS object,
-                       pg_catalog.format('%I.%I', tn.nspname, tc.relname) AS parent, false AS partitioned,
-                       NULL::oid[] AS leaves,
+                       pg_catalog.format('%I.%I', tn.nspname, tc.relname) AS parent,
                        CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END AS rows_estimate,
                        c.relpages::bigint AS pages
-                  FROM pg_catalog.pg_index AS i
-                  JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid
+                  FROM (SELECT r.oid FROM ranked AS r WHERE r.relkind = 'i'
+                        UNION
+                        SELECT k.oid FROM carried AS k WHERE k.kind = 'index') AS x
+                  JOIN pg_catalog.pg_class AS c ON c.oid = x.oid
                   JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                  JOIN pg_catalog.pg_index AS i ON i.indexrelid = c.oid
                   JOIN pg_catalog.pg_class AS tc ON tc.oid = i.indrelid
                   JOIN pg_catalog.pg_namespace AS tn ON tn.oid = tc.relnamespace
-                 WHERE c.relkind = 'i' AND c.relpersistence <> 't' AND n.nspname <> 'pg_toast'
-            ), carried AS (
-                SELECT DISTINCT h.kind, h.object
-                  FROM maint.size_history AS h
-                 WHERE h.top AND h.kind <> 'database' AND h.sampled_at > pg_catalog.now() - v_carry
+                 WHERE c.relkind = 'i'
             ), cand AS (
-                SELECT 'table' AS kind, x.*, pg_catalog.row_number() OVER (ORDER BY x.pages DESC, x.object) AS rank
-                  FROM tab AS x
+                SELECT 'table' AS kind, t.oid, t.object, NULL::text AS parent, t.partitioned,
+                       CASE WHEN t.partitioned THEN t.leaves END AS leaves, t.rows_estimate,
+                       pg_catalog.row_number() OVER (ORDER BY t.pages DESC NULLS LAST, t.object) AS rank
+                  FROM tab AS t
                 UNION ALL
-                SELECT 'index', x.*, pg_catalog.row_number() OVER (ORDER BY x.pages DESC, x.object)
-                  FROM ind AS x
+                SELECT 'index', i.oid, i.object, i.parent, false, NULL::oid[], i.rows_estimate,
+                       pg_catalog.row_number() OVER (ORDER BY i.pages DESC, i.object)
+                  FROM ind AS i
             )
             SELECT c.kind, c.oid, c.object, c.parent, c.partitioned, c.leaves, c.rows_estimate,
-                   (k.object IS NOT NULL) AS carried
+                   EXISTS (SELECT 1 FROM carried AS k WHERE k.kind = c.kind AND k.oid = c.oid) AS carried
               FROM cand AS c
-              LEFT JOIN carried AS k ON k.kind = c.kind AND k.object = c.object
              WHERE c.rank <= 2 * CASE c.kind WHEN 'table' THEN v_tables ELSE v_indexes END
-                OR k.object IS NOT NULL
+                OR EXISTS (SELECT 1 FROM carried AS k WHERE k.kind = c.kind AND k.oid = c.oid)
              ORDER BY c.kind DESC, c.rank
         LOOP
             IF v_locked >= 10 THEN
@@ -411,9 +436,11 @@ $$;
 COMMENT ON FUNCTION maint.size_growth(interval, numeric, interval) IS
     'Growth of the database and of the sampled tables and indexes over a period: bytes then and now, per day, percent per week, when a limit is passed';
 
--- database_size: this database on disk (pg_database_size) against warn/crit bytes. Off by
--- default (no thresholds): then one ok row with the size, so that the health history and
--- the Prometheus output carry it. Its params also drive the sampler.
+-- database_size: this database on disk (pg_database_size, as the caller: CONNECT or
+-- pg_read_all_stats) against warn/crit bytes; one row with the size (ok below the
+-- thresholds). Off by default (no thresholds): then it reads nothing, since
+-- pg_database_size stats every file of the database (about 50 ms per 10,000 tables); the
+-- daily size samples keep the size anyway. Its params drive the sampler.
 CREATE OR REPLACE FUNCTION maint.health_database_size(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -443,8 +470,10 @@ AS $$
                                                   ORDER BY x.sampled_at DESC, x.id DESC LIMIT 1)
                             ORDER BY h.bytes DESC LIMIT 5) AS t)))
       FROM (SELECT pg_catalog.current_database()::text AS db,
-                   pg_catalog.pg_database_size(pg_catalog.current_database()) AS bytes) AS d
+                   CASE WHEN p_cfg.warn IS NOT NULL OR p_cfg.crit IS NOT NULL
+                        THEN pg_catalog.pg_database_size(pg_catalog.current_database()) END AS bytes) AS d
      CROSS JOIN LATERAL (SELECT maint._health_level(d.bytes, p_cfg.warn, p_cfg.crit) AS st) AS s
+     WHERE d.bytes IS NOT NULL
 $$;
 
 -- relation_size: tables of the newest size sample (heap, TOAST and indexes; a partitioned
@@ -674,26 +703,26 @@ AS $$
                    AS ignore,
                ARRAY(SELECT pg_catalog.jsonb_array_elements_text(
                                 coalesce(p_cfg.params -> 'warn_settings', '[]'::jsonb))) AS warn
-    ), latest AS (
-        SELECT DISTINCT ON (h.name) h.*
-          FROM maint.settings_history AS h, p
-         WHERE h.recorded_at > pg_catalog.now() - p.period
-           AND NOT h.name = ANY (p.ignore)
-         ORDER BY h.name, h.id DESC
+    ), h AS (   -- each setting's newest row and the one before it
+        SELECT s.name, s.recorded_at, s.source, s.setting, s.unit, s.masked, s.pending_restart,
+               pg_catalog.row_number() OVER (PARTITION BY s.name ORDER BY s.id DESC) AS rn,
+               pg_catalog.lag(s.id) OVER w AS old_id, pg_catalog.lag(s.setting) OVER w AS old_setting,
+               pg_catalog.lag(s.unit) OVER w AS old_unit, pg_catalog.lag(s.masked) OVER w AS old_masked,
+               pg_catalog.lag(s.pending_restart) OVER w AS old_pending,
+               pg_catalog.lag(s.recorded_at) OVER w AS old_at
+          FROM maint.settings_history AS s
+        WINDOW w AS (PARTITION BY s.name ORDER BY s.id)
     ), x AS (
-        SELECT l.name, l.recorded_at, l.source, l.pending_restart,
-               maint._setting_text(l.setting, l.unit, l.masked) AS new_value,
-               maint._setting_text(o.setting, o.unit, o.masked) AS old_value,
-               o.recorded_at AS old_at, o.pending_restart AS old_pending,
-               l.setting IS DISTINCT FROM o.setting AS changed, l.masked OR o.masked AS masked,
-               l.name = ANY (p.warn) AS listed
-          FROM latest AS l
+        SELECT h.name, h.recorded_at, h.source, h.pending_restart, h.old_pending, h.old_at,
+               maint._setting_text(h.setting, h.unit, h.masked) AS new_value,
+               maint._setting_text(h.old_setting, h.old_unit, h.old_masked) AS old_value,
+               h.setting IS DISTINCT FROM h.old_setting AS changed, h.masked OR h.old_masked AS masked,
+               h.name = ANY (p.warn) AS listed
+          FROM h
          CROSS JOIN p
-         CROSS JOIN LATERAL (
-               SELECT * FROM maint.settings_history AS o
-                WHERE o.name = l.name AND o.id < l.id
-                ORDER BY o.id DESC
-                LIMIT 1) AS o
+         WHERE h.rn = 1 AND h.old_id IS NOT NULL
+           AND h.recorded_at > pg_catalog.now() - p.period
+           AND NOT h.name = ANY (p.ignore)
     )
     SELECT maint._health_row(
                CASE WHEN x.listed OR (x.pending_restart AND NOT x.old_pending) THEN 'warning' ELSE 'info' END,
