@@ -16,16 +16,17 @@
 -- kept by VACUUM, ANALYZE and CREATE INDEX: no lock; a table is a candidate when its heap,
 -- TOAST table or an index is among the largest, and every partitioned table is), measures
 -- only the few candidates (twice params.tables / params.indexes by their estimate, plus
--- what was among the largest within params.carry), each in its own subtransaction with a 100 ms lock_timeout, and leaves a
--- relation it cannot lock out of the sample (named in size_samples.skipped); after 10 such
--- relations it measures no more. A relation dropped meanwhile is left out (the size
--- functions return NULL). pg_database_size reads the directory and takes no lock. Any
--- other error becomes a 'failed' sample row: the health job never fails because of it.
+-- what was among the largest within params.carry), each in its own subtransaction with a
+-- 100 ms lock_timeout, and leaves a relation it cannot lock out of the sample (named in
+-- size_samples.skipped); after 10 such relations it measures no more. A relation dropped
+-- meanwhile is left out (the size functions return NULL). pg_database_size reads the
+-- directory and takes no lock. Any other error becomes a 'failed' sample row: the health
+-- job never fails because of it.
 --
 -- The checks run with the caller's rights: database_size reads pg_database_size (CONNECT
--- or pg_read_all_stats; only when it has thresholds), relation_size, growth_rate and growth_forecast read the samples
--- (maint_monitor may), transaction_locks reads pg_locks and pg_stat_activity, and
--- settings_drift reads maint.settings_history.
+-- or pg_read_all_stats; only when it has thresholds), relation_size, growth_rate and
+-- growth_forecast read the samples (maint_monitor may), transaction_locks reads pg_locks
+-- and pg_stat_activity, and settings_drift reads maint.settings_history.
 
 -- maint._size_params() -> jsonb: the sampler's settings, the params of the database_size
 -- check over their defaults (sample_every, keep, tables, indexes, carry).
@@ -103,7 +104,7 @@ CREATE OR REPLACE FUNCTION maint._size_sample(p_source text)
     SET lock_timeout = '100ms'
 AS $$
 DECLARE
-    v_params jsonb := maint._size_params();
+    v_params jsonb;
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_tables integer;
     v_indexes integer;
@@ -125,6 +126,7 @@ DECLARE
     v_state text;
 BEGIN
     BEGIN
+        v_params := maint._size_params();
         v_tables := greatest(coalesce((v_params ->> 'tables')::integer, 50), 0);
         v_indexes := greatest(coalesce((v_params ->> 'indexes')::integer, 50), 0);
         v_carry := coalesce((v_params ->> 'carry')::interval, interval '0');
@@ -334,7 +336,12 @@ BEGIN
                   - CASE WHEN s.status = 'ok' THEN v_every ELSE least(v_every, interval '1 hour') END) THEN
         RETURN NULL;
     END IF;
-    RETURN maint._size_sample('job');
+    BEGIN
+        RETURN maint._size_sample('job');
+    EXCEPTION WHEN OTHERS THEN   -- even writing down the failure failed (disk full...)
+        RAISE WARNING 'pgmaint: could not take a size sample: %', SQLERRM;
+        RETURN NULL;
+    END;
 END
 $$;
 COMMENT ON FUNCTION maint._health_samples() IS
