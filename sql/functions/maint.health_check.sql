@@ -247,6 +247,9 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
     -- status changes since each check's previous sample become events (maint.events.sql)
     PERFORM maint._health_events(pg_catalog.now());
+    -- the settings snapshot and, once per sample_every, the size sample (maint.health_size.sql;
+    -- never raises: a failed sample is a row of maint.size_samples)
+    PERFORM maint._health_samples();
     RETURN v_n;
 END
 $$;
