@@ -61,6 +61,7 @@ COMPAT_SET = [
     "tests/test_health_notify.py",
     "tests/test_health_custom.py",
     "tests/test_health_exposure.py",
+    "tests/test_health_size.py",
 ]
 
 
