@@ -117,8 +117,26 @@ CREATE OR REPLACE FUNCTION maint.health_reg_type_columns(p_cfg maint.check_confi
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- the recursive union's row estimates are far too high: JIT would cost more than the query
 AS $$
-    WITH RECURSIVE reg (oid, reg_type) AS (
+    WITH RECURSIVE
+    -- the attributes (of any relation: a table's row type is a composite type too) whose
+    -- type could hold a reg* value: a reg* type itself, an array, a domain, a composite or
+    -- a range. Every type created after initdb (OID 16384 on) is kept, so the hash is of
+    -- the few hundred built-in types only. One pass over pg_attribute; the recursion and
+    -- the result read only these.
+    att AS MATERIALIZED (
+        SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, a.attinhcount
+          FROM pg_catalog.pg_attribute AS a
+         WHERE NOT a.attisdropped
+           AND (a.atttypid >= 16384
+                OR a.atttypid IN (SELECT t.oid FROM pg_catalog.pg_type AS t
+                                   WHERE t.oid < 16384
+                                     AND (t.typtype IN ('d', 'c', 'r') OR (t.typtype = 'b' AND t.typelem <> 0)
+                                          OR (t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                                              AND t.typname LIKE 'reg%'))))
+    ),
+    reg (oid, reg_type) AS (
         SELECT t.oid, t.typname::text
           FROM pg_catalog.pg_type AS t
          WHERE t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
@@ -126,8 +144,6 @@ AS $$
                              'regoper', 'regoperator', 'regproc', 'regprocedure')
         UNION
         SELECT w.oid, w.reg_type FROM (
-            -- the worktable is read once, then joined (as pg_upgrade does): one pass over
-            -- pg_attribute per level of nesting, not one per type
             WITH x AS (SELECT r.oid, r.reg_type FROM reg AS r)
             SELECT t.oid, x.reg_type FROM pg_catalog.pg_type AS t JOIN x ON t.typbasetype = x.oid
              WHERE t.typtype = 'd'
@@ -135,17 +151,16 @@ AS $$
             SELECT t.oid, x.reg_type FROM pg_catalog.pg_type AS t JOIN x ON t.typelem = x.oid
              WHERE t.typtype = 'b'
             UNION ALL
-            SELECT t.oid, x.reg_type
-              FROM pg_catalog.pg_type AS t
-              JOIN pg_catalog.pg_class AS c ON c.reltype = t.oid
-              JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND NOT a.attisdropped
+            SELECT rt.reltype, x.reg_type  -- the row type of the relation: a composite type
+              FROM att AS a
               JOIN x ON a.atttypid = x.oid
-             WHERE t.typtype = 'c'
+             CROSS JOIN LATERAL (SELECT c.reltype FROM pg_catalog.pg_class AS c
+                                  WHERE c.oid = a.attrelid AND c.reltype <> 0) AS rt
             UNION ALL
             SELECT t.oid, x.reg_type
-              FROM pg_catalog.pg_type AS t
-              JOIN pg_catalog.pg_range AS rg ON rg.rngtypid = t.oid
+              FROM pg_catalog.pg_range AS rg
               JOIN x ON rg.rngsubtype = x.oid
+              JOIN pg_catalog.pg_type AS t ON t.oid = rg.rngtypid
              WHERE t.typtype = 'r'
         ) AS w
     ),
@@ -154,32 +169,35 @@ AS $$
           FROM reg AS r GROUP BY r.oid
     ),
     col AS (
-        SELECT c.oid AS relid, c.relkind, c.relispartition, a.attname, a.attinhcount, a.atttypid,
+        SELECT a.attrelid AS relid, c.relkind, c.relispartition, a.attname, a.attinhcount,
                pg_catalog.format_type(a.atttypid, a.atttypmod) AS coltype, typ.reg_types,
-               ty.typtype, ty.typelem, ty.typnamespace,
-               pg_catalog.format('%s.%I', c.oid::pg_catalog.regclass, a.attname) AS name,
+               -- the column is a reg* type itself (text) or an array of one (text[])
+               CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND ty.typtype = 'b'
+                         AND ty.el_typtype IS NULL THEN 'text'
+                    WHEN ty.typtype = 'b' AND ty.el_typtype = 'b'
+                         AND ty.el_typnamespace = 'pg_catalog'::pg_catalog.regnamespace THEN 'text[]'
+               END AS as_text,
+               pg_catalog.format('%s.%I', a.attrelid::pg_catalog.regclass, a.attname) AS name,
                CASE c.relkind WHEN 'r' THEN 'table' WHEN 'm' THEN 'materialized view' ELSE 'index' END AS kind
-          FROM pg_catalog.pg_attribute AS a
+          FROM att AS a
           JOIN typ ON typ.oid = a.atttypid
-          JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
+          -- looked up for these few columns by OID (OFFSET 0: never a hash of all of
+          -- pg_class or pg_type, which the row estimates of the CTEs would choose)
+         CROSS JOIN LATERAL (SELECT c.relkind, c.relnamespace, c.relispartition FROM pg_catalog.pg_class AS c
+                              WHERE c.oid = a.attrelid OFFSET 0) AS c
+         CROSS JOIN LATERAL (SELECT ty.typtype, ty.typnamespace, el.typtype AS el_typtype,
+                                    el.typnamespace AS el_typnamespace
+                               FROM pg_catalog.pg_type AS ty
+                               LEFT JOIN pg_catalog.pg_type AS el ON el.oid = ty.typelem
+                              WHERE ty.oid = a.atttypid OFFSET 0) AS ty
           JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-          JOIN pg_catalog.pg_type AS ty ON ty.oid = a.atttypid
-         WHERE NOT a.attisdropped
-           AND c.relkind IN ('r', 'm', 'i')
+         WHERE c.relkind IN ('r', 'm', 'i')
            AND n.nspname !~ '^pg_temp_' AND n.nspname !~ '^pg_toast_temp_'
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
     ),
     fix AS (
         SELECT col.*,
-               -- the column is a reg* type itself (text) or an array of one (text[])
-               CASE WHEN col.relkind <> 'r' THEN NULL
-                    WHEN col.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND col.typtype = 'b'
-                         AND col.typelem = 0 THEN 'text'
-                    WHEN col.typtype = 'b' AND EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_type AS e
-                              WHERE e.oid = col.typelem AND e.typtype = 'b'
-                                AND e.typnamespace = 'pg_catalog'::pg_catalog.regnamespace) THEN 'text[]'
-               END AS newtype,
+               CASE WHEN col.relkind = 'r' THEN col.as_text END AS newtype,
                CASE WHEN col.relispartition THEN pg_catalog.pg_partition_root(col.relid)
                     WHEN col.attinhcount = 0 THEN col.relid END AS alter_rel
           FROM col
@@ -188,15 +206,14 @@ AS $$
                pg_catalog.format('%s column %s has type %s%s: pg_upgrade refuses a database that stores %s '
                                  'values, since they are OIDs of catalog rows it does not preserve',
                                  f.kind, f.name, f.coltype,
-                                 CASE WHEN f.coltype <> f.reg_types AND f.newtype IS NULL
-                                      THEN ', which contains ' || f.reg_types ELSE '' END,
+                                 CASE WHEN f.as_text IS NULL THEN ', which contains ' || f.reg_types ELSE '' END,
                                  f.reg_types),
                NULL,
                CASE WHEN f.newtype IS NOT NULL AND f.alter_rel IS NOT NULL
                     THEN 'store the name as text (col::text gives it; text::' || f.reg_types
                          || ' turns it back into the object): the fix rewrites the table under an ACCESS '
-                         'EXCLUSIVE lock and fails while a view uses the column; or drop the column before '
-                         'the upgrade. regclass, regtype and regrole columns are fine'
+                         'EXCLUSIVE lock and fails while a view, or a column of the table''s row type, uses it; '
+                         'or drop the column before the upgrade. regclass, regtype and regrole columns are fine'
                     WHEN f.newtype IS NOT NULL
                     THEN 'the column is inherited: change its type on the parent table, which changes it on '
                          'every child'
@@ -238,15 +255,19 @@ CREATE OR REPLACE FUNCTION maint.health_function_search_path(p_cfg maint.check_c
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- the per-routine estimates grow with pg_proc: JIT would cost more than the query
 AS $$
-    WITH cand AS (
+    WITH cand AS MATERIALIZED (  -- the body is read once per routine
         SELECT p.oid, p.prokind, p.proowner, p.prosrc, n.nspname, l.lanname,
                CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind,
                p.prokind = 'p' AND p.prosrc ~* '\m(commit|rollback|call)\M' AS commits,
-               CASE WHEN l.lanname = 'plpgsql' THEN (pg_catalog.regexp_match(
-                   pg_catalog.substring(p.prosrc, '(?i)\mbegin\M(.*)$'),
-                   '^(?:\s|--[^\n]*\n|/\*(?:[^*]|\*+[^*/])*\*+/)*perform\s+pg_catalog\.set_config\s*\(\s*'
-                   '''search_path''\s*,\s*''([^'']*)''\s*,\s*true\s*\)\s*;', 'i'))[1] END AS body_pin
+               -- the search_path that the first statement pins, when it does: the text after
+               -- the first BEGIN, which ends the label and DECLARE section
+               CASE WHEN l.lanname = 'plpgsql' AND p.prosrc ~* 'set_config'
+                    THEN (pg_catalog.regexp_match(pg_catalog.regexp_replace(p.prosrc, '^.*?\mbegin\M', '', 'i'),
+                              '^(?:\s|--[^\n]*\n|/\*(?:[^*]|\*+[^*/])*\*+/)*perform\s+pg_catalog\.set_config\s*'
+                              '\(\s*''search_path''\s*,\s*''([^'']*)''\s*,\s*true\s*\)\s*;', 'i'))[1]
+               END AS body_pin
           FROM pg_catalog.pg_proc AS p
           JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
           JOIN pg_catalog.pg_language AS l ON l.oid = p.prolang
