@@ -62,6 +62,7 @@ COMPAT_SET = [
     "tests/test_health_custom.py",
     "tests/test_health_exposure.py",
     "tests/test_health_size.py",
+    "tests/test_health_extensions.py",
 ]
 
 
