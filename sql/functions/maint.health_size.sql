@@ -146,16 +146,17 @@ BEGIN
                          WHERE h.top AND h.kind <> 'database'
                            AND h.sampled_at > pg_catalog.now() - v_carry) AS k
             ), ranked AS (   -- the largest heaps, TOAST tables and indexes by the catalog's page counts
+                             -- (not the cluster's shared catalogs: pg_database_size leaves them out too)
                 (SELECT c.oid, 'r'::"char" AS relkind FROM pg_catalog.pg_class AS c
-                  WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
+                  WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't' AND NOT c.relisshared
                   ORDER BY c.relpages DESC LIMIT 2 * v_tables)
                 UNION ALL
                 (SELECT c.oid, 't' FROM pg_catalog.pg_class AS c
-                  WHERE c.relkind = 't' AND c.relpersistence <> 't'
+                  WHERE c.relkind = 't' AND c.relpersistence <> 't' AND NOT c.relisshared
                   ORDER BY c.relpages DESC LIMIT 2 * v_tables)
                 UNION ALL
                 (SELECT c.oid, 'i' FROM pg_catalog.pg_class AS c
-                  WHERE c.relkind = 'i' AND c.relpersistence <> 't'
+                  WHERE c.relkind = 'i' AND c.relpersistence <> 't' AND NOT c.relisshared
                     AND c.relnamespace <> 'pg_toast'::pg_catalog.regnamespace
                   ORDER BY c.relpages DESC LIMIT 2 * greatest(v_tables, v_indexes))
             ), tree AS (   -- each top-level partitioned table with everything below it
