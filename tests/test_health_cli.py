@@ -24,12 +24,12 @@ def invoke(db_dsn):
 
 def test_table_worst_first_with_summary_and_exit_code(invoke):
     result = invoke()
-    assert result.exit_code == 2  # a fresh database has no backup: critical
+    assert result.exit_code == 2  # the test server runs with fsync off: critical
     out = result.output
     assert "PGMAINT CRITICAL:" in out
     assert re.search(r"\d+ checks on database", out)
-    assert out.index("critical") < out.index(" ok ")
-    assert "backup_freshness" in out
+    assert out.index("critical") < out.index(" info ") < out.index(" ok ")
+    assert "settings_sanity" in out and "backup_freshness" in out
 
 
 def test_exit_codes_follow_nagios_precedence(db, invoke):
@@ -40,7 +40,12 @@ def test_exit_codes_follow_nagios_precedence(db, invoke):
     assert (
         invoke("--only", "superusers", "--only", "slow_queries").exit_code == 1
     )  # warning beats unknown
-    assert invoke("--only", "superusers", "--only", "backup_freshness").exit_code == 2
+    assert invoke("--only", "backup_freshness").exit_code == 0  # no backup yet: info
+    db.execute(
+        "INSERT INTO maint.backups (status, started_at, finished_at, bytes, format)"
+        " VALUES ('completed', now() - interval '31 hours', now() - interval '30 hours', 1000, 'custom')"
+    )
+    assert invoke("--only", "superusers", "--only", "backup_freshness").exit_code == 2  # 30 h old
     # info is still exit 0
     db.execute("CREATE TABLE nopk (a int)")
     assert invoke("--only", "no_primary_key").exit_code == 0
@@ -62,7 +67,8 @@ def test_skip_and_min_status(invoke):
     result = invoke("--min-status", "warning")
     assert result.exit_code == 2
     assert "nothing to report" not in result.output  # ok rows hidden
-    assert "backup_freshness" in result.output
+    assert "settings_sanity" in result.output
+    assert "backup_freshness" not in result.output  # info rows hidden too
 
 
 def test_json_format(invoke):
@@ -109,7 +115,8 @@ def test_prometheus_format(invoke):
     assert all(sample_re.match(s) for s in samples), [s for s in samples if not sample_re.match(s)]
     assert any(
         s.startswith("pgmaint_check_status{")
-        and 'check="backup_freshness"' in s
+        and 'check="settings_sanity"' in s
+        and 'object="fsync"' in s
         and s.endswith(" 2")
         for s in samples
     )

@@ -1,0 +1,8 @@
+-- pgmaint 0101: fewer false alarms from the health checks, and two checks PgHero has
+-- (docs/health.md). Each part says what it changes; a value someone changed stays.
+
+-- backup_freshness: info until the first backup, or another tool named (params.backed_up_by)
+-- and optionally how to read its last success (params.last_success_query).
+UPDATE maint.check_config
+   SET description = 'crit: seconds since the newest completed/verified backup (26 h; info until the first one, or params.backed_up_by another tool and its params.last_success_query); warn: seconds since the newest verified one (8 days); shrinking or stuck backups'
+ WHERE check_name = 'backup_freshness';
