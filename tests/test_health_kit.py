@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from health_support import configure, connect, find, only_ok, run_one, sessions, wait_for
+from psycopg.rows import dict_row
 
 from orchestrator import deploy
 
@@ -77,6 +78,24 @@ def test_cron_jobs_unknown_outside_the_cron_database(db, pg_cron):
     row = find(run_one(db, "cron_jobs"), "pg_cron")
     assert row["status"] == "unknown"
     assert row["detail"].startswith("pg_cron is in database postgres, not ")
+
+
+def unnamed(conn, name: str) -> list[dict]:
+    """The rows of one check run with all the others, as `pgmaint check` runs it: not named."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM maint.health_check(NULL, ARRAY(SELECT check_name FROM maint.check_config"
+                    " WHERE check_name <> %s))", (name,))
+        return list(cur.fetchall())
+
+
+def test_cron_jobs_without_pg_cron_only_informs_unless_named(db):
+    if db.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0] is not None:
+        pytest.skip("pg_cron is loaded on this server (the matrix's servers without it run this)")
+    [row] = unnamed(db, "cron_jobs")
+    assert row["status"] == "info"
+    assert row["detail"] == ("pg_cron is not loaded on this server (shared_preload_libraries): the kit's"
+                             " jobs can only be scheduled on the host (pgmaint schedule install --host)")
+    assert find(run_one(db, "cron_jobs"), "pg_cron")["status"] == "unknown"  # asked for by name
 
 
 def test_cron_jobs_in_the_cron_database(pg_cron, pg_server):

@@ -18,6 +18,7 @@ from health_support import (
     flush_stats,
     only_ok,
     record,
+    run,
     run_one,
     sessions,
     wait_for,
@@ -241,21 +242,35 @@ def test_deadlocks(db, pg_server):
 
 
 def test_slow_queries(db, pg_server):
-    row = find(run_one(db, "slow_queries"), "pg_stat_statements")
-    assert row["status"] == "unknown"
-    assert row["detail"] == f"pg_stat_statements is not installed in database {db.info.dbname}"
-    db.execute("CREATE EXTENSION pg_stat_statements")
+    with_all = [r for r in run(db) if r["check_name"] == "slow_queries"]  # as `pgmaint check` runs it
+    row = find(with_all, "pg_stat_statements")
+    assert row["status"] == "info"  # not enabled: said, not alarmed
+    assert row["detail"] == (f"pg_stat_statements is not installed in database {db.info.dbname}: slow "
+                             "statements cannot be found")
+    assert row["remediation"] == "CREATE EXTENSION pg_stat_statements in this database (it is loaded already)"
+    assert row["fix_sql"] == "CREATE EXTENSION pg_stat_statements;"
+    assert find(run_one(db, "slow_queries"), "pg_stat_statements")["status"] == "unknown"  # asked by name
+    db.execute(row["fix_sql"])
     assert only_ok(run_one(db, "slow_queries"))
+    # PgHero's rule by default: a mean of 20 ms or more over 100 calls or more
+    assert db.execute("SELECT warn, params->>'min_calls' FROM maint.check_config"
+                      " WHERE check_name = 'slow_queries'").fetchone() == (20, "100")
     with sessions(pg_server, db.info.dbname) as (other,):
-        for _ in range(5):
-            other.execute("SELECT pg_sleep(0.03)")
-    configure(db, "slow_queries", warn=20, crit=100_000, params={"min_calls": 5})
+        for _ in range(99):
+            other.execute("SELECT pg_sleep(0.021)")
+        assert only_ok(run_one(db, "slow_queries"))  # 99 calls: not yet
+        other.execute("SELECT pg_sleep(0.021)")
+        for _ in range(100):
+            other.execute("SELECT count(*) FROM generate_series(1, 10)")  # fast: never reported
     rows = run_one(db, "slow_queries")
-    slow = [r for r in rows if "pg_sleep" in r["detail"]]
-    assert len(slow) == 1
-    assert slow[0]["status"] == "warning"
-    assert slow[0]["metadata"]["calls"] == 5
-    assert float(slow[0]["value"]) >= 30
+    [slow] = [r for r in rows if "pg_sleep" in r["detail"]]
+    assert not [r for r in rows if "generate_series" in r["detail"]]
+    assert slow["status"] == "warning"
+    assert slow["metadata"]["calls"] == 100
+    assert 21 <= float(slow["value"]) < 1000
+    assert slow["unit"] == "ms"
+    configure(db, "slow_queries", crit=21)
+    assert [r["status"] for r in run_one(db, "slow_queries") if "pg_sleep" in r["detail"]] == ["critical"]
 
 
 def test_checksum_failures_clean(db):

@@ -1,5 +1,20 @@
 -- Health checks on pgmaint itself: its pg_cron jobs, the backup catalog and the run journal.
 
+-- maint._health_named(p_check text) -> boolean: whether the running maint.health_check()
+-- call named this check in "only" (the runner sets pgmaint.health_named for its
+-- transaction). A check whose source is missing (pg_stat_statements not installed, pg_cron
+-- not loaded) is unknown when it was asked for by name, and only informs when it runs with
+-- all the others: a kit that works without it must not page anyone for it.
+CREATE OR REPLACE FUNCTION maint._health_named(p_check text)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(p_check = ANY (pg_catalog.string_to_array(
+               nullif(pg_catalog.current_setting('pgmaint.health_named', true), ''), ',')), false)
+$$;
+
 -- maint.cron_jobs_query() -> text: the query that collects the kit's pg_cron jobs with
 -- their recent history as one jsonb array. Parameters: $1 window (interval), $2 the kit
 -- database (NULL: every database), $3 the cron database. The cron_jobs check runs it
@@ -190,9 +205,13 @@ BEGIN
         RETURN;
     END IF;
     IF v_db IS NULL OR pg_catalog.to_regclass('cron.job') IS NULL AND v_db = pg_catalog.current_database() THEN
-        RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
+        -- no pg_cron, so no kit job in it to fail (host jobs have their check, host_jobs):
+        -- unknown only when this check was asked for by name
+        RETURN NEXT maint._health_row(CASE WHEN maint._health_named(p_cfg.check_name) THEN 'unknown' ELSE 'info' END,
+            'extension', 'pg_cron',
             CASE WHEN v_db IS NULL THEN 'pg_cron is not loaded on this server (shared_preload_libraries)'
-                 ELSE pg_catalog.format('pg_cron is not created in database %s', v_db) END,
+                 ELSE pg_catalog.format('pg_cron is not created in database %s', v_db) END
+            || ': the kit''s jobs can only be scheduled on the host (pgmaint schedule install --host)',
             p_remediation => (SELECT s.message FROM maint.cron_status() AS s));
         RETURN;
     END IF;
@@ -561,6 +580,7 @@ AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION
+    maint._health_named(text),
     maint.cron_jobs_query(),
     maint._cron_job_findings(jsonb, maint.check_config),
     maint._cron_connection_finding(),

@@ -478,9 +478,11 @@ AS $$
 $$;
 
 -- slow_queries: statements of this database in pg_stat_statements with at least
--- params.min_calls calls and a mean execution time at or above warn / crit (ms).
--- unknown when the extension is not installed here or not loaded. Version-specific source:
--- only statements a client sent (toplevel) where pg_stat_statements has it (14+).
+-- params.min_calls calls and a mean execution time at or above warn / crit (ms; PgHero's
+-- 20 ms and 100 calls by default). When the extension is not installed here or not loaded,
+-- one info row says how to enable it; unknown when the check was asked for by name
+-- (maint.health_check(ARRAY['slow_queries'])). Version-specific source: only statements a
+-- client sent (toplevel) where pg_stat_statements has it (14+).
 CREATE OR REPLACE FUNCTION maint.health_slow_queries(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
@@ -489,24 +491,32 @@ CREATE OR REPLACE FUNCTION maint.health_slow_queries(p_cfg maint.check_config)
 AS $$
 DECLARE
     v_schema name;
+    v_loaded boolean;
     v_hidden bigint;
     v_toplevel text;
 BEGIN
     SELECT n.nspname INTO v_schema
       FROM pg_catalog.pg_extension AS e JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
      WHERE e.extname = 'pg_stat_statements';
-    IF v_schema IS NULL THEN
-        RETURN NEXT maint._health_row('unknown', 'extension', 'pg_stat_statements',
-            pg_catalog.format('pg_stat_statements is not installed in database %s', pg_catalog.current_database()),
-            p_remediation => 'add pg_stat_statements to shared_preload_libraries (restart), then '
-                             'CREATE EXTENSION pg_stat_statements in this database');
-        RETURN;
-    END IF;
-    IF NOT ('pg_stat_statements' = ANY (pg_catalog.regexp_split_to_array(
-                pg_catalog.btrim(pg_catalog.current_setting('shared_preload_libraries')), '\s*,\s*'))) THEN
-        RETURN NEXT maint._health_row('unknown', 'extension', 'pg_stat_statements',
-            'pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries',
-            p_remediation => 'add pg_stat_statements to shared_preload_libraries and restart the server');
+    v_loaded := 'pg_stat_statements' = ANY (pg_catalog.regexp_split_to_array(
+                    pg_catalog.btrim(pg_catalog.current_setting('shared_preload_libraries')), '\s*,\s*'));
+    IF v_schema IS NULL OR NOT v_loaded THEN
+        -- statement statistics are an option, not a fault: say how to turn them on
+        RETURN NEXT maint._health_row(CASE WHEN maint._health_named(p_cfg.check_name) THEN 'unknown' ELSE 'info' END,
+            'extension', 'pg_stat_statements',
+            CASE WHEN v_schema IS NULL
+                 THEN pg_catalog.format('pg_stat_statements is not installed in database %s%s: slow statements '
+                                        'cannot be found', pg_catalog.current_database(),
+                                        CASE WHEN v_loaded THEN '' ELSE ' (nor loaded)' END)
+                 ELSE 'pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries'
+            END,
+            p_remediation => CASE WHEN v_loaded
+                                  THEN 'CREATE EXTENSION pg_stat_statements in this database (it is loaded already)'
+                                  ELSE 'add pg_stat_statements to shared_preload_libraries (ALTER SYSTEM SET '
+                                       'shared_preload_libraries = ''pg_stat_statements'', keeping what is there; '
+                                       'restart), then CREATE EXTENSION pg_stat_statements in this database' END,
+            p_fix_sql => CASE WHEN v_loaded AND v_schema IS NULL THEN 'CREATE EXTENSION pg_stat_statements;' END,
+            p_metadata => pg_catalog.jsonb_build_object('installed', v_schema IS NOT NULL, 'loaded', v_loaded));
         RETURN;
     END IF;
     -- version-specific source: toplevel (pg_stat_statements 1.9, PostgreSQL 14+) tells
