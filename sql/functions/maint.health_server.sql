@@ -591,7 +591,8 @@ AS $$
 $$;
 
 -- settings_sanity: settings that risk data loss or hide problems. params.ignore lists
--- setting names not to report.
+-- setting names not to report. PostgreSQL's defaults (no idle-in-transaction timeout,
+-- log_lock_waits off) are info: a new server is no alarm.
 CREATE OR REPLACE FUNCTION maint.health_settings_sanity(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -605,7 +606,9 @@ AS $$
          'full_page_writes is off: a crash during a write can leave torn pages that cannot be repaired', 'on'),
         ('track_counts', 'off', 'critical',
          'track_counts is off: autovacuum cannot tell which tables need work', 'on'),
-        ('idle_in_transaction_session_timeout', '0', 'warning',
+        -- PostgreSQL's default, so info: the transactions it would end are the
+        -- idle_in_transaction check's findings when they happen
+        ('idle_in_transaction_session_timeout', '0', 'info',
          'idle_in_transaction_session_timeout is 0: a forgotten open transaction holds locks and the xmin '
          'horizon forever', '''10min'''),
         ('synchronous_commit', 'off', 'info',
