@@ -129,32 +129,68 @@ def test_checksum_failure(dedicated):
         assert "data checksum failure" in row["detail"]
 
 
-def test_checkpoints_requested_since_previous_sample(db):
+def requested_checkpoints(db) -> int:
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    return int(db.execute("SELECT maint._health_checkpoint_sample() ->> 'checkpoints_req'").fetchone()[0])
+
+
+def test_explicit_checkpoints_are_not_counted(db):
     # settle the checkpoint that CREATE DATABASE (this test's fixture) requested
     checkpoint(db)
     record(db, "checkpoints")
     rows = run_one(db, "checkpoints")
     assert only_ok(rows)
     assert "since the previous recorded sample" in rows[0]["detail"]
-    checkpoint(db)
+    for _ in range(3):  # CHECKPOINT, CREATE DATABASE, base backups: nothing about max_wal_size
+        checkpoint(db)
+    configure(db, "checkpoints", params={"min_checkpoints": 1})
     row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "ok"  # one checkpoint is too few for a verdict (min_checkpoints 3)
-    assert "too few checkpoints" in row["detail"]
-    checkpoint(db)
-    checkpoint(db)
-    row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "critical"  # 3 of 3 requested = 100 % >= crit 50
-    assert row["value"] >= 75  # (a timed checkpoint may slip in)
-    assert row["metadata"]["baseline"] == "previous sample"
+    assert row["status"] == "ok"
+    assert row["metadata"]["requested"] >= 3
+    assert row["metadata"]["wal_forced"] == 0
+    assert row["metadata"]["explicit"] == row["metadata"]["requested"]
+    assert "more were requested beyond what the" in row["detail"]
+    assert "(explicit CHECKPOINT, CREATE DATABASE, base backups) and are not counted" in row["detail"]
     configure(db, "checkpoints", params={"warn_age_factor": 0})
     assert find(run_one(db, "checkpoints"), "last checkpoint")["status"] == "warning"
 
 
+def test_checkpoints_forced_by_wal_volume(db):
+    """max_wal_size at its minimum (2 segments): writing WAL forces a checkpoint every segment."""
+    db.execute("CREATE TABLE walgen (id int, pad text)")
+    try:
+        db.execute("ALTER SYSTEM SET max_wal_size = '32MB'")
+        db.execute("SELECT pg_reload_conf()")
+        wait_for(lambda: db.execute("SHOW max_wal_size").fetchone()[0] == "32MB", what="the reload")
+        checkpoint(db)
+        record(db, "checkpoints")
+        before = requested_checkpoints(db)
+        db.execute("INSERT INTO walgen SELECT g, repeat('w', 400) FROM generate_series(1, 250000) AS g")
+        wait_for(lambda: requested_checkpoints(db) >= before + 3, timeout=30, what="WAL-forced checkpoints")
+        row = find(run_one(db, "checkpoints"), "checkpoints")
+        assert row["metadata"]["baseline"] == "previous sample"
+        assert row["metadata"]["wal_bytes"] > 3 * 16 * 1024 * 1024
+        assert row["metadata"]["wal_forced"] >= 3
+        assert row["status"] == "critical", row["detail"]  # forced >= crit 50 % (no time for timed ones)
+        assert row["value"] >= 75
+        assert row["detail"].startswith(f"{row['value']}% of checkpoints (")
+        assert "were forced by WAL volume rather than timed" in row["detail"]
+        assert row["remediation"].startswith(
+            "checkpoints forced by WAL volume mean max_wal_size is too small")
+        # without a previous sample the same counters only inform
+        db.execute("DELETE FROM maint.health_history")
+        row = find(run_one(db, "checkpoints"), "checkpoints")
+        assert row["metadata"]["baseline"] == "statistics reset"
+        assert row["status"] in {"ok", "info"}
+    finally:
+        db.execute("ALTER SYSTEM RESET max_wal_size")
+        db.execute("SELECT pg_reload_conf()")
+
+
 def test_counter_checks_without_previous_sample_only_inform(db):
-    db.execute("CHECKPOINT")
-    configure(db, "checkpoints", warn=0, crit=0, params={"min_checkpoints": 1})
-    row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "info"
+    configure(db, "temp_spill", warn=0, crit=0)
+    row = find(run_one(db, "temp_spill"), db.info.dbname)
+    assert row["status"] == "info"  # 0 bytes >= crit 0, but counted since statistics began
     assert row["metadata"]["baseline"] == "statistics reset"
     assert "no usable previous sample" in row["detail"]
 

@@ -177,8 +177,13 @@ $$;
 --     buffer writes of bulk operations and autovacuum, which are by design); from 16
 --     pg_stat_io, which tells them apart: client backends' writes in the normal context
 --     only (17 removed buffers_backend from pg_stat_bgwriter).
---   Keys: checkpoints_timed, checkpoints_req, [checkpoints_done], writes_checkpointer,
---   writes_bgwriter, writes_backend, fsyncs_backend, stats_reset, source.
+--   - on a standby checkpoints are restartpoints: up to 16 they are counted as checkpoints,
+--     from 17 pg_stat_checkpointer counts them apart (restartpoints_timed / _req), which
+--     are added here so that every version counts the same;
+--   - wal_bytes: the WAL position (written, or replayed on a standby) in bytes, so that the
+--     deltas tell how much WAL was written between two samples.
+--   Keys: checkpoints_timed, checkpoints_req, [checkpoints_done], wal_bytes,
+--   writes_checkpointer, writes_bgwriter, writes_backend, fsyncs_backend, stats_reset, source.
 CREATE OR REPLACE FUNCTION maint._health_checkpoint_sample()
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -190,8 +195,8 @@ DECLARE
     v_sample jsonb;
 BEGIN
     IF v_version >= 170000 THEN
-        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', c.num_timed,
-                                             'checkpoints_req', c.num_requested,
+        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', c.num_timed + c.restartpoints_timed,
+                                             'checkpoints_req', c.num_requested + c.restartpoints_req,
                                              'stats_reset', c.stats_reset,
                                              'source', 'pg_stat_checkpointer, pg_stat_io')
           INTO v_sample
@@ -209,6 +214,9 @@ BEGIN
           INTO v_sample
           FROM pg_catalog.pg_stat_bgwriter AS b;
     END IF;
+    v_sample := v_sample || pg_catalog.jsonb_build_object('wal_bytes', pg_catalog.pg_wal_lsn_diff(
+        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+             ELSE pg_catalog.pg_current_wal_lsn() END, '0/0'));
     IF v_version >= 160000 THEN
         SELECT v_sample || pg_catalog.jsonb_build_object(
                    'writes_checkpointer', coalesce(pg_catalog.sum(i.writes) FILTER (WHERE i.backend_type = 'checkpointer'), 0),
@@ -236,14 +244,21 @@ END
 $$;
 COMMENT ON FUNCTION maint._health_checkpoint_sample() IS 'Internal: checkpoint and buffer-write counters, from pg_stat_bgwriter, pg_stat_checkpointer (17+) and pg_stat_io (16+)';
 
--- checkpoints: share of requested checkpoints (max_wal_size too small, or explicit
--- CHECKPOINTs and CREATE DATABASE) since the previous sample, judged from
--- params.min_checkpoints checkpoints on; the age of the last checkpoint against
--- checkpoint_timeout (params.warn_age_factor / crit_age_factor); and who wrote the shared
--- buffers ('buffer writes', shown when a warning or critical): backends writing them themselves, rather
+-- checkpoints: the share of checkpoints that WAL volume forced (max_wal_size too small for
+-- the write load) since the previous sample, judged from params.min_checkpoints such and
+-- timed checkpoints on; the age of the last checkpoint against checkpoint_timeout
+-- (params.warn_age_factor / crit_age_factor); and who wrote the shared buffers ('buffer
+-- writes', shown when a warning or critical): backends writing them themselves, rather
 -- than the background writer or the checkpointer, at or above params.backend_warn /
 -- backend_crit % (30 / 60) of params.min_writes (10000) writes or more, and any backend
 -- fsync (critical: the checkpointer's request queue overflowed).
+-- No version says why a checkpoint was requested: WAL volume, or an explicit CHECKPOINT,
+-- CREATE DATABASE, a base backup, which say nothing about max_wal_size (every new database
+-- requests one). WAL volume forces a checkpoint when the WAL since the last one's redo
+-- point reaches max_wal_size / (1 + checkpoint_completion_target) (CheckPointSegments - 1
+-- segments, at least one), so the WAL written between the samples allows at most
+-- floor(WAL / that distance) of them: requested checkpoints beyond that were explicit and
+-- are not counted.
 -- Version-specific source: maint._health_checkpoint_sample().
 CREATE OR REPLACE FUNCTION maint.health_checkpoints(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
@@ -255,31 +270,48 @@ AS $$
         SELECT maint._health_checkpoint_sample() AS sample
     ), d AS (
         SELECT s.sample, maint._health_deltas(p_cfg.check_name, s.sample) AS d FROM s
+    ), g AS (
+        -- the WAL between two WAL-forced checkpoints (XLogCheckpointNeeded)
+        SELECT greatest(floor(c.max_wal / c.segment / (1 + c.target)) - 1, 1) * c.segment AS distance
+          FROM (SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_wal_size'))::numeric AS max_wal,
+                       pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size'))::numeric AS segment,
+                       pg_catalog.current_setting('checkpoint_completion_target')::numeric AS target) AS c
     ), x AS (
-        SELECT d.*, (d.d -> 'deltas' ->> 'checkpoints_req')::numeric AS req,
-               (d.d -> 'deltas' ->> 'checkpoints_timed')::numeric AS timed
-          FROM d
+        SELECT d.*, g.distance, (d.d -> 'deltas' ->> 'checkpoints_req')::numeric AS req,
+               (d.d -> 'deltas' ->> 'checkpoints_timed')::numeric AS timed,
+               (d.d -> 'deltas' ->> 'wal_bytes')::numeric AS wal
+          FROM d, g
+    ), w AS (
+        SELECT x.*, least(x.req, floor(coalesce(x.wal, 0) / x.distance)) AS forced FROM x
     ), y AS (
-        SELECT x.*, CASE WHEN x.req + x.timed > 0 THEN round(100.0 * x.req / (x.req + x.timed), 1) END AS pct,
-               x.req + x.timed >= coalesce((p_cfg.params ->> 'min_checkpoints')::numeric, 3) AS enough
-          FROM x
+        SELECT w.*, w.req - w.forced AS explicit,
+               CASE WHEN w.forced + w.timed > 0 THEN round(100.0 * w.forced / (w.forced + w.timed), 1) END AS pct,
+               w.forced + w.timed >= coalesce((p_cfg.params ->> 'min_checkpoints')::numeric, 3) AS enough
+          FROM w
     )
     SELECT maint._health_row(CASE WHEN y.enough
                                   THEN maint._health_counter_status(maint._health_level(y.pct, p_cfg.warn, p_cfg.crit), y.d)
                                   ELSE 'ok' END,
                'cluster', 'checkpoints',
                CASE WHEN y.pct IS NULL
-                    THEN pg_catalog.format('no checkpoints since %s', y.d ->> 'since_text')
-                    ELSE pg_catalog.format('%s%% of checkpoints (%s of %s) were requested rather than timed, since %s%s',
-                                           y.pct, y.req, y.req + y.timed, y.d ->> 'since_text',
+                    THEN pg_catalog.format('no timed or WAL-forced checkpoints since %s', y.d ->> 'since_text')
+                    ELSE pg_catalog.format('%s%% of checkpoints (%s of %s) were forced by WAL volume rather than timed, '
+                                           'since %s%s', y.pct, y.forced, y.forced + y.timed, y.d ->> 'since_text',
                                            CASE WHEN y.enough THEN ''
-                                                ELSE ' (too few checkpoints for a verdict)' END) END,
+                                                ELSE ' (too few checkpoints for a verdict)' END) END
+               || CASE WHEN y.explicit > 0
+                       THEN pg_catalog.format('; %s more were requested beyond what the %s of WAL written could force '
+                                              '(explicit CHECKPOINT, CREATE DATABASE, base backups) and are not counted',
+                                              y.explicit, pg_catalog.pg_size_pretty(coalesce(y.wal, 0)))
+                       ELSE '' END,
                y.pct,
-               'frequent requested checkpoints mean max_wal_size is too small for the write load '
-               '(explicit CHECKPOINT and CREATE DATABASE also count)',
+               'checkpoints forced by WAL volume mean max_wal_size is too small for the write load: raise it '
+               '(ALTER SYSTEM SET max_wal_size = ...; SELECT pg_reload_conf()) so that checkpoint_timeout paces them',
                NULL,
                pg_catalog.jsonb_build_object('sample', y.sample, 'baseline', y.d ->> 'baseline',
-                                             'since', y.d -> 'since', 'requested', y.req, 'timed', y.timed))
+                                             'since', y.d -> 'since', 'requested', y.req, 'timed', y.timed,
+                                             'wal_forced', y.forced, 'explicit', y.explicit, 'wal_bytes', y.wal,
+                                             'forced_every_bytes', y.distance))
       FROM y
     UNION ALL
     SELECT maint._health_row(a.st, 'cluster', 'last checkpoint',

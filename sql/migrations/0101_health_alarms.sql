@@ -10,3 +10,9 @@ UPDATE maint.check_config
 -- slow_queries: PgHero's default (a mean of 20 ms over at least 100 calls) instead of 100 ms;
 -- a threshold someone changed stays as it is.
 UPDATE maint.check_config SET warn = 20 WHERE check_name = 'slow_queries' AND warn = 100;
+
+-- checkpoints: explicit checkpoints (CREATE DATABASE, CHECKPOINT, base backups) are not
+-- counted, only those the WAL written could have forced.
+UPDATE maint.check_config
+   SET description = 'share of checkpoints forced by WAL volume (not timed; explicit ones such as CREATE DATABASE not counted), and the age of the last checkpoint vs checkpoint_timeout'
+ WHERE check_name = 'checkpoints';
