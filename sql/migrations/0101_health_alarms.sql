@@ -16,3 +16,14 @@ UPDATE maint.check_config SET warn = 20 WHERE check_name = 'slow_queries' AND wa
 UPDATE maint.check_config
    SET description = 'share of checkpoints forced by WAL volume (not timed; explicit ones such as CREATE DATABASE not counted), and the age of the last checkpoint vs checkpoint_timeout'
  WHERE check_name = 'checkpoints';
+
+-- never_analyzed: a grace, like dead_tuples', so that a table loaded a moment ago is not
+-- reported before autovacuum had its chance (a grace someone set stays); dead_tuples' grace
+-- now covers tables never vacuumed too.
+UPDATE maint.check_config
+   SET params = '{"grace": "1 hour"}'::jsonb || params,
+       description = 'tables with churn that were never analyzed, older than the grace period'
+ WHERE check_name = 'never_analyzed';
+UPDATE maint.check_config
+   SET description = 'dead tuples past the autovacuum threshold (per-table reloptions honoured) with no vacuum in the grace period (a table never vacuumed: older than the grace period)'
+ WHERE check_name = 'dead_tuples';
