@@ -27,3 +27,31 @@ UPDATE maint.check_config
 UPDATE maint.check_config
    SET description = 'dead tuples past the autovacuum threshold (per-table reloptions honoured) with no vacuum in the grace period (a table never vacuumed: older than the grace period)'
  WHERE check_name = 'dead_tuples';
+
+-- index_bloat: one row that both the check (maint.health_index_bloat) and the planner
+-- (maint.plan_reindex(), `pgmaint run optimize`) read: warn / crit percent, params.min_bytes
+-- (the index size from which an index is judged and planned) and params.min_wasted_bytes
+-- (below it a bloated index is only info). maint_admin changes it with
+-- maint.check_configure('index_bloat', ...). A row a superuser inserted by hand (the only way
+-- before this migration) keeps its values; what it lacks comes from the defaults.
+INSERT INTO maint.check_config AS c (check_name, category, warn, crit, unit, params, description)
+VALUES ('index_bloat', 'capacity', 30, 50, '%',
+        '{"min_bytes": 10485760, "min_wasted_bytes": 104857600}',
+        'estimated btree index bloat (also what maint.plan_reindex() plans): warn / crit percent for indexes of at least min_bytes; below min_wasted_bytes wasted only info')
+ON CONFLICT (check_name) DO UPDATE
+   SET category = EXCLUDED.category,
+       unit = EXCLUDED.unit,
+       description = EXCLUDED.description,
+       warn = coalesce(c.warn, EXCLUDED.warn),
+       crit = coalesce(c.crit, EXCLUDED.crit),
+       params = EXCLUDED.params || c.params;
+
+-- missing_indexes: PgHero's missing-index rule (index usage below 95 % on tables of at least
+-- 10,000 rows) on tables sequential scans read many rows of. The counters are cumulative
+-- since the statistics were reset, so a finding is info unless warn / crit (percent of scans
+-- that were sequential) are set.
+INSERT INTO maint.check_config AS c (check_name, category, warn, crit, unit, params, description)
+VALUES ('missing_indexes', 'performance', NULL, NULL, '%',
+        '{"min_rows": 10000, "min_seq_scans": 100, "min_seq_rows": 1000000, "min_seq_share": 5, "limit": 20}',
+        'tables read mostly by sequential scans (at least min_seq_share % of scans, min_seq_scans scans reading min_seq_rows rows) with at least min_rows rows: a missing index')
+ON CONFLICT (check_name) DO NOTHING;
