@@ -264,14 +264,15 @@ AS $$
                pg_catalog.jsonb_build_object('n_mod_since_analyze', s.n_mod_since_analyze, 'grace', a.grace),
                'rows')
       FROM pg_catalog.pg_stat_user_tables AS s
-      JOIN pg_catalog.pg_class AS c ON c.oid = s.relid
      CROSS JOIN a
      WHERE s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
        AND s.n_mod_since_analyze >= coalesce((p_cfg.params ->> 'min_changes')::bigint, 1000)
        AND s.schemaname <> 'maint'
        AND (a.grace <= interval '0'
             OR greatest(s.last_vacuum, s.last_autovacuum) < pg_catalog.now() - a.grace
-            OR pg_catalog.age(c.xmin) > pg_catalog.age(a.xid_before))
+            -- the pg_class row only of the few tables this is about
+            OR pg_catalog.age((SELECT c.xmin FROM pg_catalog.pg_class AS c WHERE c.oid = s.relid))
+               > pg_catalog.age(a.xid_before))
      ORDER BY s.n_mod_since_analyze DESC
 $$;
 
