@@ -52,10 +52,12 @@ def run_checks(
 ) -> Report:
     """Run the checks in the database and return their rows with run facts.
 
-    Each check is its own statement (``maint.health_check(ARRAY[name])``, or
-    ``maint.record_health_check`` with ``record``) under its own ``statement_timeout``:
-    PostgreSQL cannot time out part of one statement, and this way a check that runs too
-    long becomes an ``unknown`` row while the others still report.
+    Each check is its own statement (``maint.health_check(ARRAY[name])`` for the checks
+    named with ``only``, ``maint.health_check(NULL, skip => <all the others>)`` otherwise,
+    so that the check knows it was not asked for by name; ``maint.record_health_check``
+    with ``record``) under its own ``statement_timeout``: PostgreSQL cannot time out part of
+    one statement, and this way a check that runs too long becomes an ``unknown`` row while
+    the others still report.
 
     With ``dsn``, when pg_cron lives in another database, the cron_jobs check gets the
     job list read from that database (see ``cron_jobs_from_cron_database``).
@@ -98,7 +100,11 @@ def run_checks(
                 if name == "cron_jobs" and cron_jobs is not None:
                     cur.execute("SELECT pg_catalog.set_config('pgmaint.cron_jobs', %s, true)",
                                 (cron_jobs,))
-                cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
+                if only:
+                    cur.execute(sql.SQL("SELECT * FROM maint.{}(%s)").format(func), ([name],))
+                else:
+                    cur.execute(sql.SQL("SELECT * FROM maint.{}(NULL, %s)").format(func),
+                                ([n for n in config if n != name],))
                 found = cur.fetchall()
                 if name == "cron_jobs" and cron_error:
                     for row in found:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import re
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from health_support import configure
+from psycopg import sql
 
+from orchestrator import deploy
 from orchestrator.cli import cli
 
 
@@ -24,12 +27,44 @@ def invoke(db_dsn):
 
 def test_table_worst_first_with_summary_and_exit_code(invoke):
     result = invoke()
-    assert result.exit_code == 2  # a fresh database has no backup: critical
+    assert result.exit_code == 2  # the test server runs with fsync off: critical
     out = result.output
     assert "PGMAINT CRITICAL:" in out
     assert re.search(r"\d+ checks on database", out)
-    assert out.index("critical") < out.index(" ok ")
-    assert "backup_freshness" in out
+    assert out.index("critical") < out.index(" info ") < out.index(" ok ")
+    assert "settings_sanity" in out and "backup_freshness" in out
+
+
+def test_a_new_database_with_the_kit_exits_0(make_database, pg_server):
+    """CREATE DATABASE, pgmaint deploy, pgmaint check: no alarm. No backup yet, no
+    pg_stat_statements, the checkpoint CREATE DATABASE requested: each is said as info."""
+    name = make_database()
+    dsn = pg_server.dsn(name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # PostgreSQL's default, which the test server's configuration changes
+        conn.execute(sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = 0")
+                     .format(sql.Identifier(name)))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deploy.deploy(conn)
+        # what the test server itself gets wrong on purpose (fsync, full_page_writes off for
+        # speed) is the server's, not the new database's
+        configure(conn, "settings_sanity", params={"ignore": ["fsync", "full_page_writes"]})
+        if conn.info.server_version < 150000:
+            # 13 and 14 let everybody create in schema public: a real finding, with its fix
+            result = CliRunner().invoke(cli, ["--dsn", dsn, "--json", "check"], catch_exceptions=False)
+            alarms = [r for r in json.loads(result.output)["rows"] if r["status"] not in ("ok", "info")]
+            assert [(r["check_name"], r["status"]) for r in alarms] == [("public_schema_create", "warning")]
+            conn.execute(alarms[0]["fix_sql"])
+    result = CliRunner().invoke(cli, ["--dsn", dsn, "check", "--format", "nagios"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("PGMAINT OK: ")
+    result = CliRunner().invoke(cli, ["--dsn", dsn, "check", "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0
+    rows = json.loads(result.output)["rows"]
+    assert {r["status"] for r in rows} <= {"ok", "info"}
+    infos = {(r["check_name"], r["object_name"]) for r in rows if r["status"] == "info"}
+    assert {("backup_freshness", name), ("slow_queries", "pg_stat_statements"),
+            ("settings_sanity", "idle_in_transaction_session_timeout")} <= infos
 
 
 def test_exit_codes_follow_nagios_precedence(db, invoke):
@@ -40,7 +75,12 @@ def test_exit_codes_follow_nagios_precedence(db, invoke):
     assert (
         invoke("--only", "superusers", "--only", "slow_queries").exit_code == 1
     )  # warning beats unknown
-    assert invoke("--only", "superusers", "--only", "backup_freshness").exit_code == 2
+    assert invoke("--only", "backup_freshness").exit_code == 0  # no backup yet: info
+    db.execute(
+        "INSERT INTO maint.backups (status, started_at, finished_at, bytes, format)"
+        " VALUES ('completed', now() - interval '31 hours', now() - interval '30 hours', 1000, 'custom')"
+    )
+    assert invoke("--only", "superusers", "--only", "backup_freshness").exit_code == 2  # 30 h old
     # info is still exit 0
     db.execute("CREATE TABLE nopk (a int)")
     assert invoke("--only", "no_primary_key").exit_code == 0
@@ -62,7 +102,8 @@ def test_skip_and_min_status(invoke):
     result = invoke("--min-status", "warning")
     assert result.exit_code == 2
     assert "nothing to report" not in result.output  # ok rows hidden
-    assert "backup_freshness" in result.output
+    assert "settings_sanity" in result.output
+    assert "backup_freshness" not in result.output  # info rows hidden too
 
 
 def test_json_format(invoke):
@@ -109,7 +150,8 @@ def test_prometheus_format(invoke):
     assert all(sample_re.match(s) for s in samples), [s for s in samples if not sample_re.match(s)]
     assert any(
         s.startswith("pgmaint_check_status{")
-        and 'check="backup_freshness"' in s
+        and 'check="settings_sanity"' in s
+        and 'object="fsync"' in s
         and s.endswith(" 2")
         for s in samples
     )

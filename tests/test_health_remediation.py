@@ -4,10 +4,11 @@ import psycopg
 import pytest
 import support
 
-from tests.health_support import find, run_one
+from tests.health_support import configure, find, run_one
 
 
 def test_never_analyzed_points_to_plan_analyze_and_optimize(db):
+    configure(db, "never_analyzed", params={"grace": "0 seconds"})  # the table is seconds old
     db.execute('CREATE TABLE public."Fresh Rows" (id int)')
     db.execute('INSERT INTO public."Fresh Rows" SELECT generate_series(1, 5000)')
     support.flush_stats(db)

@@ -28,9 +28,9 @@ COLUMNS = [
 ]
 # what the test server itself legitimately reports
 EXPECTED_FINDINGS = {
-    "backup_freshness": {"critical"},  # no backup recorded in a fresh database
-    "cron_jobs": {"unknown"},  # pg_cron lives in database postgres
-    "slow_queries": {"unknown"},  # pg_stat_statements not created in the test database
+    "backup_freshness": {"info"},  # no backup recorded yet in a fresh database
+    "cron_jobs": {"unknown", "info"},  # pg_cron lives in database postgres (info: not loaded, 13 and 18)
+    "slow_queries": {"info"},  # pg_stat_statements not created in the test database
     "settings_sanity": {"critical", "info"},  # fsync / full_page_writes off on the test server
     # counters without a previous sample are evaluated since statistics began and capped at
     # info (CREATE DATABASE requests checkpoints; catalog reads of a new database miss cache)

@@ -18,6 +18,7 @@ from health_support import (
     flush_stats,
     only_ok,
     record,
+    run,
     run_one,
     sessions,
     wait_for,
@@ -128,32 +129,68 @@ def test_checksum_failure(dedicated):
         assert "data checksum failure" in row["detail"]
 
 
-def test_checkpoints_requested_since_previous_sample(db):
+def requested_checkpoints(db) -> int:
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    return int(db.execute("SELECT maint._health_checkpoint_sample() ->> 'checkpoints_req'").fetchone()[0])
+
+
+def test_explicit_checkpoints_are_not_counted(db):
     # settle the checkpoint that CREATE DATABASE (this test's fixture) requested
     checkpoint(db)
     record(db, "checkpoints")
     rows = run_one(db, "checkpoints")
     assert only_ok(rows)
     assert "since the previous recorded sample" in rows[0]["detail"]
-    checkpoint(db)
+    for _ in range(3):  # CHECKPOINT, CREATE DATABASE, base backups: nothing about max_wal_size
+        checkpoint(db)
+    configure(db, "checkpoints", params={"min_checkpoints": 1})
     row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "ok"  # one checkpoint is too few for a verdict (min_checkpoints 3)
-    assert "too few checkpoints" in row["detail"]
-    checkpoint(db)
-    checkpoint(db)
-    row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "critical"  # 3 of 3 requested = 100 % >= crit 50
-    assert row["value"] >= 75  # (a timed checkpoint may slip in)
-    assert row["metadata"]["baseline"] == "previous sample"
+    assert row["status"] == "ok"
+    assert row["metadata"]["requested"] >= 3
+    assert row["metadata"]["wal_forced"] == 0
+    assert row["metadata"]["explicit"] == row["metadata"]["requested"]
+    assert "more were requested beyond what the" in row["detail"]
+    assert "(explicit CHECKPOINT, CREATE DATABASE, base backups) and are not counted" in row["detail"]
     configure(db, "checkpoints", params={"warn_age_factor": 0})
     assert find(run_one(db, "checkpoints"), "last checkpoint")["status"] == "warning"
 
 
+def test_checkpoints_forced_by_wal_volume(db):
+    """max_wal_size at its minimum (2 segments): writing WAL forces a checkpoint every segment."""
+    db.execute("CREATE TABLE walgen (id int, pad text)")
+    try:
+        db.execute("ALTER SYSTEM SET max_wal_size = '32MB'")
+        db.execute("SELECT pg_reload_conf()")
+        wait_for(lambda: db.execute("SHOW max_wal_size").fetchone()[0] == "32MB", what="the reload")
+        checkpoint(db)
+        record(db, "checkpoints")
+        before = requested_checkpoints(db)
+        db.execute("INSERT INTO walgen SELECT g, repeat('w', 400) FROM generate_series(1, 250000) AS g")
+        wait_for(lambda: requested_checkpoints(db) >= before + 3, timeout=30, what="WAL-forced checkpoints")
+        row = find(run_one(db, "checkpoints"), "checkpoints")
+        assert row["metadata"]["baseline"] == "previous sample"
+        assert row["metadata"]["wal_bytes"] > 3 * 16 * 1024 * 1024
+        assert row["metadata"]["wal_forced"] >= 3
+        assert row["status"] == "critical", row["detail"]  # forced >= crit 50 % (no time for timed ones)
+        assert row["value"] >= 75
+        assert row["detail"].startswith(f"{row['value']}% of checkpoints (")
+        assert "were forced by WAL volume rather than timed" in row["detail"]
+        assert row["remediation"].startswith(
+            "checkpoints forced by WAL volume mean max_wal_size is too small")
+        # without a previous sample the same counters only inform
+        db.execute("DELETE FROM maint.health_history")
+        row = find(run_one(db, "checkpoints"), "checkpoints")
+        assert row["metadata"]["baseline"] == "statistics reset"
+        assert row["status"] in {"ok", "info"}
+    finally:
+        db.execute("ALTER SYSTEM RESET max_wal_size")
+        db.execute("SELECT pg_reload_conf()")
+
+
 def test_counter_checks_without_previous_sample_only_inform(db):
-    db.execute("CHECKPOINT")
-    configure(db, "checkpoints", warn=0, crit=0, params={"min_checkpoints": 1})
-    row = find(run_one(db, "checkpoints"), "checkpoints")
-    assert row["status"] == "info"
+    configure(db, "temp_spill", warn=0, crit=0)
+    row = find(run_one(db, "temp_spill"), db.info.dbname)
+    assert row["status"] == "info"  # 0 bytes >= crit 0, but counted since statistics began
     assert row["metadata"]["baseline"] == "statistics reset"
     assert "no usable previous sample" in row["detail"]
 
@@ -241,21 +278,35 @@ def test_deadlocks(db, pg_server):
 
 
 def test_slow_queries(db, pg_server):
-    row = find(run_one(db, "slow_queries"), "pg_stat_statements")
-    assert row["status"] == "unknown"
-    assert row["detail"] == f"pg_stat_statements is not installed in database {db.info.dbname}"
-    db.execute("CREATE EXTENSION pg_stat_statements")
+    with_all = [r for r in run(db) if r["check_name"] == "slow_queries"]  # as `pgmaint check` runs it
+    row = find(with_all, "pg_stat_statements")
+    assert row["status"] == "info"  # not enabled: said, not alarmed
+    assert row["detail"] == (f"pg_stat_statements is not installed in database {db.info.dbname}: slow "
+                             "statements cannot be found")
+    assert row["remediation"] == "CREATE EXTENSION pg_stat_statements in this database (it is loaded already)"
+    assert row["fix_sql"] == "CREATE EXTENSION pg_stat_statements;"
+    assert find(run_one(db, "slow_queries"), "pg_stat_statements")["status"] == "unknown"  # asked by name
+    db.execute(row["fix_sql"])
     assert only_ok(run_one(db, "slow_queries"))
+    # PgHero's rule by default: a mean of 20 ms or more over 100 calls or more
+    assert db.execute("SELECT warn, params->>'min_calls' FROM maint.check_config"
+                      " WHERE check_name = 'slow_queries'").fetchone() == (20, "100")
     with sessions(pg_server, db.info.dbname) as (other,):
-        for _ in range(5):
-            other.execute("SELECT pg_sleep(0.03)")
-    configure(db, "slow_queries", warn=20, crit=100_000, params={"min_calls": 5})
+        for _ in range(99):
+            other.execute("SELECT pg_sleep(0.021)")
+        assert only_ok(run_one(db, "slow_queries"))  # 99 calls: not yet
+        other.execute("SELECT pg_sleep(0.021)")
+        for _ in range(100):
+            other.execute("SELECT count(*) FROM generate_series(1, 10)")  # fast: never reported
     rows = run_one(db, "slow_queries")
-    slow = [r for r in rows if "pg_sleep" in r["detail"]]
-    assert len(slow) == 1
-    assert slow[0]["status"] == "warning"
-    assert slow[0]["metadata"]["calls"] == 5
-    assert float(slow[0]["value"]) >= 30
+    [slow] = [r for r in rows if "pg_sleep" in r["detail"]]
+    assert not [r for r in rows if "generate_series" in r["detail"]]
+    assert slow["status"] == "warning"
+    assert slow["metadata"]["calls"] == 100
+    assert 21 <= float(slow["value"]) < 1000
+    assert slow["unit"] == "ms"
+    configure(db, "slow_queries", crit=21)
+    assert [r["status"] for r in run_one(db, "slow_queries") if "pg_sleep" in r["detail"]] == ["critical"]
 
 
 def test_checksum_failures_clean(db):
@@ -271,9 +322,9 @@ def test_settings_sanity(db):
     ignore = ["fsync", "full_page_writes", "synchronous_commit", "log_lock_waits"]
     configure(db, "settings_sanity", params={"ignore": ignore})
     assert only_ok(run_one(db, "settings_sanity"))
-    db.execute("SET idle_in_transaction_session_timeout = 0")
+    db.execute("SET idle_in_transaction_session_timeout = 0")  # PostgreSQL's default
     row = find(run_one(db, "settings_sanity"), "idle_in_transaction_session_timeout")
-    assert row["status"] == "warning"
+    assert row["status"] == "info"  # the idle_in_transaction check finds what it would end
     assert row["fix_sql"].startswith(
         "ALTER SYSTEM SET idle_in_transaction_session_timeout = '10min'"
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from health_support import configure, find, flush_stats, only_ok, run_one, sessions
+import time
+
+from health_support import configure, find, flush_stats, only_ok, record, run_one, sessions
 
 
 def burn_xids(conn, n: int) -> None:
@@ -77,7 +79,8 @@ def make_dead_table(db, rows: int = 20000, autovacuum: bool = False) -> None:
 def test_dead_tuples_where_autovacuum_did_not_run(db):
     assert only_ok(run_one(db, "dead_tuples"))
     make_dead_table(db)
-    configure(db, "dead_tuples", params={"min_dead_rows": 1000})
+    # the table is seconds old: a grace of 0 judges it now (test_bulk_load_waits_for_the_grace)
+    configure(db, "dead_tuples", params={"min_dead_rows": 1000, "grace": "0 seconds"})
     row = find(run_one(db, "dead_tuples"), "public.deadt")
     assert row["status"] == "critical"  # 90 % dead >= crit 50
     assert row["value"] == 90
@@ -91,10 +94,45 @@ def test_dead_tuples_where_autovacuum_did_not_run(db):
 
 def test_dead_tuples_honours_per_table_threshold(db):
     make_dead_table(db)
-    configure(db, "dead_tuples", params={"min_dead_rows": 1000})
+    configure(db, "dead_tuples", params={"min_dead_rows": 1000, "grace": "0 seconds"})
+    assert find(run_one(db, "dead_tuples"), "public.deadt")["status"] == "critical"
     # a per-table threshold above the dead rows: autovacuum is not due, nothing to report
     db.execute("ALTER TABLE deadt SET (autovacuum_vacuum_threshold = 100000)")
     assert only_ok(run_one(db, "dead_tuples"))
+
+
+def test_bulk_load_waits_for_the_grace(db):
+    """A table loaded and backfilled a moment ago is not reported before autovacuum had its
+    chance; once a sample recorded after it is older than the grace, it is."""
+    db.execute("CREATE TABLE bulk (id int, v text) WITH (autovacuum_enabled = false)")
+    db.execute("INSERT INTO bulk SELECT g, 'x' FROM generate_series(1, 100000) AS g")
+    db.execute("UPDATE bulk SET v = 'loaded'")  # the backfill: 100,000 dead rows
+    flush_stats(db)
+    assert db.execute(
+        "SELECT n_dead_tup, n_mod_since_analyze, last_vacuum, last_analyze FROM pg_stat_user_tables"
+        " WHERE relname = 'bulk'").fetchone() == (100000, 200000, None, None)
+    assert only_ok(run_one(db, "dead_tuples"))  # never vacuumed, but younger than the grace (1 hour)
+    assert only_ok(run_one(db, "never_analyzed"))
+    # the kit's samples date the table: one recorded after the load, then older than the grace
+    configure(db, "dead_tuples", params={"grace": "1 second"})
+    configure(db, "never_analyzed", params={"grace": "1 second"})
+    record(db, "deadlocks")
+    time.sleep(1.2)
+    row = find(run_one(db, "dead_tuples"), "public.bulk")
+    assert row["status"] == "critical"  # 50 % dead >= crit 50
+    assert "was never vacuumed, though it is older than the grace of 00:00:01" in row["detail"]
+    assert row["fix_sql"] == "VACUUM (VERBOSE, ANALYZE) public.bulk;"
+    row = find(run_one(db, "never_analyzed"), "public.bulk")
+    assert row["status"] == "warning"
+    assert row["value"] == 200000
+    assert row["fix_sql"] == "ANALYZE public.bulk;"
+    # a table (re)written after that sample is younger again
+    db.execute("TRUNCATE bulk")
+    db.execute("INSERT INTO bulk SELECT g, 'x' FROM generate_series(1, 100000) AS g")
+    db.execute("UPDATE bulk SET v = 'reloaded'")
+    flush_stats(db)
+    assert only_ok(run_one(db, "dead_tuples"))
+    assert only_ok(run_one(db, "never_analyzed"))
 
 
 def test_autovacuum_disabled(db):
@@ -110,6 +148,7 @@ def test_autovacuum_disabled(db):
 
 
 def test_never_analyzed(db):
+    configure(db, "never_analyzed", params={"grace": "0 seconds"})  # judge the new table at once
     db.execute("CREATE TABLE fresh (a int) WITH (autovacuum_enabled = false)")
     db.execute("INSERT INTO fresh SELECT generate_series(1, 500)")
     flush_stats(db)

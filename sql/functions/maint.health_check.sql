@@ -120,6 +120,9 @@ BEGIN
                   HINT = 'SELECT check_name FROM maint.check_config lists the checks';
     END IF;
 
+    -- the checks named in "only" (maint._health_named): what was asked for by name may be
+    -- unknown where an unasked check only informs (pg_stat_statements not installed)
+    PERFORM pg_catalog.set_config('pgmaint.health_named', coalesce(pg_catalog.array_to_string("only", ','), ''), true);
     FOR v_cfg IN
         SELECT * FROM maint.check_config AS c
          WHERE CASE WHEN "only" IS NULL THEN c.enabled ELSE c.check_name = ANY ("only") END

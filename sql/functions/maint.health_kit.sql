@@ -1,5 +1,20 @@
 -- Health checks on pgmaint itself: its pg_cron jobs, the backup catalog and the run journal.
 
+-- maint._health_named(p_check text) -> boolean: whether the running maint.health_check()
+-- call named this check in "only" (the runner sets pgmaint.health_named for its
+-- transaction). A check whose source is missing (pg_stat_statements not installed, pg_cron
+-- not loaded) is unknown when it was asked for by name, and only informs when it runs with
+-- all the others: a kit that works without it must not page anyone for it.
+CREATE OR REPLACE FUNCTION maint._health_named(p_check text)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(p_check = ANY (pg_catalog.string_to_array(
+               nullif(pg_catalog.current_setting('pgmaint.health_named', true), ''), ',')), false)
+$$;
+
 -- maint.cron_jobs_query() -> text: the query that collects the kit's pg_cron jobs with
 -- their recent history as one jsonb array. Parameters: $1 window (interval), $2 the kit
 -- database (NULL: every database), $3 the cron database. The cron_jobs check runs it
@@ -190,9 +205,13 @@ BEGIN
         RETURN;
     END IF;
     IF v_db IS NULL OR pg_catalog.to_regclass('cron.job') IS NULL AND v_db = pg_catalog.current_database() THEN
-        RETURN NEXT maint._health_row('unknown', 'extension', 'pg_cron',
+        -- no pg_cron, so no kit job in it to fail (host jobs have their check, host_jobs):
+        -- unknown only when this check was asked for by name
+        RETURN NEXT maint._health_row(CASE WHEN maint._health_named(p_cfg.check_name) THEN 'unknown' ELSE 'info' END,
+            'extension', 'pg_cron',
             CASE WHEN v_db IS NULL THEN 'pg_cron is not loaded on this server (shared_preload_libraries)'
-                 ELSE pg_catalog.format('pg_cron is not created in database %s', v_db) END,
+                 ELSE pg_catalog.format('pg_cron is not created in database %s', v_db) END
+            || ': the kit''s jobs can only be scheduled on the host (pgmaint schedule install --host)',
             p_remediation => (SELECT s.message FROM maint.cron_status() AS s));
         RETURN;
     END IF;
@@ -218,62 +237,189 @@ BEGIN
 END
 $$;
 
--- backup_freshness: from maint.backups (written by pgmaint backup) for this database.
---   critical: no completed or verified backup, or the newest is older than crit seconds;
---   warning:  no verified backup or the newest verified one is older than warn seconds;
---             the newest backup is smaller than params.min_size_ratio of the one before;
---             an attempt 'running' for longer than params.stuck_after; the last attempt failed.
+-- maint._backup_external_last_success() -> timestamptz
+--   When another tool backs this database up, the time of its last successful backup: what
+--   params.last_success_query of the backup_freshness row returns (one row, one column; no
+--   row or NULL: no success known). The query is read from maint.check_config here, never
+--   taken from the caller, so it is exactly what a maint_admin member configured with
+--   maint.check_configure. The check runs for any caller, a superuser's psql session or the
+--   pg_cron job too, so the query never runs with the caller's rights: it runs in the
+--   executor of role maint_admin (maint._executor: SECURITY DEFINER, every role change
+--   refused), that is with no more rights than whoever could configure it, wrapped in a
+--   scalar subquery (one SELECT: no data-modifying statement, no second statement), in a
+--   read-only subtransaction that is always rolled back. Errors are raised to the caller.
+CREATE OR REPLACE FUNCTION maint._backup_external_last_success()
+    RETURNS timestamptz
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_query text;
+    v_exec name;
+    v_doc jsonb;
+BEGIN
+    SELECT pg_catalog.regexp_replace(pg_catalog.btrim(c.params ->> 'last_success_query'), ';\s*$', '')
+      INTO v_query
+      FROM maint.check_config AS c WHERE c.check_name = 'backup_freshness';
+    IF v_query IS NULL OR v_query = '' THEN
+        RAISE EXCEPTION 'check backup_freshness has no params.last_success_query'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- created (or repaired) before the transaction turns read-only
+    v_exec := maint._executor(pg_catalog.to_regrole('maint_admin')::oid);
+    BEGIN
+        PERFORM pg_catalog.set_config('transaction_read_only', 'on', true);
+        EXECUTE pg_catalog.format('SELECT e.doc FROM maint_exec.%I($1, NULL, NULL, NULL, NULL, false) AS e', v_exec)
+           INTO v_doc
+          USING E'SELECT ''q''::text, pg_catalog.jsonb_build_object(''last_success'', (\n' || v_query
+                || E'\n)::pg_catalog.timestamptz)';
+        -- whatever the query did (it could only read), undo it with the read-only mode
+        RAISE EXCEPTION 'pgmaint: roll back the last-success query' USING ERRCODE = 'PMRB0';
+    EXCEPTION WHEN SQLSTATE 'PMRB0' THEN
+        NULL;
+    END;
+    RETURN (v_doc ->> 'last_success')::timestamptz;
+END
+$$;
+COMMENT ON FUNCTION maint._backup_external_last_success() IS
+    'Internal: the last success of the tool that backs this database up (backup_freshness params.last_success_query, run as maint_admin, read-only)';
+
+-- backup_freshness: from maint.backups (written by pgmaint backup) for this database, or
+-- from another tool that backs it up (params.backed_up_by, its name; params.last_success_query,
+-- the time of its last success: maint._backup_external_last_success).
+--   critical: the newest good backup (pgmaint's completed or verified one, or the other
+--             tool's last success, whichever is newer) is older than crit seconds;
+--   warning:  pgmaint backs it up and no backup is verified, or the newest verified one is
+--             older than warn seconds; the newest backup is smaller than
+--             params.min_size_ratio of the one before; an attempt 'running' for longer than
+--             params.stuck_after; the last attempt failed; the other tool's query returned
+--             no time;
+--   info:     no backup recorded yet and no other tool named (until the first backup: a
+--             fresh install is not an emergency), or another tool named without a query;
+--   unknown:  the other tool's query failed (its message; that of a data exception, which
+--             can quote what the query read, is withheld);
 --   ok (with the ages) otherwise.
 CREATE OR REPLACE FUNCTION maint.health_backup_freshness(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
-    STABLE
+    VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_db text := pg_catalog.current_database();
     v_now timestamptz := pg_catalog.clock_timestamp();
     v_good maint.backups;
     v_prev maint.backups;
     v_verified timestamptz;
     v_last maint.backups;
-    v_good_age numeric;
+    v_good_at timestamptz;
+    v_latest timestamptz;
+    v_age numeric;
     v_ver_age numeric;
     v_ratio numeric := coalesce((p_cfg.params ->> 'min_size_ratio')::numeric, 0.5);
     v_stuck interval := coalesce((p_cfg.params ->> 'stuck_after')::interval, interval '6 hours');
+    v_tool text := nullif(pg_catalog.btrim(p_cfg.params ->> 'backed_up_by'), '');
+    v_has_query boolean := nullif(pg_catalog.btrim(p_cfg.params ->> 'last_success_query'), '') IS NOT NULL;
+    v_ext timestamptz;
+    v_ext_failed boolean := false;
+    v_state text;
+    v_msg text;
     v_found boolean := false;
     v_run maint.backups;
 BEGIN
+    v_tool := coalesce(v_tool, CASE WHEN v_has_query THEN 'the tool of params.last_success_query' END);
+    IF v_has_query THEN
+        BEGIN
+            v_ext := maint._backup_external_last_success();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            v_ext_failed := true;
+            RETURN NEXT maint._health_row('unknown', 'database', v_db,
+                pg_catalog.format('the last-success query of %s (params.last_success_query) failed: %s', v_tool,
+                                  CASE WHEN pg_catalog.left(v_state, 2) = '22'
+                                       THEN pg_catalog.format('data exception (SQLSTATE %s); the message is withheld '
+                                                              'because it may quote what the query read', v_state)
+                                       ELSE v_msg END),
+                p_remediation => 'fix the query (SELECT maint.check_configure(''backup_freshness'', params => '
+                                 '''{"last_success_query": "SELECT ..."}'')); it runs as role maint_admin, '
+                                 'read-only: GRANT maint_admin what it reads',
+                p_metadata => pg_catalog.jsonb_build_object('sqlstate', v_state, 'backed_up_by', v_tool));
+            v_found := true;
+        END;
+    END IF;
+
     SELECT * INTO v_good FROM maint.backups AS b
-     WHERE b.database = pg_catalog.current_database() AND b.status IN ('completed', 'verified')
+     WHERE b.database = v_db AND b.status IN ('completed', 'verified')
      ORDER BY coalesce(b.finished_at, b.started_at) DESC, b.id DESC LIMIT 1;
-    IF v_good.id IS NULL THEN
-        RETURN NEXT maint._health_row('critical', 'database', pg_catalog.current_database()::text,
-            pg_catalog.format('no completed backup of database %s is recorded in maint.backups',
-                              pg_catalog.current_database()),
-            p_remediation => 'take a backup (pgmaint backup) and schedule it',
-            p_unit => 's');
-        v_found := true;
-    ELSE
-        v_good_age := round(extract(epoch FROM v_now - coalesce(v_good.finished_at, v_good.started_at))::numeric);
-        IF maint._health_level(v_good_age, NULL, p_cfg.crit) = 'critical' THEN
-            RETURN NEXT maint._health_row('critical', 'backup', v_good.id::text,
-                pg_catalog.format('the newest good backup of database %s (id %s, %s) finished %s ago, more than %s',
-                                  pg_catalog.current_database(), v_good.id, v_good.path,
-                                  pg_catalog.date_trunc('second', v_now - v_good.finished_at),
-                                  pg_catalog.make_interval(secs => p_cfg.crit)),
-                v_good_age, 'check the backup schedule and why recent backups did not complete',
-                NULL, pg_catalog.jsonb_build_object('backup_id', v_good.id, 'finished_at', v_good.finished_at), 's');
+    v_good_at := coalesce(v_good.finished_at, v_good.started_at);
+    v_latest := greatest(v_good_at, v_ext);
+
+    IF v_latest IS NULL THEN
+        IF v_ext_failed THEN
+            NULL;  -- reported above: freshness cannot be told
+        ELSIF v_has_query THEN
+            RETURN NEXT maint._health_row('warning', 'database', v_db,
+                pg_catalog.format('database %s is backed up by %s, whose last-success query returned no time: '
+                                  'it has no successful backup', v_db, v_tool),
+                p_remediation => pg_catalog.format('look at %s: did its backups of this database ever succeed?', v_tool),
+                p_metadata => pg_catalog.jsonb_build_object('backed_up_by', v_tool), p_unit => 's');
+            v_found := true;
+        ELSIF v_tool IS NOT NULL THEN
+            RETURN NEXT maint._health_row('info', 'database', v_db,
+                pg_catalog.format('database %s is backed up by %s (params.backed_up_by), not by pgmaint: how '
+                                  'recent its last backup is is not judged', v_db, v_tool),
+                p_remediation => 'set params.last_success_query to a query returning the time of its last '
+                                 'successful backup and this check judges its age (docs/health.md)',
+                p_metadata => pg_catalog.jsonb_build_object('backed_up_by', v_tool), p_unit => 's');
+            v_found := true;
+        ELSE
+            RETURN NEXT maint._health_row('info', 'database', v_db,
+                pg_catalog.format('no backup of database %s is recorded in maint.backups yet', v_db),
+                p_remediation => 'take a backup (pgmaint backup create) and schedule it (pgmaint schedule install '
+                                 '--host); if another tool backs this database up, name it: SELECT '
+                                 'maint.check_configure(''backup_freshness'', params => '
+                                 '''{"backed_up_by": "pgBackRest"}'')',
+                p_unit => 's');
             v_found := true;
         END IF;
+    ELSE
+        v_age := round(extract(epoch FROM v_now - v_latest)::numeric);
+        IF maint._health_level(v_age, NULL, p_cfg.crit) = 'critical' THEN
+            IF v_good_at IS NOT DISTINCT FROM v_latest THEN
+                RETURN NEXT maint._health_row('critical', 'backup', v_good.id::text,
+                    pg_catalog.format('the newest good backup of database %s (id %s, %s) finished %s ago, more than %s%s',
+                                      v_db, v_good.id, v_good.path, pg_catalog.date_trunc('second', v_now - v_good_at),
+                                      pg_catalog.make_interval(secs => p_cfg.crit),
+                                      CASE WHEN v_has_query AND NOT v_ext_failed
+                                           THEN pg_catalog.format('; %s last succeeded %s', v_tool,
+                                                                  coalesce(v_ext::text, 'never')) ELSE '' END),
+                    v_age, 'check the backup schedule and why recent backups did not complete',
+                    NULL, pg_catalog.jsonb_build_object('backup_id', v_good.id, 'finished_at', v_good.finished_at,
+                                                        'backed_up_by', v_tool, 'last_success', v_ext), 's');
+            ELSE
+                RETURN NEXT maint._health_row('critical', 'database', v_db,
+                    pg_catalog.format('the last successful backup of database %s by %s finished %s ago (%s), more than %s',
+                                      v_db, v_tool, pg_catalog.date_trunc('second', v_now - v_ext), v_ext,
+                                      pg_catalog.make_interval(secs => p_cfg.crit)),
+                    v_age, pg_catalog.format('find out why %s has not backed it up since', v_tool),
+                    NULL, pg_catalog.jsonb_build_object('backed_up_by', v_tool, 'last_success', v_ext), 's');
+            END IF;
+            v_found := true;
+        END IF;
+    END IF;
+
+    IF v_good.id IS NOT NULL THEN
         SELECT * INTO v_prev FROM maint.backups AS b
-         WHERE b.database = pg_catalog.current_database() AND b.status IN ('completed', 'verified')
-           AND b.id <> v_good.id AND coalesce(b.finished_at, b.started_at) <= coalesce(v_good.finished_at, v_good.started_at)
+         WHERE b.database = v_db AND b.status IN ('completed', 'verified')
+           AND b.id <> v_good.id AND coalesce(b.finished_at, b.started_at) <= v_good_at
          ORDER BY coalesce(b.finished_at, b.started_at) DESC, b.id DESC LIMIT 1;
         IF v_prev.bytes > 0 AND v_good.bytes IS NOT NULL AND v_good.bytes < v_ratio * v_prev.bytes THEN
             RETURN NEXT maint._health_row('warning', 'backup', v_good.id::text,
                 pg_catalog.format('the newest backup of database %s (id %s) is %s, %s%% of the previous one '
                                   '(id %s, %s): data was deleted, or the backup is incomplete',
-                                  pg_catalog.current_database(), v_good.id, pg_catalog.pg_size_pretty(v_good.bytes),
+                                  v_db, v_good.id, pg_catalog.pg_size_pretty(v_good.bytes),
                                   round(100.0 * v_good.bytes / v_prev.bytes, 1), v_prev.id,
                                   pg_catalog.pg_size_pretty(v_prev.bytes)),
                 round(100.0 * v_good.bytes / v_prev.bytes, 1),
@@ -284,38 +430,41 @@ BEGIN
         END IF;
     END IF;
 
+    -- verification is judged where pgmaint is the backup tool: another tool verifies its own
     SELECT max(coalesce(b.verified_at, b.finished_at)) INTO v_verified FROM maint.backups AS b
-     WHERE b.database = pg_catalog.current_database() AND b.status = 'verified';
-    IF v_verified IS NULL THEN
-        IF v_good.id IS NOT NULL THEN
-            RETURN NEXT maint._health_row('warning', 'database', pg_catalog.current_database()::text,
-                pg_catalog.format('no backup of database %s has been verified: nobody knows whether they restore',
-                                  pg_catalog.current_database()),
-                p_remediation => 'verify backups (pgmaint backup verify), at least a restore test now and then');
-            v_found := true;
-        END IF;
-    ELSE
-        v_ver_age := round(extract(epoch FROM v_now - v_verified)::numeric);
-        IF maint._health_level(v_ver_age, p_cfg.warn, NULL) = 'warning' THEN
-            RETURN NEXT maint._health_row('warning', 'database', pg_catalog.current_database()::text,
-                pg_catalog.format('the newest verified backup of database %s was verified %s ago, more than %s',
-                                  pg_catalog.current_database(), pg_catalog.date_trunc('second', v_now - v_verified),
-                                  pg_catalog.make_interval(secs => p_cfg.warn)),
-                v_ver_age, 'verify a recent backup (pgmaint backup verify)', NULL,
-                pg_catalog.jsonb_build_object('verified_at', v_verified), 's');
-            v_found := true;
+     WHERE b.database = v_db AND b.status = 'verified';
+    IF v_tool IS NULL THEN
+        IF v_verified IS NULL THEN
+            IF v_good.id IS NOT NULL THEN
+                RETURN NEXT maint._health_row('warning', 'database', v_db,
+                    pg_catalog.format('no backup of database %s has been verified: nobody knows whether they restore',
+                                      v_db),
+                    p_remediation => 'verify backups (pgmaint backup verify), at least a restore test now and then');
+                v_found := true;
+            END IF;
+        ELSE
+            v_ver_age := round(extract(epoch FROM v_now - v_verified)::numeric);
+            IF maint._health_level(v_ver_age, p_cfg.warn, NULL) = 'warning' THEN
+                RETURN NEXT maint._health_row('warning', 'database', v_db,
+                    pg_catalog.format('the newest verified backup of database %s was verified %s ago, more than %s',
+                                      v_db, pg_catalog.date_trunc('second', v_now - v_verified),
+                                      pg_catalog.make_interval(secs => p_cfg.warn)),
+                    v_ver_age, 'verify a recent backup (pgmaint backup verify)', NULL,
+                    pg_catalog.jsonb_build_object('verified_at', v_verified), 's');
+                v_found := true;
+            END IF;
         END IF;
     END IF;
 
     FOR v_run IN
         SELECT * FROM maint.backups AS b
-         WHERE b.database = pg_catalog.current_database() AND b.status = 'running'
+         WHERE b.database = v_db AND b.status = 'running'
            AND b.started_at < v_now - v_stuck
          ORDER BY b.id
     LOOP
         RETURN NEXT maint._health_row('warning', 'backup', v_run.id::text,
             pg_catalog.format('backup %s of database %s has been running since %s (longer than %s): it is stuck or '
-                              'its process died', v_run.id, pg_catalog.current_database(), v_run.started_at, v_stuck),
+                              'its process died', v_run.id, v_db, v_run.started_at, v_stuck),
             round(extract(epoch FROM v_now - v_run.started_at)::numeric),
             'look for the pg_dump process; if it is gone, mark the attempt failed', NULL,
             pg_catalog.jsonb_build_object('backup_id', v_run.id, 'started_at', v_run.started_at), 's');
@@ -323,26 +472,35 @@ BEGIN
     END LOOP;
 
     SELECT * INTO v_last FROM maint.backups AS b
-     WHERE b.database = pg_catalog.current_database() AND b.status <> 'running'
+     WHERE b.database = v_db AND b.status <> 'running'
      ORDER BY b.started_at DESC, b.id DESC LIMIT 1;
     IF v_last.status = 'failed' THEN
         RETURN NEXT maint._health_row('warning', 'backup', v_last.id::text,
             pg_catalog.format('the last backup attempt of database %s (id %s, %s) failed: %s',
-                              pg_catalog.current_database(), v_last.id, v_last.started_at,
-                              coalesce(v_last.error, 'no error recorded')),
+                              v_db, v_last.id, v_last.started_at, coalesce(v_last.error, 'no error recorded')),
             p_remediation => 'read the error, fix the cause, run the backup again',
             p_metadata => pg_catalog.jsonb_build_object('backup_id', v_last.id));
         v_found := true;
     END IF;
 
     IF NOT v_found THEN
-        RETURN NEXT maint._health_row('ok', 'database', pg_catalog.current_database()::text,
-            pg_catalog.format('the newest good backup of database %s finished %s ago; the newest verified one %s',
-                              pg_catalog.current_database(),
-                              pg_catalog.date_trunc('second', v_now - coalesce(v_good.finished_at, v_good.started_at)),
-                              'was verified ' || pg_catalog.date_trunc('second', v_now - v_verified) || ' ago'),
-            v_good_age, NULL, NULL,
-            pg_catalog.jsonb_build_object('backup_id', v_good.id, 'verified_at', v_verified), 's');
+        RETURN NEXT maint._health_row('ok', 'database', v_db,
+            CASE WHEN v_good_at IS NOT DISTINCT FROM v_latest
+                 THEN pg_catalog.format('the newest good backup of database %s finished %s ago; %s',
+                                        v_db, pg_catalog.date_trunc('second', v_now - v_good_at),
+                                        coalesce('the newest verified one was verified '
+                                                 || pg_catalog.date_trunc('second', v_now - v_verified) || ' ago',
+                                                 'none was verified'))
+                      || CASE WHEN v_tool IS NOT NULL
+                              THEN pg_catalog.format('; %s (params.backed_up_by) last succeeded %s', v_tool,
+                                                     coalesce(v_ext::text, 'at a time not known'))
+                              ELSE '' END
+                 ELSE pg_catalog.format('database %s is backed up by %s: its last successful backup finished %s ago (%s)',
+                                        v_db, v_tool, pg_catalog.date_trunc('second', v_now - v_ext), v_ext)
+            END,
+            v_age, NULL, NULL,
+            pg_catalog.jsonb_build_object('backup_id', v_good.id, 'verified_at', v_verified,
+                                          'backed_up_by', v_tool, 'last_success', v_ext), 's');
     END IF;
 END
 $$;
@@ -422,10 +580,12 @@ AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION
+    maint._health_named(text),
     maint.cron_jobs_query(),
     maint._cron_job_findings(jsonb, maint.check_config),
     maint._cron_connection_finding(),
     maint.health_cron_jobs(maint.check_config),
+    maint._backup_external_last_success(),
     maint.health_backup_freshness(maint.check_config),
     maint.health_pgmaint_runs(maint.check_config),
     maint.health_archive_size(maint.check_config)

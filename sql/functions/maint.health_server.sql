@@ -177,8 +177,13 @@ $$;
 --     buffer writes of bulk operations and autovacuum, which are by design); from 16
 --     pg_stat_io, which tells them apart: client backends' writes in the normal context
 --     only (17 removed buffers_backend from pg_stat_bgwriter).
---   Keys: checkpoints_timed, checkpoints_req, [checkpoints_done], writes_checkpointer,
---   writes_bgwriter, writes_backend, fsyncs_backend, stats_reset, source.
+--   - on a standby checkpoints are restartpoints: up to 16 they are counted as checkpoints,
+--     from 17 pg_stat_checkpointer counts them apart (restartpoints_timed / _req), which
+--     are added here so that every version counts the same;
+--   - wal_bytes: the WAL position (written, or replayed on a standby) in bytes, so that the
+--     deltas tell how much WAL was written between two samples.
+--   Keys: checkpoints_timed, checkpoints_req, [checkpoints_done], wal_bytes,
+--   writes_checkpointer, writes_bgwriter, writes_backend, fsyncs_backend, stats_reset, source.
 CREATE OR REPLACE FUNCTION maint._health_checkpoint_sample()
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -190,8 +195,8 @@ DECLARE
     v_sample jsonb;
 BEGIN
     IF v_version >= 170000 THEN
-        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', c.num_timed,
-                                             'checkpoints_req', c.num_requested,
+        SELECT pg_catalog.jsonb_build_object('checkpoints_timed', c.num_timed + c.restartpoints_timed,
+                                             'checkpoints_req', c.num_requested + c.restartpoints_req,
                                              'stats_reset', c.stats_reset,
                                              'source', 'pg_stat_checkpointer, pg_stat_io')
           INTO v_sample
@@ -209,6 +214,9 @@ BEGIN
           INTO v_sample
           FROM pg_catalog.pg_stat_bgwriter AS b;
     END IF;
+    v_sample := v_sample || pg_catalog.jsonb_build_object('wal_bytes', pg_catalog.pg_wal_lsn_diff(
+        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+             ELSE pg_catalog.pg_current_wal_lsn() END, '0/0'));
     IF v_version >= 160000 THEN
         SELECT v_sample || pg_catalog.jsonb_build_object(
                    'writes_checkpointer', coalesce(pg_catalog.sum(i.writes) FILTER (WHERE i.backend_type = 'checkpointer'), 0),
@@ -236,14 +244,21 @@ END
 $$;
 COMMENT ON FUNCTION maint._health_checkpoint_sample() IS 'Internal: checkpoint and buffer-write counters, from pg_stat_bgwriter, pg_stat_checkpointer (17+) and pg_stat_io (16+)';
 
--- checkpoints: share of requested checkpoints (max_wal_size too small, or explicit
--- CHECKPOINTs and CREATE DATABASE) since the previous sample, judged from
--- params.min_checkpoints checkpoints on; the age of the last checkpoint against
--- checkpoint_timeout (params.warn_age_factor / crit_age_factor); and who wrote the shared
--- buffers ('buffer writes', shown when a warning or critical): backends writing them themselves, rather
+-- checkpoints: the share of checkpoints that WAL volume forced (max_wal_size too small for
+-- the write load) since the previous sample, judged from params.min_checkpoints such and
+-- timed checkpoints on; the age of the last checkpoint against checkpoint_timeout
+-- (params.warn_age_factor / crit_age_factor); and who wrote the shared buffers ('buffer
+-- writes', shown when a warning or critical): backends writing them themselves, rather
 -- than the background writer or the checkpointer, at or above params.backend_warn /
 -- backend_crit % (30 / 60) of params.min_writes (10000) writes or more, and any backend
 -- fsync (critical: the checkpointer's request queue overflowed).
+-- No version says why a checkpoint was requested: WAL volume, or an explicit CHECKPOINT,
+-- CREATE DATABASE, a base backup, which say nothing about max_wal_size (every new database
+-- requests one). WAL volume forces a checkpoint when the WAL since the last one's redo
+-- point reaches max_wal_size / (1 + checkpoint_completion_target) (CheckPointSegments - 1
+-- segments, at least one), so the WAL written between the samples allows at most
+-- floor(WAL / that distance) of them: requested checkpoints beyond that were explicit and
+-- are not counted.
 -- Version-specific source: maint._health_checkpoint_sample().
 CREATE OR REPLACE FUNCTION maint.health_checkpoints(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
@@ -255,31 +270,48 @@ AS $$
         SELECT maint._health_checkpoint_sample() AS sample
     ), d AS (
         SELECT s.sample, maint._health_deltas(p_cfg.check_name, s.sample) AS d FROM s
+    ), g AS (
+        -- the WAL between two WAL-forced checkpoints (XLogCheckpointNeeded)
+        SELECT greatest(floor(c.max_wal / c.segment / (1 + c.target)) - 1, 1) * c.segment AS distance
+          FROM (SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_wal_size'))::numeric AS max_wal,
+                       pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size'))::numeric AS segment,
+                       pg_catalog.current_setting('checkpoint_completion_target')::numeric AS target) AS c
     ), x AS (
-        SELECT d.*, (d.d -> 'deltas' ->> 'checkpoints_req')::numeric AS req,
-               (d.d -> 'deltas' ->> 'checkpoints_timed')::numeric AS timed
-          FROM d
+        SELECT d.*, g.distance, (d.d -> 'deltas' ->> 'checkpoints_req')::numeric AS req,
+               (d.d -> 'deltas' ->> 'checkpoints_timed')::numeric AS timed,
+               (d.d -> 'deltas' ->> 'wal_bytes')::numeric AS wal
+          FROM d, g
+    ), w AS (
+        SELECT x.*, least(x.req, floor(coalesce(x.wal, 0) / x.distance)) AS forced FROM x
     ), y AS (
-        SELECT x.*, CASE WHEN x.req + x.timed > 0 THEN round(100.0 * x.req / (x.req + x.timed), 1) END AS pct,
-               x.req + x.timed >= coalesce((p_cfg.params ->> 'min_checkpoints')::numeric, 3) AS enough
-          FROM x
+        SELECT w.*, w.req - w.forced AS explicit,
+               CASE WHEN w.forced + w.timed > 0 THEN round(100.0 * w.forced / (w.forced + w.timed), 1) END AS pct,
+               w.forced + w.timed >= coalesce((p_cfg.params ->> 'min_checkpoints')::numeric, 3) AS enough
+          FROM w
     )
     SELECT maint._health_row(CASE WHEN y.enough
                                   THEN maint._health_counter_status(maint._health_level(y.pct, p_cfg.warn, p_cfg.crit), y.d)
                                   ELSE 'ok' END,
                'cluster', 'checkpoints',
                CASE WHEN y.pct IS NULL
-                    THEN pg_catalog.format('no checkpoints since %s', y.d ->> 'since_text')
-                    ELSE pg_catalog.format('%s%% of checkpoints (%s of %s) were requested rather than timed, since %s%s',
-                                           y.pct, y.req, y.req + y.timed, y.d ->> 'since_text',
+                    THEN pg_catalog.format('no timed or WAL-forced checkpoints since %s', y.d ->> 'since_text')
+                    ELSE pg_catalog.format('%s%% of checkpoints (%s of %s) were forced by WAL volume rather than timed, '
+                                           'since %s%s', y.pct, y.forced, y.forced + y.timed, y.d ->> 'since_text',
                                            CASE WHEN y.enough THEN ''
-                                                ELSE ' (too few checkpoints for a verdict)' END) END,
+                                                ELSE ' (too few checkpoints for a verdict)' END) END
+               || CASE WHEN y.explicit > 0
+                       THEN pg_catalog.format('; %s more were requested beyond what the %s of WAL written could force '
+                                              '(explicit CHECKPOINT, CREATE DATABASE, base backups) and are not counted',
+                                              y.explicit, pg_catalog.pg_size_pretty(coalesce(y.wal, 0)))
+                       ELSE '' END,
                y.pct,
-               'frequent requested checkpoints mean max_wal_size is too small for the write load '
-               '(explicit CHECKPOINT and CREATE DATABASE also count)',
+               'checkpoints forced by WAL volume mean max_wal_size is too small for the write load: raise it '
+               '(ALTER SYSTEM SET max_wal_size = ...; SELECT pg_reload_conf()) so that checkpoint_timeout paces them',
                NULL,
                pg_catalog.jsonb_build_object('sample', y.sample, 'baseline', y.d ->> 'baseline',
-                                             'since', y.d -> 'since', 'requested', y.req, 'timed', y.timed))
+                                             'since', y.d -> 'since', 'requested', y.req, 'timed', y.timed,
+                                             'wal_forced', y.forced, 'explicit', y.explicit, 'wal_bytes', y.wal,
+                                             'forced_every_bytes', y.distance))
       FROM y
     UNION ALL
     SELECT maint._health_row(a.st, 'cluster', 'last checkpoint',
@@ -478,9 +510,11 @@ AS $$
 $$;
 
 -- slow_queries: statements of this database in pg_stat_statements with at least
--- params.min_calls calls and a mean execution time at or above warn / crit (ms).
--- unknown when the extension is not installed here or not loaded. Version-specific source:
--- only statements a client sent (toplevel) where pg_stat_statements has it (14+).
+-- params.min_calls calls and a mean execution time at or above warn / crit (ms; PgHero's
+-- 20 ms and 100 calls by default). When the extension is not installed here or not loaded,
+-- one info row says how to enable it; unknown when the check was asked for by name
+-- (maint.health_check(ARRAY['slow_queries'])). Version-specific source: only statements a
+-- client sent (toplevel) where pg_stat_statements has it (14+).
 CREATE OR REPLACE FUNCTION maint.health_slow_queries(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE plpgsql
@@ -489,24 +523,32 @@ CREATE OR REPLACE FUNCTION maint.health_slow_queries(p_cfg maint.check_config)
 AS $$
 DECLARE
     v_schema name;
+    v_loaded boolean;
     v_hidden bigint;
     v_toplevel text;
 BEGIN
     SELECT n.nspname INTO v_schema
       FROM pg_catalog.pg_extension AS e JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
      WHERE e.extname = 'pg_stat_statements';
-    IF v_schema IS NULL THEN
-        RETURN NEXT maint._health_row('unknown', 'extension', 'pg_stat_statements',
-            pg_catalog.format('pg_stat_statements is not installed in database %s', pg_catalog.current_database()),
-            p_remediation => 'add pg_stat_statements to shared_preload_libraries (restart), then '
-                             'CREATE EXTENSION pg_stat_statements in this database');
-        RETURN;
-    END IF;
-    IF NOT ('pg_stat_statements' = ANY (pg_catalog.regexp_split_to_array(
-                pg_catalog.btrim(pg_catalog.current_setting('shared_preload_libraries')), '\s*,\s*'))) THEN
-        RETURN NEXT maint._health_row('unknown', 'extension', 'pg_stat_statements',
-            'pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries',
-            p_remediation => 'add pg_stat_statements to shared_preload_libraries and restart the server');
+    v_loaded := 'pg_stat_statements' = ANY (pg_catalog.regexp_split_to_array(
+                    pg_catalog.btrim(pg_catalog.current_setting('shared_preload_libraries')), '\s*,\s*'));
+    IF v_schema IS NULL OR NOT v_loaded THEN
+        -- statement statistics are an option, not a fault: say how to turn them on
+        RETURN NEXT maint._health_row(CASE WHEN maint._health_named(p_cfg.check_name) THEN 'unknown' ELSE 'info' END,
+            'extension', 'pg_stat_statements',
+            CASE WHEN v_schema IS NULL
+                 THEN pg_catalog.format('pg_stat_statements is not installed in database %s%s: slow statements '
+                                        'cannot be found', pg_catalog.current_database(),
+                                        CASE WHEN v_loaded THEN '' ELSE ' (nor loaded)' END)
+                 ELSE 'pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries'
+            END,
+            p_remediation => CASE WHEN v_loaded
+                                  THEN 'CREATE EXTENSION pg_stat_statements in this database (it is loaded already)'
+                                  ELSE 'add pg_stat_statements to shared_preload_libraries (ALTER SYSTEM SET '
+                                       'shared_preload_libraries = ''pg_stat_statements'', keeping what is there; '
+                                       'restart), then CREATE EXTENSION pg_stat_statements in this database' END,
+            p_fix_sql => CASE WHEN v_loaded AND v_schema IS NULL THEN 'CREATE EXTENSION pg_stat_statements;' END,
+            p_metadata => pg_catalog.jsonb_build_object('installed', v_schema IS NOT NULL, 'loaded', v_loaded));
         RETURN;
     END IF;
     -- version-specific source: toplevel (pg_stat_statements 1.9, PostgreSQL 14+) tells
@@ -581,7 +623,8 @@ AS $$
 $$;
 
 -- settings_sanity: settings that risk data loss or hide problems. params.ignore lists
--- setting names not to report.
+-- setting names not to report. PostgreSQL's defaults (no idle-in-transaction timeout,
+-- log_lock_waits off) are info: a new server is no alarm.
 CREATE OR REPLACE FUNCTION maint.health_settings_sanity(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
@@ -595,7 +638,9 @@ AS $$
          'full_page_writes is off: a crash during a write can leave torn pages that cannot be repaired', 'on'),
         ('track_counts', 'off', 'critical',
          'track_counts is off: autovacuum cannot tell which tables need work', 'on'),
-        ('idle_in_transaction_session_timeout', '0', 'warning',
+        -- PostgreSQL's default, so info: the transactions it would end are the
+        -- idle_in_transaction check's findings when they happen
+        ('idle_in_transaction_session_timeout', '0', 'info',
          'idle_in_transaction_session_timeout is 0: a forgotten open transaction holds locks and the xmin '
          'horizon forever', '''10min'''),
         ('synchronous_commit', 'off', 'info',

@@ -19,6 +19,36 @@ AS $$
      LIMIT 1
 $$;
 
+-- maint._health_xid_before(p_at timestamptz) -> xid
+--   The youngest transaction ID the kit knows to have been assigned by time p_at, so that a
+--   catalog row whose xmin precedes it (age(xmin) > age(the result)) was written before p_at:
+--   the xmin of the newest row of maint.health_history recorded at or before p_at (every
+--   health sample writes some; its XID is assigned when it inserts, a moment after
+--   recorded_at), of the newest deploy (maint.deployments) at or before p_at, and the next XID
+--   of the last checkpoint when it started at or before p_at (pg_control_checkpoint()). NULL
+--   when there is none. PostgreSQL keeps no creation time of a table; the xmin of its pg_class
+--   row is the transaction that created it (or last rewrote, truncated or altered it: VACUUM
+--   and ANALYZE update the row in place and keep it), and this gives that transaction a time.
+CREATE OR REPLACE FUNCTION maint._health_xid_before(p_at timestamptz)
+    RETURNS xid
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.x
+      FROM ((SELECT h.xmin AS x FROM maint.health_history AS h
+              WHERE h.recorded_at <= p_at ORDER BY h.recorded_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT d.xmin FROM maint.deployments AS d
+              WHERE d.deployed_at <= p_at ORDER BY d.deployed_at DESC LIMIT 1)
+            UNION ALL
+            SELECT pg_catalog.split_part(c.next_xid, ':', 2)::xid
+              FROM pg_catalog.pg_control_checkpoint() AS c
+             WHERE c.checkpoint_time <= p_at) AS a
+     ORDER BY pg_catalog.age(a.x)
+     LIMIT 1
+$$;
+
 -- database_xid_age: age(datfrozenxid) of every database that accepts connections.
 CREATE OR REPLACE FUNCTION maint.health_database_xid_age(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
@@ -117,19 +147,29 @@ $$;
 
 -- dead_tuples: tables whose dead tuples exceed their autovacuum threshold (per-table
 -- reloptions honoured) with no (auto)vacuum within params.grace and at least
--- params.min_dead_rows dead rows. The value is the dead share in %; below warn it is info.
+-- params.min_dead_rows dead rows. A table never vacuumed is judged only once it is older than
+-- the grace (maint._health_xid_before: its pg_class row was written before a kit record or
+-- checkpoint older than the grace), so that a table loaded (and updated) a moment ago is not
+-- reported before autovacuum had its chance; a grace of 0 judges every table at once. The
+-- value is the dead share in %; below warn it is info.
 CREATE OR REPLACE FUNCTION maint.health_dead_tuples(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
+    WITH g AS (
+        SELECT coalesce((p_cfg.params ->> 'grace')::interval, interval '1 hour') AS grace
+    ), a AS (
+        SELECT g.grace, maint._health_xid_before(pg_catalog.now() - g.grace) AS xid_before FROM g
+    )
     SELECT maint._health_row(CASE WHEN x.st = 'ok' THEN 'info' ELSE x.st END, 'table',
                x.relid::pg_catalog.regclass::text,
                pg_catalog.format('table %s has %s dead rows (%s%% of its rows), above its autovacuum threshold '
                                  'of %s, and %s%s',
                                  x.relid::pg_catalog.regclass, x.n_dead_tup, x.pct, round(x.threshold),
-                                 CASE WHEN x.last_vac IS NULL THEN 'was never vacuumed'
+                                 CASE WHEN x.last_vac IS NULL
+                                      THEN 'was never vacuumed, though it is older than the grace of ' || x.grace
                                       ELSE 'was last vacuumed ' || x.last_vac::text END,
                                  CASE WHEN x.av_enabled = 'false' THEN ' (autovacuum is disabled for it)'
                                       ELSE '' END),
@@ -144,7 +184,7 @@ AS $$
       FROM (
         SELECT y.*, maint._health_level(y.pct, p_cfg.warn, p_cfg.crit) AS st
           FROM (
-            SELECT s.relid, s.n_dead_tup, s.n_live_tup,
+            SELECT s.relid, s.n_dead_tup, s.n_live_tup, c.xmin AS rel_xmin, a.grace, a.xid_before,
                    greatest(s.last_vacuum, s.last_autovacuum) AS last_vac,
                    round(100.0 * s.n_dead_tup / greatest(s.n_live_tup + s.n_dead_tup, 1), 1) AS pct,
                    coalesce(maint._health_reloption(c.reloptions, 'autovacuum_enabled'), 'true') AS av_enabled,
@@ -155,12 +195,13 @@ AS $$
                      * greatest(c.reltuples, 0) AS threshold
               FROM pg_catalog.pg_stat_user_tables AS s
               JOIN pg_catalog.pg_class AS c ON c.oid = s.relid
+             CROSS JOIN a
              WHERE s.schemaname <> 'maint'
           ) AS y
          WHERE y.n_dead_tup > y.threshold
            AND y.n_dead_tup >= coalesce((p_cfg.params ->> 'min_dead_rows')::bigint, 10000)
-           AND coalesce(y.last_vac, '-infinity') <
-               pg_catalog.now() - coalesce((p_cfg.params ->> 'grace')::interval, interval '1 hour')
+           AND CASE WHEN y.last_vac IS NOT NULL THEN y.last_vac < pg_catalog.now() - y.grace
+                    ELSE y.grace <= interval '0' OR pg_catalog.age(y.rel_xmin) > pg_catalog.age(y.xid_before) END
       ) AS x
      ORDER BY x.n_dead_tup DESC
 $$;
@@ -197,13 +238,21 @@ AS $$
        AND n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', 'maint'])
 $$;
 
--- never_analyzed: tables never analyzed although at least params.min_changes rows changed.
+-- never_analyzed: tables never analyzed although at least params.min_changes rows changed,
+-- older than params.grace: vacuumed before it, or created before (maint._health_xid_before),
+-- so that a table loaded a moment ago is not reported before autovacuum had its chance to
+-- analyze it; a grace of 0 judges every table at once.
 CREATE OR REPLACE FUNCTION maint.health_never_analyzed(p_cfg maint.check_config)
     RETURNS SETOF maint.health_result
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
+    WITH g AS (
+        SELECT coalesce((p_cfg.params ->> 'grace')::interval, interval '1 hour') AS grace
+    ), a AS (
+        SELECT g.grace, maint._health_xid_before(pg_catalog.now() - g.grace) AS xid_before FROM g
+    )
     SELECT maint._health_row('warning', 'table', s.relid::pg_catalog.regclass::text,
                pg_catalog.format('table %s was never analyzed, and %s rows changed (%s live rows): the '
                                  'planner works from defaults', s.relid::pg_catalog.regclass,
@@ -212,12 +261,18 @@ AS $$
                'ANALYZE it: maint.plan_analyze() lists it and pgmaint run optimize --execute --only analyze '
                'runs it; check that autovacuum is enabled for the table',
                pg_catalog.format('ANALYZE %s;', s.relid::pg_catalog.regclass),
-               pg_catalog.jsonb_build_object('n_mod_since_analyze', s.n_mod_since_analyze),
+               pg_catalog.jsonb_build_object('n_mod_since_analyze', s.n_mod_since_analyze, 'grace', a.grace),
                'rows')
       FROM pg_catalog.pg_stat_user_tables AS s
+     CROSS JOIN a
      WHERE s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
        AND s.n_mod_since_analyze >= coalesce((p_cfg.params ->> 'min_changes')::bigint, 1000)
        AND s.schemaname <> 'maint'
+       AND (a.grace <= interval '0'
+            OR greatest(s.last_vacuum, s.last_autovacuum) < pg_catalog.now() - a.grace
+            -- the pg_class row only of the few tables this is about
+            OR pg_catalog.age((SELECT c.xmin FROM pg_catalog.pg_class AS c WHERE c.oid = s.relid))
+               > pg_catalog.age(a.xid_before))
      ORDER BY s.n_mod_since_analyze DESC
 $$;
 
@@ -381,6 +436,7 @@ $$;
 
 GRANT EXECUTE ON FUNCTION
     maint._health_reloption(text[], text),
+    maint._health_xid_before(timestamptz),
     maint.health_database_xid_age(maint.check_config),
     maint.health_table_xid_age(maint.check_config),
     maint.health_multixact_age(maint.check_config),

@@ -14,8 +14,12 @@
 --   indexes (PostgreSQL 13+) are smaller than estimated, so duplicates-heavy indexes are
 --   under- rather than over-reported. Indexes of exclusion constraints (no CONCURRENTLY)
 --   and tables with an index build in progress are left out.
---   NULL parameters read maint.check_config (index_bloat.warn, index_bloat.params.min_bytes)
---   when that table exists, else 30 percent and 10 MB.
+--   NULL parameters read the index_bloat row of maint.check_config (warn, params.min_bytes;
+--   migration 0101), the row the health check index_bloat (maint.health_index_bloat)
+--   judges from too, so what the check reports is what this plans; maint_admin changes it
+--   with maint.check_configure('index_bloat', warn => ..., params => '{"min_bytes": ...}').
+--   Without the row or the key (the optimize tools deployed without the health catalog):
+--   30 percent and 10 MB.
 --   Key widths and null fractions come from maint._column_stats(): pg_statistic when the
 --   kit owner may read it (a superuser deployed the kit), else pg_stats, which shows only
 --   the columns the kit owner may SELECT; an index whose key widths are thus unknown gets
@@ -72,6 +76,8 @@ BEGIN
           JOIN pg_catalog.pg_am AS am ON am.oid = ic.relam
          WHERE NOT i.indisexclusion
            AND ic.relkind = 'i'
+           -- a valid index below min_bytes is never listed: skip its estimate (most are small)
+           AND (NOT i.indisvalid OR ic.relpages::bigint * v_bs >= v_min)
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index AS p
                             WHERE p.relid = i.indrelid)
     ), stats AS MATERIALIZED (
