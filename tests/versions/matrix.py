@@ -63,6 +63,7 @@ COMPAT_SET = [
     "tests/test_health_exposure.py",
     "tests/test_health_size.py",
     "tests/test_health_extensions.py",
+    "tests/test_health_indexes.py",
 ]
 
 
