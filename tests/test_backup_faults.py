@@ -119,9 +119,11 @@ def test_access_exclusive_lock_fails_fast_with_a_clear_message(db, db_dsn, tmp_p
 
 @pytest.fixture
 def backup(db, db_dsn, tmp_path):
+    # enough data that the table of contents (the kit's ~700 kB of function bodies among it)
+    # sits well inside the first half of the dump
     db.execute(
         "CREATE TABLE public.filler AS SELECT g, md5(g::text) AS h "
-        "FROM generate_series(1, 20000) AS g"
+        "FROM generate_series(1, 100000) AS g"
     )
     code, data = run_json(
         "backup",
@@ -188,13 +190,13 @@ def test_restore_level_reports_every_difference(db, db_dsn, tmp_path, backup, ad
     manifest = json.loads(manifest_path.read_text())
     for rel in manifest["facts"]["relations"]:
         if rel["name"] == "filler":
-            rel["rows"] = 19999
+            rel["rows"] = 99999
     views = manifest["facts"]["objects"]["views"]  # the kit's own views count too
     manifest["facts"]["objects"]["views"] = views + 7
     manifest_path.write_text(json.dumps(manifest))
     code, v = run_json("backup", "verify", "--level", "restore", "--dir", str(tmp_path), dsn=db_dsn)
     assert code == 5
-    assert '"public"."filler": 20000 rows, expected 19999' in v["problems"]
+    assert '"public"."filler": 100000 rows, expected 99999' in v["problems"]
     assert f"views: {views} after restore, expected {views + 7}" in v["problems"]
     assert (
         admin.execute(
