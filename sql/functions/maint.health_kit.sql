@@ -572,11 +572,16 @@ AS $$
                'rules'' archive_keep (maint.rules)',
                'CALL maint.purge_archive(dry_run => false);',
                pg_catalog.jsonb_build_object('rows', x.rows, 'runs', x.runs, 'database_bytes', x.db))
-      FROM (SELECT coalesce(sum(a.bytes), 0)::bigint AS bytes, coalesce(sum(a.rows_archived - a.rows_restored), 0) AS rows,
-                   pg_catalog.count(DISTINCT a.run_id) AS runs, pg_catalog.min(a.keep_until) AS keep_until,
-                   pg_catalog.pg_database_size(pg_catalog.current_database()) AS db
-              FROM maint.archive_summary AS a
-             WHERE a.rows_restored < a.rows_archived) AS x
+      FROM (SELECT s.*,
+                   -- the database's size only when there is an archive to compare: it stats every
+                   -- file of the database (about 140 ms with 10,000 tables)
+                   CASE WHEN s.bytes > 0 THEN pg_catalog.pg_database_size(pg_catalog.current_database())
+                        ELSE 0 END AS db
+              FROM (SELECT coalesce(sum(a.bytes), 0)::bigint AS bytes,
+                           coalesce(sum(a.rows_archived - a.rows_restored), 0) AS rows,
+                           pg_catalog.count(DISTINCT a.run_id) AS runs, pg_catalog.min(a.keep_until) AS keep_until
+                      FROM maint.archive_summary AS a
+                     WHERE a.rows_restored < a.rows_archived) AS s) AS x
 $$;
 
 GRANT EXECUTE ON FUNCTION
