@@ -74,6 +74,34 @@ BEGIN
 END
 $$;
 
+-- maint._tree_calls(p_tree text, OUT operators oid[], OUT functions oid[])
+--   What a printed parse tree (pg_rewrite.ev_action of a view) calls: its operators (:opno,
+--   and the :opnos of row comparisons) and functions (:funcid, :opfuncid, :aggfnoid,
+--   :winfnoid, and every operator's function). Read by the checks of rule conditions and of
+--   custom health checks' queries.
+CREATE OR REPLACE FUNCTION maint._tree_calls(p_tree text, OUT operators oid[], OUT functions oid[])
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH ops AS (
+        SELECT DISTINCT o.op
+          FROM (SELECT x[1]::oid AS op FROM pg_catalog.regexp_matches(p_tree, ':opno ([0-9]+)', 'g') AS x
+                UNION
+                SELECT op::oid
+                  FROM pg_catalog.regexp_matches(p_tree, ':opnos \(o ([0-9 ]+)\)', 'g') AS x
+                 CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(x[1], ' ') AS op) AS o
+         WHERE o.op <> 0
+    )
+    SELECT (SELECT pg_catalog.array_agg(ops.op) FROM ops),
+           (SELECT pg_catalog.array_agg(DISTINCT f.fn)
+              FROM (SELECT x[2]::oid AS fn
+                      FROM pg_catalog.regexp_matches(p_tree, ':(funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS x
+                    UNION
+                    SELECT o.oprcode::oid FROM pg_catalog.pg_operator AS o WHERE o.oid IN (SELECT ops.op FROM ops)) AS f
+             WHERE f.fn <> 0)
+$$;
+
 -- maint._cleanup_check_condition(p_rel regclass, p_condition text) -> text
 --   Validates a rule condition for table p_rel and returns it trimmed (NULL for none).
 --   1. Lexically, outside 'literals' and "names": no ";", comments, $-quoting or E''
@@ -237,24 +265,12 @@ BEGIN
         OR (ty.typtype <> 'p' AND NOT maint._safe_type(ty.oid));
 
     -- every operator and function called (an operator through its function)
-    SELECT pg_catalog.array_agg(DISTINCT o.op) INTO v_ops
-      FROM (SELECT x[1]::oid AS op FROM pg_catalog.regexp_matches(v_tree, ':opno ([0-9]+)', 'g') AS x
-            UNION
-            SELECT op::oid
-              FROM pg_catalog.regexp_matches(v_tree, ':opnos \(o ([0-9 ]+)\)', 'g') AS x
-             CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(x[1], ' ') AS op) AS o
-     WHERE o.op <> 0;
+    SELECT c.operators, c.functions INTO v_ops, v_funcs FROM maint._tree_calls(v_tree) AS c;
     SELECT v_bad || coalesce(pg_catalog.array_agg(pg_catalog.format('operator %s (not built in)',
                                                                      o.oid::pg_catalog.regoperator)), '{}')
       INTO v_bad
       FROM pg_catalog.pg_operator AS o
      WHERE o.oid = ANY (coalesce(v_ops, '{}')) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace;
-    SELECT pg_catalog.array_agg(DISTINCT f.fn) INTO v_funcs
-      FROM (SELECT x[2]::oid AS fn
-              FROM pg_catalog.regexp_matches(v_tree, ':(funcid|opfuncid) ([0-9]+)', 'g') AS x
-            UNION
-            SELECT o.oprcode::oid FROM pg_catalog.pg_operator AS o WHERE o.oid = ANY (coalesce(v_ops, '{}'))) AS f
-     WHERE f.fn <> 0;
     SELECT v_bad || coalesce(pg_catalog.array_agg(r.why ORDER BY r.why), '{}') INTO v_bad
       FROM (SELECT DISTINCT maint._condition_function_refused(f) AS why
               FROM pg_catalog.unnest(coalesce(v_funcs, '{}')) AS f) AS r
@@ -295,6 +311,7 @@ $$;
 COMMENT ON FUNCTION maint._safe_type(oid, integer) IS 'Internal: can a value of this type be made from text by built-in code only';
 COMMENT ON FUNCTION maint._condition_function_refused(oid) IS 'Internal: why a function may not be called from a rule condition (NULL: it may)';
 COMMENT ON FUNCTION maint._cleanup_check_condition(regclass, text) IS 'Internal: validate a rule condition (allow-list of columns, constants, built-in pure functions)';
+COMMENT ON FUNCTION maint._tree_calls(text) IS 'Internal: the operators and functions a printed parse tree calls';
 GRANT EXECUTE ON FUNCTION maint._safe_type(oid, integer), maint._condition_function_refused(oid),
-    maint._cleanup_check_condition(regclass, text)
+    maint._cleanup_check_condition(regclass, text), maint._tree_calls(text)
     TO maint_monitor;

@@ -170,6 +170,45 @@ BEGIN
 END
 $$;
 
+-- maint._kit_admin_member(p_role name) -> boolean: whether role p_role exists and is a member
+-- of maint_admin or of the role that owns the kit (a superuser is a member of every role).
+CREATE OR REPLACE FUNCTION maint._kit_admin_member(p_role name)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(p_role)) IS NOT NULL
+       AND (pg_catalog.pg_has_role(p_role, 'maint_admin', 'MEMBER')
+            OR pg_catalog.pg_has_role(p_role, (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n
+                                                WHERE n.nspname = 'maint'), 'MEMBER'))
+$$;
+
+-- maint._kit_admin(p_role name, p_action text) -> name
+--   p_role, checked to be a role of this session (maint._caller) and a kit admin
+--   (maint._kit_admin_member); otherwise raises 'role ... may not <p_action>'. What the
+--   SECURITY DEFINER internals behind maint_admin's entry points (windows, notify, custom
+--   checks) call with the CURRENT_USER their invoker wrapper hands them.
+CREATE OR REPLACE FUNCTION maint._kit_admin(p_role name, p_action text)
+    RETURNS name
+    LANGUAGE plpgsql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_role name := maint._caller(p_role);
+BEGIN
+    IF NOT maint._kit_admin_member(v_role) THEN
+        RAISE EXCEPTION 'role % may not %: only members of maint_admin may', pg_catalog.quote_ident(v_role), p_action
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN v_role;
+END
+$$;
+COMMENT ON FUNCTION maint._kit_admin_member(name) IS 'Internal: whether a role is a member of maint_admin or of the kit''s owner';
+COMMENT ON FUNCTION maint._kit_admin(name, text) IS 'Internal: check that a role of this session may administer the kit';
+GRANT EXECUTE ON FUNCTION maint._kit_admin_member(name), maint._kit_admin(name, text) TO maint_monitor;
+
 COMMENT ON FUNCTION maint._executor_source(oid) IS 'Internal: the body of the executor of a role';
 COMMENT ON FUNCTION maint._executor(oid) IS 'Internal: the verified executor of a table owner (created or repaired on demand)';
 COMMENT ON FUNCTION maint._caller(name) IS 'Internal: check that a role is a role of this session';

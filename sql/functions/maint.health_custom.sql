@@ -23,20 +23,11 @@
 -- (maint._caller) that may manage custom checks: a member of maint_admin or of the kit's owner.
 CREATE OR REPLACE FUNCTION maint._custom_check_admin(p_role name)
     RETURNS name
-    LANGUAGE plpgsql
+    LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_role name := maint._caller(p_role);
-BEGIN
-    IF NOT maint._custom_check_author_ok(v_role) THEN
-        RAISE EXCEPTION 'role % may not manage custom health checks: only members of maint_admin may',
-            pg_catalog.quote_ident(v_role)
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN v_role;
-END
+    SELECT maint._kit_admin(p_role, 'manage custom health checks')
 $$;
 
 -- maint._custom_check_author_ok(p_role name) -> boolean: whether p_role (still) may have a
@@ -47,10 +38,7 @@ CREATE OR REPLACE FUNCTION maint._custom_check_author_ok(p_role name)
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(p_role)) IS NOT NULL
-       AND (pg_catalog.pg_has_role(p_role, 'maint_admin', 'MEMBER')
-            OR pg_catalog.pg_has_role(p_role, (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n
-                                                WHERE n.nspname = 'maint'), 'MEMBER'))
+    SELECT maint._kit_admin_member(p_role)
 $$;
 
 -- maint._custom_check_function_refused(p_fn oid) -> text
@@ -174,24 +162,12 @@ BEGIN
     IF v_tree ~ ':rowMarks \(' THEN
         v_bad := v_bad || 'a locking clause (FOR UPDATE/SHARE)'::text;
     END IF;
-    SELECT pg_catalog.array_agg(DISTINCT o.op) INTO v_ops
-      FROM (SELECT x[1]::oid AS op FROM pg_catalog.regexp_matches(v_tree, ':opno ([0-9]+)', 'g') AS x
-            UNION
-            SELECT op::oid
-              FROM pg_catalog.regexp_matches(v_tree, ':opnos \(o ([0-9 ]+)\)', 'g') AS x
-             CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(x[1], ' ') AS op) AS o
-     WHERE o.op <> 0;
+    SELECT c.operators, c.functions INTO v_ops, v_funcs FROM maint._tree_calls(v_tree) AS c;
     SELECT v_bad || coalesce(pg_catalog.array_agg(pg_catalog.format('operator %s (not built in)',
                                                                      o.oid::pg_catalog.regoperator)), '{}')
       INTO v_bad
       FROM pg_catalog.pg_operator AS o
      WHERE o.oid = ANY (coalesce(v_ops, '{}')) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace;
-    SELECT pg_catalog.array_agg(DISTINCT f.fn) INTO v_funcs
-      FROM (SELECT x[2]::oid AS fn
-              FROM pg_catalog.regexp_matches(v_tree, ':(funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS x
-            UNION
-            SELECT o.oprcode::oid FROM pg_catalog.pg_operator AS o WHERE o.oid = ANY (coalesce(v_ops, '{}'))) AS f
-     WHERE f.fn <> 0;
     SELECT v_bad || coalesce(pg_catalog.array_agg(r.why ORDER BY r.why), '{}') INTO v_bad
       FROM (SELECT DISTINCT maint._custom_check_function_refused(f) AS why
               FROM pg_catalog.unnest(coalesce(v_funcs, '{}')) AS f) AS r

@@ -28,22 +28,11 @@
 -- (maint._caller) that may deliver events: a member of maint_admin or of the kit's owner.
 CREATE OR REPLACE FUNCTION maint._notify_admin(p_role name)
     RETURNS name
-    LANGUAGE plpgsql
+    LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_role name := maint._caller(p_role);
-BEGIN
-    IF NOT pg_catalog.pg_has_role(v_role, 'maint_admin', 'MEMBER')
-       AND NOT pg_catalog.pg_has_role(v_role, (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n
-                                                 WHERE n.nspname = 'maint'), 'MEMBER') THEN
-        RAISE EXCEPTION 'role % may not deliver events: only members of maint_admin may',
-            pg_catalog.quote_ident(v_role)
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN v_role;
-END
+    SELECT maint._kit_admin(p_role, 'deliver events')
 $$;
 
 -- maint._notify_rank(p_severity text) -> integer: info 1, warning 2 (and unknown), critical 3.

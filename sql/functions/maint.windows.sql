@@ -164,22 +164,11 @@ $$;
 -- role that owns the kit (a superuser is a member of every role).
 CREATE OR REPLACE FUNCTION maint._window_admin(p_role name)
     RETURNS name
-    LANGUAGE plpgsql
+    LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_role name := maint._caller(p_role);
-BEGIN
-    IF NOT pg_catalog.pg_has_role(v_role, 'maint_admin', 'MEMBER')
-       AND NOT pg_catalog.pg_has_role(v_role, (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n
-                                                 WHERE n.nspname = 'maint'), 'MEMBER') THEN
-        RAISE EXCEPTION 'role % may not change maintenance windows: only members of maint_admin may',
-            pg_catalog.quote_ident(v_role)
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN v_role;
-END
+    SELECT maint._kit_admin(p_role, 'change maintenance windows')
 $$;
 
 -- maint._add_window(p_author, ...) -> maint.maintenance_windows: maint.add_window with its
