@@ -66,8 +66,8 @@ $$;
 -- maint.run_start(p_task, p_parameters, p_dry_run, p_source) -> bigint (the run id)
 --   Takes the task's lock (raising lock_not_available, naming the holding session's pid,
 --   role and application, when another session holds it), and journals a 'running' row.
---   p_source: 'sql' | 'cli' | 'cron' | 'host'; NULL detects it (pg_cron worker -> cron,
---   application_name pgmaint -> cli, or host when the setting pgmaint.job names the host
+--   p_source: 'sql' | 'cli' | 'cron' | 'host' | 'web'; NULL detects it (pg_cron worker -> cron,
+--   application_name 'pgmaint web' -> web, pgmaint -> cli, or host when the setting pgmaint.job names the host
 --   job that started it; anything else -> sql). The job's name goes to runs.job.
 CREATE OR REPLACE FUNCTION maint.run_start(
     p_task text,
@@ -114,12 +114,13 @@ BEGIN
         CASE
             WHEN (SELECT a.backend_type FROM pg_catalog.pg_stat_activity AS a
                    WHERE a.pid = pg_catalog.pg_backend_pid()) = 'pg_cron' THEN 'cron'
+            WHEN pg_catalog.current_setting('application_name') = 'pgmaint web' THEN 'web'
             WHEN pg_catalog.current_setting('application_name') LIKE 'pgmaint%' AND v_job IS NOT NULL THEN 'host'
             WHEN pg_catalog.current_setting('application_name') LIKE 'pgmaint%' THEN 'cli'
             ELSE 'sql'
         END);
-    IF v_source NOT IN ('sql', 'cli', 'cron', 'host') THEN
-        RAISE EXCEPTION 'invalid source %: expected sql, cli, cron or host', pg_catalog.quote_literal(v_source)
+    IF v_source NOT IN ('sql', 'cli', 'cron', 'host', 'web') THEN
+        RAISE EXCEPTION 'invalid source %: expected sql, cli, cron, host or web', pg_catalog.quote_literal(v_source)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
