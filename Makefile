@@ -3,14 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check cron systemd
+APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check cron systemd chromium
 # one sandbox per checkout, outside the checkout (the server may run as `postgres`,
 # which cannot enter a private home directory)
 SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | cut -c1-8)
 export PGMAINT_SANDBOX_DIR := $(SANDBOX_DIR)
 PGMAINT := $(BIN)/pgmaint
 
-.PHONY: setup system-packages demo test test-versions pg-versions deploy check schedule backup verify-backup lint bench bench-quick clean sandbox-start sandbox-stop
+.PHONY: setup system-packages demo web screenshots test test-versions pg-versions deploy check schedule backup verify-backup lint bench bench-quick clean sandbox-start sandbox-stop
 
 setup: system-packages $(VENV)/.installed
 
@@ -42,6 +42,23 @@ sandbox-stop:
 demo: setup
 	@$(PGMAINT) sandbox start >/dev/null
 	@eval "$$($(PGMAINT) sandbox env)" && $(PGMAINT) demo
+
+# the console against the sandbox's demo database, with two logins (printed) that the
+# sandbox asks for their password; Ctrl-C stops it
+WEB_PORT ?= 8765
+web: setup
+	@$(PGMAINT) sandbox start >/dev/null
+	@eval "$$($(PGMAINT) sandbox env)" && $(PGMAINT) demo >/dev/null && \
+	  $(PGMAINT) sandbox web-login demo_admin --admin && $(PGMAINT) sandbox web-login demo_viewer && \
+	  eval "$$($(PGMAINT) sandbox env --dbname pgmaint_demo)" && \
+	  psql -q -c "GRANT USAGE ON SCHEMA app TO demo_admin, demo_viewer; \
+	    GRANT SELECT ON ALL TABLES IN SCHEMA app TO demo_admin, demo_viewer; \
+	    GRANT INSERT ON ALL TABLES IN SCHEMA app TO demo_admin" && \
+	  $(PGMAINT) web --port $(WEB_PORT)
+
+# the console's screenshots in docs/screenshots, taken by its browser tests
+screenshots: setup
+	PGMAINT_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_web.py -k "every_page or executes or phone"
 
 test: setup
 	$(BIN)/pytest -q

@@ -362,6 +362,40 @@ def sandbox_env(directory: Path | None, dbname: str) -> None:
         click.echo(f"export {key}={shlex.quote(value)}")
 
 
+@sandbox_group.command("web-login")
+@dir_option
+@click.argument("role")
+@click.option("--admin", is_flag=True,
+              help="A member of maint_admin (acts); otherwise of maint_monitor (reads).")
+@click.pass_context
+def sandbox_web_login(ctx: click.Context, directory: Path | None, role: str, admin: bool) -> None:
+    """Create (or reset) login ROLE with a new random password for the console (pgmaint web).
+
+    The sandbox then asks this role for its password (the console accepts no login the
+    server does not check). The kit must be deployed on the sandbox (its roles exist)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    box = sandbox.Sandbox(directory)
+    box.require_passwords()
+    password = secrets.token_urlsafe(12)
+    kit_role = "maint_admin" if admin else "maint_monitor"
+    with psycopg.connect(box.info().conninfo("postgres"), autocommit=True) as conn:
+        exists = "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s"
+        if conn.execute(exists, (kit_role,)).fetchone() is None:
+            raise PgmaintError(f"role {kit_role} does not exist: deploy the kit first (make demo)")
+        name = sql.Identifier(role)
+        if conn.execute(exists, (role,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(name))
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(name, sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT {}, {} TO {}").format(
+            sql.Identifier(kit_role), sql.Identifier(sandbox.PASSWORD_GROUP), name))
+    emit(ctx, {"role": role, "password": password, "member_of": kit_role},
+         lambda out: click.echo(f"console login: {role} / {password} ({kit_role})"))
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 
@@ -555,10 +589,12 @@ from orchestrator.backup_cmd import backup_group  # noqa: E402
 from orchestrator.check import check_cmd  # noqa: E402
 from orchestrator.notify.commands import notify_group  # noqa: E402
 from orchestrator.optimize import optimize_cmd  # noqa: E402
+from orchestrator.web.commands import web_cmd  # noqa: E402
 
 cli.add_command(check_cmd)
 cli.add_command(backup_group)
 cli.add_command(notify_group)
+cli.add_command(web_cmd)
 cleanup.register(cli)  # run retention|orphans|duplicates|all, rules, undo
 cleanup.run_group.add_command(optimize_cmd)  # run optimize
 schedule_windows.register(schedule_group)  # schedule windows, window-add, window-remove

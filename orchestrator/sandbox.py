@@ -29,6 +29,9 @@ PREFERRED_MAJOR = 15
 CONF_NAME = "pgmaint_sandbox.conf"
 
 
+PASSWORD_GROUP = "pgmaint_password_login"   # members log in to the sandbox with a password
+
+
 def default_dir() -> Path:
     """``$PGMAINT_SANDBOX_DIR``, else a per-user directory under the system temp dir.
 
@@ -288,6 +291,25 @@ class Sandbox:
             if cron:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def require_passwords(self, group: str = PASSWORD_GROUP) -> None:
+        """Make the server ask members of role ``group`` for their password (scram-sha-256)
+        on its socket, ahead of the sandbox's trust lines: what a console login needs (the
+        console refuses a server that lets a role in without one). Creates the group role
+        (NOLOGIN) when missing and reloads the configuration."""
+        import psycopg
+        from psycopg import sql
+
+        hba = self.data / "pg_hba.conf"
+        line = f"local all +{group} scram-sha-256"
+        text = hba.read_text()
+        if line not in text.splitlines():
+            hba.write_text(f"# written by pgmaint sandbox: console logins need a password\n{line}\n{text}")
+        with psycopg.connect(self.info().conninfo("postgres"), autocommit=True) as conn:
+            found = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (group,)).fetchone()
+            if found is None:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown). Returns False when it was not running."""
