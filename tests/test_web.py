@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from web_support import ROOT, Console, WebDb, chromium, drop_web_db, make_web_db
+from web_support import ROOT, Console, WebDb, chromium, drop_web_db, free_port, make_web_db
 
 PAGES = ["/", "/health", "/runs", "/cleanup", "/backups", "/schedule", "/space"]
 CANVAS_PIXELS = """(selector) => {
@@ -41,6 +43,7 @@ CANVAS_PIXELS = """(selector) => {
   return n;
 }"""
 EVIL = "x'); DROP TABLE app.users; --"
+UNIT = ROOT / "contrib" / "systemd" / "pgmaint-web@.service"
 
 
 @pytest.fixture(scope="module")
@@ -468,6 +471,40 @@ def test_binding_beyond_localhost_warns_without_tls(web_db: WebDb) -> None:
         assert "Traceback" not in done.stderr
     finally:
         busy.stop()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_systemd_unit_verifies_and_its_command_serves_the_console(web_db: WebDb, tmp_path: Path) -> None:
+    port = free_port()
+    env_file = tmp_path / "web-tests.env"
+    env_file.write_text(f"PGMAINT_DSN={web_db.dsn}\nPGMAINT_WEB_PORT={port}\n")
+    text = UNIT.read_text().replace("/usr/local/bin/pgmaint", str(Path(sys.executable).parent / "pgmaint"))
+    text = text.replace("/etc/pgmaint/web-%i.env", str(env_file))
+    text = re.sub(r"^(User|Group)=.*$", "", text, flags=re.M)
+    unit = tmp_path / "pgmaint-web@tests.service"
+    unit.write_text(text)
+    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    [exec_start] = re.findall(r"^ExecStart=(.+)$", text, re.M)
+    argv = shlex.split(exec_start.replace("${PGMAINT_WEB_PORT}", str(port)))
+    assert argv[1:4] == ["web", "--host", "127.0.0.1"] and "--behind-proxy" in argv
+    proc = subprocess.Popen(argv, env={**os.environ, "PGMAINT_DSN": web_db.dsn}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as r:
+                    assert r.status == 200 and "Log in to " + web_db.name in r.read().decode()
+                    # behind a TLS proxy the cookies are for https only
+                    assert "Secure" in r.headers["set-cookie"]
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_static_files_are_served_from_the_package(console: Console) -> None:
