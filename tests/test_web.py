@@ -60,15 +60,12 @@ def web_db(pg_server: Any) -> Iterator[WebDb]:
 def backup_dir(web_db: WebDb, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("web-backups")
     root.chmod(0o755)
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "--dsn", web_db.dsn, "backup", "create", "--dir", str(root)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    for _ in range(2):   # two points for the size and duration chart
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "--dsn", web_db.dsn, "backup", "create", "--dir", str(root)],
+            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
     return root
 
 
@@ -144,9 +141,7 @@ def test_a_monitor_opens_every_page_and_the_charts_draw(
     assert page.locator(".spark canvas").count() >= 60  # a chart per check
     assert page.evaluate(CANVAS_PIXELS, "#check-settings_sanity .spark canvas") > 50
     page.goto(console.url + "/backups")
-    assert (
-        page.locator("#backup-chart").count() == 0 or page.evaluate(CANVAS_PIXELS, "#backup-chart canvas") > 0
-    )
+    assert page.evaluate(CANVAS_PIXELS, "#backup-chart canvas") > 1000
     page.goto(console.url + "/cleanup")
     assert page.locator("a.button", has_text="Run").count() == 0  # a monitor gets no action
     assert page.locator("#rule-2").inner_text().count("300") >= 1  # the orphan preview
