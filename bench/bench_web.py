@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_health import create_objects  # noqa: E402
-from web_support import Console  # noqa: E402
+from bench_health import create_objects
+from web_support import Console
 
-from orchestrator import check, deploy  # noqa: E402
-from orchestrator.sandbox import PASSWORD_GROUP, Sandbox  # noqa: E402
+from orchestrator import check, deploy
+from orchestrator.sandbox import PASSWORD_GROUP, Sandbox
 
 BENCH_DB = "pgmaint_bench_web"
 TARGET_MS = 300.0
@@ -55,16 +55,21 @@ SELECT maint.add_dedupe_rule('app.users', ARRAY['email'], order_by => 'created_a
 # each page and the maint.* calls it makes (the SQL baseline)
 PAGES: dict[str, list[str]] = {
     "/": ["SELECT * FROM maint.overview()"],
-    "/health": [],   # compared with pgmaint check's runner instead
+    "/health": [],  # compared with pgmaint check's runner instead
     "/runs": ["SELECT * FROM maint.run_history(max_rows => 50)", "SELECT task FROM maint.run_tasks()"],
-    "/runs?status=failed&q=disk": ["SELECT * FROM maint.run_history(only_status => 'failed', search => 'disk',"
-                                   " max_rows => 50)", "SELECT task FROM maint.run_tasks()"],
+    "/runs?status=failed&q=disk": [
+        "SELECT * FROM maint.run_history(only_status => 'failed', search => 'disk', max_rows => 50)",
+        "SELECT task FROM maint.run_tasks()",
+    ],
     "/runs/{run}": ["SELECT * FROM maint.run_report({run})"],
     "/cleanup": ["SELECT * FROM maint.rule_previews()"],
     "/cleanup/2": ["SELECT * FROM maint.rule_previews(2)"],
     "/backups": ["SELECT * FROM maint.backup_history(200)"],
-    "/schedule": ["SELECT * FROM maint.schedule_overview()", "SELECT * FROM maint.windows",
-                  "SELECT * FROM maint.cron_status()"],
+    "/schedule": [
+        "SELECT * FROM maint.schedule_overview()",
+        "SELECT * FROM maint.windows",
+        "SELECT * FROM maint.cron_status()",
+    ],
     "/space": ["SELECT * FROM maint.space_report(25)", "SELECT * FROM maint.database_properties()"],
 }
 
@@ -77,30 +82,35 @@ def prepare(conn: psycopg.Connection, scale: int, runs: int, backups: int) -> No
     conn.execute(RULES)
     conn.execute("CALL maint.run_all_cleanup(dry_run => false)")
     conn.execute(
-        """
+        f"""
         DO $$
         DECLARE r bigint;
         BEGIN
-            FOR i IN 1..%s LOOP
-                r := maint.run_start('bench-' || (i %% 7), jsonb_build_object('i', i), false, 'sql');
-                PERFORM maint.run_finish(r, CASE WHEN i %% 50 = 0 THEN 'failed' ELSE 'succeeded' END,
-                                         i, i %% 100, jsonb_build_object('rows', i),
-                                         CASE WHEN i %% 50 = 0 THEN 'disk full on /var' END);
+            FOR i IN 1..{int(runs)} LOOP
+                r := maint.run_start('bench-' || (i % 7), jsonb_build_object('i', i), false, 'sql');
+                PERFORM maint.run_finish(r, CASE WHEN i % 50 = 0 THEN 'failed' ELSE 'succeeded' END,
+                                         i, i % 100, jsonb_build_object('rows', i),
+                                         CASE WHEN i % 50 = 0 THEN 'disk full on /var' END);
             END LOOP;
         END $$
-        """ % runs)
+        """
+    )
     for hours in (6, 3, 0):
         conn.execute("SELECT maint.record_health_check()")
         if hours:
-            conn.execute("UPDATE maint.health_history SET recorded_at = recorded_at - %s * interval '1 hour'",
-                         (hours,))
+            conn.execute(
+                "UPDATE maint.health_history SET recorded_at = recorded_at - %s * interval '1 hour'", (hours,)
+            )
     conn.execute("SELECT maint.take_size_sample()")
     conn.execute(
         "INSERT INTO maint.backups (started_at, finished_at, status, path, format, bytes, verify_level,"
         "                           verify_result, verified_at, created_by)"
-        " SELECT now() - g * interval '1 day', now() - g * interval '1 day' + interval '5 minutes', 'verified',"
-        "        '/backups/bench/' || g, 'custom', 800000000 + g * 1000000, 'restore', 'ok', now(), 'postgres'"
-        "   FROM generate_series(1, %s) AS g", (backups,))
+        " SELECT now() - g * interval '1 day', now() - g * interval '1 day' + interval '5 minutes',"
+        "        'verified', '/backups/bench/' || g, 'custom', 800000000 + g * 1000000, 'restore', 'ok',"
+        "        now(), 'postgres'"
+        "   FROM generate_series(1, %s) AS g",
+        (backups,),
+    )
 
 
 def login(console: Console, role: str, password: str) -> urllib.request.OpenerDirector:
@@ -154,25 +164,34 @@ def main() -> int:
         with psycopg.connect(bench_dsn, autocommit=True) as conn:
             prepare(conn, args.scale, args.runs, args.backups)
             conn.execute("CREATE ROLE bench_admin LOGIN PASSWORD 'bench-password'")
-            conn.execute(sql.SQL("GRANT maint_admin, {} TO bench_admin").format(sql.Identifier(PASSWORD_GROUP)))
-            conn.execute("GRANT USAGE ON SCHEMA app TO bench_admin; GRANT SELECT ON ALL TABLES IN SCHEMA app"
-                         " TO bench_admin")
+            conn.execute(
+                sql.SQL("GRANT maint_admin, {} TO bench_admin").format(sql.Identifier(PASSWORD_GROUP))
+            )
+            conn.execute(
+                "GRANT USAGE ON SCHEMA app TO bench_admin; GRANT SELECT ON ALL TABLES IN SCHEMA app"
+                " TO bench_admin"
+            )
             tables = conn.execute("SELECT count(*) FROM pg_class WHERE relkind = 'r'").fetchone()[0]  # type: ignore[index]
             run = conn.execute("SELECT max(id) FROM maint.runs WHERE task = 'cleanup_all'").fetchone()[0]  # type: ignore[index]
         setup = time.perf_counter() - started
         console = Console(bench_dsn)
         opener = login(console, "bench_admin", "bench-password")
         role_dsn = conninfo.make_conninfo(bench_dsn, user="bench_admin", password="bench-password")
-        print(f"pgmaint web benchmark: {tables} tables, {args.runs} runs, {args.backups} backups "
-              f"(set up in {setup:.0f} s); server time per page, median of {args.repeat} requests")
-        print(f"  {'page':30} {'server ms':>10} {'max ms':>8} {'SQL ms':>8} {'overhead':>9}  target < {TARGET_MS:.0f} ms")
+        print(
+            f"pgmaint web benchmark: {tables} tables, {args.runs} runs, {args.backups} backups "
+            f"(set up in {setup:.0f} s); server time per page, median of {args.repeat} requests"
+        )
+        print(
+            f"  {'page':30} {'server ms':>10} {'max ms':>8} {'SQL ms':>8} {'overhead':>9}"
+            f"  target < {TARGET_MS:.0f} ms"
+        )
         worst = 0.0
         with psycopg.connect(role_dsn, autocommit=True) as conn:
             conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
             for path, queries in PAGES.items():
                 path = path.format(run=run)
                 queries = [q.format(run=run) for q in queries]
-                server_ms(opener, console.url + path)   # warm
+                server_ms(opener, console.url + path)  # warm
                 times = [server_ms(opener, console.url + path) for _ in range(args.repeat)]
                 median = statistics.median(times)
                 if path == "/health":
@@ -180,15 +199,22 @@ def main() -> int:
                     check.run_checks(conn)
                     base_ms = (time.perf_counter() - started) * 1000
                     note = f"pgmaint check's runner: {base_ms:.0f} ms ({median / base_ms:.2f}x)"
-                    print(f"  {path:30} {median:10.1f} {max(times):8.1f} {base_ms:8.1f} {median - base_ms:8.1f}"
-                          f"   excepted: {note}")
+                    print(
+                        f"  {path:30} {median:10.1f} {max(times):8.1f} {base_ms:8.1f} {median - base_ms:8.1f}"
+                        f"   excepted: {note}"
+                    )
                     continue
                 base_ms = sql_ms(conn, queries, args.repeat)
                 worst = max(worst, median)
                 verdict = "ok" if median < TARGET_MS else "OVER"
-                print(f"  {path:30} {median:10.1f} {max(times):8.1f} {base_ms:8.1f} {median - base_ms:8.1f}   {verdict}")
-        print(f"slowest page (health excepted): {worst:.1f} ms, target {TARGET_MS:.0f} ms: "
-              + ("met" if worst < TARGET_MS else "NOT met"))
+                print(
+                    f"  {path:30} {median:10.1f} {max(times):8.1f} {base_ms:8.1f} {median - base_ms:8.1f}"
+                    f"   {verdict}"
+                )
+        print(
+            f"slowest page (health excepted): {worst:.1f} ms, target {TARGET_MS:.0f} ms: "
+            + ("met" if worst < TARGET_MS else "NOT met")
+        )
         return 0 if worst < TARGET_MS else 1
     finally:
         if console is not None:

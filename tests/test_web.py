@@ -60,10 +60,24 @@ def web_db(pg_server: Any) -> Iterator[WebDb]:
 def backup_dir(web_db: WebDb, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("web-backups")
     root.chmod(0o755)
-    for _ in range(2):   # two points for the size and duration chart
+    for _ in range(2):  # two points for the size and duration chart
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "--dsn", web_db.dsn, "backup", "create", "--dir", str(root)],
-            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "--dsn",
+                web_db.dsn,
+                "backup",
+                "create",
+                "--dir",
+                str(root),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=300,
         )
         assert done.returncode == 0, done.stdout + done.stderr
     return root
@@ -478,13 +492,20 @@ def test_the_systemd_unit_verifies_and_its_command_serves_the_console(web_db: We
     text = re.sub(r"^(User|Group)=.*$", "", text, flags=re.M)
     unit = tmp_path / "pgmaint-web@tests.service"
     unit.write_text(text)
-    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
+    )
     assert verify.returncode == 0 and verify.stderr == "", verify.stderr
     [exec_start] = re.findall(r"^ExecStart=(.+)$", text, re.M)
     argv = shlex.split(exec_start.replace("${PGMAINT_WEB_PORT}", str(port)))
     assert argv[1:4] == ["web", "--host", "127.0.0.1"] and "--behind-proxy" in argv
-    proc = subprocess.Popen(argv, env={**os.environ, "PGMAINT_DSN": web_db.dsn}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, "PGMAINT_DSN": web_db.dsn},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -495,7 +516,9 @@ def test_the_systemd_unit_verifies_and_its_command_serves_the_console(web_db: We
                     assert "Secure" in r.headers["set-cookie"]
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    proc.stdout.read() if proc.stdout else ""
+                )
                 time.sleep(0.1)
     finally:
         proc.terminate()
