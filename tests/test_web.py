@@ -322,6 +322,19 @@ def test_bad_logins_get_a_clear_page(console: Console, web_db: WebDb, browser: B
     assert status == 403 and "came from elsewhere" in body
 
 
+def test_a_login_never_redirects_off_site(console: Console, web_db: WebDb, browser: Browser) -> None:
+    name, password = role(web_db, "monitor")
+    for target, landed in [("//evil.example/x", "/"), ("/\\evil.example", "/"), ("https://evil.example", "/"),
+                           ("/runs", "/runs")]:
+        page = browser.new_page()
+        page.goto(console.url + "/login?" + urllib.parse.urlencode({"next": target}))
+        page.fill("input[name=role]", name)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        assert page.url == console.url + landed, target
+        page.close()
+
+
 def test_too_many_failed_logins_are_slowed(web_db: WebDb, browser: Browser) -> None:
     c = Console(web_db.dsn)
     try:

@@ -155,6 +155,10 @@ class Console:
         except trust.KitUntrusted as exc:
             return self.error(None, 503, "Kit not trusted", exc.message)
         except PgmaintError as exc:
+            if "authentication failed" in exc.message:   # the password changed since the login
+                self.sessions.drop(session.token)
+                return self.error(None, 401, "Log in again", "The server no longer accepts this session's "
+                                  "password (it was changed); nothing was changed. Log in again.")
             return self.error(None, 503, "Database unreachable", exc.message)
         ctx: Ctx | None = None
         try:
@@ -195,7 +199,7 @@ class Console:
 
     def _login(self, request: Request, form: FormData | None) -> Response:
         next_path = request.query_params.get("next", "/")
-        if not next_path.startswith("/") or next_path.startswith("//"):
+        if not next_path.startswith("/") or next_path.startswith(("//", "/\\")):   # never off-site
             next_path = "/"
         if form is None:
             note = "Your session expired: log in again." if request.query_params.get("expired") else None
