@@ -13,6 +13,27 @@ from orchestrator.web import actions, data
 from orchestrator.web.app import Ctx, Refused
 
 CONFIRM_AGE = 600  # a confirmation page is good for 10 minutes
+# what a run's rules, statements or steps show first; other columns follow in journal order
+FIRST_COLUMNS = [
+    "seq",
+    "key",
+    "rule_id",
+    "table",
+    "relation",
+    "kind",
+    "action",
+    "status",
+    "outcome",
+    "deleted",
+    "archived",
+    "candidates",
+    "batches",
+    "duration_s",
+    "fraction",
+    "statement",
+    "error",
+    "message",
+]
 
 
 def _int(ctx: Ctx, name: str) -> int:
@@ -96,6 +117,7 @@ def _detail(detail: Any) -> dict[str, Any]:
         columns: list[str] = []
         for item in items:
             columns += [c for c in item if c not in columns]
+        columns.sort(key=lambda c: FIRST_COLUMNS.index(c) if c in FIRST_COLUMNS else len(FIRST_COLUMNS))
         tables_out[name] = {"columns": columns, "rows": items}
     return {"tables": tables_out, "facts": facts}
 
