@@ -59,6 +59,7 @@ CREATE OR REPLACE FUNCTION maint.health_latest()
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
     SELECT h.*
       FROM maint.check_config AS c
@@ -83,6 +84,7 @@ CREATE OR REPLACE FUNCTION maint.health_series(since interval DEFAULT '7 days', 
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 DECLARE
     v_from timestamptz;
@@ -142,6 +144,7 @@ CREATE OR REPLACE FUNCTION maint.run_history(only_task text DEFAULT NULL, only_s
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 DECLARE
     v_task text := nullif(pg_catalog.btrim(only_task), '');
@@ -202,6 +205,7 @@ CREATE OR REPLACE FUNCTION maint.run_tasks()
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
     SELECT pg_catalog.split_part(r.task, ':', 1), count(*), max(r.started_at)
       FROM maint.runs AS r
@@ -227,6 +231,7 @@ CREATE OR REPLACE FUNCTION maint.run_report(run_id bigint)
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM maint.runs AS r WHERE r.id = run_report.run_id) THEN
@@ -273,6 +278,7 @@ CREATE OR REPLACE FUNCTION maint.rule_previews(only_rule bigint DEFAULT NULL)
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 DECLARE
     v_target text;
@@ -325,6 +331,7 @@ CREATE OR REPLACE FUNCTION maint.backup_history(max_rows integer DEFAULT 100)
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 BEGIN
     IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 10000 THEN
@@ -390,6 +397,7 @@ CREATE OR REPLACE FUNCTION maint.schedule_overview()
     LANGUAGE sql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- JIT would cost more than a page's query: schedule_overview over 20,000 runs takes 600 ms with it, 20 without
 AS $$
     WITH plan AS (
         SELECT p.short_name, p.origin, p.task, p.schedule, p.time_zone, p.cron_schedule, p.description,
@@ -445,6 +453,7 @@ CREATE OR REPLACE FUNCTION maint.space_report(max_rows integer DEFAULT 20)
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 BEGIN
     IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 1000 THEN
@@ -490,6 +499,7 @@ CREATE OR REPLACE FUNCTION maint.overview()
     LANGUAGE plpgsql
     STABLE
     SET search_path = pg_catalog, pg_temp
+    SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 DECLARE
     v_r record;
