@@ -553,6 +553,7 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
 from orchestrator import cleanup, schedule_windows  # noqa: E402
 from orchestrator.backup_cmd import backup_group  # noqa: E402
 from orchestrator.check import check_cmd  # noqa: E402
+from orchestrator.exporter import commands as exporter  # noqa: E402
 from orchestrator.fleet import commands as fleet  # noqa: E402
 from orchestrator.notify.commands import notify_group  # noqa: E402
 from orchestrator.optimize import optimize_cmd  # noqa: E402
@@ -561,6 +562,7 @@ cli.add_command(check_cmd)
 cli.add_command(backup_group)
 cli.add_command(notify_group)
 fleet.register(cli)  # inventory check
+exporter.register(cli)  # exporter
 cleanup.register(cli)  # run retention|orphans|duplicates|all, rules, undo
 cleanup.run_group.add_command(optimize_cmd)  # run optimize
 schedule_windows.register(schedule_group)  # schedule windows, window-add, window-remove

@@ -65,19 +65,20 @@ def test_objects_per_check_are_capped_and_the_rest_aggregated(db):
 def test_runs_archive_backups_and_jobs(db):
     db.execute("""
         INSERT INTO maint.runs (task, dry_run, status, started_at, finished_at, rows_affected, source, job)
-        VALUES ('retention', false, 'succeeded', now() - interval '2 hours', now() - interval '2 hours' + interval '3 s',
-                120, 'cli', NULL),
-               ('retention', false, 'failed', now() - interval '1 hour', now() - interval '1 hour' + interval '5 s',
-                7, 'cli', NULL),
+        VALUES ('retention', false, 'succeeded', now() - interval '2 hours',
+                now() - interval '2 hours' + interval '3 s', 120, 'cli', NULL),
+               ('retention', false, 'failed', now() - interval '1 hour',
+                now() - interval '1 hour' + interval '5 s', 7, 'cli', NULL),
                ('retention', true, 'succeeded', now(), now(), 999, 'cli', NULL),
-               ('orphans', false, 'succeeded', now() - interval '3 days', now() - interval '3 days', 5, 'host',
-                'nightly-orphans')""")
+               ('orphans', false, 'succeeded', now() - interval '3 days', now() - interval '3 days', 5,
+                'host', 'nightly-orphans')""")
     db.execute("""
         INSERT INTO maint.jobs (name, runs_on, schedule, task, command, host)
         VALUES ('nightly-orphans', 'host', '0 3 * * *', 'orphans', 'pgmaint run orphans', 'h1')""")
     db.execute("""
         INSERT INTO maint.backups (started_at, finished_at, status, bytes, verified_at)
-        VALUES (now() - interval '2 days', now() - interval '2 days', 'verified', 1000, now() - interval '2 days'),
+        VALUES (now() - interval '2 days', now() - interval '2 days', 'verified', 1000,
+                now() - interval '2 days'),
                (now() - interval '1 hour', now() - interval '1 hour', 'completed', 2048, NULL),
                (now() - interval '10 min', now() - interval '10 min', 'failed', NULL, NULL)""")
     found = metrics(db)
