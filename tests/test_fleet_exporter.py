@@ -4,7 +4,9 @@ the database's own count of maint.metrics() calls; the timeout with a blocked qu
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -27,6 +29,12 @@ from orchestrator.fleet import inventory
 
 FLAG = "SELECT CASE WHEN count(*) > 0 THEN 2 ELSE 0 END FROM public.alarm"
 SCRAPE = 1  # Prometheus scrape interval (s)
+
+
+def dashboard_queries() -> list[str]:
+    board = json.loads((Path(__file__).resolve().parent.parent / "contrib" / "grafana"
+                        / "pgmaint-dashboard.json").read_text())
+    return [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
 
 
 def add_flag_check(conn: psycopg.Connection) -> None:
@@ -95,6 +103,9 @@ scrape_configs:
                 assert prom_query(prom, f'pgmaint_check_worst_status{{job="pgmaint",target="{target}"}}')
                 assert prom_query(prom, f'pgmaint_backup_age_seconds{{target="{target}"}}')
             assert probed == {"main", "other/app2"}, prom_query(prom, "up")
+            # every query of the Grafana dashboard is PromQL this Prometheus accepts
+            for expr in dashboard_queries():
+                prom_query(prom, expr.replace("$target", ".*"))
             assert prom_query(prom, 'pgmaint_check_status{job="pgmaint",target="main",check="alarm"}'
                               )[0]["value"][1] == "0"
 
