@@ -5,6 +5,7 @@ the database's own count of maint.metrics() calls; the timeout with a blocked qu
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -169,3 +170,38 @@ def test_a_blocked_target_is_down_within_the_timeout_and_the_others_still_report
     up = {labels["target"]: v for labels, v in parse_exposition(body)["pgmaint_up"]}
     assert up == {"main": 0.0, "other/app1": 1.0}
     assert took < 1.5 + 1.0 + 1.0, took
+
+
+def test_the_command_serves_one_dsn(db, pg_server, make_role):
+    """pgmaint exporter --dsn, as a process: /metrics names the target after its database."""
+    import subprocess
+    import sys
+
+    from orchestrator.sandbox import free_port
+
+    mon = make_role("maint_monitor")
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "--dsn", pg_server.dsn(db.info.dbname, user=mon), "exporter",
+         "--listen", f"127.0.0.1:{port}", "--min-interval", "5"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=20)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.2)
+        assert status == 200
+        up = parse_exposition(body)["pgmaint_up"]
+        assert up == [({"target": db.info.dbname}, 1.0)]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = subprocess.run([sys.executable, "-m", "orchestrator", "exporter", "--listen", "nowhere"],
+                         cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr and "Traceback" not in bad.stderr
