@@ -33,6 +33,11 @@ def selection_options(func: F) -> F:
                         "(repeatable).")(func)
 
 
+def parallel_option(func: F) -> F:
+    return click.option("--parallel", default=8, show_default=True, type=click.IntRange(1, 64),
+                        help="How many targets to work on at once.")(func)
+
+
 def chosen(path: Path | None, names: tuple[str, ...], tags: tuple[str, ...], all_targets: bool,
            *, default_all: bool = False, timeout: float = 5.0, parallel: int = 8) -> list[inventory.Target]:
     """The targets chosen on the command line, server targets expanded."""
