@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from fleet_support import run_cli, second_server, target_toml, unreachable_dsn, write_inventory
 
@@ -63,3 +64,45 @@ def test_a_bad_choice_is_unknown_for_monitoring(inventory_file):
     result = run_cli("check", "--target", "nope", "--inventory", inventory_file)
     assert result.exit_code == 3 and "no target 'nope'" in result.output
     assert run_cli("check", "--all", "--inventory", inventory_file, "--format", "prometheus").exit_code == 2
+
+
+@pytest.fixture
+def fresh(other):
+    """A database without the kit on the second server, for this test only."""
+    with psycopg.connect(other.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE fresh")
+        yield "fresh"
+        conn.execute("DROP DATABASE fresh WITH (FORCE)")
+
+
+def test_deploy_all_is_idempotent_and_status_follows(tmp_path, pg_server, make_database, other, fresh):
+    bare1, bare2 = make_database(), make_database()
+    server_dsn = f"host={other.socket_dir} port={other.port} user={other.user}"
+    text = (target_toml("a", pg_server.dsn(bare1)) + target_toml("b", pg_server.dsn(bare2))
+            + target_toml("other", server_dsn, extra='databases = "all"\nexclude = ["postgres", "bare"]')
+            + target_toml("down", unreachable_dsn()))
+    path = str(write_inventory(tmp_path, text))
+    result = run_cli("--json", "status", "--all", "--inventory", path)
+    rows = {r["target"]: r for r in json.loads(result.output)}
+    assert result.exit_code == 1
+    assert rows["a"]["outcome"] == "not installed" and rows["other/app1"]["outcome"] == "up to date"
+    assert not rows["down"]["ok"] and "cannot connect" in rows["down"]["error"]
+
+    result = run_cli("--json", "deploy", "--all", "--inventory", path, "--dry-run")
+    assert {r["target"]: r["outcome"] for r in json.loads(result.output)}["b"].startswith("would apply")
+
+    result = run_cli("--json", "deploy", "--all", "--inventory", path, "--parallel", "4")
+    rows = {r["target"]: r for r in json.loads(result.output)}
+    assert result.exit_code == 1  # the unreachable one; the others went on
+    assert rows["a"]["outcome"] == rows["b"]["outcome"] == rows["other/fresh"]["outcome"] == "deployed"
+    assert rows["other/app1"]["outcome"] == "up to date"
+    result = run_cli("deploy", "--all", "--inventory", path)
+    assert result.exit_code == 1
+    assert result.output.count("up to date") == 5 and "failed: down" in result.output
+
+    result = run_cli("--json", "status", "--tag", "none", "--inventory", path)
+    assert result.exit_code != 0 and "has tag 'none'" in result.output
+    result = run_cli("--json", "status", "--target", "a", "--target", "other/fresh", "--inventory", path)
+    assert result.exit_code == 0
+    assert [r["outcome"] for r in json.loads(result.output)] == ["up to date", "up to date"]
+    assert run_cli("deploy", "--all", "--adopt", "--inventory", path).exit_code == 2

@@ -38,6 +38,11 @@ def parallel_option(func: F) -> F:
                         help="How many targets to work on at once.")(func)
 
 
+def fleet_options(func: F) -> F:
+    """--target, --tag, --all, --inventory and --parallel, for a command that also works on a fleet."""
+    return selection_options(inventory_option(parallel_option(func)))
+
+
 def chosen(path: Path | None, names: tuple[str, ...], tags: tuple[str, ...], all_targets: bool,
            *, default_all: bool = False, timeout: float = 5.0, parallel: int = 8) -> list[inventory.Target]:
     """The targets chosen on the command line, server targets expanded."""
