@@ -1,6 +1,8 @@
 """Refreshes behind a cache: a target is read at most once per ``min_interval`` however
 often it is scraped; concurrent scrapes of a target share one refresh; a scrape waits for a
-refresh at most until its deadline and then reports the target down (``timed out``)."""
+refresh at most until its deadline, then serves the target's previous result when there is
+one (its age says so; the refresh itself ends within the timeout) and reports it down
+(``timed out``) when there is none."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from orchestrator.fleet.inventory import Target
 
 class Refresher:
     def __init__(self, fetch: Callable[[Target], Result], min_interval: float, timeout: float,
-                 parallel: int = 8) -> None:
+                 parallel: int = 8, log: Callable[[str], None] | None = None) -> None:
         self._fetch = fetch
+        self._log = log
         self.min_interval = min_interval
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgmaint-refresh")
@@ -48,11 +51,13 @@ class Refresher:
         with self._lock:
             for t in targets:
                 future = waiting.get(t.name)
-                if future is not None and not future.done():
+                previous = self._done.get(t.name)
+                if future is not None and not future.done() and previous is None:
                     out.append(Result(t.name, False, time.monotonic(), deadline,
                                       error=f"timed out after {deadline:.1f}s"))
                 else:
-                    out.append(self._done[t.name])
+                    assert previous is not None
+                    out.append(previous)
         return out
 
     def _refresh(self, target: Target) -> Result:
@@ -63,6 +68,8 @@ class Refresher:
         with self._lock:
             self._done[target.name] = result
             self._inflight.pop(target.name, None)
+        if not result.up and self._log is not None:
+            self._log(f"pgmaint exporter: target {target.name} is down: {result.error}")
         return result
 
     def close(self) -> None:

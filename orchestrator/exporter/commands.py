@@ -39,7 +39,8 @@ def targets_for(dsn: str, path: Path | None) -> list[Target]:
 
 def build(targets: list[Target], settings: Settings, min_interval: float, parallel: int = 8) -> server.App:
     """The exporter's WSGI application over ``targets``."""
-    refresher = Refresher(lambda t: fetch(t, settings), min_interval, settings.timeout, parallel)
+    refresher = Refresher(lambda t: fetch(t, settings), min_interval, settings.timeout, parallel,
+                          log=lambda line: click.echo(line, err=True))
     return server.App(server.Fleet(targets, min_interval, settings.timeout), refresher)
 
 

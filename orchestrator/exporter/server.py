@@ -4,7 +4,6 @@ blackbox_exporter multi-target pattern), rendered with prometheus-client."""
 from __future__ import annotations
 
 import socketserver
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -96,7 +95,6 @@ class App:
 
     fleet: Fleet
     refresher: Refresher
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -117,11 +115,7 @@ class App:
         return _text(start_response, "404 Not Found", "not found: /metrics or /probe?target=NAME\n")
 
     def _metrics(self, targets: list[Target], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        results = self.refresher.results(targets)
-        for r in results:
-            if not r.up:
-                self.log(f"pgmaint exporter: target {r.target} is down: {r.error}")
-        body = render(results)
+        body = render(self.refresher.results(targets))
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
         return [body]
 
