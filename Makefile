@@ -94,6 +94,7 @@ bench: setup
 	$(BIN)/python bench/bench_backup.py
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_notify.py
+	$(BIN)/python bench/bench_fleet.py
 
 bench-quick: setup
 	$(BIN)/python bench/bench_health.py --scale 500
@@ -102,6 +103,7 @@ bench-quick: setup
 	$(BIN)/python bench/bench_backup.py --scale 5
 	$(BIN)/python bench/bench_events.py --runs 300
 	$(BIN)/python bench/bench_notify.py --events 20
+	$(BIN)/python bench/bench_fleet.py --databases 10 --rounds 1
 
 clean:
 	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy
