@@ -15,7 +15,7 @@ from orchestrator.fleet.inventory import Target
 KIT_ROLES = ("maint_monitor", "maint_admin", "maint_runner", "maint_restore")
 
 FACTS_SQL = """
-SELECT pg_catalog.current_setting('server_version') AS server_version,
+SELECT pg_catalog.split_part(pg_catalog.current_setting('server_version'), ' ', 1) AS server_version,
        pg_catalog.current_database()::pg_catalog.text AS database,
        CURRENT_USER::pg_catalog.text AS login,
        pg_catalog.to_regnamespace('maint') IS NOT NULL AS kit,
