@@ -26,8 +26,9 @@ COMMENT ON FUNCTION maint._metrics_code(integer) IS 'Internal: a health status r
 --   own pgmaint_check_status series and the rest one series with object "_other" (their
 --   worst status); pgmaint_check_findings counts every finding per check and status.
 --   Status codes: 0 ok or info, 1 warning, 2 critical, 3 unknown.
---   Runs, rows affected and archive: maint.runs (dry runs left out; counts over period),
---   maint.archive_sets. Backups: maint.backups; an age with no such backup is +Inf.
+--   Runs, rows affected and archive: maint.runs (dry runs left out; counts over period; a
+--   task's "newest finished run" is the one that started last; every read of maint.runs is an
+--   index range, so a large journal costs little), maint.archive_sets. Backups: maint.backups; an age with no such backup is +Inf.
 --   Jobs: the kit's named jobs (maint.jobs) with their newest run, host jobs' overdue
 --   flag (maint.host_jobs); pg_cron's own view of the kit's jobs is the cron_jobs check.
 CREATE OR REPLACE FUNCTION maint.metrics(max_age interval DEFAULT '15 minutes',
@@ -74,7 +75,7 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    WITH finding AS (
+    WITH RECURSIVE finding AS (
         SELECT h.check_name, h.status, h.category, h.object_name, h.metadata, h.recorded_at AS at
           FROM pg_catalog.unnest(coalesce(v_fresh, '{}'::text[])) AS f(check_name)
          CROSS JOIN LATERAL (SELECT pg_catalog.max(p.recorded_at) AS at FROM maint.health_history AS p
@@ -101,13 +102,24 @@ BEGIN
                pg_catalog.max(c.at) AS at
           FROM coded AS c
          GROUP BY c.check_name
-    ), task_runs AS (
-        SELECT r.* FROM maint.runs AS r WHERE NOT r.dry_run
+    ), task_name (task) AS (
+        -- the journal's tasks, by a skip scan of runs_task_started_idx (the journal may be large:
+        -- every read below is an index range per task, never a scan of maint.runs)
+        SELECT pg_catalog.min(r.task) FROM maint.runs AS r
+        UNION ALL
+        SELECT (SELECT pg_catalog.min(r.task) FROM maint.runs AS r WHERE r.task > n.task)
+          FROM task_name AS n WHERE n.task IS NOT NULL
+    ), recent AS (
+        SELECT n.task, r.status, r.rows_affected
+          FROM task_name AS n
+         CROSS JOIN LATERAL (SELECT x.status, x.rows_affected FROM maint.runs AS x
+                              WHERE x.task = n.task AND x.started_at >= v_now - period AND NOT x.dry_run) AS r
     ), last_run AS (
-        SELECT DISTINCT ON (r.task) r.task, r.status, r.started_at, r.finished_at, r.rows_affected
-          FROM task_runs AS r
-         WHERE r.status <> 'running'
-         ORDER BY r.task, r.finished_at DESC, r.id DESC
+        SELECT n.task, r.status, r.started_at, r.finished_at, r.rows_affected
+          FROM task_name AS n
+         CROSS JOIN LATERAL (SELECT x.status, x.started_at, x.finished_at, x.rows_affected FROM maint.runs AS x
+                              WHERE x.task = n.task AND NOT x.dry_run AND x.status <> 'running'
+                              ORDER BY x.started_at DESC LIMIT 1) AS r
     ), good_backup AS (
         SELECT b.finished_at, b.bytes FROM maint.backups AS b
          WHERE b.status IN ('completed', 'verified') AND b.finished_at IS NOT NULL
@@ -162,16 +174,16 @@ BEGIN
     SELECT 'pgmaint_task_runs', pg_catalog.jsonb_build_object('task', r.task, 'status', r.status),
            pg_catalog.count(*)::double precision, 'gauge',
            pg_catalog.format('Task runs per status started in the last %s (dry runs left out)', period)
-      FROM task_runs AS r WHERE r.started_at >= v_now - period GROUP BY r.task, r.status
+      FROM recent AS r GROUP BY r.task, r.status
     UNION ALL
     SELECT 'pgmaint_task_rows_affected', pg_catalog.jsonb_build_object('task', r.task),
            pg_catalog.sum(r.rows_affected)::double precision, 'gauge',
            pg_catalog.format('Rows the task''s runs removed or changed in the last %s', period)
-      FROM task_runs AS r WHERE r.started_at >= v_now - period GROUP BY r.task
+      FROM recent AS r GROUP BY r.task
     UNION ALL
     SELECT 'pgmaint_task_running', pg_catalog.jsonb_build_object('task', r.task),
            pg_catalog.count(*)::double precision, 'gauge', 'Task runs running now'
-      FROM task_runs AS r WHERE r.status = 'running' GROUP BY r.task
+      FROM maint.runs AS r WHERE r.status = 'running' AND NOT r.dry_run GROUP BY r.task
     UNION ALL
     SELECT 'pgmaint_task_last_run_failed', pg_catalog.jsonb_build_object('task', l.task),
            (l.status IN ('failed', 'abandoned'))::integer::double precision, 'gauge',
