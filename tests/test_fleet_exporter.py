@@ -4,6 +4,7 @@ the database's own count of maint.metrics() calls; the timeout with a blocked qu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -205,3 +206,45 @@ def test_the_command_serves_one_dsn(db, pg_server, make_role):
                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "HOST:PORT" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_server_that_never_answers_is_down_at_the_deadline(fleet, db):
+    """A listener that accepts and never speaks: libpq would wait its connect_timeout (2 s);
+    the scrape stops waiting at --timeout + 1 s and reports the target down."""
+    import socket
+    import threading
+
+    from orchestrator.fleet.inventory import Target
+
+    db.execute("SELECT count(*) FROM maint.record_health_check()")  # main answers in ms
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # the 0.2 s poll of the stop flag
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    mute = Target("mute", f"host=127.0.0.1 port={listener.getsockname()[1]} dbname=x user=x")
+    app = build([*fleet.select(["main"]), mute], Settings(timeout=0.5), min_interval=0)
+    try:
+        with serving(app) as url:
+            started = time.monotonic()
+            status, body = http_get(f"{url}/metrics")
+            took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(5)
+        for s in accepted:
+            s.close()
+        listener.close()
+    assert status == 200
+    up = {labels["target"]: v for labels, v in parse_exposition(body)["pgmaint_up"]}
+    assert up == {"main": 1.0, "mute": 0.0}
+    assert 1.4 < took < 1.5 + 1.0, took
