@@ -3,7 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check cron systemd chromium
+APT_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check cron systemd chromium prometheus
+# the exporter's tests run their own prometheus on a free port: when make installs it, Debian's
+# services (prometheus on 9090, the recommended node exporter on 9100) are stopped and disabled
+APT_NO_SERVICE := prometheus prometheus-node-exporter
 # one sandbox per checkout, outside the checkout (the server may run as `postgres`,
 # which cannot enter a private home directory)
 SANDBOX_DIR ?= /tmp/pgmaint-sandbox-$(shell printf '%s' "$(CURDIR)" | md5sum | cut -c1-8)
@@ -22,6 +25,8 @@ system-packages:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    case " $$missing " in *" prometheus "*) if [ -d /run/systemd/system ]; then \
+	      systemctl disable --now $(APT_NO_SERVICE) >/dev/null 2>&1 || true; fi;; esac; \
 	  else \
 	    echo "missing Debian packages; run as root:  apt-get update && apt-get install -y$$missing"; exit 1; \
 	  fi; \
@@ -106,6 +111,7 @@ bench: setup
 	$(BIN)/python bench/bench_backup.py
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_notify.py
+	$(BIN)/python bench/bench_fleet.py
 
 bench-quick: setup
 	$(BIN)/python bench/bench_health.py --scale 500
@@ -114,6 +120,7 @@ bench-quick: setup
 	$(BIN)/python bench/bench_backup.py --scale 5
 	$(BIN)/python bench/bench_events.py --runs 300
 	$(BIN)/python bench/bench_notify.py --events 20
+	$(BIN)/python bench/bench_fleet.py --databases 10 --rounds 1
 
 clean:
 	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +22,8 @@ from rich.console import Console
 
 from orchestrator import cron, db
 from orchestrator.errors import PgmaintError
+from orchestrator.fleet import check as fleet_check
+from orchestrator.fleet import commands as fleet_commands
 from orchestrator.health_formats import (
     SEVERITY,
     Report,
@@ -215,6 +218,9 @@ def cron_jobs_from_cron_database(
     show_default=True,
     help="statement_timeout of each check; a check that takes longer is unknown.",
 )
+@fleet_commands.selection_options
+@fleet_commands.inventory_option
+@fleet_commands.parallel_option
 @click.pass_context
 def check_cmd(
     ctx: click.Context,
@@ -224,8 +230,16 @@ def check_cmd(
     record: bool,
     min_status: str,
     timeout: str,
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    all_targets: bool,
+    inventory_path: Path | None,
+    parallel: int,
 ) -> None:
     """Health checks (maint.health_check): table, json, nagios or prometheus output.
+
+    With --target, --tag or --all: every chosen target of the inventory, one summary row
+    each, the worst exit code (docs/fleet.md).
 
     Exit code: 0 ok/info, 1 warning, 2 critical, 3 unknown (also when the checks cannot
     run at all, e.g. no connection).
@@ -233,6 +247,10 @@ def check_cmd(
     s = settings(ctx)
     if s.json:
         fmt = "json"
+    if names or tags or all_targets:
+        fleet_check.run(ctx, inventory_path, names, tags, all_targets, parallel, only=list(only),
+                        skip=list(skip), record=record, timeout=timeout, fmt=fmt)
+        return
     try:
         with db.connection(s.dsn) as conn:
             report = run_checks(

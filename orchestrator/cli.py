@@ -17,6 +17,8 @@ from rich.text import Text
 
 from orchestrator import __version__, backup_tools, db, deploy, journal, sandbox, schedule, uninstall_guard
 from orchestrator.errors import NotInstalled, PgmaintError
+from orchestrator.fleet import admin as fleet_admin
+from orchestrator.fleet.commands import fleet_options
 from orchestrator.output import Settings, emit, human_bytes, settings, table
 from orchestrator.schedule_host import host_options, install_command
 
@@ -116,14 +118,25 @@ def main() -> None:
     help="Superuser only: take over a kit another role deployed (ownership, drop what the kit "
     "does not define, revoke foreign grants), keeping its data; then deploy.",
 )
+@fleet_options
 @click.pass_context
-def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str, adopt: bool) -> None:
+def deploy_cmd(ctx: click.Context, dry_run: bool, force: bool, lock_timeout: str, adopt: bool,
+               names: tuple[str, ...], tags: tuple[str, ...], all_targets: bool, inventory_path: Path | None,
+               parallel: int) -> None:
     """Install or upgrade the kit: pending migrations, then every function file.
 
     Over an existing installation, refuses (changing nothing) unless the kit is owned by you
-    or a superuser: a superuser's deploy would otherwise run another role's code."""
+    or a superuser: a superuser's deploy would otherwise run another role's code.
+
+    With --target, --tag or --all: every chosen inventory target, a summary row each."""
     if adopt and dry_run:
         raise click.UsageError("--adopt changes ownership and cannot be combined with --dry-run")
+    if names or tags or all_targets:
+        if adopt:
+            raise click.UsageError("--adopt works on one database at a time (--dsn), not on a fleet")
+        fleet_admin.run_deploy(ctx, inventory_path, names, tags, all_targets, parallel, dry_run=dry_run,
+                               force=force, lock_timeout=lock_timeout)
+        return
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         where = db.describe(conn)
@@ -237,9 +250,16 @@ def _confirm_loss(database: str, at_risk: uninstall_guard.AtRisk, yes: bool) -> 
 
 
 @cli.command("status")
+@fleet_options
 @click.pass_context
-def status_cmd(ctx: click.Context) -> None:
-    """Installed version, pending migrations and the state of the journal."""
+def status_cmd(ctx: click.Context, names: tuple[str, ...], tags: tuple[str, ...], all_targets: bool,
+               inventory_path: Path | None, parallel: int) -> None:
+    """Installed version, pending migrations and the state of the journal.
+
+    With --target, --tag or --all: every chosen inventory target, a summary row each."""
+    if names or tags or all_targets:
+        fleet_admin.run_status(ctx, inventory_path, names, tags, all_targets, parallel)
+        return
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         p = deploy.plan(conn, verify=False)  # the connection is checked (kit_guard)
@@ -587,6 +607,8 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
 from orchestrator import cleanup, schedule_windows  # noqa: E402
 from orchestrator.backup_cmd import backup_group  # noqa: E402
 from orchestrator.check import check_cmd  # noqa: E402
+from orchestrator.exporter import commands as exporter  # noqa: E402
+from orchestrator.fleet import commands as fleet  # noqa: E402
 from orchestrator.notify.commands import notify_group  # noqa: E402
 from orchestrator.optimize import optimize_cmd  # noqa: E402
 from orchestrator.web.commands import web_cmd  # noqa: E402
@@ -595,6 +617,8 @@ cli.add_command(check_cmd)
 cli.add_command(backup_group)
 cli.add_command(notify_group)
 cli.add_command(web_cmd)
+fleet.register(cli)  # inventory check
+exporter.register(cli)  # exporter
 cleanup.register(cli)  # run retention|orphans|duplicates|all, rules, undo
 cleanup.run_group.add_command(optimize_cmd)  # run optimize
 schedule_windows.register(schedule_group)  # schedule windows, window-add, window-remove

@@ -91,6 +91,8 @@ $$;
 --   Runs every enabled check of maint.check_config (or exactly the checks named in
 --   "only", enabled or not), minus those in skip, each in its own subtransaction with
 --   the check's lock_timeout. Unknown check names raise undefined_object.
+--   Every row's metadata carries check_ms, the milliseconds its check took (what
+--   maint.metrics() reports as a check's duration, also from recorded samples).
 --   Note: statement_timeout cannot be changed for part of a running statement, so the
 --   caller's statement_timeout bounds the whole call; a lock wait is what usually hangs a
 --   monitoring query, and that is bounded per check.
@@ -110,6 +112,8 @@ DECLARE
     v_state text;
     v_msg text;
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_started timestamptz;
+    v_ms numeric;
 BEGIN
     SELECT pg_catalog.array_agg(DISTINCT n ORDER BY n) INTO v_unknown
       FROM pg_catalog.unnest(coalesce("only", '{}'::text[]) || coalesce(skip, '{}'::text[])) AS n
@@ -132,6 +136,7 @@ BEGIN
         -- a custom check (maint.health_custom.sql) runs its stored query; a built-in one its function
         v_fname := CASE WHEN EXISTS (SELECT 1 FROM maint.custom_checks AS cc WHERE cc.check_name = v_cfg.check_name)
                         THEN '_health_custom' ELSE 'health_' || v_cfg.check_name END;
+        v_started := pg_catalog.clock_timestamp();
         v_fn := pg_catalog.to_regprocedure(pg_catalog.format('maint.%I(maint.check_config)', v_fname));
         IF v_fn IS NULL THEN
             v_rows := ARRAY[maint._health_row('unknown', 'check', v_cfg.check_name,
@@ -164,6 +169,7 @@ BEGIN
             END;
         END IF;
 
+        v_ms := pg_catalog.round((EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_started) * 1000)::numeric, 1);
         IF v_rows IS NULL OR pg_catalog.cardinality(v_rows) = 0 THEN
             v_rows := ARRAY[maint._health_row('ok', NULL, NULL, 'nothing to report: ' || v_cfg.description)];
         END IF;
@@ -175,7 +181,8 @@ BEGIN
                 v_row.warn := coalesce(v_row.warn, v_cfg.warn);
                 v_row.crit := coalesce(v_row.crit, v_cfg.crit);
             END IF;
-            v_row.metadata := coalesce(v_row.metadata, '{}'::jsonb);
+            v_row.metadata := coalesce(v_row.metadata, '{}'::jsonb)
+                              || pg_catalog.jsonb_build_object('check_ms', v_ms);
             RETURN NEXT v_row;
         END LOOP;
     END LOOP;

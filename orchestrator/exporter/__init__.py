@@ -1,0 +1,1 @@
+"""The Prometheus exporter: maint.metrics() of every inventory target over HTTP (/metrics, /probe)."""

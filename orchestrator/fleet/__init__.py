@@ -1,0 +1,1 @@
+"""Fleets: the inventory of targets (pgmaint.toml) and commands over many databases and servers."""

@@ -1,0 +1,84 @@
+"""``pgmaint check --target/--tag/--all``: the health checks of many targets at once, one
+summary row per target, the worst exit code (Nagios: critical > warning > unknown > ok)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from orchestrator import db, trust
+from orchestrator.errors import PgmaintError
+from orchestrator.fleet.commands import chosen
+from orchestrator.fleet.run import Outcome, run_all
+from orchestrator.health_formats import NAGIOS_CODE, Report, to_json, worst_status
+from orchestrator.output import console as make_console
+from orchestrator.output import dump_json, table
+
+
+def run(ctx: click.Context, inventory_path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
+        all_targets: bool, parallel: int, *, only: list[str], skip: list[str], record: bool, timeout: str,
+        fmt: str) -> None:
+    """Run the checks on the chosen targets and exit with the worst code."""
+    from orchestrator.check import CheckUnknown, run_checks  # the one-target runner
+
+    if fmt == "prometheus":
+        raise click.UsageError("--format prometheus is for one database; for a fleet use pgmaint exporter")
+    try:
+        targets = chosen(inventory_path, names, tags, all_targets, parallel=parallel)
+    except PgmaintError as exc:  # no targets to check: UNKNOWN for a monitoring system
+        raise CheckUnknown(exc.format_message()) from exc
+
+    def work(target: Any) -> Report:
+        with db.connection(target.dsn) as conn:
+            trust.require(conn)  # the kit's code would run with your rights
+            return run_checks(conn, only=only, skip=skip, record=record, timeout=timeout, dsn=target.dsn)
+
+    outcomes = run_all(targets, work, parallel, label="checks")
+    rows = [_row(o) for o in outcomes]
+    worst = worst_status(r["status"] for r in rows) if rows else "ok"
+    code = NAGIOS_CODE[worst]
+    if fmt == "json":
+        click.echo(dump_json({"status": worst, "exit_code": code, "targets": [
+            {**r, "report": to_json(o.value) if o.value is not None else None} for r, o in zip(rows, outcomes,
+                                                                                               strict=True)]}))
+    elif fmt == "nagios":
+        click.echo(_nagios(rows, worst))
+    else:
+        _render(make_console(), rows, worst)
+    ctx.exit(code)
+
+
+def _row(o: Outcome[Report]) -> dict[str, Any]:
+    if o.value is None:
+        return {"target": o.target.name, "database": o.target.dbname or None, "status": "unknown",
+                "exit_code": NAGIOS_CODE["unknown"], "critical": None, "warning": None, "unknown": None,
+                "seconds": round(o.seconds, 3), "error": o.error}
+    r = o.value
+    return {"target": o.target.name, "database": r.database, "status": r.worst, "exit_code": r.exit_code,
+            "critical": r.counts["critical"], "warning": r.counts["warning"], "unknown": r.counts["unknown"],
+            "seconds": round(o.seconds, 3), "error": None}
+
+
+def _render(out: Console, rows: list[dict[str, Any]], worst: str) -> None:
+    out.print(table("pgmaint check", ["target", "database", "status", "critical", "warning", "unknown",
+                                      "seconds", "error"],
+                    ((r["target"], r["database"], r["status"], r["critical"], r["warning"], r["unknown"],
+                      f"{r['seconds']:.2f}", r["error"]) for r in rows)))
+    out.print(f"{worst.upper()}: {_counts(rows)}")
+
+
+def _counts(rows: list[dict[str, Any]]) -> str:
+    by: dict[str, list[str]] = {}
+    for r in rows:
+        by.setdefault(r["status"], []).append(r["target"])
+    parts = [f"{len(by[s])} {s} ({', '.join(by[s])})" if s != "ok" else f"{len(by[s])} ok"
+             for s in ("critical", "warning", "unknown", "info", "ok") if s in by]
+    return f"{len(rows)} target(s): " + ", ".join(parts)
+
+
+def _nagios(rows: list[dict[str, Any]], worst: str) -> str:
+    perf = " ".join(f"'{r['target']}'={r['exit_code']}" for r in rows)
+    return f"PGMAINT {worst.upper()}: {_counts(rows)} | {perf}"
