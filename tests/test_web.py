@@ -335,6 +335,42 @@ def test_a_login_never_redirects_off_site(console: Console, web_db: WebDb, brows
         page.close()
 
 
+def test_a_console_over_the_inventory_offers_its_databases(web_db: WebDb, browser: Browser, pg_server: Any,
+                                                            tmp_path: Path) -> None:
+    inventory = tmp_path / "pgmaint.toml"
+    inventory.write_text(
+        f'[targets.shop]\ndsn = "{web_db.dsn}"\ntags = ["prod"]\n\n'
+        f'[targets.ops]\ndsn = "{pg_server.dsn("postgres")}"\ntags = ["prod"]\n'
+    )
+    c = Console(web_db.dsn, "--inventory", str(inventory), "--tag", "prod")
+    try:
+        assert any("2 databases of the inventory" in line for line in c.lines), c.lines
+        name, password = role(web_db, "monitor")
+        page = browser.new_page()
+        page.goto(c.url + "/login")
+        assert page.locator("select[name=target] option").all_inner_texts() == ["shop", "ops"]
+        page.select_option("select[name=target]", "ops")   # a database without the kit
+        page.fill("input[name=role]", name)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        refused = page.inner_text("p.error")
+        assert "the kit is not deployed" in refused and "database postgres" in refused, refused
+        page.select_option("select[name=target]", "shop")
+        page.fill("input[name=role]", name)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        assert page.url == c.url + "/"
+        assert f"shop ({web_db.name})" in page.inner_text("header")
+        # a login form naming a database the console does not serve changes nothing
+        page.goto(c.url + "/login")
+        token = page.locator("input[name=login_token]").get_attribute("value") or ""
+        status, body = _post(page, c.url + "/login", {"login_token": token, "target": "elsewhere",
+                                                       "role": name, "password": password})
+        assert status == 400 and "no database &#39;elsewhere&#39; in this console" in body
+    finally:
+        c.stop()
+
+
 def test_too_many_failed_logins_are_slowed(web_db: WebDb, browser: Browser) -> None:
     c = Console(web_db.dsn)
     try:

@@ -4,7 +4,9 @@ logged-in role per request, security headers, error pages. The pages are in page
 from __future__ import annotations
 
 import secrets
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,7 @@ HEADERS = {
 
 @dataclass
 class Settings:
-    dsn: str  # the kit database, without user and password
+    targets: dict[str, str]  # name -> the kit database's DSN (no user, no password), in menu order
     idle: float = 30 * 60  # a session ends after this many seconds without a request
     absolute: float = 12 * 3600  # ... and this long after login in any case
     secure_cookies: bool = False  # TLS here or at the proxy: cookies only over https
@@ -93,6 +95,7 @@ class Console:
     def render(self, ctx: Ctx | None, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         if ctx is not None:
             context.setdefault("me", ctx.me)
+            context.setdefault("target", ctx.session.target if len(self.settings.targets) > 1 else None)
             context.setdefault("csrf", ctx.session.csrf)
             context.setdefault("path", ctx.request.url.path)
         return self.page(template, status_code, **context)
@@ -110,6 +113,10 @@ class Console:
             secure=self.settings.secure_cookies,
             path="/",
         )
+
+    def dsn(self, session: Session) -> str:
+        """The DSN of the database the session logged in to."""
+        return self.settings.targets[session.target]
 
     # --- requests of logged-in users ---------------------------------------------------------
 
@@ -151,14 +158,19 @@ class Console:
                     "changed. Reload the page and try again.",
                 )
         try:
-            conn = auth.connect(self.settings.dsn, session.role, session.password)
+            conn = auth.connect(self.dsn(session), session.role, session.password)
         except trust.KitUntrusted as exc:
             return self.error(None, 503, "Kit not trusted", exc.message)
         except PgmaintError as exc:
-            if "authentication failed" in exc.message:   # the password changed since the login
+            if "authentication failed" in exc.message:  # the password changed since the login
                 self.sessions.drop(session.token)
-                return self.error(None, 401, "Log in again", "The server no longer accepts this session's "
-                                  "password (it was changed); nothing was changed. Log in again.")
+                return self.error(
+                    None,
+                    401,
+                    "Log in again",
+                    "The server no longer accepts this session's "
+                    "password (it was changed); nothing was changed. Log in again.",
+                )
             return self.error(None, 503, "Database unreachable", exc.message)
         ctx: Ctx | None = None
         try:
@@ -199,7 +211,7 @@ class Console:
 
     def _login(self, request: Request, form: FormData | None) -> Response:
         next_path = request.query_params.get("next", "/")
-        if not next_path.startswith("/") or next_path.startswith(("//", "/\\")):   # never off-site
+        if not next_path.startswith("/") or next_path.startswith(("//", "/\\")):  # never off-site
             next_path = "/"
         if form is None:
             note = "Your session expired: log in again." if request.query_params.get("expired") else None
@@ -217,14 +229,23 @@ class Console:
                 next_path, error=f"Too many failed logins: wait {int(wait) + 1} s.", status_code=429
             )
         role = str(form.get("role", ""))
+        target = str(form.get("target", "")) or next(iter(self.settings.targets))
+        if target not in self.settings.targets:
+            return self._login_page(
+                next_path, error=f"no database {target!r} in this console", role=role, status_code=400
+            )
         try:
-            who = auth.login(self.settings.dsn, role, str(form.get("password", "")))
+            who = auth.login(self.settings.targets[target], role, str(form.get("password", "")))
         except auth.LoginRefused as exc:
             self.throttle.failed(client)
-            return self._login_page(next_path, error=str(exc), role=role, status_code=401)
+            return self._login_page(next_path, error=str(exc), role=role, target=target, status_code=401)
         self.throttle.succeeded(client)
         session = self.sessions.create(
-            who.role, str(form.get("password", "")), can_act=who.can_act, superuser=who.superuser
+            who.role,
+            str(form.get("password", "")),
+            can_act=who.can_act,
+            superuser=who.superuser,
+            target=target,
         )
         response = RedirectResponse(next_path, status_code=303)
         self._cookie(response, COOKIE, session.token)
@@ -238,6 +259,7 @@ class Console:
         error: str | None = None,
         note: str | None = None,
         role: str = "",
+        target: str = "",
         status_code: int = 200,
     ) -> Response:
         token = secrets.token_urlsafe(24)
@@ -249,7 +271,9 @@ class Console:
             note=note,
             role=role,
             next=next_path,
-            database=auth.database_name(self.settings.dsn),
+            targets=list(self.settings.targets),
+            target=target,
+            database=auth.database_name(next(iter(self.settings.targets.values()))),
         )
         self._cookie(response, LOGIN_COOKIE, token, max_age=3600)
         return response
@@ -331,6 +355,16 @@ def create_app(settings: Settings) -> Any:
             f"{request.method} {request.url.path}: {exc.detail}",
         )
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    async def failed(request: Request, exc: Exception) -> Response:
+        # a bug, not a refusal: the page says so in one line, the console's log has the traceback
+        traceback.print_exception(exc, file=sys.stderr)
+        return console.error(
+            None,
+            500,
+            "Unexpected error",
+            f"{request.method} {request.url.path} failed: {type(exc).__name__}: {exc}",
+        )
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: failed})
     app.state.console = console
     return _security_headers(app)

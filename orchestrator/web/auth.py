@@ -108,10 +108,14 @@ def login(dsn: str, role: str, password: str) -> Identity:
                 f"role {role} may not use the console: grant it maint_monitor (to read) "
                 "or maint_admin (to act)"
             ) from None
-        except psycopg.errors.UndefinedFunction:
+        except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
             raise LoginRefused(
                 f"the kit is not deployed (or is older than the console) in database "
                 f"{conn.info.dbname}: run pgmaint deploy"
+            ) from None
+        except psycopg.Error as exc:
+            raise LoginRefused(
+                f"the kit in database {conn.info.dbname} did not answer: {db.error_line(exc)}"
             ) from None
         assert row is not None
         if not row["can_read"]:

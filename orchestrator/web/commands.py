@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from orchestrator.fleet import commands as fleet_commands
+from orchestrator.fleet.commands import inventory_option, selection_options
 from orchestrator.output import console, settings
 from orchestrator.web import auth
 
@@ -33,6 +35,23 @@ def _seconds(text: str) -> float:
     if not 1 <= seconds <= 24 * 3600:
         raise click.BadParameter(f"{text!r}: between 1s and 24h")
     return float(seconds)
+
+
+def _targets(
+    dsn: str, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...], all_targets: bool
+) -> dict[str, str]:
+    """The databases the console serves: the inventory's chosen targets (a server target
+    expanded to its databases now), or the database of --dsn. Logins supply user and password."""
+    if not (path or names or tags or all_targets):
+        return {auth.database_name(dsn) or "database": auth.server_dsn(dsn)}
+    chosen = fleet_commands.chosen(path, names, tags, all_targets, default_all=True)
+    broken = [t for t in chosen if t.error]
+    for t in broken:
+        console(stderr=True).print(f"[yellow]warning:[/] target {t.name} left out: {t.error}")
+    usable = {t.name: auth.server_dsn(t.dsn) for t in chosen if not t.error}
+    if not usable:
+        raise click.ClickException("no target of the inventory can be served")
+    return usable
 
 
 def _check_bind(host: str, port: int) -> None:
@@ -85,6 +104,8 @@ def _check_bind(host: str, port: int) -> None:
     envvar=BACKUP_DIR_ENV,
     help=f"Where backups are (for 'verify now'); default: where the catalog says [env {BACKUP_DIR_ENV}].",
 )
+@inventory_option
+@selection_options
 @click.pass_context
 def web_cmd(
     ctx: click.Context,
@@ -96,8 +117,13 @@ def web_cmd(
     proxy_ip: str,
     session_timeout: float,
     backup_dir: Path | None,
+    inventory_path: Path | None,
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    all_targets: bool,
 ) -> None:
-    """Serve the maintenance console for the database of --dsn.
+    """Serve the maintenance console for the database of --dsn, or for the inventory's
+    targets (--inventory, --target, --tag, --all: the login page offers them).
 
     Users log in with a PostgreSQL role and password (the server must check passwords):
     maint_monitor members read, maint_admin members may also run cleanup rules, undo runs
@@ -117,10 +143,10 @@ def web_cmd(
             "with TLS and --behind-proxy (docs/web.md)."
         )
     _check_bind(host, port)
-    dsn = auth.server_dsn(settings(ctx).dsn)
+    targets = _targets(settings(ctx).dsn, inventory_path, names, tags, all_targets)
     app = create_app(
         Settings(
-            dsn=dsn,
+            targets=targets,
             idle=session_timeout,
             secure_cookies=tls or behind_proxy,
             backup_dir=backup_dir.resolve() if backup_dir else None,
@@ -128,7 +154,11 @@ def web_cmd(
     )
     scheme = "https" if tls else "http"
     shown = f"[{host}]" if ":" in host else host
-    where = auth.database_name(dsn) or "the database of --dsn"
+    where = (
+        f"{len(targets)} databases of the inventory"
+        if len(targets) > 1
+        else auth.database_name(next(iter(targets.values()))) or "the database of --dsn"
+    )
     console().print(f"pgmaint console for {where} at {scheme}://{shown}:{port}/ (Ctrl-C stops it)")
     uvicorn.run(
         app,

@@ -61,7 +61,7 @@ def health(ctx: Ctx) -> Response:
         from psycopg import conninfo
 
         login_dsn = conninfo.make_conninfo(
-            ctx.console.settings.dsn, user=ctx.session.role, password=ctx.session.password
+            ctx.console.dsn(ctx.session), user=ctx.session.role, password=ctx.session.password
         )
     h = data.health(ctx.conn, login_dsn)
     return ctx.console.render(ctx, "health.html", h=h)
@@ -245,7 +245,7 @@ def backup_verify(ctx: Ctx) -> Response:
     level = ctx.field("level") or "read"
     try:
         run_id = actions.start_verify(
-            ctx.console.settings.dsn,
+            ctx.console.dsn(ctx.session),
             ctx.session.role,
             ctx.session.password,
             b,

@@ -30,6 +30,7 @@ class Session:
     csrf: str
     created: float
     seen: float
+    target: str = ""  # the console's database (an inventory target's name) this session logged in to
 
 
 class SessionStore:
@@ -44,7 +45,9 @@ class SessionStore:
         self._ended: dict[str, float] = {}  # tokens of sessions that expired, and when: still "expired"
         self._secret = secrets.token_bytes(32)  # signs confirmation tokens; new at every start
 
-    def create(self, role: str, password: str, *, can_act: bool, superuser: bool) -> Session:
+    def create(
+        self, role: str, password: str, *, can_act: bool, superuser: bool, target: str = ""
+    ) -> Session:
         now = self._clock()
         s = Session(
             token=secrets.token_urlsafe(32),
@@ -55,6 +58,7 @@ class SessionStore:
             csrf=secrets.token_urlsafe(32),
             created=now,
             seen=now,
+            target=target,
         )
         with self._lock:
             self._expire(now)
