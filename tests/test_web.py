@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from web_support import ROOT, Console, WebDb, chromium, drop_web_db, free_port, make_web_db
+from web_support import ROOT, UNVERIFIED, Console, WebDb, chromium, drop_web_db, free_port, make_web_db
 
 PAGES = ["/", "/health", "/runs", "/cleanup", "/backups", "/schedule", "/space"]
 CANVAS_PIXELS = """(selector) => {
@@ -324,8 +324,12 @@ def test_bad_logins_get_a_clear_page(console: Console, web_db: WebDb, browser: B
 
 def test_a_login_never_redirects_off_site(console: Console, web_db: WebDb, browser: Browser) -> None:
     name, password = role(web_db, "monitor")
-    for target, landed in [("//evil.example/x", "/"), ("/\\evil.example", "/"), ("https://evil.example", "/"),
-                           ("/runs", "/runs")]:
+    for target, landed in [
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/runs", "/runs"),
+    ]:
         page = browser.new_page()
         page.goto(console.url + "/login?" + urllib.parse.urlencode({"next": target}))
         page.fill("input[name=role]", name)
@@ -335,8 +339,9 @@ def test_a_login_never_redirects_off_site(console: Console, web_db: WebDb, brows
         page.close()
 
 
-def test_a_console_over_the_inventory_offers_its_databases(web_db: WebDb, browser: Browser, pg_server: Any,
-                                                            tmp_path: Path) -> None:
+def test_a_console_over_the_inventory_offers_its_databases(
+    web_db: WebDb, browser: Browser, pg_server: Any, tmp_path: Path
+) -> None:
     inventory = tmp_path / "pgmaint.toml"
     inventory.write_text(
         f'[targets.shop]\ndsn = "{web_db.dsn}"\ntags = ["prod"]\n\n'
@@ -349,7 +354,7 @@ def test_a_console_over_the_inventory_offers_its_databases(web_db: WebDb, browse
         page = browser.new_page()
         page.goto(c.url + "/login")
         assert page.locator("select[name=target] option").all_inner_texts() == ["shop", "ops"]
-        page.select_option("select[name=target]", "ops")   # a database without the kit
+        page.select_option("select[name=target]", "ops")  # a database without the kit
         page.fill("input[name=role]", name)
         page.fill("input[name=password]", password)
         page.click("button[type=submit]")
@@ -364,8 +369,11 @@ def test_a_console_over_the_inventory_offers_its_databases(web_db: WebDb, browse
         # a login form naming a database the console does not serve changes nothing
         page.goto(c.url + "/login")
         token = page.locator("input[name=login_token]").get_attribute("value") or ""
-        status, body = _post(page, c.url + "/login", {"login_token": token, "target": "elsewhere",
-                                                       "role": name, "password": password})
+        status, body = _post(
+            page,
+            c.url + "/login",
+            {"login_token": token, "target": "elsewhere", "role": name, "password": password},
+        )
         assert status == 400 and "no database &#39;elsewhere&#39; in this console" in body
     finally:
         c.stop()
@@ -502,6 +510,46 @@ def test_pages_fit_a_phone(console: Console, web_db: WebDb, browser: Browser, sh
         assert width <= 392, (path, width)
     page.goto(console.url + "/health")
     page.screenshot(path=str(shots / "phone-health.png"))
+
+
+def test_the_console_serves_https_with_a_certificate(web_db: WebDb, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    c = Console(web_db.dsn, "--tls-cert", str(cert), "--tls-key", str(key), host="0.0.0.0")
+    try:
+        assert not any("without TLS" in line for line in c.lines), c.lines
+        assert any(f"https://0.0.0.0:{c.port}/" in line for line in c.lines), c.lines
+        with urllib.request.urlopen(c.url + "/login", context=UNVERIFIED) as r:
+            assert r.status == 200 and "Secure" in r.headers["set-cookie"]
+    finally:
+        c.stop()
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--dsn", web_db.dsn, "web", "--tls-cert", str(cert)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 2 and "give both --tls-cert and --tls-key" in done.stderr
 
 
 def test_binding_beyond_localhost_warns_without_tls(web_db: WebDb) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from orchestrator import deploy
 from orchestrator.sandbox import PASSWORD_GROUP, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
+UNVERIFIED = ssl._create_unverified_context()  # the TLS test's certificate is self-signed
 CHROMIUM_PATHS = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 RULES = """
 SELECT maint.add_retention_policy('app.api_log', 'created_at', '90 days', batch_size => 500);
@@ -146,7 +148,7 @@ class Console:
     def __init__(self, dsn: str, *args: str, host: str = "127.0.0.1", wait: bool = True) -> None:
         self.port = free_port()
         self.host = host
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if '--tls-cert' in args else 'http'}://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
             [
@@ -185,7 +187,7 @@ class Console:
             if self.proc.poll() is not None:
                 raise AssertionError(f"pgmaint web exited {self.proc.returncode}: {self.lines}")
             try:
-                with urllib.request.urlopen(self.url + "/login", timeout=2) as r:
+                with urllib.request.urlopen(self.url + "/login", timeout=2, context=UNVERIFIED) as r:
                     if r.status == 200:
                         return
             except OSError:
