@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from orchestrator import deploy
-from orchestrator.backup_tools import child_conninfo, find_tools
+from orchestrator.backup.tools import child_conninfo, find_tools
 from orchestrator.db import with_dbname
 from orchestrator.sandbox import Sandbox
 

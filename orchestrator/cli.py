@@ -15,7 +15,8 @@ import psycopg
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator import __version__, backup_tools, db, deploy, journal, sandbox, schedule, uninstall_guard
+from orchestrator import __version__, db, deploy, journal, sandbox, schedule, uninstall_guard
+from orchestrator.backup import tools as backup_tools
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.output import Settings, emit, human_bytes, settings, table
 from orchestrator.schedule_host import host_options, install_command
@@ -551,7 +552,7 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
 # --- commands that live in their own modules ---------------------------------------------
 
 from orchestrator import cleanup, schedule_windows  # noqa: E402
-from orchestrator.backup_cmd import backup_group  # noqa: E402
+from orchestrator.backup.cmd import backup_group  # noqa: E402
 from orchestrator.check import check_cmd  # noqa: E402
 from orchestrator.notify.commands import notify_group  # noqa: E402
 from orchestrator.optimize import optimize_cmd  # noqa: E402

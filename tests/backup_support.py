@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from click.testing import CliRunner, Result
 
-from orchestrator.backup_tools import find_tools
+from orchestrator.backup.tools import find_tools
 from orchestrator.cli import cli
 
 SEED = r"""

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from backup_support import catalog_rows, pids_of, run, run_json, spawn
 
-from orchestrator import backup_toc, backup_tools
-from orchestrator import backup_verify as verify
+from orchestrator.backup import toc as backup_toc
+from orchestrator.backup import tools as backup_tools
+from orchestrator.backup import verify
 from orchestrator.db import with_dbname
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from backup_support import run, run_json
 
-from orchestrator import backup_files as files
-from orchestrator import backup_prune as prune
+from orchestrator.backup import files, prune
 
 DAY = 86400.0
 

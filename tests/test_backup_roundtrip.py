@@ -10,7 +10,7 @@ import pytest
 from backup_support import catalog_rows, run, run_json, schema_dump, seed
 from psycopg import conninfo
 
-from orchestrator import backup_facts as facts
+from orchestrator.backup import facts
 from orchestrator.db import with_dbname
 
 
@@ -256,7 +256,7 @@ def test_each_restore_reads_the_toc_and_checks_maint_restore_once(
 ):
     import subprocess
 
-    from orchestrator import backup_runas
+    from orchestrator.backup import runas as backup_runas
 
     db.execute("CREATE TABLE public.t AS SELECT g AS id FROM generate_series(1, 10) g")
     code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)

@@ -32,7 +32,7 @@ from backup_support import (
 )
 from psycopg import sql
 
-from orchestrator import backup_runas as runas
+from orchestrator.backup import runas
 from orchestrator.db import with_dbname
 
 RESTORE = runas.ROLE
@@ -486,7 +486,7 @@ def test_roles_that_can_become_superuser_are_given_nothing(
     """A member of a superuser role can give its objects to that role: it is treated as
     one, by the hand-back and by --owner (as are CREATEROLE before PostgreSQL 16 and
     members of pg_execute_server_program / pg_write_server_files)."""
-    from orchestrator import backup_owners
+    from orchestrator.backup import owners as backup_owners
 
     member = make_role("postgres")
     plain = make_role()
@@ -662,7 +662,7 @@ def test_create_verify_restore_refuses_before_dumping_when_maint_restore_cannot_
 ):
     """The restore role is checked before pg_dump runs, not after a dump that then could
     not be verified."""
-    from orchestrator import backup_files as files
+    from orchestrator.backup import files
 
     def attempt():
         result = run("backup", "create", "--verify", "restore", "--dir", str(tmp_path), dsn=db_dsn)
@@ -715,7 +715,7 @@ def test_one_time_password_when_maint_restore_cannot_log_in_without_one(
 ):
     import subprocess
 
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     password = "pgmaint-test-" + uuid.uuid4().hex
     monkeypatch.setattr(runas.secrets, "token_urlsafe", lambda _n: password)
@@ -785,7 +785,7 @@ def test_one_time_password_is_renewed_for_each_new_session(
     (here: 2 seconds, and pg_restore made to take 3)."""
     import time
 
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     seed(db)
     code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)
@@ -820,7 +820,7 @@ def test_one_time_password_is_removed_when_the_restore_fails(
     """pg_restore fails (the owner's CHECK needs more than maint_restore may do) while
     maint_restore logs in with a one-time password: the password is gone afterwards,
     whether a superuser or a CREATEROLE role set it."""
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     owner = make_role()
     db.execute(escalation_sql("check", owner))

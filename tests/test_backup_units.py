@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from orchestrator import backup_files as files
-from orchestrator import backup_tools
-from orchestrator.backup_cmd import parse_size
-from orchestrator.backup_tools import child_conninfo, compression_args, redact
+from orchestrator.backup import files
+from orchestrator.backup import tools as backup_tools
+from orchestrator.backup.cmd import parse_size
+from orchestrator.backup.tools import child_conninfo, compression_args, redact
 
 
 def test_compression_specs_follow_pg_dump_versions():
@@ -144,8 +144,7 @@ TOC_TEXT = "\n".join(
 
 
 def test_restore_list_leaves_out_cron_event_triggers_privileges_and_precreated_parts():
-    from orchestrator import backup_load as load
-    from orchestrator import backup_toc as toc
+    from orchestrator.backup import load, toc
 
     parsed = toc.parse(TOC_TEXT)
     assert len(parsed.entries) == 16  # comment lines are not entries
@@ -166,7 +165,7 @@ def test_restore_list_leaves_out_cron_event_triggers_privileges_and_precreated_p
 
 
 def test_owners_come_from_the_toc_even_with_spaces_in_names():
-    from orchestrator import backup_toc as toc
+    from orchestrator.backup import toc
 
     parsed = toc.parse(TOC_TEXT)
     roles = {"postgres", "own er2", "owner1", "er2"}
@@ -191,7 +190,7 @@ def test_owners_come_from_the_toc_even_with_spaces_in_names():
 
 
 def test_create_extension_statements_are_parsed_not_executed():
-    from orchestrator.backup_toc import CREATE_EXTENSION, unquote
+    from orchestrator.backup.toc import CREATE_EXTENSION, unquote
 
     text = (
         "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
@@ -204,8 +203,8 @@ def test_create_extension_statements_are_parsed_not_executed():
 
 def test_an_ambiguous_backup_id_is_refused(tmp_path):
     """Ids restart at 1 after the kit is reinstalled: never restore a guess."""
-    from orchestrator.backup_errors import BackupError
-    from orchestrator.backup_verify import locate
+    from orchestrator.backup.errors import BackupError
+    from orchestrator.backup.verify import locate
 
     dbdir = files.database_dir(tmp_path, "app")
     for name in ("20260101T000000Z-1", "20260301T000000Z-1", "20260302T000000Z-2"):
@@ -231,7 +230,7 @@ def _piped_tools(tmp_path, script: str):
 
 
 def test_a_script_through_psql_loses_only_transaction_timeout(tmp_path):
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     script = ("\\restrict k3y\nSET statement_timeout = 0;\nSET transaction_timeout = 0;\n\n"
               "CREATE TABLE t (v text);\nCOPY t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n"
@@ -247,7 +246,7 @@ def test_a_script_through_psql_loses_only_transaction_timeout(tmp_path):
 def test_a_script_without_restrict_never_reaches_psql(tmp_path):
     """psql would run the archive's meta-commands (\\! is a shell command as the caller):
     only a script that opens with \\restrict is handed to it."""
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     tools, given = _piped_tools(tmp_path, "SET statement_timeout = 0;\n\\! touch pwned\nCREATE TABLE t ();\n")
     proc = backup_load.pg_restore(tools, tmp_path / "x.dump", "", "dbname=x", {},

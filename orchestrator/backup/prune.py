@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import backup_files as files
+from orchestrator.backup import files
 
 
 @dataclass

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from orchestrator.backup_errors import BackupLocked
+from orchestrator.backup.errors import BackupLocked
 from orchestrator.db import error_line
 from orchestrator.errors import NotInstalled
 

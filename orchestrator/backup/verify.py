@@ -7,7 +7,7 @@ Levels, each including the cheaper checks before it:
   read     + ``pg_restore -f /dev/null``: every data block read and decompressed;
   restore  list + a restore into a scratch database created with the source's encoding
            and locale (``--exit-on-error``), run as the unprivileged role maint_restore
-           (orchestrator.backup_load), then row counts, sequence values and object counts,
+           (orchestrator.backup.load), then row counts, sequence values and object counts,
            read as maint_restore too, compared with the manifest. The scratch database is
            always dropped.
 """
@@ -25,15 +25,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_facts as facts
-from orchestrator import backup_files as files
-from orchestrator import backup_load as load_mod
-from orchestrator import backup_runas as runas
-from orchestrator import backup_toc as toc_mod
 from orchestrator import db
-from orchestrator.backup_errors import BackupError, PreflightRefused
-from orchestrator.backup_tools import ClientTools, find_tools
+from orchestrator.backup import catalog, facts, files, runas
+from orchestrator.backup import load as load_mod
+from orchestrator.backup import toc as toc_mod
+from orchestrator.backup.errors import BackupError, PreflightRefused
+from orchestrator.backup.tools import ClientTools, find_tools
 
 LEVELS = ("list", "read", "restore")
 

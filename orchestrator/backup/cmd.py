@@ -23,16 +23,14 @@ from psycopg import conninfo
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_files as files
-from orchestrator import backup_prune as prune_mod
-from orchestrator import backup_restore as restore_mod
-from orchestrator import backup_runas as runas
-from orchestrator import backup_verify as verify_mod
 from orchestrator import db
-from orchestrator.backup_create import CreateOptions, CreateResult, create
-from orchestrator.backup_errors import VerificationFailed
-from orchestrator.backup_tools import APPLICATION_NAME
+from orchestrator.backup import catalog, files, runas
+from orchestrator.backup import prune as prune_mod
+from orchestrator.backup import restore as restore_mod
+from orchestrator.backup import verify as verify_mod
+from orchestrator.backup.create import CreateOptions, CreateResult, create
+from orchestrator.backup.errors import VerificationFailed
+from orchestrator.backup.tools import APPLICATION_NAME
 from orchestrator.output import console, emit, human_bytes, settings, table
 from orchestrator.schedule_host import job_option
 from orchestrator.schedule_windows import host_gate, override_option
@@ -194,7 +192,7 @@ def create_cmd(
     host_gate(ctx, "backup_create", override_window)
     if jobs > 1 and fmt != "directory":
         raise click.UsageError("--jobs needs --format directory")
-    from orchestrator.backup_tools import compression_args
+    from orchestrator.backup.tools import compression_args
 
     try:
         compression_args(compress, 99)  # syntax only; the version check comes later

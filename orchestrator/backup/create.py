@@ -21,13 +21,10 @@ from typing import Any
 
 import psycopg
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_facts as facts
-from orchestrator import backup_files as files
-from orchestrator import backup_runas as runas
 from orchestrator import db
-from orchestrator.backup_errors import BackupError, PreflightRefused
-from orchestrator.backup_tools import (
+from orchestrator.backup import catalog, facts, files, runas
+from orchestrator.backup.errors import BackupError, PreflightRefused
+from orchestrator.backup.tools import (
     APPLICATION_NAME,
     ClientTools,
     child_conninfo,
@@ -314,7 +311,7 @@ def _create_locked(
         backup_id, database, final, total, time.monotonic() - t0, manifest, swept, abandoned
     )
     if opts.verify != "none":
-        from orchestrator import backup_verify
+        from orchestrator.backup import verify as backup_verify
 
         if progress:
             progress(f"verifying ({opts.verify})", total)
