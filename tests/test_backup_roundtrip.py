@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 import pytest
-from backup_support import catalog_rows, run, run_json, schema_dump, seed
+from backup_support import backups_dir, catalog_rows, run, run_json, schema_dump, seed
 from psycopg import conninfo
 
 from orchestrator.backup import facts
@@ -46,7 +46,7 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
 
     manifest = json.loads(
         (
-            tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1] / "manifest.json"
+            backups_dir(tmp_path, db) / created["path"].rsplit("/", 1)[1] / "manifest.json"
         ).read_text()
     )
     recorded = {(r["schema"], r["name"]): r for r in manifest["facts"]["relations"]}
@@ -170,7 +170,7 @@ def test_directory_format_parallel_with_globals(db, seeded, tmp_path, admin):
     )
     assert code == 0, created
     assert created["status"] == "verified" and created["format"] == "directory"
-    path = tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1]
+    path = backups_dir(tmp_path, db) / created["path"].rsplit("/", 1)[1]
     manifest = json.loads((path / "manifest.json").read_text())
     names = {f["name"] for f in manifest["files"]}
     assert "database.d/toc.dat" in names and "globals.sql" in names
@@ -205,7 +205,7 @@ def test_list_shows_backups_from_manifests(db, db_dsn, tmp_path):
         )
         assert code == 0
         ids.append(created["id"])
-    (tmp_path / db.info.dbname / ".partial-20200101T000000Z-99").mkdir()
+    (backups_dir(tmp_path, db) / ".partial-20200101T000000Z-99").mkdir()
     code, rows = run_json("backup", "list", "--dir", str(tmp_path), dsn=db_dsn)
     assert code == 0
     by_id = {r["id"]: r for r in rows}

@@ -19,6 +19,7 @@ import pytest
 import support
 from backup_support import (
     ESCALATION_VARIANTS,
+    backups_dir,
     catalog_rows,
     escalation_sql,
     is_superuser,
@@ -669,7 +670,7 @@ def test_create_verify_restore_refuses_before_dumping_when_maint_restore_cannot_
         assert result.exit_code == 3
         assert len(result.stderr.strip().splitlines()) == 1
         # no pg_dump ran: nothing on disk, the attempt's row failed with the reason
-        assert files.scan(files.database_dir(tmp_path, db.info.dbname)) == []
+        assert files.scan(backups_dir(tmp_path, db)) == []
         row = db.execute(
             "SELECT b.status, b.error, b.bytes, r.status FROM maint.backups AS b"
             "  JOIN maint.runs AS r ON r.id = b.run_id ORDER BY b.id DESC LIMIT 1"

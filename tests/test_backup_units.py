@@ -112,11 +112,15 @@ def test_atomic_json_and_sweep(tmp_path):
     assert good.exists() and foreign.exists()  # never touches what is not ours
 
 
-def test_database_dir_is_path_safe(tmp_path):
-    assert files.database_dir(tmp_path, "app").name == "app"
-    assert "/" not in files.database_dir(tmp_path, "a/../b").name
-    assert files.database_dir(tmp_path, "..").name != ".."
-    assert os.sep not in files.database_dir(tmp_path, "x/y").name
+def test_database_dir_is_path_safe_and_under_the_system_identifier(tmp_path):
+    sysid = "7301234567890123456"
+    assert files.database_dir(tmp_path, "app", sysid) == tmp_path / sysid / "app"
+    assert "/" not in files.database_dir(tmp_path, "a/../b", sysid).name
+    assert files.database_dir(tmp_path, "..", sysid).name != ".."
+    assert os.sep not in files.database_dir(tmp_path, "x/y", sysid).name
+    assert files.legacy_database_dir(tmp_path, "app") == tmp_path / "app"
+    with pytest.raises(ValueError, match="not a system identifier"):
+        files.database_dir(tmp_path, "app", "../x")
 
 
 TOC_TEXT = "\n".join(
@@ -206,13 +210,18 @@ def test_an_ambiguous_backup_id_is_refused(tmp_path):
     from orchestrator.backup.errors import BackupError
     from orchestrator.backup.verify import locate
 
-    dbdir = files.database_dir(tmp_path, "app")
-    for name in ("20260101T000000Z-1", "20260301T000000Z-1", "20260302T000000Z-2"):
+    # one in the layout before system identifiers, two in the current one
+    sysid = "7301234567890123456"
+    for dbdir, name in (
+        (files.legacy_database_dir(tmp_path, "app"), "20260101T000000Z-1"),
+        (files.database_dir(tmp_path, "app", sysid), "20260301T000000Z-1"),
+        (files.database_dir(tmp_path, "app", sysid), "20260302T000000Z-2"),
+    ):
         (dbdir / name).mkdir(parents=True)
         files.write_json_atomic(dbdir / name / files.MANIFEST, {"started_at": "2026-01-01T00:00:00Z"})
-    assert locate(tmp_path, "app", 2).path.name == "20260302T000000Z-2"
+    assert locate(tmp_path, "app", 2, sysid).path.name == "20260302T000000Z-2"
     with pytest.raises(BackupError, match="2 backups of database 'app' have id 1"):
-        locate(tmp_path, "app", 1)
+        locate(tmp_path, "app", 1, sysid)
 
 
 def _piped_tools(tmp_path, script: str):

@@ -79,9 +79,10 @@ def _tree_bytes(path: Path) -> int:
     return total
 
 
-def estimate_bytes(dbdir: Path, database_size: int) -> tuple[int, str]:
-    """How much space the next backup of this database may need, and why."""
-    good = [e for e in files.scan(dbdir) if e.is_backup]
+def estimate_bytes(dirs: list[Path], database_size: int) -> tuple[int, str]:
+    """How much space the next backup of this database may need, and why (``dirs``: where
+    its earlier backups are, both layouts)."""
+    good = [e for e in files.scan_all(dirs) if e.is_backup]
     if good:
         last = good[-1].manifest or {}
         size = int(last.get("bytes", 0))
@@ -89,8 +90,9 @@ def estimate_bytes(dbdir: Path, database_size: int) -> tuple[int, str]:
     return database_size, f"the database size ({database_size} bytes; no previous backup)"
 
 
-def check_space(dbdir: Path, database_size: int, reserve: int) -> dict[str, Any]:
-    need, why = estimate_bytes(dbdir, database_size)
+def check_space(dirs: list[Path], database_size: int, reserve: int) -> dict[str, Any]:
+    dbdir = dirs[0]
+    need, why = estimate_bytes(dirs, database_size)
     free = files.free_bytes(dbdir)
     if free < need + reserve:
         raise PreflightRefused(
@@ -202,7 +204,9 @@ def _create_locked(
     t0: float,
     progress: Progress | None,
 ) -> CreateResult:
-    dbdir = files.database_dir(opts.root, database)
+    system_identifier = catalog.system_identifier(conn)
+    dirs = files.database_dirs(opts.root, database, system_identifier)
+    dbdir = dirs[0]
     dbdir.mkdir(parents=True, exist_ok=True)
     swept = files.sweep(dbdir)
     abandoned = catalog.fail_stale(conn, run_id)
@@ -231,7 +235,7 @@ def _create_locked(
                 "grant pg_read_all_data (PostgreSQL 14+) or SELECT on them, or back up as "
                 "their owner or a superuser"
             )
-        space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
+        space = check_space(dirs, int(props["size_bytes"]), opts.reserve_bytes)
         if opts.verify == "restore":
             # refused now rather than after a dump that could then not be verified; the
             # verification checks the role again (a dump may take hours)
@@ -255,6 +259,7 @@ def _create_locked(
                 "format_version": MANIFEST_VERSION,
                 "id": backup_id,
                 "database": database,
+                "system_identifier": system_identifier,
                 "status": "completed",
                 "started_at": _iso(started),
                 "finished_at": _iso(finished),
@@ -332,6 +337,7 @@ def _ordered(manifest: dict[str, Any]) -> dict[str, Any]:
         "format_version",
         "id",
         "database",
+        "system_identifier",
         "status",
         "started_at",
         "finished_at",

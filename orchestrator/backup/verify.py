@@ -57,10 +57,12 @@ class VerifyResult:
         )
 
 
-def locate(root: Path, database: str, backup_id: int | None) -> files.Entry:
-    """The backup with this id, or the newest one (``None``)."""
-    dbdir = files.database_dir(root, database)
-    entries = files.scan(dbdir)
+def locate(root: Path, database: str, backup_id: int | None, system_identifier: str) -> files.Entry:
+    """The backup with this id, or the newest one (``None``), of ``database`` on the server
+    ``system_identifier``; backups in the layout before system identifiers count too."""
+    dirs = files.database_dirs(root, database, system_identifier)
+    dbdir = dirs[0]
+    entries = files.scan_all(dirs)
     if backup_id is None:
         good = [e for e in entries if e.is_backup]
         if not good:
