@@ -263,3 +263,31 @@ def test_a_script_without_restrict_never_reaches_psql(tmp_path):
     assert proc.returncode == 1
     assert "without \\restrict" in proc.stderr and "17.6" in proc.stderr
     assert not given.exists()
+
+
+def test_copy_rows_are_counted_in_a_script_whatever_the_chunks():
+    """A row is a line (COPY escapes newlines); a block ends with a line \\.; values that
+    look like the end marker are escaped, so they never end a block."""
+    import io
+
+    from orchestrator.backup.facts import count_copy_rows
+
+    script = (
+        b"SET statement_timeout = 0;\n"
+        b'COPY "Sales"."Customers" (id, "Name") FROM stdin;\n'
+        b"1\tline\\nbreak\n2\t\\\\.\n3\t\xc3\xa9\\.\n\\.\n"
+        b"\n"
+        b"COPY public.empty (x) FROM stdin;\n\\.\n"
+        b"COPY public.nocols FROM stdin;\n\n\n\\.\n"
+        b"COPY public.big (v) FROM stdin;\n" + b"x\ty\n" * 50_000 + b"\\.\n"
+        b"\n\\unrestrict abc"
+    )
+
+    class Trickle(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            return super().read(5)
+
+    assert count_copy_rows(io.BytesIO(script)) == [3, 0, 2, 50_000]
+    assert count_copy_rows(Trickle(script)) == [3, 0, 2, 50_000]
+    with pytest.raises(ValueError, match="inside a COPY block"):
+        count_copy_rows(io.BytesIO(b"COPY t (x) FROM stdin;\n1\n"))

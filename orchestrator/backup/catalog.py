@@ -25,6 +25,7 @@ from orchestrator.errors import NotInstalled
 TASK = "backup"
 VERIFY_TASK = "backup-verify"
 RESTORE_TASK = "backup-restore"
+VERIFY_LEVELS = ("list", "read", "restore")  # as maint.backup_record_verification accepts
 
 
 def require_kit(conn: psycopg.Connection) -> None:
