@@ -238,3 +238,25 @@ def test_system_identifier_is_for_maint_monitor_not_public(db, pg_server, make_r
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute("SELECT maint.backup_system_identifier()")
+
+
+def test_list_needs_maint_monitor_and_restore_maint_admin(db, db_dsn, pg_server, tmp_path, make_role):
+    """list reads the system identifier through the kit (maint_monitor); restore is journaled
+    (maint_admin): without them, one line and exit 1, before anything is restored."""
+    assert run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)[0] == 0
+    monitor = make_role("maint_monitor")
+    outsider = make_role("maint_restore", attributes="CREATEDB")
+    as_monitor = pg_server.dsn(db.info.dbname, user=monitor)
+    as_outsider = pg_server.dsn(db.info.dbname, user=outsider)
+    code, listed = run_json("backup", "list", "--dir", str(tmp_path), dsn=as_monitor)
+    assert code == 0 and len(listed) == 1
+    for args in (("list",), ("restore", "1", "--into", "pgmaint_never")):
+        result = run("backup", *args, "--dir", str(tmp_path), dsn=as_outsider)
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "permission denied" in lines[0], result.stderr
+    assert db.execute("SELECT count(*) FROM pg_database WHERE datname = 'pgmaint_never'").fetchone() == (0,)
+    # the monitor may read, not restore: no journal row without maint_admin
+    result = run("backup", "restore", "1", "--into", "pgmaint_never", "--dir", str(tmp_path), dsn=as_monitor)
+    assert result.exit_code == 1 and "permission denied" in result.stderr
+    assert runs(db, "backup-restore") == []

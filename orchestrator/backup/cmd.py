@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 preflight refused, 4 another run holds the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -593,8 +594,9 @@ def restore_cmd(
 
             r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs, owner=owner)
         except BaseException as exc:
-            catalog.finish_run(conn, run_id, False, {"backup_id": backup_id, "into": into},
-                               str(exc) or type(exc).__name__)
+            with contextlib.suppress(psycopg.Error):  # the error that failed it comes first
+                catalog.finish_run(conn, run_id, False, {"backup_id": backup_id, "into": into},
+                                   str(exc) or type(exc).__name__)
             raise
         catalog.finish_run(
             conn,
