@@ -15,7 +15,8 @@ import psycopg
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator import __version__, backup_tools, db, deploy, journal, sandbox, schedule, uninstall_guard
+from orchestrator import __version__, db, deploy, journal, sandbox, schedule, uninstall_guard
+from orchestrator.backup import tools as backup_tools
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.fleet import admin as fleet_admin
 from orchestrator.fleet.commands import fleet_options
@@ -605,7 +606,7 @@ def schedule_remove(ctx: click.Context, name: str | None, remove_all: bool) -> N
 # --- commands that live in their own modules ---------------------------------------------
 
 from orchestrator import cleanup, schedule_windows  # noqa: E402
-from orchestrator.backup_cmd import backup_group  # noqa: E402
+from orchestrator.backup.cmd import backup_group  # noqa: E402
 from orchestrator.check import check_cmd  # noqa: E402
 from orchestrator.exporter import commands as exporter  # noqa: E402
 from orchestrator.fleet import commands as fleet  # noqa: E402

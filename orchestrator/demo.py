@@ -123,7 +123,8 @@ def schedule_section(conn: psycopg.Connection, out: Console) -> None:
 
 
 def _sections() -> list[tuple[str, Section]]:
-    from orchestrator import backup_cmd, check, cleanup, optimize
+    from orchestrator import check, cleanup, optimize
+    from orchestrator.backup import cmd as backup_cmd
 
     return [
         ("What is in the demo database", overview_section),

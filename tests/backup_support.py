@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from click.testing import CliRunner, Result
 
-from orchestrator.backup_tools import find_tools
+from orchestrator.backup.tools import find_tools
 from orchestrator.cli import cli
 
 SEED = r"""
@@ -115,8 +115,11 @@ def pids_of(program: str, marker: str) -> list[int]:
     return found
 
 
-def backups_dir(root: Path, dbname: str) -> Path:
-    return root / dbname
+def backups_dir(root: Path, conn: psycopg.Connection) -> Path:
+    """Where backups of the database ``conn`` is connected to go under ``root``:
+    ``<root>/<system identifier>/<database>``."""
+    sysid = conn.execute("SELECT maint.backup_system_identifier()").fetchone()[0]
+    return root / sysid / conn.info.dbname
 
 
 def catalog_rows(conn: psycopg.Connection) -> list[tuple[Any, ...]]:

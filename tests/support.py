@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from orchestrator import deploy
-from orchestrator.backup_tools import find_tools
+from orchestrator.backup.tools import find_tools
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 

@@ -6,7 +6,7 @@ from io import StringIO
 
 from rich.console import Console
 
-from orchestrator.backup_cmd import demo_section
+from orchestrator.backup.cmd import demo_section
 
 
 def test_demo_section_backs_up_verifies_and_shows_the_catalog_row(db, tmp_path, monkeypatch):

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import catalog_rows, pids_of, run, run_json, spawn
+from backup_support import backups_dir, catalog_rows, pids_of, run, run_json, spawn
 
-from orchestrator import backup_toc, backup_tools
-from orchestrator import backup_verify as verify
+from orchestrator.backup import toc as backup_toc
+from orchestrator.backup import tools as backup_tools
+from orchestrator.backup import verify
 from orchestrator.db import with_dbname
 
 
@@ -40,8 +41,8 @@ def blocked(db, pg_server):
     other.close()
 
 
-def _created(tmp_path: Path, dbname: str) -> list[Path]:
-    d = tmp_path / dbname
+def _created(tmp_path: Path, conn: psycopg.Connection) -> list[Path]:
+    d = backups_dir(tmp_path, conn)
     return sorted(d.iterdir()) if d.exists() else []
 
 
@@ -52,7 +53,7 @@ def test_killed_pg_dump_leaves_no_backup_and_a_failed_row(db, db_dsn, tmp_path, 
     try:
         pid = _wait_for(lambda: pids_of("pg_dump", str(tmp_path)), what="pg_dump")[0]
         partial = _wait_for(
-            lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")),
+            lambda: list(backups_dir(tmp_path, db).glob(".partial-*/*")),
             what="the partial dump file",
         )
         assert partial[0].name == "database.dump"
@@ -69,7 +70,7 @@ def test_killed_pg_dump_leaves_no_backup_and_a_failed_row(db, db_dsn, tmp_path, 
     assert proc.returncode == 1
     assert "killed by signal 9" in err
     assert "Traceback" not in err
-    assert _created(tmp_path, db.info.dbname) == []  # no backup, no manifest, no partial
+    assert _created(tmp_path, db) == []  # no backup, no manifest, no partial
     [row] = catalog_rows(db)
     assert row[1] == "failed" and "killed by signal 9" in row[3]
     run_row = db.execute(
@@ -82,11 +83,11 @@ def test_killed_run_is_swept_by_the_next_run(db, db_dsn, tmp_path, blocked):
     proc = spawn(
         "backup", "create", "--dir", str(tmp_path), "--lock-wait-timeout", "60s", dsn=db_dsn
     )
-    _wait_for(lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")), what="partial")
+    _wait_for(lambda: list(backups_dir(tmp_path, db).glob(".partial-*/*")), what="partial")
     os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator and its pg_dump, no cleanup at all
     proc.wait(timeout=30)
     blocked.rollback()
-    leftovers = _created(tmp_path, db.info.dbname)
+    leftovers = _created(tmp_path, db)
     assert [p.name.startswith(".partial-") for p in leftovers] == [True]
     assert catalog_rows(db)[0][1] == "running"
 
@@ -96,7 +97,7 @@ def test_killed_run_is_swept_by_the_next_run(db, db_dsn, tmp_path, blocked):
     assert code == 0, data
     assert data["swept"] == [leftovers[0].name]
     assert data["abandoned_rows_failed"] == 1
-    assert [p.name for p in _created(tmp_path, db.info.dbname)] == [Path(data["path"]).name]
+    assert [p.name for p in _created(tmp_path, db)] == [Path(data["path"]).name]
     rows = catalog_rows(db)
     assert [r[1] for r in rows] == ["failed", "completed"]
     assert "abandoned" in rows[0][3]
@@ -113,7 +114,7 @@ def test_access_exclusive_lock_fails_fast_with_a_clear_message(db, db_dsn, tmp_p
     assert len(msg.splitlines()) == 1
     assert "--lock-wait-timeout 1s" in msg
     assert "blocker held AccessExclusiveLock" in msg
-    assert _created(tmp_path, db.info.dbname) == []
+    assert _created(tmp_path, db) == []
     assert catalog_rows(db)[0][1] == "failed"
 
 
@@ -210,7 +211,7 @@ def test_insufficient_space_is_refused(db, db_dsn, tmp_path):
     result = run("backup", "create", "--dir", str(tmp_path), "--reserve", "900000TB", dsn=db_dsn)
     assert result.exit_code == 3
     assert "not enough free space" in result.stderr
-    assert _created(tmp_path, db.info.dbname) == []
+    assert _created(tmp_path, db) == []
     assert catalog_rows(db)[0][1] == "failed"
 
 
@@ -290,7 +291,7 @@ def test_sigterm_stops_pg_dump_and_cleans_up(db, db_dsn, tmp_path, blocked):
     )
     try:
         pg_dump = _wait_for(lambda: pids_of("pg_dump", str(tmp_path)), what="pg_dump")[0]
-        _wait_for(lambda: list((tmp_path / db.info.dbname).glob(".partial-*/*")), what="partial")
+        _wait_for(lambda: list(backups_dir(tmp_path, db).glob(".partial-*/*")), what="partial")
         proc.send_signal(signal.SIGTERM)  # the orchestrator only, as systemd would
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -299,6 +300,6 @@ def test_sigterm_stops_pg_dump_and_cleans_up(db, db_dsn, tmp_path, blocked):
     assert proc.returncode == 143
     assert "terminated by signal 15" in err and "Traceback" not in err
     assert not Path(f"/proc/{pg_dump}").exists() or pids_of("pg_dump", str(tmp_path)) == []
-    assert _created(tmp_path, db.info.dbname) == []
+    assert _created(tmp_path, db) == []
     [row] = catalog_rows(db)
     assert row[1] == "failed" and row[3] == "terminated by signal 15"

@@ -6,10 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from backup_support import run, run_json
+from backup_support import backups_dir, run, run_json
 
-from orchestrator import backup_files as files
-from orchestrator import backup_prune as prune
+from orchestrator.backup import files, prune
 
 DAY = 86400.0
 
@@ -81,7 +80,7 @@ def test_never_deletes_the_newest_good_backup(tmp_path):
 
 def test_cli_is_a_dry_run_until_execute(db, db_dsn, tmp_path):
     now = time.time()
-    dbdir = tmp_path / db.info.dbname
+    dbdir = backups_dir(tmp_path, db)
     layout(dbdir, now)
     before = sorted(p.name for p in dbdir.iterdir())
     code, data = run_json("backup", "prune", "--keep-last", "3", "--dir", str(tmp_path), dsn=db_dsn)
@@ -111,13 +110,13 @@ def test_prune_keeps_real_backups_and_removes_garbage(db, db_dsn, tmp_path):
         )
         assert code == 0
         made.append(data["id"])
-    (tmp_path / db.info.dbname / ".partial-20200101T000000Z-77").mkdir()
+    (backups_dir(tmp_path, db) / ".partial-20200101T000000Z-77").mkdir()
     code, data = run_json(
         "backup", "prune", "--keep-last", "2", "--execute", "--dir", str(tmp_path), dsn=db_dsn
     )
     assert code == 0
     assert ids(data["delete"]) == [made[0]] and len(data["garbage"]) == 1
-    assert [e.backup_id for e in files.scan(tmp_path / db.info.dbname)] == made[1:]
+    assert [e.backup_id for e in files.scan(backups_dir(tmp_path, db))] == made[1:]
     pruned = db.execute(
         "SELECT detail ? 'pruned_at' FROM maint.backups WHERE id = %s", (made[0],)
     ).fetchone()[0]

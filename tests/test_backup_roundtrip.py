@@ -7,10 +7,10 @@ import uuid
 
 import psycopg
 import pytest
-from backup_support import catalog_rows, run, run_json, schema_dump, seed
+from backup_support import backups_dir, catalog_rows, run, run_json, schema_dump, seed
 from psycopg import conninfo
 
-from orchestrator import backup_facts as facts
+from orchestrator.backup import facts
 from orchestrator.db import with_dbname
 
 
@@ -46,18 +46,23 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
 
     manifest = json.loads(
         (
-            tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1] / "manifest.json"
+            backups_dir(tmp_path, db) / created["path"].rsplit("/", 1)[1] / "manifest.json"
         ).read_text()
     )
     recorded = {(r["schema"], r["name"]): r for r in manifest["facts"]["relations"]}
-    # exact counts from the snapshot, leaf partitions counted, parent not a data table
-    assert recorded[("Sales", "Customers")]["rows"] == 200
-    assert (
-        recorded[("Sales", "orders_2025")]["rows"] + recorded[("Sales", "orders_2026")]["rows"]
-        == 1500
-    )
+    # no table counted during the dump: the restore verification counts the archive's rows,
+    # leaf partitions counted, parent not a data table
+    assert manifest["facts"]["table_rows"] == "archive"
+    assert all("rows" not in r for r in recorded.values() if r["kind"] == "r")
+    counted = created["verify"]["archive_rows"]
+    assert counted["Sales.Customers"] == 200
+    assert counted["Sales.orders_2025"] + counted["Sales.orders_2026"] == 1500
+    assert counted['Ünïcode Schema.Tëxt "quoted" Table'] == 3
     assert ("Sales", "orders") not in recorded
+    # a materialized view's rows are not in the archive (a restore refreshes it): counted
+    # in the snapshot
     assert recorded[("Sales", "City Totals")]["kind"] == "m"
+    assert recorded[("Sales", "City Totals")]["rows"] == 4
     assert recorded[("Ünïcode Schema", 'Tëxt "quoted" Table_k_seq')]["last_value"] == 41
     assert manifest["facts"]["large_objects"] == 1
 
@@ -71,6 +76,13 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
     row = catalog_rows(db)[-1]
     assert row[0] == backup_id and row[1] == "verified" and row[2] == "restore"
     assert row[4] == manifest["bytes"]
+    # the catalog row has the total, verify.json every table
+    detail = db.execute(
+        "SELECT detail -> 'verify' FROM maint.backups WHERE id = %s", (backup_id,)
+    ).fetchone()[0]
+    assert "archive_rows" not in detail
+    assert detail["archive_rows_total"] == sum(counted.values())
+    assert detail["archive_tables_counted"] == len(counted)
     # the scratch databases are gone
     left = admin.execute(
         "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgmaint_verify_%'"
@@ -93,7 +105,14 @@ def test_round_trip_custom_format(db, seeded, tmp_path, admin):
         target_dsn = with_dbname(seeded, target)
         restored = _facts(target_dsn)
         assert _user_tables(restored) == _user_tables(_facts(seeded))
-        assert facts.compare(manifest["facts"], restored) == []
+        expected = {
+            **manifest["facts"],
+            "relations": [
+                {**r, "rows": counted[f"{r['schema']}.{r['name']}"]} if r["kind"] == "r" else r
+                for r in manifest["facts"]["relations"]
+            ],
+        }
+        assert facts.compare(expected, restored) == []
         with psycopg.connect(target_dsn) as conn:
             assert (
                 conn.execute(
@@ -170,7 +189,7 @@ def test_directory_format_parallel_with_globals(db, seeded, tmp_path, admin):
     )
     assert code == 0, created
     assert created["status"] == "verified" and created["format"] == "directory"
-    path = tmp_path / db.info.dbname / created["path"].rsplit("/", 1)[1]
+    path = backups_dir(tmp_path, db) / created["path"].rsplit("/", 1)[1]
     manifest = json.loads((path / "manifest.json").read_text())
     names = {f["name"] for f in manifest["files"]}
     assert "database.d/toc.dat" in names and "globals.sql" in names
@@ -205,7 +224,7 @@ def test_list_shows_backups_from_manifests(db, db_dsn, tmp_path):
         )
         assert code == 0
         ids.append(created["id"])
-    (tmp_path / db.info.dbname / ".partial-20200101T000000Z-99").mkdir()
+    (backups_dir(tmp_path, db) / ".partial-20200101T000000Z-99").mkdir()
     code, rows = run_json("backup", "list", "--dir", str(tmp_path), dsn=db_dsn)
     assert code == 0
     by_id = {r["id"]: r for r in rows}
@@ -256,7 +275,7 @@ def test_each_restore_reads_the_toc_and_checks_maint_restore_once(
 ):
     import subprocess
 
-    from orchestrator import backup_runas
+    from orchestrator.backup import runas as backup_runas
 
     db.execute("CREATE TABLE public.t AS SELECT g AS id FROM generate_series(1, 10) g")
     code, created = run_json("backup", "create", "--verify", "none", "--dir", str(tmp_path), dsn=db_dsn)

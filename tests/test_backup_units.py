@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from orchestrator import backup_files as files
-from orchestrator import backup_tools
-from orchestrator.backup_cmd import parse_size
-from orchestrator.backup_tools import child_conninfo, compression_args, redact
+from orchestrator.backup import files
+from orchestrator.backup import tools as backup_tools
+from orchestrator.backup.cmd import parse_size
+from orchestrator.backup.tools import child_conninfo, compression_args, redact
 
 
 def test_compression_specs_follow_pg_dump_versions():
@@ -112,11 +112,15 @@ def test_atomic_json_and_sweep(tmp_path):
     assert good.exists() and foreign.exists()  # never touches what is not ours
 
 
-def test_database_dir_is_path_safe(tmp_path):
-    assert files.database_dir(tmp_path, "app").name == "app"
-    assert "/" not in files.database_dir(tmp_path, "a/../b").name
-    assert files.database_dir(tmp_path, "..").name != ".."
-    assert os.sep not in files.database_dir(tmp_path, "x/y").name
+def test_database_dir_is_path_safe_and_under_the_system_identifier(tmp_path):
+    sysid = "7301234567890123456"
+    assert files.database_dir(tmp_path, "app", sysid) == tmp_path / sysid / "app"
+    assert "/" not in files.database_dir(tmp_path, "a/../b", sysid).name
+    assert files.database_dir(tmp_path, "..", sysid).name != ".."
+    assert os.sep not in files.database_dir(tmp_path, "x/y", sysid).name
+    assert files.legacy_database_dir(tmp_path, "app") == tmp_path / "app"
+    with pytest.raises(ValueError, match="not a system identifier"):
+        files.database_dir(tmp_path, "app", "../x")
 
 
 TOC_TEXT = "\n".join(
@@ -144,8 +148,7 @@ TOC_TEXT = "\n".join(
 
 
 def test_restore_list_leaves_out_cron_event_triggers_privileges_and_precreated_parts():
-    from orchestrator import backup_load as load
-    from orchestrator import backup_toc as toc
+    from orchestrator.backup import load, toc
 
     parsed = toc.parse(TOC_TEXT)
     assert len(parsed.entries) == 16  # comment lines are not entries
@@ -166,7 +169,7 @@ def test_restore_list_leaves_out_cron_event_triggers_privileges_and_precreated_p
 
 
 def test_owners_come_from_the_toc_even_with_spaces_in_names():
-    from orchestrator import backup_toc as toc
+    from orchestrator.backup import toc
 
     parsed = toc.parse(TOC_TEXT)
     roles = {"postgres", "own er2", "owner1", "er2"}
@@ -191,7 +194,7 @@ def test_owners_come_from_the_toc_even_with_spaces_in_names():
 
 
 def test_create_extension_statements_are_parsed_not_executed():
-    from orchestrator.backup_toc import CREATE_EXTENSION, unquote
+    from orchestrator.backup.toc import CREATE_EXTENSION, unquote
 
     text = (
         "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
@@ -204,16 +207,21 @@ def test_create_extension_statements_are_parsed_not_executed():
 
 def test_an_ambiguous_backup_id_is_refused(tmp_path):
     """Ids restart at 1 after the kit is reinstalled: never restore a guess."""
-    from orchestrator.backup_errors import BackupError
-    from orchestrator.backup_verify import locate
+    from orchestrator.backup.errors import BackupError
+    from orchestrator.backup.verify import locate
 
-    dbdir = files.database_dir(tmp_path, "app")
-    for name in ("20260101T000000Z-1", "20260301T000000Z-1", "20260302T000000Z-2"):
+    # one in the layout before system identifiers, two in the current one
+    sysid = "7301234567890123456"
+    for dbdir, name in (
+        (files.legacy_database_dir(tmp_path, "app"), "20260101T000000Z-1"),
+        (files.database_dir(tmp_path, "app", sysid), "20260301T000000Z-1"),
+        (files.database_dir(tmp_path, "app", sysid), "20260302T000000Z-2"),
+    ):
         (dbdir / name).mkdir(parents=True)
         files.write_json_atomic(dbdir / name / files.MANIFEST, {"started_at": "2026-01-01T00:00:00Z"})
-    assert locate(tmp_path, "app", 2).path.name == "20260302T000000Z-2"
+    assert locate(tmp_path, "app", 2, sysid).path.name == "20260302T000000Z-2"
     with pytest.raises(BackupError, match="2 backups of database 'app' have id 1"):
-        locate(tmp_path, "app", 1)
+        locate(tmp_path, "app", 1, sysid)
 
 
 def _piped_tools(tmp_path, script: str):
@@ -231,7 +239,7 @@ def _piped_tools(tmp_path, script: str):
 
 
 def test_a_script_through_psql_loses_only_transaction_timeout(tmp_path):
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     script = ("\\restrict k3y\nSET statement_timeout = 0;\nSET transaction_timeout = 0;\n\n"
               "CREATE TABLE t (v text);\nCOPY t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n"
@@ -247,7 +255,7 @@ def test_a_script_through_psql_loses_only_transaction_timeout(tmp_path):
 def test_a_script_without_restrict_never_reaches_psql(tmp_path):
     """psql would run the archive's meta-commands (\\! is a shell command as the caller):
     only a script that opens with \\restrict is handed to it."""
-    from orchestrator import backup_load
+    from orchestrator.backup import load as backup_load
 
     tools, given = _piped_tools(tmp_path, "SET statement_timeout = 0;\n\\! touch pwned\nCREATE TABLE t ();\n")
     proc = backup_load.pg_restore(tools, tmp_path / "x.dump", "", "dbname=x", {},
@@ -255,3 +263,31 @@ def test_a_script_without_restrict_never_reaches_psql(tmp_path):
     assert proc.returncode == 1
     assert "without \\restrict" in proc.stderr and "17.6" in proc.stderr
     assert not given.exists()
+
+
+def test_copy_rows_are_counted_in_a_script_whatever_the_chunks():
+    """A row is a line (COPY escapes newlines); a block ends with a line \\.; values that
+    look like the end marker are escaped, so they never end a block."""
+    import io
+
+    from orchestrator.backup.facts import count_copy_rows
+
+    script = (
+        b"SET statement_timeout = 0;\n"
+        b'COPY "Sales"."Customers" (id, "Name") FROM stdin;\n'
+        b"1\tline\\nbreak\n2\t\\\\.\n3\t\xc3\xa9\\.\n\\.\n"
+        b"\n"
+        b"COPY public.empty (x) FROM stdin;\n\\.\n"
+        b"COPY public.nocols FROM stdin;\n\n\n\\.\n"
+        b"COPY public.big (v) FROM stdin;\n" + b"x\ty\n" * 50_000 + b"\\.\n"
+        b"\n\\unrestrict abc"
+    )
+
+    class Trickle(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            return super().read(5)
+
+    assert count_copy_rows(io.BytesIO(script)) == [3, 0, 2, 50_000]
+    assert count_copy_rows(Trickle(script)) == [3, 0, 2, 50_000]
+    with pytest.raises(ValueError, match="inside a COPY block"):
+        count_copy_rows(io.BytesIO(b"COPY t (x) FROM stdin;\n1\n"))

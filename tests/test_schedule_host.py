@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from backup_support import backups_dir
 from click.testing import CliRunner
 from health_support import run_one
 from psycopg.rows import dict_row
@@ -194,7 +195,7 @@ def test_crontab_parses_and_its_commands_journal_host_runs(db, db_dsn, tmp_path)
         ("backup", "backup-prune", "host", "succeeded"),
         ("optimize", "optimize", "host", "succeeded"),
     ]
-    assert len(list((backups / db.info.dbname).iterdir())) == 1
+    assert len(list(backups_dir(backups, db).iterdir())) == 1
     by_name = host_jobs(db)
     assert by_name["backup-create"]["last_run_id"] == journal[0]["id"]
     assert by_name["optimize"]["last_status"] == "succeeded"

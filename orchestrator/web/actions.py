@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_verify as verify_mod
 from orchestrator import cleanup, db
+from orchestrator.backup import catalog
+from orchestrator.backup import cmd as backup_cmd
+from orchestrator.backup import verify as verify_mod
 from orchestrator.web import auth
 from orchestrator.web.data import one
 
@@ -67,19 +68,6 @@ def take_sample(conn: psycopg.Connection) -> None:
         raise ActionFailed(f"the size sample failed: {row['error']}")
 
 
-def backup_root(backup: dict[str, Any], configured: Path | None) -> Path:
-    """Where the backup's database directory lives: --backup-dir, else two levels above
-    the path the catalog recorded (<root>/<database>/<backup>)."""
-    if configured is not None:
-        return configured
-    if not backup.get("path"):
-        raise ActionFailed(
-            f"the catalog does not say where backup {backup['id']} was written: "
-            "start the console with --backup-dir"
-        )
-    return Path(backup["path"]).parent.parent
-
-
 def start_verify(
     dsn: str, role: str, password: str, backup: dict[str, Any], level: str, root: Path | None
 ) -> int:
@@ -87,7 +75,6 @@ def start_verify(
     background: a restore can take long, and its run page shows the outcome."""
     if level not in ("read", "restore"):
         raise ActionFailed(f"unknown verification level {level!r}: use read or restore")
-    where = backup_root(backup, root)
     conn = auth.connect(dsn, role, password)
     try:
         run_id = catalog.start_run(
@@ -99,7 +86,7 @@ def start_verify(
     login_dsn = conninfo.make_conninfo(dsn, user=role, password=password, application_name=auth.APPLICATION)
     thread = threading.Thread(
         target=_verify,
-        args=(conn, login_dsn, where, backup["id"], level, run_id),
+        args=(conn, login_dsn, root, backup["id"], level, run_id),
         name=f"verify-{backup['id']}",
         daemon=True,
     )
@@ -107,10 +94,13 @@ def start_verify(
     return run_id
 
 
-def _verify(conn: psycopg.Connection, dsn: str, root: Path, backup_id: int, level: str, run_id: int) -> None:
+def _verify(
+    conn: psycopg.Connection, dsn: str, root: Path | None, backup_id: int, level: str, run_id: int
+) -> None:
     try:
         try:
-            entry = verify_mod.locate(root, conn.info.dbname, backup_id)
+            # where the catalog says it was written, or under --backup-dir
+            entry = backup_cmd.find_backup(conn, backup_id, root, None)
             result = verify_mod.verify(conn, dsn, entry, level, run_id=run_id)
         except BaseException as exc:  # journaled as failed: the run page says why
             catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)

@@ -362,6 +362,20 @@ BEGIN
 END
 $$;
 
+-- maint.backup_system_identifier() -> text
+--   This server's system identifier (pg_control_system()), in decimal: the directory that
+--   holds its backups (<root>/<system identifier>/<database>/), so two servers that each
+--   have a database `app` never share one. A standby has its primary's identifier: its
+--   backups are the same cluster's.
+CREATE OR REPLACE FUNCTION maint.backup_system_identifier()
+    RETURNS text
+    LANGUAGE sql
+    STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() AS s
+$$;
+
 COMMENT ON FUNCTION maint._backup_check_detail(jsonb, text) IS 'Internal: a detail document must be a JSON object';
 COMMENT ON FUNCTION maint.backup_start(bigint, text, jsonb) IS 'Open a running row in the backup catalog for a backup run';
 COMMENT ON FUNCTION maint.backup_progress(bigint, bigint, text, text) IS 'Record the path and pg_dump version of a running backup';
@@ -369,6 +383,7 @@ COMMENT ON FUNCTION maint.backup_finish(bigint, bigint, text, bigint, text, text
 COMMENT ON FUNCTION maint.backup_record_verification(bigint, bigint, text, text, boolean, text, jsonb) IS 'Record the outcome of a backup verification (verified or failed)';
 COMMENT ON FUNCTION maint.backup_mark_pruned(bigint, bigint, text) IS 'Note that retention deleted the files of a backup';
 COMMENT ON FUNCTION maint.backup_fail_stale(bigint) IS 'Mark running backups whose run ended as failed (abandoned)';
+COMMENT ON FUNCTION maint.backup_system_identifier() IS 'This server''s system identifier: the directory of its backups';
 
 GRANT EXECUTE ON FUNCTION
     maint.backup_start(bigint, text, jsonb),
@@ -378,3 +393,5 @@ GRANT EXECUTE ON FUNCTION
     maint.backup_mark_pruned(bigint, bigint, text),
     maint.backup_fail_stale(bigint)
 TO maint_admin;
+
+GRANT EXECUTE ON FUNCTION maint.backup_system_identifier() TO maint_monitor;

@@ -24,7 +24,7 @@ from optimize_support import run_json as optimize_json
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from orchestrator import backup_tools
+from orchestrator.backup import tools as backup_tools
 
 # the unknown verdicts a test server may give for reasons other than the version
 LEGITIMATE_UNKNOWN = {

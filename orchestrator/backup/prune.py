@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import backup_files as files
+from orchestrator.backup import files
 
 
 @dataclass
@@ -56,12 +56,17 @@ def files_size(path: Path) -> int:
 
 
 def plan(
-    dbdir: Path, keep_last: int | None, keep_days: float | None, now: float | None = None
+    dirs: Path | list[Path],
+    keep_last: int | None,
+    keep_days: float | None,
+    now: float | None = None,
 ) -> PrunePlan:
+    """The plan for the backups in ``dirs`` (a database's directories in both layouts),
+    counted together."""
     if keep_last is None and keep_days is None:
         raise ValueError("say what to keep: --keep-last N and/or --keep-days D")
     now = time.time() if now is None else now
-    entries = files.scan(dbdir)
+    entries = files.scan_all([dirs] if isinstance(dirs, Path) else dirs)
     good = [e for e in entries if is_good(e)]
     out = PrunePlan()
     for e in entries:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.backup_errors import BackupError
-from orchestrator.backup_tools import ClientTools
+from orchestrator.backup.errors import BackupError
+from orchestrator.backup.tools import ClientTools
 
 LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 # a plain or double-quoted SQL identifier, as pg_dump writes them

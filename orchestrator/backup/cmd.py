@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 preflight refused, 4 another run holds the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import psycopg
@@ -23,19 +24,21 @@ from psycopg import conninfo
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_files as files
-from orchestrator import backup_prune as prune_mod
-from orchestrator import backup_restore as restore_mod
-from orchestrator import backup_runas as runas
-from orchestrator import backup_verify as verify_mod
 from orchestrator import db
-from orchestrator.backup_create import CreateOptions, CreateResult, create
-from orchestrator.backup_errors import VerificationFailed
-from orchestrator.backup_tools import APPLICATION_NAME
+from orchestrator.backup import catalog, files, runas
+from orchestrator.backup import prune as prune_mod
+from orchestrator.backup.create import CreateOptions, CreateResult, create
+from orchestrator.backup.errors import BackupError, VerificationFailed
+from orchestrator.backup.tools import APPLICATION_NAME
 from orchestrator.output import console, emit, human_bytes, settings, table
 from orchestrator.schedule_host import job_option
 from orchestrator.schedule_windows import host_gate, override_option
+
+if TYPE_CHECKING:
+    from orchestrator.backup import verify as verify_mod
+
+# verify and restore (with their loader and hand-back) are imported by the commands that
+# use them: `backup create` starts sooner without them
 
 DIR_ENV = "PGMAINT_BACKUP_DIR"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
@@ -52,12 +55,12 @@ def backup_root(directory: Path | None) -> Path:
     return (directory or Path(os.environ.get(DIR_ENV) or "backups")).resolve()
 
 
-def source_database(dsn: str, database: str | None) -> str:
-    """The database whose backups we look at: --database, the DSN's, or libpq's."""
-    if database:
-        return database
-    with db.connection(dsn) as conn:
-        return conn.info.dbname
+def source_database(dsn: str, database: str | None) -> tuple[str, str]:
+    """The database whose backups we look at (--database, the DSN's, or libpq's) and the
+    system identifier of the server the DSN points at."""
+    with db.connection(dsn, application_name=APPLICATION_NAME) as conn:
+        catalog.require_kit(conn)
+        return database or conn.info.dbname, catalog.system_identifier(conn)
 
 
 dir_option = click.option(
@@ -65,7 +68,8 @@ dir_option = click.option(
     "directory",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help=f"Backup directory (default: ${DIR_ENV}, else ./backups); one subdirectory per database.",
+    help=f"Backup directory (default: ${DIR_ENV}, else ./backups); one subdirectory per server "
+    "(system identifier) and database.",
 )
 database_option = click.option(
     "--database", default=None, help="Whose backups (default: the database --dsn connects to)."
@@ -194,7 +198,7 @@ def create_cmd(
     host_gate(ctx, "backup_create", override_window)
     if jobs > 1 and fmt != "directory":
         raise click.UsageError("--jobs needs --format directory")
-    from orchestrator.backup_tools import compression_args
+    from orchestrator.backup.tools import compression_args
 
     try:
         compression_args(compress, 99)  # syntax only; the version check comes later
@@ -240,7 +244,10 @@ def _create_data(r: CreateResult) -> dict[str, Any]:
         "compression": m["compression"],
         "jobs": m["jobs"],
         "tables": sum(1 for x in m["facts"]["relations"] if x["kind"] != "S"),
-        "rows": sum(x.get("rows", 0) for x in m["facts"]["relations"]),
+        # the tables' rows are counted by a restore verification, not during the dump
+        "rows": None
+        if any(x["kind"] == "r" and "rows" not in x for x in m["facts"]["relations"])
+        else sum(x.get("rows", 0) for x in m["facts"]["relations"]),
         "large_objects": m["facts"]["large_objects"],
         "timings": m["timings"],
         "throughput_mb_s": m["throughput_mb_s"],
@@ -259,8 +266,9 @@ def _report_create(ctx: click.Context, r: CreateResult) -> None:
             out.print(f"swept {len(r.swept)} leftover(s) of earlier runs: {', '.join(r.swept)}")
         out.print(
             f"[green]backup {r.backup_id}[/] of {r.database!r}: {human_bytes(r.bytes)} "
-            f"({data['compression']}, {data['tables']} tables, {data['rows']} rows, "
-            f"{data['large_objects']} large objects) in {r.seconds:.1f}s -> {r.path}"
+            f"({data['compression']}, {data['tables']} tables, "
+            + ("" if data["rows"] is None else f"{data['rows']} rows, ")
+            + f"{data['large_objects']} large objects) in {r.seconds:.1f}s -> {r.path}"
         )
         for w in data["warnings"]:
             out.print(f"[yellow]pg_dump[/]: {w}")
@@ -285,7 +293,7 @@ def _render_verify(out: Console, v: verify_mod.VerifyResult) -> None:
 @click.argument("backup_id", type=int, required=False)
 @click.option("--latest", is_flag=True, help="The newest backup (the default without ID).")
 @click.option(
-    "--level", type=click.Choice(list(verify_mod.LEVELS)), default="read", show_default=True
+    "--level", type=click.Choice(list(catalog.VERIFY_LEVELS)), default="read", show_default=True
 )
 @click.option(
     "--jobs",
@@ -319,7 +327,15 @@ def verify_cmd(
             conn, catalog.VERIFY_TASK, {"backup_id": backup_id, "latest": backup_id is None, "level": level}
         )
         try:
-            entry = verify_mod.locate(backup_root(directory), conn.info.dbname, backup_id)
+            from orchestrator.backup import verify as verify_mod
+
+            entry = (
+                find_backup(conn, backup_id, directory, None)
+                if backup_id is not None
+                else verify_mod.locate(
+                    backup_root(directory), conn.info.dbname, None, catalog.system_identifier(conn)
+                )
+            )
             with _cleanup_on_sigterm():
                 result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs, run_id=run_id)
         except BaseException as exc:
@@ -361,11 +377,11 @@ def list_cmd(
 ) -> None:
     """Backups of the database, from their manifests (newest last)."""
     s = settings(ctx)
-    name = source_database(s.dsn, database)
-    dbdir = files.database_dir(backup_root(directory), name)
+    name, system_identifier = source_database(s.dsn, database)
+    dbdir, legacy = files.database_dirs(backup_root(directory), name, system_identifier)
     now = time.time()
     rows = []
-    for e in files.scan(dbdir):
+    for e in files.scan_all([dbdir, legacy]):
         if not e.is_backup and not garbage:
             continue
         m = e.manifest or {}
@@ -394,6 +410,11 @@ def list_cmd(
                 "reason": e.reason,
             }
         )
+    title = f"backups of {name!r} in {dbdir}" + (
+        f" and {legacy} (written before the layout had the server's system identifier)"
+        if any(Path(r["path"]).parent == legacy for r in rows)
+        else ""
+    )
 
     def render(out: Console) -> None:
         if not rows:
@@ -402,7 +423,7 @@ def list_cmd(
         cols = ["id", "status", "started_at", "age", "format", "size", "verified", "path"]
         out.print(
             table(
-                f"backups of {name!r} in {dbdir}",
+                title,
                 cols,
                 (
                     [
@@ -413,7 +434,9 @@ def list_cmd(
                         r["format"],
                         human_bytes(r["bytes"]),
                         r["verified"] and f"{r['verified']} {r['verified_at']}",
-                        Path(r["path"]).name + (f" ({r['reason']})" if r["reason"] else ""),
+                        (str(Path(r["path"]).relative_to(dbdir.parent.parent))
+                         if Path(r["path"]).parent == legacy else Path(r["path"]).name)
+                        + (f" ({r['reason']})" if r["reason"] else ""),
                     ]
                     for r in rows
                 ),
@@ -465,10 +488,13 @@ def prune_cmd(
             conn,
             catalog.TASK,
             {"prune": True, "keep_last": keep_last, "keep_days": keep_days, "execute": execute},
+            dry_run=not execute,
         )
         try:
-            dbdir = files.database_dir(backup_root(directory), conn.info.dbname)
-            p = prune_mod.plan(dbdir, keep_last, keep_days)
+            dirs = files.database_dirs(
+                backup_root(directory), conn.info.dbname, catalog.system_identifier(conn)
+            )
+            p = prune_mod.plan(dirs, keep_last, keep_days)
             if execute:
                 prune_mod.execute(p)
                 for item in p.delete:
@@ -484,6 +510,9 @@ def prune_cmd(
             {
                 "deleted": len(p.delete) if execute else 0,
                 "garbage": len(p.garbage) if execute else 0,
+                "would_delete": 0 if execute else len(p.delete),
+                "would_remove_garbage": 0 if execute else len(p.garbage),
+                "freed_bytes": p.freed_bytes if execute else 0,
             },
         )
     data = {
@@ -549,8 +578,44 @@ def restore_cmd(
     """
     s = settings(ctx)
     with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
-        entry = verify_mod.locate(backup_root(directory), database or conn.info.dbname, backup_id)
-        r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs, owner=owner)
+        catalog.require_kit(conn)
+        run_id = catalog.start_run(
+            conn,
+            catalog.RESTORE_TASK,
+            {
+                "backup_id": backup_id,
+                "into": into,
+                "force": force,
+                "jobs": jobs,
+                "owner": owner,
+                "dir": None if directory is None else str(backup_root(directory)),
+                "database": database,
+            },
+        )
+        try:
+            entry = find_backup(conn, backup_id, directory, database)
+            from orchestrator.backup import restore as restore_mod
+
+            r = restore_mod.restore(conn, s.dsn, entry, into, force=force, jobs=jobs, owner=owner)
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):  # the error that failed it comes first
+                catalog.finish_run(conn, run_id, False, {"backup_id": backup_id, "into": into},
+                                   str(exc) or type(exc).__name__)
+            raise
+        catalog.finish_run(
+            conn,
+            run_id,
+            True,
+            {
+                "backup_id": r.backup_id,
+                "path": str(entry.path),
+                "into": r.database,
+                "seconds": round(r.seconds, 3),
+                "globals_restored": r.globals_restored,
+                "handed_over": sum(r.owners.values()),
+                "kept": len(r.kept),
+            },
+        )
 
     def render(out: Console) -> None:
         out.print(
@@ -574,6 +639,52 @@ def restore_cmd(
     emit(ctx, asdict(r), render)
 
 
+def find_backup(
+    conn: psycopg.Connection, backup_id: int, directory: Path | None, database: str | None
+) -> files.Entry:
+    """Backup ``backup_id`` (to verify or restore; the web console's "verify now" too): from
+    --dir (or its default) when given or when the catalog of this database does not know the
+    backup; else where the catalog says it was written."""
+    source = database or conn.info.dbname
+    row = catalog.get(conn, backup_id) if directory is None and source == conn.info.dbname else None
+    if row is None or not row.get("path"):
+        root = backup_root(directory)
+        try:
+            from orchestrator.backup import verify as verify_mod
+
+            return verify_mod.locate(root, source, backup_id, catalog.system_identifier(conn))
+        except BackupError as exc:
+            if directory is not None or not str(exc).startswith("no backup with id"):
+                raise
+            raise BackupError(
+                f"backup {backup_id} is not in the catalog of database {conn.info.dbname!r} "
+                f"(maint.backups) and not in {root}; give the directory it was written to with --dir"
+            ) from exc
+    path = Path(row["path"])
+    detail = row.get("detail") or {}
+    if row["status"] == "running":
+        raise BackupError(f"backup {backup_id} is still running (or its run died): nothing to restore yet")
+    if row["status"] == "failed" and not row.get("manifest_sha256"):
+        raise BackupError(
+            f"backup {backup_id} failed before its dump was complete ({row.get('error')}): nothing to restore"
+        )
+    if detail.get("pruned_at") and not path.exists():
+        raise BackupError(
+            f"backup {backup_id} was pruned at {detail['pruned_at']}: its files in {path} are gone"
+        )
+    entry = files.entry_at(path)
+    if entry is None:
+        raise BackupError(
+            f"the files of backup {backup_id} are gone: {path} (from maint.backups) does not exist; "
+            "if they were moved, give their directory with --dir"
+        )
+    if not entry.is_backup:
+        raise BackupError(f"backup {backup_id} in {path} is not usable: {entry.reason}")
+    if entry.backup_id != backup_id or (entry.manifest or {}).get("id") != backup_id:
+        raise BackupError(f"{path} holds backup {entry.backup_id}, not {backup_id}; give --dir")
+    return entry
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 
@@ -592,7 +703,7 @@ def demo_section(conn: psycopg.Connection, out: Console) -> None:
     data = _create_data(r)
     out.print(
         f"backup {r.backup_id}: {human_bytes(r.bytes)}, {data['tables']} tables, "
-        f"{data['rows']} rows, in {r.seconds:.1f}s -> {r.path}"
+        f"in {r.seconds:.1f}s -> {r.path}"
     )
     if r.verify is not None:
         _render_verify(out, r.verify)
@@ -619,7 +730,8 @@ def demo_section(conn: psycopg.Connection, out: Console) -> None:
             ],
         )
     )
-    p = prune_mod.plan(files.database_dir(root, r.database), keep_last=3, keep_days=None)
+    dirs = files.database_dirs(root, r.database, r.manifest["system_identifier"])
+    p = prune_mod.plan(dirs, keep_last=3, keep_days=None)
     prune_mod.execute(p)
     if p.delete:
         out.print(f"pruned {len(p.delete)} older demo backup(s) (keep-last 3)")

@@ -3,7 +3,9 @@
 Order of work (each step's failure leaves no backup behind and a 'failed' catalog row):
 lock (maint.run_start) → sweep leftovers → catalog row → pick pg_dump → free-space
 preflight → maint_restore preflight (``--verify restore``) → export snapshot → start
-pg_dump on it → count rows / read sequences in the same snapshot while pg_dump runs →
+pg_dump on it → read sequences, materialized views' row counts and object counts in the
+same snapshot while pg_dump runs (the tables' rows are counted by a restore verification,
+in the archive: counting them here competed with pg_dump for the CPU) →
 wait → globals → hash + fsync → rename into place → manifest last → catalog
 'completed' → optional verification.
 """
@@ -11,6 +13,7 @@ wait → globals → hash + fsync → rename into place → manifest last → ca
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import subprocess
 import threading
 import time
@@ -21,13 +24,10 @@ from typing import Any
 
 import psycopg
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_facts as facts
-from orchestrator import backup_files as files
-from orchestrator import backup_runas as runas
 from orchestrator import db
-from orchestrator.backup_errors import BackupError, PreflightRefused
-from orchestrator.backup_tools import (
+from orchestrator.backup import catalog, facts, files, runas
+from orchestrator.backup.errors import BackupError, PreflightRefused
+from orchestrator.backup.tools import (
     APPLICATION_NAME,
     ClientTools,
     child_conninfo,
@@ -82,9 +82,10 @@ def _tree_bytes(path: Path) -> int:
     return total
 
 
-def estimate_bytes(dbdir: Path, database_size: int) -> tuple[int, str]:
-    """How much space the next backup of this database may need, and why."""
-    good = [e for e in files.scan(dbdir) if e.is_backup]
+def estimate_bytes(dirs: list[Path], database_size: int) -> tuple[int, str]:
+    """How much space the next backup of this database may need, and why (``dirs``: where
+    its earlier backups are, both layouts)."""
+    good = [e for e in files.scan_all(dirs) if e.is_backup]
     if good:
         last = good[-1].manifest or {}
         size = int(last.get("bytes", 0))
@@ -92,8 +93,9 @@ def estimate_bytes(dbdir: Path, database_size: int) -> tuple[int, str]:
     return database_size, f"the database size ({database_size} bytes; no previous backup)"
 
 
-def check_space(dbdir: Path, database_size: int, reserve: int) -> dict[str, Any]:
-    need, why = estimate_bytes(dbdir, database_size)
+def check_space(dirs: list[Path], database_size: int, reserve: int) -> dict[str, Any]:
+    dbdir = dirs[0]
+    need, why = estimate_bytes(dirs, database_size)
     free = files.free_bytes(dbdir)
     if free < need + reserve:
         raise PreflightRefused(
@@ -123,6 +125,37 @@ class _Stderr(threading.Thread):
     def run(self) -> None:
         for line in self.stream:
             self.lines.append(line.rstrip("\n"))
+
+
+class _Background(threading.Thread):
+    """Work that runs while the run does other things (opening the snapshot's connection,
+    probing the client programs), in the caller's context (the kit guard of db.connect)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self._fn, self._context = fn, contextvars.copy_context()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._context.run(self._fn)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def discard(self, close: Callable[[Any], None]) -> None:
+        """Wait for it and clean up what it made, if it is not taken."""
+        self.join()
+        if self._value is not None:
+            with contextlib.suppress(Exception):
+                close(self._value)
 
 
 def _lock_holders(conn: psycopg.Connection) -> str:
@@ -161,7 +194,15 @@ def create(opts: CreateOptions, progress: Progress | None = None) -> CreateResul
     if opts.jobs > 1 and opts.fmt != "directory":
         raise ValueError("--jobs needs --format directory (pg_dump dumps in parallel only there)")
     t0 = time.monotonic()
-    lock_conn = db.connect(opts.dsn, application_name=APPLICATION_NAME)
+    # the snapshot's connection (connect and the kit's trust check) opens meanwhile
+    snap = _Background(
+        lambda: db.connect(opts.dsn, autocommit=False, application_name=APPLICATION_NAME)
+    )
+    try:
+        lock_conn = db.connect(opts.dsn, application_name=APPLICATION_NAME)
+    except BaseException:
+        snap.discard(lambda c: c.close())
+        raise
     try:
         catalog.require_kit(lock_conn)
         database = lock_conn.info.dbname
@@ -177,7 +218,7 @@ def create(opts: CreateOptions, progress: Progress | None = None) -> CreateResul
             },
         )
         try:
-            result = _create_locked(lock_conn, run_id, database, opts, t0, progress)
+            result = _create_locked(lock_conn, run_id, database, opts, t0, progress, snap)
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error):
                 catalog.finish_run(lock_conn, run_id, False, {}, str(exc) or type(exc).__name__)
@@ -194,6 +235,7 @@ def create(opts: CreateOptions, progress: Progress | None = None) -> CreateResul
         )
         return result
     finally:
+        snap.discard(lambda c: c.close())
         lock_conn.close()
 
 
@@ -204,8 +246,13 @@ def _create_locked(
     opts: CreateOptions,
     t0: float,
     progress: Progress | None,
+    snap: _Background,
 ) -> CreateResult:
-    dbdir = files.database_dir(opts.root, database)
+    server_version = conn.info.server_version
+    tools_probe = _Background(lambda: find_tools(server_version))
+    system_identifier = catalog.system_identifier(conn)
+    dirs = files.database_dirs(opts.root, database, system_identifier)
+    dbdir = dirs[0]
     dbdir.mkdir(parents=True, exist_ok=True)
     swept = files.sweep(dbdir)
     abandoned = catalog.fail_stale(conn, run_id)
@@ -220,7 +267,7 @@ def _create_locked(
             "SELECT pg_catalog.set_config('lock_timeout', %s, false)", (opts.lock_wait_timeout,)
         )
         conn.execute("RESET lock_timeout")
-        tools = find_tools(conn.info.server_version)
+        tools: ClientTools = tools_probe.result()
         catalog.progress(conn, run_id, backup_id, pg_dump_version=tools.version)
         compress_args, compress_name = compression_args(
             opts.compress, tools.major, compression_methods(tools)
@@ -234,13 +281,13 @@ def _create_locked(
                 "grant pg_read_all_data (PostgreSQL 14+) or SELECT on them, or back up as "
                 "their owner or a superuser"
             )
-        space = check_space(dbdir, int(props["size_bytes"]), opts.reserve_bytes)
+        space = check_space(dirs, int(props["size_bytes"]), opts.reserve_bytes)
         if opts.verify == "restore":
             # refused now rather than after a dump that could then not be verified; the
             # verification checks the role again (a dump may take hours)
             runas.check_role(conn)
         partial.mkdir(mode=0o700)  # dumps hold all the data: owner only
-        manifest = _dump(conn, opts, tools, compress_args, partial, progress)
+        manifest = _dump(conn, opts, tools, compress_args, partial, progress, snap)
         if opts.with_globals:
             if progress:
                 progress("globals", _tree_bytes(partial))
@@ -258,6 +305,7 @@ def _create_locked(
                 "format_version": MANIFEST_VERSION,
                 "id": backup_id,
                 "database": database,
+                "system_identifier": system_identifier,
                 "status": "completed",
                 "started_at": _iso(started),
                 "finished_at": _iso(finished),
@@ -314,7 +362,7 @@ def _create_locked(
         backup_id, database, final, total, time.monotonic() - t0, manifest, swept, abandoned
     )
     if opts.verify != "none":
-        from orchestrator import backup_verify
+        from orchestrator.backup import verify as backup_verify
 
         if progress:
             progress(f"verifying ({opts.verify})", total)
@@ -335,6 +383,7 @@ def _ordered(manifest: dict[str, Any]) -> dict[str, Any]:
         "format_version",
         "id",
         "database",
+        "system_identifier",
         "status",
         "started_at",
         "finished_at",
@@ -367,22 +416,23 @@ def _dump(
     compress_args: list[str],
     partial: Path,
     progress: Progress | None,
+    opening: _Background,
 ) -> dict[str, Any]:
     """Run pg_dump on an exported snapshot and read the facts from that same snapshot."""
     target = partial / DUMP_NAMES[opts.fmt]
     target_conninfo, env = child_conninfo(opts.dsn, conn.info.dbname)
-    snap = db.connect(opts.dsn, autocommit=False, application_name=APPLICATION_NAME)
+    snap: psycopg.Connection = opening.result()
     proc: subprocess.Popen[str] | None = None
     try:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
-        snap.execute(
-            "SELECT pg_catalog.set_config('lock_timeout', %s, true)", (opts.lock_wait_timeout,)
-        )
-        snap.execute("SELECT pg_catalog.set_config('statement_timeout', '0', true)")
-        snap.execute("SELECT pg_catalog.set_config('max_parallel_workers_per_gather', '0', true)")
-        snapshot = snap.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
-        rels = facts.relations(snap)
+        snapshot = snap.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, true),"
+            "       pg_catalog.set_config('statement_timeout', '0', true),"
+            "       pg_catalog.set_config('max_parallel_workers_per_gather', '0', true),"
+            "       pg_catalog.pg_export_snapshot()",
+            (opts.lock_wait_timeout,),
+        ).fetchone()[3]  # type: ignore[index]
         args = [
             tools.path("pg_dump"),
             f"--format={opts.fmt}",
@@ -408,11 +458,14 @@ def _dump(
         err.start()
         if progress:
             progress("dumping", 0)
-        # counted in the exporting transaction, while pg_dump works on the same snapshot;
-        # serially (no parallel workers): pg_dump needs the other cores
+        rels = facts.relations(snap)  # the same snapshot as pg_dump's
+        # read in the exporting transaction, while pg_dump works on the same snapshot;
+        # serially (no parallel workers): pg_dump needs the other cores. Tables are not
+        # counted (a restore verification counts their rows in the archive); materialized
+        # views are, as a restore refreshes them: their rows are not in the archive
         try:
             tf = time.monotonic()
-            facts.count_rows(snap, rels)
+            facts.count_rows(snap, rels, kinds="mS")
             objects = facts.object_counts(snap)
             facts_seconds = time.monotonic() - tf
         except psycopg.Error as exc:
@@ -432,11 +485,11 @@ def _dump(
                     f": {_lock_holders(conn) or db.error_line(exc)}"
                 ) from exc
             raise
-        while proc.poll() is None:
-            if progress:
-                progress("dumping", _tree_bytes(target))
+        while progress and proc.poll() is None:
+            progress("dumping", _tree_bytes(target))
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.5)
+        proc.wait()
         dump_seconds = time.monotonic() - td
         err.join(5)
         if proc.returncode != 0:
@@ -461,6 +514,8 @@ def _dump(
             "facts_seconds": round(facts_seconds, 3),
         },
         "facts": {
+            # tables have no "rows": verify counts them in the archive
+            "table_rows": "archive",
             "relations": rels,
             "objects": objects,
             "large_objects": objects.get("large objects", 0),

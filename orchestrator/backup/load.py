@@ -30,12 +30,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orchestrator import backup_owners as owners
-from orchestrator import backup_runas as runas
-from orchestrator import backup_toc as toc_mod
 from orchestrator import db
-from orchestrator.backup_errors import BackupError
-from orchestrator.backup_tools import APPLICATION_NAME, ClientTools
+from orchestrator.backup import owners, runas
+from orchestrator.backup import toc as toc_mod
+from orchestrator.backup.errors import BackupError
+from orchestrator.backup.tools import APPLICATION_NAME, ClientTools
 
 
 @dataclass

@@ -1,10 +1,15 @@
 """Files on disk: the backup directory layout, hashing, fsync and atomic writes.
 
-Layout: ``<root>/<database>/<UTC timestamp>-<id>/`` holds the dump (``database.dump``
-or ``database.d/``), optionally ``globals.sql``, then ``manifest.json``, written last.
-While pg_dump runs everything lives in ``<root>/<database>/.partial-<timestamp>-<id>/``
-on the same filesystem and is renamed into place once complete and synced. A directory
-without a manifest is not a backup: it is garbage, swept by the next run.
+Layout: ``<root>/<system identifier>/<database>/<UTC timestamp>-<id>/`` holds the dump
+(``database.dump`` or ``database.d/``), optionally ``globals.sql``, then ``manifest.json``,
+written last. The server's system identifier (``maint.backup_system_identifier()``) keeps
+two servers that each have a database ``app`` apart. While pg_dump runs everything lives in
+``.partial-<timestamp>-<id>/`` next to the final directory, on the same filesystem, and is
+renamed into place once complete and synced. A directory without a manifest is not a
+backup: it is garbage, swept by the next run.
+
+Backups written before the system identifier was part of the layout live in
+``<root>/<database>/``: they are still read (list, verify, restore, prune), never written.
 """
 
 from __future__ import annotations
@@ -26,12 +31,30 @@ PARTIAL_PREFIX = ".partial-"
 NAME_RE = re.compile(r"^(\d{8}T\d{6}Z)-(\d+)$")
 
 
-def database_dir(root: Path, database: str) -> Path:
-    """Per-database directory; the name is kept readable but made path-safe."""
+def _safe_name(database: str) -> str:
+    """A database name as a directory name: kept readable but made path-safe."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02X}", database)
     if safe in (".", ".."):
         safe = safe.replace(".", "%2E")
-    return root / safe
+    return safe
+
+
+def database_dir(root: Path, database: str, system_identifier: str) -> Path:
+    """Where new backups of ``database`` on the server ``system_identifier`` go."""
+    if not system_identifier.isdigit():
+        raise ValueError(f"not a system identifier: {system_identifier!r}")
+    return root / system_identifier / _safe_name(database)
+
+
+def legacy_database_dir(root: Path, database: str) -> Path:
+    """The directory of backups written before the layout had the system identifier."""
+    return root / _safe_name(database)
+
+
+def database_dirs(root: Path, database: str, system_identifier: str) -> list[Path]:
+    """Every directory that may hold backups of ``database``: the current layout's, then
+    the older one's."""
+    return [database_dir(root, database, system_identifier), legacy_database_dir(root, database)]
 
 
 def backup_name(started_epoch: float, backup_id: int) -> str:
@@ -154,6 +177,20 @@ def scan(dbdir: Path) -> list[Entry]:
         entries.append(Entry(path, backup_id, manifest, verify, None))
     entries.sort(key=lambda e: ((e.manifest or {}).get("started_at", ""), e.path.name))
     return entries
+
+
+def scan_all(dirs: list[Path]) -> list[Entry]:
+    """:func:`scan` of several directories (both layouts), oldest first."""
+    entries = [e for d in dirs for e in scan(d)]
+    entries.sort(key=lambda e: ((e.manifest or {}).get("started_at", ""), e.path.name))
+    return entries
+
+
+def entry_at(path: Path) -> Entry | None:
+    """The backup (or garbage) at ``path``; None when there is nothing there."""
+    if not path.is_dir():
+        return None
+    return next((e for e in scan(path.parent) if e.path == path), None)
 
 
 def remove(path: Path) -> None:

@@ -7,15 +7,19 @@ Levels, each including the cheaper checks before it:
   read     + ``pg_restore -f /dev/null``: every data block read and decompressed;
   restore  list + a restore into a scratch database created with the source's encoding
            and locale (``--exit-on-error``), run as the unprivileged role maint_restore
-           (orchestrator.backup_load), then row counts, sequence values and object counts,
+           (orchestrator.backup.load), then row counts, sequence values and object counts,
            read as maint_restore too, compared with the manifest. The scratch database is
-           always dropped.
+           always dropped. The tables' expected row counts are counted in the archive's
+           data (pg_dump wrote it from the backup's snapshot; :func:`archive_rows`) when the
+           manifest has none (``backup create`` no longer counts them during the dump).
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -25,17 +29,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orchestrator import backup_catalog as catalog
-from orchestrator import backup_facts as facts
-from orchestrator import backup_files as files
-from orchestrator import backup_load as load_mod
-from orchestrator import backup_runas as runas
-from orchestrator import backup_toc as toc_mod
 from orchestrator import db
-from orchestrator.backup_errors import BackupError, PreflightRefused
-from orchestrator.backup_tools import ClientTools, find_tools
+from orchestrator.backup import catalog, facts, files, runas
+from orchestrator.backup import load as load_mod
+from orchestrator.backup import toc as toc_mod
+from orchestrator.backup.errors import BackupError, PreflightRefused
+from orchestrator.backup.tools import ClientTools, find_tools
 
-LEVELS = ("list", "read", "restore")
+LEVELS = catalog.VERIFY_LEVELS
 
 
 @dataclass
@@ -49,6 +50,9 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     at: str = ""
+    # restore level: "schema.name" -> rows of each table as counted in the archive
+    # (verify.json only; the catalog row gets the total)
+    archive_rows: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.ok:
@@ -60,10 +64,12 @@ class VerifyResult:
         )
 
 
-def locate(root: Path, database: str, backup_id: int | None) -> files.Entry:
-    """The backup with this id, or the newest one (``None``)."""
-    dbdir = files.database_dir(root, database)
-    entries = files.scan(dbdir)
+def locate(root: Path, database: str, backup_id: int | None, system_identifier: str) -> files.Entry:
+    """The backup with this id, or the newest one (``None``), of ``database`` on the server
+    ``system_identifier``; backups in the layout before system identifiers count too."""
+    dirs = files.database_dirs(root, database, system_identifier)
+    dbdir = dirs[0]
+    entries = files.scan_all(dirs)
     if backup_id is None:
         good = [e for e in entries if e.is_backup]
         if not good:
@@ -205,9 +211,9 @@ def restore_and_compare(
     entry: files.Entry,
     jobs: int,
     toc: toc_mod.Toc,
-) -> tuple[list[str], list[str]]:
-    """(problems, notes) of a test restore into a scratch database, which is always
-    dropped; ``toc`` is the archive's table of contents."""
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """(problems, notes, the tables' rows counted in the archive) of a test restore into a
+    scratch database, which is always dropped; ``toc`` is the archive's table of contents."""
     assert entry.manifest is not None
     me = runas.check_role(conn)
     prefix = scratch_prefix(conn)
@@ -219,10 +225,10 @@ def restore_and_compare(
                 notes.append(f"dropped {len(swept)} scratch database(s) of an earlier run")
         name = f"{prefix}{entry.manifest['id']}_{secrets.token_hex(3)}"
         try:
-            problems, more = _restore_compare(conn, dsn, tools, entry, jobs, name, me, toc)
+            problems, more, counted = _restore_compare(conn, dsn, tools, entry, jobs, name, me, toc)
         finally:
             drop_database(conn, name)
-        return problems, notes + more
+        return problems, notes + more, counted
 
 
 def _unforce_row_security(scratch: psycopg.Connection) -> None:
@@ -262,10 +268,26 @@ def _restore_compare(
     name: str,
     me: runas.Caller,
     toc: toc_mod.Toc,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], dict[str, int]]:
     """Restore as maint_restore and read the scratch database's facts as maint_restore."""
     assert entry.manifest is not None
     props = entry.manifest["database_properties"]
+    expected = dict(entry.manifest["facts"])
+    counted: dict[str, int] = {}
+    if any(r["kind"] == "r" and "rows" not in r for r in expected["relations"]):
+        # the snapshot's table rows as pg_dump wrote them: counted in the archive
+        try:
+            in_archive = archive_rows(tools, archive_path(entry), toc)
+        except BackupError as exc:
+            return [str(exc)], [], {}
+        relations = []
+        for r in expected["relations"]:
+            if r["kind"] == "r" and "rows" not in r:
+                r = {**r, "rows": in_archive.get(r["oid"])}
+                if r["rows"] is not None:
+                    counted[f"{r['schema']}.{r['name']}"] = r["rows"]
+            relations.append(r)
+        expected["relations"] = relations
     try:
         with load_mod.load(
             conn, dsn, tools, archive_path(entry), name, props, me=me, toc=toc, jobs=jobs
@@ -274,9 +296,9 @@ def _restore_compare(
                 actual = _scratch_facts(loaded.login, name)
             except psycopg.Error as exc:
                 problem = f"could not read the restored scratch database: {db.error_line(exc)}"
-                return [problem], loaded.notes
+                return [problem], loaded.notes, counted
     except BackupError as exc:
-        return [str(exc)], []
+        return [str(exc)], [], counted
     notes = loaded.notes
     if loaded.plan.event_triggers:
         notes.append(
@@ -284,11 +306,54 @@ def _restore_compare(
             f"needs a superuser, and it would fire on later DDL): "
             + ", ".join(loaded.plan.event_triggers)
         )
-    expected = dict(entry.manifest["facts"])
     if loaded.plan.skipped_cron:  # pg_cron left out: its extension row is the one expected difference
         expected["objects"] = {k: v for k, v in expected["objects"].items() if k != "extensions"}
         actual["objects"] = {k: v for k, v in actual["objects"].items() if k != "extensions"}
-    return facts.compare(expected, actual), notes
+    if counted:
+        notes.append(
+            f"the expected rows of {len(counted)} table(s) ({sum(counted.values())} rows) were "
+            "counted in the archive, which pg_dump wrote from the backup's snapshot"
+        )
+    return facts.compare(expected, actual), notes, counted
+
+
+def archive_rows(tools: ClientTools, archive: Path, toc: toc_mod.Toc) -> dict[int, int]:
+    """Table oid (in the source) -> rows in the archive: pg_restore writes the data of
+    the TABLE DATA entries as COPY blocks, in the order of its --use-list, and they are
+    counted as they stream by (nothing is written to disk)."""
+    data = [e for e in toc.entries if e.rest.startswith("TABLE DATA ")]
+    if not data:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="pgmaint-rows-") as tmp:
+        list_file = Path(tmp) / "data.list"
+        list_file.write_text("".join(e.line + "\n" for e in data))
+        with subprocess.Popen(
+            [tools.path("pg_restore"), "--file=-", f"--use-list={list_file}", str(archive)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                counts = facts.count_copy_rows(proc.stdout)
+            except ValueError as exc:
+                counts = None
+                problem = str(exc)
+            stderr = proc.stderr.read().decode(errors="replace")
+            rc = proc.wait()
+    if rc != 0:
+        lines = [ln for ln in stderr.splitlines() if ln.strip()]
+        raise BackupError(
+            "pg_restore could not read the archive's data to count its rows: "
+            + (lines[-1] if lines else f"exit code {rc}")
+        )
+    if counts is None or len(counts) != len(data):
+        raise BackupError(
+            f"could not count the archive's rows: {len(data)} table data entries, "
+            f"{'no' if counts is None else len(counts)} COPY blocks"
+            + (f" ({problem})" if counts is None else "")
+        )
+    return {e.oid: n for e, n in zip(data, counts, strict=True)}
 
 
 def verify(
@@ -332,7 +397,9 @@ def verify(
             if conn is None:
                 raise PreflightRefused("a restore verification needs a database connection")
             assert toc is not None
-            problems, result.notes = restore_and_compare(conn, dsn, tools, entry, jobs, toc)
+            problems, result.notes, result.archive_rows = restore_and_compare(
+                conn, dsn, tools, entry, jobs, toc
+            )
             if not problems:
                 n = len(entry.manifest["facts"]["relations"])
                 result.checks.append(
@@ -361,5 +428,16 @@ def record(conn: psycopg.Connection, run_id: int, result: VerifyResult) -> bool:
         level=result.level,
         ok=result.ok,
         result=result.summary(),
-        detail=asdict(result),
+        detail=_catalog_detail(result),
     )
+
+
+def _catalog_detail(result: VerifyResult) -> dict[str, Any]:
+    """The verification for the catalog row: the archive's row counts as a total (a
+    database may have thousands of tables; verify.json has each)."""
+    detail = asdict(result)
+    counts = detail.pop("archive_rows")
+    if counts:
+        detail["archive_rows_total"] = sum(counts.values())
+        detail["archive_tables_counted"] = len(counts)
+    return detail

@@ -4,7 +4,7 @@ Refuses an existing target unless ``force`` (which drops it first). The files ar
 checked against the manifest before anything is created; a failed restore drops the
 half-restored database it created.
 
-The restore itself runs as maint_restore (orchestrator.backup_load), so no code of the
+The restore itself runs as maint_restore (orchestrator.backup.load), so no code of the
 backup's object owners runs with our rights. Afterwards, as our own role, which runs
 no code of theirs: the database's settings and grants go back to the defaults, then a
 superuser hands the database and every object back to its owner in the backup's table
@@ -26,15 +26,12 @@ from typing import Any
 
 import psycopg
 
-from orchestrator import backup_files as files
-from orchestrator import backup_load as load_mod
-from orchestrator import backup_owners as owners
-from orchestrator import backup_runas as runas
-from orchestrator import backup_toc as toc_mod
-from orchestrator import backup_verify as verify
 from orchestrator import db
-from orchestrator.backup_errors import BackupError, PreflightRefused, VerificationFailed
-from orchestrator.backup_tools import APPLICATION_NAME, ClientTools, child_conninfo, find_tools
+from orchestrator.backup import files, owners, runas, verify
+from orchestrator.backup import load as load_mod
+from orchestrator.backup import toc as toc_mod
+from orchestrator.backup.errors import BackupError, PreflightRefused, VerificationFailed
+from orchestrator.backup.tools import APPLICATION_NAME, ClientTools, child_conninfo, find_tools
 
 
 @dataclass

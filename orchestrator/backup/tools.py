@@ -31,7 +31,7 @@ from pathlib import Path
 from psycopg import conninfo
 from rich.markup import escape
 
-from orchestrator.backup_errors import PreflightRefused
+from orchestrator.backup.errors import PreflightRefused
 
 APPLICATION_NAME = "pgmaint-backup"
 BINDIR_ENV = "PGMAINT_BACKUP_BINDIR"

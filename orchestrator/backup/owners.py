@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from orchestrator.backup_runas import ROLE
-from orchestrator.backup_toc import Toc
+from orchestrator.backup.runas import ROLE
+from orchestrator.backup.toc import Toc
 from orchestrator.db import error_line
 
 # what ALTER ... OWNER TO each row uses; anything else is reported, not altered

@@ -32,8 +32,8 @@ import psycopg
 from psycopg import conninfo, sql
 
 from orchestrator import db
-from orchestrator.backup_errors import PreflightRefused
-from orchestrator.backup_tools import APPLICATION_NAME
+from orchestrator.backup.errors import PreflightRefused
+from orchestrator.backup.tools import APPLICATION_NAME
 from orchestrator.db import error_line
 
 ROLE = "maint_restore"

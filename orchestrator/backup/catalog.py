@@ -18,12 +18,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from orchestrator.backup_errors import BackupLocked
+from orchestrator.backup.errors import BackupLocked
 from orchestrator.db import error_line
 from orchestrator.errors import NotInstalled
 
 TASK = "backup"
 VERIFY_TASK = "backup-verify"
+RESTORE_TASK = "backup-restore"
+VERIFY_LEVELS = ("list", "read", "restore")  # as maint.backup_record_verification accepts
 
 
 def require_kit(conn: psycopg.Connection) -> None:
@@ -32,20 +34,29 @@ def require_kit(conn: psycopg.Connection) -> None:
             f"pgmaint is not installed in database {conn.info.dbname!r} (no maint.backups); "
             "run 'pgmaint deploy'"
         )
-    if conn.execute(
-        "SELECT to_regprocedure('maint.backup_start(bigint, text, jsonb)')"
-    ).fetchone() == (None,):
-        raise NotInstalled(
-            f"the pgmaint kit in database {conn.info.dbname!r} is older than this CLI "
-            "(no maint.backup_start); run 'pgmaint deploy' to upgrade it"
-        )
+    for routine in ("maint.backup_start(bigint, text, jsonb)", "maint.backup_system_identifier()"):
+        if conn.execute("SELECT to_regprocedure(%s)", (routine,)).fetchone() == (None,):
+            raise NotInstalled(
+                f"the pgmaint kit in database {conn.info.dbname!r} is older than this CLI "
+                f"(no {routine.split('(')[0]}); run 'pgmaint deploy' to upgrade it"
+            )
 
 
-def start_run(conn: psycopg.Connection, task: str, parameters: dict[str, Any]) -> int:
+def system_identifier(conn: psycopg.Connection) -> str:
+    """The server's system identifier (pg_control_system()): the top directory of its
+    backups."""
+    row = conn.execute("SELECT maint.backup_system_identifier()").fetchone()
+    assert row is not None and row[0]
+    return str(row[0])
+
+
+def start_run(
+    conn: psycopg.Connection, task: str, parameters: dict[str, Any], *, dry_run: bool = False
+) -> int:
     """Open a journaled run; the session keeps the task lock until :func:`finish_run`."""
     try:
         row = conn.execute(
-            "SELECT maint.run_start(%s, %s, false)", (task, Jsonb(parameters))
+            "SELECT maint.run_start(%s, %s, %s)", (task, Jsonb(parameters), dry_run)
         ).fetchone()
     except psycopg.errors.LockNotAvailable as exc:
         raise BackupLocked(

@@ -1,0 +1,1 @@
+"""Backups proven restorable: create, verify, list, prune and restore (pgmaint backup)."""
