@@ -42,7 +42,7 @@ from bench_health import create_objects
 from web_support import Console
 
 from orchestrator import check, deploy
-from orchestrator.sandbox import PASSWORD_GROUP, Sandbox
+from orchestrator.sandbox import Sandbox
 
 BENCH_DB = "pgmaint_bench_web"
 TARGET_MS = 300.0
@@ -156,7 +156,6 @@ def main() -> int:
     dsn = box.start(fast=True).conninfo()
     console = None
     try:
-        box.require_passwords()
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
         bench_dsn = conninfo.make_conninfo(dsn, dbname=BENCH_DB)
@@ -164,15 +163,14 @@ def main() -> int:
         with psycopg.connect(bench_dsn, autocommit=True) as conn:
             prepare(conn, args.scale, args.runs, args.backups)
             conn.execute("CREATE ROLE bench_admin LOGIN PASSWORD 'bench-password'")
-            conn.execute(
-                sql.SQL("GRANT maint_admin, {} TO bench_admin").format(sql.Identifier(PASSWORD_GROUP))
-            )
+            conn.execute("GRANT maint_admin TO bench_admin")
             conn.execute(
                 "GRANT USAGE ON SCHEMA app TO bench_admin; GRANT SELECT ON ALL TABLES IN SCHEMA app"
                 " TO bench_admin"
             )
             tables = conn.execute("SELECT count(*) FROM pg_class WHERE relkind = 'r'").fetchone()[0]  # type: ignore[index]
             run = conn.execute("SELECT max(id) FROM maint.runs WHERE task = 'cleanup_all'").fetchone()[0]  # type: ignore[index]
+        box.require_passwords("bench_admin")
         setup = time.perf_counter() - started
         console = Console(bench_dsn)
         opener = login(console, "bench_admin", "bench-password")

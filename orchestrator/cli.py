@@ -399,8 +399,9 @@ def sandbox_web_login(ctx: click.Context, directory: Path | None, role: str, adm
     import psycopg
     from psycopg import sql
 
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise click.UsageError(f"{role!r}: use lower-case letters, digits and _ for a console login's name")
     box = sandbox.Sandbox(directory)
-    box.require_passwords()
     password = secrets.token_urlsafe(12)
     kit_role = "maint_admin" if admin else "maint_monitor"
     with psycopg.connect(box.info().conninfo("postgres"), autocommit=True) as conn:
@@ -411,8 +412,8 @@ def sandbox_web_login(ctx: click.Context, directory: Path | None, role: str, adm
         if conn.execute(exists, (role,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(name))
         conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(name, sql.Literal(password)))
-        conn.execute(sql.SQL("GRANT {}, {} TO {}").format(
-            sql.Identifier(kit_role), sql.Identifier(sandbox.PASSWORD_GROUP), name))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(kit_role), name))
+    box.require_passwords(role)
     emit(ctx, {"role": role, "password": password, "member_of": kit_role},
          lambda out: click.echo(f"console login: {role} / {password} ({kit_role})"))
 

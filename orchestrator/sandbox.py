@@ -29,7 +29,7 @@ PREFERRED_MAJOR = 15
 CONF_NAME = "pgmaint_sandbox.conf"
 
 
-PASSWORD_GROUP = "pgmaint_password_login"   # members log in to the sandbox with a password
+PASSWORD_FILE = "pgmaint_password_logins"  # in the data directory: roles that log in with a password
 
 
 def default_dir() -> Path:
@@ -292,23 +292,26 @@ class Sandbox:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
-    def require_passwords(self, group: str = PASSWORD_GROUP) -> None:
-        """Make the server ask members of role ``group`` for their password (scram-sha-256)
-        on its socket, ahead of the sandbox's trust lines: what a console login needs (the
-        console refuses a server that lets a role in without one). Creates the group role
-        (NOLOGIN) when missing and reloads the configuration."""
+    def require_passwords(self, *roles: str) -> None:
+        """Make the server ask ``roles`` for their password (scram-sha-256) on its socket,
+        ahead of the sandbox's trust lines: what a console login needs (the console refuses
+        a server that lets a role in without one). The names go to a file that one
+        pg_hba.conf line reads (``@file``), not to a group role: a ``+group`` line makes
+        every connection resolve its memberships before it has a database, and the session
+        then lacks pg_database_owner (SET ROLE pg_database_owner is refused in a database it
+        owns). Reloads the configuration."""
         import psycopg
-        from psycopg import sql
 
+        names = self.data / PASSWORD_FILE
+        known = names.read_text().split() if names.exists() else []
+        names.write_text("".join(f"{n}\n" for n in dict.fromkeys([*known, *roles])))
+        names.chmod(0o644)
         hba = self.data / "pg_hba.conf"
-        line = f"local all +{group} scram-sha-256"
+        line = f"local all @{PASSWORD_FILE} scram-sha-256"
         text = hba.read_text()
         if line not in text.splitlines():
             hba.write_text(f"# written by pgmaint sandbox: console logins need a password\n{line}\n{text}")
         with psycopg.connect(self.info().conninfo("postgres"), autocommit=True) as conn:
-            found = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (group,)).fetchone()
-            if found is None:
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
             conn.execute("SELECT pg_catalog.pg_reload_conf()")
 
     def stop(self) -> bool:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from orchestrator import deploy
-from orchestrator.sandbox import PASSWORD_GROUP, Sandbox
+from orchestrator.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 UNVERIFIED = ssl._create_unverified_context()  # the TLS test's certificate is self-signed
@@ -69,7 +69,6 @@ def make_web_db(pg_server: Any, admin: psycopg.Connection) -> WebDb:
     """A database with the kit, the demo application, cleanup rules, a few journaled runs
     and recorded health history; roles web_admin_*, web_monitor_* (password login) and
     web_nobody_* (password login, no kit role), web_trust_* (kit role, no password asked)."""
-    Sandbox(Path(pg_server.directory) / "pg").require_passwords()
     name = f"web_{uuid.uuid4().hex[:8]}"
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     dsn = pg_server.dsn(name)
@@ -103,10 +102,6 @@ def make_web_db(pg_server: Any, admin: psycopg.Connection) -> WebDb:
             )
             if kit_role:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(kit_role), sql.Identifier(role)))
-            if not role.startswith("web_trust"):
-                conn.execute(
-                    sql.SQL("GRANT {} TO {}").format(sql.Identifier(PASSWORD_GROUP), sql.Identifier(role))
-                )
             conn.execute(
                 sql.SQL(
                     "GRANT USAGE ON SCHEMA app TO {}; GRANT SELECT ON ALL TABLES IN SCHEMA app TO {}"
@@ -132,6 +127,8 @@ def make_web_db(pg_server: Any, admin: psycopg.Connection) -> WebDb:
         )
         conn.execute("SELECT maint.record_health_check()")
         conn.execute("SELECT maint.take_size_sample()")
+    # the server asks these roles for their password; web_trust_* it lets in without one
+    Sandbox(Path(pg_server.directory) / "pg").require_passwords(*(r for r in passwords if "_trust_" not in r))
     return WebDb(name=name, dsn=dsn, logins=passwords)
 
 
