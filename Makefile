@@ -112,6 +112,7 @@ bench: setup
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_notify.py
 	$(BIN)/python bench/bench_fleet.py
+	$(BIN)/python bench/bench_web.py
 
 bench-quick: setup
 	$(BIN)/python bench/bench_health.py --scale 500
@@ -121,6 +122,7 @@ bench-quick: setup
 	$(BIN)/python bench/bench_events.py --runs 300
 	$(BIN)/python bench/bench_notify.py --events 20
 	$(BIN)/python bench/bench_fleet.py --databases 10 --rounds 1
+	$(BIN)/python bench/bench_web.py --scale 500 --runs 1000 --repeat 3
 
 clean:
 	-test -x $(PGMAINT) && $(PGMAINT) sandbox stop --destroy
