@@ -39,7 +39,7 @@
       var worst = Math.max.apply(null, s.level);
       var opts = {
         width: el.clientWidth || 220, height: el.clientHeight || 40, legend: { show: false }, cursor: { show: false },
-        scales: { x: { time: true }, y: { range: [0, 4] } },
+        scales: { x: { time: true }, y: { range: [-0.3, 4.3] } },
         axes: [{ show: false }, { show: false }],
         series: [{}, { stroke: LEVEL_COLORS[worst] || "#677086", width: 1.5, fill: "rgba(120,130,150,0.12)",
                        paths: uPlot.paths.stepped({ align: 1 }), points: { show: s.t.length < 3 } }]
