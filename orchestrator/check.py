@@ -208,8 +208,10 @@ def _recorded_rows(conn: psycopg.Connection, max_age: str, *, only: list[str] | 
     (``maint.health_recorded``), and what the report says about them."""
     if conn.execute("SELECT to_regprocedure('maint.health_recorded(interval, text[], text[], boolean)')"
                     ).fetchone() == (None,):
-        raise CheckUnknown(f"database {conn.info.dbname!r} has a kit without maint.health_recorded "
-                           "(--max-age): run 'pgmaint deploy'")
+        # a kit deployed by an earlier release: every check runs live, and the report says why
+        return [], {"max_age": max_age, "recorded": 0, "live": 0, "oldest_s": None,
+                    "note": "this kit cannot read recordings (no maint.health_recorded): "
+                            "run 'pgmaint deploy'"}
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "SELECT r.*, EXTRACT(epoch FROM pg_catalog.now() - r.recorded_at)::float8 AS age_s"
@@ -217,7 +219,7 @@ def _recorded_rows(conn: psycopg.Connection, max_age: str, *, only: list[str] | 
             (max_age, only or None, skip or None)).fetchall()
     ages = [r.pop("age_s") for r in rows]
     return rows, {"max_age": max_age, "recorded": len({r["check_name"] for r in rows}), "live": 0,
-                  "oldest_s": round(max(ages), 1) if ages else None}
+                  "oldest_s": round(max(ages), 1) if ages else None, "note": None}
 
 
 def cron_jobs_from_cron_database(

@@ -167,8 +167,9 @@ def recordings_line(rec: dict[str, Any]) -> str:
     """What --max-age read: '60 of 66 checks from recordings (oldest 4m12s), 6 run live'."""
     total = rec["recorded"] + rec["live"]
     oldest = f" (oldest {age_text(rec['oldest_s'])})" if rec["oldest_s"] is not None else ""
+    note = f" ({rec['note']})" if rec.get("note") else ""
     return (f"{rec['recorded']} of {total} checks from recordings younger than {rec['max_age']}{oldest}, "
-            f"{rec['live']} run live")
+            f"{rec['live']} run live{note}")
 
 
 def age_text(seconds: float | None) -> str:

@@ -81,12 +81,18 @@ def test_single_check_max_age_counts_ages_and_runs_stale_checks_live(db, db_dsn)
     result = run_cli("--dsn", db_dsn, "--json", "check", "--max-age", "15 minutes", *QUIET)
     data = json.loads(result.output)
     assert data["summary"]["recordings"] == {"max_age": "15 minutes", "recorded": 0, "live": checks,
-                                             "oldest_s": None}
+                                             "oldest_s": None, "note": None}
     seq = [r for r in data["rows"] if r["check_name"] == "sequence_exhaustion"]
     assert [r["status"] for r in seq] == ["critical"] and seq[0]["recorded_at"] is None
     assert result.exit_code == 2
 
     assert run_cli("--dsn", db_dsn, "check", "--record", "--max-age", "5 minutes").exit_code == 2
+
+    # a kit deployed by an earlier release (no maint.health_recorded): live, and it says why
+    db.execute("DROP FUNCTION maint.health_recorded(interval, text[], text[], boolean)")
+    result = run_cli("--dsn", db_dsn, "--json", "check", "--max-age", "15 minutes", *QUIET)
+    rec = json.loads(result.output)["summary"]["recordings"]
+    assert (rec["recorded"], rec["live"]) == (0, checks) and "pgmaint deploy" in rec["note"]
 
 
 @pytest.fixture(scope="module")
