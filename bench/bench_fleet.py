@@ -1,15 +1,25 @@
 """What checking a fleet costs against checking one database.
 
 Starts two throwaway sandbox servers, creates --databases databases with the kit (half on
-each, cloned from a deployed template), then times, alternating, in the same run:
+each, cloned from a deployed template), records one health sample in each (what the
+scheduled ``health-sample`` job does every 5 minutes), then times, alternating, in the same
+run:
 
-* the baseline: ``pgmaint check --target s1/db001`` (one database through the same code);
-* ``pgmaint check --all --parallel N`` over every database of both servers.
+* the baseline: ``pgmaint --dsn <s1/db001> check``, one database as a user runs it (live, one
+  statement per check);
+* ``pgmaint check --all --parallel N --max-age 0``: every check of every database run live;
+* with ``--unbatched``, the live fleet check as it was before: one statement per check (the
+  one-statement runner ``check._run_batch`` patched out);
+* with ``--floor``, the fleet check with no check at all (``check.run_checks`` patched to
+  return an empty report): connecting and the kit's trust check per database, the cost no
+  mode can avoid;
+* ``pgmaint check --all --parallel N``: the fleet default, each check's recording younger than
+  15 minutes read, the rest run live.
 
-Both run in-process (no interpreter start-up in either). Prints the medians and the ratio;
-the issue's goal is under 3x for 50 databases with --parallel 8 on a 2-core machine.
+Everything runs in-process (no interpreter start-up). Prints the medians and both ratios; the
+issue's goal is under 3x for 50 databases with --parallel 8 on a 2-core machine.
 
-    .venv/bin/python bench/bench_fleet.py --databases 50 --parallel 8
+    .venv/bin/python bench/bench_fleet.py --databases 50 --parallel 8 --rounds 5
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -27,8 +38,9 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import deploy
+from orchestrator import check, deploy
 from orchestrator.cli import cli
+from orchestrator.health_formats import Report
 from orchestrator.sandbox import Sandbox, SandboxInfo
 
 
@@ -41,6 +53,14 @@ def populate(info: SandboxInfo, count: int, first: int) -> None:
         for n in range(first, first + count):
             conn.execute(f"CREATE DATABASE db{n:03d} TEMPLATE kit_template")
         conn.execute("ALTER DATABASE kit_template WITH ALLOW_CONNECTIONS false")
+    for n in range(first, first + count):  # one sample, as the health-sample job records it
+        with psycopg.connect(info.conninfo(f"db{n:03d}"), autocommit=True) as conn:
+            conn.execute("SELECT count(*) FROM maint.record_health_check()")
+
+
+def empty_report(conn: psycopg.Connection, **_: object) -> Report:
+    return Report(rows=[], database=conn.info.dbname, server_version="", generated_at=datetime.now(UTC),
+                  duration_s=0.0)
 
 
 def timed(args: list[str]) -> float:
@@ -57,6 +77,10 @@ def main() -> int:
     ap.add_argument("--databases", type=int, default=50, help="databases in all, half per server")
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    ap.add_argument("--unbatched", action="store_true",
+                    help="also time the live fleet check with one statement per check")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the fleet check that connects and checks trust but runs no check")
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="pgmaint-bench-fleet-"))
@@ -71,17 +95,40 @@ def main() -> int:
         inventory.write_text("".join(
             f'[targets.s{i + 1}]\ndsn = "host={info.socket_dir} port={info.port} user={info.user}"\n'
             'databases = "all"\nexclude = ["postgres"]\n\n' for i, info in enumerate(infos)))
-        one = ["check", "--inventory", str(inventory), "--target", "s1/db001"]
-        fleet = ["check", "--inventory", str(inventory), "--all", "--parallel", str(args.parallel)]
+        one = ["--dsn", infos[0].conninfo("db001"), "check"]
+        live = ["check", "--inventory", str(inventory), "--all", "--parallel", str(args.parallel),
+                "--max-age", "0"]
+        recorded = ["check", "--inventory", str(inventory), "--all", "--parallel", str(args.parallel)]
         timed(one)  # warm-up: caches, catalog
-        singles, fleets = [], []
+        variants = [("one", one), ("live", live), ("recorded", recorded)]
+        if args.unbatched:
+            variants.insert(1, ("unbatched", live))
+        if args.floor:
+            variants.append(("floor", recorded))
+        times: dict[str, list[float]] = {name: [] for name, _ in variants}
         for _ in range(args.rounds):
-            singles.append(timed(one))
-            fleets.append(timed(fleet))
-        single, whole = statistics.median(singles), statistics.median(fleets)
-        print(f"one database:           {single:.2f} s (median of {args.rounds})")
-        print(f"{args.databases} databases, 2 servers, --parallel {args.parallel}: {whole:.2f} s")
-        print(f"ratio: {whole / single:.2f}x (goal < 3x)")
+            for name, cmd in variants:
+                if name in ("unbatched", "floor"):
+                    attr, stub = (("_run_batch", lambda *a, **k: None) if name == "unbatched"
+                                  else ("run_checks", empty_report))
+                    real = getattr(check, attr)
+                    setattr(check, attr, stub)
+                    try:
+                        times[name].append(timed(cmd))
+                    finally:
+                        setattr(check, attr, real)
+                else:
+                    times[name].append(timed(cmd))
+        single = statistics.median(times["one"])
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        print(f"rounds: {args.rounds} (alternating), load average at the end: {' '.join(load)}")
+        print(f"one database (pgmaint check, live):  {single:.3f} s  "
+              f"[{', '.join(f'{t:.2f}' for t in times['one'])}]")
+        for name in [n for n, _ in variants if n != "one"]:
+            whole = statistics.median(times[name])
+            each = ", ".join(f"{t:.2f}" for t in times[name])
+            print(f"{args.databases} databases, 2 servers, --parallel {args.parallel}, {name:9}: "
+                  f"{whole:.3f} s  ratio {whole / single:.2f}x (goal < 3x)  [{each}]")
     finally:
         for box in boxes:
             box.destroy()

@@ -40,6 +40,9 @@ class Report:
     duration_s: float
     recorded: bool = False
     counts: Counter[str] = field(default_factory=Counter)
+    # with --max-age: {"max_age", "recorded": checks read from recordings, "live": checks run,
+    # "oldest_s": age in seconds of the oldest recording read (None: none read)}
+    recordings: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.counts = Counter(r["status"] for r in self.rows)
@@ -155,9 +158,27 @@ def to_json(report: Report) -> dict[str, Any]:
             "generated_at": report.generated_at,
             "duration_s": round(report.duration_s, 3),
             "recorded": report.recorded,
-        },
+        } | ({"recordings": report.recordings} if report.recordings is not None else {}),
         "rows": sort_rows(report.rows),
     }
+
+
+def recordings_line(rec: dict[str, Any]) -> str:
+    """What --max-age read: '60 of 66 checks from recordings (oldest 4m12s), 6 run live'."""
+    total = rec["recorded"] + rec["live"]
+    oldest = f" (oldest {age_text(rec['oldest_s'])})" if rec["oldest_s"] is not None else ""
+    note = f" ({rec['note']})" if rec.get("note") else ""
+    return (f"{rec['recorded']} of {total} checks from recordings younger than {rec['max_age']}{oldest}, "
+            f"{rec['live']} run live{note}")
+
+
+def age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _perf_label(text: str) -> str:

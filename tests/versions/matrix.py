@@ -66,6 +66,7 @@ COMPAT_SET = [
     "tests/test_health_indexes.py",
     "tests/test_console_sql.py",
     "tests/test_fleet_metrics_sql.py",
+    "tests/test_fleet_check_recorded.py",
 ]
 
 
