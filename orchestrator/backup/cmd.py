@@ -326,28 +326,15 @@ def verify_cmd(
         run_id = catalog.start_run(
             conn, catalog.VERIFY_TASK, {"backup_id": backup_id, "latest": backup_id is None, "level": level}
         )
-        try:
-            from orchestrator.backup import verify as verify_mod
+        from orchestrator.backup import verify as verify_mod
 
-            entry = (
-                find_backup(conn, backup_id, directory, None)
-                if backup_id is not None
-                else verify_mod.locate(
-                    backup_root(directory), conn.info.dbname, None, catalog.system_identifier(conn)
-                )
-            )
-            with _cleanup_on_sigterm():
-                result = verify_mod.verify(conn, s.dsn, entry, level, jobs=jobs, run_id=run_id)
-        except BaseException as exc:
-            catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
-            raise
-        catalog.finish_run(
-            conn,
-            run_id,
-            result.ok,
-            {"backup_id": result.backup_id, "level": level},
-            None if result.ok else result.summary(),
-        )
+        def locate() -> files.Entry:
+            if backup_id is not None:
+                return find_backup(conn, backup_id, directory, None)
+            root = backup_root(directory)
+            return verify_mod.locate(root, conn.info.dbname, None, catalog.system_identifier(conn))
+
+        result = verify_journaled(conn, s.dsn, run_id, locate, level, jobs=jobs, guard=_cleanup_on_sigterm)
     emit(
         ctx,
         asdict(result),
@@ -637,6 +624,39 @@ def restore_cmd(
                 out.print(f"  {w['statement']};", markup=False, highlight=False)
 
     emit(ctx, asdict(r), render)
+
+
+def verify_journaled(
+    conn: psycopg.Connection,
+    dsn: str,
+    run_id: int,
+    locate: Callable[[], files.Entry],
+    level: str,
+    *,
+    jobs: int = 1,
+    guard: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> verify_mod.VerifyResult:
+    """Find the backup (``locate``), verify it at ``level`` and close the journaled run
+    ``run_id`` (``backup verify`` and the web console's "verify now"): succeeded, or failed
+    with the problems; an error closes it failed with the error and is raised again.
+    ``guard`` wraps the verification (the CLI turns SIGTERM into a clean-up there)."""
+    from orchestrator.backup import verify as verify_mod
+
+    try:
+        entry = locate()
+        with guard():
+            result = verify_mod.verify(conn, dsn, entry, level, jobs=jobs, run_id=run_id)
+    except BaseException as exc:
+        catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
+        raise
+    catalog.finish_run(
+        conn,
+        run_id,
+        result.ok,
+        {"backup_id": result.backup_id, "level": level},
+        None if result.ok else result.summary(),
+    )
+    return result
 
 
 def find_backup(

@@ -15,7 +15,6 @@ from psycopg import conninfo
 from orchestrator import cleanup, db
 from orchestrator.backup import catalog
 from orchestrator.backup import cmd as backup_cmd
-from orchestrator.backup import verify as verify_mod
 from orchestrator.web import auth
 from orchestrator.web.data import one
 
@@ -98,19 +97,11 @@ def _verify(
     conn: psycopg.Connection, dsn: str, root: Path | None, backup_id: int, level: str, run_id: int
 ) -> None:
     try:
-        try:
-            # where the catalog says it was written, or under --backup-dir
-            entry = backup_cmd.find_backup(conn, backup_id, root, None)
-            result = verify_mod.verify(conn, dsn, entry, level, run_id=run_id)
-        except BaseException as exc:  # journaled as failed: the run page says why
-            catalog.finish_run(conn, run_id, False, {}, str(exc) or type(exc).__name__)
-            return
-        catalog.finish_run(
-            conn,
-            run_id,
-            result.ok,
-            {"backup_id": result.backup_id, "level": level},
-            None if result.ok else result.summary(),
+        # where the catalog says it was written, or under --backup-dir
+        backup_cmd.verify_journaled(
+            conn, dsn, run_id, lambda: backup_cmd.find_backup(conn, backup_id, root, None), level
         )
+    except BaseException:  # verify_journaled closed the run as failed with the error: its page says why
+        pass
     finally:
         conn.close()

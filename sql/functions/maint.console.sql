@@ -30,6 +30,23 @@ AS $$
 $$;
 COMMENT ON FUNCTION maint._run_level(text) IS 'Internal: a run status as a finding status';
 
+-- maint._check_max_rows(p_max_rows integer, p_limit integer) -> void: raises, naming the
+--   value, unless 1 <= p_max_rows <= p_limit (a page size of the console's functions).
+CREATE OR REPLACE FUNCTION maint._check_max_rows(p_max_rows integer, p_limit integer)
+    RETURNS void
+    LANGUAGE plpgsql
+    IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_max_rows IS NULL OR p_max_rows NOT BETWEEN 1 AND p_limit THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and %, got %', p_limit, coalesce(p_max_rows::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION maint._check_max_rows(integer, integer) IS 'Internal: max_rows between 1 and a limit, or an error naming it';
+
 -- maint.console_session()
 --   -> TABLE (role, login, database, server_version, kit_version, can_read, can_act, superuser)
 --   Who the caller is for the console: the current role, the login role, and whether it
@@ -170,10 +187,7 @@ BEGIN
     IF since IS NOT NULL AND until IS NOT NULL AND since >= until THEN
         RAISE EXCEPTION 'since (%) must be before until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'max_rows must be between 1 and 1000, got %', coalesce(max_rows::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._check_max_rows(max_rows, 1000);
     RETURN QUERY
     SELECT r.id, r.task, r.status, maint._run_level(r.status), r.dry_run, r.source, r.job, r.invoked_by,
            r.started_at, r.finished_at,
@@ -334,10 +348,7 @@ CREATE OR REPLACE FUNCTION maint.backup_history(max_rows integer DEFAULT 100)
     SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 BEGIN
-    IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 10000 THEN
-        RAISE EXCEPTION 'max_rows must be between 1 and 10000, got %', coalesce(max_rows::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._check_max_rows(max_rows, 10000);
     RETURN QUERY
     SELECT b.id, b.database, b.status,
            CASE b.status WHEN 'failed' THEN 'critical' WHEN 'running' THEN 'info' ELSE 'ok' END,
@@ -456,10 +467,7 @@ CREATE OR REPLACE FUNCTION maint.space_report(max_rows integer DEFAULT 20)
     SET jit = off  -- a page's query: JIT compiling would cost more than the query
 AS $$
 BEGIN
-    IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'max_rows must be between 1 and 1000, got %', coalesce(max_rows::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM maint._check_max_rows(max_rows, 1000);
     RETURN QUERY
     WITH newest AS (
         SELECT s.id FROM maint.size_samples AS s WHERE s.status = 'ok'
@@ -605,6 +613,7 @@ GRANT EXECUTE ON FUNCTION
     maint._status_rank(text),
     maint._run_level(text),
     maint._journal_task(text, text),
+    maint._check_max_rows(integer, integer),
     maint.console_session(),
     maint.health_latest(),
     maint.health_series(interval, integer),
