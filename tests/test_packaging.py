@@ -25,6 +25,9 @@ def test_installed_wheel_deploys_without_the_checkout(tmp_path, pg_server, make_
     for sql_file in (ROOT / "sql").rglob("*.sql"):
         assert f"orchestrator/sql/{sql_file.relative_to(ROOT / 'sql')}" in names
     assert "orchestrator/demo_data/app.sql" in names
+    web = ROOT / "orchestrator" / "web"
+    for asset in [*(web / "templates").iterdir(), *(web / "static").iterdir()]:   # the console, offline
+        assert f"orchestrator/web/{asset.relative_to(web)}" in names
 
     site = tmp_path / "site"
     subprocess.run(
