@@ -1,0 +1,139 @@
+"""``pgmaint backup create|verify|list|prune`` over inventory targets.
+
+Every target works on its own connection (its kit trusted first) and writes under
+``<dir>/<system identifier>/<database>/``, so two servers that each have a database of the
+same name never share a directory. A target outside its maintenance window is a "skipped"
+row. The exit code is the worst of the documented backup codes: verification failed (5) >
+error (1) > preflight refused (3) > another run holds the lock (4) > ok (0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator import db
+from orchestrator.backup import cmd
+from orchestrator.backup.create import CreateOptions, create
+from orchestrator.fleet.commands import chosen
+from orchestrator.fleet.gate import gate
+from orchestrator.fleet.inventory import Target
+from orchestrator.fleet.run import run_all
+from orchestrator.fleet.summary import Row, kit_guarded, report, rows_of
+from orchestrator.output import human_bytes, table
+
+ORDER = (5, 1, 3, 4, 0)
+
+
+def _gated(target: Target, task: str, override: str | None) -> tuple[str, str | None]:
+    """The DSN to run ``task`` with on ``target``, or why it was not run (its window)."""
+    g = gate(target.dsn, task, override)
+    return g.dsn, g.skipped
+
+
+def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
+               all_targets: bool, parallel: int, *, override_window: str | None, **options: Any) -> None:
+    """``options``: CreateOptions' fields other than ``dsn`` (``root`` resolved)."""
+    targets = chosen(path, names, tags, all_targets, parallel=parallel)
+
+    def work(target: Target) -> Row:
+        with kit_guarded(target):
+            dsn, skipped = _gated(target, "backup_create", override_window)
+            if skipped:
+                return {"outcome": "skipped", "note": skipped}
+            with db.kit_guard(dsn):
+                result = create(CreateOptions(dsn=dsn, **options), None)
+        data = cmd._create_data(result)
+        bad = result.verify is not None and not result.verify.ok
+        data["backup_id"], data["backup_seconds"] = data.pop("id"), data.pop("seconds")
+        problems = "; ".join(result.verify.problems) if bad and result.verify else None
+        return {**data, "outcome": data["status"], "exit_code": 5 if bad else 0,
+                "error": f"backup {result.backup_id} failed verification: {problems}" if problems else None}
+
+    rows = rows_of(run_all(targets, work, parallel, label="backup create"))
+    report(ctx, "pgmaint backup create", rows, ["backup", "size", "path"],
+           lambda r: [r.get("backup_id"), human_bytes(r.get("bytes")), r.get("path") or r.get("note")],
+           order=ORDER)
+
+
+def run_verify(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
+               all_targets: bool, parallel: int, *, override_window: str | None, level: str, jobs: int,
+               directory: Path | None) -> None:
+    """The newest backup of every target, at ``level``."""
+    targets = chosen(path, names, tags, all_targets, parallel=parallel)
+
+    def work(target: Target) -> Row:
+        with kit_guarded(target):
+            dsn, skipped = _gated(target, "backup_verify", override_window)
+            if skipped:
+                return {"outcome": "skipped", "note": skipped}
+            with db.kit_guard(dsn):
+                result = cmd.verify_backup(dsn, None, level, jobs, directory)
+        return {"outcome": "verified" if result.ok else "verify failed", "backup_id": result.backup_id,
+                "level": result.level, "path": str(result.path), "checks": result.checks,
+                "problems": result.problems, "notes": result.notes, "exit_code": 0 if result.ok else 5,
+                "error": None if result.ok else f"backup {result.backup_id} failed verification: "
+                + "; ".join(result.problems)}
+
+    rows = rows_of(run_all(targets, work, parallel, label="backup verify"))
+    report(ctx, f"pgmaint backup verify --latest --level {level}", rows, ["backup", "path"],
+           lambda r: [r.get("backup_id"), r.get("path") or r.get("note")], order=ORDER)
+
+
+def run_list(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
+             all_targets: bool, parallel: int, *, directory: Path | None, garbage: bool) -> None:
+    """Every backup of every target, one row each with its target; a summary row per target."""
+    targets = chosen(path, names, tags, all_targets, parallel=parallel)
+
+    def work(target: Target) -> Row:
+        with kit_guarded(target):
+            name, dbdir, _legacy, backups = cmd.list_backups(target.dsn, directory, None, garbage)
+        return {"database": name, "outcome": f"{len(backups)} backup(s)" if backups else "no backups",
+                "directory": str(dbdir), "backups": backups}
+
+    rows = rows_of(run_all(targets, work, parallel, label="backup list"))
+
+    def backups_table(out: Any) -> None:
+        listed = [(r, b) for r in rows for b in r.get("backups") or []]
+        if listed:
+            out.print(table("backups", ["target", "database", "id", "status", "started_at", "size",
+                                        "verified", "path"],
+                            ((r["target"], r["database"], b["id"], b["status"], b["started_at"],
+                              human_bytes(b["bytes"]),
+                              b["verified"] and f"{b['verified']} {b['verified_at']}",
+                              b["path"] + (f" ({b['reason']})" if b["reason"] else ""))
+                             for r, b in listed)))
+
+    report(ctx, "pgmaint backup list", rows, ["backups", "directory"],
+           lambda r: [len(r["backups"]) if "backups" in r else None, r.get("directory")], order=ORDER,
+           render_more=backups_table)
+
+
+def run_prune(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
+              all_targets: bool, parallel: int, *, override_window: str | None, keep_last: int | None,
+              keep_days: float | None, execute: bool, directory: Path | None) -> None:
+    """Retention per target (a dry run unless ``execute``; only a real prune is gated)."""
+    targets = chosen(path, names, tags, all_targets, parallel=parallel)
+
+    def work(target: Target) -> Row:
+        with kit_guarded(target):
+            dsn = target.dsn
+            if execute:
+                dsn, skipped = _gated(target, "backup_prune", override_window)
+                if skipped:
+                    return {"outcome": "skipped", "note": skipped}
+            with db.kit_guard(dsn):
+                p = cmd.prune_backups(dsn, directory, keep_last, keep_days, execute)
+        verb = "deleted" if execute else "would delete"
+        return {"outcome": f"{verb} {len(p.delete)}, kept {len(p.keep)}", "executed": p.executed,
+                "keep": p.keep, "delete": p.delete, "garbage": p.garbage, "freed_bytes": p.freed_bytes}
+
+    rows = rows_of(run_all(targets, work, parallel, label="backup prune"))
+    report(ctx, "pgmaint backup prune" + ("" if execute else " (dry run: add --execute to delete)"), rows,
+           ["keep", "delete", "garbage", "freed" if execute else "would free"],
+           lambda r: [len(r["keep"]) if "keep" in r else None, len(r["delete"]) if "delete" in r else None,
+                      len(r["garbage"]) if "garbage" in r else None,
+                      human_bytes(r["freed_bytes"]) if "freed_bytes" in r else r.get("note")],
+           order=ORDER)
