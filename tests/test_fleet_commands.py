@@ -191,3 +191,5 @@ def test_backups_of_the_fleet_never_collide_and_verify(inventory, tmp_path, main
     assert pby["main"]["outcome"] == "would delete 1, kept 1"
     assert all(Path(p["path"]).exists() for p in pby["main"]["delete"])  # a dry run
     assert run_cli("backup", "verify", "7", "--all", "--inventory", inventory).exit_code == 2
+    job = run_cli("backup", "create", "--all", "--job", "nightly", "--inventory", inventory)
+    assert job.exit_code == 2 and "--job is for the timer of one database" in job.output

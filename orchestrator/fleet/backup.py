@@ -21,7 +21,7 @@ from orchestrator.fleet.commands import chosen
 from orchestrator.fleet.gate import gate
 from orchestrator.fleet.inventory import Target
 from orchestrator.fleet.run import run_all
-from orchestrator.fleet.summary import Row, kit_guarded, report, rows_of
+from orchestrator.fleet.summary import Row, kit_guarded, refuse_job, report, rows_of
 from orchestrator.output import human_bytes, table
 
 ORDER = (5, 1, 3, 4, 0)
@@ -36,6 +36,7 @@ def _gated(target: Target, task: str, override: str | None) -> tuple[str, str | 
 def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
                all_targets: bool, parallel: int, *, override_window: str | None, **options: Any) -> None:
     """``options``: CreateOptions' fields other than ``dsn`` (``root`` resolved)."""
+    refuse_job(ctx)
     targets = chosen(path, names, tags, all_targets, parallel=parallel)
 
     def work(target: Target) -> Row:
@@ -62,6 +63,7 @@ def run_verify(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
                all_targets: bool, parallel: int, *, override_window: str | None, level: str, jobs: int,
                directory: Path | None) -> None:
     """The newest backup of every target, at ``level``."""
+    refuse_job(ctx)
     targets = chosen(path, names, tags, all_targets, parallel=parallel)
 
     def work(target: Target) -> Row:
@@ -115,6 +117,7 @@ def run_prune(ctx: click.Context, path: Path | None, names: tuple[str, ...], tag
               all_targets: bool, parallel: int, *, override_window: str | None, keep_last: int | None,
               keep_days: float | None, execute: bool, directory: Path | None) -> None:
     """Retention per target (a dry run unless ``execute``; only a real prune is gated)."""
+    refuse_job(ctx)
     targets = chosen(path, names, tags, all_targets, parallel=parallel)
 
     def work(target: Target) -> Row:

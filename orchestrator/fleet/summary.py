@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import psycopg
+from click.core import ParameterSource
 
 from orchestrator import db
 from orchestrator.errors import NotInstalled, PgmaintError
@@ -93,6 +94,13 @@ def closing_line(rows: list[Row]) -> str:
     bad = [f"{r['target']} ({r['outcome']})" for r in rows if not r["ok"]]
     return (f"{len(rows)} target(s), {len(rows) - len(bad)} ok"
             + (f"; not ok: {', '.join(bad)}" if bad else ""))
+
+
+def refuse_job(ctx: click.Context) -> None:
+    """``--job NAME`` names the host job of one database's timer (``schedule install --host``):
+    over a fleet it is a usage error rather than silently left out of the runs' journal."""
+    if ctx.get_parameter_source("job") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--job is for the timer of one database (--dsn), not for a fleet")
 
 
 def only_one(targets: list[Target], command: str) -> Target:

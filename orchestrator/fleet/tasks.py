@@ -16,7 +16,7 @@ from orchestrator.fleet.commands import chosen
 from orchestrator.fleet.gate import gate
 from orchestrator.fleet.inventory import Target
 from orchestrator.fleet.run import run_all
-from orchestrator.fleet.summary import Row, kit_guarded, report, rows_of
+from orchestrator.fleet.summary import Row, kit_guarded, refuse_job, report, rows_of
 
 
 def run_cleanup(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
@@ -62,6 +62,7 @@ def run_optimize(ctx: click.Context, path: Path | None, names: tuple[str, ...], 
     """The optimize plan (or its run, gated by each target's maintenance window) per target."""
     from orchestrator.optimize import EXIT_PARTIAL, optimize
 
+    refuse_job(ctx)
     targets = chosen(path, names, tags, all_targets, parallel=parallel)
 
     def work(target: Target) -> Row:
