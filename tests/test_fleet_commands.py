@@ -5,6 +5,7 @@ each (backups must not collide), one without the kit, one unreachable target."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -193,3 +194,30 @@ def test_backups_of_the_fleet_never_collide_and_verify(inventory, tmp_path, main
     assert run_cli("backup", "verify", "7", "--all", "--inventory", inventory).exit_code == 2
     job = run_cli("backup", "create", "--all", "--job", "nightly", "--inventory", inventory)
     assert job.exit_code == 2 and "--job is for the timer of one database" in job.output
+
+
+def test_a_closed_window_skips_its_target_only(inventory, tmp_path, main_db):
+    opens = (datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M")
+    with psycopg.connect(main_db, autocommit=True) as conn:
+        conn.execute("SELECT maint.add_window('fleet-test', 'daily', %s, '1 hour'::interval,"
+                     " ARRAY['backup_create', 'optimize'], 'UTC')", (opens,))
+    try:
+        args = ["--target", "main", "--target", "other/app", "--dir", str(tmp_path), "--inventory", inventory]
+        result = run_cli("--json", "backup", "create", *args)
+        by = rows(result)
+        assert result.exit_code == 0, result.output
+        assert by["main"]["outcome"] == "skipped" and "fleet-test" in by["main"]["note"]
+        assert by["other/app"]["outcome"] in ("completed", "verified")
+        forced = rows(run_cli("--json", "backup", "create", *args[:2], *args[4:],
+                              "--override-window", "test"))
+        assert forced["main"]["outcome"] in ("completed", "verified"), forced
+        with psycopg.connect(main_db, autocommit=True) as conn:  # the override is journaled with the run
+            reason = conn.execute("SELECT parameters -> 'window_override' ->> 'reason' FROM maint.runs"
+                                  " WHERE task = 'backup' ORDER BY id DESC LIMIT 1").fetchone()
+        assert reason == ("test",)
+        optimize = rows(run_cli("--json", "run", "optimize", "--execute", "--target", "main",
+                                "--inventory", inventory))
+        assert optimize["main"]["outcome"] == "skipped"
+    finally:
+        with psycopg.connect(main_db, autocommit=True) as conn:
+            conn.execute("SELECT maint.drop_window('fleet-test')")
