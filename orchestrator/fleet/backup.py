@@ -54,8 +54,10 @@ def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
                 "error": f"backup {result.backup_id} failed verification: {problems}" if problems else None}
 
     rows = rows_of(run_all(targets, work, parallel, label="backup create"))
-    report(ctx, "pgmaint backup create", rows, ["backup", "size", "path"],
-           lambda r: [r.get("backup_id"), human_bytes(r.get("bytes")), r.get("path") or r.get("note")],
+    root = options["root"]
+    report(ctx, f"pgmaint backup create (in {root})", rows, ["backup", "size", "path"],
+           lambda r: [r.get("backup_id"), human_bytes(r.get("bytes")),
+                      _relative(r["path"], root) if r.get("path") else r.get("note")],
            order=ORDER)
 
 
@@ -97,6 +99,8 @@ def run_list(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags
 
     rows = rows_of(run_all(targets, work, parallel, label="backup list"))
 
+    root = cmd.backup_root(directory)
+
     def backups_table(out: Any) -> None:
         listed = [(r, b) for r in rows for b in r.get("backups") or []]
         if listed:
@@ -105,11 +109,13 @@ def run_list(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags
                             ((r["target"], r["database"], b["id"], b["status"], b["started_at"],
                               human_bytes(b["bytes"]),
                               b["verified"] and f"{b['verified']} {b['verified_at']}",
-                              b["path"] + (f" ({b['reason']})" if b["reason"] else ""))
+                              _shown(b["path"], r["directory"], root)
+                              + (f" ({b['reason']})" if b["reason"] else ""))
                              for r, b in listed)))
 
-    report(ctx, "pgmaint backup list", rows, ["backups", "directory"],
-           lambda r: [len(r["backups"]) if "backups" in r else None, r.get("directory")], order=ORDER,
+    report(ctx, f"pgmaint backup list (in {root})", rows, ["backups", "directory"],
+           lambda r: [len(r["backups"]) if "backups" in r else None,
+                      _relative(r["directory"], root) if r.get("directory") else None], order=ORDER,
            render_more=backups_table)
 
 
@@ -140,3 +146,18 @@ def run_prune(ctx: click.Context, path: Path | None, names: tuple[str, ...], tag
                       len(r["garbage"]) if "garbage" in r else None,
                       human_bytes(r["freed_bytes"]) if "freed_bytes" in r else r.get("note")],
            order=ORDER)
+
+
+def _shown(path: str, directory: str, root: Path) -> str:
+    """A backup's name in its target's directory (shown in the summary), else (the layout
+    before system identifiers) its path under the root."""
+    return Path(path).name if Path(path).parent == Path(directory) else _relative(path, root)
+
+
+def _relative(path: str, root: Path) -> str:
+    """A path under the backup root as ``<system identifier>/<database>/...`` (the table's width
+    goes to what differs between targets)."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
