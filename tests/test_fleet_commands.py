@@ -163,12 +163,14 @@ def test_backups_of_the_fleet_never_collide_and_verify(inventory, tmp_path, main
     assert paths["main"].parent.parent.parent == paths[f"other/{SAME}"].parent.parent.parent == root.resolve()
     assert all(p.exists() for p in paths.values())
 
-    verified = run_cli("--json", "backup", "verify", "--all", "--latest", "--dir", str(root),
-                       "--inventory", inventory)
+    # a test restore of each (one at a time per server: maint_restore is the server's)
+    verified = run_cli("--json", "backup", "verify", "--all", "--latest", "--level", "restore",
+                       "--dir", str(root), "--inventory", inventory)
     vby = rows(verified)
     assert verified.exit_code == 1 and list(vby) == ALL
     for name in good:
         assert vby[name]["outcome"] == "verified" and vby[name]["backup_id"] == by[name]["backup_id"]
+        assert vby[name]["level"] == "restore"
         assert Path(vby[name]["path"]) == paths[name]
     assert "not installed" in vby["other/bare"]["error"] and "cannot connect" in vby["down"]["error"]
 

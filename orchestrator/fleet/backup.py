@@ -9,6 +9,9 @@ error (1) > preflight refused (3) > another run holds the lock (4) > ok (0).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import click
 from orchestrator import db
 from orchestrator.backup import cmd
 from orchestrator.backup.create import CreateOptions, create
+from orchestrator.fleet.admin import _server
 from orchestrator.fleet.commands import chosen
 from orchestrator.fleet.gate import gate
 from orchestrator.fleet.inventory import Target
@@ -25,6 +29,18 @@ from orchestrator.fleet.summary import Row, kit_guarded, refuse_job, report, row
 from orchestrator.output import human_bytes, table
 
 ORDER = (5, 1, 3, 4, 0)
+
+
+def _restores_one_per_server(targets: list[Target],
+                             level: str) -> Callable[[Target], AbstractContextManager[Any]]:
+    """For a restore verification, a lock per server: a restore logs in as the cluster-wide
+    role maint_restore, with a one-time password when pg_hba.conf asks for one, and a second
+    restore on the same server would find that password set and refuse (exit 3). Restores on
+    different servers still run at once; other levels are not held back."""
+    if level != "restore":
+        return lambda _target: nullcontext()
+    locks = {_server(t): threading.Lock() for t in targets}
+    return lambda target: locks[_server(target)]
 
 
 def _gated(target: Target, task: str, override: str | None) -> tuple[str, str | None]:
@@ -38,13 +54,14 @@ def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
     """``options``: CreateOptions' fields other than ``dsn`` (``root`` resolved)."""
     refuse_job(ctx)
     targets = chosen(path, names, tags, all_targets, parallel=parallel)
+    one_restore = _restores_one_per_server(targets, options["verify"])
 
     def work(target: Target) -> Row:
         with kit_guarded(target):
             dsn, skipped = _gated(target, "backup_create", override_window)
             if skipped:
                 return {"outcome": "skipped", "note": skipped}
-            with db.kit_guard(dsn):
+            with db.kit_guard(dsn), one_restore(target):
                 result = create(CreateOptions(dsn=dsn, **options), None)
         data = cmd._create_data(result)
         bad = result.verify is not None and not result.verify.ok
@@ -67,13 +84,14 @@ def run_verify(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
     """The newest backup of every target, at ``level``."""
     refuse_job(ctx)
     targets = chosen(path, names, tags, all_targets, parallel=parallel)
+    one_restore = _restores_one_per_server(targets, level)
 
     def work(target: Target) -> Row:
         with kit_guarded(target):
             dsn, skipped = _gated(target, "backup_verify", override_window)
             if skipped:
                 return {"outcome": "skipped", "note": skipped}
-            with db.kit_guard(dsn):
+            with db.kit_guard(dsn), one_restore(target):
                 result = cmd.verify_backup(dsn, None, level, jobs, directory)
         return {"outcome": "verified" if result.ok else "verify failed", "backup_id": result.backup_id,
                 "level": result.level, "path": str(result.path), "checks": result.checks,
