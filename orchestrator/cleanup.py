@@ -10,6 +10,7 @@ the run's journal row. ``run_group`` is importable so other areas can add
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from rich.console import Console
 
 from orchestrator import db
 from orchestrator.errors import PgmaintError
+from orchestrator.fleet.commands import fleet_options
 from orchestrator.output import console, emit, format_value, human_bytes, settings, table
 
 # exit code of a run that stopped early (time limit, locks) without failing
@@ -192,9 +194,18 @@ def _run_command(which: str) -> click.Command:
     @click.option("--max-fraction", default=0.5, show_default=True, type=click.FloatRange(0, 1),
                   help="Refuse a rule that would remove more than this fraction of its table.")
     @click.option("--force", is_flag=True, help="Remove even beyond --max-fraction.")
+    @fleet_options
     @click.pass_context
     def command(ctx: click.Context, execute: bool, time_limit: str, lock_timeout: str,
-                only: str | None, max_fraction: float, force: bool) -> None:
+                only: str | None, max_fraction: float, force: bool, names: tuple[str, ...],
+                tags: tuple[str, ...], all_targets: bool, inventory_path: Path | None, parallel: int) -> None:
+        if names or tags or all_targets:  # one row per inventory target (docs/fleet.md)
+            from orchestrator.fleet import tasks as fleet_tasks
+
+            fleet_tasks.run_cleanup(ctx, inventory_path, names, tags, all_targets, parallel, which,
+                                    execute=execute, time_limit=time_limit, lock_timeout=lock_timeout,
+                                    only=only, max_fraction=max_fraction, force=force)
+            return
         s = settings(ctx)
         with db.connection(s.dsn) as conn:
             if not s.json:
@@ -269,18 +280,33 @@ def undo(conn: psycopg.Connection, run_id: int, *, dry_run: bool = False) -> dic
 @click.command("undo")
 @click.argument("run_id", type=int)
 @click.option("--dry-run", is_flag=True, help="Only count what would be restored.")
+@fleet_options
 @click.pass_context
-def undo_cmd(ctx: click.Context, run_id: int, dry_run: bool) -> None:
-    """Put back the rows a cleanup run removed (from maint.archive; all or nothing)."""
+def undo_cmd(ctx: click.Context, run_id: int, dry_run: bool, names: tuple[str, ...], tags: tuple[str, ...],
+             all_targets: bool, inventory_path: Path | None, parallel: int) -> None:
+    """Put back the rows a cleanup run removed (from maint.archive; all or nothing).
+
+    With --target (or --tag/--all choosing exactly one target): in that inventory target's
+    database; a run id belongs to one database, so more than one target is refused."""
     s = settings(ctx)
-    with db.connection(s.dsn) as conn:
+    dsn, target = s.dsn, None
+    if names or tags or all_targets:
+        from orchestrator.fleet.commands import chosen
+        from orchestrator.fleet.summary import only_one
+
+        target = only_one(chosen(inventory_path, names, tags, all_targets, parallel=parallel), "undo")
+        dsn = target.dsn
+    with db.kit_guard(dsn), db.connection(dsn) as conn:
         run = undo(conn, run_id, dry_run=dry_run)
+    if target is not None:
+        run = {"target": target.name, **run}
     tables = run["detail"].get("tables", {})
     verb = "would restore" if dry_run else "restored"
 
     def render(out: Console) -> None:
         n = run["rows_examined"] if dry_run else run["rows_affected"]
-        out.print(f"undo run {run['id']}: {verb} {n} rows of run {run_id}")
+        where = f" in target {target.name}" if target is not None else ""
+        out.print(f"undo run {run['id']}{where}: {verb} {n} rows of run {run_id}")
         out.print(table(None, ["table", "rows"], tables.items()))
 
     emit(ctx, run, render)

@@ -19,6 +19,7 @@ from orchestrator import __version__, db, deploy, journal, sandbox, schedule, un
 from orchestrator.backup import tools as backup_tools
 from orchestrator.errors import NotInstalled, PgmaintError
 from orchestrator.fleet import admin as fleet_admin
+from orchestrator.fleet import schedule as fleet_schedule
 from orchestrator.fleet.commands import fleet_options
 from orchestrator.output import Settings, emit, human_bytes, settings, table
 from orchestrator.schedule_host import host_options, install_command
@@ -473,13 +474,22 @@ def _plan_data(planned: schedule.InstallPlan, cron_db: str, kit_db: str, dry_run
               help="Age after which pg_cron's run details are trimmed (default: as installed last, at "
                    "first 30 days).")
 @host_options
+@fleet_options
 @click.pass_context
 def schedule_install(ctx: click.Context, dry_run: bool, include: str | None, time_zone: str | None,
-                     keep_cron_details: str | None, host_jobs: bool, **host: Any) -> None:
+                     keep_cron_details: str | None, host_jobs: bool, names: tuple[str, ...],
+                     tags: tuple[str, ...], all_targets: bool, inventory_path: Path | None, parallel: int,
+                     **host: Any) -> None:
     """Bring pg_cron in line with the kit's plan, in whichever database pg_cron lives.
 
     With --host: the jobs that run outside the database (backups, optimize --execute) as
-    systemd timers or an /etc/cron.d file on this host, registered in the kit."""
+    systemd timers or an /etc/cron.d file on this host, registered in the kit.
+
+    With --target, --tag or --all: every chosen inventory target (pg_cron on its server), a
+    summary row each; exit code 1 when any failed."""
+    fleet = bool(names or tags or all_targets)
+    if fleet and host_jobs:
+        raise click.UsageError("--host writes this host's timers for one database (--dsn), not for a fleet")
     if host_jobs:
         install_command(ctx, dry_run=dry_run, time_zone=time_zone, **host)
         return
@@ -489,6 +499,10 @@ def schedule_install(ctx: click.Context, dry_run: bool, include: str | None, tim
                                "applies only with --host")
     s = settings(ctx)
     parts = [p.strip() for p in include.split(",") if p.strip()] if include is not None else None
+    if fleet:
+        fleet_schedule.run_install(ctx, inventory_path, names, tags, all_targets, parallel, dry_run=dry_run,
+                                   parts=parts, keep_cron_details=keep_cron_details, time_zone=time_zone)
+        return
     with db.connection(s.dsn) as conn:
         cron_db, planned = schedule.install(conn, s.dsn, parts, dry_run=dry_run,
                                             keep_cron_details=keep_cron_details, time_zone=time_zone)
@@ -557,10 +571,18 @@ def schedule_rule(ctx: click.Context, rule_id: int, cron_expr: str | None, time_
 
 
 @schedule_group.command("list")
+@fleet_options
 @click.pass_context
-def schedule_list(ctx: click.Context) -> None:
+def schedule_list(ctx: click.Context, names: tuple[str, ...], tags: tuple[str, ...], all_targets: bool,
+                  inventory_path: Path | None, parallel: int) -> None:
     """This database's kit jobs and host jobs: schedule on its own clock and pg_cron's (UTC),
-    state, next and last run."""
+    state, next and last run.
+
+    With --target, --tag or --all: the jobs of every chosen inventory target, with its name,
+    and a summary row per target; exit code 1 when any failed."""
+    if names or tags or all_targets:
+        fleet_schedule.run_list(ctx, inventory_path, names, tags, all_targets, parallel)
+        return
     s = settings(ctx)
     with db.connection(s.dsn) as conn:
         jobs = schedule.list_jobs(conn, s.dsn)  # refuses a role that cannot see the kit's jobs

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -38,6 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator import db
 from orchestrator.errors import ConnectionFailed, PgmaintError
+from orchestrator.fleet.commands import fleet_options
 from orchestrator.output import emit, settings, table
 from orchestrator.schedule_host import job_option
 from orchestrator.schedule_windows import host_gate, override_option
@@ -689,16 +691,28 @@ def optimize(conn: psycopg.Connection, *, only: Sequence[str], execute: bool, ti
 
 
 def _optimize(ctx: click.Context, execute: bool, time_limit: str, only: tuple[str, ...],
-              lock_timeout: str, override_window: str | None) -> None:
+              lock_timeout: str, override_window: str | None, names: tuple[str, ...] = (),
+              tags: tuple[str, ...] = (), all_targets: bool = False, inventory_path: Path | None = None,
+              parallel: int = 8) -> None:
     """Vacuum, analyze and rebuild indexes as the database plans it (dry run unless --execute).
 
     Each statement runs on its own, online, with --lock-timeout (a table that cannot be
     locked in time is skipped and reported); no new statement starts after --time-limit.
     Exit code 3 when something was skipped or not started, 1 when a statement failed.
+
+    With --target, --tag or --all: every chosen inventory target, a summary row each, the
+    worst exit code; each target's window gates its own run.
     """
     limit = parse_duration(time_limit, "--time-limit", TIME_LIMIT_MAX)
     lock = parse_duration(lock_timeout, "--lock-timeout", LOCK_TIMEOUT_MAX)
     actions = parse_only(only)
+    if names or tags or all_targets:
+        from orchestrator.fleet import tasks as fleet_tasks
+
+        fleet_tasks.run_optimize(ctx, inventory_path, names, tags, all_targets, parallel, execute=execute,
+                                 time_limit=limit, lock_timeout=lock, only=actions,
+                                 override_window=override_window)
+        return
     s = settings(ctx)
     if execute:  # a plan changes nothing and is never held back; a run ends with its window
         limit = host_gate(ctx, "optimize", override_window, limit) or limit
@@ -730,7 +744,7 @@ optimize_cmd = click.command("optimize")(
                          help="Only these actions (repeatable or comma-separated).")(
                 click.option("--lock-timeout", default="5s", show_default=True,
                              help="Skip a statement that cannot get its lock within this long.")(
-                    job_option(override_option(click.pass_context(_optimize)))))))
+                    job_option(override_option(fleet_options(click.pass_context(_optimize))))))))
 )
 
 

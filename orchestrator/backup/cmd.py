@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from orchestrator.backup import prune as prune_mod
 from orchestrator.backup.create import CreateOptions, CreateResult, create
 from orchestrator.backup.errors import BackupError, VerificationFailed
 from orchestrator.backup.tools import APPLICATION_NAME
+from orchestrator.fleet.commands import fleet_options
 from orchestrator.output import console, emit, human_bytes, settings, table
 from orchestrator.schedule_host import job_option
 from orchestrator.schedule_windows import host_gate, override_option
@@ -86,7 +88,11 @@ class Terminated(SystemExit):
 @contextmanager
 def _cleanup_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM (systemd stop, a timeout wrapper) into an exception, so pg_dump is
-    stopped, the partial files removed and the catalog row marked failed; exit 143."""
+    stopped, the partial files removed and the catalog row marked failed; exit 143. Off the
+    main thread (a fleet command's worker) signals cannot be caught: nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def handler(signum: int, _frame: object) -> None:
         click.echo(f"Error: terminated by signal {signum}; cleaning up", err=True)
@@ -180,6 +186,7 @@ def backup_group() -> None:
 )
 @job_option
 @override_option
+@fleet_options
 @click.pass_context
 def create_cmd(
     ctx: click.Context,
@@ -192,10 +199,20 @@ def create_cmd(
     with_globals: bool,
     lock_wait_timeout: str,
     reserve: str,
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    all_targets: bool,
+    inventory_path: Path | None,
+    parallel: int,
 ) -> None:
-    """Dump the database into a new backup, inside an exported snapshot, manifest last."""
+    """Dump the database into a new backup, inside an exported snapshot, manifest last.
+
+    With --target, --tag or --all: a backup of every chosen inventory target, --parallel at a
+    time, each under its server's system identifier; a summary row each, the worst exit code."""
     s = settings(ctx)
-    host_gate(ctx, "backup_create", override_window)
+    fleet = bool(names or tags or all_targets)
+    if not fleet:
+        host_gate(ctx, "backup_create", override_window)
     if jobs > 1 and fmt != "directory":
         raise click.UsageError("--jobs needs --format directory")
     from orchestrator.backup.tools import compression_args
@@ -204,17 +221,23 @@ def create_cmd(
         compression_args(compress, 99)  # syntax only; the version check comes later
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--compress") from exc
-    opts = CreateOptions(
-        dsn=s.dsn,
-        root=backup_root(directory),
-        fmt=fmt,
-        jobs=jobs,
-        compress=compress,
-        verify=verify_level,
-        with_globals=with_globals,
-        lock_wait_timeout=lock_wait_timeout,
-        reserve_bytes=parse_size(reserve),
-    )
+    options: dict[str, Any] = {
+        "root": backup_root(directory),
+        "fmt": fmt,
+        "jobs": jobs,
+        "compress": compress,
+        "verify": verify_level,
+        "with_globals": with_globals,
+        "lock_wait_timeout": lock_wait_timeout,
+        "reserve_bytes": parse_size(reserve),
+    }
+    if fleet:
+        from orchestrator.fleet import backup as fleet_backup
+
+        fleet_backup.run_create(ctx, inventory_path, names, tags, all_targets, parallel,
+                                override_window=override_window, **options)
+        return
+    opts = CreateOptions(dsn=s.dsn, **options)
     with _cleanup_on_sigterm(), _progress(ctx) as progress:
         try:
             result = create(opts, progress)
@@ -305,6 +328,7 @@ def _render_verify(out: Console, v: verify_mod.VerifyResult) -> None:
 @dir_option
 @job_option
 @override_option
+@fleet_options
 @click.pass_context
 def verify_cmd(
     ctx: click.Context,
@@ -314,27 +338,30 @@ def verify_cmd(
     level: str,
     jobs: int,
     directory: Path | None,
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    all_targets: bool,
+    inventory_path: Path | None,
+    parallel: int,
 ) -> None:
-    """Re-hash a backup's files and check it at LEVEL; updates its catalog row (exit 5 if bad)."""
+    """Re-hash a backup's files and check it at LEVEL; updates its catalog row (exit 5 if bad).
+
+    With --target, --tag or --all: the newest backup of every chosen inventory target (a backup
+    ID belongs to one database: give it with one target only)."""
     if backup_id is not None and latest:
         raise click.UsageError("give a backup ID or --latest, not both")
+    if names or tags or all_targets:
+        if backup_id is not None:
+            raise click.UsageError("a backup ID belongs to one database: over targets use --latest "
+                                   "(or --dsn for one database)")
+        from orchestrator.fleet import backup as fleet_backup
+
+        fleet_backup.run_verify(ctx, inventory_path, names, tags, all_targets, parallel,
+                                override_window=override_window, level=level, jobs=jobs, directory=directory)
+        return
     s = settings(ctx)
     host_gate(ctx, "backup_verify", override_window)
-    with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
-        catalog.require_kit(conn)
-        # journaled from the start: a host job that finds no backup to verify fails in the journal
-        run_id = catalog.start_run(
-            conn, catalog.VERIFY_TASK, {"backup_id": backup_id, "latest": backup_id is None, "level": level}
-        )
-        from orchestrator.backup import verify as verify_mod
-
-        def locate() -> files.Entry:
-            if backup_id is not None:
-                return find_backup(conn, backup_id, directory, None)
-            root = backup_root(directory)
-            return verify_mod.locate(root, conn.info.dbname, None, catalog.system_identifier(conn))
-
-        result = verify_journaled(conn, s.dsn, run_id, locate, level, jobs=jobs, guard=_cleanup_on_sigterm)
+    result = verify_backup(s.dsn, backup_id, level, jobs, directory)
     emit(
         ctx,
         asdict(result),
@@ -349,6 +376,27 @@ def verify_cmd(
         )
 
 
+def verify_backup(dsn: str, backup_id: int | None, level: str, jobs: int,
+                  directory: Path | None) -> verify_mod.VerifyResult:
+    """Verify backup ``backup_id`` (None: the newest) of the database ``dsn`` connects to,
+    journaled as a run; its catalog row is updated."""
+    with db.connection(dsn, application_name=APPLICATION_NAME) as conn:
+        catalog.require_kit(conn)
+        # journaled from the start: a host job that finds no backup to verify fails in the journal
+        run_id = catalog.start_run(
+            conn, catalog.VERIFY_TASK, {"backup_id": backup_id, "latest": backup_id is None, "level": level}
+        )
+        from orchestrator.backup import verify as verify_mod
+
+        def locate() -> files.Entry:
+            if backup_id is not None:
+                return find_backup(conn, backup_id, directory, None)
+            root = backup_root(directory)
+            return verify_mod.locate(root, conn.info.dbname, None, catalog.system_identifier(conn))
+
+        return verify_journaled(conn, dsn, run_id, locate, level, jobs=jobs, guard=_cleanup_on_sigterm)
+
+
 @backup_group.command("list")
 @dir_option
 @database_option
@@ -358,45 +406,34 @@ def verify_cmd(
     show_default=True,
     help="Also show leftovers of failed runs.",
 )
+@fleet_options
 @click.pass_context
 def list_cmd(
-    ctx: click.Context, directory: Path | None, database: str | None, garbage: bool
+    ctx: click.Context,
+    directory: Path | None,
+    database: str | None,
+    garbage: bool,
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    all_targets: bool,
+    inventory_path: Path | None,
+    parallel: int,
 ) -> None:
-    """Backups of the database, from their manifests (newest last)."""
+    """Backups of the database, from their manifests (newest last).
+
+    With --target, --tag or --all: the backups of every chosen inventory target, each row
+    with its target (exit code 1 when a target could not be read)."""
+    if names or tags or all_targets:
+        if database is not None:
+            raise click.UsageError("--database names one database's backups; over targets each "
+                                   "target's own are listed")
+        from orchestrator.fleet import backup as fleet_backup
+
+        fleet_backup.run_list(ctx, inventory_path, names, tags, all_targets, parallel, directory=directory,
+                              garbage=garbage)
+        return
     s = settings(ctx)
-    name, system_identifier = source_database(s.dsn, database)
-    dbdir, legacy = files.database_dirs(backup_root(directory), name, system_identifier)
-    now = time.time()
-    rows = []
-    for e in files.scan_all([dbdir, legacy]):
-        if not e.is_backup and not garbage:
-            continue
-        m = e.manifest or {}
-        v = e.verify or {}
-        status = (
-            "garbage"
-            if not e.is_backup
-            else "verify failed"
-            if v and not v.get("ok")
-            else "verified"
-            if v
-            else m.get("status")
-        )
-        rows.append(
-            {
-                "id": e.backup_id,
-                "status": status,
-                "started_at": m.get("started_at"),
-                "age_days": round(prune_mod.age_days(m, now), 2) if m else None,
-                "format": m.get("format"),
-                "compression": m.get("compression"),
-                "bytes": m.get("bytes") if m else prune_mod.files_size(e.path),
-                "verified": v.get("level") if v else None,
-                "verified_at": v.get("at"),
-                "path": str(e.path),
-                "reason": e.reason,
-            }
-        )
+    name, dbdir, legacy, rows = list_backups(s.dsn, directory, database, garbage)
     title = f"backups of {name!r} in {dbdir}" + (
         f" and {legacy} (written before the layout had the server's system identifier)"
         if any(Path(r["path"]).parent == legacy for r in rows)
@@ -433,6 +470,46 @@ def list_cmd(
     emit(ctx, rows, render)
 
 
+def list_backups(dsn: str, directory: Path | None, database: str | None,
+                 garbage: bool) -> tuple[str, Path, Path, list[dict[str, Any]]]:
+    """The backups of ``database`` (default: the DSN's) of the server ``dsn`` points at: its
+    name, its directory, the directory of the layout before system identifiers, the rows."""
+    name, system_identifier = source_database(dsn, database)
+    dbdir, legacy = files.database_dirs(backup_root(directory), name, system_identifier)
+    now = time.time()
+    rows = []
+    for e in files.scan_all([dbdir, legacy]):
+        if not e.is_backup and not garbage:
+            continue
+        m = e.manifest or {}
+        v = e.verify or {}
+        status = (
+            "garbage"
+            if not e.is_backup
+            else "verify failed"
+            if v and not v.get("ok")
+            else "verified"
+            if v
+            else m.get("status")
+        )
+        rows.append(
+            {
+                "id": e.backup_id,
+                "status": status,
+                "started_at": m.get("started_at"),
+                "age_days": round(prune_mod.age_days(m, now), 2) if m else None,
+                "format": m.get("format"),
+                "compression": m.get("compression"),
+                "bytes": m.get("bytes") if m else prune_mod.files_size(e.path),
+                "verified": v.get("level") if v else None,
+                "verified_at": v.get("at"),
+                "path": str(e.path),
+                "reason": e.reason,
+            }
+        )
+    return name, dbdir, legacy, rows
+
+
 def _age(days: float) -> str:
     return f"{days * 24:.1f} h" if days < 2 else f"{days:.1f} d"
 
@@ -454,6 +531,7 @@ def _age(days: float) -> str:
 @dir_option
 @job_option
 @override_option
+@fleet_options
 @click.pass_context
 def prune_cmd(
     ctx: click.Context,
@@ -462,14 +540,64 @@ def prune_cmd(
     keep_days: float | None,
     execute: bool,
     directory: Path | None,
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    all_targets: bool,
+    inventory_path: Path | None,
+    parallel: int,
 ) -> None:
-    """Apply retention to this database's backups: a dry run unless --execute."""
+    """Apply retention to this database's backups: a dry run unless --execute.
+
+    With --target, --tag or --all: to every chosen inventory target's backups, a summary row each."""
     if keep_last is None and keep_days is None:
         raise click.UsageError("say what to keep: --keep-last N and/or --keep-days D")
+    if names or tags or all_targets:
+        from orchestrator.fleet import backup as fleet_backup
+
+        fleet_backup.run_prune(ctx, inventory_path, names, tags, all_targets, parallel,
+                               override_window=override_window, keep_last=keep_last, keep_days=keep_days,
+                               execute=execute, directory=directory)
+        return
     s = settings(ctx)
     if execute:  # a dry run removes nothing and is never held back
         host_gate(ctx, "backup_prune", override_window)
-    with db.connection(s.dsn, application_name=APPLICATION_NAME) as conn:
+    p = prune_backups(s.dsn, directory, keep_last, keep_days, execute)
+    data = {
+        "executed": p.executed,
+        "keep": p.keep,
+        "delete": p.delete,
+        "garbage": p.garbage,
+        "freed_bytes": p.freed_bytes,
+    }
+
+    def render(out: Console) -> None:
+        verb = "deleted" if execute else "would delete"
+
+        def line(x: dict[str, Any]) -> str:
+            return f"{x['id']:>6}  {x['started_at']}  {human_bytes(x['bytes']):>9}  {x['reason']}"
+
+        for k in p.keep:
+            out.print(f"keep         {line(k)}")
+        for d in p.delete:
+            out.print(f"[red]{verb:12}[/] {line(d)}")
+        for g in p.garbage:
+            out.print(
+                f"[yellow]garbage[/]      {Path(g['path']).name}: {g['reason']}"
+                + (" (removed)" if execute else "")
+            )
+        out.print(
+            f"{'freed' if execute else 'would free'} {human_bytes(p.freed_bytes)}"
+            + ("" if execute else "; run again with --execute to delete")
+        )
+
+    emit(ctx, data, render)
+
+
+def prune_backups(dsn: str, directory: Path | None, keep_last: int | None, keep_days: float | None,
+                  execute: bool) -> prune_mod.PrunePlan:
+    """Apply retention (or plan it, journaled as a dry run) to the backups of the database
+    ``dsn`` connects to."""
+    with db.connection(dsn, application_name=APPLICATION_NAME) as conn:
         catalog.require_kit(conn)
         run_id = catalog.start_run(
             conn,
@@ -502,35 +630,7 @@ def prune_cmd(
                 "freed_bytes": p.freed_bytes if execute else 0,
             },
         )
-    data = {
-        "executed": p.executed,
-        "keep": p.keep,
-        "delete": p.delete,
-        "garbage": p.garbage,
-        "freed_bytes": p.freed_bytes,
-    }
-
-    def render(out: Console) -> None:
-        verb = "deleted" if execute else "would delete"
-
-        def line(x: dict[str, Any]) -> str:
-            return f"{x['id']:>6}  {x['started_at']}  {human_bytes(x['bytes']):>9}  {x['reason']}"
-
-        for k in p.keep:
-            out.print(f"keep         {line(k)}")
-        for d in p.delete:
-            out.print(f"[red]{verb:12}[/] {line(d)}")
-        for g in p.garbage:
-            out.print(
-                f"[yellow]garbage[/]      {Path(g['path']).name}: {g['reason']}"
-                + (" (removed)" if execute else "")
-            )
-        out.print(
-            f"{'freed' if execute else 'would free'} {human_bytes(p.freed_bytes)}"
-            + ("" if execute else "; run again with --execute to delete")
-        )
-
-    emit(ctx, data, render)
+    return p
 
 
 @backup_group.command("restore")
