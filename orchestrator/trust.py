@@ -69,88 +69,70 @@ _OTHER_OBJECTS = """
            x.extnamespace FROM pg_catalog.pg_extension AS x
 """
 
+# The kit's schemas and the roles you trust, read first, so that the query below plans with
+# constants (it runs in a fresh backend for every database of a fleet: planning it with
+# correlated sets took longer than running it).
+_PARAMS_SQL = """
+SELECT CURRENT_USER::pg_catalog.text,
+       (SELECT n.oid FROM pg_catalog.pg_namespace AS n
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'maint'),
+       coalesce(pg_catalog.to_regnamespace('maint_exec')::pg_catalog.oid, 0::pg_catalog.oid),
+       ARRAY(SELECT r.oid FROM pg_catalog.pg_roles AS r
+              WHERE r.rolsuper OR r.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+       ARRAY(SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolsuper),
+       pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+       pg_catalog.set_config('jit', 'off', true)
+"""
+
 # Every row is one reason not to trust the kit: what, owned by (or granted to) whom, why.
-# Reads pg_catalog only; ordered so that the most direct reason comes first.
+# Reads pg_catalog only; ordered so that the most direct reason comes first. Parameters:
+# kit (the oid of schema maint, NULL without it), exec (maint_exec's, 0 without it),
+# trusted (the superusers and you), supers (the superusers).
 TRUST_SQL = """
-WITH me AS (
-    SELECT r.oid, r.rolname FROM pg_catalog.pg_roles AS r
-     WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
-), trusted AS (
-    SELECT r.oid FROM pg_catalog.pg_roles AS r
-     WHERE r.rolsuper OR r.oid OPERATOR(pg_catalog.=) (SELECT me.oid FROM me)
-), kit AS (
-    SELECT n.oid FROM pg_catalog.pg_namespace AS n
-     WHERE n.nspname OPERATOR(pg_catalog.=) 'maint'
-), owned AS (
-    SELECT 1 AS ord, 'schema' AS kind, pg_catalog.quote_ident(n.nspname) AS name,
-           n.nspowner AS owner
-      FROM pg_catalog.pg_namespace AS n
-     WHERE n.nspname OPERATOR(pg_catalog.=)
-           ANY (ARRAY['maint', 'maint_exec', 'maint_archive']::pg_catalog.name[])
-    UNION ALL
-    SELECT 2, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
-                             WHEN 'w' THEN 'window function' ELSE 'function' END,
-           p.oid::pg_catalog.regprocedure::pg_catalog.text, p.proowner
-      FROM pg_catalog.pg_proc AS p WHERE p.pronamespace IN (SELECT kit.oid FROM kit)
-    UNION ALL
-    SELECT 3, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
-                             WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                             WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-                             WHEN 'c' THEN 'composite type' ELSE 'index' END,
-           c.oid::pg_catalog.regclass::pg_catalog.text, c.relowner
-      FROM pg_catalog.pg_class AS c WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
-    UNION ALL
-    -- types of their own (row types and array types follow their relation or element)
-    SELECT 4, CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END,
-           t.oid::pg_catalog.regtype::pg_catalog.text, t.typowner
-      FROM pg_catalog.pg_type AS t
-     WHERE t.typnamespace IN (SELECT kit.oid FROM kit)
-       AND t.typrelid OPERATOR(pg_catalog.=) 0
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type AS e
-                        WHERE e.typarray OPERATOR(pg_catalog.=) t.oid)
-    UNION ALL
-    SELECT 5, 'operator', o.oid::pg_catalog.regoperator::pg_catalog.text, o.oprowner
-      FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
-    UNION ALL
-    SELECT 6, 'object', pg_catalog.pg_describe_object(x.classid, x.objid, 0), x.owner
-      FROM (<OTHER_OBJECTS>) AS x
-     WHERE x.nsp IN (SELECT kit.oid FROM kit)
-), kit_relations AS (
-    SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
-), dependers AS (
+WITH dependers AS (
     -- the kit's own objects, and what hangs on its tables: triggers, rules (views),
     -- policies, defaults, constraints (indexes are relations of the kit themselves)
-    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, kr.oid AS objid
-      FROM kit_relations AS kr
+    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid AS objid
+      FROM pg_catalog.pg_class AS c WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
     SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid FROM pg_catalog.pg_proc AS p
-     WHERE p.pronamespace IN (SELECT kit.oid FROM kit)
+     WHERE p.pronamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
     SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type AS t
-     WHERE t.typnamespace IN (SELECT kit.oid FROM kit)
+     WHERE t.typnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
     -- an operator runs its function (and estimators) with the caller's rights
     SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_operator AS o
-     WHERE o.oprnamespace IN (SELECT kit.oid FROM kit)
+     WHERE o.oprnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
-    SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, tg.oid FROM pg_catalog.pg_trigger AS tg
-     WHERE tg.tgrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+    SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, tg.oid
+      FROM pg_catalog.pg_trigger AS tg JOIN pg_catalog.pg_class AS c
+        ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
-    SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, rw.oid FROM pg_catalog.pg_rewrite AS rw
-     WHERE rw.ev_class IN (SELECT kr.oid FROM kit_relations AS kr)
+    SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, rw.oid
+      FROM pg_catalog.pg_rewrite AS rw JOIN pg_catalog.pg_class AS c
+        ON c.oid OPERATOR(pg_catalog.=) rw.ev_class
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
-    SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, po.oid FROM pg_catalog.pg_policy AS po
-     WHERE po.polrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+    SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, po.oid
+      FROM pg_catalog.pg_policy AS po JOIN pg_catalog.pg_class AS c
+        ON c.oid OPERATOR(pg_catalog.=) po.polrelid
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
-    SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, ad.oid FROM pg_catalog.pg_attrdef AS ad
-     WHERE ad.adrelid IN (SELECT kr.oid FROM kit_relations AS kr)
+    SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, ad.oid
+      FROM pg_catalog.pg_attrdef AS ad JOIN pg_catalog.pg_class AS c
+        ON c.oid OPERATOR(pg_catalog.=) ad.adrelid
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
     UNION ALL
     SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, cn.oid
-      FROM pg_catalog.pg_constraint AS cn
-     WHERE cn.conrelid IN (SELECT kr.oid FROM kit_relations AS kr)
-        OR cn.connamespace IN (SELECT kit.oid FROM kit)
-), referenced AS (
-    SELECT DISTINCT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
+      FROM pg_catalog.pg_constraint AS cn LEFT JOIN pg_catalog.pg_class AS c
+        ON c.oid OPERATOR(pg_catalog.=) cn.conrelid
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
+        OR cn.connamespace OPERATOR(pg_catalog.=) %(kit)s
+), dependencies AS (
+    -- what the dependers use, with the owner and schema of what they use
+    SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
            CASE d.refclassid
                WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass
                    THEN (SELECT p.proowner FROM pg_catalog.pg_proc AS p
@@ -192,22 +174,82 @@ WITH me AS (
       JOIN dependers AS k
         ON k.classid OPERATOR(pg_catalog.=) d.classid AND k.objid OPERATOR(pg_catalog.=) d.objid
      WHERE d.deptype IN ('n', 'a')
-), grants AS (
+), untrusted AS (
+    -- objects in maint are reported as owners; executors are validated by the kit itself
+    SELECT DISTINCT f.classid, f.objid, f.objsubid, f.refclassid, f.refobjid, f.owner
+      FROM dependencies AS f
+     WHERE f.owner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+       AND f.nsp IS DISTINCT FROM %(kit)s AND f.nsp IS DISTINCT FROM %(exec)s
+), reasons AS (
+    SELECT 1 AS ord, 'schema ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(n.nspname) AS what,
+           n.nspowner AS role, 'owner' AS reason
+      FROM pg_catalog.pg_namespace AS n
+     WHERE n.nspname OPERATOR(pg_catalog.=)
+           ANY (ARRAY['maint', 'maint_exec', 'maint_archive']::pg_catalog.name[])
+       AND n.nspowner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+    UNION ALL
+    SELECT 2, CASE p.prokind WHEN 'p' THEN 'procedure ' WHEN 'a' THEN 'aggregate '
+                             WHEN 'w' THEN 'window function ' ELSE 'function ' END
+              OPERATOR(pg_catalog.||) p.oid::pg_catalog.regprocedure::pg_catalog.text,
+           p.proowner, 'owner'
+      FROM pg_catalog.pg_proc AS p
+     WHERE p.pronamespace OPERATOR(pg_catalog.=) %(kit)s
+       AND p.proowner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+    UNION ALL
+    SELECT 3, CASE c.relkind WHEN 'r' THEN 'table ' WHEN 'p' THEN 'partitioned table '
+                             WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view '
+                             WHEN 'S' THEN 'sequence ' WHEN 'f' THEN 'foreign table '
+                             WHEN 'c' THEN 'composite type ' ELSE 'index ' END
+              OPERATOR(pg_catalog.||) c.oid::pg_catalog.regclass::pg_catalog.text,
+           c.relowner, 'owner'
+      FROM pg_catalog.pg_class AS c
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
+       AND c.relowner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+    UNION ALL
+    -- types of their own (row types and array types follow their relation or element)
+    SELECT 4, CASE t.typtype WHEN 'd' THEN 'domain ' ELSE 'type ' END
+              OPERATOR(pg_catalog.||) t.oid::pg_catalog.regtype::pg_catalog.text,
+           t.typowner, 'owner'
+      FROM pg_catalog.pg_type AS t
+     WHERE t.typnamespace OPERATOR(pg_catalog.=) %(kit)s
+       AND t.typowner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+       AND t.typrelid OPERATOR(pg_catalog.=) 0
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type AS e
+                        WHERE e.typarray OPERATOR(pg_catalog.=) t.oid)
+    UNION ALL
+    SELECT 5, 'operator ' OPERATOR(pg_catalog.||) o.oid::pg_catalog.regoperator::pg_catalog.text,
+           o.oprowner, 'owner'
+      FROM pg_catalog.pg_operator AS o
+     WHERE o.oprnamespace OPERATOR(pg_catalog.=) %(kit)s
+       AND o.oprowner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+    UNION ALL
+    SELECT 6, 'object ' OPERATOR(pg_catalog.||) pg_catalog.pg_describe_object(x.classid, x.objid, 0),
+           x.owner, 'owner'
+      FROM (<OTHER_OBJECTS>) AS x
+     WHERE x.nsp OPERATOR(pg_catalog.=) %(kit)s
+       AND x.owner OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
+    UNION ALL
+    SELECT 10, pg_catalog.pg_describe_object(f.classid, f.objid, f.objsubid)
+               OPERATOR(pg_catalog.||) ' uses '
+               OPERATOR(pg_catalog.||) pg_catalog.pg_describe_object(f.refclassid, f.refobjid, 0),
+           f.owner, 'dependency'
+      FROM untrusted AS f
+    UNION ALL
     -- CREATE on schema maint: another role could add code after this check
-    SELECT 'schema maint' AS what, 'CREATE' AS privilege, a.grantee
-      FROM pg_catalog.pg_namespace AS n,
-           LATERAL pg_catalog.aclexplode(n.nspacl) AS a
-     WHERE n.oid IN (SELECT kit.oid FROM kit) AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
-       AND a.grantee NOT IN (SELECT trusted.oid FROM trusted)
+    SELECT 20, 'schema maint', a.grantee, 'CREATE'
+      FROM pg_catalog.pg_namespace AS n, LATERAL pg_catalog.aclexplode(n.nspacl) AS a
+     WHERE n.oid OPERATOR(pg_catalog.=) %(kit)s
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+       AND a.grantee OPERATOR(pg_catalog.<>) ALL (%(trusted)s::pg_catalog.oid[])
     UNION ALL
     -- any privilege but SELECT on a kit relation or column, held by a role that neither owns
     -- it nor is a superuser: TRIGGER adds code, the others write what only the kit's
     -- functions write (the migrations grant nothing but SELECT)
-    SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view '
-                          WHEN 'm' THEN 'materialized view ' WHEN 'f' THEN 'foreign table '
-                          ELSE 'table ' END
+    SELECT 20, CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view '
+                              WHEN 'm' THEN 'materialized view ' WHEN 'f' THEN 'foreign table '
+                              ELSE 'table ' END
                OPERATOR(pg_catalog.||) c.oid::pg_catalog.regclass::pg_catalog.text,
-           pg_catalog.string_agg(g.privilege, ', ' ORDER BY g.privilege), g.grantee
+           g.grantee, pg_catalog.string_agg(g.privilege, ', ' ORDER BY g.privilege)
       FROM pg_catalog.pg_class AS c
      CROSS JOIN LATERAL (
            SELECT a.privilege_type AS privilege, a.grantee
@@ -220,38 +262,18 @@ WITH me AS (
                   LATERAL pg_catalog.aclexplode(att.attacl) AS a
             WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid AND NOT att.attisdropped
               AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT') AS g
-     WHERE c.relnamespace IN (SELECT kit.oid FROM kit)
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) %(kit)s
        AND g.privilege OPERATOR(pg_catalog.<>) 'SELECT'
        AND g.grantee OPERATOR(pg_catalog.<>) c.relowner
-       AND g.grantee NOT IN (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolsuper)
+       AND g.grantee OPERATOR(pg_catalog.<>) ALL (%(supers)s::pg_catalog.oid[])
      GROUP BY c.oid, c.relkind, g.grantee
 )
-SELECT x.ord, x.what, x.owner, x.reason
-  FROM (
-    SELECT o.ord, o.kind OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.name AS what,
-           coalesce(pg_catalog.quote_ident(r.rolname), o.owner::pg_catalog.text) AS owner,
-           'owner' AS reason
-      FROM owned AS o LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) o.owner
-     WHERE o.owner NOT IN (SELECT trusted.oid FROM trusted)
-    UNION ALL
-    SELECT 10, pg_catalog.pg_describe_object(f.classid, f.objid, f.objsubid)
-               OPERATOR(pg_catalog.||) ' uses '
-               OPERATOR(pg_catalog.||) pg_catalog.pg_describe_object(f.refclassid, f.refobjid, 0),
-           coalesce(pg_catalog.quote_ident(r.rolname), f.owner::pg_catalog.text),
-           'dependency'
-      FROM referenced AS f LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) f.owner
-     WHERE f.owner IS NOT NULL AND f.owner NOT IN (SELECT trusted.oid FROM trusted)
-       -- objects in maint are reported above; executors are validated by the kit itself
-       AND f.nsp IS DISTINCT FROM (SELECT kit.oid FROM kit)
-       AND f.nsp IS DISTINCT FROM pg_catalog.to_regnamespace('maint_exec')
-    UNION ALL
-    SELECT 20, g.what, CASE g.grantee WHEN 0 THEN 'PUBLIC'
-                                      ELSE coalesce(pg_catalog.quote_ident(r.rolname),
-                                                    g.grantee::pg_catalog.text) END,
-           g.privilege
-      FROM grants AS g LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) g.grantee
-  ) AS x
- ORDER BY x.ord, x.what, x.owner
+SELECT x.ord, x.what,
+       CASE x.role WHEN 0 THEN 'PUBLIC'
+                   ELSE coalesce(pg_catalog.quote_ident(r.rolname), x.role::pg_catalog.text) END AS role,
+       x.reason
+  FROM reasons AS x LEFT JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) x.role
+ ORDER BY 1, 2, 3
 """.replace("<OTHER_OBJECTS>", _OTHER_OBJECTS)
 
 
@@ -270,19 +292,14 @@ def problems(conn: psycopg.Connection) -> tuple[str, list[Problem]]:
     """(current_user, every reason not to trust the kit in the database ``conn`` is
     connected to); no reasons when the kit is trustworthy or not installed. Leaves the
     connection idle (it works on autocommit and transactional connections alike)."""
-    with conn.transaction():  # a savepoint when the caller's transaction is open
-        row = conn.execute(
-            "SELECT CURRENT_USER::pg_catalog.text, pg_catalog.current_setting('search_path'),"
-            " pg_catalog.current_setting('jit')"
-        ).fetchone()
+    # a savepoint when the caller's transaction is open; rolled back, so that the settings
+    # made for the query (search_path, and jit: compiling this catalog query would take longer
+    # than running it) end with it and an open transaction keeps its own
+    with conn.transaction(force_rollback=True):
+        row = conn.execute(_PARAMS_SQL).fetchone()
         assert row is not None
-        # jit: compiling this catalog query would take longer than running it
-        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),"
-                     " pg_catalog.set_config('jit', 'off', true)")
-        rows = conn.execute(TRUST_SQL).fetchall()
-        # a caller's open transaction keeps its own settings
-        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true),"
-                     " pg_catalog.set_config('jit', %s, true)", (row[1], row[2]))
+        rows = conn.execute(TRUST_SQL, {"kit": row[1], "exec": row[2], "trusted": row[3],
+                                        "supers": row[4]}).fetchall()
     me = str(row[0])
     return me, [Problem(str(r[1]), str(r[2]), str(r[3])) for r in rows]
 

@@ -248,6 +248,20 @@ def test_executors_are_owned_by_table_owners_by_design(pg_server, make_role, db)
     assert trust.problems(db)[1] == [trust.Problem("schema maint_exec", owner1, "owner")]
 
 
+def test_a_dependency_on_an_untrusted_type_is_caught_without_maint_exec(pg_server, make_role, db):
+    """What the kit's objects use is checked whether or not schema maint_exec exists (an
+    earlier query compared with its oid and skipped dependencies on types when it did not)."""
+    owner1 = make_role()
+    db.execute("CREATE SCHEMA zz_owner1")
+    db.execute("CREATE DOMAIN zz_owner1.label AS text")
+    db.execute(sql.SQL("ALTER DOMAIN zz_owner1.label OWNER TO {}").format(sql.Identifier(owner1)))
+    db.execute("DROP SCHEMA maint_exec CASCADE")
+    db.execute("ALTER TABLE maint.runs ADD COLUMN zz_label zz_owner1.label")
+    _, found = trust.problems(db)
+    assert [(p.what, p.role, p.reason) for p in found] == [
+        ("column zz_label of table maint.runs uses type zz_owner1.label", owner1, "dependency")]
+
+
 def test_the_guard_checks_only_connections_to_the_kit_database(pg_server, dbo_kit, db):
     name, _dbo = dbo_kit
     dsn = pg_server.dsn(name)
