@@ -312,11 +312,6 @@ def undo_cmd(ctx: click.Context, run_id: int, dry_run: bool, names: tuple[str, .
     emit(ctx, run, render)
 
 
-def register(cli: click.Group) -> None:
-    """Add the cleanup commands to the top-level CLI."""
-    cli.add_command(run_group)
-    cli.add_command(rules_group)
-    cli.add_command(undo_cmd)
 
 
 # --- demo ------------------------------------------------------------------------------

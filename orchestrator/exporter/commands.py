@@ -79,7 +79,3 @@ def exporter_cmd(ctx: click.Context, listen: tuple[str, int], inventory_path: Pa
     finally:
         httpd.server_close()
         app.refresher.close()
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(exporter_cmd)

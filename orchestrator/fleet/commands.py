@@ -102,9 +102,3 @@ def _roles_text(f: Facts) -> str:
     if not f.roles:
         return "none"
     return ", ".join(r + ("*" if r in f.member_of else "") for r in f.roles)
-
-
-def register(cli: click.Group) -> None:
-    """Add the fleet commands to the CLI."""
-    cli.add_command(inventory_group)
-
