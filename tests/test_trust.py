@@ -262,6 +262,38 @@ def test_a_dependency_on_an_untrusted_type_is_caught_without_maint_exec(pg_serve
         ("column zz_label of table maint.runs uses type zz_owner1.label", owner1, "dependency")]
 
 
+def test_what_hangs_on_the_kit_tables_is_checked_for_untrusted_code(pg_server, make_role, db):
+    """Triggers, rules, policies, defaults and constraints on a kit table, and a domain's
+    constraint in maint, each calling a function of a role you do not trust, are each a reason
+    (a superuser added them, so none is an owner problem)."""
+    owner1 = make_role()
+    db.execute("CREATE SCHEMA zz_owner1")
+    for name, result in (("t", "trigger"), ("r", "int"), ("p", "boolean"), ("d", "text"),
+                         ("c", "boolean"), ("dc", "boolean")):
+        body = {"trigger": "BEGIN RETURN NULL; END", "int": "BEGIN RETURN 1; END",
+                "boolean": "BEGIN RETURN true; END", "text": "BEGIN RETURN 'x'; END"}[result]
+        db.execute(f"CREATE FUNCTION zz_owner1.{name}() RETURNS {result} LANGUAGE plpgsql AS $${body}$$")
+        db.execute(sql.SQL("ALTER FUNCTION zz_owner1.{}() OWNER TO {}").format(
+            sql.Identifier(name), sql.Identifier(owner1)))
+    db.execute("CREATE TRIGGER zz_t AFTER INSERT ON maint.runs FOR EACH STATEMENT"
+               " EXECUTE FUNCTION zz_owner1.t()")
+    db.execute("CREATE RULE zz_r AS ON UPDATE TO maint.check_config DO ALSO SELECT zz_owner1.r()")
+    db.execute("CREATE POLICY zz_p ON maint.runs USING (zz_owner1.p())")
+    db.execute("ALTER TABLE maint.runs ADD COLUMN zz_d text DEFAULT zz_owner1.d()")
+    db.execute("ALTER TABLE maint.runs ADD CONSTRAINT zz_c CHECK (zz_owner1.c()) NOT VALID")
+    db.execute("CREATE DOMAIN maint.zz_dom AS int CONSTRAINT zz_dc CHECK (zz_owner1.dc())")
+    _, found = trust.problems(db)
+    assert sorted((p.what, p.role, p.reason) for p in found) == sorted([
+        ("trigger zz_t on table maint.runs uses function zz_owner1.t()", owner1, "dependency"),
+        ("rule zz_r on table maint.check_config uses function zz_owner1.r()", owner1, "dependency"),
+        ("policy zz_p on table maint.runs uses function zz_owner1.p()", owner1, "dependency"),
+        ("default value for column zz_d of table maint.runs uses function zz_owner1.d()", owner1,
+         "dependency"),
+        ("constraint zz_c on table maint.runs uses function zz_owner1.c()", owner1, "dependency"),
+        ("constraint zz_dc uses function zz_owner1.dc()", owner1, "dependency"),
+    ])
+
+
 def test_the_guard_checks_only_connections_to_the_kit_database(pg_server, dbo_kit, db):
     name, _dbo = dbo_kit
     dsn = pg_server.dsn(name)
