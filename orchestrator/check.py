@@ -95,7 +95,6 @@ def run_checks(
                 "SELECT check_name, category, enabled, unit, warn, crit FROM maint.check_config"
             )
         }
-        version = cur.execute("SHOW server_version").fetchone()
     unknown = sorted((set(only or []) | set(skip or [])) - set(config))
     if unknown:
         raise CheckUnknown(f"unknown health check(s): {', '.join(unknown)}")
@@ -149,7 +148,7 @@ def run_checks(
     return Report(
         rows=rows,
         database=conn.info.dbname,
-        server_version=str(version["server_version"]) if version else "",
+        server_version=conn.info.parameter_status("server_version") or "",  # reported at connect
         generated_at=datetime.now(UTC),
         duration_s=time.monotonic() - started,
         recorded=record,
