@@ -110,7 +110,8 @@ def run_checks(
     if max_age is not None:
         recorded, recordings = _recorded_rows(conn, max_age, only=only, skip=skip)
         rows += recorded
-        names = [n for n in names if n not in {r["check_name"] for r in recorded}]
+        read = {r["check_name"] for r in recorded}
+        names = [n for n in names if n not in read]
     cron_jobs, cron_error = (None, None)
     if "cron_jobs" in names and dsn is not None:
         cron_jobs, cron_error = cron_jobs_from_cron_database(conn, dsn)
