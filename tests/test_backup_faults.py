@@ -303,3 +303,49 @@ def test_sigterm_stops_pg_dump_and_cleans_up(db, db_dsn, tmp_path, blocked):
     assert _created(tmp_path, db) == []
     [row] = catalog_rows(db)
     assert row[1] == "failed" and row[3] == "terminated by signal 15"
+
+
+def test_sigterm_stops_a_fleet_backup_and_every_target_cleans_up(db, pg_server, make_database, tmp_path):
+    """A fleet backup's dumps run in worker threads, which cannot catch a signal: the main
+    thread ends them, each target's backup fails as a failed dump does (no files, catalog row
+    'failed'), a target whose turn had not come is not started, and the summary comes out."""
+    from support import deploy_to
+
+    names = [db.info.dbname, make_database(), make_database()]
+    for name in names[1:]:
+        deploy_to(pg_server.dsn(name))
+    holders = []
+    try:
+        for name in names[:2]:  # the first two dumps wait for a lock; the third waits its turn
+            with psycopg.connect(pg_server.dsn(name), autocommit=True) as conn:
+                conn.execute("CREATE TABLE public.blocker (id int)")
+            holder = psycopg.connect(pg_server.dsn(name))
+            holder.execute("LOCK TABLE public.blocker IN ACCESS EXCLUSIVE MODE")
+            holders.append(holder)
+        inventory = tmp_path / "pgmaint.toml"
+        inventory.write_text("".join(f'[targets.t{i}]\ndsn = "{pg_server.dsn(n)}"\n\n'
+                                     for i, n in enumerate(names)))
+        out_dir = tmp_path / "backups"
+        proc = spawn("--json", "backup", "create", "--inventory", str(inventory), "--all",
+                     "--parallel", "2", "--dir", str(out_dir), "--lock-wait-timeout", "60s",
+                     dsn=pg_server.dsn(names[0]))
+        try:
+            _wait_for(lambda: len(pids_of("pg_dump", str(out_dir))) == 2, what="two pg_dumps")
+            proc.send_signal(signal.SIGTERM)  # the orchestrator only, as systemd would
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        for holder in holders:
+            holder.close()
+    assert proc.returncode == 143, err
+    assert "terminated by signal 15; stopping the running dumps" in err and "Traceback" not in err
+    assert pids_of("pg_dump", str(out_dir)) == []
+    rows = {r["target"]: r for r in json.loads(out)["targets"]}
+    assert [rows[f"t{i}"]["error"] for i in range(3)] == ["terminated by signal 15"] * 3
+    assert [p for p in out_dir.rglob("*") if p.is_file()] == []  # no dump, no partial file
+    for i, name in enumerate(names):
+        with psycopg.connect(pg_server.dsn(name)) as conn:
+            statuses = [(r[1], r[3]) for r in catalog_rows(conn)]
+        assert statuses == ([] if i == 2 else [("failed", "terminated by signal 15")]), (name, statuses)

@@ -44,6 +44,52 @@ GLOBALS_NAME = "globals.sql"
 Progress = Callable[[str, int], None]  # (phase, bytes written so far)
 
 
+class Stopped(BackupError):
+    """The command was told to stop (a signal, in a fleet command's worker thread)."""
+
+
+class _Stop:
+    """The pg_dumps this process runs, so that a fleet command stopped by a signal (caught
+    in the main thread; its workers cannot catch one) can end them: each worker's create
+    then fails like any failed dump (partial files removed, catalog row 'failed'), and no
+    dump starts after it."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Stopped(f"terminated by signal {self.signum}")
+
+    def add(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.add(proc)
+        if self.signum is not None:  # stopped while it started
+            proc.terminate()
+
+    def discard(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def reset(self) -> None:
+        """A new command (the tests run many in one process)."""
+        self.signum = None
+
+    def stop(self, signum: int) -> None:
+        """Called from a signal handler: end every running dump, start no new one."""
+        self.signum = signum
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            with contextlib.suppress(OSError):
+                proc.terminate()
+
+
+STOP = _Stop()
+
+
 @dataclass
 class CreateOptions:
     dsn: str
@@ -445,6 +491,7 @@ def _dump(
         if opts.jobs > 1:
             args.append(f"--jobs={opts.jobs}")
         args += ["--dbname", target_conninfo]
+        STOP.check()
         td = time.monotonic()
         proc = subprocess.Popen(
             args,
@@ -454,6 +501,7 @@ def _dump(
             stderr=subprocess.PIPE,
             text=True,
         )
+        STOP.add(proc)
         err = _Stderr(proc.stderr)
         err.start()
         if progress:
@@ -492,6 +540,7 @@ def _dump(
         proc.wait()
         dump_seconds = time.monotonic() - td
         err.join(5)
+        STOP.check()  # pg_dump was terminated by STOP.stop
         if proc.returncode != 0:
             raise BackupError(
                 _dump_failure(
@@ -500,9 +549,11 @@ def _dump(
             )
         snap.commit()
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            STOP.discard(proc)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         snap.close()
     warnings = [ln.strip() for ln in err.lines if ln.strip()]
     return {

@@ -9,9 +9,10 @@ error (1) > preflight refused (3) > another run holds the lock (4) > ok (0).
 
 from __future__ import annotations
 
+import signal
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import click
 
 from orchestrator import db
 from orchestrator.backup import cmd
-from orchestrator.backup.create import CreateOptions, create
+from orchestrator.backup.create import STOP, CreateOptions, create
 from orchestrator.fleet.admin import _server
 from orchestrator.fleet.commands import chosen
 from orchestrator.fleet.gate import gate
@@ -49,6 +50,31 @@ def _gated(target: Target, task: str, override: str | None) -> tuple[str, str | 
     return g.dsn, g.skipped
 
 
+@contextmanager
+def _stop_on_signal() -> Iterator[None]:
+    """SIGTERM (systemd stop) or Ctrl-C during a fleet backup: the workers cannot catch a
+    signal, so the main thread ends their pg_dumps (``create.STOP``); each of those backups
+    then fails as a failed dump does (partial files removed, catalog row 'failed'), the
+    targets not started yet are not started, and the summary is printed before the exit
+    (143, or 130 for Ctrl-C)."""
+    STOP.reset()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if STOP.signum is None:
+            click.echo(f"Error: terminated by signal {signum}; stopping the running dumps", err=True)
+        STOP.stop(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
                all_targets: bool, parallel: int, *, override_window: str | None, **options: Any) -> None:
     """``options``: CreateOptions' fields other than ``dsn`` (``root`` resolved)."""
@@ -57,6 +83,7 @@ def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
     one_restore = _restores_one_per_server(targets, options["verify"])
 
     def work(target: Target) -> Row:
+        STOP.check()  # stopped before this target's turn: not started
         with kit_guarded(target):
             dsn, skipped = _gated(target, "backup_create", override_window)
             if skipped:
@@ -70,12 +97,19 @@ def run_create(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
         return {**data, "outcome": data["status"], "exit_code": 5 if bad else 0,
                 "error": f"backup {result.backup_id} failed verification: {problems}" if problems else None}
 
-    rows = rows_of(run_all(targets, work, parallel, label="backup create"))
+    with _stop_on_signal():
+        rows = rows_of(run_all(targets, work, parallel, label="backup create"))
     root = options["root"]
-    report(ctx, f"pgmaint backup create (in {root})", rows, ["backup", "size", "path"],
-           lambda r: [r.get("backup_id"), human_bytes(r.get("bytes")),
-                      _relative(r["path"], root) if r.get("path") else r.get("note")],
-           order=ORDER)
+    try:
+        report(ctx, f"pgmaint backup create (in {root})", rows, ["backup", "size", "path"],
+               lambda r: [r.get("backup_id"), human_bytes(r.get("bytes")),
+                          _relative(r["path"], root) if r.get("path") else r.get("note")],
+               order=ORDER)
+    except click.exceptions.Exit:
+        if STOP.signum is None:
+            raise
+    if STOP.signum is not None:
+        ctx.exit(128 + STOP.signum)
 
 
 def run_verify(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
