@@ -190,6 +190,8 @@ def render_nagios(report: Report) -> str:
     """Nagios plugin output: status line with perfdata, then one line per finding."""
     bad = [r for r in sort_rows(report.rows) if r["status"] in ("critical", "warning", "unknown")]
     head = summary_line(report)
+    if report.recordings:  # what the verdict rests on (the table prints it on a line of its own)
+        head = f"{head[:-1]}; {recordings_line(report.recordings)})"
     if bad:
         head += ": " + "; ".join(f"{r['check_name']}: {r['detail']}" for r in bad[:3])
     head = head.replace("|", "/").replace("\n", " ")

@@ -76,6 +76,10 @@ def test_single_check_max_age_counts_ages_and_runs_stale_checks_live(db, db_dsn)
     assert "critical" not in {r["status"] for r in rows if r["check_name"] == "sequence_exhaustion"}
     table = run_cli("--dsn", db_dsn, "check", "--max-age", "15 minutes", *QUIET).output
     assert f"{checks} of {checks} checks from recordings younger than 15 minutes" in table
+    nagios = run_cli("--dsn", db_dsn, "check", "--max-age", "15 minutes", "--format", "nagios", *QUIET)
+    head = nagios.output.splitlines()[0]  # what the verdict rests on, in the status line
+    assert f"; {checks} of {checks} checks from recordings younger than 15 minutes (oldest " in head, head
+    assert ", 0 run live)" in head, head
 
     age_recordings(db, "1 hour")  # the schedule stopped: the stale checks run live
     result = run_cli("--dsn", db_dsn, "--json", "check", "--max-age", "15 minutes", *QUIET)
@@ -120,6 +124,9 @@ def test_fleet_default_reads_recordings_and_says_so_per_target(tmp_path, db, pg_
 
     table = run_cli("check", "--all", "--inventory", path, *QUIET).output
     assert "recorded" in table and "oldest" in table and "live" in table
+    nagios = run_cli("check", "--all", "--inventory", path, "--format", "nagios", *QUIET).output
+    assert (f"; {checks} checks from recordings younger than 15 minutes (oldest " in nagios
+            and f", {checks} run live | " in nagios), nagios
 
     # a database whose recordings are older than max-age is checked live
     critical_sequence(db)

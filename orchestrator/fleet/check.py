@@ -46,7 +46,7 @@ def run(ctx: click.Context, inventory_path: Path | None, names: tuple[str, ...],
             {**r, "report": to_json(o.value) if o.value is not None else None} for r, o in zip(rows, outcomes,
                                                                                                strict=True)]}))
     elif fmt == "nagios":
-        click.echo(_nagios(rows, worst))
+        click.echo(_nagios(rows, worst, max_age))
     else:
         _render(make_console(), rows, worst, max_age)
     ctx.exit(code)
@@ -93,6 +93,13 @@ def _counts(rows: list[dict[str, Any]]) -> str:
     return f"{len(rows)} target(s): " + ", ".join(parts)
 
 
-def _nagios(rows: list[dict[str, Any]], worst: str) -> str:
+def _nagios(rows: list[dict[str, Any]], worst: str, max_age: str | None) -> str:
     perf = " ".join(f"'{r['target']}'={r['exit_code']}" for r in rows)
-    return f"PGMAINT {worst.upper()}: {_counts(rows)} | {perf}"
+    read = ""
+    if max_age is not None:  # what the verdict rests on: recordings or checks run now
+        recorded = sum(r["recorded"] or 0 for r in rows)
+        live = sum(r["live"] or 0 for r in rows)
+        ages = [r["oldest_recording_s"] for r in rows if r["oldest_recording_s"] is not None]
+        oldest = f" (oldest {age_text(max(ages))})" if ages else ""
+        read = f"; {recorded} checks from recordings younger than {max_age}{oldest}, {live} run live"
+    return f"PGMAINT {worst.upper()}: {_counts(rows)}{read} | {perf}"
