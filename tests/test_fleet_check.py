@@ -83,26 +83,28 @@ def test_deploy_all_is_idempotent_and_status_follows(tmp_path, pg_server, make_d
             + target_toml("down", unreachable_dsn()))
     path = str(write_inventory(tmp_path, text))
     result = run_cli("--json", "status", "--all", "--inventory", path)
-    rows = {r["target"]: r for r in json.loads(result.output)}
-    assert result.exit_code == 1
+    data = json.loads(result.output)  # the shape of every fleet command's JSON
+    rows = {r["target"]: r for r in data["targets"]}
+    assert result.exit_code == data["exit_code"] == 1 and rows["down"]["exit_code"] == 1
     assert rows["a"]["outcome"] == "not installed" and rows["other/app1"]["outcome"] == "up to date"
     assert not rows["down"]["ok"] and "cannot connect" in rows["down"]["error"]
 
     result = run_cli("--json", "deploy", "--all", "--inventory", path, "--dry-run")
-    assert {r["target"]: r["outcome"] for r in json.loads(result.output)}["b"].startswith("would apply")
+    assert {r["target"]: r["outcome"] for r in json.loads(result.output)["targets"]}["b"].startswith(
+        "would apply")
 
     result = run_cli("--json", "deploy", "--all", "--inventory", path, "--parallel", "4")
-    rows = {r["target"]: r for r in json.loads(result.output)}
+    rows = {r["target"]: r for r in json.loads(result.output)["targets"]}
     assert result.exit_code == 1  # the unreachable one; the others went on
     assert rows["a"]["outcome"] == rows["b"]["outcome"] == rows["other/fresh"]["outcome"] == "deployed"
     assert rows["other/app1"]["outcome"] == "up to date"
     result = run_cli("deploy", "--all", "--inventory", path)
     assert result.exit_code == 1
-    assert result.output.count("up to date") == 5 and "failed: down" in result.output
+    assert result.output.count("up to date") == 5 and "not ok: down (failed)" in result.output
 
     result = run_cli("--json", "status", "--tag", "none", "--inventory", path)
     assert result.exit_code != 0 and "has tag 'none'" in result.output
     result = run_cli("--json", "status", "--target", "a", "--target", "other/fresh", "--inventory", path)
     assert result.exit_code == 0
-    assert [r["outcome"] for r in json.loads(result.output)] == ["up to date", "up to date"]
+    assert [r["outcome"] for r in json.loads(result.output)["targets"]] == ["up to date", "up to date"]
     assert run_cli("deploy", "--all", "--adopt", "--inventory", path).exit_code == 2

@@ -14,7 +14,7 @@ from orchestrator import db, deploy, journal, trust
 from orchestrator.fleet.commands import chosen
 from orchestrator.fleet.inventory import Target
 from orchestrator.fleet.run import Outcome, run_all
-from orchestrator.output import emit, table
+from orchestrator.fleet.summary import report, rows_of
 
 
 def _server(target: Target) -> str:
@@ -63,7 +63,7 @@ def run_deploy(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
     done.update({o.target.name: o for o in run_all(rest, work, parallel, label="deploy")})
     outcomes = [done[t.name] for t in targets]
     _report(ctx, "pgmaint deploy" + (" (dry run)" if dry_run else ""), outcomes,
-            ["migrations"], lambda v: [len(v["migrations"])])
+            ["migrations"], lambda r: [len(r["migrations"])])
 
 
 def run_status(ctx: click.Context, path: Path | None, names: tuple[str, ...], tags: tuple[str, ...],
@@ -87,24 +87,12 @@ def run_status(ctx: click.Context, path: Path | None, names: tuple[str, ...], ta
 
     outcomes = run_all(targets, work, parallel, label="status")
     _report(ctx, "pgmaint status", outcomes, ["running", "failed 24 h"],
-            lambda v: [v["running"], v["failed_24h"]])
+            lambda r: [r["running"], r["failed_24h"]])
 
 
 def _report(ctx: click.Context, title: str, outcomes: list[Outcome[dict[str, Any]]], extra: list[str],
             cells: Callable[[dict[str, Any]], list[Any]]) -> None:
-    rows = [{"target": o.target.name, "ok": o.value is not None, "seconds": round(o.seconds, 3),
-             "error": o.error, **(o.value or {"database": o.target.dbname or None, "outcome": "failed"})}
-            for o in outcomes]
-
-    def render(out: Any) -> None:
-        out.print(table(title, ["target", "database", "outcome", "installed", *extra, "seconds", "error"],
-                        ((r["target"], r["database"], r["outcome"], r.get("installed_version"),
-                          *(cells(o.value) if o.value else [None] * len(extra)), f"{r['seconds']:.2f}",
-                          r["error"]) for r, o in zip(rows, outcomes, strict=True))))
-        failed = [r["target"] for r in rows if not r["ok"]]
-        out.print(f"{len(rows)} target(s), {len(rows) - len(failed)} done"
-                  + (f"; failed: {', '.join(failed)}" if failed else ""))
-
-    emit(ctx, rows, render)
-    if any(not r["ok"] for r in rows):
-        ctx.exit(1)
+    """The fleet summary every fleet command prints (``summary.report``): ``--json`` as
+    ``{"exit_code", "targets"}``, exit code 1 when a target failed."""
+    report(ctx, title, rows_of(outcomes), ["installed", *extra],
+           lambda r: [r.get("installed_version"), *(cells(r) if r["ok"] else [None] * len(extra))])
