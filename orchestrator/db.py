@@ -79,8 +79,11 @@ def connect(dsn: str = "", *, autocommit: bool = True, **overrides: object) -> p
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
     try:
-        with conn.transaction():  # leaves a non-autocommit connection idle
+        if autocommit:  # one statement: its own transaction
             pin_search_path(conn)
+        else:
+            with conn.transaction():  # leaves a non-autocommit connection idle
+                pin_search_path(conn)
         if _guarded(dsn, overrides):
             trust.require(conn)
     except BaseException:
