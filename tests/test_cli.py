@@ -168,3 +168,45 @@ def test_a_bad_lock_timeout_is_a_usage_error(runner, pg_server, make_database):
     assert result.exit_code == 2 and "is not a duration" in result.stderr
     ok = runner.invoke(cli, ["--dsn", dsn, "deploy", "--lock-timeout", "2min"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_every_command_loads_by_its_name_and_backup_loads_only_what_it_needs():
+    """``COMMANDS`` names each command's module: each loads under its own name, and
+    ``pgmaint backup`` (a fresh interpreter) does not import the web console, the exporter,
+    notifications or yoyo."""
+    import subprocess
+    import sys
+
+    from orchestrator.cli import COMMANDS
+
+    for name in COMMANDS:
+        command = cli.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None and command.name == name, name
+    assert invoke(CliRunner(), "--help").output.count("\n  ") >= len(COMMANDS)
+    probe = ("import sys\nfrom orchestrator.cli import cli\ncli.get_command(None, 'backup')\n"
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in"
+             " ('orchestrator', 'yoyo', 'apprise', 'starlette', 'jinja2', 'prometheus_client'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    modules = loaded.stdout.split()
+    assert "orchestrator.backup.cmd" in modules
+    heavy = [m for m in modules if m.startswith(("orchestrator.web", "orchestrator.exporter",
+                                                 "orchestrator.notify", "orchestrator.deploy", "yoyo",
+                                                 "apprise", "starlette", "jinja2", "prometheus_client"))]
+    assert heavy == [], heavy
+
+
+def test_a_pgmaint_process_exits_with_the_command_code_and_its_output_complete(tmp_path):
+    """``main()`` ends the process without the interpreter's teardown: the exit code, the
+    whole output and the one-line error still come out."""
+    import subprocess
+    import sys
+
+    version = subprocess.run([sys.executable, "-m", "orchestrator", "--version"], capture_output=True,
+                             text=True)
+    assert version.returncode == 0 and version.stdout == f"pgmaint, version {__version__}\n"
+    bad = subprocess.run([sys.executable, "-m", "orchestrator", "--dsn", f"host={tmp_path} port=1",
+                          "check", "--format", "nagios"], capture_output=True, text=True)
+    assert bad.returncode == 3 and bad.stdout.startswith("PGMAINT UNKNOWN: cannot connect"), bad
+    usage = subprocess.run([sys.executable, "-m", "orchestrator", "nosuchcommand"], capture_output=True,
+                           text=True)
+    assert usage.returncode == 2 and "No such command 'nosuchcommand'" in usage.stderr
